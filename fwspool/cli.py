@@ -1,0 +1,231 @@
+"""The ``fwspool`` command line: a thin layer over the documented Python API.
+
+Every error a user can cause is a :class:`~fwspool.errors.FwspoolError`: one line on stderr,
+``fwspool: <message>``, and its documented exit code (README, "Exit codes").
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+import msgspec
+
+from fwspool import __version__
+from fwspool.errors import EX_SOFTWARE, DataError, FwspoolError, InputError
+from fwspool.events import EVENT_CLASSES, Event, utcnow
+from fwspool.journal import Journal, default_journal_path
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def reports_errors(func: F) -> F:
+    """Turn FwspoolError into one line and an exit code; let bugs show their traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except FwspoolError as exc:
+            click.echo(f"fwspool: {exc.message}", err=True)
+            sys.exit(exc.exit_code)
+        except OSError as exc:
+            # Disk full or a read-only filesystem where fwspool writes: still one line.
+            where = f" ({exc.filename})" if exc.filename else ""
+            click.echo(f"fwspool: {exc.strerror or exc}{where}", err=True)
+            sys.exit(EX_SOFTWARE if exc.errno is None else 74)
+
+    return wrapper  # type: ignore[return-value]
+
+
+journal_option = click.option(
+    "--journal",
+    "journal_path",
+    envvar="FWSPOOL_JOURNAL",
+    default=None,
+    metavar="PATH",
+    help=f"Journal database on the login node's local disk [env FWSPOOL_JOURNAL; default {default_journal_path()}].",
+)
+
+
+def open_journal(path: str | None) -> Journal:
+    journal = Journal.open(path)
+    for warning in journal.warnings:
+        click.echo(f"fwspool: warning: {warning}", err=True)
+    return journal
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM; long-running commands check it between batches."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: self.event.set())
+
+    def __call__(self) -> bool:
+        return self.event.is_set()
+
+    def sleep(self, seconds: float) -> None:
+        self.event.wait(seconds)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fwspool")
+def main() -> None:
+    """Spool-and-forward for FireWorks on clusters whose compute nodes cannot reach the database.
+
+    Compute nodes append events to spool files (`fwspool rlaunch`, `fwspool emit`); the login node
+    copies them into a local journal (`fwspool ingest`) and replays it to the LaunchPad.
+    """
+
+
+@main.command()
+@click.option("-w", "--fworker-file", metavar="FILE", help="FWorker YAML/JSON, as for `rlaunch -w`.")
+@click.option("-l", "--launchpad-file", metavar="FILE", hidden=True,
+              help="Accepted for drop-in compatibility with `rlaunch`; never used (no database here).")
+@click.option("--launch-dir", default=".", show_default=True, type=click.Path(file_okay=False),
+              help="Directory prepared by `qlaunch -r` (FW.json, FW_offline.json).")
+@click.option("--ping-seconds", type=float, default=None,
+              help="Seconds between pings [default: FireWorks' PING_TIME_SECS].")
+@click.argument("extra", nargs=-1, type=click.UNPROCESSED)
+@reports_errors
+def rlaunch(fworker_file: str | None, launchpad_file: str | None, launch_dir: str,
+            ping_seconds: float | None, extra: tuple[str, ...]) -> None:
+    """Run the Firework reserved in a launch directory, recording every state change to the spool.
+
+    A drop-in for `rlaunch singleshot --offline` in a queue adapter's rocket_launch line:
+    `fwspool rlaunch -w my_fworker.yaml`. Never opens a database connection. Extra words
+    (`singleshot`, `--offline`) are accepted and ignored so the old line keeps working.
+    """
+    from fwspool import rlaunch as runner
+
+    allowed = {"singleshot", "--offline"}
+    unknown = [w for w in extra if w not in allowed]
+    if unknown:
+        raise click.UsageError(f"unexpected arguments: {' '.join(unknown)}")
+    sys.exit(runner.run(launch_dir, fworker_file=fworker_file, ping_seconds=ping_seconds))
+
+
+@main.command()
+@click.option("--launch-dir", default=".", show_default=True, type=click.Path(file_okay=False),
+              help="The launch directory (its FW_offline.json gives the launch id).")
+@click.option("--launch-id", type=int, default=None, help="Launch id, if there is no FW_offline.json.")
+@click.option("--fw-id", type=int, default=None, help="Firework id to record with the event.")
+@click.option("--data", "data_json", default=None, metavar="JSON", help="The event's fields as a JSON object.")
+@click.argument("event_type", type=click.Choice(sorted(EVENT_CLASSES)))
+@reports_errors
+def emit(launch_dir: str, launch_id: int | None, fw_id: int | None, data_json: str | None, event_type: str) -> None:
+    """Append one event to the spool from a shell job script.
+
+    Times left out are now (UTC): `fwspool emit ping`; `fwspool emit completed --data
+    '{"state": "COMPLETED", "action": {"stored_data": {"energy": -1.5}}}'`; `fwspool emit note
+    --data '{"step": "relaxed"}'`.
+    """
+    from fwspool.rlaunch import read_launch_id
+    from fwspool.spool import SpoolWriter
+
+    launch_dir = os.path.abspath(launch_dir)
+    if not os.path.isdir(launch_dir):
+        raise InputError(f"launch directory {launch_dir} does not exist")
+    if launch_id is None:
+        launch_id = read_launch_id(launch_dir)
+    event = build_event(event_type, data_json)
+    with SpoolWriter(launch_dir, launch_id, fw_id) as writer:
+        record = writer.append(event)
+    click.echo(f"{event_type} event {record.writer}-{record.seq} written to {writer.path}")
+
+
+def build_event(event_type: str, data_json: str | None) -> Event:
+    """An event of ``event_type`` from ``--data`` JSON, filling in missing times with now."""
+    try:
+        data = json.loads(data_json) if data_json else {}
+    except json.JSONDecodeError as exc:
+        raise DataError(f"--data is not valid JSON: {exc}") from exc
+    if event_type == "note":
+        return EVENT_CLASSES["note"](data=data)
+    if not isinstance(data, dict):
+        raise DataError("--data must be a JSON object")
+    now = utcnow()
+    defaults = {"started": "started_on", "ping": "ping_time", "completed": "completed_on"}
+    if event_type in defaults:
+        data.setdefault(defaults[event_type], now.isoformat())
+    if event_type == "checkpoint":
+        data.setdefault("ping_time", now.isoformat())
+    if event_type == "completed":
+        data.setdefault("action", {})
+    try:
+        return msgspec.convert(data, EVENT_CLASSES[event_type], strict=False)  # type: ignore[no-any-return]
+    except msgspec.ValidationError as exc:
+        raise DataError(f"--data does not fit a {event_type} event: {exc}") from exc
+
+
+@main.command()
+@journal_option
+@click.option("--root", "roots", multiple=True, type=click.Path(file_okay=False),
+              help="Also scan this tree for spool files and FireWorks offline jobs (repeatable).")
+@click.option("--watch", is_flag=True, help="Keep ingesting until SIGINT/SIGTERM.")
+@click.option("--interval", type=float, default=10.0, show_default=True, help="Seconds between --watch passes.")
+@click.option("--max-record", type=int, default=None, metavar="BYTES",
+              help="Largest record accepted [default 64 MiB]; larger ones are quarantined.")
+@click.option("--lock-wait", type=float, default=0.0, show_default=True,
+              help="Seconds to wait for another ingest holding the journal.")
+@reports_errors
+def ingest(journal_path: str | None, roots: tuple[str, ...], watch: bool, interval: float,
+           max_record: int | None, lock_wait: float) -> None:
+    """Copy new events from spool files (and FireWorks offline files) into the journal."""
+    from fwspool.ingest import Ingester, IngestSummary
+    from fwspool.spool import DEFAULT_MAX_RECORD
+
+    stop = StopFlag()
+    stop.install()
+    with open_journal(journal_path) as journal, journal.lock("ingest", wait=lock_wait):
+        ingester = Ingester(journal, roots=roots, max_record=max_record or DEFAULT_MAX_RECORD)
+        total = IngestSummary()
+        while True:
+            summary = run_with_progress(lambda progress: ingester.run_pass(should_stop=stop, progress=progress))
+            total.add(summary)
+            for problem in summary.problems:
+                click.echo(f"fwspool: {problem}", err=True)
+            if watch and summary.new_events:
+                click.echo(summary.line(), err=True)
+            if not watch or stop():
+                break
+            stop.sleep(interval)
+            if stop():
+                break
+        click.echo(total.line())
+
+
+def run_with_progress(work: Callable[[Callable[[int, int], None] | None], Any]) -> Any:
+    """Run ``work(progress)`` with a progress bar on a terminal, silently otherwise."""
+    if not sys.stderr.isatty():
+        return work(None)
+    state: dict[str, Any] = {}
+
+    def progress(done: int, total: int) -> None:
+        if "bar" not in state and total >= 200:
+            state["bar"] = click.progressbar(length=total, label="files", file=sys.stderr)
+            state["bar"].__enter__()
+        if "bar" in state:
+            bar = state["bar"]
+            bar.update(done - bar.pos)
+
+    try:
+        return work(progress)
+    finally:
+        if "bar" in state:
+            state["bar"].__exit__(None, None, None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""The events a launch goes through, and the spool record that carries one.
+
+These msgspec types are the single definition of the event format: the writer encodes them,
+the ingester decodes them, and ``schema/event.schema.json`` is generated from them
+(``python -m fwspool.events > schema/event.schema.json``; a test fails on drift).
+
+Every record has an identity that makes ingestion exactly-once: ``writer`` is a random 128-bit
+id drawn once per writer (per process and file), ``seq`` counts that writer's records from 1.
+``(writer, seq)`` is unique across all launches and machines, so ingesting the same bytes again
+never creates a second journal row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from typing import Any, Literal
+
+import msgspec
+
+#: Version of the record envelope. Readers reject versions they do not know.
+RECORD_VERSION = 1
+
+#: FireWorks launch states that end a launch.
+FINAL_STATES = ("COMPLETED", "FIZZLED")
+
+
+class Started(msgspec.Struct, tag="started", tag_field="type", forbid_unknown_fields=False):
+    """The Firework began running on a compute node (FireWorks' ``checkout_fw``)."""
+
+    started_on: dt.datetime
+    #: None when unknown (FireWorks' own offline files do not record them).
+    host: str | None = None
+    ip: str | None = None
+    fworker: dict[str, Any] | None = None
+
+
+class Ping(msgspec.Struct, tag="ping", tag_field="type"):
+    """The job is alive (FireWorks' ``ping_launch`` without a checkpoint)."""
+
+    ping_time: dt.datetime
+
+
+class Checkpoint(msgspec.Struct, tag="checkpoint", tag_field="type"):
+    """FireWorks' per-task checkpoint, recorded before each task runs."""
+
+    checkpoint: dict[str, Any]
+    #: FireWorks pings with every checkpoint; None when the time is unknown (offline files).
+    ping_time: dt.datetime | None = None
+
+
+class LaunchDirChanged(msgspec.Struct, tag="launch_dir_changed", tag_field="type"):
+    """The spec's ``_launch_dir`` moved the run (FireWorks' ``change_launch_dir``)."""
+
+    launch_dir: str
+
+
+class Completed(msgspec.Struct, tag="completed", tag_field="type"):
+    """The launch reached a final state, COMPLETED or FIZZLED, with its FWAction.
+
+    One type for both, as FireWorks' own ``complete_launch(launch_id, action, state)``.
+    """
+
+    state: Literal["COMPLETED", "FIZZLED"]
+    action: dict[str, Any]
+    completed_on: dt.datetime
+
+
+class Exited(msgspec.Struct, tag="exited", tag_field="type"):
+    """The writer process is ending: its return code, or the signal that ends it."""
+
+    returncode: int | None = None
+    signal: int | None = None
+    signal_name: str | None = None
+
+
+class Note(msgspec.Struct, tag="note", tag_field="type"):
+    """Free-form information from a job script (``fwspool emit note``); never pushed."""
+
+    data: Any = None
+
+
+Event = Started | Ping | Checkpoint | LaunchDirChanged | Completed | Exited | Note
+
+#: Event type names, in the order a normal launch produces them.
+EVENT_TYPES: tuple[str, ...] = tuple(
+    t.__struct_config__.tag for t in (Started, Ping, Checkpoint, LaunchDirChanged, Completed, Exited, Note)
+)
+EVENT_CLASSES: dict[str, type] = {
+    t.__struct_config__.tag: t for t in (Started, Ping, Checkpoint, LaunchDirChanged, Completed, Exited, Note)
+}
+
+#: Events that must reach the disk before the writer goes on (see schema/SPOOL.md).
+DURABLE_TYPES = frozenset({"started", "completed", "exited", "launch_dir_changed"})
+
+
+class Record(msgspec.Struct, forbid_unknown_fields=False):
+    """One spool record: who wrote it, for which launch, when, and the event."""
+
+    v: int
+    writer: str
+    seq: int
+    launch_id: int
+    at: dt.datetime
+    event: Event
+    fw_id: int | None = None
+
+
+class RawRecord(msgspec.Struct, forbid_unknown_fields=False):
+    """The envelope of :class:`Record` with the event left as raw JSON bytes.
+
+    The ingester decodes this, validates ``event`` against :data:`Event`, and stores the
+    raw bytes as the journal payload without re-encoding them.
+    """
+
+    v: int
+    writer: str
+    seq: int
+    launch_id: int
+    at: dt.datetime
+    event: msgspec.Raw
+    fw_id: int | None = None
+
+
+def utcnow() -> dt.datetime:
+    """The current time, timezone-aware UTC (the only kind of time fwspool records)."""
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def as_utc(value: dt.datetime | str) -> dt.datetime:
+    """A timezone-aware UTC datetime from a datetime or an ISO-8601 string.
+
+    FireWorks writes naive ISO strings in some places and ``+00:00`` in others; naive means UTC
+    there, so it means UTC here.
+    """
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.timezone.utc)
+
+
+def iso(value: dt.datetime) -> str:
+    """ISO-8601 UTC text as the journal stores it: sortable, ``Z``-suffixed, microseconds."""
+    return as_utc(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def event_id(writer: str, seq: int) -> str:
+    """The journal primary key of an event: ``<writer>-<seq, 10 digits>``; sorts by sequence."""
+    return f"{writer}-{seq:010d}"
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of one spool record, generated from :class:`Record`."""
+    schema = msgspec.json.schema(Record)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "fwspool spool record"
+    schema["description"] = "The JSON payload of one framed spool record; see schema/SPOOL.md."
+    return schema
+
+
+def json_schema_text() -> str:
+    """The checked-in text of ``schema/event.schema.json``."""
+    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(json_schema_text())

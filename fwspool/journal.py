@@ -1,0 +1,535 @@
+"""The login-node journal: a local SQLite database between the spool and the LaunchPad.
+
+The journal is the outbox of fwspool. Ingest commits events together with the byte offsets they
+advance, in one transaction, so a crash at any moment leaves each event either fully in (with
+its offset) or fully out (and read again). Push marks an event pushed only after the database
+acknowledged it. The schema (``schema/journal.sql``, generated from :data:`metadata`) is meant to
+be read with the plain ``sqlite3`` shell: ISO-8601 UTC text times, JSON text payloads, and views
+for the questions an operator asks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import sqlite3
+import stat
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    Connection,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    text,
+)
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.pool import NullPool
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from fwspool.errors import ConfigError, JournalBusy, JournalError
+from fwspool.events import iso, utcnow
+
+SCHEMA_VERSION = 1
+#: Filesystems where SQLite's locking and WAL shared memory are unreliable.
+NETWORK_FILESYSTEMS = frozenset(
+    {"nfs", "nfs4", "lustre", "gpfs", "cifs", "smb3", "smbfs", "ceph", "fuse.sshfs", "beegfs", "panfs", "afs"}
+)
+#: At most this many quarantined bytes are copied into the journal; the spool keeps the rest.
+QUARANTINE_KEEP = 1024 * 1024
+
+metadata = MetaData()
+
+launches = Table(
+    "launches",
+    metadata,
+    Column("launch_id", Integer, primary_key=True, autoincrement=False),
+    Column("fw_id", Integer),
+    Column("launch_dir", Text),
+    # How fwspool first learned of the launch: a spool record, a FireWorks offline file,
+    # a --root scan, or the LaunchPad's registry of offline runs.
+    Column("learned_from", Text, nullable=False),
+    Column("first_seen_at", Text, nullable=False),
+    # Set when the launch's last event is in: no need to scan its directory again.
+    Column("terminal_at", Text),
+    Column("forgotten_at", Text),
+    # When the LaunchPad's offline_runs entry was marked deprecated after a forget.
+    Column("deprecated_at", Text),
+    CheckConstraint("learned_from IN ('spool', 'fw_offline', 'registry')", name="launches_learned_from"),
+)
+
+sources = Table(
+    "sources",
+    metadata,
+    Column("source_id", Integer, primary_key=True),
+    Column("path", Text, nullable=False, unique=True),
+    Column("kind", Text, nullable=False),
+    Column("launch_id", Integer, ForeignKey("launches.launch_id")),
+    Column("writer_id", Text),
+    # File identity: (device, inode) and the first bytes' checksum detect a file replaced under us.
+    Column("dev", Integer),
+    Column("ino", Integer),
+    Column("fingerprint", Text),
+    # Every byte before this offset is settled: ingested as events or quarantined.
+    Column("committed_offset", Integer, nullable=False, server_default=text("0")),
+    # FireWorks offline files are rewritten in place: the hash of the last version read.
+    Column("content_hash", Text),
+    Column("status", Text, nullable=False, server_default=text("'active'")),
+    Column("status_detail", Text),
+    Column("first_seen_at", Text, nullable=False),
+    Column("updated_at", Text, nullable=False),
+    CheckConstraint("kind IN ('spool', 'fw_offline', 'fw_ping')", name="sources_kind"),
+    CheckConstraint(
+        "status IN ('active', 'torn', 'replaced', 'truncated', 'missing', 'refused', 'unreadable')",
+        name="sources_status",
+    ),
+)
+
+events = Table(
+    "events",
+    metadata,
+    # "<writer id>-<seq>" (fwspool.events.event_id); deterministic for FireWorks offline files.
+    Column("event_id", Text, primary_key=True),
+    Column("writer_id", Text, nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("launch_id", Integer, nullable=False),
+    Column("fw_id", Integer),
+    Column("type", Text, nullable=False),
+    # The writer's clock when it appended the record (the compute node's clock).
+    Column("occurred_at", Text, nullable=False),
+    # The event as JSON text, "type" included: json_extract(payload, '$.ping_time') works.
+    Column("payload", Text, nullable=False),
+    Column("source_id", Integer, ForeignKey("sources.source_id")),
+    Column("source_offset", Integer),
+    Column("ingested_at", Text, nullable=False),
+    Column("pushed_at", Text),
+    # applied: the LaunchPad reflects it; superseded: the LaunchPad moved on (rerun, defuse...)
+    # and the event was deliberately not applied; skipped: nothing to apply (notes).
+    Column("push_outcome", Text),
+    Column("push_detail", Text),
+    CheckConstraint(
+        "push_outcome IS NULL OR push_outcome IN ('applied', 'superseded', 'skipped')",
+        name="events_push_outcome",
+    ),
+    UniqueConstraint("writer_id", "seq", name="events_writer_seq"),
+)
+Index("events_pending", events.c.launch_id, events.c.occurred_at, sqlite_where=events.c.pushed_at.is_(None))
+Index("events_by_launch", events.c.launch_id, events.c.type)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("quarantine_id", Integer, primary_key=True),
+    Column("source_id", Integer, ForeignKey("sources.source_id")),
+    Column("path", Text, nullable=False),
+    Column("offset", Integer, nullable=False),
+    Column("length", Integer, nullable=False),
+    Column("reason", Text, nullable=False),
+    # The first QUARANTINE_KEEP bytes of the damaged range (all of it when shorter).
+    Column("bytes", LargeBinary),
+    Column("quarantined_at", Text, nullable=False),
+    UniqueConstraint("path", "offset", name="quarantine_path_offset"),
+)
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("value", Text),
+)
+
+VIEWS = {
+    "pending_events": """
+CREATE VIEW IF NOT EXISTS pending_events AS
+SELECT e.event_id, e.launch_id, e.fw_id, e.type, e.occurred_at, e.ingested_at, e.payload
+FROM events AS e JOIN launches AS l ON l.launch_id = e.launch_id
+WHERE e.pushed_at IS NULL AND l.forgotten_at IS NULL
+ORDER BY e.launch_id, e.occurred_at, e.event_id""",
+    "launch_status": """
+CREATE VIEW IF NOT EXISTS launch_status AS
+SELECT l.launch_id, l.fw_id, l.launch_dir, l.learned_from,
+       (SELECT e.type FROM events AS e WHERE e.launch_id = l.launch_id
+        ORDER BY e.occurred_at DESC, e.event_id DESC LIMIT 1) AS last_event,
+       (SELECT max(e.occurred_at) FROM events AS e WHERE e.launch_id = l.launch_id) AS last_event_at,
+       (SELECT count(*) FROM events AS e WHERE e.launch_id = l.launch_id AND e.pushed_at IS NULL) AS pending,
+       (SELECT count(*) FROM events AS e WHERE e.launch_id = l.launch_id
+        AND e.push_outcome = 'applied') AS pushed,
+       (SELECT count(*) FROM events AS e WHERE e.launch_id = l.launch_id
+        AND e.push_outcome = 'superseded') AS superseded,
+       l.forgotten_at IS NOT NULL AS forgotten,
+       l.terminal_at
+FROM launches AS l
+ORDER BY l.launch_id""",
+    "quarantined": """
+CREATE VIEW IF NOT EXISTS quarantined AS
+SELECT q.quarantine_id, q.path, q."offset", q.length, q.reason, q.quarantined_at,
+       substr(CAST(q.bytes AS TEXT), 1, 80) AS preview
+FROM quarantine AS q
+ORDER BY q.quarantined_at, q.path, q."offset\"""",
+}
+
+
+def schema_sql() -> str:
+    """The journal schema as SQLite DDL: the text of ``schema/journal.sql``."""
+    dialect = sqlite.dialect()
+    parts = [
+        "-- fwspool journal schema (generated from fwspool/journal.py; do not edit by hand).\n"
+        f"-- PRAGMA user_version = {SCHEMA_VERSION}; journal_mode = WAL; synchronous = FULL.\n"
+    ]
+    for table in metadata.sorted_tables:
+        parts.append(str(CreateTable(table).compile(dialect=dialect)).strip() + ";\n")
+        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+            parts.append(str(CreateIndex(index).compile(dialect=dialect)).strip() + ";\n")
+    for ddl in VIEWS.values():
+        parts.append(ddl.strip() + ";\n")
+    return "\n".join(parts)
+
+
+def filesystem_type(path: str) -> str:
+    """The type of the filesystem holding ``path`` (``/proc/self/mountinfo``), or ""."""
+    path = os.path.realpath(path)
+    best, best_type = "", ""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                left, _, right = line.partition(" - ")
+                fields = left.split()
+                if len(fields) < 5 or not right:
+                    continue
+                mount_point = fields[4].replace("\\040", " ")
+                inside = path == mount_point or path.startswith(mount_point.rstrip("/") + "/")
+                if inside and len(mount_point) >= len(best):
+                    best, best_type = mount_point, right.split()[0]
+    except OSError:
+        return ""
+    return best_type
+
+
+def default_journal_path() -> str:
+    """``$FWSPOOL_JOURNAL``, else ``$XDG_STATE_HOME/fwspool/journal.sqlite3`` under the home."""
+    env = os.environ.get("FWSPOOL_JOURNAL")
+    if env:
+        return env
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(state, "fwspool", "journal.sqlite3")
+
+
+@dataclass(slots=True)
+class IngestBatch:
+    """Everything one ingest transaction commits together."""
+
+    launches: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+    sources: list[dict[str, Any]]  # full rows to upsert, keyed by path
+    quarantine: list[dict[str, Any]]
+    terminal_launches: set[int]
+
+
+@dataclass(slots=True)
+class IngestCounts:
+    new_events: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+
+
+class Journal:
+    """A journal database. Open with :meth:`open`; close when done (or use ``with``)."""
+
+    def __init__(self, path: str, engine: Engine) -> None:
+        self.path = path
+        self.engine = engine
+        self._conn: Connection | None = None
+        self.warnings: list[str] = []
+
+    # -- opening -----------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | None = None, *, allow_network_fs: bool | None = None) -> Journal:
+        """Open (creating if needed) the journal at ``path`` (default :func:`default_journal_path`).
+
+        Refuses a network filesystem unless ``allow_network_fs`` (or ``FWSPOOL_ALLOW_NETWORK_JOURNAL=1``).
+        """
+        path = os.path.abspath(os.path.expanduser(path or default_journal_path()))
+        directory = os.path.dirname(path)
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise JournalError(f"cannot create journal directory {directory}: {exc.strerror}") from exc
+        if allow_network_fs is None:
+            allow_network_fs = os.environ.get("FWSPOOL_ALLOW_NETWORK_JOURNAL", "") not in ("", "0")
+        fstype = filesystem_type(directory)
+        if fstype in NETWORK_FILESYSTEMS and not allow_network_fs:
+            raise ConfigError(
+                f"journal {path} is on a {fstype} filesystem; SQLite needs a local disk there "
+                "(use --journal on local disk, or FWSPOOL_ALLOW_NETWORK_JOURNAL=1 at your own risk)"
+            )
+        created = not os.path.exists(path)
+        if created:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+                os.close(fd)
+            except FileExistsError:
+                created = False
+            except OSError as exc:
+                raise JournalError(f"cannot create journal {path}: {exc.strerror}") from exc
+        engine = create_engine(f"sqlite+pysqlite:///{path}", poolclass=NullPool)
+
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
+            # Take BEGIN away from pysqlite so that the code issues BEGIN IMMEDIATE itself.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA busy_timeout = 30000")
+            cur.execute("PRAGMA journal_mode = WAL")
+            cur.execute("PRAGMA synchronous = FULL")
+            cur.execute("PRAGMA foreign_keys = ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Connection) -> None:
+            # Writers take the write lock up front (IMMEDIATE), so two writers queue instead of
+            # failing with SQLITE_BUSY on lock upgrade; readers start a plain deferred snapshot.
+            conn.exec_driver_sql("BEGIN" if conn.info.get("reading") else "BEGIN IMMEDIATE")
+
+        journal = cls(path, engine)
+        try:
+            journal._init_schema()
+        except sa_exc.OperationalError as exc:
+            engine.dispose()
+            raise JournalError(f"cannot open journal {path}: {_sqlite_reason(exc)}") from exc
+        except sa_exc.DatabaseError as exc:
+            engine.dispose()
+            raise JournalError(f"{path} is not a usable fwspool journal: {_sqlite_reason(exc)}") from exc
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        if mode & 0o077:
+            journal.warnings.append(
+                f"journal {path} is readable by other users (mode {mode:o}); run: chmod 600 {path}"
+            )
+        return journal
+
+    def _init_schema(self) -> None:
+        with self.engine.begin() as conn:
+            version = conn.exec_driver_sql("PRAGMA user_version").scalar() or 0
+            if version > SCHEMA_VERSION:
+                raise JournalError(
+                    f"journal {self.path} has schema version {version}; this fwspool knows {SCHEMA_VERSION}"
+                )
+            if version == SCHEMA_VERSION:
+                return
+            metadata.create_all(conn)
+            for ddl in VIEWS.values():
+                conn.exec_driver_sql(ddl)
+            conn.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @property
+    def conn(self) -> Connection:
+        if self._conn is None:
+            self._conn = self.engine.connect()
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self.engine.dispose()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """BEGIN IMMEDIATE … COMMIT (or ROLLBACK on error), mapping SQLite failures to JournalError."""
+        conn = self.conn
+        try:
+            with conn.begin():
+                yield conn
+        except sa_exc.OperationalError as exc:
+            raise JournalError(f"journal {self.path}: {_sqlite_reason(exc)}") from exc
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A read-only snapshot (deferred BEGIN … ROLLBACK): readers never block writers in WAL."""
+        conn = self.conn
+        conn.info["reading"] = True
+        try:
+            with conn.begin() as tx:
+                yield conn
+                tx.rollback()
+        except sa_exc.OperationalError as exc:
+            raise JournalError(f"journal {self.path}: {_sqlite_reason(exc)}") from exc
+        finally:
+            conn.info["reading"] = False
+
+    @contextlib.contextmanager
+    def lock(self, role: str, *, wait: float = 0.0) -> Iterator[None]:
+        """An exclusive advisory lock for one role ("ingest", "push") across processes.
+
+        SQLite already serialises writers; this lock keeps two ingesters from reading the same
+        files at once, which would be correct (inserts are idempotent) but wasteful and confusing.
+        """
+        lock_path = f"{self.path}.{role}.lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                        raise
+                    if time.monotonic() >= deadline:
+                        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+                        raise JournalBusy(
+                            f"another fwspool {role} (pid {holder}) is using journal {self.path}; "
+                            "try again when it finishes"
+                        ) from None
+                    time.sleep(0.1)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            yield
+        finally:
+            os.close(fd)
+
+    # -- meta --------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        with self.reading() as conn:
+            row = conn.execute(meta.select().where(meta.c.key == key)).first()
+        return None if row is None else row.value
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction() as conn:
+            stmt = sqlite.insert(meta).values(key=key, value=value)
+            conn.execute(stmt.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
+
+    # -- ingest side -------------------------------------------------------------------------
+
+    def scan_targets(self) -> tuple[list[tuple[int, str]], dict[str, dict[str, Any]]]:
+        """What an ingest pass looks at: the directories of launches still in progress, and every
+        known source file's row by path (sources of terminal or forgotten launches excluded)."""
+        with self.reading() as conn:
+            return self._scan_targets(conn)
+
+    @staticmethod
+    def _scan_targets(conn: Connection) -> tuple[list[tuple[int, str]], dict[str, dict[str, Any]]]:
+        dirs = [
+            (row.launch_id, row.launch_dir)
+            for row in conn.execute(
+                launches.select()
+                .with_only_columns(launches.c.launch_id, launches.c.launch_dir)
+                .where(launches.c.terminal_at.is_(None), launches.c.forgotten_at.is_(None))
+                .where(launches.c.launch_dir.is_not(None))
+            )
+        ]
+        rows = conn.execute(
+            sources.select()
+            .outerjoin(launches, launches.c.launch_id == sources.c.launch_id)
+            .with_only_columns(*sources.c, launches.c.terminal_at, launches.c.forgotten_at)
+        ).mappings()
+        by_path = {row["path"]: dict(row) for row in rows}
+        return dirs, by_path
+
+    def commit_ingest(self, batch: IngestBatch) -> IngestCounts:
+        """Commit one ingest batch atomically: launches, events, source offsets, quarantine."""
+        counts = IngestCounts()
+        now = iso(utcnow())
+        with self.transaction() as conn:
+            if batch.launches:
+                stmt = sqlite.insert(launches)
+                # Fill in what an earlier source could not know (fw_id, launch_dir), never overwrite.
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["launch_id"],
+                    set_={
+                        "fw_id": text("coalesce(launches.fw_id, excluded.fw_id)"),
+                        "launch_dir": text("coalesce(launches.launch_dir, excluded.launch_dir)"),
+                    },
+                )
+                conn.execute(stmt, [{"first_seen_at": now, **row} for row in batch.launches])
+            for row in batch.sources:
+                stmt = sqlite.insert(sources).values(first_seen_at=now, updated_at=now, **row)
+                update = {k: v for k, v in row.items() if k != "path"}
+                update["updated_at"] = now
+                conn.execute(stmt.on_conflict_do_update(index_elements=["path"], set_=update))
+            if batch.events:
+                source_ids = _source_ids(conn, {e["_path"] for e in batch.events if e.get("_path")})
+                rows = []
+                for e in batch.events:
+                    path = e.get("_path")
+                    row = {k: v for k, v in e.items() if k != "_path"}
+                    row["source_id"] = source_ids.get(path) if path else None
+                    row["ingested_at"] = now
+                    rows.append(row)
+                stmt = sqlite.insert(events).on_conflict_do_nothing()
+                result = conn.execute(stmt, rows)
+                counts.new_events = result.rowcount
+                counts.duplicates = len(rows) - result.rowcount
+            if batch.quarantine:
+                source_ids = _source_ids(conn, {q["path"] for q in batch.quarantine})
+                rows = [
+                    {"source_id": source_ids.get(q["path"]), "quarantined_at": now, **q} for q in batch.quarantine
+                ]
+                result = conn.execute(sqlite.insert(quarantine).on_conflict_do_nothing(), rows)
+                counts.quarantined = result.rowcount
+            if batch.terminal_launches:
+                conn.execute(
+                    launches.update()
+                    .where(launches.c.launch_id.in_(sorted(batch.terminal_launches)))
+                    .where(launches.c.terminal_at.is_(None))
+                    .values(terminal_at=now)
+                )
+        return counts
+
+    # -- queries for people and for push -----------------------------------------------------
+
+    def launch_status(self) -> list[dict[str, Any]]:
+        return self.query("SELECT * FROM launch_status")
+
+    def count_events(self, where: str = "1=1", params: Sequence[Any] = ()) -> int:
+        with self.reading() as conn:
+            value = conn.exec_driver_sql(f"SELECT count(*) FROM events WHERE {where}", tuple(params)).scalar()
+        return int(value or 0)
+
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
+        """Run a read-only SQL query and return rows as dicts (for tests, tools and status)."""
+        with self.reading() as conn:
+            return [dict(r) for r in conn.exec_driver_sql(sql, params).mappings()]  # type: ignore[arg-type]
+
+
+def _source_ids(conn: Connection, paths: Iterable[str]) -> dict[str, int]:
+    paths = list(paths)
+    if not paths:
+        return {}
+    ids: dict[str, int] = {}
+    for i in range(0, len(paths), 500):
+        chunk = paths[i : i + 500]
+        for row in conn.execute(
+            sources.select().with_only_columns(sources.c.path, sources.c.source_id).where(sources.c.path.in_(chunk))
+        ):
+            ids[row.path] = row.source_id
+    return ids
+
+
+def _sqlite_reason(exc: sa_exc.DBAPIError) -> str:
+    """The SQLite message of a wrapped error, e.g. "database or disk is full"."""
+    orig = getattr(exc, "orig", None)
+    return str(orig) if orig is not None else str(exc).splitlines()[0]

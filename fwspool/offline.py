@@ -1,0 +1,176 @@
+"""Facts from unmodified FireWorks offline jobs (``rlaunch singleshot --offline``).
+
+FireWorks' offline rocket rewrites ``FW_offline.json`` (or ``FW_offline.json.gz``) and
+``FW_ping.json`` in place. Each fact found there becomes an event with a *deterministic* id
+derived from the launch id and the fact itself, so reading the same file again adds nothing and
+a newer version of the file adds only the new facts. A file caught half-written does not parse:
+that is "not yet", and the next pass reads it again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import hashlib
+import os
+import uuid
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from fwspool.events import (
+    RECORD_VERSION,
+    Checkpoint,
+    Completed,
+    Event,
+    Ping,
+    Record,
+    Started,
+    as_utc,
+)
+
+OFFLINE_NAMES = ("FW_offline.json", "FW_offline.json.gz")
+PING_NAME = "FW_ping.json"
+_NAMESPACE = uuid.UUID("6f0c2b1e-4a7d-4e55-9d0c-1f2a3b4c5d6e")
+
+#: Deterministic sequence numbers. Pings use microseconds since the epoch of their ping time, so
+#: every distinct ping is a distinct event; the others are fixed slots that order naturally.
+SEQ_STARTED = 1
+SEQ_CHECKPOINT_BASE = 2  # + the checkpoint's _task_n
+SEQ_COMPLETED = 2**62
+
+
+class _FwId(msgspec.Struct):
+    fw_id: int | None = None
+
+
+class _Offline(msgspec.Struct):
+    launch_id: int
+    started_on: str | None = None
+    checkpoint: dict[str, Any] | None = None
+    fwaction: dict[str, Any] | None = None
+    state: str | None = None
+    completed_on: str | None = None
+
+
+class _PingFile(msgspec.Struct):
+    ping_time: str
+
+
+class NotYet(Exception):
+    """A file is missing or half-written; read it again on the next pass."""
+
+
+def offline_writer_id(launch_id: int) -> str:
+    """The writer id of all facts derived from one launch's FireWorks offline files."""
+    return uuid.uuid5(_NAMESPACE, f"fireworks-offline/{launch_id}").hex
+
+
+def find_offline_file(launch_dir: str) -> str | None:
+    """FireWorks reads through monty's ``zpath``: the plain file first, else the gzipped one."""
+    for name in OFFLINE_NAMES:
+        path = os.path.join(launch_dir, name)
+        if os.path.lexists(path):
+            return path
+    return None
+
+
+def _read(path: str, max_bytes: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    try:
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(max_bytes + 1)
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:
+        raise ValueError(f"{os.path.basename(path)} is larger than {max_bytes} bytes")
+    if path.endswith(".gz"):
+        try:
+            data = gzip.decompress(data)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise NotYet(f"{path}: incomplete gzip stream ({exc})") from exc
+        if len(data) > max_bytes:
+            raise ValueError(f"{os.path.basename(path)} decompresses to more than {max_bytes} bytes")
+    return data
+
+
+@dataclass(slots=True)
+class OfflineSnapshot:
+    """What one read of a launch directory's FireWorks offline files says."""
+
+    path: str
+    launch_id: int
+    content_hash: str
+    records: list[Record] = field(default_factory=list)
+    finished: bool = False
+
+
+def read_fw_id(launch_dir: str, max_bytes: int) -> int | None:
+    """The fw_id in ``FW.json`` (written at reservation), or None if it cannot be read."""
+    try:
+        return msgspec.json.decode(_read(os.path.join(launch_dir, "FW.json"), max_bytes), type=_FwId).fw_id
+    except (OSError, ValueError, NotYet, msgspec.DecodeError):
+        return None
+
+
+def snapshot(offline_path: str, max_bytes: int, now: dt.datetime) -> OfflineSnapshot:
+    """Read ``FW_offline.json[.gz]`` and ``FW_ping.json`` beside it, and derive their events.
+
+    Raises :class:`NotYet` for a half-written or vanished file, :class:`ValueError` for one that
+    can never be read (not JSON of the expected shape even when complete, too large).
+    """
+    launch_dir = os.path.dirname(offline_path)
+    try:
+        raw = _read(offline_path, max_bytes)
+    except FileNotFoundError as exc:
+        raise NotYet(f"{offline_path} vanished") from exc
+    try:
+        data = msgspec.json.decode(raw, type=_Offline)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"{offline_path}: {exc}") from exc
+    except msgspec.DecodeError as exc:
+        # FireWorks truncates and rewrites this file in place: a parse error is a read mid-write.
+        raise NotYet(f"{offline_path}: not complete JSON yet ({exc})") from exc
+    ping_raw = b""
+    ping: _PingFile | None = None
+    ping_path = os.path.join(launch_dir, PING_NAME)
+    try:
+        ping_raw = _read(ping_path, max_bytes)
+        ping = msgspec.json.decode(ping_raw, type=_PingFile)
+    except FileNotFoundError:
+        pass
+    except msgspec.DecodeError:
+        ping = None  # half-written ping: the next pass sees the complete one
+        ping_raw = b""
+    digest = hashlib.sha256(raw + b"\0" + ping_raw).hexdigest()
+    snap = OfflineSnapshot(offline_path, data.launch_id, digest)
+    writer = offline_writer_id(data.launch_id)
+
+    def add(seq: int, at: dt.datetime, event: Event) -> None:
+        snap.records.append(
+            Record(v=RECORD_VERSION, writer=writer, seq=seq, launch_id=data.launch_id, at=at, event=event)
+        )
+
+    completed_on = as_utc(data.completed_on) if data.completed_on else None
+    if data.started_on:
+        started_on = as_utc(data.started_on)
+        add(SEQ_STARTED, started_on, Started(started_on=started_on))
+    if data.checkpoint is not None and data.started_on:
+        task_n = int(data.checkpoint.get("_task_n", 0))
+        # The file does not say when the checkpoint was taken; it was before completion.
+        at = completed_on - dt.timedelta(microseconds=1) if completed_on else now
+        add(SEQ_CHECKPOINT_BASE + task_n, at, Checkpoint(checkpoint=data.checkpoint))
+    if ping is not None and data.started_on:
+        ping_time = as_utc(ping.ping_time)
+        micros = int(ping_time.timestamp() * 1_000_000)
+        add(micros, ping_time, Ping(ping_time=ping_time))
+    if data.fwaction is not None and data.state in ("COMPLETED", "FIZZLED") and completed_on:
+        add(
+            SEQ_COMPLETED,
+            completed_on,
+            Completed(state=data.state, action=data.fwaction, completed_on=completed_on),  # type: ignore[arg-type]
+        )
+        snap.finished = True
+    return snap
