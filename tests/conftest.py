@@ -1,0 +1,83 @@
+"""Shared fixtures: one real MongoDB-wire server per session, one database per test.
+
+Set ``FWSPOOL_TEST_MONGODB_URI`` to use an existing server instead of starting SecantusDB.
+Tests that stop or kill a server get their own from ``mongo_server_factory``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pymongo
+import pytest
+
+from fwspool.devserver import DevServer
+
+
+@pytest.fixture(scope="session")
+def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    uri = os.environ.get("FWSPOOL_TEST_MONGODB_URI")
+    if uri:
+        yield uri
+        return
+    server = DevServer(str(tmp_path_factory.mktemp("mongo") / "data")).start()
+    try:
+        yield server.uri
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def db_name(request: pytest.FixtureRequest) -> str:
+    """A fresh database name for this test (MongoDB allows at most 63 characters)."""
+    base = re.sub(r"[^A-Za-z0-9_]", "_", request.node.name)[:40]
+    return f"t_{base}_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def mongo_client(mongo_uri: str) -> Iterator[pymongo.MongoClient[Any]]:
+    client: pymongo.MongoClient[Any] = pymongo.MongoClient(mongo_uri, serverSelectionTimeoutMS=5000)
+    yield client
+    client.close()
+
+
+def make_launchpad(uri: str, name: str) -> Any:
+    """A FireWorks LaunchPad on database ``name``, reset and with FireWorks' own indexes."""
+    from fireworks import LaunchPad
+
+    lp = LaunchPad(host=uri, name=name, uri_mode=True, logdir=None, strm_lvl="ERROR")
+    # reset() also runs tuneup(): FireWorks' indexes, without which the server scans collections.
+    lp.reset("", require_password=False, max_reset_wo_password=10**9)
+    return lp
+
+
+@pytest.fixture
+def launchpad(mongo_uri: str, db_name: str) -> Iterator[Any]:
+    lp = make_launchpad(mongo_uri, db_name)
+    yield lp
+    lp.connection.drop_database(db_name)
+    lp.connection.close()
+
+
+@pytest.fixture
+def mongo_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Start servers of a test's own, to stop, kill -9 and restart; all stopped afterwards."""
+    servers: list[DevServer] = []
+
+    def factory(*extra_args: str) -> DevServer:
+        server = DevServer(str(tmp_path_factory.mktemp("mongo-own") / "data"), extra_args=extra_args)
+        servers.append(server.start())
+        return server
+
+    yield factory
+    for server in servers:
+        server.kill()
+
+
+@pytest.fixture
+def journal_path(tmp_path: Any) -> str:
+    return str(tmp_path / "journal" / "journal.sqlite3")
