@@ -89,23 +89,31 @@ def main() -> None:
     """
 
 
-@main.command()
-@click.option("-w", "--fworker-file", metavar="FILE", help="FWorker YAML/JSON, as for `rlaunch -w`.")
-@click.option("-l", "--launchpad-file", metavar="FILE", hidden=True,
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("-w", "--fworker-file", "--fworker_file", "fworker_file", metavar="FILE",
+              help="FWorker YAML/JSON, as for `rlaunch -w` [default: as rlaunch, my_fworker.yaml in "
+              "the config dir, else FireWorks' FWORKER_LOC].")
+@click.option("-c", "--config-dir", "--config_dir", "config_dir", metavar="DIR", hidden=True,
+              help="As `rlaunch -c`: where to look for my_fworker.yaml when -w is not given.")
+@click.option("-l", "--launchpad-file", "--launchpad_file", "launchpad_file", metavar="FILE", hidden=True,
               help="Accepted for drop-in compatibility with `rlaunch`; never used (no database here).")
+@click.option("--loglvl", hidden=True, help="Accepted for drop-in compatibility with `rlaunch`; ignored.")
+@click.option("-s", "--silencer", is_flag=True, hidden=True,
+              help="Accepted for drop-in compatibility with `rlaunch`; ignored.")
 @click.option("--launch-dir", default=".", show_default=True, type=click.Path(file_okay=False),
               help="Directory prepared by `qlaunch -r` (FW.json, FW_offline.json).")
-@click.option("--ping-seconds", type=float, default=None,
+@click.option("--ping-seconds", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Seconds between pings [default: FireWorks' PING_TIME_SECS].")
 @click.argument("extra", nargs=-1, type=click.UNPROCESSED)
 @reports_errors
-def rlaunch(fworker_file: str | None, launchpad_file: str | None, launch_dir: str,
-            ping_seconds: float | None, extra: tuple[str, ...]) -> None:
+def rlaunch(fworker_file: str | None, config_dir: str | None, launchpad_file: str | None, loglvl: str | None,
+            silencer: bool, launch_dir: str, ping_seconds: float | None, extra: tuple[str, ...]) -> None:
     """Run the Firework reserved in a launch directory, recording every state change to the spool.
 
     A drop-in for `rlaunch singleshot --offline` in a queue adapter's rocket_launch line:
     `fwspool rlaunch -w my_fworker.yaml`. Never opens a database connection. Extra words
-    (`singleshot`, `--offline`) are accepted and ignored so the old line keeps working.
+    (`singleshot`, `--offline`) and rlaunch's -l, -c, --loglvl, -s are accepted so the old line
+    keeps working. Exits 0 once the Firework ran, completed or fizzled, as rlaunch does.
     """
     from fwspool import rlaunch as runner
 
@@ -113,7 +121,7 @@ def rlaunch(fworker_file: str | None, launchpad_file: str | None, launch_dir: st
     unknown = [w for w in extra if w not in allowed]
     if unknown:
         raise click.UsageError(f"unexpected arguments: {' '.join(unknown)}")
-    sys.exit(runner.run(launch_dir, fworker_file=fworker_file, ping_seconds=ping_seconds))
+    sys.exit(runner.run(launch_dir, fworker_file=fworker_file, config_dir=config_dir, ping_seconds=ping_seconds))
 
 
 @main.command()
@@ -225,6 +233,150 @@ def run_with_progress(work: Callable[[Callable[[int, int], None] | None], Any]) 
     finally:
         if "bar" in state:
             state["bar"].__exit__(None, None, None)
+
+
+def uplink_options(func: F) -> F:
+    """-l/--launchpad-file, --uri, --name, --timeout: where the LaunchPad is."""
+    func = click.option("--timeout", type=float, default=5.0, show_default=True,
+                        help="Seconds to wait for the database before giving up this pass.")(func)
+    func = click.option("--name", default=None, help="Database name with --uri [env FWSPOOL_MONGODB_NAME].")(func)
+    func = click.option("--uri", default=None, metavar="URI",
+                        help="MongoDB URI instead of a launchpad file [env FWSPOOL_MONGODB_URI].")(func)
+    func = click.option("-l", "--launchpad-file", default=None, metavar="FILE",
+                        help="FireWorks launchpad file [default: lpad's lookup, my_launchpad.yaml].")(func)
+    return func
+
+
+def open_uplink(launchpad_file: str | None, uri: str | None, name: str | None, timeout: float) -> Any:
+    from fwspool.config import resolve
+    from fwspool.uplink import MongoUplink
+
+    return MongoUplink(resolve(launchpad_file, uri, name), timeout=timeout)
+
+
+def push_loop(journal: Journal, uplink_factory: Callable[[], Any], *, watch: bool, interval: float,
+              stop: StopFlag, before_pass: Callable[[], None] | None = None) -> None:
+    """One push pass, or with ``watch`` keep pushing, backing off while the database is down."""
+    from fwspool.errors import UplinkAuthError, UplinkUnavailable
+    from fwspool.push import Backoff, Pusher
+
+    backoff = Backoff()
+    uplink = uplink_factory()
+    try:
+        pusher = Pusher(journal, uplink)
+        while True:
+            if before_pass is not None:
+                before_pass()
+            try:
+                summary = run_with_progress(lambda progress: pusher.run_pass(should_stop=stop, progress=progress))
+            except UplinkUnavailable as exc:
+                if not watch:
+                    raise
+                delay = backoff.next_delay()
+                click.echo(f"fwspool: {exc.message}; retrying in {delay:.0f}s", err=True)
+                stop.sleep(delay)
+                if stop():
+                    break
+                continue
+            except UplinkAuthError:
+                raise  # never retried: a wrong password does not fix itself
+            backoff.reset()
+            for problem in summary.problems:
+                click.echo(f"fwspool: {problem}", err=True)
+            if not watch or stop():
+                click.echo(summary.line())
+                break
+            if summary.applied or summary.superseded:
+                click.echo(summary.line())
+            stop.sleep(interval)
+            if stop():
+                break
+    finally:
+        uplink.close()
+
+
+@main.command()
+@journal_option
+@uplink_options
+@click.option("--watch", is_flag=True, help="Keep pushing until SIGINT/SIGTERM; back off while the database is down.")
+@click.option("--interval", type=float, default=30.0, show_default=True, help="Seconds between --watch passes.")
+@reports_errors
+def push(journal_path: str | None, launchpad_file: str | None, uri: str | None, name: str | None,
+         timeout: float, watch: bool, interval: float) -> None:
+    """Replay the journal's pending events to the LaunchPad."""
+    stop = StopFlag()
+    stop.install()
+    with open_journal(journal_path) as journal, journal.lock("push"):
+        push_loop(journal, lambda: open_uplink(launchpad_file, uri, name, timeout),
+                  watch=watch, interval=interval, stop=stop)
+
+
+@main.command()
+@journal_option
+@uplink_options
+@click.option("--root", "roots", multiple=True, type=click.Path(file_okay=False),
+              help="Also scan this tree for spool files and FireWorks offline jobs (repeatable).")
+@click.option("--watch", is_flag=True, help="Run as the login-node daemon until SIGINT/SIGTERM.")
+@click.option("--interval", type=float, default=30.0, show_default=True, help="Seconds between passes.")
+@reports_errors
+def sync(journal_path: str | None, launchpad_file: str | None, uri: str | None, name: str | None,
+         timeout: float, roots: tuple[str, ...], watch: bool, interval: float) -> None:
+    """Ingest, then push: the login-node daemon (with --watch) or a cron one-shot."""
+    from fwspool.ingest import Ingester
+
+    stop = StopFlag()
+    stop.install()
+    with open_journal(journal_path) as journal, journal.lock("ingest"), journal.lock("push"):
+        ingester = Ingester(journal, roots=roots)
+
+        def ingest_once() -> None:
+            summary = ingester.run_pass(should_stop=stop)
+            for problem in summary.problems:
+                click.echo(f"fwspool: {problem}", err=True)
+            if summary.new_events or not watch:
+                click.echo(summary.line())
+
+        push_loop(journal, lambda: open_uplink(launchpad_file, uri, name, timeout),
+                  watch=watch, interval=interval, stop=stop, before_pass=ingest_once)
+
+
+@main.command()
+@journal_option
+@click.argument("fw_ids", nargs=-1, type=int)
+@click.option("--launch-id", "launch_ids", multiple=True, type=int, help="Forget this launch id (repeatable).")
+@click.option("--undo", is_flag=True, help="Resume ingesting and pushing them.")
+@reports_errors
+def forget(journal_path: str | None, fw_ids: tuple[int, ...], launch_ids: tuple[int, ...], undo: bool) -> None:
+    """Stop ingesting and pushing these Fireworks' launches (like `lpad forget_offline`).
+
+    Their pending events stay in the journal, visible, unpushed. The LaunchPad's offline_runs
+    get deprecated=true on the next successful push, even if the database is down now.
+    """
+    if not fw_ids and not launch_ids:
+        raise click.UsageError("name at least one FW_ID or --launch-id")
+    with open_journal(journal_path) as journal:
+        n = journal.request_forget(fw_ids, launch_ids, undo=undo)
+    verb = "resumed" if undo else "forgotten"
+    click.echo(f"{n} known launches {verb}; the LaunchPad follows on the next push")
+
+
+@main.command()
+@journal_option
+@uplink_options
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--no-check", is_flag=True, help="Do not try to reach the database.")
+@reports_errors
+def status(journal_path: str | None, launchpad_file: str | None, uri: str | None, name: str | None,
+           timeout: float, as_json: bool, no_check: bool) -> None:
+    """Per launch: last event, pending, pushed, superseded, forgotten; totals; the database."""
+    from fwspool.status import collect, render
+
+    with open_journal(journal_path) as journal:
+        report = collect(journal, None if no_check else (lambda: open_uplink(launchpad_file, uri, name, timeout)))
+    if as_json:
+        click.echo(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        click.echo(render(report))
 
 
 if __name__ == "__main__":

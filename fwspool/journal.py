@@ -13,13 +13,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import os
 import sqlite3
 import stat
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     CheckConstraint,
@@ -34,6 +35,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
     create_engine,
     event,
     text,
@@ -45,6 +47,9 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from fwspool.errors import ConfigError, JournalBusy, JournalError
 from fwspool.events import iso, utcnow
+
+if TYPE_CHECKING:
+    from fwspool.fireworks_map import LaunchEvents
 
 SCHEMA_VERSION = 1
 #: Filesystems where SQLite's locking and WAL shared memory are unreliable.
@@ -69,8 +74,6 @@ launches = Table(
     # Set when the launch's last event is in: no need to scan its directory again.
     Column("terminal_at", Text),
     Column("forgotten_at", Text),
-    # When the LaunchPad's offline_runs entry was marked deprecated after a forget.
-    Column("deprecated_at", Text),
     CheckConstraint("learned_from IN ('spool', 'fw_offline', 'registry')", name="launches_learned_from"),
 )
 
@@ -145,6 +148,21 @@ quarantine = Table(
     Column("bytes", LargeBinary),
     Column("quarantined_at", Text, nullable=False),
     UniqueConstraint("path", "offset", name="quarantine_path_offset"),
+)
+
+forget_requests = Table(
+    "forget_requests",
+    metadata,
+    Column("request_id", Integer, primary_key=True),
+    # What `fwspool forget` named: a Firework id or a launch id.
+    Column("kind", Text, nullable=False),
+    Column("value", Integer, nullable=False),
+    # 1: forget (offline_runs.deprecated = true); 0: --undo.
+    Column("forget", Integer, nullable=False),
+    Column("requested_at", Text, nullable=False),
+    # When the LaunchPad's offline_runs were updated accordingly (NULL: on the next push).
+    Column("applied_at", Text),
+    CheckConstraint("kind IN ('fw_id', 'launch_id')", name="forget_requests_kind"),
 )
 
 meta = Table(
@@ -490,6 +508,8 @@ class Journal:
                 ]
                 result = conn.execute(sqlite.insert(quarantine).on_conflict_do_nothing(), rows)
                 counts.quarantined = result.rowcount
+            if batch.launches:
+                _apply_forget_requests(conn, now)
             if batch.terminal_launches:
                 conn.execute(
                     launches.update()
@@ -513,6 +533,160 @@ class Journal:
         """Run a read-only SQL query and return rows as dicts (for tests, tools and status)."""
         with self.reading() as conn:
             return [dict(r) for r in conn.exec_driver_sql(sql, params).mappings()]  # type: ignore[arg-type]
+
+    # -- push side ---------------------------------------------------------------------------
+
+    def pending_launches(self, after: int | None, limit: int) -> list[LaunchEvents]:
+        """Pending events of up to ``limit`` launches with ids above ``after``, in order.
+
+        Forgotten launches are left out: their events stay in the journal, visible, unpushed.
+        """
+        from fwspool.fireworks_map import LaunchEvents, PendingEvent
+
+        with self.reading() as conn:
+            lids = [
+                r[0]
+                for r in conn.exec_driver_sql(
+                    "SELECT DISTINCT e.launch_id FROM events AS e JOIN launches AS l ON l.launch_id = e.launch_id "
+                    "WHERE e.pushed_at IS NULL AND l.forgotten_at IS NULL AND e.launch_id > ? "
+                    "ORDER BY e.launch_id LIMIT ?",
+                    (-(2**62) if after is None else after, limit),
+                )
+            ]
+            if not lids:
+                return []
+            marks = ",".join("?" * len(lids))
+            rows = conn.exec_driver_sql(
+                "SELECT event_id, launch_id, type, occurred_at, payload FROM events "
+                f"WHERE pushed_at IS NULL AND launch_id IN ({marks}) ORDER BY launch_id, occurred_at, seq",
+                tuple(lids),
+            ).all()
+            completed = {
+                r[0]
+                for r in conn.exec_driver_sql(
+                    f"SELECT DISTINCT launch_id FROM events WHERE type = 'completed' AND launch_id IN ({marks})",
+                    tuple(lids),
+                )
+            }
+        by_launch: dict[int, LaunchEvents] = {}
+        for event_id_, launch_id, etype, occurred_at, payload in rows:
+            batch = by_launch.get(launch_id)
+            if batch is None:
+                batch = by_launch[launch_id] = LaunchEvents(launch_id, [], launch_id in completed)
+            batch.events.append(PendingEvent(event_id_, etype, occurred_at, json.loads(payload)))
+        return list(by_launch.values())
+
+    def mark_pushed(self, outcomes: Sequence[tuple[str, str, str | None]]) -> None:
+        """Record that the LaunchPad acknowledged these events (call only after it did)."""
+        if not outcomes:
+            return
+        now = iso(utcnow())
+        with self.transaction() as conn:
+            conn.execute(
+                events.update()
+                .where(events.c.event_id == bindparam("eid"))
+                .where(events.c.pushed_at.is_(None))
+                .values(pushed_at=now, push_outcome=bindparam("outcome"), push_detail=bindparam("detail")),
+                [{"eid": e, "outcome": o, "detail": d} for e, o, d in outcomes],
+            )
+
+    def pending_summary(self) -> tuple[int, str | None]:
+        """How many events wait to be pushed, and the oldest one's ingest time."""
+        rows = self.query("SELECT count(*) AS n, min(ingested_at) AS oldest FROM pending_events")
+        return int(rows[0]["n"]), rows[0]["oldest"]
+
+    def register_offline_runs(self, runs: Sequence[dict[str, Any]]) -> int:
+        """Add launches from the LaunchPad's registry of open offline runs; returns how many were new.
+
+        Only fills in what the journal does not know yet, so an idle pass writes nothing.
+        """
+        if not runs:
+            return 0
+        known = {
+            r["launch_id"]: r
+            for r in self.query("SELECT launch_id, fw_id, launch_dir FROM launches")
+        } if len(runs) > 500 else {
+            r["launch_id"]: r
+            for r in self.query(
+                f"SELECT launch_id, fw_id, launch_dir FROM launches WHERE launch_id IN ({','.join('?' * len(runs))})",
+                tuple(r["launch_id"] for r in runs),
+            )
+        }
+        new = [
+            r for r in runs
+            if r["launch_id"] not in known
+            or (known[r["launch_id"]]["launch_dir"] is None and r.get("launch_dir"))
+            or (known[r["launch_id"]]["fw_id"] is None and r.get("fw_id") is not None)
+        ]
+        if not new:
+            return 0
+        now = iso(utcnow())
+        with self.transaction() as conn:
+            stmt = sqlite.insert(launches).on_conflict_do_update(
+                index_elements=["launch_id"],
+                set_={
+                    "fw_id": text("coalesce(launches.fw_id, excluded.fw_id)"),
+                    "launch_dir": text("coalesce(launches.launch_dir, excluded.launch_dir)"),
+                },
+            )
+            conn.execute(
+                stmt,
+                [
+                    {
+                        "launch_id": r["launch_id"], "fw_id": r.get("fw_id"), "launch_dir": r.get("launch_dir"),
+                        "learned_from": "registry", "first_seen_at": now,
+                    }
+                    for r in new
+                ],
+            )
+            _apply_forget_requests(conn, now)
+        return len(new)
+
+    def request_forget(self, fw_ids: Sequence[int], launch_ids: Sequence[int], *, undo: bool = False) -> int:
+        """Stop (or, with ``undo``, resume) ingesting and pushing these launches; the LaunchPad's
+        offline_runs follow on the next successful push. Returns the number of known launches affected."""
+        now = iso(utcnow())
+        rows = [("fw_id", v) for v in fw_ids] + [("launch_id", v) for v in launch_ids]
+        with self.transaction() as conn:
+            for kind, value in rows:
+                conn.execute(
+                    forget_requests.insert().values(
+                        kind=kind, value=value, forget=0 if undo else 1, requested_at=now
+                    )
+                )
+            cond = launches.c.fw_id.in_(list(fw_ids)) | launches.c.launch_id.in_(list(launch_ids))
+            res = conn.execute(
+                launches.update().where(cond).values(forgotten_at=None if undo else now)
+            )
+        return int(res.rowcount)
+
+    def unapplied_forget_requests(self) -> list[dict[str, Any]]:
+        return self.query("SELECT * FROM forget_requests WHERE applied_at IS NULL ORDER BY request_id")
+
+    def mark_forget_applied(self, request_ids: Sequence[int]) -> None:
+        if not request_ids:
+            return
+        with self.transaction() as conn:
+            conn.execute(
+                forget_requests.update()
+                .where(forget_requests.c.request_id.in_(list(request_ids)))
+                .values(applied_at=iso(utcnow()))
+            )
+
+
+def _apply_forget_requests(conn: Connection, now: str) -> None:
+    """Launches learned after a forget are forgotten too: the newest request per key decides."""
+    conn.exec_driver_sql(
+        """
+        UPDATE launches SET forgotten_at = ?
+        WHERE forgotten_at IS NULL AND (
+            (SELECT forget FROM forget_requests WHERE kind = 'fw_id' AND value = launches.fw_id
+             ORDER BY request_id DESC LIMIT 1) = 1
+            OR (SELECT forget FROM forget_requests WHERE kind = 'launch_id' AND value = launches.launch_id
+             ORDER BY request_id DESC LIMIT 1) = 1)
+        """,
+        (now,),
+    )
 
 
 def _source_ids(conn: Connection, paths: Iterable[str]) -> dict[str, int]:

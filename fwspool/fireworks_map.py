@@ -1,0 +1,353 @@
+"""How journal events become LaunchPad state, the way FireWorks itself would write it.
+
+Completion goes through FireWorks' own ``LaunchPad.complete_launch`` (so FWActions, additions,
+detours, update_spec, mod_spec and defusing are applied by FireWorks' code), then the real
+``completed_on`` is written into the state history, ``time_end`` and ``runtime_secs``. The
+running phase (started, pings, checkpoints, launch-dir changes) is what ``checkout_fw``,
+``ping_launch`` and ``change_launch_dir`` do, applied for many launches at once with bulk writes.
+
+Every application is idempotent, which is what makes push exactly-once without transactions:
+the journal marks an event pushed only after the database acknowledged it, and if a crash falls
+between the two, applying the event again changes nothing (a final launch is not completed
+twice; a Firework whose launch is final but whose workflow was not refreshed is refreshed, once,
+by FireWorks' own refresh, which applies an FWAction only when the Firework's state changes).
+
+Events are not applied when the LaunchPad moved on meanwhile (FireWorks issue #326): the
+Firework was rerun (the launch is no longer one of its current launches), defused, paused or
+archived, or the offline run was forgotten with ``lpad forget_offline``. Those events are
+*superseded*.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+from fwspool.events import FINAL_STATES, as_utc
+
+#: Firework states in which a launch's results no longer belong on the LaunchPad.
+_SUPERSEDING_FW_STATES = ("DEFUSED", "PAUSED", "ARCHIVED")
+#: Firework states that checkout_fw moves to RUNNING.
+_RUNNABLE_FW_STATES = ["WAITING", "READY", "RESERVED", "FIZZLED"]
+
+
+@dataclass(slots=True)
+class PendingEvent:
+    event_id: str
+    type: str
+    occurred_at: str
+    payload: dict[str, Any]
+
+
+@dataclass(slots=True)
+class LaunchEvents:
+    """The pending events of one launch, in order, and what the journal knows besides."""
+
+    launch_id: int
+    events: list[PendingEvent]
+    #: A completed event for this launch is in the journal (pushed or not).
+    has_completion: bool = False
+
+
+@dataclass(slots=True)
+class ApplyResult:
+    #: (event_id, outcome, detail): outcome is "applied", "superseded" or "skipped".
+    outcomes: list[tuple[str, str, str | None]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    completed_launches: list[int] = field(default_factory=list)
+    superseded_launches: list[int] = field(default_factory=list)
+    touched_launches: list[int] = field(default_factory=list)
+
+
+def superseded_reason(launch: dict[str, Any], fw: dict[str, Any] | None, offline_run: dict[str, Any] | None) -> str | None:
+    """Why a launch's events must not be applied any more, or None when they may be."""
+    if fw is None:
+        return f"Firework {launch.get('fw_id')} is no longer on the LaunchPad"
+    if launch["launch_id"] not in (fw.get("launches") or []):
+        return f"launch {launch['launch_id']} is no longer Firework {fw['fw_id']}'s current launch (rerun?)"
+    if fw.get("state") in _SUPERSEDING_FW_STATES:
+        return f"Firework {fw['fw_id']} is {fw['state']} on the LaunchPad"
+    if offline_run is not None and offline_run.get("deprecated"):
+        return f"offline run of launch {launch['launch_id']} was forgotten on the LaunchPad (forget_offline)"
+    return None
+
+
+def exit_action(payload: dict[str, Any], occurred_at: str) -> dict[str, Any]:
+    """The FWAction of a job that exited before completing (walltime kill, crash)."""
+    if payload.get("signal") is not None:
+        why = f"killed by {payload.get('signal_name') or 'signal ' + str(payload['signal'])}"
+    else:
+        why = f"exited with return code {payload.get('returncode')}"
+    return {
+        "stored_data": {
+            "_message": f"fwspool: the job {why} before completing",
+            "_fwspool_exit": {k: v for k, v in payload.items() if k != "type"},
+            "_exited_at": occurred_at,
+        },
+        "exit": True,
+        "update_spec": {},
+        "mod_spec": [],
+        "additions": [],
+        "detours": [],
+        "defuse_children": False,
+        "defuse_workflow": False,
+        "propagate": False,
+    }
+
+
+def _iso_fw(value: dt.datetime) -> str:
+    """A time the way FireWorks stores it in MongoDB (``recursive_dict``: ``isoformat()``)."""
+    return value.isoformat()
+
+
+def _apply_running_phase(launch_obj: Any, events: list[PendingEvent]) -> bool:
+    """Apply started / ping / checkpoint / launch_dir_changed to a FireWorks Launch in memory.
+
+    Mirrors ``checkout_fw`` (state RUNNING, host, ip, fworker), ``ping_launch`` (touch the
+    RUNNING entry's ``updated_on``, keep the checkpoint) and ``change_launch_dir``, with the
+    times recorded on the compute node. Returns whether anything changed.
+    """
+    from fireworks.core.fworker import FWorker
+
+    before = launch_obj.to_db_dict()
+    newest_touch: tuple[dt.datetime, dict[str, Any] | None] | None = None
+    for ev in events:
+        p = ev.payload
+        if ev.type == "started":
+            started_on = as_utc(p["started_on"])
+            if launch_obj.state in FINAL_STATES:
+                continue
+            if launch_obj.state != "RUNNING":
+                launch_obj.state = "RUNNING"
+            for entry in launch_obj.state_history:
+                if entry["state"] == "RUNNING":
+                    entry["created_on"] = started_on
+                    if newest_touch is None:
+                        entry["updated_on"] = started_on
+            if p.get("host"):
+                launch_obj.host = p["host"]
+            if p.get("ip"):
+                launch_obj.ip = p["ip"]
+            if p.get("fworker"):
+                launch_obj.fworker = FWorker.from_dict(p["fworker"])
+        elif ev.type in ("ping", "checkpoint"):
+            when = p.get("ping_time")
+            when_dt = as_utc(when) if when else None
+            checkpoint = p.get("checkpoint")
+            if when_dt is None:
+                when_dt = newest_touch[0] if newest_touch else None
+            if newest_touch is None or (when_dt is not None and when_dt >= newest_touch[0]):
+                newest_touch = (when_dt or as_utc(ev.occurred_at), checkpoint if checkpoint is not None else (newest_touch[1] if newest_touch else None))
+            elif checkpoint is not None:
+                newest_touch = (newest_touch[0], checkpoint)
+        elif ev.type == "launch_dir_changed":
+            launch_obj.launch_dir = p["launch_dir"]
+    if newest_touch is not None and launch_obj.state == "RUNNING":
+        # ping_launch touches only a RUNNING launch, and only its last history entry.
+        entry = launch_obj.state_history[-1]
+        ping_time, checkpoint = newest_touch
+        current = entry.get("updated_on")
+        if current is None or as_utc(current) <= ping_time:
+            entry["updated_on"] = ping_time
+        if checkpoint is not None:
+            entry["checkpoint"] = checkpoint
+    return launch_obj.to_db_dict() != before
+
+
+def workflow_state(wf_doc: dict[str, Any], fw_states: dict[int, str]) -> str | None:
+    """FireWorks' own ``Workflow.state`` computed from a workflow document's fw_states and links.
+
+    Returns None when the computation needs the Fireworks themselves (a FIZZLED Firework whose
+    children may allow fizzled parents); the caller then refreshes through FireWorks.
+    """
+    from fireworks.core.firework import Workflow
+
+    links = {int(k): v for k, v in (wf_doc.get("links") or {}).items()}
+    leaves = [fw_id for fw_id, children in links.items() if not children]
+    shim = SimpleNamespace(fw_states=fw_states, leaf_fw_ids=leaves, links=links)
+    try:
+        return str(Workflow.state.fget(shim))  # type: ignore[attr-defined]
+    except AttributeError:
+        return None
+
+
+class LaunchPadApplier:
+    """Applies batches of journal events to one FireWorks LaunchPad."""
+
+    def __init__(self, launchpad: Any) -> None:
+        self.lp = launchpad
+
+    def apply(self, batches: list[LaunchEvents], now: dt.datetime) -> ApplyResult:
+        from fireworks.core.firework import Launch
+        from pymongo import ReplaceOne, UpdateOne
+
+        lp = self.lp
+        result = ApplyResult()
+        lids = [b.launch_id for b in batches]
+        launch_docs = {d["launch_id"]: d for d in lp.launches.find({"launch_id": {"$in": lids}}, {"action": 0})}
+        fw_ids = sorted({d["fw_id"] for d in launch_docs.values()})
+        fw_docs = {
+            d["fw_id"]: d
+            for d in lp.fireworks.find({"fw_id": {"$in": fw_ids}}, {"fw_id": 1, "state": 1, "launches": 1})
+        }
+        offline = {
+            d["launch_id"]: d
+            for d in lp.offline_runs.find({"launch_id": {"$in": lids}}, {"launch_id": 1, "deprecated": 1})
+        }
+        running_replaces: list[Any] = []
+        running_outcomes: list[tuple[str, str, str | None]] = []
+        running_fw_ids: set[int] = set()
+        sequential: list[tuple[LaunchEvents, dict[str, Any]]] = []
+        for batch in batches:
+            doc = launch_docs.get(batch.launch_id)
+            if doc is None:
+                result.problems.append(
+                    f"launch {batch.launch_id} is not on this LaunchPad: its {len(batch.events)} events stay pending"
+                )
+                continue
+            fw = fw_docs.get(doc["fw_id"])
+            reason = superseded_reason(doc, fw, offline.get(batch.launch_id))
+            if reason is not None:
+                result.outcomes.extend((e.event_id, "superseded", reason) for e in batch.events)
+                result.superseded_launches.append(batch.launch_id)
+                continue
+            ends = any(e.type == "completed" for e in batch.events) or (
+                not batch.has_completion and any(e.type == "exited" for e in batch.events)
+            )
+            if ends or doc.get("state") in FINAL_STATES:
+                sequential.append((batch, doc))
+                continue
+            launch_obj = Launch.from_dict(doc)
+            phase = [e for e in batch.events if e.type not in ("note", "exited")]
+            if _apply_running_phase(launch_obj, phase):
+                new_doc = launch_obj.to_db_dict()
+                # Optimistic: only if nobody changed the launch's state since we read it.
+                running_replaces.append(
+                    ReplaceOne({"_id": doc["_id"], "state": doc["state"]}, new_doc)
+                )
+            if launch_obj.state == "RUNNING":
+                running_fw_ids.add(doc["fw_id"])
+            running_outcomes.extend(
+                (e.event_id, "skipped" if e.type == "note" else "applied", None) for e in batch.events
+            )
+            result.touched_launches.append(batch.launch_id)
+        if running_replaces:
+            res = lp.launches.bulk_write(running_replaces, ordered=False)
+            if res.matched_count != len(running_replaces):
+                # A launch changed under us: re-apply everything next pass (idempotent).
+                result.problems.append("some launches changed on the LaunchPad during the push; retrying next pass")
+                running_outcomes = []
+                result.touched_launches = []
+        result.outcomes.extend(running_outcomes)
+        if running_fw_ids:
+            self._mark_fireworks_running(sorted(running_fw_ids), now, UpdateOne)
+        for batch, doc in sequential:
+            self._apply_sequential(batch, doc, now, result)
+        if result.completed_launches:
+            lp.offline_runs.update_many(
+                {"launch_id": {"$in": result.completed_launches}},
+                {"$set": {"completed": True}},
+            )
+        if result.superseded_launches:
+            # recover_offline would otherwise clobber the LaunchPad with these (FireWorks #326).
+            lp.offline_runs.update_many(
+                {"launch_id": {"$in": result.superseded_launches}, "deprecated": False},
+                {"$set": {"deprecated": True}},
+            )
+        touched = result.touched_launches + result.completed_launches
+        if touched:
+            lp.offline_runs.update_many(
+                {"launch_id": {"$in": touched}}, {"$set": {"updated_on": now.isoformat()}}
+            )
+        return result
+
+    def _mark_fireworks_running(self, fw_ids: list[int], now: dt.datetime, UpdateOne: Any) -> None:
+        """checkout_fw's Firework and workflow updates, in bulk: Firework RUNNING, workflow refreshed."""
+        lp = self.lp
+        lp.fireworks.update_many(
+            {"fw_id": {"$in": fw_ids}, "state": {"$in": _RUNNABLE_FW_STATES}},
+            {"$set": {"state": "RUNNING", "updated_on": _iso_fw(now)}},
+        )
+        wanted = set(fw_ids)
+        updates = []
+        for wf in lp.workflows.find({"nodes": {"$in": fw_ids}}, {"fw_states": 1, "links": 1, "nodes": 1, "locked": 1}):
+            states = {int(k): v for k, v in wf["fw_states"].items()}
+            stale = [i for i in wf["nodes"] if i in wanted and states.get(i) != "RUNNING"]
+            if not stale:
+                continue
+            for i in stale:
+                states[i] = "RUNNING"
+            wf_state = workflow_state(wf, states)
+            if wf_state is None or wf.get("locked"):
+                for i in stale:
+                    lp._refresh_wf(i)  # FireWorks' own path for the rare complicated case
+                continue
+            update = {f"fw_states.{i}": "RUNNING" for i in stale}
+            update.update(state=wf_state, updated_on=_iso_fw(now))
+            updates.append(UpdateOne({"_id": wf["_id"], "locked": {"$exists": False}}, {"$set": update}))
+        if updates:
+            lp.workflows.bulk_write(updates, ordered=False)
+
+    def _apply_sequential(self, batch: LaunchEvents, doc: dict[str, Any], now: dt.datetime, result: ApplyResult) -> None:
+        """A launch that ends in this batch (or has ended): running phase, then FireWorks' completion."""
+        from fireworks.core.firework import FWAction, Launch
+
+        lp = self.lp
+        lid = batch.launch_id
+        launch_obj = Launch.from_dict(doc)
+        phase = [e for e in batch.events if e.type in ("started", "ping", "checkpoint", "launch_dir_changed")]
+        if phase and launch_obj.state not in FINAL_STATES and _apply_running_phase(launch_obj, phase):
+            lp.launches.replace_one({"_id": doc["_id"], "state": doc["state"]}, launch_obj.to_db_dict())
+        final: tuple[str, dict[str, Any], dt.datetime] | None = None
+        for ev in batch.events:
+            if ev.type == "completed":
+                final = (ev.payload["state"], ev.payload["action"], as_utc(ev.payload["completed_on"]))
+                break
+        if final is None and not batch.has_completion:
+            for ev in batch.events:
+                if ev.type == "exited":
+                    final = ("FIZZLED", exit_action(ev.payload, ev.occurred_at), as_utc(ev.occurred_at))
+                    break
+        detail: str | None = None
+        if final is not None:
+            state, action, completed_on = final
+            current = lp.launches.find_one({"launch_id": lid}, {"state": 1, "fw_id": 1})
+            if current["state"] in FINAL_STATES and current["state"] != state:
+                reason = f"launch {lid} is already {current['state']} on the LaunchPad"
+                result.outcomes.extend((e.event_id, "superseded", reason) for e in batch.events)
+                result.superseded_launches.append(lid)
+                return
+            if current["state"] != state:
+                lp.complete_launch(lid, FWAction.from_dict(action), state)
+            else:
+                # Completed before (a push that died before marking the journal): make sure the
+                # workflow was refreshed too, through FireWorks' own refresh.
+                fw = lp.fireworks.find_one({"fw_id": current["fw_id"]}, {"state": 1})
+                if fw is not None and fw.get("state") != state:
+                    lp._refresh_wf(current["fw_id"])
+            self._record_completion_time(lid, state, completed_on)
+            result.completed_launches.append(lid)
+        for ev in batch.events:
+            if ev.type == "note":
+                result.outcomes.append((ev.event_id, "skipped", None))
+            elif ev.type == "exited" and batch.has_completion:
+                result.outcomes.append((ev.event_id, "applied", detail))
+            else:
+                result.outcomes.append((ev.event_id, "applied", detail))
+
+    def _record_completion_time(self, launch_id: int, state: str, completed_on: dt.datetime) -> None:
+        """The real completion time in the history, time_end and runtime_secs (idempotent)."""
+        from fireworks.core.firework import Launch
+
+        doc = self.lp.launches.find_one({"launch_id": launch_id}, {"action": 0})
+        launch_obj = Launch.from_dict(doc)
+        for entry in reversed(launch_obj.state_history):
+            if entry["state"] == state:
+                entry["created_on"] = completed_on
+                break
+        new = launch_obj.to_db_dict()
+        fields = {k: new.get(k) for k in ("state_history", "time_end", "runtime_secs")}
+        if any(doc.get(k) != v for k, v in fields.items()):
+            self.lp.launches.update_one({"launch_id": launch_id, "state": state}, {"$set": fields})

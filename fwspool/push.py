@@ -1,0 +1,142 @@
+"""Push: replay the journal to the LaunchPad whenever it is reachable.
+
+A pass connects, applies pending forget requests (``offline_runs.deprecated``), pulls the
+registry of open offline runs into the journal (so ingest knows where to look while the
+database is down later), then applies pending events in batches of launches, marking each batch
+pushed only after the database acknowledged it. A failure mid-pass leaves the rest pending;
+re-applying what was applied but not marked changes nothing (see :mod:`fwspool.fireworks_map`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fwspool.errors import UplinkUnavailable
+from fwspool.events import as_utc, iso, utcnow
+from fwspool.journal import Journal
+from fwspool.uplink import Uplink
+
+LAST_PUSH_KEY = "last_successful_push"
+
+
+@dataclass(slots=True)
+class PushSummary:
+    launches: int = 0
+    applied: int = 0
+    superseded: int = 0
+    skipped: int = 0
+    registered: int = 0
+    forgets_applied: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (
+            f"push: {self.launches} launches, {self.applied} events applied, {self.superseded} superseded, "
+            f"{self.skipped} skipped, {self.registered} offline runs registered, "
+            f"{self.forgets_applied} forget requests applied"
+        )
+
+
+def age(iso_text: str | None, now: dt.datetime) -> str:
+    """'3h12m' style age of an ISO time."""
+    if not iso_text:
+        return "-"
+    secs = max(0, int((now - as_utc(iso_text)).total_seconds()))
+    if secs < 120:
+        return f"{secs}s"
+    if secs < 7200:
+        return f"{secs // 60}m"
+    if secs < 172800:
+        return f"{secs // 3600}h{(secs % 3600) // 60:02d}m"
+    return f"{secs // 86400}d{(secs % 86400) // 3600:02d}h"
+
+
+class Pusher:
+    """Pushes one journal through one uplink."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        uplink: Uplink,
+        *,
+        batch_launches: int = 500,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        self.journal = journal
+        self.uplink = uplink
+        self.batch_launches = batch_launches
+        self.clock = clock
+
+    def unavailable(self, exc: UplinkUnavailable) -> UplinkUnavailable:
+        """The one line for an unreachable database: where, how much waits, and since when."""
+        pending, oldest = self.journal.pending_summary()
+        return UplinkUnavailable(
+            f"{exc.message}; {pending} events pending in the journal, oldest ingested {age(oldest, self.clock())} ago"
+        )
+
+    def run_pass(
+        self,
+        *,
+        should_stop: Callable[[], bool] = lambda: False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> PushSummary:
+        summary = PushSummary()
+        try:
+            self.uplink.check()
+            self._apply_forgets(summary)
+            summary.registered = self.journal.register_offline_runs(self.uplink.open_offline_runs())
+            total, _ = self.journal.pending_summary()
+            done = 0
+            after: int | None = None
+            while not should_stop():
+                batches = self.journal.pending_launches(after, self.batch_launches)
+                if not batches:
+                    break
+                after = batches[-1].launch_id
+                result = self.uplink.apply(batches, self.clock())
+                # Only now, with the database's acknowledgement in hand.
+                self.journal.mark_pushed(result.outcomes)
+                summary.launches += len(batches)
+                for _, outcome, _detail in result.outcomes:
+                    if outcome == "applied":
+                        summary.applied += 1
+                    elif outcome == "superseded":
+                        summary.superseded += 1
+                    else:
+                        summary.skipped += 1
+                summary.problems.extend(result.problems)
+                done += sum(len(b.events) for b in batches)
+                if progress:
+                    progress(min(done, total), total)
+        except UplinkUnavailable as exc:
+            raise self.unavailable(exc) from None
+        self.journal.set_meta(LAST_PUSH_KEY, iso(self.clock()))
+        return summary
+
+    def _apply_forgets(self, summary: PushSummary) -> None:
+        requests = self.journal.unapplied_forget_requests()
+        for req in requests:
+            self.uplink.set_deprecated(req["kind"], [req["value"]], bool(req["forget"]))
+        self.journal.mark_forget_applied([r["request_id"] for r in requests])
+        summary.forgets_applied = len(requests)
+
+
+class Backoff:
+    """Exponential backoff with full jitter, capped: 1 s, 2 s, 4 s ... up to ``cap``."""
+
+    def __init__(self, base: float = 1.0, cap: float = 300.0, rng: random.Random | None = None) -> None:
+        self.base = base
+        self.cap = cap
+        self.failures = 0
+        self.rng = rng or random.Random()
+
+    def next_delay(self) -> float:
+        ceiling = min(self.cap, self.base * (2**self.failures))
+        self.failures += 1
+        return self.rng.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        self.failures = 0

@@ -1,0 +1,198 @@
+"""The uplink: fwspool's only connection to MongoDB, behind a small interface.
+
+:class:`Uplink` is what the pusher needs of a LaunchPad. :class:`MongoUplink` is the real one (a
+FireWorks LaunchPad with short timeouts); :class:`FlakyUplink` wraps any uplink and fails on
+command, for tests of what happens when the database goes away mid-push.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from fwspool.config import LaunchPadConfig, redact
+from fwspool.errors import NotALaunchPad, UplinkAuthError, UplinkUnavailable
+from fwspool.fireworks_map import ApplyResult, LaunchEvents, LaunchPadApplier
+
+#: MongoDB error codes that mean "who you are is not accepted".
+_AUTH_CODES = {18, 13, 11}
+
+
+class Uplink(Protocol):
+    def where(self) -> str:
+        """Where the database is, credentials redacted."""
+
+    def check(self) -> None:
+        """Connect and make sure this is a LaunchPad; raise UplinkUnavailable/UplinkAuthError/NotALaunchPad."""
+
+    def apply(self, batches: list[LaunchEvents], now: dt.datetime) -> ApplyResult: ...
+
+    def open_offline_runs(self) -> list[dict[str, Any]]:
+        """The registry: offline runs not completed nor deprecated, with their launch_dir."""
+
+    def set_deprecated(self, kind: str, values: Sequence[int], deprecated: bool) -> None:
+        """``lpad forget_offline`` (or its undo) for these Firework or launch ids."""
+
+    def close(self) -> None: ...
+
+
+def translate_errors(where: str, secrets: tuple[str, ...] = ()) -> Callable[[BaseException], Exception | None]:
+    """Map a pymongo exception to fwspool's own, or None when it is not a connection matter."""
+    from pymongo.errors import ConfigurationError, ConnectionFailure, OperationFailure
+
+    def translate(exc: BaseException) -> Exception | None:
+        text = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, secrets)
+        if isinstance(exc, OperationFailure) and (exc.code in _AUTH_CODES or "auth" in text.lower()):
+            return UplinkAuthError(f"MongoDB at {where} refused the credentials: {text}")
+        if isinstance(exc, ConnectionFailure):
+            return UplinkUnavailable(f"cannot reach MongoDB at {where}: {text}")
+        if isinstance(exc, ConfigurationError):
+            from fwspool.errors import ConfigError
+
+            return ConfigError(f"MongoDB configuration for {where} is unusable: {text}")
+        return None
+
+    return translate
+
+
+class MongoUplink:
+    """A LaunchPad reached through pymongo, with a short server-selection timeout."""
+
+    def __init__(
+        self,
+        config: LaunchPadConfig,
+        *,
+        timeout: float = 5.0,
+        event_listeners: Sequence[Any] = (),
+    ) -> None:
+        from fireworks import LaunchPad
+
+        self.config = config
+        settings = dict(config.settings)
+        kwargs = dict(settings.get("mongoclient_kwargs") or {})
+        ms = int(timeout * 1000)
+        kwargs.setdefault("serverSelectionTimeoutMS", ms)
+        kwargs.setdefault("connectTimeoutMS", ms)
+        # A stalled connection (network cut) must fail, not hang the pusher forever.
+        kwargs.setdefault("socketTimeoutMS", max(ms * 6, 30_000))
+        if event_listeners:
+            kwargs["event_listeners"] = list(kwargs.get("event_listeners", [])) + list(event_listeners)
+        settings["mongoclient_kwargs"] = kwargs
+        settings.setdefault("strm_lvl", "ERROR")
+        settings["logdir"] = None
+        self._translate = translate_errors(config.where(), config.secrets)
+        try:
+            self.lp = LaunchPad.from_dict(settings)
+        except Exception as exc:  # noqa: BLE001
+            mapped = self._translate(exc)
+            if mapped is not None:
+                raise mapped from None
+            from fwspool.errors import ConfigError
+
+            raise ConfigError(
+                f"cannot use LaunchPad settings from {config.source}: {redact(str(exc), config.secrets)}"
+            ) from None
+        self.applier = LaunchPadApplier(self.lp)
+
+    def where(self) -> str:
+        return self.config.where()
+
+    def _call(self, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except Exception as exc:
+            mapped = self._translate(exc)
+            if mapped is not None:
+                raise mapped from None
+            raise
+
+    def check(self) -> None:
+        def probe() -> None:
+            if self.lp.db.fw_id_assigner.find_one({}, {"_id": 1}) is None:
+                raise NotALaunchPad(
+                    f"{self.where()} is not a FireWorks LaunchPad (no fw_id_assigner; run `lpad reset` to make one)"
+                )
+
+        self._call(probe)
+
+    def apply(self, batches: list[LaunchEvents], now: dt.datetime) -> ApplyResult:
+        return self._call(lambda: self.applier.apply(batches, now))  # type: ignore[no-any-return]
+
+    def open_offline_runs(self) -> list[dict[str, Any]]:
+        def fetch() -> list[dict[str, Any]]:
+            runs = list(
+                self.lp.offline_runs.find(
+                    {"completed": False, "deprecated": False}, {"_id": 0, "launch_id": 1, "fw_id": 1}
+                )
+            )
+            if not runs:
+                return []
+            dirs = {
+                d["launch_id"]: d.get("launch_dir")
+                for d in self.lp.launches.find(
+                    {"launch_id": {"$in": [r["launch_id"] for r in runs]}}, {"_id": 0, "launch_id": 1, "launch_dir": 1}
+                )
+            }
+            return [dict(r, launch_dir=dirs.get(r["launch_id"])) for r in runs]
+
+        return self._call(fetch)  # type: ignore[no-any-return]
+
+    def set_deprecated(self, kind: str, values: Sequence[int], deprecated: bool) -> None:
+        self._call(
+            lambda: self.lp.offline_runs.update_many({kind: {"$in": list(values)}}, {"$set": {"deprecated": deprecated}})
+        )
+
+    def close(self) -> None:
+        self.lp.connection.close()
+
+
+class FlakyUplink:
+    """Wraps an uplink and fails where a test says: before or after the wrapped ``apply``.
+
+    ``fail_before_apply`` / ``fail_after_apply`` count down: when one reaches zero, the call raises
+    UplinkUnavailable — after the real write for ``fail_after_apply``, which is the case of a
+    database that applied a write whose acknowledgement never arrived.
+    """
+
+    def __init__(self, inner: Uplink, *, fail_before_apply: int | None = None, fail_after_apply: int | None = None,
+                 fail_check: bool = False) -> None:
+        self.inner = inner
+        self.fail_before_apply = fail_before_apply
+        self.fail_after_apply = fail_after_apply
+        self.fail_check = fail_check
+        self.applied_batches = 0
+
+    def where(self) -> str:
+        return self.inner.where()
+
+    def check(self) -> None:
+        if self.fail_check:
+            raise UplinkUnavailable(f"cannot reach MongoDB at {self.where()}: injected fault")
+        self.inner.check()
+
+    @staticmethod
+    def _tick(counter: int | None) -> tuple[int | None, bool]:
+        if counter is None:
+            return None, False
+        return counter - 1, counter - 1 < 0
+
+    def apply(self, batches: list[LaunchEvents], now: dt.datetime) -> ApplyResult:
+        self.fail_before_apply, fire = self._tick(self.fail_before_apply)
+        if fire:
+            raise UplinkUnavailable("injected fault before apply")
+        result = self.inner.apply(batches, now)
+        self.applied_batches += 1
+        self.fail_after_apply, fire = self._tick(self.fail_after_apply)
+        if fire:
+            raise UplinkUnavailable("injected fault after apply (acknowledgement lost)")
+        return result
+
+    def open_offline_runs(self) -> list[dict[str, Any]]:
+        return self.inner.open_offline_runs()
+
+    def set_deprecated(self, kind: str, values: Sequence[int], deprecated: bool) -> None:
+        self.inner.set_deprecated(kind, values, deprecated)
+
+    def close(self) -> None:
+        self.inner.close()
