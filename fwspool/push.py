@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from fwspool.errors import UplinkUnavailable
 from fwspool.events import as_utc, iso, utcnow
+from fwspool.failpoints import failpoint
 from fwspool.journal import Journal
 from fwspool.uplink import Uplink
 
@@ -97,6 +98,7 @@ class Pusher:
                     break
                 after = batches[-1].launch_id
                 result = self.uplink.apply(batches, self.clock())
+                failpoint("push.before_mark")
                 # Only now, with the database's acknowledgement in hand.
                 self.journal.mark_pushed(result.outcomes)
                 summary.launches += len(batches)

@@ -1,0 +1,308 @@
+"""fwspool push: exactly once, downtime, superseded events, forget, walltime, CLI errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from conftest import make_launchpad
+from fireworks import Firework, ScriptTask, Workflow
+from pymongo import monitoring
+from twins import (
+    ingest_and_push,
+    recover_all,
+    reserve_offline,
+    run_fireworks_offline,
+    run_fwspool,
+    snapshot,
+    subprocess_env,
+    uplink_for,
+)
+
+from dyn_tasks import GrowTask
+from fwspool.cli import main
+from fwspool.errors import EX_CONFIG, EX_TEMPFAIL, UplinkUnavailable
+from fwspool.ingest import Ingester
+from fwspool.journal import Journal
+from fwspool.push import Pusher
+from fwspool.uplink import FlakyUplink
+
+
+def grow_wf() -> Workflow:
+    a = Firework([GrowTask(label="g")], name="step1")
+    b = Firework(ScriptTask.from_str("echo two"), name="step2", parents=[a])
+    return Workflow([a, b], name="grow")
+
+
+def prepared(lp: Any, tmp_path: Any, wf: Workflow | None = None, run: bool = True, *extra: str) -> str:
+    """A workflow on ``lp`` whose first step was reserved offline and run by fwspool rlaunch."""
+    lp.add_wf(wf or grow_wf())
+    d = str(tmp_path / "launch")
+    reserve_offline(lp, d)
+    if run:
+        res = run_fwspool(d, *extra)
+        assert res.returncode in (0, 1), res.stderr[-2000:]
+    return d
+
+
+class CommandCounter(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.commands: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.commands.append(event.command_name)
+
+    def succeeded(self, event: Any) -> None:
+        pass
+
+    def failed(self, event: Any) -> None:
+        pass
+
+    def writes(self) -> list[str]:
+        return [c for c in self.commands if c in {"insert", "update", "delete", "findAndModify"}]
+
+
+def test_push_twice_changes_nothing_and_an_idle_pass_writes_nothing(
+    launchpad, tmp_path, journal_path, mongo_uri
+):
+    d = prepared(launchpad, tmp_path)
+    first = ingest_and_push(journal_path, mongo_uri, launchpad.name, roots=(d,))
+    assert first.applied > 0
+    after_first = snapshot(launchpad)
+    counter = CommandCounter()
+    with Journal.open(journal_path) as journal:
+        assert Ingester(journal).run_pass().new_events == 0
+        uplink = uplink_for(mongo_uri, launchpad.name, event_listeners=[counter])
+        second = Pusher(journal, uplink).run_pass()
+        uplink.close()
+        assert journal.count_events("pushed_at IS NULL") == 0
+    assert (second.applied, second.superseded) == (0, 0)
+    assert snapshot(launchpad) == after_first
+    assert counter.writes() == [], counter.commands
+
+
+def test_acknowledgement_lost_then_push_again_equals_clean_run(mongo_uri, db_name, tmp_path, journal_path):
+    clean = make_launchpad(mongo_uri, db_name + "_c")
+    flaky = make_launchpad(mongo_uri, db_name + "_k")
+    try:
+        dc = prepared(clean, tmp_path / "c")
+        dk = prepared(flaky, tmp_path / "k")
+        ingest_and_push(str(tmp_path / "c.sqlite3"), mongo_uri, clean.name, roots=(dc,))
+        with Journal.open(journal_path) as journal:
+            Ingester(journal, roots=(dk,)).run_pass()
+            # The database applies the batch, the acknowledgement is lost: nothing marked.
+            uplink = FlakyUplink(uplink_for(mongo_uri, flaky.name), fail_after_apply=0)
+            with pytest.raises(UplinkUnavailable, match="events pending"):
+                Pusher(journal, uplink).run_pass()
+            assert journal.count_events("pushed_at IS NULL") == journal.count_events()
+            Pusher(journal, uplink_for(mongo_uri, flaky.name)).run_pass()
+            assert journal.count_events("pushed_at IS NULL") == 0
+        assert snapshot(flaky, (dk,)) == snapshot(clean, (dc,))
+        assert flaky.fireworks.count_documents({}) == 4  # two + one addition + one detour, not more
+    finally:
+        for lp in (clean, flaky):
+            lp.connection.drop_database(lp.name)
+
+
+def test_kill_9_between_database_write_and_journal_mark(mongo_uri, db_name, tmp_path, journal_path):
+    clean = make_launchpad(mongo_uri, db_name + "_c")
+    killed = make_launchpad(mongo_uri, db_name + "_k")
+    try:
+        dc = prepared(clean, tmp_path / "c")
+        dk = prepared(killed, tmp_path / "k")
+        ingest_and_push(str(tmp_path / "c.sqlite3"), mongo_uri, clean.name, roots=(dc,))
+        env = subprocess_env()
+        env.update(
+            FWSPOOL_JOURNAL=journal_path, FWSPOOL_MONGODB_URI=mongo_uri, FWSPOOL_MONGODB_NAME=killed.name
+        )
+        cli = [sys.executable, "-m", "fwspool.cli"]
+        subprocess.run([*cli, "ingest", "--root", dk], env=env, check=True, capture_output=True)
+        crash = subprocess.run(
+            [*cli, "push"],
+            env=dict(env, FWSPOOL_FAILPOINTS="push.before_mark=kill"),
+            capture_output=True,
+            text=True,
+        )
+        assert crash.returncode == -signal.SIGKILL, crash.stderr
+        with Journal.open(journal_path) as journal:
+            assert journal.count_events("pushed_at IS NOT NULL") == 0
+        again = subprocess.run([*cli, "push"], env=env, capture_output=True, text=True)
+        assert again.returncode == 0, again.stderr
+        with Journal.open(journal_path) as journal:
+            assert journal.count_events("pushed_at IS NULL") == 0
+        assert snapshot(killed, (dk,)) == snapshot(clean, (dc,))
+        launch = killed.launches.find_one({"launch_id": 1})
+        assert [h["state"] for h in launch["state_history"]] == ["RESERVED", "RUNNING", "COMPLETED"]
+    finally:
+        for lp in (clean, killed):
+            lp.connection.drop_database(lp.name)
+
+
+def test_database_down_during_push_then_back(mongo_server_factory, tmp_path, journal_path):
+    server = mongo_server_factory()
+    lp = make_launchpad(server.uri, "fireworks")
+    d = prepared(lp, tmp_path)
+    with Journal.open(journal_path) as journal:
+        Ingester(journal, roots=(d,)).run_pass()
+        pending = journal.count_events()
+    server.stop()
+    runner = CliRunner()
+    env = {"FWSPOOL_JOURNAL": journal_path, "FWSPOOL_MONGODB_URI": server.uri}
+    res = runner.invoke(main, ["push", "--timeout", "1"], env=env)
+    assert res.exit_code == EX_TEMPFAIL
+    line = res.output.strip()
+    assert line.startswith("fwspool: cannot reach MongoDB at mongodb://127.0.0.1:")
+    assert f"{pending} events pending" in line and "Traceback" not in res.output
+    with Journal.open(journal_path) as journal:
+        assert journal.count_events("pushed_at IS NULL") == pending
+    server.start()
+    res = runner.invoke(main, ["push"], env=env)
+    assert res.exit_code == 0, res.output
+    from fireworks import LaunchPad
+
+    lp = LaunchPad(host=server.uri, name="fireworks", uri_mode=True, strm_lvl="ERROR")
+    states = {d["name"]: d["state"] for d in lp.fireworks.find({}, {"name": 1, "state": 1})}
+    # The detour runs before step2; the addition is READY too.
+    assert states == {"step1": "COMPLETED", "step2": "WAITING", "g-detour": "READY", "g-addition": "READY"}
+    assert lp.fireworks.count_documents({}) == 4
+
+
+def test_rerun_on_the_launchpad_is_not_clobbered(launchpad, tmp_path, journal_path, mongo_uri):
+    d = prepared(launchpad, tmp_path)
+    fw_id = launchpad.launches.find_one({"launch_id": 1})["fw_id"]
+    launchpad.rerun_fw(fw_id)  # while the offline job was still "running" as far as the DB knows
+    before = snapshot(launchpad)
+    summary = ingest_and_push(journal_path, mongo_uri, launchpad.name, roots=(d,))
+    assert summary.applied == 0 and summary.superseded > 0
+    after = snapshot(launchpad)
+    assert after["fireworks"] == before["fireworks"] and after["workflows"] == before["workflows"]
+    assert launchpad.get_fw_by_id(fw_id).state == "READY"
+    # A site still running recover_offline must not resurrect it either (FireWorks #326).
+    assert launchpad.offline_runs.find_one({"launch_id": 1})["deprecated"] is True
+    recover_all(launchpad)
+    assert launchpad.get_fw_by_id(fw_id).state == "READY"
+    res = CliRunner().invoke(main, ["status", "--json", "--no-check", "--journal", journal_path])
+    assert '"superseded": ' in res.output and res.exit_code == 0
+
+
+def test_defused_firework_is_not_clobbered(launchpad, tmp_path, journal_path, mongo_uri):
+    d = prepared(launchpad, tmp_path)
+    fw_id = launchpad.launches.find_one({"launch_id": 1})["fw_id"]
+    launchpad.defuse_fw(fw_id)
+    summary = ingest_and_push(journal_path, mongo_uri, launchpad.name, roots=(d,))
+    assert summary.applied == 0 and summary.superseded > 0
+    assert launchpad.get_fw_by_id(fw_id).state == "DEFUSED"
+
+
+def test_recover_offline_after_push_finds_nothing_to_do(launchpad, tmp_path, journal_path, mongo_uri):
+    d = prepared(launchpad, tmp_path)
+    ingest_and_push(journal_path, mongo_uri, launchpad.name, roots=(d,))
+    before = snapshot(launchpad)
+    assert launchpad.offline_runs.count_documents({"completed": False, "deprecated": False}) == 0
+    recover_all(launchpad)
+    assert snapshot(launchpad) == before
+
+
+def test_unmodified_offline_job_is_ingested_and_pushed_like_recover_offline(
+    mongo_uri, db_name, tmp_path, journal_path
+):
+    ref = make_launchpad(mongo_uri, db_name + "_r")
+    fws = make_launchpad(mongo_uri, db_name + "_f")
+    try:
+        for lp, sub in ((ref, "r"), (fws, "f")):
+            lp.add_wf(grow_wf())
+            d = str(tmp_path / sub)
+            reserve_offline(lp, d)
+            res = run_fireworks_offline(d)
+            assert res.returncode == 0, res.stderr[-2000:]
+        recover_all(ref)
+        # The registry pull teaches the journal where the launch is; then ingest reads FW_offline.json.
+        summary = ingest_and_push(journal_path, mongo_uri, fws.name)
+        assert summary.registered == 1
+        ingest_and_push(journal_path, mongo_uri, fws.name)
+        assert snapshot(fws, (str(tmp_path / "f"),)) == snapshot(ref, (str(tmp_path / "r"),))
+    finally:
+        for lp in (ref, fws):
+            lp.connection.drop_database(lp.name)
+
+
+def test_forget_while_the_database_is_down(mongo_server_factory, tmp_path, journal_path):
+    server = mongo_server_factory()
+    lp = make_launchpad(server.uri, "fireworks")
+    d = prepared(lp, tmp_path)
+    fw_id = lp.launches.find_one({"launch_id": 1})["fw_id"]
+    env = {"FWSPOOL_JOURNAL": journal_path, "FWSPOOL_MONGODB_URI": server.uri}
+    runner = CliRunner()
+    assert runner.invoke(main, ["ingest", "--root", d], env=env).exit_code == 0
+    server.stop()
+    res = runner.invoke(main, ["forget", str(fw_id)], env=env)
+    assert res.exit_code == 0 and "1 known launches forgotten" in res.output
+    assert runner.invoke(main, ["push", "--timeout", "1"], env=env).exit_code == EX_TEMPFAIL
+    server.start()
+    res = runner.invoke(main, ["push"], env=env)
+    assert res.exit_code == 0, res.output
+    from fireworks import LaunchPad
+
+    lp = LaunchPad(host=server.uri, name="fireworks", uri_mode=True, strm_lvl="ERROR")
+    assert lp.offline_runs.find_one({"launch_id": 1})["deprecated"] is True
+    assert lp.get_fw_by_id(fw_id).state == "RESERVED"  # nothing pushed
+    with Journal.open(journal_path) as journal:
+        assert journal.count_events("pushed_at IS NULL") > 0  # kept, visible
+        rows = journal.query("SELECT forgotten FROM launch_status")
+        assert rows == [{"forgotten": 1}]
+
+
+def test_walltime_sigterm_fizzles_the_launch_at_once(launchpad, tmp_path, journal_path, mongo_uri):
+    wf = Workflow(
+        [
+            Firework(ScriptTask.from_str("sleep 60"), name="long"),
+        ],
+        name="walltime",
+    )
+    launchpad.add_wf(wf)
+    d = str(tmp_path / "launch")
+    reserve_offline(launchpad, d)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fwspool.cli", "rlaunch"],
+        cwd=d,
+        env=subprocess_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        spools = [n for n in os.listdir(d) if n.endswith(".spool")]
+        if spools and b'"checkpoint"' in open(os.path.join(d, spools[0]), "rb").read():
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == -signal.SIGTERM
+    ingest_and_push(journal_path, mongo_uri, launchpad.name, roots=(d,))
+    fw = launchpad.get_fw_by_id(1)
+    assert fw.state == "FIZZLED"
+    launch = launchpad.launches.find_one({"launch_id": 1})
+    assert "killed by SIGTERM" in launch["action"]["stored_data"]["_message"]
+    assert launchpad.offline_runs.find_one({"launch_id": 1})["completed"] is True
+    launchpad.rerun_fw(1)
+    assert launchpad.get_fw_by_id(1).state == "READY"
+
+
+def test_bad_launchpad_file_is_one_line_exit_78(tmp_path, journal_path):
+    bad = tmp_path / "my_launchpad.yaml"
+    bad.write_text("host: [unclosed\n")
+    runner = CliRunner()
+    res = runner.invoke(main, ["push", "-l", str(bad), "--journal", journal_path])
+    assert res.exit_code == EX_CONFIG and res.output.count("\n") == 1, res.output
+    res = runner.invoke(main, ["push", "-l", str(tmp_path / "missing.yaml"), "--journal", journal_path])
+    assert res.exit_code == EX_CONFIG and "does not exist" in res.output
+
+
+def test_not_a_launchpad(mongo_uri, db_name, journal_path):
+    res = CliRunner().invoke(main, ["push", "--uri", mongo_uri, "--name", db_name, "--journal", journal_path])
+    assert res.exit_code == EX_CONFIG and "not a FireWorks LaunchPad" in res.output
