@@ -216,7 +216,7 @@ def schema_sql() -> str:
             parts.append(str(CreateIndex(index).compile(dialect=dialect)).strip() + ";\n")
     for ddl in VIEWS.values():
         parts.append(ddl.strip() + ";\n")
-    return "\n".join(parts)
+    return "\n".join("\n".join(line.rstrip() for line in part.split("\n")) for part in parts)
 
 
 def filesystem_type(path: str) -> str:
