@@ -121,14 +121,16 @@ def rlaunch(fworker_file: str | None, config_dir: str | None, launchpad_file: st
     unknown = [w for w in extra if w not in allowed]
     if unknown:
         raise click.UsageError(f"unexpected arguments: {' '.join(unknown)}")
-    sys.exit(runner.run(launch_dir, fworker_file=fworker_file, config_dir=config_dir, ping_seconds=ping_seconds))
+    code = runner.run(launch_dir, fworker_file=fworker_file, config_dir=config_dir, ping_seconds=ping_seconds)
+    sys.exit(code)
 
 
 @main.command()
 @click.option("--launch-dir", default=".", show_default=True, type=click.Path(file_okay=False),
               help="The launch directory (its FW_offline.json gives the launch id).")
 @click.option("--launch-id", type=int, default=None, help="Launch id, if there is no FW_offline.json.")
-@click.option("--fw-id", type=int, default=None, help="Firework id to record with the event.")
+@click.option("--fw-id", type=int, default=None,
+              help="Firework id to record with the event [default: the fw_id in the launch dir's FW.json].")
 @click.option("--data", "data_json", default=None, metavar="JSON", help="The event's fields as a JSON object.")
 @click.argument("event_type", type=click.Choice(sorted(EVENT_CLASSES)))
 @reports_errors
@@ -139,14 +141,18 @@ def emit(launch_dir: str, launch_id: int | None, fw_id: int | None, data_json: s
     '{"state": "COMPLETED", "action": {"stored_data": {"energy": -1.5}}}'`; `fwspool emit note
     --data '{"step": "relaxed"}'`.
     """
+    from fwspool.offline import read_fw_id
     from fwspool.rlaunch import read_launch_id
-    from fwspool.spool import SpoolWriter
+    from fwspool.spool import DEFAULT_MAX_RECORD, SpoolWriter
 
     launch_dir = os.path.abspath(launch_dir)
     if not os.path.isdir(launch_dir):
         raise InputError(f"launch directory {launch_dir} does not exist")
     if launch_id is None:
         launch_id = read_launch_id(launch_dir)
+    if fw_id is None:
+        # FW.json is written at reservation (`qlaunch -r`); without it the event has no fw_id.
+        fw_id = read_fw_id(launch_dir, DEFAULT_MAX_RECORD)
     event = build_event(event_type, data_json)
     with SpoolWriter(launch_dir, launch_id, fw_id) as writer:
         record = writer.append(event)
@@ -169,12 +175,36 @@ def build_event(event_type: str, data_json: str | None) -> Event:
         data.setdefault(defaults[event_type], now.isoformat())
     if event_type == "checkpoint":
         data.setdefault("ping_time", now.isoformat())
+    if event_type == "started":
+        from fireworks.utilities.fw_utilities import get_my_host, get_my_ip
+
+        # As FireWorks' checkout_fw (and `fwspool rlaunch`): the node this runs on.
+        data.setdefault("host", get_my_host())
+        data.setdefault("ip", get_my_ip())
     if event_type == "completed":
-        data.setdefault("action", {})
+        data["action"] = complete_action(data.get("action", {}))
     try:
-        return msgspec.convert(data, EVENT_CLASSES[event_type], strict=False)  # type: ignore[no-any-return]
+        return msgspec.convert(data, EVENT_CLASSES[event_type], strict=False)
     except msgspec.ValidationError as exc:
         raise DataError(f"--data does not fit a {event_type} event: {exc}") from exc
+
+
+def complete_action(action: Any) -> dict[str, Any]:
+    """A whole FWAction dict from a partial one (``{"stored_data": {...}}``): the fields left out
+    take FWAction's defaults, as in what `fwspool rlaunch` records, and the result must load with
+    ``FWAction.from_dict`` (which needs every field), so a bad action fails here, not at the push."""
+    import copy
+
+    from fireworks.core.firework import FWAction
+
+    if not isinstance(action, dict):
+        raise DataError("--data: a completed event's action must be a JSON object")
+    full = {**json.loads(json.dumps(FWAction().to_dict())), **action}
+    try:
+        FWAction.from_dict(copy.deepcopy(full))
+    except Exception as exc:  # FireWorks raises anything from KeyError to its own errors
+        raise DataError(f"--data: the action is not a valid FWAction: {exc!r}") from exc
+    return full
 
 
 @main.command()
@@ -255,7 +285,7 @@ def open_uplink(launchpad_file: str | None, uri: str | None, name: str | None, t
 
 
 def push_loop(journal: Journal, uplink_factory: Callable[[], Any], *, watch: bool, interval: float,
-              stop: StopFlag, before_pass: Callable[[], None] | None = None) -> None:
+              stop: StopFlag, before_pass: Callable[[], None] | None = None) -> Any:
     """One push pass, or with ``watch`` keep pushing, backing off while the database is down."""
     from fwspool.errors import UplinkAuthError, UplinkUnavailable
     from fwspool.push import Backoff, Pusher
@@ -285,7 +315,7 @@ def push_loop(journal: Journal, uplink_factory: Callable[[], Any], *, watch: boo
                 click.echo(f"fwspool: {problem}", err=True)
             if not watch or stop():
                 click.echo(summary.line())
-                break
+                return summary
             if summary.applied or summary.superseded:
                 click.echo(summary.line())
             stop.sleep(interval)
@@ -293,6 +323,7 @@ def push_loop(journal: Journal, uplink_factory: Callable[[], Any], *, watch: boo
                 break
     finally:
         uplink.close()
+    return None
 
 
 @main.command()
@@ -336,8 +367,12 @@ def sync(journal_path: str | None, launchpad_file: str | None, uri: str | None, 
             if summary.new_events or not watch:
                 click.echo(summary.line())
 
-        push_loop(journal, lambda: open_uplink(launchpad_file, uri, name, timeout),
-                  watch=watch, interval=interval, stop=stop, before_pass=ingest_once)
+        summary = push_loop(journal, lambda: open_uplink(launchpad_file, uri, name, timeout),
+                            watch=watch, interval=interval, stop=stop, before_pass=ingest_once)
+        if summary is not None and summary.registered and not stop():
+            # The push taught the journal new launch directories: read them now, not next run.
+            push_loop(journal, lambda: open_uplink(launchpad_file, uri, name, timeout),
+                      watch=False, interval=interval, stop=stop, before_pass=ingest_once)
 
 
 @main.command()
@@ -377,6 +412,18 @@ def status(journal_path: str | None, launchpad_file: str | None, uri: str | None
         click.echo(json.dumps(report, indent=2, sort_keys=True))
     else:
         click.echo(render(report))
+
+
+@main.command()
+@click.option("--keep", is_flag=True, help="Keep the temporary directory (database, journal, launch dir).")
+@reports_errors
+def demo(keep: bool) -> None:
+    """Show the whole path on a throwaway database: run offline, database down, ingest, push."""
+    from fwspool.demo import run_demo
+
+    states = run_demo(say=click.echo, keep=keep)
+    if states.get("step1") != "COMPLETED" or states.get("step2") != "READY":
+        raise FwspoolError(f"the demo workflow did not advance as expected: {states}")
 
 
 if __name__ == "__main__":

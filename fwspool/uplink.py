@@ -8,6 +8,7 @@ command, for tests of what happens when the database goes away mid-push.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -37,12 +38,20 @@ class Uplink(Protocol):
     def close(self) -> None: ...
 
 
+def short_reason(exc: BaseException) -> str:
+    """pymongo's reason without its topology dump: '127.0.0.1:27017: [Errno 111] Connection refused'."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = text.split(", Timeout:", 1)[0]
+    text = re.sub(r" \(configured timeouts:[^)]*\)", "", text)
+    return text[:300]
+
+
 def translate_errors(where: str, secrets: tuple[str, ...] = ()) -> Callable[[BaseException], Exception | None]:
     """Map a pymongo exception to fwspool's own, or None when it is not a connection matter."""
     from pymongo.errors import ConfigurationError, ConnectionFailure, OperationFailure
 
     def translate(exc: BaseException) -> Exception | None:
-        text = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, secrets)
+        text = redact(short_reason(exc), secrets)
         if isinstance(exc, OperationFailure) and (exc.code in _AUTH_CODES or "auth" in text.lower()):
             return UplinkAuthError(f"MongoDB at {where} refused the credentials: {text}")
         if isinstance(exc, ConnectionFailure):
