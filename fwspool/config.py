@@ -109,7 +109,9 @@ def resolve(
 
         path = LAUNCHPAD_LOC
     if path is None:
-        return LaunchPadConfig({"host": "localhost", "port": 27017, "name": "fireworks"}, "FireWorks' default")
+        return LaunchPadConfig(
+            {"host": "localhost", "port": 27017, "name": "fireworks"}, "FireWorks' default"
+        )
     settings = _load_file(path)
     if name:
         settings["name"] = name

@@ -87,7 +87,9 @@ def run_demo(say: Callable[[str], None] = print, keep: bool = False) -> dict[str
         states = {d["name"]: d["state"] for d in lp.fireworks.find({}, {"name": 1, "state": 1})}
         launch = lp.launches.find_one({"launch_id": launch_id})
         history = ", ".join(f"{h['state']} {h['created_on']}" for h in launch["state_history"])
-        say(f"10. The workflow advanced: step1 {states['step1']}, step2 {states['step2']}, step3 {states['step3']}")
+        say(
+            f"10. The workflow advanced: step1 {states['step1']}, step2 {states['step2']}, step3 {states['step3']}"
+        )
         say(f"    launch {launch_id} history, with the compute node's real times: {history}")
         lp.connection.close()
         return states

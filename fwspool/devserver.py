@@ -25,12 +25,16 @@ def free_port() -> int:
 class DevServer:
     """A SecantusDB process. ``uri`` is stable across restarts (same port, same storage)."""
 
-    def __init__(self, storage_path: str, *, port: int | None = None, extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, storage_path: str, *, port: int | None = None, extra_args: tuple[str, ...] = ()
+    ) -> None:
         self.storage_path = storage_path
         self.port = port or free_port()
         self.extra_args = extra_args
         self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = os.path.join(os.path.dirname(os.path.abspath(storage_path)), f"secantus-{self.port}.log")
+        self.log_path = os.path.join(
+            os.path.dirname(os.path.abspath(storage_path)), f"secantus-{self.port}.log"
+        )
 
     @property
     def uri(self) -> str:
@@ -44,18 +48,24 @@ class DevServer:
         except ImportError as exc:
             raise RuntimeError("SecantusDB is not installed: pip install 'fwspool[test]'") from exc
         cmd = [
-            sys.executable, "-m", "secantus",
-            "--host", "127.0.0.1", "--port", str(self.port),
-            "--storage-path", self.storage_path,
-            "--standalone", "--sync-on-commit", "--log-level", "WARNING",
+            sys.executable,
+            "-m",
+            "secantus",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--storage-path",
+            self.storage_path,
+            "--standalone",
+            "--sync-on-commit",
+            "--log-level",
+            "WARNING",
             *self.extra_args,
         ]
-        log = open(self.log_path, "ab")
-        try:
+        with open(self.log_path, "ab") as log:
             # Its own process group: a Ctrl-C meant for the tests does not reach the server first.
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        finally:
-            log.close()
         self._wait_until_up(timeout)
         return self
 
@@ -63,7 +73,8 @@ class DevServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                tail = open(self.log_path, "rb").read()[-2000:].decode(errors="replace")
+                with open(self.log_path, "rb") as f:
+                    tail = f.read()[-2000:].decode(errors="replace")
                 raise RuntimeError(f"SecantusDB exited with {self.proc.returncode}:\n{tail}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):

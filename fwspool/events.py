@@ -85,10 +85,10 @@ Event = Started | Ping | Checkpoint | LaunchDirChanged | Completed | Exited | No
 
 #: Event type names, in the order a normal launch produces them.
 EVENT_TYPES: tuple[str, ...] = tuple(
-    t.__struct_config__.tag for t in (Started, Ping, Checkpoint, LaunchDirChanged, Completed, Exited, Note)
+    str(t.__struct_config__.tag) for t in (Started, Ping, Checkpoint, LaunchDirChanged, Completed, Exited, Note)
 )
 EVENT_CLASSES: dict[str, type] = {
-    t.__struct_config__.tag: t for t in (Started, Ping, Checkpoint, LaunchDirChanged, Completed, Exited, Note)
+    str(t.__struct_config__.tag): t for t in (Started, Ping, Checkpoint, LaunchDirChanged, Completed, Exited, Note)
 }
 
 #: Events that must reach the disk before the writer goes on (see schema/SPOOL.md).
@@ -125,7 +125,7 @@ class RawRecord(msgspec.Struct, forbid_unknown_fields=False):
 
 def utcnow() -> dt.datetime:
     """The current time, timezone-aware UTC (the only kind of time fwspool records)."""
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def as_utc(value: dt.datetime | str) -> dt.datetime:
@@ -137,8 +137,8 @@ def as_utc(value: dt.datetime | str) -> dt.datetime:
     if isinstance(value, str):
         value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     if value.tzinfo is None:
-        return value.replace(tzinfo=dt.timezone.utc)
-    return value.astimezone(dt.timezone.utc)
+        return value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
 
 
 def iso(value: dt.datetime) -> str:

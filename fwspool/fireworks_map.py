@@ -61,7 +61,9 @@ class ApplyResult:
     touched_launches: list[int] = field(default_factory=list)
 
 
-def superseded_reason(launch: dict[str, Any], fw: dict[str, Any] | None, offline_run: dict[str, Any] | None) -> str | None:
+def superseded_reason(
+    launch: dict[str, Any], fw: dict[str, Any] | None, offline_run: dict[str, Any] | None
+) -> str | None:
     """Why a launch's events must not be applied any more, or None when they may be."""
     if fw is None:
         return f"Firework {launch.get('fw_id')} is no longer on the LaunchPad"
@@ -139,7 +141,10 @@ def _apply_running_phase(launch_obj: Any, events: list[PendingEvent]) -> bool:
             if when_dt is None:
                 when_dt = newest_touch[0] if newest_touch else None
             if newest_touch is None or (when_dt is not None and when_dt >= newest_touch[0]):
-                newest_touch = (when_dt or as_utc(ev.occurred_at), checkpoint if checkpoint is not None else (newest_touch[1] if newest_touch else None))
+                newest_touch = (
+                    when_dt or as_utc(ev.occurred_at),
+                    checkpoint if checkpoint is not None else (newest_touch[1] if newest_touch else None),
+                )
             elif checkpoint is not None:
                 newest_touch = (newest_touch[0], checkpoint)
         elif ev.type == "launch_dir_changed":
@@ -168,7 +173,7 @@ def workflow_state(wf_doc: dict[str, Any], fw_states: dict[int, str]) -> str | N
     leaves = [fw_id for fw_id, children in links.items() if not children]
     shim = SimpleNamespace(fw_states=fw_states, leaf_fw_ids=leaves, links=links)
     try:
-        return str(Workflow.state.fget(shim))  # type: ignore[attr-defined]
+        return str(Workflow.state.fget(shim))
     except AttributeError:
         return None
 
@@ -186,7 +191,9 @@ class LaunchPadApplier:
         lp = self.lp
         result = ApplyResult()
         lids = [b.launch_id for b in batches]
-        launch_docs = {d["launch_id"]: d for d in lp.launches.find({"launch_id": {"$in": lids}}, {"action": 0})}
+        launch_docs = {
+            d["launch_id"]: d for d in lp.launches.find({"launch_id": {"$in": lids}}, {"action": 0})
+        }
         fw_ids = sorted({d["fw_id"] for d in launch_docs.values()})
         fw_docs = {
             d["fw_id"]: d
@@ -224,9 +231,7 @@ class LaunchPadApplier:
             if _apply_running_phase(launch_obj, phase):
                 new_doc = launch_obj.to_db_dict()
                 # Optimistic: only if nobody changed the launch's state since we read it.
-                running_replaces.append(
-                    ReplaceOne({"_id": doc["_id"], "state": doc["state"]}, new_doc)
-                )
+                running_replaces.append(ReplaceOne({"_id": doc["_id"], "state": doc["state"]}, new_doc))
             if launch_obj.state == "RUNNING":
                 running_fw_ids.add(doc["fw_id"])
             running_outcomes.extend(
@@ -237,7 +242,9 @@ class LaunchPadApplier:
             res = lp.launches.bulk_write(running_replaces, ordered=False)
             if res.matched_count != len(running_replaces):
                 # A launch changed under us: re-apply everything next pass (idempotent).
-                result.problems.append("some launches changed on the LaunchPad during the push; retrying next pass")
+                result.problems.append(
+                    "some launches changed on the LaunchPad during the push; retrying next pass"
+                )
                 running_outcomes = []
                 result.touched_launches = []
         result.outcomes.extend(running_outcomes)
@@ -272,7 +279,9 @@ class LaunchPadApplier:
         )
         wanted = set(fw_ids)
         updates = []
-        for wf in lp.workflows.find({"nodes": {"$in": fw_ids}}, {"fw_states": 1, "links": 1, "nodes": 1, "locked": 1}):
+        for wf in lp.workflows.find(
+            {"nodes": {"$in": fw_ids}}, {"fw_states": 1, "links": 1, "nodes": 1, "locked": 1}
+        ):
             states = {int(k): v for k, v in wf["fw_states"].items()}
             stale = [i for i in wf["nodes"] if i in wanted and states.get(i) != "RUNNING"]
             if not stale:
@@ -290,7 +299,9 @@ class LaunchPadApplier:
         if updates:
             lp.workflows.bulk_write(updates, ordered=False)
 
-    def _apply_sequential(self, batch: LaunchEvents, doc: dict[str, Any], now: dt.datetime, result: ApplyResult) -> None:
+    def _apply_sequential(
+        self, batch: LaunchEvents, doc: dict[str, Any], now: dt.datetime, result: ApplyResult
+    ) -> None:
         """A launch that ends in this batch (or has ended): running phase, then FireWorks' completion."""
         from fireworks.core.firework import FWAction, Launch
 

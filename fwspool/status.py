@@ -69,7 +69,9 @@ def collect(journal: Journal, uplink_factory: Callable[[], Any] | None) -> dict[
 def render(report: dict[str, Any]) -> str:
     """The report for a terminal: one line per launch, then the totals and the database."""
     now = utcnow()
-    lines = [f"{'launch':>8} {'fw':>6}  {'last event':<20} {'age':>7} {'pending':>7} {'pushed':>6} {'supers.':>7}  note"]
+    lines = [
+        f"{'launch':>8} {'fw':>6}  {'last event':<20} {'age':>7} {'pending':>7} {'pushed':>6} {'supers.':>7}  note"
+    ]
     for r in report["launches"]:
         note = "forgotten" if r["forgotten"] else ""
         lines.append(

@@ -46,7 +46,9 @@ def short_reason(exc: BaseException) -> str:
     return text[:300]
 
 
-def translate_errors(where: str, secrets: tuple[str, ...] = ()) -> Callable[[BaseException], Exception | None]:
+def translate_errors(
+    where: str, secrets: tuple[str, ...] = ()
+) -> Callable[[BaseException], Exception | None]:
     """Map a pymongo exception to fwspool's own, or None when it is not a connection matter."""
     from pymongo.errors import ConfigurationError, ConnectionFailure, OperationFailure
 
@@ -126,7 +128,7 @@ class MongoUplink:
         self._call(probe)
 
     def apply(self, batches: list[LaunchEvents], now: dt.datetime) -> ApplyResult:
-        return self._call(lambda: self.applier.apply(batches, now))  # type: ignore[no-any-return]
+        return self._call(lambda: self.applier.apply(batches, now))
 
     def open_offline_runs(self) -> list[dict[str, Any]]:
         def fetch() -> list[dict[str, Any]]:
@@ -140,16 +142,19 @@ class MongoUplink:
             dirs = {
                 d["launch_id"]: d.get("launch_dir")
                 for d in self.lp.launches.find(
-                    {"launch_id": {"$in": [r["launch_id"] for r in runs]}}, {"_id": 0, "launch_id": 1, "launch_dir": 1}
+                    {"launch_id": {"$in": [r["launch_id"] for r in runs]}},
+                    {"_id": 0, "launch_id": 1, "launch_dir": 1},
                 )
             }
             return [dict(r, launch_dir=dirs.get(r["launch_id"])) for r in runs]
 
-        return self._call(fetch)  # type: ignore[no-any-return]
+        return self._call(fetch)
 
     def set_deprecated(self, kind: str, values: Sequence[int], deprecated: bool) -> None:
         self._call(
-            lambda: self.lp.offline_runs.update_many({kind: {"$in": list(values)}}, {"$set": {"deprecated": deprecated}})
+            lambda: self.lp.offline_runs.update_many(
+                {kind: {"$in": list(values)}}, {"$set": {"deprecated": deprecated}}
+            )
         )
 
     def close(self) -> None:
@@ -164,8 +169,14 @@ class FlakyUplink:
     database that applied a write whose acknowledgement never arrived.
     """
 
-    def __init__(self, inner: Uplink, *, fail_before_apply: int | None = None, fail_after_apply: int | None = None,
-                 fail_check: bool = False) -> None:
+    def __init__(
+        self,
+        inner: Uplink,
+        *,
+        fail_before_apply: int | None = None,
+        fail_after_apply: int | None = None,
+        fail_check: bool = False,
+    ) -> None:
         self.inner = inner
         self.fail_before_apply = fail_before_apply
         self.fail_after_apply = fail_after_apply

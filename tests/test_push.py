@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from conftest import make_launchpad
+from dyn_tasks import GrowTask
 from fireworks import Firework, ScriptTask, Workflow
 from pymongo import monitoring
 from twins import (
@@ -25,7 +26,6 @@ from twins import (
     uplink_for,
 )
 
-from dyn_tasks import GrowTask
 from fwspool.cli import main
 from fwspool.errors import EX_CONFIG, EX_TEMPFAIL, UplinkUnavailable
 from fwspool.ingest import Ingester

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from conftest import make_launchpad
+from dyn_tasks import FailTask, GrowTask
 from fireworks import Firework, PyTask, ScriptTask, Workflow
 from twins import (
     ingest_and_push,
@@ -18,8 +19,6 @@ from twins import (
     run_fwspool,
     snapshot,
 )
-
-from dyn_tasks import FailTask, GrowTask
 
 
 def three_steps(first_tasks: list[Any], spec: dict[str, Any] | None = None) -> Workflow:
@@ -39,7 +38,9 @@ def twins(mongo_uri: str, db_name: str, tmp_path: Any):
         lp.connection.close()
 
 
-def run_twins(twins: Any, wf_factory: Any, tmp_path: Any, journal_path: str, mongo_uri: str) -> tuple[dict, dict, Any]:
+def run_twins(
+    twins: Any, wf_factory: Any, tmp_path: Any, journal_path: str, mongo_uri: str
+) -> tuple[dict, dict, Any]:
     ref, fws = twins
     ref.add_wf(wf_factory())
     fws.add_wf(wf_factory())
@@ -95,12 +96,16 @@ def test_real_timestamps_and_pings(twins, tmp_path, journal_path, mongo_uri):
     fws.add_wf(three_steps([ScriptTask.from_str("sleep 1")]))
     d = str(tmp_path / "fws")
     reserve_offline(fws, d)
-    before = dt.datetime.now(dt.timezone.utc)
+    before = dt.datetime.now(dt.UTC)
     res = run_fwspool(d, "--ping-seconds", "0.3")
     assert res.returncode == 0, res.stderr[-2000:]
-    after = dt.datetime.now(dt.timezone.utc)
-    spool = [json.loads(line[23:]) for name in os.listdir(d) if name.endswith(".spool")
-             for line in open(os.path.join(d, name), encoding="utf-8")]
+    after = dt.datetime.now(dt.UTC)
+    spool = [
+        json.loads(line[23:])
+        for name in os.listdir(d)
+        if name.endswith(".spool")
+        for line in open(os.path.join(d, name), encoding="utf-8")
+    ]
     started_on = next(r["event"]["started_on"] for r in spool if r["event"]["type"] == "started")
     completed_on = next(r["event"]["completed_on"] for r in spool if r["event"]["type"] == "completed")
     # Push much later than the run: the recorded times must still be the real ones.
@@ -119,4 +124,3 @@ def test_real_timestamps_and_pings(twins, tmp_path, journal_path, mongo_uri):
     assert launch["runtime_secs"] == pytest.approx((t(completed_on) - t(started_on)).total_seconds())
     assert t(launch["time_end"]) == t(completed_on)
     assert fws.offline_runs.find_one({"launch_id": 1})["completed"] is True
-

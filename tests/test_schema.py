@@ -30,7 +30,7 @@ def test_event_schema_file_is_generated_from_the_code():
 def test_journal_sql_file_is_generated_from_the_code():
     assert read("journal.sql") == schema_sql(), (
         "schema/journal.sql is stale: python -c 'from fwspool.journal import schema_sql; "
-        "print(schema_sql(), end=\"\")' > schema/journal.sql"
+        'print(schema_sql(), end="")\' > schema/journal.sql'
     )
 
 

@@ -43,13 +43,25 @@ def reserve_offline(lp: Any, launch_dir: str, fw_id: int | None = None) -> tuple
 
 def run_fireworks_offline(launch_dir: str) -> subprocess.CompletedProcess[str]:
     rlaunch = os.path.join(os.path.dirname(sys.executable), "rlaunch")
-    return subprocess.run([rlaunch, "singleshot", "--offline"], cwd=launch_dir, env=subprocess_env(),
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [rlaunch, "singleshot", "--offline"],
+        cwd=launch_dir,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def run_fwspool(launch_dir: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "fwspool.cli", "rlaunch", *extra], cwd=launch_dir,
-                          env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "fwspool.cli", "rlaunch", *extra],
+        cwd=launch_dir,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def recover_all(lp: Any) -> None:
@@ -73,8 +85,18 @@ def ingest_and_push(journal_path: str, uri: str, name: str, roots: tuple[str, ..
 
 
 _VOLATILE_FW = {"_id", "created_on", "updated_on"}
-_VOLATILE_LAUNCH = {"_id", "host", "ip", "time_start", "time_end", "time_reserved", "runtime_secs",
-                    "reservedtime_secs", "launch_dir", "fworker"}
+_VOLATILE_LAUNCH = {
+    "_id",
+    "host",
+    "ip",
+    "time_start",
+    "time_end",
+    "time_reserved",
+    "runtime_secs",
+    "reservedtime_secs",
+    "launch_dir",
+    "fworker",
+}
 
 
 def _strip_paths(value: Any, dirs: tuple[str, ...]) -> Any:
@@ -122,7 +144,14 @@ def snapshot(lp: Any, dirs: tuple[str, ...] = ()) -> dict[str, Any]:
         }
     wfs = []
     for d in lp.workflows.find({}, sort=[("nodes", 1)]):
-        wfs.append({"nodes": sorted(d["nodes"]), "links": d["links"], "fw_states": d["fw_states"],
-                    "state": d["state"], "name": d.get("name")})
+        wfs.append(
+            {
+                "nodes": sorted(d["nodes"]),
+                "links": d["links"],
+                "fw_states": d["fw_states"],
+                "state": d["state"],
+                "name": d.get("name"),
+            }
+        )
     runs = sorted((r["launch_id"], r["completed"], r["deprecated"]) for r in lp.offline_runs.find({}))
     return {"fireworks": fws, "launches": launches, "workflows": wfs, "offline_runs": runs}
