@@ -306,3 +306,107 @@ def test_bad_launchpad_file_is_one_line_exit_78(tmp_path, journal_path):
 def test_not_a_launchpad(mongo_uri, db_name, journal_path):
     res = CliRunner().invoke(main, ["push", "--uri", mongo_uri, "--name", db_name, "--journal", journal_path])
     assert res.exit_code == EX_CONFIG and "not a FireWorks LaunchPad" in res.output
+
+
+def test_push_watch_resumes_by_itself_when_the_database_returns(mongo_server_factory, tmp_path, journal_path):
+    server = mongo_server_factory()
+    lp = make_launchpad(server.uri, "fireworks")
+    d = prepared(lp, tmp_path)
+    lp.connection.close()
+    env = dict(subprocess_env(), FWSPOOL_JOURNAL=journal_path, FWSPOOL_MONGODB_URI=server.uri)
+    cli = [sys.executable, "-m", "fwspool.cli"]
+    subprocess.run([*cli, "ingest", "--root", d], env=env, check=True, capture_output=True)
+    server.stop()
+    proc = subprocess.Popen(
+        [*cli, "push", "--watch", "--interval", "0.2", "--timeout", "0.5"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(2.5)  # a few failed attempts with backoff
+        server.start()
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            with Journal.open(journal_path) as journal:
+                if journal.count_events("pushed_at IS NULL") == 0:
+                    break
+            time.sleep(0.3)
+        else:
+            pytest.fail("push --watch did not resume")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "cannot reach MongoDB" in err and "retrying in" in err
+    assert "Traceback" not in err
+
+
+@pytest.fixture
+def auth_server(mongo_server_factory):
+    server = mongo_server_factory()
+    import pymongo
+
+    client = pymongo.MongoClient(server.uri)
+    client.admin.command("createUser", "alice", pwd="Sup3r-S3cret", roles=[{"role": "root", "db": "admin"}])
+    client.close()
+    server.stop()
+    server.extra_args = ("--auth",)
+    server.start()
+    return server
+
+
+def test_wrong_password_is_its_own_error_and_never_retried(auth_server, tmp_path, journal_path):
+    good = (
+        f"mongodb://alice:Sup3r-S3cret@127.0.0.1:{auth_server.port}/?directConnection=true&authSource=admin"
+    )
+    lp = make_launchpad(good, "fireworks")
+    d = prepared(lp, tmp_path)
+    lp.connection.close()
+    bad = good.replace("Sup3r-S3cret", "Wr0ng-Pa55word")
+    env = dict(subprocess_env(), FWSPOOL_JOURNAL=journal_path)
+    cli = [sys.executable, "-m", "fwspool.cli"]
+    subprocess.run([*cli, "ingest", "--root", d], env=env, check=True, capture_output=True)
+    for extra in ([], ["--watch"]):
+        res = subprocess.run(
+            [*cli, "push", "--uri", bad, *extra], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert res.returncode == 77, res.stderr
+        assert res.stderr.startswith("fwspool: MongoDB at mongodb://alice:***@127.0.0.1")
+        assert "refused the credentials" in res.stderr and res.stderr.count("\n") == 1
+        assert "Wr0ng-Pa55word" not in res.stdout + res.stderr
+    res = subprocess.run([*cli, "push", "--uri", good], env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "Sup3r-S3cret" not in res.stdout + res.stderr
+
+
+def test_status_shows_launches_totals_and_the_database(launchpad, tmp_path, journal_path, mongo_uri):
+    d = prepared(launchpad, tmp_path)
+    runner = CliRunner()
+    env = {
+        "FWSPOOL_JOURNAL": journal_path,
+        "FWSPOOL_MONGODB_URI": mongo_uri,
+        "FWSPOOL_MONGODB_NAME": launchpad.name,
+    }
+    assert runner.invoke(main, ["ingest", "--root", d], env=env).exit_code == 0
+    res = runner.invoke(main, ["status"], env=env)
+    assert res.exit_code == 0, res.output
+    import re
+
+    total = re.search(r"total: 1 launches, (\d+) events: (\d+) pending", res.output)
+    assert total and total.group(1) == total.group(2) and int(total.group(1)) >= 5, res.output
+    assert "last successful push: never" in res.output
+    assert "database: reachable at mongodb://127.0.0.1" in res.output
+    assert runner.invoke(main, ["push"], env=env).exit_code == 0
+    res = runner.invoke(main, ["status", "--json"], env=env)
+    import json
+
+    report = json.loads(res.output)
+    assert report["totals"]["pending"] == 0 and report["totals"]["pushed"] == int(total.group(1))
+    assert report["launches"][0]["last_event"] == "exited"
+    assert report["last_successful_push"] is not None
+    res = runner.invoke(
+        main, ["status", "--timeout", "0.5"], env=dict(env, FWSPOOL_MONGODB_URI="mongodb://127.0.0.1:1/")
+    )
+    assert res.exit_code == 0 and "database: NOT reachable" in res.output
