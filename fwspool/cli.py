@@ -113,7 +113,7 @@ def rlaunch(fworker_file: str | None, config_dir: str | None, launchpad_file: st
     A drop-in for `rlaunch singleshot --offline` in a queue adapter's rocket_launch line:
     `fwspool rlaunch -w my_fworker.yaml`. Never opens a database connection. Extra words
     (`singleshot`, `--offline`) and rlaunch's -l, -c, --loglvl, -s are accepted so the old line
-    keeps working. Exits 0 once the Firework ran, completed or fizzled, as rlaunch does.
+    keeps working. Exits 1 when the Firework fizzled (rlaunch itself exits 0).
     """
     from fwspool import rlaunch as runner
 

@@ -15,11 +15,12 @@ import json
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from fwspool.errors import DataError, InputError
+from fwspool.errors import ConfigError, DataError, InputError
 from fwspool.events import (
     Checkpoint,
     Completed,
@@ -42,6 +43,8 @@ def jsonable(value: Any) -> Any:
 
 def read_launch_id(launch_dir: str) -> int:
     """The launch id that ``qlaunch -r`` wrote to ``FW_offline.json`` (or ``.json.gz``)."""
+    import gzip
+
     from fwspool.offline import find_offline_file
 
     path = find_offline_file(launch_dir)
@@ -49,16 +52,69 @@ def read_launch_id(launch_dir: str) -> int:
         raise InputError(f"no FW_offline.json in {launch_dir}: was it prepared by `qlaunch -r`?")
     try:
         if path.endswith(".gz"):
-            import gzip
-
             with gzip.open(path, "rt", encoding="utf-8") as f:
                 data = json.load(f)
         else:
             with open(path, encoding="utf-8") as f:
                 data = json.load(f)
         return int(data["launch_id"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (gzip.BadGzipFile, EOFError, ValueError, KeyError, TypeError) as exc:
+        # BadGzipFile is an OSError, but it means malformed data, not a missing file.
         raise DataError(f"{path} has no readable launch_id: {exc}") from exc
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def read_firework(launch_dir: str) -> Any:
+    """The reserved Firework that ``qlaunch -r`` wrote to ``FW.json``.
+
+    A task class that cannot be imported (the module is not on this node's ``PYTHONPATH``) is a
+    one-line error here, where FireWorks' own offline rocket dies with a traceback.
+    """
+    from fireworks.core.firework import Firework
+    from fireworks.utilities.exceptions import FWError
+
+    fw_path = os.path.join(launch_dir, "FW.json")
+    try:
+        return Firework.from_file(fw_path)
+    except FileNotFoundError as exc:
+        raise InputError(f"no FW.json in {launch_dir}: was it prepared by `qlaunch -r`?") from exc
+    except OSError as exc:
+        raise InputError(f"cannot read {fw_path}: {exc.strerror or exc}") from exc
+    except ImportError as exc:
+        raise DataError(f"{fw_path} names a task this node cannot import ({exc}): check PYTHONPATH") from exc
+    except (FWError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise DataError(f"{fw_path} is not a readable Firework: {exc}") from exc
+
+
+def resolve_fworker_file(fworker_file: str | None, config_dir: str | None) -> str | None:
+    """The FWorker file ``rlaunch`` would use: ``-w``, else ``my_fworker.yaml`` in the config dir
+    (``-c``, default FireWorks' ``CONFIG_FILE_DIR``), else FireWorks' ``FWORKER_LOC``."""
+    from fireworks import fw_config
+
+    if fworker_file:
+        return fworker_file
+    in_config_dir = os.path.join(config_dir or fw_config.CONFIG_FILE_DIR, "my_fworker.yaml")
+    if os.path.exists(in_config_dir):
+        return in_config_dir
+    return fw_config.FWORKER_LOC
+
+
+def read_fworker(fworker_file: str | None) -> Any:
+    from fireworks.core.fworker import FWorker
+
+    if not fworker_file:
+        return FWorker()
+    if not os.path.exists(fworker_file):
+        raise InputError(f"FWorker file {fworker_file} does not exist")
+    try:
+        return FWorker.from_file(fworker_file)
+    except OSError as exc:
+        raise InputError(f"cannot read FWorker file {fworker_file}: {exc.strerror or exc}") from exc
+    except KeyError as exc:
+        raise ConfigError(f"FWorker file {fworker_file} lacks the key {exc} (name, category, query)") from exc
+    except Exception as exc:  # YAML/JSON syntax errors have no common base class
+        raise ConfigError(f"FWorker file {fworker_file} is unusable: {exc}") from exc
 
 
 class SpoolLaunchPad:
@@ -67,6 +123,11 @@ class SpoolLaunchPad:
     ``checkout_fw`` hands back the reserved Firework from ``FW.json`` and records ``started``;
     ``ping_launch`` records pings and checkpoints; ``change_launch_dir`` and ``complete_launch``
     record their events. Nothing here reads or writes a database.
+
+    The Rocket's ping thread pings once more when it is told to stop, racing the main thread's
+    ``complete_launch``: a ping after the launch reached its final state is dropped (FireWorks'
+    own ``ping_launch`` ignores a launch that is no longer RUNNING), so the spool never holds a
+    ping after ``completed``, nor a write after :meth:`finish`.
     """
 
     def __init__(self, writer: SpoolWriter, firework: Any, launch_id: int, *, host: str, ip: str) -> None:
@@ -77,12 +138,23 @@ class SpoolLaunchPad:
         self.ip = ip
         self.logdir = None
         self.completed_state: str | None = None
+        self._lock = threading.Lock()
+        self._finished = False
 
     def get_logdir(self) -> None:
         return None
 
-    def checkout_fw(self, fworker: Any, launch_dir: str, fw_id: int | None = None, host: Any = None,
-                    ip: Any = None, state: str = "RUNNING") -> tuple[Any, int]:
+    def checkout_fw(
+        self,
+        fworker: Any,
+        launch_dir: str,
+        fw_id: int | None = None,
+        host: Any = None,
+        ip: Any = None,
+        state: str = "RUNNING",
+    ) -> tuple[Any, int]:
+        # The Firework keeps the state FW.json gives it (RESERVED), as in FireWorks' offline
+        # rocket: ``_pass_job_info`` records that state in ``_job_info``.
         self.writer.append(
             Started(
                 started_on=utcnow(),
@@ -94,71 +166,93 @@ class SpoolLaunchPad:
         return self.firework, self.launch_id
 
     def change_launch_dir(self, launch_id: int, launch_dir: str) -> None:
-        self.writer.append(LaunchDirChanged(launch_dir=os.path.abspath(launch_dir)))
+        # The Rocket has already moved into it: a relative path means the current directory.
+        path = launch_dir if os.path.isabs(launch_dir) else os.getcwd()
+        self.writer.append(LaunchDirChanged(launch_dir=path))
 
-    def ping_launch(self, launch_id: int, ptime: Any = None, checkpoint: dict[str, Any] | None = None) -> None:
+    def ping_launch(
+        self, launch_id: int, ptime: Any = None, checkpoint: dict[str, Any] | None = None
+    ) -> None:
         when = as_utc(ptime) if ptime is not None else utcnow()
-        if checkpoint is not None:
-            self.writer.append(Checkpoint(checkpoint=jsonable(checkpoint), ping_time=when))
-        else:
-            self.writer.append(Ping(ping_time=when))
+        with self._lock:
+            if self._finished:
+                return
+            if checkpoint is not None:
+                # Serialised now: the Rocket keeps mutating the dicts the checkpoint refers to.
+                self.writer.append(Checkpoint(checkpoint=jsonable(checkpoint), ping_time=when))
+            else:
+                self.writer.append(Ping(ping_time=when))
 
     def complete_launch(self, launch_id: int, action: Any = None, state: str = "COMPLETED") -> dict[str, Any]:
         action_dict = jsonable(action.to_dict()) if action is not None else {}
-        self.writer.append(Completed(state=state, action=action_dict, completed_on=utcnow()))  # type: ignore[arg-type]
-        self.completed_state = state
+        with self._lock:
+            self.writer.append(Completed(state=state, action=action_dict, completed_on=utcnow()))  # type: ignore[arg-type]
+            self.completed_state = state
+            self._finished = True
         return {"launch_id": launch_id, "state": state}
 
     def restore_backup_data(self, launch_id: int, fw_id: int) -> None:
         # The Rocket restores the database copies it changed; this stand-in changed none.
         return None
 
+    def finish(self) -> None:
+        """No more events from the Rocket (its ping thread may outlive :meth:`Rocket.run`)."""
+        with self._lock:
+            self._finished = True
+
 
 def run(
     launch_dir: str,
     *,
     fworker_file: str | None = None,
+    config_dir: str | None = None,
     ping_seconds: float | None = None,
     spool_mode: int = 0o600,
     install_signal_handlers: bool = True,
 ) -> int:
-    """Run the Firework reserved in ``launch_dir``; returns the process exit code (0 on success,
-    1 when the Firework did not complete, as ``rlaunch``)."""
+    """Run the Firework reserved in ``launch_dir``; returns the process exit code.
+
+    0 once the Rocket ran the Firework, COMPLETED or FIZZLED, exactly as FireWorks' ``rlaunch``
+    (README, "Exit codes"): job scripts and batch dependencies written for ``rlaunch`` keep their
+    behaviour, and the Firework's state is in the spool. 70 if the Rocket itself crashed. The FWorker is found as ``rlaunch`` finds it (see
+    :func:`resolve_fworker_file`).
+    """
     from fireworks.core import rocket as fw_rocket
-    from fireworks.core.firework import Firework
-    from fireworks.core.fworker import FWorker
     from fireworks.utilities.fw_utilities import get_my_host, get_my_ip
 
     launch_dir = os.path.abspath(launch_dir)
     if not os.path.isdir(launch_dir):
         raise InputError(f"launch directory {launch_dir} does not exist")
     launch_id = read_launch_id(launch_dir)
-    fw_path = os.path.join(launch_dir, "FW.json")
-    try:
-        firework = Firework.from_file(fw_path)
-    except FileNotFoundError as exc:
-        raise InputError(f"no FW.json in {launch_dir}: was it prepared by `qlaunch -r`?") from exc
-    except (ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{fw_path} is not a readable Firework: {exc}") from exc
-    try:
-        fworker = FWorker.from_file(fworker_file) if fworker_file else FWorker()
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"cannot read FWorker file {fworker_file}: {exc}") from exc
+    firework = read_firework(launch_dir)
+    fworker = read_fworker(resolve_fworker_file(fworker_file, config_dir))
     if ping_seconds is not None:
+        if not ping_seconds > 0:
+            raise ValueError(f"ping_seconds must be positive, got {ping_seconds}")
         # The Rocket reads this module constant (FW_config.yaml's PING_TIME_SECS) at each wait.
-        fw_rocket.PING_TIME_SECS = ping_seconds  # type: ignore[attr-defined]
+        fw_rocket.PING_TIME_SECS = ping_seconds
+
+    host, ip = get_my_host(), get_my_ip()
 
     writer = SpoolWriter(launch_dir, launch_id, firework.fw_id, mode=spool_mode)
-    restore = _install_exit_recorder(launch_dir, launch_id, firework.fw_id, spool_mode) if install_signal_handlers else None
+    lp = SpoolLaunchPad(writer, firework, launch_id, host=host, ip=ip)
+    restore = (
+        _install_exit_recorder(launch_dir, launch_id, firework.fw_id, spool_mode)
+        if install_signal_handlers
+        else None
+    )
     cwd = os.getcwd()
     try:
         os.chdir(launch_dir)
-        lp = SpoolLaunchPad(writer, firework, launch_id, host=get_my_host(), ip=get_my_ip())
-        ok = fw_rocket.Rocket(lp, fworker, firework.fw_id).run()  # type: ignore[arg-type]
-        code = 0 if ok and lp.completed_state == "COMPLETED" else 1
+        ok = fw_rocket.Rocket(lp, fworker, firework.fw_id).run()
+        lp.finish()
+        # As FireWorks' rlaunch: 0 once the Rocket ran, FIZZLED or not (batch scripts and job
+        # dependencies written for rlaunch must not change behaviour); the state is in the spool.
+        code = 0 if ok else 1
         writer.append(Exited(returncode=code))
         return code
     except BaseException as exc:
+        lp.finish()
         # A crash outside the tasks (the Rocket catches task errors itself) still ends the record.
         if not isinstance(exc, KeyboardInterrupt | SystemExit):
             writer.append(Exited(returncode=70))
@@ -170,7 +264,9 @@ def run(
             restore()
 
 
-def _install_exit_recorder(launch_dir: str, launch_id: int, fw_id: int | None, mode: int) -> Callable[[], None]:
+def _install_exit_recorder(
+    launch_dir: str, launch_id: int, fw_id: int | None, mode: int
+) -> Callable[[], None]:
     """On SIGTERM/SIGINT/SIGHUP (batch-system walltime), record ``exited`` with the signal, then die
     of that same signal.
 
@@ -179,8 +275,13 @@ def _install_exit_recorder(launch_dir: str, launch_id: int, fw_id: int | None, m
     """
     signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGXCPU)
     previous = {sig: signal.getsignal(sig) for sig in signals}
+    dying: list[int] = []
 
     def handler(signum: int, frame: FrameType | None) -> None:
+        if dying:
+            # A second signal while the first is being recorded: the first one's kill follows.
+            return
+        dying.append(signum)
         try:
             with SpoolWriter(launch_dir, launch_id, fw_id, mode=mode) as w:
                 w.append(Exited(signal=signum, signal_name=signal.Signals(signum).name))
