@@ -90,24 +90,66 @@ def main() -> None:
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
-@click.option("-w", "--fworker-file", "--fworker_file", "fworker_file", metavar="FILE",
-              help="FWorker YAML/JSON, as for `rlaunch -w` [default: as rlaunch, my_fworker.yaml in "
-              "the config dir, else FireWorks' FWORKER_LOC].")
-@click.option("-c", "--config-dir", "--config_dir", "config_dir", metavar="DIR", hidden=True,
-              help="As `rlaunch -c`: where to look for my_fworker.yaml when -w is not given.")
-@click.option("-l", "--launchpad-file", "--launchpad_file", "launchpad_file", metavar="FILE", hidden=True,
-              help="Accepted for drop-in compatibility with `rlaunch`; never used (no database here).")
+@click.option(
+    "-w",
+    "--fworker-file",
+    "--fworker_file",
+    "fworker_file",
+    metavar="FILE",
+    help="FWorker YAML/JSON, as for `rlaunch -w` [default: as rlaunch, my_fworker.yaml in "
+    "the config dir, else FireWorks' FWORKER_LOC].",
+)
+@click.option(
+    "-c",
+    "--config-dir",
+    "--config_dir",
+    "config_dir",
+    metavar="DIR",
+    hidden=True,
+    help="As `rlaunch -c`: where to look for my_fworker.yaml when -w is not given.",
+)
+@click.option(
+    "-l",
+    "--launchpad-file",
+    "--launchpad_file",
+    "launchpad_file",
+    metavar="FILE",
+    hidden=True,
+    help="Accepted for drop-in compatibility with `rlaunch`; never used (no database here).",
+)
 @click.option("--loglvl", hidden=True, help="Accepted for drop-in compatibility with `rlaunch`; ignored.")
-@click.option("-s", "--silencer", is_flag=True, hidden=True,
-              help="Accepted for drop-in compatibility with `rlaunch`; ignored.")
-@click.option("--launch-dir", default=".", show_default=True, type=click.Path(file_okay=False),
-              help="Directory prepared by `qlaunch -r` (FW.json, FW_offline.json).")
-@click.option("--ping-seconds", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Seconds between pings [default: FireWorks' PING_TIME_SECS].")
+@click.option(
+    "-s",
+    "--silencer",
+    is_flag=True,
+    hidden=True,
+    help="Accepted for drop-in compatibility with `rlaunch`; ignored.",
+)
+@click.option(
+    "--launch-dir",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Directory prepared by `qlaunch -r` (FW.json, FW_offline.json).",
+)
+@click.option(
+    "--ping-seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Seconds between pings [default: FireWorks' PING_TIME_SECS].",
+)
 @click.argument("extra", nargs=-1, type=click.UNPROCESSED)
 @reports_errors
-def rlaunch(fworker_file: str | None, config_dir: str | None, launchpad_file: str | None, loglvl: str | None,
-            silencer: bool, launch_dir: str, ping_seconds: float | None, extra: tuple[str, ...]) -> None:
+def rlaunch(
+    fworker_file: str | None,
+    config_dir: str | None,
+    launchpad_file: str | None,
+    loglvl: str | None,
+    silencer: bool,
+    launch_dir: str,
+    ping_seconds: float | None,
+    extra: tuple[str, ...],
+) -> None:
     """Run the Firework reserved in a launch directory, recording every state change to the spool.
 
     A drop-in for `rlaunch singleshot --offline` in a queue adapter's rocket_launch line:
@@ -126,15 +168,28 @@ def rlaunch(fworker_file: str | None, config_dir: str | None, launchpad_file: st
 
 
 @main.command()
-@click.option("--launch-dir", default=".", show_default=True, type=click.Path(file_okay=False),
-              help="The launch directory (its FW_offline.json gives the launch id).")
+@click.option(
+    "--launch-dir",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="The launch directory (its FW_offline.json gives the launch id).",
+)
 @click.option("--launch-id", type=int, default=None, help="Launch id, if there is no FW_offline.json.")
-@click.option("--fw-id", type=int, default=None,
-              help="Firework id to record with the event [default: the fw_id in the launch dir's FW.json].")
-@click.option("--data", "data_json", default=None, metavar="JSON", help="The event's fields as a JSON object.")
+@click.option(
+    "--fw-id",
+    type=int,
+    default=None,
+    help="Firework id to record with the event [default: the fw_id in the launch dir's FW.json].",
+)
+@click.option(
+    "--data", "data_json", default=None, metavar="JSON", help="The event's fields as a JSON object."
+)
 @click.argument("event_type", type=click.Choice(sorted(EVENT_CLASSES)))
 @reports_errors
-def emit(launch_dir: str, launch_id: int | None, fw_id: int | None, data_json: str | None, event_type: str) -> None:
+def emit(
+    launch_dir: str, launch_id: int | None, fw_id: int | None, data_json: str | None, event_type: str
+) -> None:
     """Append one event to the spool from a shell job script.
 
     Times left out are now (UTC): `fwspool emit ping`; `fwspool emit completed --data
@@ -209,17 +264,40 @@ def complete_action(action: Any) -> dict[str, Any]:
 
 @main.command()
 @journal_option
-@click.option("--root", "roots", multiple=True, type=click.Path(file_okay=False),
-              help="Also scan this tree for spool files and FireWorks offline jobs (repeatable).")
+@click.option(
+    "--root",
+    "roots",
+    multiple=True,
+    type=click.Path(file_okay=False),
+    help="Also scan this tree for spool files and FireWorks offline jobs (repeatable).",
+)
 @click.option("--watch", is_flag=True, help="Keep ingesting until SIGINT/SIGTERM.")
-@click.option("--interval", type=float, default=10.0, show_default=True, help="Seconds between --watch passes.")
-@click.option("--max-record", type=int, default=None, metavar="BYTES",
-              help="Largest record accepted [default 64 MiB]; larger ones are quarantined.")
-@click.option("--lock-wait", type=float, default=0.0, show_default=True,
-              help="Seconds to wait for another ingest holding the journal.")
+@click.option(
+    "--interval", type=float, default=10.0, show_default=True, help="Seconds between --watch passes."
+)
+@click.option(
+    "--max-record",
+    type=int,
+    default=None,
+    metavar="BYTES",
+    help="Largest record accepted [default 64 MiB]; larger ones are quarantined.",
+)
+@click.option(
+    "--lock-wait",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Seconds to wait for another ingest holding the journal.",
+)
 @reports_errors
-def ingest(journal_path: str | None, roots: tuple[str, ...], watch: bool, interval: float,
-           max_record: int | None, lock_wait: float) -> None:
+def ingest(
+    journal_path: str | None,
+    roots: tuple[str, ...],
+    watch: bool,
+    interval: float,
+    max_record: int | None,
+    lock_wait: float,
+) -> None:
     """Copy new events from spool files (and FireWorks offline files) into the journal."""
     from fwspool.ingest import Ingester, IngestSummary
     from fwspool.spool import DEFAULT_MAX_RECORD
@@ -230,7 +308,9 @@ def ingest(journal_path: str | None, roots: tuple[str, ...], watch: bool, interv
         ingester = Ingester(journal, roots=roots, max_record=max_record or DEFAULT_MAX_RECORD)
         total = IngestSummary()
         while True:
-            summary = run_with_progress(lambda progress: ingester.run_pass(should_stop=stop, progress=progress))
+            summary = run_with_progress(
+                lambda progress: ingester.run_pass(should_stop=stop, progress=progress)
+            )
             total.add(summary)
             for problem in summary.problems:
                 click.echo(f"fwspool: {problem}", err=True)
@@ -267,13 +347,29 @@ def run_with_progress(work: Callable[[Callable[[int, int], None] | None], Any]) 
 
 def uplink_options(func: F) -> F:
     """-l/--launchpad-file, --uri, --name, --timeout: where the LaunchPad is."""
-    func = click.option("--timeout", type=float, default=5.0, show_default=True,
-                        help="Seconds to wait for the database before giving up this pass.")(func)
-    func = click.option("--name", default=None, help="Database name with --uri [env FWSPOOL_MONGODB_NAME].")(func)
-    func = click.option("--uri", default=None, metavar="URI",
-                        help="MongoDB URI instead of a launchpad file [env FWSPOOL_MONGODB_URI].")(func)
-    func = click.option("-l", "--launchpad-file", default=None, metavar="FILE",
-                        help="FireWorks launchpad file [default: lpad's lookup, my_launchpad.yaml].")(func)
+    func = click.option(
+        "--timeout",
+        type=float,
+        default=5.0,
+        show_default=True,
+        help="Seconds to wait for the database before giving up this pass.",
+    )(func)
+    func = click.option("--name", default=None, help="Database name with --uri [env FWSPOOL_MONGODB_NAME].")(
+        func
+    )
+    func = click.option(
+        "--uri",
+        default=None,
+        metavar="URI",
+        help="MongoDB URI instead of a launchpad file [env FWSPOOL_MONGODB_URI].",
+    )(func)
+    func = click.option(
+        "-l",
+        "--launchpad-file",
+        default=None,
+        metavar="FILE",
+        help="FireWorks launchpad file [default: lpad's lookup, my_launchpad.yaml].",
+    )(func)
     return func
 
 
@@ -284,8 +380,15 @@ def open_uplink(launchpad_file: str | None, uri: str | None, name: str | None, t
     return MongoUplink(resolve(launchpad_file, uri, name), timeout=timeout)
 
 
-def push_loop(journal: Journal, uplink_factory: Callable[[], Any], *, watch: bool, interval: float,
-              stop: StopFlag, before_pass: Callable[[], None] | None = None) -> Any:
+def push_loop(
+    journal: Journal,
+    uplink_factory: Callable[[], Any],
+    *,
+    watch: bool,
+    interval: float,
+    stop: StopFlag,
+    before_pass: Callable[[], None] | None = None,
+) -> Any:
     """One push pass, or with ``watch`` keep pushing, backing off while the database is down."""
     from fwspool.errors import UplinkAuthError, UplinkUnavailable
     from fwspool.push import Backoff, Pusher
@@ -298,7 +401,9 @@ def push_loop(journal: Journal, uplink_factory: Callable[[], Any], *, watch: boo
             if before_pass is not None:
                 before_pass()
             try:
-                summary = run_with_progress(lambda progress: pusher.run_pass(should_stop=stop, progress=progress))
+                summary = run_with_progress(
+                    lambda progress: pusher.run_pass(should_stop=stop, progress=progress)
+                )
             except UplinkUnavailable as exc:
                 if not watch:
                     raise
@@ -329,29 +434,58 @@ def push_loop(journal: Journal, uplink_factory: Callable[[], Any], *, watch: boo
 @main.command()
 @journal_option
 @uplink_options
-@click.option("--watch", is_flag=True, help="Keep pushing until SIGINT/SIGTERM; back off while the database is down.")
-@click.option("--interval", type=float, default=30.0, show_default=True, help="Seconds between --watch passes.")
+@click.option(
+    "--watch", is_flag=True, help="Keep pushing until SIGINT/SIGTERM; back off while the database is down."
+)
+@click.option(
+    "--interval", type=float, default=30.0, show_default=True, help="Seconds between --watch passes."
+)
 @reports_errors
-def push(journal_path: str | None, launchpad_file: str | None, uri: str | None, name: str | None,
-         timeout: float, watch: bool, interval: float) -> None:
+def push(
+    journal_path: str | None,
+    launchpad_file: str | None,
+    uri: str | None,
+    name: str | None,
+    timeout: float,
+    watch: bool,
+    interval: float,
+) -> None:
     """Replay the journal's pending events to the LaunchPad."""
     stop = StopFlag()
     stop.install()
     with open_journal(journal_path) as journal, journal.lock("push"):
-        push_loop(journal, lambda: open_uplink(launchpad_file, uri, name, timeout),
-                  watch=watch, interval=interval, stop=stop)
+        push_loop(
+            journal,
+            lambda: open_uplink(launchpad_file, uri, name, timeout),
+            watch=watch,
+            interval=interval,
+            stop=stop,
+        )
 
 
 @main.command()
 @journal_option
 @uplink_options
-@click.option("--root", "roots", multiple=True, type=click.Path(file_okay=False),
-              help="Also scan this tree for spool files and FireWorks offline jobs (repeatable).")
+@click.option(
+    "--root",
+    "roots",
+    multiple=True,
+    type=click.Path(file_okay=False),
+    help="Also scan this tree for spool files and FireWorks offline jobs (repeatable).",
+)
 @click.option("--watch", is_flag=True, help="Run as the login-node daemon until SIGINT/SIGTERM.")
 @click.option("--interval", type=float, default=30.0, show_default=True, help="Seconds between passes.")
 @reports_errors
-def sync(journal_path: str | None, launchpad_file: str | None, uri: str | None, name: str | None,
-         timeout: float, roots: tuple[str, ...], watch: bool, interval: float) -> None:
+def sync(
+    journal_path: str | None,
+    launchpad_file: str | None,
+    uri: str | None,
+    name: str | None,
+    timeout: float,
+    roots: tuple[str, ...],
+    watch: bool,
+    interval: float,
+) -> None:
     """Ingest, then push: the login-node daemon (with --watch) or a cron one-shot."""
     from fwspool.ingest import Ingester
 
@@ -367,21 +501,37 @@ def sync(journal_path: str | None, launchpad_file: str | None, uri: str | None, 
             if summary.new_events or not watch:
                 click.echo(summary.line())
 
-        summary = push_loop(journal, lambda: open_uplink(launchpad_file, uri, name, timeout),
-                            watch=watch, interval=interval, stop=stop, before_pass=ingest_once)
+        summary = push_loop(
+            journal,
+            lambda: open_uplink(launchpad_file, uri, name, timeout),
+            watch=watch,
+            interval=interval,
+            stop=stop,
+            before_pass=ingest_once,
+        )
         if summary is not None and summary.registered and not stop():
             # The push taught the journal new launch directories: read them now, not next run.
-            push_loop(journal, lambda: open_uplink(launchpad_file, uri, name, timeout),
-                      watch=False, interval=interval, stop=stop, before_pass=ingest_once)
+            push_loop(
+                journal,
+                lambda: open_uplink(launchpad_file, uri, name, timeout),
+                watch=False,
+                interval=interval,
+                stop=stop,
+                before_pass=ingest_once,
+            )
 
 
 @main.command()
 @journal_option
 @click.argument("fw_ids", nargs=-1, type=int)
-@click.option("--launch-id", "launch_ids", multiple=True, type=int, help="Forget this launch id (repeatable).")
+@click.option(
+    "--launch-id", "launch_ids", multiple=True, type=int, help="Forget this launch id (repeatable)."
+)
 @click.option("--undo", is_flag=True, help="Resume ingesting and pushing them.")
 @reports_errors
-def forget(journal_path: str | None, fw_ids: tuple[int, ...], launch_ids: tuple[int, ...], undo: bool) -> None:
+def forget(
+    journal_path: str | None, fw_ids: tuple[int, ...], launch_ids: tuple[int, ...], undo: bool
+) -> None:
     """Stop ingesting and pushing these Fireworks' launches (like `lpad forget_offline`).
 
     Their pending events stay in the journal, visible, unpushed. The LaunchPad's offline_runs
@@ -401,13 +551,22 @@ def forget(journal_path: str | None, fw_ids: tuple[int, ...], launch_ids: tuple[
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--no-check", is_flag=True, help="Do not try to reach the database.")
 @reports_errors
-def status(journal_path: str | None, launchpad_file: str | None, uri: str | None, name: str | None,
-           timeout: float, as_json: bool, no_check: bool) -> None:
+def status(
+    journal_path: str | None,
+    launchpad_file: str | None,
+    uri: str | None,
+    name: str | None,
+    timeout: float,
+    as_json: bool,
+    no_check: bool,
+) -> None:
     """Per launch: last event, pending, pushed, superseded, forgotten; totals; the database."""
     from fwspool.status import collect, render
 
     with open_journal(journal_path) as journal:
-        report = collect(journal, None if no_check else (lambda: open_uplink(launchpad_file, uri, name, timeout)))
+        report = collect(
+            journal, None if no_check else (lambda: open_uplink(launchpad_file, uri, name, timeout))
+        )
     if as_json:
         click.echo(json.dumps(report, indent=2, sort_keys=True))
     else:

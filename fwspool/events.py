@@ -85,10 +85,12 @@ Event = Started | Ping | Checkpoint | LaunchDirChanged | Completed | Exited | No
 
 #: Event type names, in the order a normal launch produces them.
 EVENT_TYPES: tuple[str, ...] = tuple(
-    str(t.__struct_config__.tag) for t in (Started, Ping, Checkpoint, LaunchDirChanged, Completed, Exited, Note)
+    str(t.__struct_config__.tag)
+    for t in (Started, Ping, Checkpoint, LaunchDirChanged, Completed, Exited, Note)
 )
 EVENT_CLASSES: dict[str, type] = {
-    str(t.__struct_config__.tag): t for t in (Started, Ping, Checkpoint, LaunchDirChanged, Completed, Exited, Note)
+    str(t.__struct_config__.tag): t
+    for t in (Started, Ping, Checkpoint, LaunchDirChanged, Completed, Exited, Note)
 }
 
 #: Events that must reach the disk before the writer goes on (see schema/SPOOL.md).

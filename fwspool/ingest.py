@@ -24,11 +24,12 @@ from fwspool.events import RECORD_VERSION, Event, RawRecord, Record, event_id, i
 from fwspool.journal import QUARANTINE_KEEP, IngestBatch, Journal
 from fwspool.spool import (
     DEFAULT_MAX_RECORD,
-    SPOOL_NAME_RE,
     HEADER_LEN,
+    SPOOL_NAME_RE,
     OsSourceFile,
     SourceFile,
     SpoolReader,
+    frame,
 )
 
 _raw_decoder = msgspec.json.Decoder(RawRecord)
@@ -125,23 +126,35 @@ class Ingester:
         spool_files: dict[str, None] = {}
         offline_files: dict[str, None] = {}
 
-        def look_at(directory: str, names: Iterable[str]) -> None:
-            has_spool = False
+        def wanted(path: str) -> bool:
+            row = known.get(path)
+            if row is None or row["forgotten_at"]:
+                return row is None
+            # A finished launch's files are settled, except a torn tail still waiting for its
+            # bytes (e.g. the runner's own file while its exit was recorded in another one).
+            return not row["terminal_at"] or row["status"] == "torn"
+
+        def look_at(directory: str, names: list[str]) -> None:
             for name in names:
                 if SPOOL_NAME_RE.match(name):
-                    has_spool = True
+                    path = os.path.join(directory, name)
+                    if wanted(path):
+                        spool_files[path] = None
+            # FireWorks' own offline files, read even beside spool files (an unmodified
+            # `rlaunch --offline` job may also call `fwspool emit`), unless `fwspool rlaunch` runs
+            # the launch: it leaves FW_offline.json as `qlaunch -r` wrote it.
+            present = set(names).intersection(offline.OFFLINE_NAMES)
+            for name in offline.OFFLINE_NAMES:
+                if name in present:
                     path = os.path.join(directory, name)
                     row = known.get(path)
-                    if row is None or not (row["terminal_at"] or row["forgotten_at"]):
-                        spool_files[path] = None
-            if not has_spool:
-                # An unmodified FireWorks offline job; fwspool's own runner writes spool files.
-                path = offline.find_offline_file(directory)
-                if path is not None:
-                    row = known.get(path)
-                    if row is None or not (row["terminal_at"] or row["forgotten_at"]):
+                    if wanted(path) and not (row is not None and row["spool_driven"]):
                         offline_files[path] = None
+                    break
 
+        for path, row in known.items():
+            if row["kind"] == "spool" and row["status"] == "torn" and row["terminal_at"] and wanted(path):
+                spool_files[path] = None
         for _launch_id, directory in dirs:
             try:
                 names = os.listdir(directory)
@@ -227,7 +240,10 @@ class Ingester:
             summary.problems.append(problem)
             if row is None or row["status"] != "unreadable":
                 pending.sources[path] = {
-                    "path": path, "kind": "spool", "status": "unreadable", "status_detail": problem,
+                    "path": path,
+                    "kind": "spool",
+                    "status": "unreadable",
+                    "status_detail": problem,
                 }
             return
         try:
@@ -235,7 +251,7 @@ class Ingester:
             if st is not None and not stat.S_ISREG(st.st_mode):
                 summary.problems.append(f"not a regular file: {path}")
                 return
-            head = src.pread(FINGERPRINT_LEN, 0)
+            head = _pread_full(src, FINGERPRINT_LEN, 0)
             offset = row["committed_offset"] if row is not None else 0
             new_row: dict[str, Any] = {"path": path, "kind": "spool", "writer_id": name_writer}
             changed = row is None
@@ -263,7 +279,9 @@ class Ingester:
             launch_id = row["launch_id"] if row is not None else None
             for res in reader:
                 for fr in res.frames:
-                    launch_id = self._accept_frame(path, name_writer, fr.offset, fr.payload, pending) or launch_id
+                    launch_id = (
+                        self._accept_frame(path, name_writer, fr.offset, fr.payload, pending) or launch_id
+                    )
                 for dm in res.damage:
                     self._quarantine(path, src, dm.offset, dm.length, dm.reason, pending)
                 new_row["committed_offset"] = res.consumed
@@ -283,6 +301,13 @@ class Ingester:
                 if new_row["status"] not in ("replaced", "truncated"):
                     new_row["status"] = status
                 pending.sources[path] = new_row
+        except OSError as exc:
+            # An I/O error on one file (EIO, ESTALE on NFS) must not stop the others. What was
+            # read before it is pending with its offset; the file is read again next pass.
+            problem = f"cannot read {path}: {exc.strerror or exc}"
+            summary.problems.append(problem)
+            done = pending.sources.get(path) or {"path": path, "kind": "spool", "writer_id": name_writer}
+            pending.sources[path] = dict(done, status="unreadable", status_detail=problem[:500])
         finally:
             src.close()
 
@@ -300,7 +325,8 @@ class Ingester:
             if rec.seq < 1:
                 raise ValueError(f"sequence number {rec.seq} < 1")
         except (msgspec.DecodeError, ValueError) as exc:
-            pending.quarantine.append(_quarantine_row(path, offset, payload, f"invalid record: {exc}"))
+            # The whole record as it is in the file: bytes == file[offset : offset + length].
+            pending.quarantine.append(_quarantine_row(path, offset, frame(payload), f"invalid record: {exc}"))
             return None
         etype = type(ev).__struct_config__.tag
         pending.events.append(
@@ -325,7 +351,7 @@ class Ingester:
     def _quarantine(
         self, path: str, src: SourceFile, offset: int, length: int, reason: str, pending: _Pending
     ) -> None:
-        kept = src.pread(min(length, QUARANTINE_KEEP), offset)
+        kept = _pread_full(src, min(length, QUARANTINE_KEEP), offset)
         row = _quarantine_row(path, offset, kept, reason)
         row["length"] = length
         pending.quarantine.append(row)
@@ -362,17 +388,19 @@ class Ingester:
             summary.problems.append(problem)
             if row is None or row["status"] != "unreadable":
                 pending.sources[path] = {
-                    "path": path, "kind": "fw_offline", "status": "unreadable", "status_detail": problem[:500],
+                    "path": path,
+                    "kind": "fw_offline",
+                    "status": "unreadable",
+                    "status_detail": problem[:500],
                 }
             return
         if row is not None and row["content_hash"] == snap.content_hash:
             return  # the same bytes as last time: nothing new, and nothing to write
         launch_dir = os.path.dirname(path)
+        # Every event carries the fw_id (FW.json is written at reservation), not only the first.
+        fw_id = offline.read_fw_id(launch_dir, self.max_record) if row is None or snap.records else None
         if row is None:
-            fw_id = offline.read_fw_id(launch_dir, self.max_record)
             self._learn_launch(pending, snap.launch_id, fw_id, launch_dir, "fw_offline")
-        else:
-            fw_id = None
         for rec in snap.records:
             pending.events.append(_offline_event_row(rec, fw_id, path))
         if snap.finished:
@@ -386,7 +414,20 @@ class Ingester:
         }
         if row is not None:
             # The launch may have been registered earlier by another route without its fw_id.
-            self._learn_launch(pending, snap.launch_id, None, launch_dir, "fw_offline")
+            self._learn_launch(pending, snap.launch_id, fw_id, launch_dir, "fw_offline")
+
+
+def _pread_full(src: SourceFile, size: int, offset: int) -> bytes:
+    """``size`` bytes at ``offset``, fewer only at EOF (a read may return less than asked)."""
+    parts = []
+    while size > 0:
+        data = src.pread(size, offset)
+        if not data:
+            break
+        parts.append(data)
+        size -= len(data)
+        offset += len(data)
+    return b"".join(parts)
 
 
 def _offline_event_row(rec: Record, fw_id: int | None, path: str) -> dict[str, Any]:

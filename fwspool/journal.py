@@ -36,8 +36,10 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     bindparam,
+    case,
     create_engine,
     event,
+    select,
     text,
 )
 from sqlalchemy import exc as sa_exc
@@ -444,7 +446,9 @@ class Journal:
 
     def scan_targets(self) -> tuple[list[tuple[int, str]], dict[str, dict[str, Any]]]:
         """What an ingest pass looks at: the directories of launches still in progress, and every
-        known source file's row by path (sources of terminal or forgotten launches excluded)."""
+        known source file's row by path, with its launch's ``terminal_at`` and ``forgotten_at``
+        and, for FireWorks offline files, ``spool_driven``: the launch has a ``started`` event from
+        a spool file, so `fwspool rlaunch` runs it and its FW_offline.json will never change."""
         with self.reading() as conn:
             return self._scan_targets(conn)
 
@@ -459,10 +463,21 @@ class Journal:
                 .where(launches.c.launch_dir.is_not(None))
             )
         ]
+        started_from_spool = (
+            select(events.c.event_id)
+            .where(events.c.launch_id == sources.c.launch_id, events.c.type == "started")
+            .where(events.c.source_offset.is_not(None))
+            .exists()
+        )
         rows = conn.execute(
             sources.select()
             .outerjoin(launches, launches.c.launch_id == sources.c.launch_id)
-            .with_only_columns(*sources.c, launches.c.terminal_at, launches.c.forgotten_at)
+            .with_only_columns(
+                *sources.c,
+                launches.c.terminal_at,
+                launches.c.forgotten_at,
+                case((sources.c.kind == "fw_offline", started_from_spool), else_=False).label("spool_driven"),
+            )
         ).mappings()
         by_path = {row["path"]: dict(row) for row in rows}
         return dirs, by_path
@@ -504,7 +519,8 @@ class Journal:
             if batch.quarantine:
                 source_ids = _source_ids(conn, {q["path"] for q in batch.quarantine})
                 rows = [
-                    {"source_id": source_ids.get(q["path"]), "quarantined_at": now, **q} for q in batch.quarantine
+                    {"source_id": source_ids.get(q["path"]), "quarantined_at": now, **q}
+                    for q in batch.quarantine
                 ]
                 result = conn.execute(sqlite.insert(quarantine).on_conflict_do_nothing(), rows)
                 counts.quarantined = result.rowcount
@@ -532,7 +548,7 @@ class Journal:
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
         """Run a read-only SQL query and return rows as dicts (for tests, tools and status)."""
         with self.reading() as conn:
-            return [dict(r) for r in conn.exec_driver_sql(sql, params).mappings()]  # type: ignore[arg-type]
+            return [dict(r) for r in conn.exec_driver_sql(sql, params).mappings()]
 
     # -- push side ---------------------------------------------------------------------------
 
@@ -602,18 +618,20 @@ class Journal:
         """
         if not runs:
             return 0
-        known = {
-            r["launch_id"]: r
-            for r in self.query("SELECT launch_id, fw_id, launch_dir FROM launches")
-        } if len(runs) > 500 else {
-            r["launch_id"]: r
-            for r in self.query(
-                f"SELECT launch_id, fw_id, launch_dir FROM launches WHERE launch_id IN ({','.join('?' * len(runs))})",
-                tuple(r["launch_id"] for r in runs),
-            )
-        }
+        known = (
+            {r["launch_id"]: r for r in self.query("SELECT launch_id, fw_id, launch_dir FROM launches")}
+            if len(runs) > 500
+            else {
+                r["launch_id"]: r
+                for r in self.query(
+                    f"SELECT launch_id, fw_id, launch_dir FROM launches WHERE launch_id IN ({','.join('?' * len(runs))})",
+                    tuple(r["launch_id"] for r in runs),
+                )
+            }
+        )
         new = [
-            r for r in runs
+            r
+            for r in runs
             if r["launch_id"] not in known
             or (known[r["launch_id"]]["launch_dir"] is None and r.get("launch_dir"))
             or (known[r["launch_id"]]["fw_id"] is None and r.get("fw_id") is not None)
@@ -633,8 +651,11 @@ class Journal:
                 stmt,
                 [
                     {
-                        "launch_id": r["launch_id"], "fw_id": r.get("fw_id"), "launch_dir": r.get("launch_dir"),
-                        "learned_from": "registry", "first_seen_at": now,
+                        "launch_id": r["launch_id"],
+                        "fw_id": r.get("fw_id"),
+                        "launch_dir": r.get("launch_dir"),
+                        "learned_from": "registry",
+                        "first_seen_at": now,
                     }
                     for r in new
                 ],
@@ -655,9 +676,7 @@ class Journal:
                     )
                 )
             cond = launches.c.fw_id.in_(list(fw_ids)) | launches.c.launch_id.in_(list(launch_ids))
-            res = conn.execute(
-                launches.update().where(cond).values(forgotten_at=None if undo else now)
-            )
+            res = conn.execute(launches.update().where(cond).values(forgotten_at=None if undo else now))
         return int(res.rowcount)
 
     def unapplied_forget_requests(self) -> list[dict[str, Any]]:
@@ -697,7 +716,9 @@ def _source_ids(conn: Connection, paths: Iterable[str]) -> dict[str, int]:
     for i in range(0, len(paths), 500):
         chunk = paths[i : i + 500]
         for row in conn.execute(
-            sources.select().with_only_columns(sources.c.path, sources.c.source_id).where(sources.c.path.in_(chunk))
+            sources.select()
+            .with_only_columns(sources.c.path, sources.c.source_id)
+            .where(sources.c.path.in_(chunk))
         ):
             ids[row.path] = row.source_id
     return ids

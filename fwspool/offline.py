@@ -13,6 +13,7 @@ import datetime as dt
 import gzip
 import hashlib
 import os
+import stat
 import uuid
 import zlib
 from dataclasses import dataclass, field
@@ -78,8 +79,10 @@ def find_offline_file(launch_dir: str) -> str | None:
 
 
 def _read(path: str, max_bytes: int) -> bytes:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{path} is not a regular file")
         with os.fdopen(fd, "rb", closefd=False) as f:
             data = f.read(max_bytes + 1)
     finally:

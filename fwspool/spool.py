@@ -38,6 +38,7 @@ DEFAULT_MAX_RECORD = 64 * 1024 * 1024
 SPOOL_GLOB = "fwspool-*.spool"
 SPOOL_NAME_RE = re.compile(r"^fwspool-([0-9a-f]{32})\.spool$")
 _HEX = frozenset(b"0123456789abcdef")
+_NUL_RUN = re.compile(rb"\0+")
 
 _encoder = msgspec.json.Encoder()
 
@@ -293,6 +294,78 @@ def _first_short(buf: bytes, start: int, max_record: int) -> int:
     return -1
 
 
+def _could_fill(buf: bytes, pos: int, stop: int, max_record: int) -> bool:
+    """Whether ``buf[pos:stop]``, which runs to the end of the data, holds NUL bytes and could still
+    become valid records once they are written: a hole an NFS client has not filled in yet.
+
+    NUL bytes match anything; every other byte must fit the record layout (magic, header, no
+    newline inside a payload, the terminator), and a complete record without a NUL byte must carry
+    its checksum.
+    """
+    if buf.find(b"\0", pos, stop) == -1:
+        return False
+    p = pos
+    while p < stop:
+        head = buf[p : min(p + HEADER_LEN, stop)]
+        for i, c in enumerate(head):
+            if c == 0:
+                continue
+            if i < len(MAGIC):
+                if c != MAGIC[i]:
+                    return False
+            elif i in (13, 22):
+                if c != 0x20:
+                    return False
+            elif c not in _HEX:
+                return False
+        if p + HEADER_LEN > stop:
+            return True
+        length_field = buf[p + 5 : p + 13]
+        if 0 in length_field:
+            return True  # the length is not written yet: what follows may all be this record
+        length = int(length_field, 16)
+        if length > max_record:
+            return False
+        start = p + HEADER_LEN
+        end = start + length + 1
+        if buf.find(b"\n", start, min(end - 1, stop)) != -1:
+            return False
+        if end > stop:
+            return True
+        if buf[end - 1] not in (0x0A, 0):
+            return False
+        if buf.find(b"\0", p, end) == -1 and zlib.crc32(buf[start : end - 1]) != int(
+            buf[p + 14 : p + 22], 16
+        ):
+            return False
+        p = end
+    return True
+
+
+def _fillable_start(buf: bytes, pos: int, stop: int, max_record: int) -> int:
+    """The first offset in ``[pos, stop)`` from which the bytes up to ``stop`` (the end of the data)
+    could still become valid records once a hole of NUL bytes is filled in; -1 if none."""
+    if buf.find(b"\0", pos, stop) == -1:
+        return -1
+    if _could_fill(buf, pos, stop, max_record):
+        return pos
+    # A later record starts with its magic, or inside a hole (best guess: where the hole
+    # starts). A bounded number of guesses: this only decides how much of a damaged tail waits.
+    candidates: set[int] = set()
+    i = buf.find(MAGIC, pos + 1, stop)
+    while i != -1 and len(candidates) < 64:
+        candidates.add(i)
+        i = buf.find(MAGIC, i + 1, stop)
+    for k, m in enumerate(_NUL_RUN.finditer(buf, pos + 1, stop)):
+        if k >= 64:
+            break
+        candidates.add(m.start())
+    for q in sorted(candidates):
+        if _could_fill(buf, q, stop, max_record):
+            return q
+    return -1
+
+
 def scan(buf: bytes, at_eof: bool, max_record: int = DEFAULT_MAX_RECORD) -> ScanResult:
     """Split ``buf`` (file bytes from a committed offset) into frames and damage.
 
@@ -330,8 +403,13 @@ def scan(buf: bytes, at_eof: bool, max_record: int = DEFAULT_MAX_RECORD) -> Scan
             break
         cand = _first_short(buf, pos + 1, max_record)
         stop_at = cand if cand != -1 else n
-        if buf.count(0, pos, stop_at) == stop_at - pos:
-            # Only NUL bytes: a hole an NFS client has not filled in yet. Wait.
+        fill = _fillable_start(buf, pos, stop_at, max_record)
+        if fill != -1:
+            # NUL bytes that may be a hole an NFS client has not filled in yet (alone, or inside
+            # a record whose other bytes fit): wait. Only what comes before it is damage.
+            if fill > pos:
+                res.damage.append(Damage(pos, fill - pos, reason))
+                pos = fill
             res.stop = "torn"
             break
         res.damage.append(Damage(pos, stop_at - pos, reason))
@@ -356,7 +434,8 @@ class OsSourceFile:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        # O_NONBLOCK: a FIFO planted under a spool file's name must not hang the reader.
+        self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
 
     def fstat(self) -> os.stat_result:
         return os.fstat(self.fd)

@@ -1,0 +1,798 @@
+#!/usr/bin/env python3
+"""Benchmark of the uplink: ``lpad recover_offline`` against ``fwspool ingest && fwspool push``.
+
+    python tools/bench_push.py                        # defaults: N = 100 and 1,000
+    python tools/bench_push.py --json                 # JSON on stdout (the table goes to stderr)
+    python tools/bench_push.py --sizes 50 --no-validate   # a quick look
+
+One throwaway SecantusDB server (``fwspool.devserver.DevServer`` in a temporary directory) holds,
+for each N, two identical LaunchPads: ``ref_N`` (FireWorks' own offline path) and ``fws_N``
+(fwspool). Each gets N one-step workflows (``--steps 2``: N two-step workflows, the first step
+reserved and its child WAITING) and N launches reserved offline exactly as ``qlaunch -r`` does
+(``checkout_fw(..., state="RESERVED")`` + ``setup_offline_job`` in the launch directory). That is
+setup, not measured.
+
+The compute side is synthesised instead of running 2N real jobs (``--completed-fraction`` of the
+launches completed, the others still running):
+
+* ``ref_N``: the files FireWorks' offline rocket leaves (``FW_offline.json`` with ``started_on``,
+  ``checkpoint`` and, when completed, ``fwaction``/``state``/``completed_on``; ``FW_ping.json``
+  with the last ping), written as ``rocket.py`` writes them.
+* ``fws_N``: spool files written with ``SpoolWriter`` (started, checkpoint, ``--pings`` pings and,
+  when completed, completed + exited), with the same launch ids, times and FWAction.
+
+Before measuring, one real ``rlaunch singleshot --offline`` and one real ``fwspool rlaunch`` run
+on a small LaunchPad and the synthetic files are checked to have the same shape (``--no-validate``
+skips it).
+
+Measured per N, with a pymongo ``CommandListener`` (every command, finds included) and
+``time.perf_counter``:
+
+* reference first pass: ``lpad recover_offline`` (each ``offline_runs`` doc with completed=False,
+  deprecated=False → ``LaunchPad.recover_offline``), then an idle pass with nothing new;
+* fwspool first pass: ``Ingester(...).run_pass()`` then ``Pusher(...).run_pass()`` (timed apart
+  and together), then an idle pass with nothing new (which must issue no write at all).
+
+After the first passes both LaunchPads must hold the same Firework, launch and workflow states.
+Targets (uplink issue): idle pass without writes; at N = 1,000 a first pass with >= 10x fewer
+database commands and >= 5x faster than ``recover_offline``.
+
+Exit status 1 when a correctness check fails (different states, an idle fwspool pass that wrote,
+synthetic files of the wrong shape); missed performance targets only with ``--check``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import datetime as dt
+import io
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pymongo import monitoring
+
+from fwspool.config import LaunchPadConfig
+from fwspool.devserver import DevServer
+from fwspool.events import Checkpoint, Completed, Exited, Ping, Started
+from fwspool.ingest import Ingester
+from fwspool.journal import Journal
+from fwspool.push import Pusher
+from fwspool.rlaunch import jsonable
+from fwspool.spool import SpoolWriter
+from fwspool.uplink import MongoUplink
+
+TARGET_CMD_RATIO = 10.0
+TARGET_TIME_RATIO = 5.0
+TARGET_N = 1000
+#: Seconds between two synthetic pings (FireWorks' PING_TIME_SECS defaults to 3600).
+PING_EVERY = 600.0
+WRITE_COMMANDS = frozenset({"insert", "update", "delete", "findAndModify"})
+HOST, IP = "nid00042", "10.0.0.42"
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Counting database commands
+
+
+_FW_MAP = os.sep + os.path.join("fwspool", "")
+_LP_FILE = os.path.join("fireworks", "core", "launchpad.py")
+_NOISE = frozenset({"<lambda>", "_call", "run_pass", "fetch", "probe", "<module>", "main"})
+
+
+class CommandCounter(monitoring.CommandListener):
+    """Counts commands while ``active``; optionally attributes each to the code path that sent it.
+
+    The attribution walks the caller's stack (the listener runs synchronously in the thread that
+    sends the command) and keeps the names of fwspool and FireWorks LaunchPad functions, outermost
+    first: e.g. ``_apply_sequential > complete_launch > _refresh_wf``.
+    """
+
+    def __init__(self, attribute: bool = True) -> None:
+        self.active = False
+        self.attribute = attribute
+        self.commands: list[str] = []
+        self.paths: collections.Counter[tuple[str, str]] = collections.Counter()
+
+    def reset(self) -> None:
+        self.commands = []
+        self.paths = collections.Counter()
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if not self.active:
+            return
+        self.commands.append(event.command_name)
+        if self.attribute:
+            self.paths[(self._where(), event.command_name)] += 1
+
+    @staticmethod
+    def _where() -> str:
+        names: list[str] = []
+        frame = sys._getframe(2)
+        while frame is not None:
+            fn = frame.f_code.co_filename
+            name = frame.f_code.co_name
+            wanted = (_FW_MAP in fn or fn.endswith(_LP_FILE)) and name not in _NOISE
+            if wanted and (not names or names[-1] != name):
+                names.append(name)
+            frame = frame.f_back  # type: ignore[assignment]
+        names.reverse()
+        # No fwspool / LaunchPad frame: lpad recover_offline's own loop (the offline_runs find).
+        return " > ".join(names[:4]) or "lpad recover_offline loop"
+
+    def succeeded(self, event: Any) -> None:
+        pass
+
+    def failed(self, event: Any) -> None:
+        pass
+
+    def writes(self) -> int:
+        return sum(1 for c in self.commands if c in WRITE_COMMANDS)
+
+    @contextlib.contextmanager
+    def counting(self) -> Any:
+        self.reset()
+        self.active = True
+        try:
+            yield self
+        finally:
+            self.active = False
+
+
+# ---------------------------------------------------------------------------------------------
+# LaunchPads and reservations (setup)
+
+
+def make_launchpad(uri: str, name: str, listeners: list[Any] | None = None, reset: bool = False) -> Any:
+    from fireworks import LaunchPad
+
+    kwargs: dict[str, Any] = {}
+    if listeners:
+        kwargs["mongoclient_kwargs"] = {"event_listeners": listeners}
+    lp = LaunchPad(host=uri, name=name, uri_mode=True, logdir=None, strm_lvl="ERROR", **kwargs)
+    if reset:
+        # reset() also runs tuneup(): FireWorks' own indexes, as `lpad reset` leaves them.
+        lp.reset("", require_password=False, max_reset_wo_password=10**9)
+    return lp
+
+
+def uplink_for(uri: str, name: str, **kwargs: Any) -> MongoUplink:
+    """As tests/twins.uplink_for: what `fwspool push --uri URI --name NAME` connects with."""
+    return MongoUplink(LaunchPadConfig({"host": uri, "uri_mode": True, "name": name}, "bench"), **kwargs)
+
+
+def bench_workflows(n: int, steps: int) -> list[Any]:
+    from fireworks import Firework, ScriptTask, Workflow
+
+    wfs = []
+    for i in range(n):
+        first = Firework(ScriptTask.from_str("echo bench"), name=f"bench-{i}-a")
+        fws = [first]
+        if steps == 2:
+            fws.append(Firework(ScriptTask.from_str("echo next"), name=f"bench-{i}-b", parents=[first]))
+        wfs.append(Workflow(fws, name=f"bench-{i}"))
+    return wfs
+
+
+def reserve_offline(lp: Any, launch_dir: str, fw_id: int) -> tuple[Any, int]:
+    """What `qlaunch -r` does for one job: reserve, write FW.json + FW_offline.json, register."""
+    from fireworks import FWorker
+    from fireworks.queue.queue_launcher import setup_offline_job
+
+    os.makedirs(launch_dir, exist_ok=True)
+    fw, launch_id = lp.checkout_fw(FWorker(), launch_dir, fw_id=fw_id, state="RESERVED")
+    if fw is None:
+        raise RuntimeError(f"Firework {fw_id} could not be reserved")
+    cwd = os.getcwd()
+    os.chdir(launch_dir)
+    try:
+        setup_offline_job(lp, fw, launch_id)
+    finally:
+        os.chdir(cwd)
+    return fw, launch_id
+
+
+def build_launchpad(uri: str, name: str, n: int, steps: int, launch_root: str) -> list[tuple[int, int, str]]:
+    """A reset LaunchPad with ``n`` workflows, each first step reserved offline; (fw_id, launch_id, dir)."""
+    lp = make_launchpad(uri, name, reset=True)
+    try:
+        for wf in bench_workflows(n, steps):
+            lp.add_wf(wf)
+        roots = sorted(d["fw_id"] for d in lp.fireworks.find({"state": "READY"}, {"fw_id": 1}))
+        out = []
+        for i, fw_id in enumerate(roots):
+            d = os.path.join(launch_root, f"launch_{i:05d}")
+            _, launch_id = reserve_offline(lp, d, fw_id)
+            out.append((fw_id, launch_id, d))
+        return out
+    finally:
+        lp.connection.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Synthetic compute-side results
+
+
+@dataclass(slots=True)
+class LaunchPlan:
+    """What happened on the compute node for one launch."""
+
+    fw_id: int
+    launch_id: int
+    started_on: dt.datetime
+    pings: list[dt.datetime]
+    completed_on: dt.datetime | None
+    action: dict[str, Any] | None
+
+    @property
+    def checkpoint(self) -> dict[str, Any]:
+        # Rocket.run, before the first task: what update_checkpoint records.
+        return {"_task_n": 0, "_all_stored_data": {}, "_all_update_spec": {}, "_all_mod_spec": []}
+
+
+def plan_launches(
+    reserved: list[tuple[int, int, str]], completed_fraction: float, pings: int, base: dt.datetime
+) -> list[LaunchPlan]:
+    """Launch i completes when the running count of completed launches steps up: evenly spread."""
+    from fireworks import FWAction
+
+    plans = []
+    for i, (fw_id, launch_id, _d) in enumerate(reserved):
+        started = base + dt.timedelta(seconds=0.01 * i)
+        ping_times = [started + dt.timedelta(seconds=PING_EVERY * (k + 1)) for k in range(pings)]
+        completed = int((i + 1) * completed_fraction) > int(i * completed_fraction)
+        completed_on = action = None
+        if completed:
+            last = ping_times[-1] if ping_times else started
+            completed_on = last + dt.timedelta(seconds=1)
+            action = jsonable(
+                FWAction(
+                    stored_data={"returncode": 0, "energy": -1234.5678 - launch_id, "launch": launch_id}
+                ).to_dict()
+            )
+        plans.append(LaunchPlan(fw_id, launch_id, started, ping_times, completed_on, action))
+    return plans
+
+
+def _fw_iso(value: dt.datetime) -> str:
+    """As rocket.py writes times: ``datetime.now(timezone.utc).isoformat()``."""
+    return value.astimezone(dt.UTC).isoformat()
+
+
+def write_fireworks_offline(launch_dir: str, plan: LaunchPlan) -> None:
+    """The files FireWorks' offline rocket leaves in ``launch_dir`` (rocket.py, launchpad=None)."""
+    path = os.path.join(launch_dir, "FW_offline.json")
+    with open(path) as f:
+        d = json.loads(f.read())  # {"launch_id": N} from setup_offline_job
+    if d.get("launch_id") != plan.launch_id:
+        raise RuntimeError(f"{path} holds launch {d.get('launch_id')}, expected {plan.launch_id}")
+    d["started_on"] = _fw_iso(plan.started_on)
+    d["checkpoint"] = plan.checkpoint
+    if plan.completed_on is not None:
+        d["fwaction"] = plan.action
+        d["state"] = "COMPLETED"
+        d["completed_on"] = _fw_iso(plan.completed_on)
+    with open(path, "w") as f:
+        f.write(json.dumps(d, ensure_ascii=False))
+    if plan.pings:
+        with open(os.path.join(launch_dir, "FW_ping.json"), "w") as f:
+            f.write(f'{{"ping_time": "{_fw_iso(plan.pings[-1])}"}}')
+
+
+def write_fwspool_spool(launch_dir: str, plan: LaunchPlan) -> None:
+    """The spool file `fwspool rlaunch` leaves for the same run (SpoolWriter, real record format)."""
+    from fireworks import FWorker
+
+    at = [plan.started_on]
+    with SpoolWriter(launch_dir, plan.launch_id, plan.fw_id, clock=lambda: at[0]) as w:
+        # Setup: the durable events' fsyncs are what a real job pays, not what is measured here.
+        w.append(
+            Started(started_on=plan.started_on, host=HOST, ip=IP, fworker=jsonable(FWorker().to_dict())),
+            durable=False,
+        )
+        w.append(Checkpoint(checkpoint=plan.checkpoint, ping_time=plan.started_on), durable=False)
+        for p in plan.pings:
+            at[0] = p
+            w.append(Ping(ping_time=p), durable=False)
+        if plan.completed_on is not None:
+            at[0] = plan.completed_on
+            w.append(
+                Completed(state="COMPLETED", action=plan.action or {}, completed_on=plan.completed_on),
+                durable=False,
+            )
+            w.append(Exited(returncode=0), durable=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation of the synthetic files against one real run of each
+
+
+def _shape(value: Any, depth: int = 2) -> Any:
+    """Keys (and value types) of a JSON value, ``depth`` levels down."""
+    if isinstance(value, dict):
+        if depth == 0:
+            return "dict"
+        return {k: _shape(v, depth - 1) for k, v in sorted(value.items())}
+    if isinstance(value, list):
+        return "list"
+    return type(value).__name__
+
+
+def _spool_records(launch_dir: str) -> list[dict[str, Any]]:
+    recs = []
+    for name in sorted(os.listdir(launch_dir)):
+        if name.startswith("fwspool-") and name.endswith(".spool"):
+            with open(os.path.join(launch_dir, name), "rb") as f:
+                for line in f:
+                    recs.append(json.loads(line.split(b" ", 3)[3]))
+    return recs
+
+
+def _spool_shape(recs: list[dict[str, Any]]) -> dict[str, Any]:
+    types = [r["event"]["type"] for r in recs]
+    collapsed = [t for i, t in enumerate(types) if t != "ping" or (i and types[i - 1] != "ping")]
+    return {
+        "sequence (pings collapsed)": collapsed,
+        "envelope": sorted(set().union(*(r.keys() for r in recs))),
+        "events": {r["event"]["type"]: _shape(r["event"], 1) for r in recs},
+        "action": _shape(
+            next((r["event"]["action"] for r in recs if r["event"]["type"] == "completed"), {}), 1
+        ),
+    }
+
+
+def validate(uri: str, work: str, pings: int) -> tuple[bool, list[str]]:
+    """One real `rlaunch singleshot --offline` and one `fwspool rlaunch`, against the synthetic files."""
+    lines: list[str] = []
+    ok = True
+    name = "bench_validate"
+    root = os.path.join(work, "validate")
+    reserved = build_launchpad(uri, name, 4, 1, root)
+    real_fw, real_sp, syn_fw, syn_sp = (r[2] for r in reserved)
+    env = dict(os.environ)
+    bindir = os.path.dirname(sys.executable)
+    res = subprocess.run(
+        [os.path.join(bindir, "rlaunch"), "singleshot", "--offline"],
+        cwd=real_fw, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    if res.returncode != 0:
+        raise RuntimeError(f"rlaunch singleshot --offline failed:\n{res.stderr[-3000:]}")
+    res = subprocess.run(
+        [sys.executable, "-m", "fwspool.cli", "rlaunch"],
+        cwd=real_sp, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    if res.returncode != 0:
+        raise RuntimeError(f"fwspool rlaunch failed:\n{res.stderr[-3000:]}")
+    base = dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)
+    plans = plan_launches([reserved[2], reserved[3]], 1.0, max(pings, 1), base)
+    write_fireworks_offline(syn_fw, plans[0])
+    write_fwspool_spool(syn_sp, plans[1])
+
+    def offline_files(d: str) -> dict[str, Any]:
+        with open(os.path.join(d, "FW_offline.json")) as f:
+            off = json.load(f)
+        with open(os.path.join(d, "FW_ping.json")) as f:
+            ping = json.load(f)
+        for key in ("started_on", "completed_on"):
+            dt.datetime.fromisoformat(off[key])  # parseable ISO, as rocket.py writes it
+        dt.datetime.fromisoformat(ping["ping_time"])
+        return {
+            "FW_offline.json": _shape(off, 1),
+            "fwaction": _shape(off["fwaction"], 1),
+            "FW_ping.json": _shape(ping),
+        }
+
+    real, syn = offline_files(real_fw), offline_files(syn_fw)
+    if real == syn:
+        lines.append(
+            "validate: synthetic FW_offline.json / FW_ping.json have the shape of a real offline run: OK"
+        )
+    else:
+        ok = False
+        lines.append(f"validate: FireWorks offline files DIFFER\n  real: {real}\n  synthetic: {syn}")
+    real_s, syn_s = _spool_shape(_spool_records(real_sp)), _spool_shape(_spool_records(syn_sp))
+    if real_s == syn_s:
+        lines.append(
+            "validate: synthetic spool has the shape of a real `fwspool rlaunch` spool: OK "
+            f"({' '.join(real_s['sequence (pings collapsed)'])})"
+        )
+    else:
+        ok = False
+        lines.append(f"validate: spool DIFFERS\n  real: {real_s}\n  synthetic: {syn_s}")
+    # Both real runs must also go through their own recovery to the same state as the synthetic ones.
+    lp = make_launchpad(uri, name)
+    try:
+        for _fw_id, launch_id, _d in (reserved[0], reserved[2]):
+            lp.recover_offline(launch_id, False, False)
+        with Journal.open(os.path.join(work, "validate.sqlite3")) as journal:
+            Ingester(journal, roots=[real_sp, syn_sp]).run_pass()
+            uplink = uplink_for(uri, name)
+            try:
+                Pusher(journal, uplink).run_pass()
+            finally:
+                uplink.close()
+        states = {d["fw_id"]: d["state"] for d in lp.fireworks.find({}, {"fw_id": 1, "state": 1})}
+        if set(states.values()) == {"COMPLETED"}:
+            lines.append(
+                "validate: all four (2 real, 2 synthetic) COMPLETED on the LaunchPad after recovery: OK"
+            )
+        else:
+            ok = False
+            lines.append(f"validate: states after recovery: {states}")
+        lp.connection.drop_database(name)
+    finally:
+        lp.connection.close()
+    return ok, lines
+
+
+# ---------------------------------------------------------------------------------------------
+# One measurement
+
+
+@dataclass(slots=True)
+class Pass:
+    wall_s: float
+    commands: int
+    writes: int
+    by_command: dict[str, int] = field(default_factory=dict)
+    by_path: list[tuple[str, str, int]] = field(default_factory=list)
+    ingest_s: float | None = None
+    push_s: float | None = None
+    ingest_commands: int | None = None
+    ingest_writes: int | None = None
+
+
+def _pass(counter: CommandCounter, wall: float) -> Pass:
+    return Pass(
+        wall_s=wall,
+        commands=len(counter.commands),
+        writes=counter.writes(),
+        by_command=dict(collections.Counter(counter.commands).most_common()),
+        by_path=[(p, c, n) for (p, c), n in counter.paths.most_common()],
+    )
+
+
+def recover_offline_pass(lp: Any) -> None:
+    """`lpad recover_offline` (fireworks/scripts/lpad_run.py), without the fworker filter."""
+    for run in lp.offline_runs.find({"completed": False, "deprecated": False}, {"launch_id": 1, "fw_id": 1}):
+        lp.recover_offline(run["launch_id"], False, False)
+
+
+def states(lp: Any) -> dict[str, Any]:
+    def count(coll: Any) -> dict[str, int]:
+        return dict(sorted(collections.Counter(d["state"] for d in coll.find({}, {"state": 1})).items()))
+
+    runs = collections.Counter(
+        f"completed={r['completed']},deprecated={r['deprecated']}" for r in lp.offline_runs.find({})
+    )
+    return {
+        "fireworks": count(lp.fireworks),
+        "launches": count(lp.launches),
+        "workflows": count(lp.workflows),
+        "offline_runs": dict(sorted(runs.items())),
+    }
+
+
+def last_ping_kept(lp: Any, plans: list[LaunchPlan]) -> int:
+    """Running launches whose RUNNING entry's ``updated_on`` is the real last ping (detect_lostruns)."""
+    from fwspool.events import as_utc
+
+    want = {p.launch_id: p.pings[-1] for p in plans if p.completed_on is None and p.pings}
+    kept = 0
+    for d in lp.launches.find({"launch_id": {"$in": list(want)}}, {"launch_id": 1, "state_history": 1}):
+        entry = d["state_history"][-1]
+        upd = entry.get("updated_on")
+        if (
+            entry["state"] == "RUNNING"
+            and upd is not None
+            and abs((as_utc(upd) - want[d["launch_id"]]).total_seconds()) < 1e-3
+        ):
+            kept += 1
+    return kept
+
+
+def measure(uri: str, work: str, n: int, rep: int, args: argparse.Namespace) -> dict[str, Any]:
+    suffix = f"_r{rep}" if rep else ""
+    ref_name, fws_name = f"ref_{n}{suffix}", f"fws_{n}{suffix}"
+    ref_root = os.path.join(work, ref_name, "launches")
+    fws_root = os.path.join(work, fws_name, "launches")
+    t0 = time.perf_counter()
+    ref_res = build_launchpad(uri, ref_name, n, args.steps, ref_root)
+    fws_res = build_launchpad(uri, fws_name, n, args.steps, fws_root)
+    if [r[:2] for r in ref_res] != [r[:2] for r in fws_res]:
+        raise RuntimeError("the twin LaunchPads got different fw/launch ids")
+    base = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)).replace(microsecond=0)
+    plans = plan_launches(ref_res, args.completed_fraction, args.pings, base)
+    for plan, (_f, _l, d) in zip(plans, ref_res, strict=True):
+        write_fireworks_offline(d, plan)
+    for plan, (_f, _l, d) in zip(plans, fws_res, strict=True):
+        write_fwspool_spool(d, plan)
+    n_done = sum(1 for p in plans if p.completed_on is not None)
+    log(
+        f"N={n}: setup (2 LaunchPads, {n} {args.steps}-step workflows each, {n} offline reservations each, "
+        f"{n_done} completed / {n - n_done} running) took {time.perf_counter() - t0:.1f} s"
+    )
+
+    out: dict[str, Any] = {"n": n, "repeat": rep, "completed": n_done, "running": n - n_done}
+
+    # -- reference: lpad recover_offline ------------------------------------------------------
+    counter = CommandCounter(attribute=not args.no_attribution)
+    ref_lp = make_launchpad(uri, ref_name, [counter])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for label in ("first", "idle"):
+            with counter.counting():
+                t = time.perf_counter()
+                recover_offline_pass(ref_lp)
+                wall = time.perf_counter() - t
+            out[f"reference_{label}"] = _pass(counter, wall)
+            log(f"N={n}: reference {label} pass: {wall:.2f} s, {len(counter.commands)} commands")
+
+    # -- fwspool: ingest + push ---------------------------------------------------------------
+    fcounter = CommandCounter(attribute=not args.no_attribution)
+    uplink = uplink_for(uri, fws_name, event_listeners=[fcounter])
+    journal = Journal.open(os.path.join(work, f"{fws_name}.sqlite3"))
+    try:
+        for label in ("first", "idle"):
+            with fcounter.counting():
+                t = time.perf_counter()
+                ing = Ingester(journal, roots=[fws_root]).run_pass()
+                t_ing = time.perf_counter() - t
+                ingest_commands = len(fcounter.commands)
+                ingest_writes = fcounter.writes()
+                t = time.perf_counter()
+                summary = Pusher(journal, uplink).run_pass()
+                t_push = time.perf_counter() - t
+            p = _pass(fcounter, t_ing + t_push)
+            p.ingest_s, p.push_s = t_ing, t_push
+            p.ingest_commands, p.ingest_writes = ingest_commands, ingest_writes
+            out[f"fwspool_{label}"] = p
+            log(
+                f"N={n}: fwspool {label} pass: ingest {t_ing:.2f} s ({ing.new_events} new events), "
+                f"push {t_push:.2f} s, {p.commands} commands; {summary.line()}"
+            )
+            if summary.problems:
+                log(f"N={n}: push problems: {summary.problems[:5]}")
+        out["pending_after"] = journal.count_events("pushed_at IS NULL")
+    finally:
+        journal.close()
+        uplink.close()
+
+    # -- correctness --------------------------------------------------------------------------
+    fws_lp = make_launchpad(uri, fws_name)
+    try:
+        out["states_reference"] = states(ref_lp)
+        out["states_fwspool"] = states(fws_lp)
+        out["same_states"] = all(
+            out["states_reference"][k] == out["states_fwspool"][k]
+            for k in ("fireworks", "launches", "workflows")
+        )
+        running = n - n_done
+        out["last_ping_kept"] = {
+            "running": running,
+            "reference": last_ping_kept(ref_lp, plans),
+            "fwspool": last_ping_kept(fws_lp, plans),
+        }
+        if not args.keep:
+            for lp in (ref_lp, fws_lp):
+                lp.connection.drop_database(lp.name)
+    finally:
+        ref_lp.connection.close()
+        fws_lp.connection.close()
+    if not args.keep:
+        shutil.rmtree(os.path.join(work, ref_name), ignore_errors=True)
+        shutil.rmtree(os.path.join(work, fws_name), ignore_errors=True)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+def _median_pass(passes: list[Pass]) -> Pass:
+    if len(passes) == 1:
+        return passes[0]
+    mid = sorted(passes, key=lambda p: p.wall_s)[len(passes) // 2]
+    return Pass(**{**asdict(mid), "wall_s": statistics.median(p.wall_s for p in passes)})
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else float("inf")
+
+
+def report(results: list[dict[str, Any]], sizes: list[int]) -> tuple[str, dict[str, Any]]:
+    rows = []
+    summary: dict[str, Any] = {}
+    header = f"{'N':>6}  {'path':<10} {'pass':<14} {'wall s':>9} {'DB commands':>12} {'writes':>7}"
+    lines = [header, "-" * len(header)]
+    for n in sizes:
+        mine = [r for r in results if r["n"] == n]
+        med = {k: _median_pass([r[k] for r in mine]) for k in ("reference_first", "reference_idle",
+                                                                 "fwspool_first", "fwspool_idle")}  # fmt: skip
+        for key, path, label in (
+            ("reference_first", "reference", "first"),
+            ("reference_idle", "reference", "idle"),
+        ):
+            p = med[key]
+            lines.append(f"{n:>6}  {path:<10} {label:<14} {p.wall_s:>9.3f} {p.commands:>12} {p.writes:>7}")
+        for label in ("first", "idle"):
+            p = med[f"fwspool_{label}"]
+            lines.append(
+                f"{n:>6}  {'fwspool':<10} {label + ' ingest':<14} {p.ingest_s or 0:>9.3f} "
+                f"{p.ingest_commands or 0:>12} {p.ingest_writes or 0:>7}"
+            )
+            lines.append(
+                f"{n:>6}  {'fwspool':<10} {label + ' push':<14} {p.push_s or 0:>9.3f} "
+                f"{p.commands - (p.ingest_commands or 0):>12} {p.writes - (p.ingest_writes or 0):>7}"
+            )
+            lines.append(
+                f"{n:>6}  {'fwspool':<10} {label + ' total':<14} {p.wall_s:>9.3f} {p.commands:>12} {p.writes:>7}"
+            )
+        rf, ri, ff, fi = (
+            med[k] for k in ("reference_first", "reference_idle", "fwspool_first", "fwspool_idle")
+        )
+        ratios = {
+            "first_commands": _ratio(rf.commands, ff.commands),
+            "first_time": _ratio(rf.wall_s, ff.wall_s),
+            "idle_commands": _ratio(ri.commands, fi.commands),
+            "idle_time": _ratio(ri.wall_s, fi.wall_s),
+        }
+        summary[str(n)] = {"median": {k: asdict(v) for k, v in med.items()}, "ratios": ratios}
+        rows.append(
+            f"N={n:<5} reference/fwspool: first pass {ratios['first_commands']:.1f}x commands, "
+            f"{ratios['first_time']:.1f}x time; idle pass {ratios['idle_commands']:.1f}x commands, "
+            f"{ratios['idle_time']:.1f}x time"
+        )
+    lines.append("")
+    lines.extend(rows)
+    for n in sizes:
+        r = [x for x in results if x["n"] == n][0]
+        lines.append(
+            f"N={n:<5} Firework states: reference {r['states_reference']['fireworks']}, "
+            f"fwspool {r['states_fwspool']['fireworks']} -> {'SAME' if r['same_states'] else 'DIFFERENT'}"
+        )
+        lines.append(
+            f"N={n:<5} launch states: reference {r['states_reference']['launches']}, "
+            f"fwspool {r['states_fwspool']['launches']}; workflows: reference "
+            f"{r['states_reference']['workflows']}, fwspool {r['states_fwspool']['workflows']}"
+        )
+        lp_ = r["last_ping_kept"]
+        lines.append(
+            f"N={n:<5} running launches whose RUNNING updated_on is the real last ping: "
+            f"reference {lp_['reference']}/{lp_['running']}, fwspool {lp_['fwspool']}/{lp_['running']}"
+        )
+    targets: dict[str, Any] = {}
+    idle_writes = max(x["fwspool_idle"].writes for x in results)
+    targets["idle_no_writes"] = idle_writes == 0
+    lines.append("")
+    lines.append(f"target: fwspool idle pass issues no write: {idle_writes} writes -> "
+                 f"{'MET' if targets['idle_no_writes'] else 'MISSED'}")  # fmt: skip
+    tn = TARGET_N if str(TARGET_N) in summary else max(sizes)
+    ratios = summary[str(tn)]["ratios"]
+    targets["first_commands"] = ratios["first_commands"] >= TARGET_CMD_RATIO
+    targets["first_time"] = ratios["first_time"] >= TARGET_TIME_RATIO
+    lines.append(
+        f"target: first pass >= {TARGET_CMD_RATIO:.0f}x fewer DB commands at N={tn}: "
+        f"{ratios['first_commands']:.1f}x -> {'MET' if targets['first_commands'] else 'MISSED'}"
+    )
+    lines.append(
+        f"target: first pass >= {TARGET_TIME_RATIO:.0f}x faster at N={tn}: "
+        f"{ratios['first_time']:.1f}x -> {'MET' if targets['first_time'] else 'MISSED'}"
+    )
+    summary["targets"] = targets
+    return "\n".join(lines), summary
+
+
+def profile_lines(results: list[dict[str, Any]], n: int, top: int) -> list[str]:
+    r = [x for x in results if x["n"] == n][0]
+    lines = []
+    for key in ("fwspool_first", "reference_first", "reference_idle"):
+        p: Pass = r[key]
+        lines.append(f"N={n} {key}: {p.commands} commands by name: {p.by_command}")
+        if p.by_path:
+            lines.append(f"  by code path (count, command, path), top {top}:")
+            for path, cmd, cnt in p.by_path[:top]:
+                lines.append(f"    {cnt:>6}  {cmd:<15} {path}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    ap.add_argument("--sizes", default="100,1000", help="numbers of offline launches N (default 100,1000)")
+    ap.add_argument("--completed-fraction", type=float, default=0.5, help="share of launches completed (0.5)")
+    ap.add_argument("--pings", type=int, default=3, help="pings per launch after its checkpoint (3)")
+    ap.add_argument("--repeat", type=int, default=1, help="fresh twin LaunchPads per N; median wall time (1)")
+    ap.add_argument("--steps", type=int, choices=(1, 2), default=1,
+                    help="1: N one-step workflows; 2: N two-step workflows, the first step reserved (1)")  # fmt: skip
+    ap.add_argument("--json", action="store_true", help="JSON on stdout; the table goes to stderr")
+    ap.add_argument(
+        "--no-validate", action="store_true", help="skip the real rlaunch / fwspool rlaunch check"
+    )
+    ap.add_argument("--no-attribution", action="store_true", help="do not attribute commands to code paths")
+    ap.add_argument(
+        "--profile-top", type=int, default=15, help="code paths listed in the command profile (15)"
+    )
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory and the databases")
+    ap.add_argument("--check", action="store_true", help="exit 1 when a performance target is missed")
+    args = ap.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    if not 0.0 <= args.completed_fraction <= 1.0:
+        ap.error("--completed-fraction must be within [0, 1]")
+
+    work = tempfile.mkdtemp(prefix="fwspool-bench-push-")
+    server = DevServer(os.path.join(work, "db"))
+    ok = True
+    results: list[dict[str, Any]] = []
+    validation: list[str] = []
+    # With --json, stdout carries the JSON document only (FireWorks logs to stdout at import).
+    quiet: Any = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
+    with quiet:
+        try:
+            server.start()
+            log(f"SecantusDB at {server.uri}, work dir {work}")
+            if not args.no_validate:
+                with contextlib.redirect_stdout(io.StringIO()):
+                    v_ok, validation = validate(server.uri, work, args.pings)
+                ok &= v_ok
+                for line in validation:
+                    log(line)
+            for n in sizes:
+                for rep in range(args.repeat):
+                    results.append(measure(server.uri, work, n, rep, args))
+        finally:
+            server.stop()
+            if args.keep:
+                log(f"kept {work}")
+            else:
+                shutil.rmtree(work, ignore_errors=True)
+
+    table, summary = report(results, sizes)
+    for r in results:
+        ok &= r["same_states"] and r["fwspool_idle"].writes == 0 and r["pending_after"] == 0
+    profile = profile_lines(results, TARGET_N if TARGET_N in sizes else max(sizes), args.profile_top)
+    targets_met = all(summary["targets"].values())
+    text = "\n".join([*validation, "", table, "", *profile])
+    if args.json:
+        print(text, file=sys.stderr)
+        doc = {
+            "args": vars(args),
+            "platform": {
+                "python": platform.python_version(),
+                "machine": platform.machine(),
+                "cpus": os.cpu_count(),
+            },
+            "validation": validation,
+            "summary": summary,
+            "runs": [{k: (asdict(v) if isinstance(v, Pass) else v) for k, v in r.items()} for r in results],
+            "correct": ok,
+        }
+        print(json.dumps(doc, indent=2, default=str))
+    else:
+        print(text)
+    if not ok:
+        log("a correctness check FAILED")
+        return 1
+    if args.check and not targets_met:
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
