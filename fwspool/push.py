@@ -87,6 +87,10 @@ class Pusher:
         summary = PushSummary()
         try:
             self.uplink.check()
+            for redo_id, write_set in self.journal.pending_redo():
+                # A pass died between writing a bulk completion and marking it: finish its writes.
+                self.uplink.replay(write_set)
+                self.journal.mark_pushed([], done_redo=[redo_id])
             self._apply_forgets(summary)
             summary.registered = self.journal.register_offline_runs(self.uplink.open_offline_runs())
             total, _ = self.journal.pending_summary()
@@ -97,10 +101,13 @@ class Pusher:
                 if not batches:
                     break
                 after = batches[-1].launch_id
-                result = self.uplink.apply(batches, self.clock())
+                saved: list[int] = []
+                result = self.uplink.apply(
+                    batches, self.clock(), redo=self._redo_saver(saved), owner=self.journal.identity()
+                )
                 failpoint("push.before_mark")
                 # Only now, with the database's acknowledgement in hand.
-                self.journal.mark_pushed(result.outcomes)
+                self.journal.mark_pushed(result.outcomes, done_redo=saved)
                 summary.launches += len(batches)
                 for _, outcome, _detail in result.outcomes:
                     if outcome == "applied":
@@ -117,6 +124,14 @@ class Pusher:
             raise self.unavailable(exc) from None
         self.journal.set_meta(LAST_PUSH_KEY, iso(self.clock()))
         return summary
+
+    def _redo_saver(self, saved: list[int]) -> Callable[[bytes], None]:
+        """Keeps a write set in the journal before the uplink writes it; remembers its id."""
+
+        def save(write_set: bytes) -> None:
+            saved.append(self.journal.save_redo(write_set))
+
+        return save
 
     def _apply_forgets(self, summary: PushSummary) -> None:
         requests = self.journal.unapplied_forget_requests()

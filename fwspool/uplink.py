@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from fwspool.config import LaunchPadConfig, redact
 from fwspool.errors import NotALaunchPad, UplinkAuthError, UplinkUnavailable
-from fwspool.fireworks_map import ApplyResult, LaunchEvents, LaunchPadApplier
+from fwspool.fireworks_map import LOCK_FIELD, ApplyResult, LaunchEvents, LaunchPadApplier, WriteSet
 
 #: MongoDB error codes that mean "who you are is not accepted".
 _AUTH_CODES = {18, 13, 11}
@@ -27,7 +27,18 @@ class Uplink(Protocol):
     def check(self) -> None:
         """Connect and make sure this is a LaunchPad; raise UplinkUnavailable/UplinkAuthError/NotALaunchPad."""
 
-    def apply(self, batches: list[LaunchEvents], now: dt.datetime) -> ApplyResult: ...
+    def apply(
+        self,
+        batches: list[LaunchEvents],
+        now: dt.datetime,
+        redo: Callable[[bytes], None] | None = None,
+        owner: str = "fwspool",
+    ) -> ApplyResult:
+        """Apply pending events; ``redo`` gets a bulk completion's write set before it is written;
+        ``owner`` names the journal whose workflow locks these are."""
+
+    def replay(self, write_set: bytes) -> None:
+        """Finish the writes of a bulk completion whose push died halfway (idempotent)."""
 
     def open_offline_runs(self) -> list[dict[str, Any]]:
         """The registry: offline runs not completed nor deprecated, with their launch_dir."""
@@ -127,8 +138,23 @@ class MongoUplink:
 
         self._call(probe)
 
-    def apply(self, batches: list[LaunchEvents], now: dt.datetime) -> ApplyResult:
-        return self._call(lambda: self.applier.apply(batches, now))
+    def apply(
+        self,
+        batches: list[LaunchEvents],
+        now: dt.datetime,
+        redo: Callable[[bytes], None] | None = None,
+        owner: str = "fwspool",
+    ) -> ApplyResult:
+        self.applier.owner = owner
+        return self._call(lambda: self.applier.apply(batches, now, redo))
+
+    def replay(self, write_set: bytes) -> None:
+        def write() -> None:
+            ws = WriteSet.from_bytes(write_set)
+            ws.write(self.lp)
+            self.lp.workflows.update_many({LOCK_FIELD: ws.token}, {"$unset": {"locked": "", LOCK_FIELD: ""}})
+
+        self._call(write)
 
     def open_offline_runs(self) -> list[dict[str, Any]]:
         def fetch() -> list[dict[str, Any]]:
@@ -197,16 +223,25 @@ class FlakyUplink:
             return None, False
         return counter - 1, counter - 1 < 0
 
-    def apply(self, batches: list[LaunchEvents], now: dt.datetime) -> ApplyResult:
+    def apply(
+        self,
+        batches: list[LaunchEvents],
+        now: dt.datetime,
+        redo: Callable[[bytes], None] | None = None,
+        owner: str = "fwspool",
+    ) -> ApplyResult:
         self.fail_before_apply, fire = self._tick(self.fail_before_apply)
         if fire:
             raise UplinkUnavailable("injected fault before apply")
-        result = self.inner.apply(batches, now)
+        result = self.inner.apply(batches, now, redo, owner)
         self.applied_batches += 1
         self.fail_after_apply, fire = self._tick(self.fail_after_apply)
         if fire:
             raise UplinkUnavailable("injected fault after apply (acknowledgement lost)")
         return result
+
+    def replay(self, write_set: bytes) -> None:
+        self.inner.replay(write_set)
 
     def open_offline_runs(self) -> list[dict[str, Any]]:
         return self.inner.open_offline_runs()

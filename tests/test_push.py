@@ -410,3 +410,52 @@ def test_status_shows_launches_totals_and_the_database(launchpad, tmp_path, jour
         main, ["status", "--timeout", "0.5"], env=dict(env, FWSPOOL_MONGODB_URI="mongodb://127.0.0.1:1/")
     )
     assert res.exit_code == 0 and "database: NOT reachable" in res.output
+
+
+@pytest.mark.parametrize("point", ["bulk.after_launches", "bulk.after_fireworks"])
+def test_kill_9_in_the_middle_of_a_bulk_completion_is_redone(
+    point, mongo_uri, db_name, tmp_path, journal_path
+):
+    """The bulk completion writes launches, then Fireworks, then workflows; a kill between them
+    leaves a redo record in the journal that the next push finishes before anything else."""
+    clean = make_launchpad(mongo_uri, db_name + "_c")
+    killed = make_launchpad(mongo_uri, db_name + "_k")
+    try:
+        dirs = {}
+        for lp, sub in ((clean, "c"), (killed, "k")):
+            for i in range(3):
+                lp.add_wf(grow_wf())
+            dirs[sub] = []
+            for i in range(3):
+                d = str(tmp_path / sub / f"l{i}")
+                reserve_offline(lp, d)
+                assert run_fwspool(d).returncode == 0
+                dirs[sub].append(d)
+        with Journal.open(str(tmp_path / "c.sqlite3")) as journal:
+            Ingester(journal, roots=(str(tmp_path / "c"),)).run_pass()
+            Pusher(journal, uplink_for(mongo_uri, clean.name)).run_pass()
+        env = subprocess_env()
+        env.update(
+            FWSPOOL_JOURNAL=journal_path, FWSPOOL_MONGODB_URI=mongo_uri, FWSPOOL_MONGODB_NAME=killed.name
+        )
+        cli = [sys.executable, "-m", "fwspool.cli"]
+        subprocess.run(
+            [*cli, "ingest", "--root", str(tmp_path / "k")], env=env, check=True, capture_output=True
+        )
+        crash = subprocess.run(
+            [*cli, "push"], env=dict(env, FWSPOOL_FAILPOINTS=f"{point}=kill"), capture_output=True
+        )
+        assert crash.returncode == -signal.SIGKILL
+        with Journal.open(journal_path) as journal:
+            assert len(journal.pending_redo()) == 1
+        assert killed.workflows.count_documents({"locked": True}) > 0  # the dead pass's locks
+        again = subprocess.run([*cli, "push"], env=env, capture_output=True, text=True)
+        assert again.returncode == 0, again.stderr
+        with Journal.open(journal_path) as journal:
+            assert journal.pending_redo() == [] and journal.count_events("pushed_at IS NULL") == 0
+        assert killed.workflows.count_documents({"locked": {"$exists": True}}) == 0
+        assert snapshot(killed, tuple(dirs["k"])) == snapshot(clean, tuple(dirs["c"]))
+        assert killed.fireworks.count_documents({}) == 3 * 4
+    finally:
+        for lp in (clean, killed):
+            lp.connection.drop_database(lp.name)
