@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -19,6 +20,7 @@ import click
 import msgspec
 
 from fwspool import __version__
+from fwspool.config import redact
 from fwspool.errors import EX_SOFTWARE, DataError, FwspoolError, InputError
 from fwspool.events import EVENT_CLASSES, Event, utcnow
 from fwspool.journal import Journal, default_journal_path
@@ -27,22 +29,86 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def reports_errors(func: F) -> F:
-    """Turn FwspoolError into one line and an exit code; let bugs show their traceback."""
+    """Turn FwspoolError into one line and an exit code; let bugs show their traceback.
+
+    Everything printed passes through :func:`fwspool.config.redact`, which knows every secret
+    this process has seen: a message or traceback that quotes a password shows ``***``.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except FwspoolError as exc:
-            click.echo(f"fwspool: {exc.message}", err=True)
+            click.echo(f"fwspool: {redact(exc.message)}", err=True)
             sys.exit(exc.exit_code)
         except OSError as exc:
             # Disk full or a read-only filesystem where fwspool writes: still one line.
             where = f" ({exc.filename})" if exc.filename else ""
-            click.echo(f"fwspool: {exc.strerror or exc}{where}", err=True)
+            click.echo(redact(f"fwspool: {exc.strerror or exc}{where}"), err=True)
             sys.exit(EX_SOFTWARE if exc.errno is None else 74)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception:
+            import traceback
+
+            click.echo(redact(f"fwspool: internal error, please report:\n{traceback.format_exc()}"), err=True)
+            sys.exit(EX_SOFTWARE)
 
     return wrapper  # type: ignore[return-value]
+
+
+_warned: set[str] = set()
+
+
+def show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: Any = None,
+) -> None:
+    """Python warnings (pymongo's about URI options...) as one redacted line each, once."""
+    text = redact(str(message)).splitlines()[0] if str(message) else category.__name__
+    if text not in _warned:
+        _warned.add(text)
+        click.echo(f"fwspool: warning: {text}", err=True)
+
+
+def trust_group_option(func: F) -> F:
+    """--trust-group GROUP: also believe spool and offline files owned by this group."""
+
+    def to_gid(_ctx: Any, _param: Any, value: str | None) -> int | None:
+        if not value:
+            return None
+        from fwspool.trust import group_id
+
+        try:
+            return group_id(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+
+    return click.option(
+        "--trust-group",
+        "trust_group",
+        envvar="FWSPOOL_TRUST_GROUP",
+        default=None,
+        metavar="GROUP",
+        callback=to_gid,
+        help="Also accept spool and FireWorks offline files owned by this group "
+        "[env FWSPOOL_TRUST_GROUP; default: only files owned by you].",
+    )(func)
+
+
+def group_readable_option(func: F) -> F:
+    return click.option(
+        "--group-readable",
+        is_flag=True,
+        envvar="FWSPOOL_GROUP_READABLE",
+        help="Create spool files with mode 0640 instead of 0600, for an ingest run by another "
+        "member of the file's group (with --trust-group) [env FWSPOOL_GROUP_READABLE=1].",
+    )(func)
 
 
 journal_option = click.option(
@@ -87,6 +153,7 @@ def main() -> None:
     Compute nodes append events to spool files (`fwspool rlaunch`, `fwspool emit`); the login node
     copies them into a local journal (`fwspool ingest`) and replays it to the LaunchPad.
     """
+    warnings.showwarning = show_warning
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
@@ -138,6 +205,7 @@ def main() -> None:
     default=None,
     help="Seconds between pings [default: FireWorks' PING_TIME_SECS].",
 )
+@group_readable_option
 @click.argument("extra", nargs=-1, type=click.UNPROCESSED)
 @reports_errors
 def rlaunch(
@@ -148,6 +216,7 @@ def rlaunch(
     silencer: bool,
     launch_dir: str,
     ping_seconds: float | None,
+    group_readable: bool,
     extra: tuple[str, ...],
 ) -> None:
     """Run the Firework reserved in a launch directory, recording every state change to the spool.
@@ -163,7 +232,13 @@ def rlaunch(
     unknown = [w for w in extra if w not in allowed]
     if unknown:
         raise click.UsageError(f"unexpected arguments: {' '.join(unknown)}")
-    code = runner.run(launch_dir, fworker_file=fworker_file, config_dir=config_dir, ping_seconds=ping_seconds)
+    code = runner.run(
+        launch_dir,
+        fworker_file=fworker_file,
+        config_dir=config_dir,
+        ping_seconds=ping_seconds,
+        spool_mode=0o640 if group_readable else 0o600,
+    )
     sys.exit(code)
 
 
@@ -185,10 +260,16 @@ def rlaunch(
 @click.option(
     "--data", "data_json", default=None, metavar="JSON", help="The event's fields as a JSON object."
 )
+@group_readable_option
 @click.argument("event_type", type=click.Choice(sorted(EVENT_CLASSES)))
 @reports_errors
 def emit(
-    launch_dir: str, launch_id: int | None, fw_id: int | None, data_json: str | None, event_type: str
+    launch_dir: str,
+    launch_id: int | None,
+    fw_id: int | None,
+    data_json: str | None,
+    group_readable: bool,
+    event_type: str,
 ) -> None:
     """Append one event to the spool from a shell job script.
 
@@ -209,7 +290,7 @@ def emit(
         # FW.json is written at reservation (`qlaunch -r`); without it the event has no fw_id.
         fw_id = read_fw_id(launch_dir, DEFAULT_MAX_RECORD)
     event = build_event(event_type, data_json)
-    with SpoolWriter(launch_dir, launch_id, fw_id) as writer:
+    with SpoolWriter(launch_dir, launch_id, fw_id, mode=0o640 if group_readable else 0o600) as writer:
         record = writer.append(event)
     click.echo(f"{event_type} event {record.writer}-{record.seq} written to {writer.path}")
 
@@ -289,6 +370,7 @@ def complete_action(action: Any) -> dict[str, Any]:
     show_default=True,
     help="Seconds to wait for another ingest holding the journal.",
 )
+@trust_group_option
 @reports_errors
 def ingest(
     journal_path: str | None,
@@ -297,6 +379,7 @@ def ingest(
     interval: float,
     max_record: int | None,
     lock_wait: float,
+    trust_group: int | None,
 ) -> None:
     """Copy new events from spool files (and FireWorks offline files) into the journal."""
     from fwspool.ingest import Ingester, IngestSummary
@@ -305,7 +388,9 @@ def ingest(
     stop = StopFlag()
     stop.install()
     with open_journal(journal_path) as journal, journal.lock("ingest", wait=lock_wait):
-        ingester = Ingester(journal, roots=roots, max_record=max_record or DEFAULT_MAX_RECORD)
+        ingester = Ingester(
+            journal, roots=roots, max_record=max_record or DEFAULT_MAX_RECORD, trust_group=trust_group
+        )
         total = IngestSummary()
         while True:
             summary = run_with_progress(
@@ -313,7 +398,7 @@ def ingest(
             )
             total.add(summary)
             for problem in summary.problems:
-                click.echo(f"fwspool: {problem}", err=True)
+                click.echo(redact(f"fwspool: {problem}"), err=True)
             if watch and summary.new_events:
                 click.echo(summary.line(), err=True)
             if not watch or stop():
@@ -408,7 +493,7 @@ def push_loop(
                 if not watch:
                     raise
                 delay = backoff.next_delay()
-                click.echo(f"fwspool: {exc.message}; retrying in {delay:.0f}s", err=True)
+                click.echo(redact(f"fwspool: {exc.message}; retrying in {delay:.0f}s"), err=True)
                 stop.sleep(delay)
                 if stop():
                     break
@@ -417,7 +502,7 @@ def push_loop(
                 raise  # never retried: a wrong password does not fix itself
             backoff.reset()
             for problem in summary.problems:
-                click.echo(f"fwspool: {problem}", err=True)
+                click.echo(redact(f"fwspool: {problem}"), err=True)
             if not watch or stop():
                 click.echo(summary.line())
                 return summary
@@ -475,6 +560,7 @@ def push(
 )
 @click.option("--watch", is_flag=True, help="Run as the login-node daemon until SIGINT/SIGTERM.")
 @click.option("--interval", type=float, default=30.0, show_default=True, help="Seconds between passes.")
+@trust_group_option
 @reports_errors
 def sync(
     journal_path: str | None,
@@ -485,6 +571,7 @@ def sync(
     roots: tuple[str, ...],
     watch: bool,
     interval: float,
+    trust_group: int | None,
 ) -> None:
     """Ingest, then push: the login-node daemon (with --watch) or a cron one-shot."""
     from fwspool.ingest import Ingester
@@ -492,12 +579,12 @@ def sync(
     stop = StopFlag()
     stop.install()
     with open_journal(journal_path) as journal, journal.lock("ingest"), journal.lock("push"):
-        ingester = Ingester(journal, roots=roots)
+        ingester = Ingester(journal, roots=roots, trust_group=trust_group)
 
         def ingest_once() -> None:
             summary = ingester.run_pass(should_stop=stop)
             for problem in summary.problems:
-                click.echo(f"fwspool: {problem}", err=True)
+                click.echo(redact(f"fwspool: {problem}"), err=True)
             if summary.new_events or not watch:
                 click.echo(summary.line())
 

@@ -26,11 +26,19 @@ class DevServer:
     """A SecantusDB process. ``uri`` is stable across restarts (same port, same storage)."""
 
     def __init__(
-        self, storage_path: str, *, port: int | None = None, extra_args: tuple[str, ...] = ()
+        self,
+        storage_path: str,
+        *,
+        port: int | None = None,
+        extra_args: tuple[str, ...] = (),
+        tls_ca_file: str | None = None,
     ) -> None:
         self.storage_path = storage_path
         self.port = port or free_port()
         self.extra_args = extra_args
+        #: The CA a client trusts for this server's certificate (a server started with
+        #: --tls-cert-file/--tls-key-file); ``uri`` then asks for TLS with it.
+        self.tls_ca_file = tls_ca_file
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = os.path.join(
             os.path.dirname(os.path.abspath(storage_path)), f"secantus-{self.port}.log"
@@ -38,6 +46,15 @@ class DevServer:
 
     @property
     def uri(self) -> str:
+        if self.tls_ca_file:
+            from urllib.parse import quote
+
+            return f"{self.plain_uri}&tls=true&tlsCAFile={quote(self.tls_ca_file, safe='/')}"
+        return self.plain_uri
+
+    @property
+    def plain_uri(self) -> str:
+        """The URI without TLS options."""
         return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
 
     def start(self, timeout: float = 60.0) -> DevServer:

@@ -73,3 +73,10 @@ class UplinkAuthError(FwspoolError):
 
 class NotALaunchPad(FwspoolError):
     exit_code = EX_CONFIG
+
+
+class UplinkTLSError(ConfigError):
+    """The TLS settings do not fit the server (it wants TLS, does not speak it, or its certificate
+    is not trusted): a configuration error, never "unreachable", never retried by --watch."""
+
+    exit_code = EX_CONFIG

@@ -125,6 +125,10 @@ class RawRecord(msgspec.Struct, forbid_unknown_fields=False):
     fw_id: int | None = None
 
 
+_UTC = dt.UTC
+_encode_json = msgspec.json.Encoder().encode
+
+
 def utcnow() -> dt.datetime:
     """The current time, timezone-aware UTC (the only kind of time fwspool records)."""
     return dt.datetime.now(dt.UTC)
@@ -145,6 +149,20 @@ def as_utc(value: dt.datetime | str) -> dt.datetime:
 
 def iso(value: dt.datetime) -> str:
     """ISO-8601 UTC text as the journal stores it: sortable, ``Z``-suffixed, microseconds."""
+    if value.tzinfo is _UTC and value.year >= 1000:
+        # Fast path (ingest calls this once per event), the same text as the strftime below at
+        # an eighth of its cost: msgspec writes a UTC datetime as RFC 3339 with "Z", and microseconds
+        # as six digits when there are any. Years before 1000 take the slow path: strftime does
+        # not pad %Y. So does anything else: a datetime subclass msgspec refuses (freezegun's),
+        # or any other text (msgspec never writes one).
+        try:
+            text = _encode_json(value).decode()  # '"2026-11-24T21:41:18.950699Z"' with the quotes
+        except TypeError:
+            text = ""
+        if len(text) == 29:
+            return text[1:-1]
+        if len(text) == 22:
+            return text[1:-2] + ".000000Z"
     return as_utc(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 

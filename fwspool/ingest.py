@@ -9,10 +9,14 @@ its bytes: not its size, not its mtime (NFS attribute caches lie for up to a min
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import os
 import stat
+import sys
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for_futures
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,21 +24,39 @@ import msgspec
 
 from fwspool import offline
 from fwspool.errors import InputError
-from fwspool.events import RECORD_VERSION, Event, RawRecord, Record, event_id, iso, utcnow
-from fwspool.journal import QUARANTINE_KEEP, IngestBatch, Journal
+from fwspool.events import (
+    RECORD_VERSION,
+    Checkpoint,
+    Completed,
+    Event,
+    Note,
+    RawRecord,
+    Record,
+    Started,
+    event_id,
+    iso,
+    utcnow,
+)
+from fwspool.journal import QUARANTINE_KEEP, EventRow, IngestBatch, IngestCounts, Journal
 from fwspool.spool import (
     DEFAULT_MAX_RECORD,
     HEADER_LEN,
     SPOOL_NAME_RE,
+    Frame,
     OsSourceFile,
     SourceFile,
     SpoolReader,
     frame,
 )
+from fwspool.trust import DEFAULT_MAX_DEPTH, SYMLINK_REASON, TrustPolicy, too_deep
 
 _raw_decoder = msgspec.json.Decoder(RawRecord)
 _event_decoder = msgspec.json.Decoder(Event)
+#: Events with free-form JSON (FWAction, checkpoint, fworker, note data): the only ones whose
+#: nesting depth must be checked (fwspool.trust); a ping costs one set lookup.
+_NESTABLE = frozenset({Started, Checkpoint, Completed, Note})
 _encoder = msgspec.json.Encoder()
+_INT64_MAX = 2**63 - 1
 #: Bytes of a spool file's head that identify it (its first record's header and more).
 FINGERPRINT_LEN = 64
 
@@ -71,7 +93,9 @@ class _Pending:
     """The batch being built; flushed into one journal transaction."""
 
     launches: dict[int, dict[str, Any]] = field(default_factory=dict)
-    events: list[dict[str, Any]] = field(default_factory=list)
+    #: Event rows by source path (see :class:`IngestBatch`); ``n_events`` counts them all.
+    events: dict[str, list[EventRow]] = field(default_factory=dict)
+    n_events: int = 0
     sources: dict[str, dict[str, Any]] = field(default_factory=dict)
     quarantine: list[dict[str, Any]] = field(default_factory=list)
     terminal: set[int] = field(default_factory=set)
@@ -80,14 +104,97 @@ class _Pending:
         return not (self.launches or self.events or self.sources or self.quarantine or self.terminal)
 
     def size(self) -> int:
-        return len(self.events) + len(self.quarantine)
+        return self.n_events + len(self.quarantine)
 
-    def clear(self) -> None:
-        self.launches.clear()
-        self.events.clear()
-        self.sources.clear()
-        self.quarantine.clear()
-        self.terminal.clear()
+    def take(self) -> IngestBatch:
+        """The batch built so far, handed over whole; building starts again from empty.
+
+        New containers rather than cleared ones: the batch may still be being committed on the
+        committer thread while the next one is built.
+        """
+        batch = IngestBatch(
+            launches=list(self.launches.values()),
+            events=self.events,
+            sources=list(self.sources.values()),
+            quarantine=self.quarantine,
+            terminal_launches=self.terminal,
+        )
+        self.launches, self.events, self.n_events = {}, {}, 0
+        self.sources, self.quarantine, self.terminal = {}, [], set()
+        return batch
+
+
+class _Committer:
+    """Commits ingest batches in order, each in one transaction, overlapping the commit of one
+    batch with the reading of the next.
+
+    At most one batch is in flight: before handing over a batch (or touching the journal in any
+    other way) the caller waits for the previous commit, so batches commit in the order they were
+    built, the journal's connection has one user at a time, and memory holds at most two batches.
+    A failed commit is raised at the next wait, before any later batch is handed over: a later
+    batch (whose source offsets may lie past the failed batch's events) never commits after it.
+    """
+
+    def __init__(
+        self,
+        journal: Journal,
+        summary: IngestSummary,
+        frame_at: Callable[[str, int], tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.journal = journal
+        self.summary = summary
+        #: Reads a record back for the quarantine when its event id was taken (IngestBatch).
+        self.frame_at = frame_at
+        self._executor: ThreadPoolExecutor | None = None
+        self._inflight: Future[IngestCounts] | None = None
+        self._saved_interval: float | None = None
+
+    #: The GIL switch interval while the committer thread runs (see :meth:`submit`).
+    SWITCH_INTERVAL = 0.001
+
+    def submit(self, batch: IngestBatch) -> None:
+        """Start committing ``batch`` on the committer thread (after the previous one committed)."""
+        self.wait()
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fwspool-commit")
+            # The committer runs SQLite without the GIL but needs it back after each statement,
+            # while the reading thread holds it nearly all the time: with the default 5 ms switch
+            # interval it waits that long each time (a dozen times per batch), enough to make it
+            # the bottleneck. A shorter interval, only while the committer exists, lets it in.
+            self._saved_interval = sys.getswitchinterval()
+            sys.setswitchinterval(min(self._saved_interval, self.SWITCH_INTERVAL))
+        batch.frame_at = self.frame_at
+        self._inflight = self._executor.submit(self.journal.commit_ingest, batch)
+
+    def commit(self, batch: IngestBatch) -> None:
+        """Commit ``batch`` now, in this thread (the last batch of a pass: nothing to overlap)."""
+        self.wait()
+        batch.frame_at = self.frame_at
+        self._count(self.journal.commit_ingest(batch))
+
+    def wait(self) -> None:
+        """Wait for the batch in flight, if any; raises its error."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None:
+            self._count(inflight.result())
+
+    def close(self) -> None:
+        """Wait for the batch in flight (when an error is already on its way out) and stop the thread."""
+        if self._inflight is not None:
+            wait_for_futures([self._inflight])
+            self._inflight = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        if self._saved_interval is not None:
+            sys.setswitchinterval(self._saved_interval)
+            self._saved_interval = None
+
+    def _count(self, counts: IngestCounts) -> None:
+        self.summary.new_events += counts.new_events
+        self.summary.duplicates += counts.duplicates
+        self.summary.quarantined += counts.quarantined
+        self.summary.problems.extend(counts.problems)
 
 
 class Ingester:
@@ -106,16 +213,26 @@ class Ingester:
         batch_size: int = 20_000,
         opener: Callable[[str], SourceFile] = OsSourceFile,
         clock: Callable[[], dt.datetime] = utcnow,
+        trust_group: int | None = None,
+        max_depth: int = DEFAULT_MAX_DEPTH,
     ) -> None:
         self.journal = journal
         self.roots = [os.path.abspath(r) for r in roots]
         for root in self.roots:
             if not os.path.isdir(root):
                 raise InputError(f"--root {root} is not a directory")
+        # Whose files are believed (fwspool.trust): this user's, or a trusted group's.
+        self.trust = TrustPolicy(gid=trust_group, roots=self.roots)
+        self.max_depth = max_depth
+        self._known: dict[str, dict[str, Any]] = {}
         self.max_record = max_record
         self.batch_size = batch_size
         self.opener = opener
         self.clock = clock
+        # Per pass: who commits the batches, and whether one was handed over since the last
+        # should_stop() check.
+        self._committer = _Committer(journal, IngestSummary())
+        self._flushed = False
 
     # -- discovery ---------------------------------------------------------------------------
 
@@ -135,6 +252,14 @@ class Ingester:
             return not row["terminal_at"] or row["status"] == "torn"
 
         def look_at(directory: str, names: list[str]) -> None:
+            if not _utf8(directory):
+                # The journal keeps paths as UTF-8 text (and FireWorks could not store such a launch
+                # dir either: BSON strings are UTF-8). Say so on every pass; never fail the pass.
+                if any(SPOOL_NAME_RE.match(n) or n in offline.OFFLINE_NAMES for n in names):
+                    summary.problems.append(
+                        f"cannot ingest from {_shown(directory)}: its path is not valid UTF-8; rename it"
+                    )
+                return
             for name in names:
                 if SPOOL_NAME_RE.match(name):
                     path = os.path.join(directory, name)
@@ -182,45 +307,46 @@ class Ingester:
         """Ingest everything new once. ``should_stop`` is checked between batches."""
         summary = IngestSummary()
         dirs, known = self.journal.scan_targets()
+        self._known = known  # FW_ping.json's row, when one is refused (_read_offline)
         spool_files, offline_files = self._candidates(dirs, known, summary)
         total = len(spool_files) + len(offline_files)
         pending = _Pending()
         done = 0
         now = self.clock()
-        for i, path in enumerate(spool_files + offline_files):
-            if pending.size() >= self.batch_size:
-                self._flush(pending, summary)
-                # Stop only between batches: everything committed so far is consistent.
-                if should_stop():
-                    break
-            if i < len(spool_files):
-                self._read_spool(path, known.get(path), pending, summary)
+        self._committer = _Committer(self.journal, summary, self._frame_at)
+        self._flushed = False
+        try:
+            for i, path in enumerate(spool_files + offline_files):
+                if pending.size() >= self.batch_size:
+                    self._flush(pending)
+                # Stop only after a batch was handed over (here, or while reading the last file):
+                # the batches handed over are committed (below), and everything committed is
+                # consistent.
+                if self._flushed:
+                    self._flushed = False
+                    if should_stop():
+                        break
+                if i < len(spool_files):
+                    self._read_spool(path, known.get(path), pending, summary)
+                else:
+                    self._read_offline(path, known.get(path), pending, summary, now)
+                done += 1
+                if progress:
+                    progress(done, total)
+            if pending.empty():
+                self._committer.wait()
             else:
-                self._read_offline(path, known.get(path), pending, summary, now)
-            done += 1
-            if progress:
-                progress(done, total)
-        self._flush(pending, summary)
+                self._committer.commit(pending.take())
+        finally:
+            self._committer.close()
         summary.files = done
         return summary
 
-    def _flush(self, pending: _Pending, summary: IngestSummary) -> None:
-        """Commit the batch in one transaction and clear it."""
-        if pending.empty():
-            return
-        counts = self.journal.commit_ingest(
-            IngestBatch(
-                launches=list(pending.launches.values()),
-                events=pending.events,
-                sources=list(pending.sources.values()),
-                quarantine=pending.quarantine,
-                terminal_launches=pending.terminal,
-            )
-        )
-        summary.new_events += counts.new_events
-        summary.duplicates += counts.duplicates
-        summary.quarantined += counts.quarantined
-        pending.clear()
+    def _flush(self, pending: _Pending) -> None:
+        """Hand the batch to the committer (one transaction) and start a new one."""
+        if not pending.empty():
+            self._committer.submit(pending.take())
+            self._flushed = True
 
     # -- spool files -------------------------------------------------------------------------
 
@@ -236,6 +362,9 @@ class Ingester:
                 pending.sources[path] = {"path": path, "kind": "spool", "status": "missing"}
             return
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                self._refuse(path, "spool", SYMLINK_REASON, row, pending, summary)
+                return
             problem = f"cannot open {path}: {exc.strerror}"
             summary.problems.append(problem)
             if row is None or row["status"] != "unreadable":
@@ -250,6 +379,10 @@ class Ingester:
             st = os.fstat(src.fd) if hasattr(src, "fd") else None
             if st is not None and not stat.S_ISREG(st.st_mode):
                 summary.problems.append(f"not a regular file: {path}")
+                return
+            refusal = self.trust.refusal(path, src.fd, st) if st is not None else None  # type: ignore[attr-defined]
+            if refusal is not None:
+                self._refuse(path, "spool", refusal, row, pending, summary, st.st_size)  # type: ignore[union-attr]
                 return
             head = _pread_full(src, FINGERPRINT_LEN, 0)
             offset = row["committed_offset"] if row is not None else 0
@@ -277,10 +410,11 @@ class Ingester:
                 changed = True
             reader = SpoolReader(src, offset, max_record=self.max_record)
             launch_id = row["launch_id"] if row is not None else None
+            launch_dir = os.path.dirname(path)
             for res in reader:
-                for fr in res.frames:
-                    launch_id = (
-                        self._accept_frame(path, name_writer, fr.offset, fr.payload, pending) or launch_id
+                if res.frames:
+                    launch_id = self._accept_frames(
+                        path, name_writer, launch_dir, res.frames, pending, launch_id
                     )
                 for dm in res.damage:
                     self._quarantine(path, src, dm.offset, dm.length, dm.reason, pending)
@@ -289,7 +423,7 @@ class Ingester:
                 # The offset travels in the same batch as the events it covers.
                 pending.sources[path] = dict(new_row, launch_id=launch_id, status="active")
                 if pending.size() >= self.batch_size:
-                    self._flush(pending, summary)
+                    self._flush(pending)
             status = "torn" if reader.torn else "active"
             if reader.torn:
                 summary.torn_waiting += 1
@@ -311,42 +445,95 @@ class Ingester:
         finally:
             src.close()
 
-    def _accept_frame(
-        self, path: str, name_writer: str, offset: int, payload: bytes, pending: _Pending
+    def _accept_frames(
+        self,
+        path: str,
+        name_writer: str,
+        launch_dir: str,
+        frames: Sequence[Frame],
+        pending: _Pending,
+        launch_id: int | None,
     ) -> int | None:
-        """Turn one framed payload into an event row, or quarantine it; returns its launch id."""
+        """Turn framed payloads into event rows, or quarantine them; returns the file's launch id
+        (the last record's, else ``launch_id``).
+
+        The hot loop of a large ingest: one tuple per event, names bound to locals, and a launch
+        looked at only when the batch does not know it yet.
+        """
+        rows = pending.events.get(path)
+        if rows is None:
+            rows = pending.events[path] = []
+        before = len(rows)
+        append = rows.append
+        launches = pending.launches
+        decode_raw = _raw_decoder.decode
+        decode_event = _event_decoder.decode
+        max_depth = self.max_depth
+        for offset, _length, payload in frames:
+            try:
+                rec = decode_raw(payload)
+                if rec.v != RECORD_VERSION:
+                    raise ValueError(f"unknown record version {rec.v}")
+                ev = decode_event(rec.event)
+                if type(ev) in _NESTABLE and too_deep(bytes(rec.event), max_depth - 1):
+                    raise RecursionError  # as msgspec itself past ~1,000 levels
+                if rec.writer != name_writer:
+                    raise ValueError(f"record of writer {rec.writer} in the file of writer {name_writer}")
+                seq = rec.seq
+                if seq < 1:
+                    raise ValueError(f"sequence number {seq} < 1")
+                lid = rec.launch_id
+                fw_id = rec.fw_id
+                # SQLite's integers are 64-bit: a larger number would fail the whole batch's commit.
+                if (
+                    seq > _INT64_MAX
+                    or not -_INT64_MAX <= lid <= _INT64_MAX
+                    or (fw_id is not None and not -_INT64_MAX <= fw_id <= _INT64_MAX)
+                ):
+                    raise ValueError("seq, launch_id or fw_id out of the 64-bit integer range")
+                text = str(rec.event, "utf-8")
+            except (msgspec.DecodeError, ValueError, RecursionError) as exc:
+                if isinstance(exc, RecursionError):
+                    exc = ValueError(f"JSON nested deeper than {max_depth} levels")
+                # The whole record as it is in the file: bytes == file[offset : offset + length].
+                pending.quarantine.append(
+                    _quarantine_row(path, offset, frame(payload), f"invalid record: {exc}")
+                )
+                continue
+            etype = ev.__struct_config__.tag
+            # The event_id() of the record (its writer is the file's: checked above).
+            append(
+                (f"{name_writer}-{seq:010d}", name_writer, seq, lid, fw_id, etype, iso(rec.at), text, offset)
+            )
+            if lid not in launches:
+                launches[lid] = {
+                    "launch_id": lid,
+                    "fw_id": fw_id,
+                    "launch_dir": launch_dir,
+                    "learned_from": "spool",
+                }
+            if etype == "exited":
+                pending.terminal.add(lid)
+            if lid:
+                launch_id = lid
+        pending.n_events += len(rows) - before
+        return launch_id
+
+    def _frame_at(self, path: str, offset: int) -> tuple[int, bytes]:
+        """The record at ``offset`` of a spool file, read back for the quarantine: its length and
+        up to QUARANTINE_KEEP of its bytes; (0, b"") when it cannot be read back."""
         try:
-            rec = _raw_decoder.decode(payload)
-            if rec.v != RECORD_VERSION:
-                raise ValueError(f"unknown record version {rec.v}")
-            ev = _event_decoder.decode(rec.event)
-            if rec.writer != name_writer:
-                raise ValueError(f"record of writer {rec.writer} in the file of writer {name_writer}")
-            if rec.seq < 1:
-                raise ValueError(f"sequence number {rec.seq} < 1")
-        except (msgspec.DecodeError, ValueError) as exc:
-            # The whole record as it is in the file: bytes == file[offset : offset + length].
-            pending.quarantine.append(_quarantine_row(path, offset, frame(payload), f"invalid record: {exc}"))
-            return None
-        etype = type(ev).__struct_config__.tag
-        pending.events.append(
-            {
-                "_path": path,
-                "event_id": event_id(rec.writer, rec.seq),
-                "writer_id": rec.writer,
-                "seq": rec.seq,
-                "launch_id": rec.launch_id,
-                "fw_id": rec.fw_id,
-                "type": etype,
-                "occurred_at": iso(rec.at),
-                "payload": bytes(rec.event).decode("utf-8"),
-                "source_offset": offset,
-            }
-        )
-        self._learn_launch(pending, rec.launch_id, rec.fw_id, os.path.dirname(path), "spool")
-        if etype == "exited":
-            pending.terminal.add(rec.launch_id)
-        return rec.launch_id
+            src = self.opener(path)
+        except OSError:
+            return 0, b""
+        try:
+            head = _pread_full(src, HEADER_LEN, offset)
+            length = HEADER_LEN + int(head[5:13], 16) + 1
+            return length, _pread_full(src, min(length, QUARANTINE_KEEP), offset)
+        except (OSError, ValueError):
+            return 0, b""
+        finally:
+            src.close()
 
     def _quarantine(
         self, path: str, src: SourceFile, offset: int, length: int, reason: str, pending: _Pending
@@ -355,6 +542,39 @@ class Ingester:
         row = _quarantine_row(path, offset, kept, reason)
         row["length"] = length
         pending.quarantine.append(row)
+
+    def _refuse(
+        self,
+        path: str,
+        kind: str,
+        reason: str,
+        row: dict[str, Any] | None,
+        pending: _Pending,
+        summary: IngestSummary,
+        length: int = 0,
+    ) -> None:
+        """Record a file ingest must not believe (fwspool.trust): its source row 'refused' and a
+        quarantine row with the reason, nothing of its content. Reported once: while the file
+        stays refused for the same reason, later passes say nothing and write nothing."""
+        if row is not None and row["status"] == "refused" and row["status_detail"] == reason[:500]:
+            return
+        summary.problems.append(f"refused {path}: {reason}")
+        pending.sources[path] = {
+            "path": path,
+            "kind": kind,
+            "status": "refused",
+            "status_detail": reason[:500],
+        }
+        offset = row["committed_offset"] if row is not None else 0
+        pending.quarantine.append(
+            {
+                "path": path,
+                "offset": offset,
+                "length": length,
+                "reason": f"refused: {reason}"[:500],
+                "bytes": None,
+            }
+        )
 
     @staticmethod
     def _learn_launch(
@@ -379,9 +599,12 @@ class Ingester:
         now: dt.datetime,
     ) -> None:
         try:
-            snap = offline.snapshot(path, self.max_record, now)
+            snap = offline.snapshot(path, self.max_record, now, self.trust.refusal, self.max_depth)
         except offline.NotYet:
             summary.torn_waiting += 1
+            return
+        except offline.Refused as exc:
+            self._refuse(path, "fw_offline", str(exc), row, pending, summary)
             return
         except (ValueError, OSError) as exc:
             problem = f"unreadable FireWorks offline file {path}: {exc}"
@@ -394,15 +617,33 @@ class Ingester:
                     "status_detail": problem[:500],
                 }
             return
+        launch_dir = os.path.dirname(path)
+        ping_path = os.path.join(launch_dir, offline.PING_NAME)
+        ping_row = self._known.get(ping_path)
+        if snap.refused_ping is not None:
+            self._refuse(ping_path, "fw_ping", snap.refused_ping, ping_row, pending, summary)
+        elif ping_row is not None and ping_row["status"] == "refused":
+            # Believed again (chown, chmod): its facts are in this snapshot.
+            pending.sources[ping_path] = {
+                "path": ping_path,
+                "kind": "fw_ping",
+                "status": "active",
+                "status_detail": None,
+            }
         if row is not None and row["content_hash"] == snap.content_hash:
             return  # the same bytes as last time: nothing new, and nothing to write
-        launch_dir = os.path.dirname(path)
         # Every event carries the fw_id (FW.json is written at reservation), not only the first.
-        fw_id = offline.read_fw_id(launch_dir, self.max_record) if row is None or snap.records else None
+        fw_id = (
+            offline.read_fw_id(launch_dir, self.max_record, self.trust.refusal)
+            if row is None or snap.records
+            else None
+        )
         if row is None:
             self._learn_launch(pending, snap.launch_id, fw_id, launch_dir, "fw_offline")
-        for rec in snap.records:
-            pending.events.append(_offline_event_row(rec, fw_id, path))
+        if snap.records:
+            rows = pending.events.setdefault(path, [])
+            rows += [_offline_event_row(rec, fw_id) for rec in snap.records]
+            pending.n_events += len(snap.records)
         if snap.finished:
             pending.terminal.add(snap.launch_id)
         pending.sources[path] = {
@@ -415,6 +656,20 @@ class Ingester:
         if row is not None:
             # The launch may have been registered earlier by another route without its fw_id.
             self._learn_launch(pending, snap.launch_id, fw_id, launch_dir, "fw_offline")
+
+
+def _utf8(path: str) -> bool:
+    """Whether a path (``os.listdir``'s str, undecodable bytes as surrogates) is valid UTF-8."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(path: str) -> str:
+    """A path for a message, undecodable bytes as ``\\xff``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def _pread_full(src: SourceFile, size: int, offset: int) -> bytes:
@@ -430,20 +685,18 @@ def _pread_full(src: SourceFile, size: int, offset: int) -> bytes:
     return b"".join(parts)
 
 
-def _offline_event_row(rec: Record, fw_id: int | None, path: str) -> dict[str, Any]:
-    event_json = _encoder.encode(rec.event)
-    return {
-        "_path": path,
-        "event_id": event_id(rec.writer, rec.seq),
-        "writer_id": rec.writer,
-        "seq": rec.seq,
-        "launch_id": rec.launch_id,
-        "fw_id": fw_id,
-        "type": type(rec.event).__struct_config__.tag,
-        "occurred_at": iso(rec.at),
-        "payload": event_json.decode("utf-8"),
-        "source_offset": None,
-    }
+def _offline_event_row(rec: Record, fw_id: int | None) -> EventRow:
+    return (
+        event_id(rec.writer, rec.seq),
+        rec.writer,
+        rec.seq,
+        rec.launch_id,
+        fw_id,
+        str(type(rec.event).__struct_config__.tag),
+        iso(rec.at),
+        _encoder.encode(rec.event).decode("utf-8"),
+        None,  # source_offset: a FireWorks offline file is read whole
+    )
 
 
 def _quarantine_row(path: str, offset: int, data: bytes, reason: str) -> dict[str, Any]:

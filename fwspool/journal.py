@@ -13,13 +13,16 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
+import heapq
 import json
 import os
 import sqlite3
 import stat
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
@@ -51,7 +54,7 @@ from fwspool.errors import ConfigError, JournalBusy, JournalError
 from fwspool.events import iso, utcnow
 
 if TYPE_CHECKING:
-    from fwspool.fireworks_map import LaunchEvents
+    from fwspool.fireworks_map import LaunchEvents, PendingEvent
 
 SCHEMA_VERSION = 1
 #: Filesystems where SQLite's locking and WAL shared memory are unreliable.
@@ -132,7 +135,8 @@ events = Table(
         "push_outcome IS NULL OR push_outcome IN ('applied', 'superseded', 'skipped')",
         name="events_push_outcome",
     ),
-    UniqueConstraint("writer_id", "seq", name="events_writer_seq"),
+    # No UNIQUE (writer_id, seq): event_id is "<writer_id>-<seq>", so the primary key already
+    # makes each (writer, seq) one row, and a second unique index would only slow every insert.
 )
 Index("events_pending", events.c.launch_id, events.c.occurred_at, sqlite_where=events.c.pushed_at.is_(None))
 Index("events_by_launch", events.c.launch_id, events.c.type)
@@ -165,6 +169,16 @@ forget_requests = Table(
     # When the LaunchPad's offline_runs were updated accordingly (NULL: on the next push).
     Column("applied_at", Text),
     CheckConstraint("kind IN ('fw_id', 'launch_id')", name="forget_requests_kind"),
+)
+
+redo = Table(
+    "redo",
+    metadata,
+    Column("redo_id", Integer, primary_key=True),
+    Column("created_at", Text, nullable=False),
+    # A bulk completion's full write set (MongoDB extended JSON), saved before it is written and
+    # deleted with its events' pushed mark: a push killed halfway replays it (fireworks_map.WriteSet).
+    Column("write_set", LargeBinary, nullable=False),
 )
 
 meta = Table(
@@ -250,15 +264,36 @@ def default_journal_path() -> str:
     return os.path.join(state, "fwspool", "journal.sqlite3")
 
 
+#: One event as ingest hands it over, in the order of :data:`EVENT_ROW_COLUMNS`: a plain tuple,
+#: because a large ingest makes one per record and SQLite binds tuples directly.
+EventRow = tuple[str, str, int, int, int | None, str, str, str, int | None]
+EVENT_ROW_COLUMNS = (
+    "event_id",
+    "writer_id",
+    "seq",
+    "launch_id",
+    "fw_id",
+    "type",
+    "occurred_at",
+    "payload",
+    "source_offset",
+)
+
+
 @dataclass(slots=True)
 class IngestBatch:
     """Everything one ingest transaction commits together."""
 
     launches: list[dict[str, Any]]
-    events: list[dict[str, Any]]
+    #: Event rows by the path of the source file they were read from; the journal resolves each
+    #: path to its source_id once per batch.
+    events: dict[str, list[EventRow]]
     sources: list[dict[str, Any]]  # full rows to upsert, keyed by path
     quarantine: list[dict[str, Any]]
     terminal_launches: set[int]
+    #: (path, offset) -> (length, bytes) of the record there, for the quarantine of a record whose
+    #: event id the journal holds with other content (two writers claiming one writer id).
+    frame_at: Callable[[str, int], tuple[int, bytes]] | None = None
 
 
 @dataclass(slots=True)
@@ -266,6 +301,8 @@ class IngestCounts:
     new_events: int = 0
     duplicates: int = 0
     quarantined: int = 0
+    #: One line per file whose records were not ingested because their ids were taken.
+    problems: list[str] = field(default_factory=list)
 
 
 class Journal:
@@ -308,7 +345,11 @@ class Journal:
                 created = False
             except OSError as exc:
                 raise JournalError(f"cannot create journal {path}: {exc.strerror}") from exc
-        engine = create_engine(f"sqlite+pysqlite:///{path}", poolclass=NullPool)
+        # check_same_thread=False: ingest hands its connection to a committer thread, one user at
+        # a time (Ingester waits for each commit before it touches the journal again).
+        engine = create_engine(
+            f"sqlite+pysqlite:///{path}", poolclass=NullPool, connect_args={"check_same_thread": False}
+        )
 
         @event.listens_for(engine, "connect")
         def _connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
@@ -483,47 +524,78 @@ class Journal:
         return dirs, by_path
 
     def commit_ingest(self, batch: IngestBatch) -> IngestCounts:
-        """Commit one ingest batch atomically: launches, events, source offsets, quarantine."""
+        """Commit one ingest batch atomically: launches, events, source offsets, quarantine.
+
+        ``ON CONFLICT DO NOTHING`` makes a row read twice one row; SQLite's change count (the
+        rowcount) counts only the rows really inserted. The rows go to SQLite as plain tuples,
+        thousands per statement (:func:`_insert_rows`).
+        """
         counts = IngestCounts()
         now = iso(utcnow())
         with self.transaction() as conn:
             if batch.launches:
-                stmt = sqlite.insert(launches)
-                # Fill in what an earlier source could not know (fw_id, launch_dir), never overwrite.
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=["launch_id"],
-                    set_={
-                        "fw_id": text("coalesce(launches.fw_id, excluded.fw_id)"),
-                        "launch_dir": text("coalesce(launches.launch_dir, excluded.launch_dir)"),
-                    },
+                _insert_rows(
+                    conn,
+                    "launches",
+                    ("launch_id", "fw_id", "launch_dir", "learned_from", "first_seen_at"),
+                    [
+                        (r["launch_id"], r["fw_id"], r["launch_dir"], r["learned_from"], now)
+                        for r in batch.launches
+                    ],
+                    # Fill in what an earlier source could not know (fw_id, launch_dir), never overwrite.
+                    "ON CONFLICT (launch_id) DO UPDATE SET fw_id = coalesce(launches.fw_id, excluded.fw_id), "
+                    "launch_dir = coalesce(launches.launch_dir, excluded.launch_dir)",
                 )
-                conn.execute(stmt, [{"first_seen_at": now, **row} for row in batch.launches])
+            by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
             for row in batch.sources:
-                stmt = sqlite.insert(sources).values(first_seen_at=now, updated_at=now, **row)
-                update = {k: v for k, v in row.items() if k != "path"}
-                update["updated_at"] = now
-                conn.execute(stmt.on_conflict_do_update(index_elements=["path"], set_=update))
+                by_columns.setdefault(tuple(row), []).append((*row.values(), now, now))
+            for columns, rows in by_columns.items():
+                _insert_rows(
+                    conn, "sources", (*columns, "first_seen_at", "updated_at"), rows, _source_upsert(columns)
+                )
+            if batch.events or batch.quarantine:
+                source_ids = _source_ids(conn, {*batch.events, *(q["path"] for q in batch.quarantine)})
             if batch.events:
-                source_ids = _source_ids(conn, {e["_path"] for e in batch.events if e.get("_path")})
-                rows = []
-                for e in batch.events:
-                    path = e.get("_path")
-                    row = {k: v for k, v in e.items() if k != "_path"}
-                    row["source_id"] = source_ids.get(path) if path else None
-                    row["ingested_at"] = now
-                    rows.append(row)
-                stmt = sqlite.insert(events).on_conflict_do_nothing()
-                result = conn.execute(stmt, rows)
-                counts.new_events = result.rowcount
-                counts.duplicates = len(rows) - result.rowcount
+                event_rows: list[tuple[Any, ...]] = []
+                for path, rows_of_path in batch.events.items():
+                    tail = (source_ids.get(path), now)
+                    event_rows += [row + tail for row in rows_of_path]
+                counts.new_events = _insert_rows(
+                    conn,
+                    "events",
+                    (*EVENT_ROW_COLUMNS, "source_id", "ingested_at"),
+                    event_rows,
+                    "ON CONFLICT DO NOTHING",
+                )
+                counts.duplicates = len(event_rows) - counts.new_events
             if batch.quarantine:
-                source_ids = _source_ids(conn, {q["path"] for q in batch.quarantine})
-                rows = [
-                    {"source_id": source_ids.get(q["path"]), "quarantined_at": now, **q}
-                    for q in batch.quarantine
-                ]
-                result = conn.execute(sqlite.insert(quarantine).on_conflict_do_nothing(), rows)
-                counts.quarantined = result.rowcount
+                counts.quarantined = _insert_rows(
+                    conn,
+                    "quarantine",
+                    ("source_id", "path", "offset", "length", "reason", "bytes", "quarantined_at"),
+                    [
+                        (
+                            source_ids.get(q["path"]),
+                            q["path"],
+                            q["offset"],
+                            q["length"],
+                            q["reason"],
+                            q["bytes"],
+                            now,
+                        )
+                        for q in batch.quarantine
+                    ],
+                    "ON CONFLICT DO NOTHING",
+                )
+            if counts.duplicates:
+                # A duplicate is the same record read again, unless its content differs: then two
+                # writers claim one writer id (a copied or forged file) and it must not vanish.
+                conflicts = _conflicting_events(conn, batch.events)
+                if conflicts:
+                    counts.duplicates -= len(conflicts)
+                    counts.quarantined += self._quarantine_conflicts(
+                        conn, batch, conflicts, source_ids, now, counts
+                    )
             if batch.launches:
                 _apply_forget_requests(conn, now)
             if batch.terminal_launches:
@@ -534,6 +606,40 @@ class Journal:
                     .values(terminal_at=now)
                 )
         return counts
+
+    @staticmethod
+    def _quarantine_conflicts(
+        conn: Connection,
+        batch: IngestBatch,
+        conflicts: list[tuple[str, EventRow, str]],
+        source_ids: dict[str, int],
+        now: str,
+        counts: IngestCounts,
+    ) -> int:
+        rows = []
+        per_file: dict[tuple[str, str], int] = {}
+        for path, row, other in conflicts:
+            length, data = batch.frame_at(path, row[8]) if batch.frame_at and row[8] is not None else (0, b"")
+            reason = (
+                f"event {row[0]} is already in the journal, from {other}, with other content: "
+                f"two writers claim writer id {row[1]}"
+            )
+            rows.append(
+                (source_ids.get(path), path, row[8], length, reason[:500], data[:QUARANTINE_KEEP], now)
+            )
+            per_file[(path, other)] = per_file.get((path, other), 0) + 1
+        for (path, other), n in per_file.items():
+            counts.problems.append(
+                f"{n} records of {path} not ingested: their writer id is also {other}'s, with other "
+                "content (quarantined)"
+            )
+        return _insert_rows(
+            conn,
+            "quarantine",
+            ("source_id", "path", "offset", "length", "reason", "bytes", "quarantined_at"),
+            rows,
+            "ON CONFLICT DO NOTHING",
+        )
 
     # -- queries for people and for push -----------------------------------------------------
 
@@ -572,9 +678,10 @@ class Journal:
             if not lids:
                 return []
             marks = ",".join("?" * len(lids))
+            # Each writer's events in its own order (seq): its clock may have stepped back.
             rows = conn.exec_driver_sql(
-                "SELECT event_id, launch_id, type, occurred_at, payload FROM events "
-                f"WHERE pushed_at IS NULL AND launch_id IN ({marks}) ORDER BY launch_id, occurred_at, seq",
+                "SELECT event_id, launch_id, type, occurred_at, payload, writer_id FROM events "
+                f"WHERE pushed_at IS NULL AND launch_id IN ({marks}) ORDER BY launch_id, writer_id, seq",
                 tuple(lids),
             ).all()
             completed = {
@@ -584,27 +691,69 @@ class Journal:
                     tuple(lids),
                 )
             }
-        by_launch: dict[int, LaunchEvents] = {}
-        for event_id_, launch_id, etype, occurred_at, payload in rows:
-            batch = by_launch.get(launch_id)
-            if batch is None:
-                batch = by_launch[launch_id] = LaunchEvents(launch_id, [], launch_id in completed)
-            batch.events.append(PendingEvent(event_id_, etype, occurred_at, json.loads(payload)))
-        return list(by_launch.values())
+        by_launch: dict[int, dict[str, list[PendingEvent]]] = {}
+        for event_id_, launch_id, etype, occurred_at, payload, writer in rows:
+            stream = by_launch.setdefault(launch_id, {}).setdefault(writer, [])
+            stream.append(PendingEvent(event_id_, etype, occurred_at, json.loads(payload)))
+        # Writers of one launch (the runner, its signal handler, `fwspool emit`) interleave by their
+        # clocks, but never against their own order: a merge, not a sort.
+        return [
+            LaunchEvents(
+                launch_id,
+                list(heapq.merge(*streams.values(), key=_occurred_at))
+                if len(streams) > 1
+                else [*streams.values()][0],
+                launch_id in completed,
+            )
+            for launch_id, streams in by_launch.items()
+        ]
 
-    def mark_pushed(self, outcomes: Sequence[tuple[str, str, str | None]]) -> None:
-        """Record that the LaunchPad acknowledged these events (call only after it did)."""
-        if not outcomes:
+    def mark_pushed(
+        self, outcomes: Sequence[tuple[str, str, str | None]], *, done_redo: Sequence[int] = ()
+    ) -> None:
+        """Record that the LaunchPad acknowledged these events (call only after it did), and drop
+        the redo records of the writes that carried them, in the same transaction."""
+        if not outcomes and not done_redo:
             return
         now = iso(utcnow())
         with self.transaction() as conn:
-            conn.execute(
-                events.update()
-                .where(events.c.event_id == bindparam("eid"))
-                .where(events.c.pushed_at.is_(None))
-                .values(pushed_at=now, push_outcome=bindparam("outcome"), push_detail=bindparam("detail")),
-                [{"eid": e, "outcome": o, "detail": d} for e, o, d in outcomes],
-            )
+            if outcomes:
+                conn.execute(
+                    events.update()
+                    .where(events.c.event_id == bindparam("eid"))
+                    .where(events.c.pushed_at.is_(None))
+                    .values(
+                        pushed_at=now, push_outcome=bindparam("outcome"), push_detail=bindparam("detail")
+                    ),
+                    [{"eid": e, "outcome": o, "detail": d} for e, o, d in outcomes],
+                )
+            if done_redo:
+                conn.execute(redo.delete().where(redo.c.redo_id.in_(list(done_redo))))
+
+    def identity(self) -> str:
+        """This journal's random id, made on first use (names its workflow locks on the LaunchPad)."""
+        value = self.get_meta("journal_id")
+        if value is None:
+            import uuid
+
+            with self.transaction() as conn:
+                stmt = sqlite.insert(meta).values(key="journal_id", value=uuid.uuid4().hex)
+                conn.execute(stmt.on_conflict_do_nothing())
+            value = self.get_meta("journal_id")
+        return str(value)
+
+    def save_redo(self, write_set: bytes) -> int:
+        """Durably keep a write set about to be sent to the LaunchPad; returns its id."""
+        with self.transaction() as conn:
+            res = conn.execute(redo.insert().values(created_at=iso(utcnow()), write_set=write_set))
+            return int(res.inserted_primary_key[0])  # type: ignore[index]
+
+    def pending_redo(self) -> list[tuple[int, bytes]]:
+        """Write sets of pushes that died between writing and marking, oldest first."""
+        with self.reading() as conn:
+            return [
+                (r.redo_id, bytes(r.write_set)) for r in conn.execute(redo.select().order_by(redo.c.redo_id))
+            ]
 
     def pending_summary(self) -> tuple[int, str | None]:
         """How many events wait to be pushed, and the oldest one's ingest time."""
@@ -708,23 +857,103 @@ def _apply_forget_requests(conn: Connection, now: str) -> None:
     )
 
 
+def _conflicting_events(
+    conn: Connection, events: dict[str, list[EventRow]]
+) -> list[tuple[str, EventRow, str]]:
+    """Spool event rows whose id the journal holds with other content: (path, row, the path the
+    journal's copy came from). Only called when a batch had duplicates."""
+    ids = [row[0] for rows in events.values() for row in rows if row[8] is not None]
+    stored: dict[str, tuple[tuple[Any, ...], str]] = {}
+    for i in range(0, len(ids), 500):
+        chunk = ids[i : i + 500]
+        for eid, *content, path in conn.exec_driver_sql(
+            "SELECT e.event_id, e.launch_id, e.fw_id, e.type, e.occurred_at, e.payload, s.path "
+            "FROM events AS e LEFT JOIN sources AS s ON s.source_id = e.source_id "
+            f"WHERE e.event_id IN ({','.join('?' * len(chunk))})",
+            tuple(chunk),
+        ):
+            stored[eid] = (tuple(content), path or "a file no longer known")
+    out = []
+    for path, rows in events.items():
+        for row in rows:
+            have = stored.get(row[0])
+            if (
+                row[8] is not None
+                and have is not None
+                and have[0] != (row[3], row[4], row[5], row[6], row[7])
+            ):
+                out.append((path, row, have[1]))
+    return out
+
+
 def _source_ids(conn: Connection, paths: Iterable[str]) -> dict[str, int]:
     paths = list(paths)
-    if not paths:
-        return {}
     ids: dict[str, int] = {}
     for i in range(0, len(paths), 500):
         chunk = paths[i : i + 500]
-        for row in conn.execute(
-            sources.select()
-            .with_only_columns(sources.c.path, sources.c.source_id)
-            .where(sources.c.path.in_(chunk))
-        ):
-            ids[row.path] = row.source_id
+        sql = f"SELECT path, source_id FROM sources WHERE path IN ({','.join('?' * len(chunk))})"
+        ids.update((path, source_id) for path, source_id in conn.exec_driver_sql(sql, tuple(chunk)))
     return ids
+
+
+def _quote(column: str) -> str:
+    return '"' + column.replace('"', '""') + '"'
+
+
+#: Rows per multi-row INSERT statement, at most (fewer when SQLite allows fewer parameters).
+ROWS_PER_INSERT = 2000
+
+
+def _insert_rows(
+    conn: Connection, table: str, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]], conflict: str
+) -> int:
+    """``INSERT INTO table (columns) VALUES (…), (…), … conflict`` for all ``rows``, thousands of
+    rows per statement; returns SQLite's change count (rows inserted, or upserted).
+
+    Not ``executemany``: that calls into SQLite once per row and takes the GIL back after each
+    call, so while ingest reads the next batch on the main thread, a committer thread would wait
+    for the GIL once per row. One statement per few thousand rows runs without the GIL, and costs
+    the same in SQLite.
+    """
+    width = len(columns)
+    dbapi = conn.connection.driver_connection
+    # SQLite's limit on bound parameters: 999 before SQLite 3.32, 32766 or more since.
+    limit = (
+        dbapi.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if isinstance(dbapi, sqlite3.Connection) else 999
+    )
+    per = max(1, min(ROWS_PER_INSERT, limit // width))
+    changed = 0
+    for i in range(0, len(rows), per):
+        part = rows[i : i + per]
+        sql = _insert_sql(table, columns, len(part), conflict)
+        changed += conn.exec_driver_sql(sql, tuple(chain.from_iterable(part))).rowcount
+    return changed
+
+
+@functools.lru_cache(maxsize=32)
+def _insert_sql(table: str, columns: tuple[str, ...], n_rows: int, conflict: str) -> str:
+    if table not in metadata.tables or not set(columns) <= set(metadata.tables[table].c.keys()):
+        raise ValueError(f"not columns of {table}: {columns}")
+    row = f"({', '.join('?' * len(columns))})"
+    return f"INSERT INTO {table} ({', '.join(map(_quote, columns))}) VALUES {', '.join([row] * n_rows)} {conflict}"
+
+
+@functools.lru_cache(maxsize=32)
+def _source_upsert(columns: tuple[str, ...]) -> str:
+    """The conflict clause of a sources row with these columns: update them (and updated_at) by path."""
+    if "path" not in columns:
+        raise ValueError("a sources row needs its path")
+    update = [c for c in columns if c != "path"] + ["updated_at"]
+    return (
+        f"ON CONFLICT (path) DO UPDATE SET {', '.join(f'{_quote(c)} = excluded.{_quote(c)}' for c in update)}"
+    )
 
 
 def _sqlite_reason(exc: sa_exc.DBAPIError) -> str:
     """The SQLite message of a wrapped error, e.g. "database or disk is full"."""
     orig = getattr(exc, "orig", None)
     return str(orig) if orig is not None else str(exc).splitlines()[0]
+
+
+def _occurred_at(event: PendingEvent) -> str:
+    return event.occurred_at

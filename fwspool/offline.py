@@ -10,12 +10,13 @@ that is "not yet", and the next pass reads it again.
 from __future__ import annotations
 
 import datetime as dt
-import gzip
+import errno
 import hashlib
 import os
 import stat
 import uuid
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,10 @@ from fwspool.events import (
     Started,
     as_utc,
 )
+from fwspool.trust import DEFAULT_MAX_DEPTH, SYMLINK_REASON, Refused, depth_problem
+
+#: Checks an opened file (path, fd, fstat) and says why it must not be believed, or None.
+FileCheck = Callable[[str, int, os.stat_result], "str | None"]
 
 OFFLINE_NAMES = ("FW_offline.json", "FW_offline.json.gz")
 PING_NAME = "FW_ping.json"
@@ -78,25 +83,57 @@ def find_offline_file(launch_dir: str) -> str | None:
     return None
 
 
-def _read(path: str, max_bytes: int) -> bytes:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+def _read(path: str, max_bytes: int, check: FileCheck | None = None) -> bytes:
+    """The bytes of a FireWorks offline file, never more than ``max_bytes`` in memory.
+
+    Raises :class:`Refused` for a file ``check`` refuses, a symbolic link, or one too large
+    (its size is looked at before anything is read, and a gzip stream is inflated only up to
+    the limit: a gzip bomb costs nothing).
+    """
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise Refused(SYMLINK_REASON) from None
+        raise
+    try:
+        st = os.fstat(fd)
+        reason = check(path, fd, st) if check is not None else None
+        if reason is not None:
+            raise Refused(reason)
+        if not stat.S_ISREG(st.st_mode):
             raise ValueError(f"{path} is not a regular file")
+        if st.st_size > max_bytes:
+            raise Refused(f"larger than the limit of {max_bytes} bytes ({st.st_size} bytes)")
         with os.fdopen(fd, "rb", closefd=False) as f:
             data = f.read(max_bytes + 1)
     finally:
         os.close(fd)
     if len(data) > max_bytes:
-        raise ValueError(f"{os.path.basename(path)} is larger than {max_bytes} bytes")
+        raise Refused(f"larger than the limit of {max_bytes} bytes")
     if path.endswith(".gz"):
-        try:
-            data = gzip.decompress(data)
-        except (EOFError, OSError, zlib.error) as exc:
-            raise NotYet(f"{path}: incomplete gzip stream ({exc})") from exc
-        if len(data) > max_bytes:
-            raise ValueError(f"{os.path.basename(path)} decompresses to more than {max_bytes} bytes")
+        data = _gunzip(path, data, max_bytes)
     return data
+
+
+def _gunzip(path: str, data: bytes, max_bytes: int) -> bytes:
+    """Inflate a (possibly multi-member) gzip stream, refusing more than ``max_bytes`` out."""
+    out: list[bytes] = []
+    size = 0
+    while data:
+        d = zlib.decompressobj(wbits=31)
+        try:
+            chunk = d.decompress(data, max_bytes + 1 - size)
+        except zlib.error as exc:
+            raise NotYet(f"{path}: incomplete gzip stream ({exc})") from exc
+        size += len(chunk)
+        out.append(chunk)
+        if size > max_bytes or d.unconsumed_tail:
+            raise Refused(f"decompresses to more than the limit of {max_bytes} bytes")
+        if not d.eof:
+            raise NotYet(f"{path}: incomplete gzip stream")
+        data = d.unused_data.lstrip(b"\0")
+    return b"".join(out)
 
 
 @dataclass(slots=True)
@@ -108,27 +145,44 @@ class OfflineSnapshot:
     content_hash: str
     records: list[Record] = field(default_factory=list)
     finished: bool = False
+    #: Why ``FW_ping.json`` was not believed (its facts are left out), or None.
+    refused_ping: str | None = None
 
 
-def read_fw_id(launch_dir: str, max_bytes: int) -> int | None:
-    """The fw_id in ``FW.json`` (written at reservation), or None if it cannot be read."""
+def read_fw_id(launch_dir: str, max_bytes: int, check: FileCheck | None = None) -> int | None:
+    """The fw_id in ``FW.json`` (written at reservation), or None if it cannot be read or is not
+    to be believed (``check``)."""
     try:
-        return msgspec.json.decode(_read(os.path.join(launch_dir, "FW.json"), max_bytes), type=_FwId).fw_id
-    except (OSError, ValueError, NotYet, msgspec.DecodeError):
+        raw = _read(os.path.join(launch_dir, "FW.json"), max_bytes, check)
+        if depth_problem(raw):
+            return None
+        return msgspec.json.decode(raw, type=_FwId).fw_id
+    except (OSError, ValueError, NotYet, Refused, msgspec.DecodeError, RecursionError):
         return None
 
 
-def snapshot(offline_path: str, max_bytes: int, now: dt.datetime) -> OfflineSnapshot:
+def snapshot(
+    offline_path: str,
+    max_bytes: int,
+    now: dt.datetime,
+    check: FileCheck | None = None,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+) -> OfflineSnapshot:
     """Read ``FW_offline.json[.gz]`` and ``FW_ping.json`` beside it, and derive their events.
 
     Raises :class:`NotYet` for a half-written or vanished file, :class:`ValueError` for one that
-    can never be read (not JSON of the expected shape even when complete, too large).
+    can never be read (not JSON of the expected shape even when complete), :class:`Refused` for
+    one not to be believed (``check``, a symbolic link) or over the limits (size, JSON depth).
+    A refused ``FW_ping.json`` is left out, and named in :attr:`OfflineSnapshot.refused_ping`.
     """
     launch_dir = os.path.dirname(offline_path)
     try:
-        raw = _read(offline_path, max_bytes)
+        raw = _read(offline_path, max_bytes, check)
     except FileNotFoundError as exc:
         raise NotYet(f"{offline_path} vanished") from exc
+    problem = depth_problem(raw, max_depth)
+    if problem is not None:
+        raise Refused(problem)
     try:
         data = msgspec.json.decode(raw, type=_Offline)
     except msgspec.ValidationError as exc:
@@ -139,16 +193,24 @@ def snapshot(offline_path: str, max_bytes: int, now: dt.datetime) -> OfflineSnap
     ping_raw = b""
     ping: _PingFile | None = None
     ping_path = os.path.join(launch_dir, PING_NAME)
+    refused_ping: str | None = None
     try:
-        ping_raw = _read(ping_path, max_bytes)
+        ping_raw = _read(ping_path, max_bytes, check)
+        refused_ping = depth_problem(ping_raw, max_depth)
+        if refused_ping is not None:
+            raise Refused(refused_ping)
         ping = msgspec.json.decode(ping_raw, type=_PingFile)
     except FileNotFoundError:
         pass
+    except Refused as exc:
+        refused_ping = str(exc)
+        ping = None
+        ping_raw = b""
     except msgspec.DecodeError:
         ping = None  # half-written ping: the next pass sees the complete one
         ping_raw = b""
     digest = hashlib.sha256(raw + b"\0" + ping_raw).hexdigest()
-    snap = OfflineSnapshot(offline_path, data.launch_id, digest)
+    snap = OfflineSnapshot(offline_path, data.launch_id, digest, refused_ping=refused_ping)
     writer = offline_writer_id(data.launch_id)
 
     def add(seq: int, at: dt.datetime, event: Event) -> None:

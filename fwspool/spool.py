@@ -23,7 +23,7 @@ import threading
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import msgspec
 
@@ -38,6 +38,8 @@ DEFAULT_MAX_RECORD = 64 * 1024 * 1024
 SPOOL_GLOB = "fwspool-*.spool"
 SPOOL_NAME_RE = re.compile(r"^fwspool-([0-9a-f]{32})\.spool$")
 _HEX = frozenset(b"0123456789abcdef")
+#: A well-formed header: what :func:`_parse_at` checks first, in one C call (scan's fast path).
+_HEADER_RE = re.compile(rb"FWS1 ([0-9a-f]{8}) ([0-9a-f]{8}) ")
 _NUL_RUN = re.compile(rb"\0+")
 
 _encoder = msgspec.json.Encoder()
@@ -195,9 +197,11 @@ class SpoolWriter:
 # Reading
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """A complete record found in a file: where it starts and its payload."""
+class Frame(NamedTuple):
+    """A complete record found in a file: where it starts and its payload.
+
+    A named tuple rather than a dataclass: a large ingest makes one per record.
+    """
 
     offset: int
     length: int
@@ -366,27 +370,49 @@ def _fillable_start(buf: bytes, pos: int, stop: int, max_record: int) -> int:
     return -1
 
 
-def scan(buf: bytes, at_eof: bool, max_record: int = DEFAULT_MAX_RECORD) -> ScanResult:
+def scan(buf: bytes, at_eof: bool, max_record: int = DEFAULT_MAX_RECORD, base: int = 0) -> ScanResult:
     """Split ``buf`` (file bytes from a committed offset) into frames and damage.
 
     Rules (schema/SPOOL.md, "Reading"): bytes are declared damaged only when they can never
     become a valid record — a valid record follows them, or they cannot be the start of a record
     still being written. Anything that may still grow (a short record, a run of NUL bytes that an
     NFS client has not filled in yet) is a torn tail: "not yet", never an error.
+
+    ``base`` is the file offset of ``buf[0]``: every offset in the result (frames, damage and
+    ``consumed``) is ``base`` plus the position in ``buf``.
     """
     res = ScanResult()
+    frames = res.frames
     n = len(buf)
     pos = 0
     limit = HEADER_LEN + max_record + 1  # the longest any single record can be
+    header = _HEADER_RE.match
+    crc32 = zlib.crc32
+    new = tuple.__new__  # Frame(...) without the Python-level __new__ of a named tuple
     while pos < n:
+        # Fast path: a complete, valid record (exactly what _parse_at calls _OK).
+        m = header(buf, pos)
+        if m is not None:
+            length_hex, crc_hex = m.groups()
+            length = int(length_hex, 16)
+            start = pos + HEADER_LEN
+            end = start + length + 1
+            if length <= max_record and end <= n and buf[end - 1] == 0x0A:
+                payload = buf[start : end - 1]
+                if crc32(payload) == int(crc_hex, 16):
+                    frames.append(new(Frame, (base + pos, end - pos, payload)))
+                    pos = end
+                    continue
         kind, end, reason = _parse_at(buf, pos, max_record)
         if kind == _OK:
-            res.frames.append(Frame(pos, end - pos, buf[pos + HEADER_LEN : end - 1]))
+            frames.append(Frame(base + pos, end - pos, buf[pos + HEADER_LEN : end - 1]))
             pos = end
             continue
         nxt = _next_valid(buf, pos + 1, max_record)
         if nxt != -1:
-            res.damage.append(Damage(pos, nxt - pos, reason or "torn record followed by later records"))
+            res.damage.append(
+                Damage(base + pos, nxt - pos, reason or "torn record followed by later records")
+            )
             pos = nxt
             continue
         if kind == _SHORT:
@@ -397,7 +423,7 @@ def scan(buf: bytes, at_eof: bool, max_record: int = DEFAULT_MAX_RECORD) -> Scan
             # Nothing before (n - limit) can belong to a record that completes later.
             cut = n - limit
             if cut > pos:
-                res.damage.append(Damage(pos, cut - pos, reason))
+                res.damage.append(Damage(base + pos, cut - pos, reason))
                 pos = cut
             res.stop = "need_more"
             break
@@ -408,16 +434,16 @@ def scan(buf: bytes, at_eof: bool, max_record: int = DEFAULT_MAX_RECORD) -> Scan
             # NUL bytes that may be a hole an NFS client has not filled in yet (alone, or inside
             # a record whose other bytes fit): wait. Only what comes before it is damage.
             if fill > pos:
-                res.damage.append(Damage(pos, fill - pos, reason))
+                res.damage.append(Damage(base + pos, fill - pos, reason))
                 pos = fill
             res.stop = "torn"
             break
-        res.damage.append(Damage(pos, stop_at - pos, reason))
+        res.damage.append(Damage(base + pos, stop_at - pos, reason))
         pos = stop_at
         if cand != -1:
             res.stop = "torn"
             break
-    res.consumed = pos
+    res.consumed = base + pos
     return res
 
 
@@ -482,18 +508,10 @@ class SpoolReader:
             if data:
                 buf = buf + data if buf else data
                 read_at += len(data)
-                # Short read: probably EOF, but only an empty read proves it; loop once more.
-                res = scan(buf, at_eof=False, max_record=self.max_record)
-            else:
-                res = scan(buf, at_eof=True, max_record=self.max_record)
-            for i, fr in enumerate(res.frames):
-                res.frames[i] = Frame(base + fr.offset, fr.length, fr.payload)
-            for i, dm in enumerate(res.damage):
-                res.damage[i] = Damage(base + dm.offset, dm.length, dm.reason)
-            base += res.consumed
-            buf = buf[res.consumed :]
-            res.consumed = base
-            self.offset = base
+            # Short read: probably EOF, but only an empty read proves it; loop once more.
+            res = scan(buf, at_eof=at_eof, max_record=self.max_record, base=base)
+            buf = buf[res.consumed - base :]
+            base = self.offset = res.consumed
             if res.frames or res.damage:
                 yield res
             if at_eof:

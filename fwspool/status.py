@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from fwspool.config import redact
 from fwspool.errors import FwspoolError
 from fwspool.events import iso, utcnow
 from fwspool.journal import Journal
@@ -62,7 +63,7 @@ def collect(journal: Journal, uplink_factory: Callable[[], Any] | None) -> dict[
             finally:
                 uplink.close()
         except FwspoolError as exc:
-            report["database"] = {"where": None, "reachable": False, "error": exc.message}
+            report["database"] = {"where": None, "reachable": False, "error": redact(exc.message)}
     return report
 
 

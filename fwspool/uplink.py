@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from fwspool.config import LaunchPadConfig, redact
-from fwspool.errors import NotALaunchPad, UplinkAuthError, UplinkUnavailable
+from fwspool.errors import NotALaunchPad, UplinkAuthError, UplinkTLSError, UplinkUnavailable
 from fwspool.fireworks_map import LOCK_FIELD, ApplyResult, LaunchEvents, LaunchPadApplier, WriteSet
 
 #: MongoDB error codes that mean "who you are is not accepted".
@@ -53,20 +53,35 @@ def short_reason(exc: BaseException) -> str:
     """pymongo's reason without its topology dump: '127.0.0.1:27017: [Errno 111] Connection refused'."""
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     text = text.split(", Timeout:", 1)[0]
+    text = text.split(", full error:", 1)[0]
     text = re.sub(r" \(configured timeouts:[^)]*\)", "", text)
     return text[:300]
 
 
 def translate_errors(
-    where: str, secrets: tuple[str, ...] = ()
+    where: str, secrets: tuple[str, ...] = (), credentials: str = ""
 ) -> Callable[[BaseException], Exception | None]:
-    """Map a pymongo exception to fwspool's own, or None when it is not a connection matter."""
+    """Map a pymongo exception to fwspool's own, or None when it is not a connection matter.
+
+    Every text is redacted (``secrets`` and every secret registered in :mod:`fwspool.config`).
+    """
     from pymongo.errors import ConfigurationError, ConnectionFailure, OperationFailure
+
+    from fwspool.tlscheck import HINT_CA, TLS_FAILURE
 
     def translate(exc: BaseException) -> Exception | None:
         text = redact(short_reason(exc), secrets)
         if isinstance(exc, OperationFailure) and (exc.code in _AUTH_CODES or "auth" in text.lower()):
-            return UplinkAuthError(f"MongoDB at {where} refused the credentials: {text}")
+            if credentials == "no credentials given":
+                return UplinkAuthError(
+                    f"MongoDB at {where} requires authentication and the settings give no credentials "
+                    f"(username/password in the launchpad file, or user:password@ in the URI of --uri or of a "
+                    f"uri_mode launchpad file): {text}"
+                )
+            who = f" ({credentials})" if credentials else ""
+            return UplinkAuthError(f"MongoDB at {where} refused the credentials{who}: {text}")
+        if isinstance(exc, ConnectionFailure) and TLS_FAILURE.search(text):
+            return UplinkTLSError(f"TLS with MongoDB at {where} failed: {text}; {HINT_CA}")
         if isinstance(exc, ConnectionFailure):
             return UplinkUnavailable(f"cannot reach MongoDB at {where}: {text}")
         if isinstance(exc, ConfigurationError):
@@ -103,7 +118,8 @@ class MongoUplink:
         settings["mongoclient_kwargs"] = kwargs
         settings.setdefault("strm_lvl", "ERROR")
         settings["logdir"] = None
-        self._translate = translate_errors(config.where(), config.secrets)
+        self.timeout = timeout
+        self._translate = translate_errors(config.where(), config.secrets, config.credentials())
         try:
             self.lp = LaunchPad.from_dict(settings)
         except Exception as exc:  # noqa: BLE001
@@ -125,6 +141,12 @@ class MongoUplink:
             return fn()
         except Exception as exc:
             mapped = self._translate(exc)
+            if isinstance(mapped, UplinkUnavailable):
+                from fwspool.tlscheck import diagnose
+
+                # "Connection reset" / a handshake timeout may be TLS settings that do not fit.
+                reason = redact(short_reason(exc), self.config.secrets)
+                mapped = diagnose(self.lp.connection, self.where(), reason, min(self.timeout, 2.0)) or mapped
             if mapped is not None:
                 raise mapped from None
             raise

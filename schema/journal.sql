@@ -30,6 +30,13 @@ CREATE TABLE meta (
 	PRIMARY KEY ("key")
 );
 
+CREATE TABLE redo (
+	redo_id INTEGER NOT NULL,
+	created_at TEXT NOT NULL,
+	write_set BLOB NOT NULL,
+	PRIMARY KEY (redo_id)
+);
+
 CREATE TABLE sources (
 	source_id INTEGER NOT NULL,
 	path TEXT NOT NULL,
@@ -69,7 +76,6 @@ CREATE TABLE events (
 	push_detail TEXT,
 	PRIMARY KEY (event_id),
 	CONSTRAINT events_push_outcome CHECK (push_outcome IS NULL OR push_outcome IN ('applied', 'superseded', 'skipped')),
-	CONSTRAINT events_writer_seq UNIQUE (writer_id, seq),
 	FOREIGN KEY(source_id) REFERENCES sources (source_id)
 );
 

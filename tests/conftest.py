@@ -68,8 +68,10 @@ def mongo_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[A
     """Start servers of a test's own, to stop, kill -9 and restart; all stopped afterwards."""
     servers: list[DevServer] = []
 
-    def factory(*extra_args: str) -> DevServer:
-        server = DevServer(str(tmp_path_factory.mktemp("mongo-own") / "data"), extra_args=extra_args)
+    def factory(*extra_args: str, tls_ca_file: str | None = None) -> DevServer:
+        server = DevServer(
+            str(tmp_path_factory.mktemp("mongo-own") / "data"), extra_args=extra_args, tls_ca_file=tls_ca_file
+        )
         servers.append(server.start())
         return server
 

@@ -33,6 +33,9 @@ from fwspool.events import (
     Ping,
     Record,
     Started,
+    as_utc,
+    iso,
+    utcnow,
 )
 from fwspool.spool import (
     HEADER_LEN,
@@ -680,3 +683,46 @@ def test_append_is_thread_safe(tmp_path) -> None:
 
 def test_magic_is_what_the_format_says() -> None:
     assert MAGIC == b"FWS1 " and HEADER_LEN == 23
+
+
+# -- journal timestamps --------------------------------------------------------------------------
+
+
+def _iso_reference(value: dt.datetime) -> str:
+    """The journal's timestamp text as defined: strftime of the value in UTC."""
+    return as_utc(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def test_iso_fast_path_gives_the_strftime_text_for_many_random_datetimes() -> None:
+    rng = random.Random(20250101)
+    zones = [dt.UTC, dt.timezone(dt.timedelta(0)), dt.timezone(dt.timedelta(hours=-7, minutes=-30)), None]
+    for i in range(20_000):
+        value = dt.datetime(
+            rng.randint(1, 9999),
+            rng.randint(1, 12),
+            rng.randint(1, 28),
+            rng.randint(0, 23),
+            rng.randint(0, 59),
+            rng.randint(0, 59),
+            # Every fourth value has no fraction at all (msgspec decodes "...:05Z" like that).
+            0 if i % 4 == 0 else rng.choice([rng.randint(0, 999_999), rng.randint(1, 9), 500_000]),
+            tzinfo=zones[i % len(zones)] if i % 3 else dt.UTC,
+        )
+        if value.tzinfo is not None and value.year in (1, 9999):
+            continue  # a non-UTC offset could leave datetime's range when converted
+        assert iso(value) == _iso_reference(value), repr(value)
+    for value in (
+        dt.datetime(2025, 1, 1, tzinfo=dt.UTC),
+        dt.datetime(999, 12, 31, 23, 59, 59, 999_999, tzinfo=dt.UTC),  # strftime does not pad %Y
+        dt.datetime(1000, 1, 1, tzinfo=dt.UTC),
+        dt.datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=dt.UTC),
+        msgspec.json.decode(b'"2026-11-24T21:41:18Z"', type=dt.datetime),
+        msgspec.json.decode(b'"2026-11-24T21:41:18.950699+00:00"', type=dt.datetime),
+        msgspec.json.decode(b'"2026-11-24T21:41:18.95+02:00"', type=dt.datetime),
+    ):
+        assert iso(value) == _iso_reference(value), repr(value)
+    assert iso(dt.datetime(2026, 11, 24, 21, 41, 18, tzinfo=dt.UTC)) == "2026-11-24T21:41:18.000000Z"
+    # A datetime subclass msgspec does not encode (freezegun's, in tests) takes the slow path.
+    freezegun = pytest.importorskip("freezegun")
+    with freezegun.freeze_time("2026-11-24 21:41:18.5"):
+        assert iso(utcnow()) == "2026-11-24T21:41:18.500000Z"

@@ -741,9 +741,8 @@ def main(argv: list[str] | None = None) -> int:
     ok = True
     results: list[dict[str, Any]] = []
     validation: list[str] = []
-    # With --json, stdout carries the JSON document only (FireWorks logs to stdout at import).
-    quiet: Any = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
-    with quiet:
+    # stdout carries the report only (FireWorks logs a warning to stdout at import).
+    with contextlib.redirect_stdout(sys.stderr):
         try:
             server.start()
             log(f"SecantusDB at {server.uri}, work dir {work}")
