@@ -127,12 +127,15 @@ def _apply_running_phase(launch_obj: Any, events: list[PendingEvent]) -> bool:
             started_on = as_utc(p["started_on"])
             if launch_obj.state in FINAL_STATES:
                 continue
-            if launch_obj.state != "RUNNING":
+            # A RUNNING entry made just now carries the push's time: the start replaces it, and
+            # pings (seen before or after this event: writers interleave by clock) move it on.
+            fresh = launch_obj.state != "RUNNING"
+            if fresh:
                 launch_obj.state = "RUNNING"
             for entry in launch_obj.state_history:
                 if entry["state"] == "RUNNING":
                     entry["created_on"] = started_on
-                    if newest_touch is None:
+                    if fresh or newest_touch is None:
                         entry["updated_on"] = started_on
             if p.get("host"):
                 launch_obj.host = p["host"]
@@ -229,14 +232,24 @@ class WriteSet:
     """Every document one bulk completion writes, so a crash halfway can be redone.
 
     The pusher stores it in the journal before writing and deletes it with the events' pushed
-    mark; the next pass replays a leftover one. Each write is a full replacement by key, so
-    replaying is idempotent; workflows are written last and only while still locked by this run.
+    mark; the next pass replays a leftover one. Each write replaces a document only while it is
+    still what the completion read (``prior_*``), so replaying is idempotent and never undoes what
+    happened on the LaunchPad after the first attempt (a rocket that took a new READY Firework);
+    workflows are written last and only while still locked by this run. The ids of new Fireworks
+    are taken on the counter by the write itself (``new_ids``), so a push that dies before saving
+    its write set wastes none.
     """
 
     launches: list[dict[str, Any]] = field(default_factory=list)
     fireworks: list[dict[str, Any]] = field(default_factory=list)
     workflows: list[dict[str, Any]] = field(default_factory=list)
     token: str = ""
+    #: [launch_id, state] of each launch before the completion.
+    prior_launches: list[list[Any]] = field(default_factory=list)
+    #: [fw_id, state, updated_on] of each existing Firework before it; new Fireworks are not listed.
+    prior_fireworks: list[list[Any]] = field(default_factory=list)
+    #: [first, end): the Firework ids this completion gives new Fireworks; [] when none.
+    new_ids: list[int] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
         from bson import json_util
@@ -246,6 +259,9 @@ class WriteSet:
             "fireworks": self.fireworks,
             "workflows": self.workflows,
             "token": self.token,
+            "prior_launches": self.prior_launches,
+            "prior_fireworks": self.prior_fireworks,
+            "new_ids": self.new_ids,
         }
         return json_util.dumps(data, json_options=json_util.CANONICAL_JSON_OPTIONS).encode()
 
@@ -254,20 +270,55 @@ class WriteSet:
         from bson import json_util
 
         d = json_util.loads(data.decode(), json_options=json_util.CANONICAL_JSON_OPTIONS)
-        return cls(d["launches"], d["fireworks"], d["workflows"], d["token"])
+        return cls(
+            d["launches"],
+            d["fireworks"],
+            d["workflows"],
+            d["token"],
+            d.get("prior_launches", []),
+            d.get("prior_fireworks", []),
+            d.get("new_ids", []),
+        )
 
-    def write(self, lp: Any) -> None:
-        from pymongo import ReplaceOne
+    def write(self, lp: Any) -> bool:
+        """Write what is not written yet. False (and nothing written) when the new Fireworks' ids
+        were taken by someone else meanwhile: the completion must be computed again."""
+        from pymongo import ReplaceOne, UpdateOne
 
+        if self.new_ids and not self._take_ids(lp):
+            return False
         if self.launches:
+            prior_state = {lid: state for lid, state in self.prior_launches}
             lp.launches.bulk_write(
-                [ReplaceOne({"launch_id": d["launch_id"]}, d) for d in self.launches], ordered=False
+                [
+                    ReplaceOne(
+                        {"launch_id": d["launch_id"], "state": prior_state[d["launch_id"]]}
+                        if d["launch_id"] in prior_state
+                        else {"launch_id": d["launch_id"]},
+                        d,
+                    )
+                    for d in self.launches
+                ],
+                ordered=False,
             )
         failpoint("bulk.after_launches")
         if self.fireworks:
-            lp.fireworks.bulk_write(
-                [ReplaceOne({"fw_id": d["fw_id"]}, d, upsert=True) for d in self.fireworks], ordered=False
-            )
+            prior = {fw_id: (state, updated_on) for fw_id, state, updated_on in self.prior_fireworks}
+            ops: list[Any] = []
+            for d in self.fireworks:
+                if d["fw_id"] in prior:
+                    state, updated_on = prior[d["fw_id"]]
+                    ops.append(ReplaceOne({"fw_id": d["fw_id"], "state": state, "updated_on": updated_on}, d))
+                elif self.new_ids:
+                    # New: inserted once, never replaced (a rocket may have taken it since), and not
+                    # READY before its workflow holds it (below): a rocket must not run a Firework
+                    # no workflow knows, should this write die in between.
+                    rest = {k: v for k, v in d.items() if k != "fw_id"}
+                    rest["state"] = "WAITING"
+                    ops.append(UpdateOne({"fw_id": d["fw_id"]}, {"$setOnInsert": rest}, upsert=True))
+                else:  # a write set saved before priors were recorded
+                    ops.append(ReplaceOne({"fw_id": d["fw_id"]}, d, upsert=True))
+            lp.fireworks.bulk_write(ops, ordered=False)
         failpoint("bulk.after_fireworks")
         if self.workflows:
             # Replacing the document drops `locked` and our token: the write is also the unlock.
@@ -275,6 +326,41 @@ class WriteSet:
                 [ReplaceOne({"_id": d["_id"], LOCK_FIELD: self.token}, d) for d in self.workflows],
                 ordered=False,
             )
+        promote = [
+            d
+            for d in self.fireworks
+            if self.new_ids and d["fw_id"] >= self.new_ids[0] and d["state"] != "WAITING"
+        ]
+        if promote:
+            failpoint("bulk.before_promote")
+            lp.fireworks.bulk_write(
+                [
+                    UpdateOne(
+                        {"fw_id": d["fw_id"], "state": "WAITING", "created_on": d.get("created_on")},
+                        {"$set": {"state": d["state"]}},
+                    )
+                    for d in promote
+                ],
+                ordered=False,
+            )
+        return True
+
+    def _take_ids(self, lp: Any) -> bool:
+        """Move the Firework id counter past ``new_ids``, unless someone else took them."""
+        first, end = self.new_ids
+        if lp.fw_id_assigner.update_one({"next_fw_id": first}, {"$set": {"next_fw_id": end}}).matched_count:
+            return True
+        counter = (lp.fw_id_assigner.find_one({}, {"next_fw_id": 1}) or {}).get("next_fw_id", 0)
+        if counter < end:
+            return False
+        # Past them: taken by the write that died, if the Fireworks with these ids are ours.
+        mine = {d["fw_id"]: (d.get("name"), d.get("created_on")) for d in self.fireworks}
+        return all(
+            mine.get(d["fw_id"]) == (d.get("name"), d.get("created_on"))
+            for d in lp.fireworks.find(
+                {"fw_id": {"$gte": first, "$lt": end}}, {"fw_id": 1, "name": 1, "created_on": 1}
+            )
+        )
 
 
 class LaunchPadApplier:
@@ -433,6 +519,7 @@ class LaunchPadApplier:
         lp = self.lp
         token = f"{self.owner}:{uuid.uuid4().hex}"
         fallback: list[tuple[LaunchEvents, dict[str, Any]]] = []
+        keep_locked: list[Any] = []
         fw_ids = sorted({doc["fw_id"] for _, doc, _ in items})
         lp.workflows.update_many(
             {"nodes": {"$in": fw_ids}, "locked": {"$exists": False}},
@@ -492,6 +579,8 @@ class LaunchPadApplier:
             workflows: dict[Any, tuple[Any, set[int]]] = {}
             written = WriteSet(token=token)
             done: list[LaunchEvents] = []
+            # New Fireworks get ids from the counter as read now; the write takes them (WriteSet).
+            next_id: int | None = None
             for batch, doc, (state, action, completed_on) in mine:
                 launch_obj = Launch.from_dict(copy.deepcopy(launch_docs[batch.launch_id]))
                 phase = [
@@ -510,6 +599,7 @@ class LaunchPadApplier:
                 if len(bson.encode(new_doc)) > _MAX_BULK_DOC:
                     fallback.append((batch, doc))  # FireWorks spills such an action to GridFS
                     continue
+                written.prior_launches.append([batch.launch_id, launch_docs[batch.launch_id]["state"]])
                 launch_docs[batch.launch_id] = new_doc
                 written.launches.append(new_doc)
                 wf_doc = ours[doc["fw_id"]]
@@ -535,7 +625,11 @@ class LaunchPadApplier:
                 # As _upsert_fws right after this refresh: new Fireworks get ids in old-id order.
                 new = sorted(i for i in step if i < 0)
                 if new:
-                    first = lp.get_new_fw_id(quantity=len(new))
+                    if next_id is None:
+                        next_id = int(lp.fw_id_assigner.find_one({}, {"next_fw_id": 1})["next_fw_id"])
+                        written.new_ids = [next_id, next_id]
+                    first, next_id = next_id, next_id + len(new)
+                    written.new_ids[1] = next_id
                     old_new = {old: first + k for k, old in enumerate(new)}
                     for old, fresh in old_new.items():
                         wf.id_fw[old].fw_id = fresh
@@ -546,9 +640,24 @@ class LaunchPadApplier:
             for wf_id, (wf, updated) in workflows.items():
                 written.fireworks.extend(wf.id_fw[i].to_db_dict() for i in sorted(updated))
                 written.workflows.append(dict(wf.to_db_dict(), _id=wf_id))
+            written.prior_fireworks = [
+                [i, fw_docs[i].get("state"), fw_docs[i].get("updated_on")]
+                for i in sorted(d["fw_id"] for d in written.fireworks)
+                if i in fw_docs
+            ]
             if redo is not None:
                 redo(written.to_bytes())
-            written.write(lp)
+                # From here on the write set is the next pass's to finish: its workflows stay
+                # locked if this write dies halfway.
+                keep_locked = [d["_id"] for d in written.workflows]
+            if not written.write(lp):
+                keep_locked = []
+                result.problems.append(
+                    "new Firework ids were taken by another process during the push; "
+                    f"{len(done)} completions are retried next pass"
+                )
+                return fallback
+            keep_locked = []
             for batch in done:
                 result.completed_launches.append(batch.launch_id)
                 result.outcomes.extend(
@@ -556,8 +665,11 @@ class LaunchPadApplier:
                 )
             return fallback
         finally:
-            # Whatever was not written (nothing to do, an error): give the locks back.
-            lp.workflows.update_many({LOCK_FIELD: token}, {"$unset": {"locked": "", LOCK_FIELD: ""}})
+            # Whatever was not written (nothing to do, an error before the write set was saved):
+            # give the locks back; a saved write set's workflows wait for its replay.
+            lp.workflows.update_many(
+                {LOCK_FIELD: token, "_id": {"$nin": keep_locked}}, {"$unset": {"locked": "", LOCK_FIELD: ""}}
+            )
 
     def _apply_sequential(
         self, batch: LaunchEvents, doc: dict[str, Any], now: dt.datetime, result: ApplyResult

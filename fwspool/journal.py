@@ -844,6 +844,8 @@ class Journal:
 
 def _apply_forget_requests(conn: Connection, now: str) -> None:
     """Launches learned after a forget are forgotten too: the newest request per key decides."""
+    if conn.exec_driver_sql("SELECT 1 FROM forget_requests LIMIT 1").first() is None:
+        return  # the common case: nothing was ever forgotten, so no scan of every launch
     conn.exec_driver_sql(
         """
         UPDATE launches SET forgotten_at = ?

@@ -390,10 +390,12 @@ def test_file_replaced_between_passes_is_reported_and_not_misread(tmp_path: Path
     os.rename(tmp, path)
     s = ingest(journal_path)
     assert any("replaced" in p and str(path) in p for p in s.problems), s.problems
-    assert s.quarantined == 0
-    # Read from the start: seq 1-3 are the same event ids (kept once), 4 and 5 are new.
-    assert (s.new_events, s.duplicates) == (2, 3)
-    assert query(journal_path, "SELECT count(*) AS n FROM quarantine") == [{"n": 0}]
+    # Read from the start: seq 1-3 are event ids the journal holds with other content: not
+    # duplicates to drop, but records to quarantine (and name); 4 and 5 are new.
+    assert any("3 records of " + str(path) in p for p in s.problems), s.problems
+    assert (s.new_events, s.duplicates, s.quarantined) == (2, 0, 3)
+    assert query(journal_path, "SELECT count(*) AS n FROM quarantine") == [{"n": 3}]
+    assert_quarantine_is_file_bytes(journal_path)
     (src,) = query(journal_path, "SELECT status, committed_offset, ino FROM sources")
     assert src["status"] == "replaced" and src["committed_offset"] == path.stat().st_size
     assert src["ino"] == path.stat().st_ino
@@ -463,7 +465,8 @@ def test_file_replaced_during_a_pass(tmp_path: Path, journal_path: str) -> None:
     assert (s1.new_events, s1.quarantined, s1.problems) == (2, 0, [])
     s2 = ingest(journal_path)
     assert any("replaced" in p for p in s2.problems)
-    assert (s2.new_events, s2.duplicates, s2.quarantined) == (1, 2, 0)
+    # Seq 1 and 2 again, with other content: quarantined, not dropped as duplicates.
+    assert (s2.new_events, s2.duplicates, s2.quarantined) == (1, 0, 2)
 
 
 def test_file_truncated_during_a_pass(tmp_path: Path, journal_path: str) -> None:

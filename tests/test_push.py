@@ -423,7 +423,7 @@ def test_kill_9_in_the_middle_of_a_bulk_completion_is_redone(
     try:
         dirs = {}
         for lp, sub in ((clean, "c"), (killed, "k")):
-            for i in range(3):
+            for _ in range(3):
                 lp.add_wf(grow_wf())
             dirs[sub] = []
             for i in range(3):
