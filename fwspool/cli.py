@@ -121,6 +121,15 @@ journal_option = click.option(
 )
 
 
+root_option = click.option(
+    "--root",
+    "roots",
+    multiple=True,
+    type=click.Path(file_okay=False),
+    help="Also scan this tree for spool files and FireWorks offline jobs (repeatable).",
+)
+
+
 def open_journal(path: str | None) -> Journal:
     journal = Journal.open(path)
     for warning in journal.warnings:
@@ -345,13 +354,7 @@ def complete_action(action: Any) -> dict[str, Any]:
 
 @main.command()
 @journal_option
-@click.option(
-    "--root",
-    "roots",
-    multiple=True,
-    type=click.Path(file_okay=False),
-    help="Also scan this tree for spool files and FireWorks offline jobs (repeatable).",
-)
+@root_option
 @click.option("--watch", is_flag=True, help="Keep ingesting until SIGINT/SIGTERM.")
 @click.option(
     "--interval", type=float, default=10.0, show_default=True, help="Seconds between --watch passes."
@@ -551,13 +554,7 @@ def push(
 @main.command()
 @journal_option
 @uplink_options
-@click.option(
-    "--root",
-    "roots",
-    multiple=True,
-    type=click.Path(file_okay=False),
-    help="Also scan this tree for spool files and FireWorks offline jobs (repeatable).",
-)
+@root_option
 @click.option("--watch", is_flag=True, help="Run as the login-node daemon until SIGINT/SIGTERM.")
 @click.option("--interval", type=float, default=30.0, show_default=True, help="Seconds between passes.")
 @trust_group_option
