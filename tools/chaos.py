@@ -284,6 +284,7 @@ def killer_main(after_writes: int, when: str, target: str, args: list[str]) -> i
     from pymongo import monitoring
 
     def strike() -> None:
+        print("chaos: struck", file=sys.stderr, flush=True)
         if target == "self":
             os.kill(os.getpid(), signal.SIGKILL)
         how, _, pid = target.partition(":")
@@ -1366,7 +1367,11 @@ def paced(tpl: Template, procs: int, seconds: float) -> tuple[float, float]:
 
 
 @contextlib.contextmanager
-def trial(cluster: Cluster, res: ScenarioResult, inst: Instance) -> Iterator[Check]:
+def trial(
+    cluster: Cluster, res: ScenarioResult, inst: Instance, cleanup: list[Callable[[], Any]] | None = None
+) -> Iterator[Check]:
+    """One trial: its Check (an exception is a failed trial), then its instance disposed of (kept
+    when it failed); ``cleanup`` runs first."""
     c = Check()
     try:
         yield c
@@ -1376,6 +1381,8 @@ def trial(cluster: Cluster, res: ScenarioResult, inst: Instance) -> Iterator[Che
 
         where = traceback.extract_tb(exc.__traceback__)[-1]
         c.note(f"trial {inst.tag} failed: {type(exc).__name__}: {exc} (line {where.lineno})")
+    for undo in cleanup or ():
+        undo()
     res.trials += 1
     res.check.add(c)
     if c.failed:
@@ -1613,6 +1620,7 @@ def scenario_3(cluster: Cluster, trials: int, rng: random.Random, full: bool) ->
                     if watch
                     else inst.push("--timeout", "2")
                 )
+                struck_pid = server.proc.pid
                 if rng.random() < 0.7:
                     # The database dies at the push's N-th write: before it is sent, or right after
                     # it was acknowledged (the pusher itself sends the signal, at that very moment).
@@ -1645,8 +1653,10 @@ def scenario_3(cluster: Cluster, trials: int, rng: random.Random, full: bool) ->
                 else:
                     p.wait(120)
                     expect_ok(p, c, f"push during a database {how}", codes=(0, 75))
-                # A stop that lands right at the end of the push takes a moment.
-                time.sleep(0.5)
+                # A strike at the push's last write: the database may still be shutting down.
+                if "chaos: struck" in p.stderr and server.proc is not None and server.proc.pid == struck_pid:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        server.proc.wait(60)
                 back_up()
                 expect_ok(
                     inst.run(inst.push("--timeout", "20"), "push-final", timeout=200), c, "recovery push"
@@ -2200,10 +2210,13 @@ def scenario_7(cluster: Cluster, trials: int, rng: random.Random, full: bool) ->
         os.makedirs(mnt)
         inst = dataclasses.replace(inst, journal=os.path.join(mnt, "journal.sqlite3"))
         mounted = False
-        with trial(cluster, res, inst) as c:
+        unmount: list[Callable[[], Any]] = []
+        with trial(cluster, res, inst, cleanup=unmount) as c:
             if mount:
                 size = "400k" if kind == "full" else "64m"
                 mounted = _try(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", mnt])
+                if mounted:
+                    unmount.append(lambda mnt=mnt: _try(["umount", "-l", mnt]))
             half = tpl.launches[: len(tpl.launches) // 2]
             rest = tpl.launches[len(tpl.launches) // 2 :]
             tpl_half = dataclasses.replace(tpl, launches=half)
@@ -2282,8 +2295,6 @@ def scenario_7(cluster: Cluster, trials: int, rng: random.Random, full: bool) ->
                         for name in os.listdir(mnt):
                             os.chmod(os.path.join(mnt, name), 0o644)
             final_ingest_and_check(cluster, inst, c)
-        if mounted:
-            _try(["umount", "-l", mnt])
     res.detail = (
         ("tmpfs and read-only remounts" if mount else "RLIMIT_FSIZE, chmod")
         + "; "
@@ -2822,6 +2833,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"working in {cluster.root}, database {cluster.uri}")
         for n in numbers:
             results.append(run_scenario(cluster, n, full=args.full, trials=args.trials, seed=args.seed))
+    if root is not None and not args.keep:
+        shutil.rmtree(root, ignore_errors=True)
     text = table(results)
     if args.json:
         print(text, file=sys.stderr)
