@@ -517,12 +517,3 @@ class SpoolReader:
             if at_eof:
                 self.torn = bool(buf)
                 return
-
-
-def read_exact_prefix(path: str, size: int) -> bytes:
-    """The first ``size`` bytes of a file (for identity fingerprints); short if the file is."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    try:
-        return os.pread(fd, size, 0)
-    finally:
-        os.close(fd)
