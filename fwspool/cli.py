@@ -130,6 +130,64 @@ root_option = click.option(
 )
 
 
+def batch_options(func: F) -> F:
+    """-q/--queueadapter, --lost-after, --inbox: what ingest learns beyond the spool files."""
+    func = click.option(
+        "--inbox",
+        "inbox_dir",
+        envvar="FWSPOOL_INBOX",
+        default=None,
+        metavar="DIR",
+        help="Where `fwspool rlaunch` announces launches [env FWSPOOL_INBOX; default ~/.fwspool/inbox].",
+    )(func)
+    func = click.option(
+        "--lost-after",
+        type=click.FloatRange(min=0),
+        default=300.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="How long a batch job must have been gone before its launch counts as lost "
+        "(or, never started, its reservation is released).",
+    )(func)
+    func = click.option(
+        "-q",
+        "--queueadapter",
+        "queueadapter",
+        default=None,
+        metavar="FILE",
+        help="The queue adapter file `qlaunch` uses: which batch system to ask about jobs "
+        "[default: each launch's own, from its started event or FW_submit.script].",
+    )(func)
+    return func
+
+
+def make_ingester(
+    journal: Journal,
+    *,
+    roots: tuple[str, ...],
+    trust_group: int | None,
+    queueadapter: str | None,
+    lost_after: float,
+    inbox_dir: str | None,
+    max_record: int | None = None,
+) -> Any:
+    from fwspool.batch import available_systems, system_of_queue_adapter
+    from fwspool.inbox import default_inbox
+    from fwspool.ingest import Ingester
+    from fwspool.spool import DEFAULT_MAX_RECORD
+
+    return Ingester(
+        journal,
+        roots=roots,
+        max_record=max_record or DEFAULT_MAX_RECORD,
+        trust_group=trust_group,
+        inbox_dir=inbox_dir or default_inbox(),
+        batch_systems=available_systems(),
+        default_batch_system=system_of_queue_adapter(queueadapter) if queueadapter else None,
+        lost_after=lost_after,
+    )
+
+
 def open_journal(path: str | None) -> Journal:
     journal = Journal.open(path)
     for warning in journal.warnings:
@@ -214,6 +272,22 @@ def main() -> None:
     default=None,
     help="Seconds between pings [default: FireWorks' PING_TIME_SECS].",
 )
+@click.option(
+    "--fw_id",
+    "--fw-id",
+    "fw_id",
+    type=int,
+    default=None,
+    help="The Firework id `qlaunch -r` appends to the line; checked against FW.json.",
+)
+@click.option(
+    "--inbox",
+    "inbox_dir",
+    envvar="FWSPOOL_INBOX",
+    default=None,
+    metavar="DIR",
+    help="Where to announce the launch to the login node [env FWSPOOL_INBOX; default ~/.fwspool/inbox].",
+)
 @group_readable_option
 @click.argument("extra", nargs=-1, type=click.UNPROCESSED)
 @reports_errors
@@ -225,15 +299,18 @@ def rlaunch(
     silencer: bool,
     launch_dir: str,
     ping_seconds: float | None,
+    fw_id: int | None,
+    inbox_dir: str | None,
     group_readable: bool,
     extra: tuple[str, ...],
 ) -> None:
     """Run the Firework reserved in a launch directory, recording every state change to the spool.
 
-    A drop-in for `rlaunch singleshot --offline` in a queue adapter's rocket_launch line:
-    `fwspool rlaunch -w my_fworker.yaml`. Never opens a database connection. Extra words
-    (`singleshot`, `--offline`) and rlaunch's -l, -c, --loglvl, -s are accepted so the old line
-    keeps working. Exits 1 when the Firework fizzled (rlaunch itself exits 0).
+    The queue adapter's rocket_launch line for `qlaunch -r`:
+    `/path/to/fwspool rlaunch -w my_fworker.yaml singleshot --offline` (qlaunch -r needs the
+    words `singleshot` and `--offline` to reserve and write FW.json, and appends `--fw_id N`).
+    Never opens a database connection. rlaunch's -l, -c, --loglvl, -s are accepted so an old line
+    keeps working. Exit codes: README, "Exit codes".
     """
     from fwspool import rlaunch as runner
 
@@ -247,6 +324,8 @@ def rlaunch(
         config_dir=config_dir,
         ping_seconds=ping_seconds,
         spool_mode=0o640 if group_readable else 0o600,
+        fw_id=fw_id,
+        inbox_dir=inbox_dir,
     )
     sys.exit(code)
 
@@ -374,6 +453,7 @@ def complete_action(action: Any) -> dict[str, Any]:
     help="Seconds to wait for another ingest holding the journal.",
 )
 @trust_group_option
+@batch_options
 @reports_errors
 def ingest(
     journal_path: str | None,
@@ -383,16 +463,28 @@ def ingest(
     max_record: int | None,
     lock_wait: float,
     trust_group: int | None,
+    queueadapter: str | None,
+    lost_after: float,
+    inbox_dir: str | None,
 ) -> None:
-    """Copy new events from spool files (and FireWorks offline files) into the journal."""
-    from fwspool.ingest import Ingester, IngestSummary
-    from fwspool.spool import DEFAULT_MAX_RECORD
+    """Copy new events from spool files (and FireWorks offline files) into the journal.
+
+    Also reads the inbox (launches announced by `fwspool rlaunch`) and asks the batch system,
+    once per pass, which jobs of open launches still run (lost runs, reservations to release).
+    """
+    from fwspool.ingest import IngestSummary
 
     stop = StopFlag()
     stop.install()
     with open_journal(journal_path) as journal, journal.lock("ingest", wait=lock_wait):
-        ingester = Ingester(
-            journal, roots=roots, max_record=max_record or DEFAULT_MAX_RECORD, trust_group=trust_group
+        ingester = make_ingester(
+            journal,
+            roots=roots,
+            trust_group=trust_group,
+            queueadapter=queueadapter,
+            lost_after=lost_after,
+            inbox_dir=inbox_dir,
+            max_record=max_record,
         )
         total = IngestSummary()
         while True:
@@ -558,6 +650,7 @@ def push(
 @click.option("--watch", is_flag=True, help="Run as the login-node daemon until SIGINT/SIGTERM.")
 @click.option("--interval", type=float, default=30.0, show_default=True, help="Seconds between passes.")
 @trust_group_option
+@batch_options
 @reports_errors
 def sync(
     journal_path: str | None,
@@ -569,14 +662,22 @@ def sync(
     watch: bool,
     interval: float,
     trust_group: int | None,
+    queueadapter: str | None,
+    lost_after: float,
+    inbox_dir: str | None,
 ) -> None:
     """Ingest, then push: the login-node daemon (with --watch) or a cron one-shot."""
-    from fwspool.ingest import Ingester
-
     stop = StopFlag()
     stop.install()
     with open_journal(journal_path) as journal, journal.lock("ingest"), journal.lock("push"):
-        ingester = Ingester(journal, roots=roots, trust_group=trust_group)
+        ingester = make_ingester(
+            journal,
+            roots=roots,
+            trust_group=trust_group,
+            queueadapter=queueadapter,
+            lost_after=lost_after,
+            inbox_dir=inbox_dir,
+        )
 
         def ingest_once() -> None:
             summary = ingester.run_pass(should_stop=stop)

@@ -111,7 +111,7 @@ class DevSlurm:
         p = self._path
         ctld_port, slurmd_port = free_port(), free_port()
         # cred_expire also delays a requeued job's restart (default 120 s, minimum 5).
-        auth = f"socket={self.munge_socket},cred_expire=10"
+        auth = f"socket={self.munge_socket},cred_expire=5"
         lines = {
             "ClusterName": self.cluster_name,
             "SlurmctldHost": f"{self.node_name}(127.0.0.1)",
@@ -239,17 +239,14 @@ class DevSlurm:
     def scancel(self, job_id: str, *args: str) -> None:
         self.run("scancel", *args, job_id)
 
-    def requeue(self, job_id: str, *, start_now: bool = True) -> None:
+    def requeue(self, job_id: str) -> None:
         """``scontrol requeue``: the job ends (SIGTERM), goes back to PENDING and runs again.
 
         Slurm holds a requeued job back until its old credential has expired (``cred_expire``,
-        10 s here); ``start_now`` lifts that as soon as the job is PENDING again, as an admin
-        would with ``scontrol update JobId=N StartTime=now``.
+        5 s here, its minimum): forcing ``StartTime=now`` earlier gets the rerun killed as "Job credential
+        revoked" and the job ends for good, so the tests wait as a real cluster would.
         """
         self.run("scontrol", "requeue", job_id)
-        if start_now:
-            self.wait_for_state(job_id, {"PENDING"}, timeout=30)
-            self.run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
 
     @property
     def running(self) -> bool:

@@ -34,6 +34,14 @@ class Started(msgspec.Struct, tag="started", tag_field="type", forbid_unknown_fi
     host: str | None = None
     ip: str | None = None
     fworker: dict[str, Any] | None = None
+    #: The batch job running the launch (``SLURM_JOB_ID``, ``PBS_JOBID``...), so the login node
+    #: can ask the batch system whether it still runs (lost-run detection).
+    batch_job_id: str | None = None
+    #: ``slurm``, ``pbs``, ``lsf``, ``sge`` or ``cobalt``: which batch system ``batch_job_id`` is of.
+    batch_system: str | None = None
+    #: How many times the batch system restarted the job (``SLURM_RESTART_COUNT``): a requeued
+    #: job runs the same launch again, in the same launch directory.
+    restart_count: int | None = None
 
 
 class Ping(msgspec.Struct, tag="ping", tag_field="type"):
@@ -73,6 +81,32 @@ class Exited(msgspec.Struct, tag="exited", tag_field="type"):
     returncode: int | None = None
     signal: int | None = None
     signal_name: str | None = None
+    #: Why the launch could not even start (a bad ``FW.json``, an unimportable task, a
+    #: ``--fw_id`` that is not the reserved Firework's): the one-line error ``fwspool rlaunch`` printed.
+    error: str | None = None
+    #: The writer id of the run this ends, when another writer records it (the signal handler
+    #: writes a file of its own): pairs an exit with its run whatever the node's clock did.
+    run: str | None = None
+
+
+class Lost(msgspec.Struct, tag="lost", tag_field="type"):
+    """Inferred on the login node, never written by a job: the batch job of a started launch is
+    no longer queued or running, and the launch recorded no end (SIGKILL, OOM killer, node
+    failure). The pusher makes the Firework FIZZLED; a real end that arrives later still wins."""
+
+    batch_job_id: str
+    #: When the batch system was first seen not to have the job.
+    gone_since: dt.datetime
+    batch_system: str | None = None
+
+
+class Released(msgspec.Struct, tag="released", tag_field="type"):
+    """The launch will never run in this reservation (its batch job was cancelled while
+    pending, rejected, or died before ``fwspool rlaunch`` started): the pusher hands the
+    reservation back (FireWorks' ``cancel_reservation``), so the Firework is READY again."""
+
+    reason: str
+    batch_job_id: str | None = None
 
 
 class Note(msgspec.Struct, tag="note", tag_field="type"):
@@ -81,20 +115,20 @@ class Note(msgspec.Struct, tag="note", tag_field="type"):
     data: Any = None
 
 
-Event = Started | Ping | Checkpoint | LaunchDirChanged | Completed | Exited | Note
+Event = Started | Ping | Checkpoint | LaunchDirChanged | Completed | Exited | Lost | Released | Note
 
 #: Event type names, in the order a normal launch produces them.
 EVENT_TYPES: tuple[str, ...] = tuple(
     str(t.__struct_config__.tag)
-    for t in (Started, Ping, Checkpoint, LaunchDirChanged, Completed, Exited, Note)
+    for t in (Started, Ping, Checkpoint, LaunchDirChanged, Completed, Exited, Lost, Released, Note)
 )
 EVENT_CLASSES: dict[str, type] = {
     str(t.__struct_config__.tag): t
-    for t in (Started, Ping, Checkpoint, LaunchDirChanged, Completed, Exited, Note)
+    for t in (Started, Ping, Checkpoint, LaunchDirChanged, Completed, Exited, Lost, Released, Note)
 }
 
 #: Events that must reach the disk before the writer goes on (see schema/SPOOL.md).
-DURABLE_TYPES = frozenset({"started", "completed", "exited", "launch_dir_changed"})
+DURABLE_TYPES = frozenset({"started", "completed", "exited", "launch_dir_changed", "released"})
 
 
 class Record(msgspec.Struct, forbid_unknown_fields=False):

@@ -30,31 +30,16 @@ from typing import Any
 
 import bson
 
-from fwspool.events import FINAL_STATES, as_utc
+from fwspool.events import FINAL_STATES
 from fwspool.failpoints import failpoint
+from fwspool.runs import INFERRED_KEYS, LaunchEvents, PendingEvent, apply_running_phase, final_of, reopens
+
+__all__ = ["ApplyResult", "LaunchEvents", "LaunchPadApplier", "PendingEvent", "WriteSet"]
 
 #: Firework states in which a launch's results no longer belong on the LaunchPad.
 _SUPERSEDING_FW_STATES = ("DEFUSED", "PAUSED", "ARCHIVED")
 #: Firework states that checkout_fw moves to RUNNING.
 _RUNNABLE_FW_STATES = ["WAITING", "READY", "RESERVED", "FIZZLED"]
-
-
-@dataclass(slots=True)
-class PendingEvent:
-    event_id: str
-    type: str
-    occurred_at: str
-    payload: dict[str, Any]
-
-
-@dataclass(slots=True)
-class LaunchEvents:
-    """The pending events of one launch, in order, and what the journal knows besides."""
-
-    launch_id: int
-    events: list[PendingEvent]
-    #: A completed event for this launch is in the journal (pushed or not).
-    has_completion: bool = False
 
 
 @dataclass(slots=True)
@@ -65,6 +50,8 @@ class ApplyResult:
     completed_launches: list[int] = field(default_factory=list)
     superseded_launches: list[int] = field(default_factory=list)
     touched_launches: list[int] = field(default_factory=list)
+    #: Reservations handed back (``released`` events): the Firework is READY again.
+    released_launches: list[int] = field(default_factory=list)
 
 
 def superseded_reason(
@@ -82,92 +69,9 @@ def superseded_reason(
     return None
 
 
-def exit_action(payload: dict[str, Any], occurred_at: str) -> dict[str, Any]:
-    """The FWAction of a job that exited before completing (walltime kill, crash)."""
-    if payload.get("signal") is not None:
-        why = f"killed by {payload.get('signal_name') or 'signal ' + str(payload['signal'])}"
-    else:
-        why = f"exited with return code {payload.get('returncode')}"
-    return {
-        "stored_data": {
-            "_message": f"fwspool: the job {why} before completing",
-            "_fwspool_exit": {k: v for k, v in payload.items() if k != "type"},
-            "_exited_at": occurred_at,
-        },
-        "exit": True,
-        "update_spec": {},
-        "mod_spec": [],
-        "additions": [],
-        "detours": [],
-        "defuse_children": False,
-        "defuse_workflow": False,
-        "propagate": False,
-    }
-
-
 def _iso_fw(value: dt.datetime) -> str:
     """A time the way FireWorks stores it in MongoDB (``recursive_dict``: ``isoformat()``)."""
     return value.isoformat()
-
-
-def _apply_running_phase(launch_obj: Any, events: list[PendingEvent]) -> bool:
-    """Apply started / ping / checkpoint / launch_dir_changed to a FireWorks Launch in memory.
-
-    Mirrors ``checkout_fw`` (state RUNNING, host, ip, fworker), ``ping_launch`` (touch the
-    RUNNING entry's ``updated_on``, keep the checkpoint) and ``change_launch_dir``, with the
-    times recorded on the compute node. Returns whether anything changed.
-    """
-    from fireworks.core.fworker import FWorker
-
-    before = launch_obj.to_db_dict()
-    newest_touch: tuple[dt.datetime, dict[str, Any] | None] | None = None
-    for ev in events:
-        p = ev.payload
-        if ev.type == "started":
-            started_on = as_utc(p["started_on"])
-            if launch_obj.state in FINAL_STATES:
-                continue
-            # A RUNNING entry made just now carries the push's time: the start replaces it, and
-            # pings (seen before or after this event: writers interleave by clock) move it on.
-            fresh = launch_obj.state != "RUNNING"
-            if fresh:
-                launch_obj.state = "RUNNING"
-            for entry in launch_obj.state_history:
-                if entry["state"] == "RUNNING":
-                    entry["created_on"] = started_on
-                    if fresh or newest_touch is None:
-                        entry["updated_on"] = started_on
-            if p.get("host"):
-                launch_obj.host = p["host"]
-            if p.get("ip"):
-                launch_obj.ip = p["ip"]
-            if p.get("fworker"):
-                launch_obj.fworker = FWorker.from_dict(p["fworker"])
-        elif ev.type in ("ping", "checkpoint"):
-            when = p.get("ping_time")
-            when_dt = as_utc(when) if when else None
-            checkpoint = p.get("checkpoint")
-            if when_dt is None:
-                when_dt = newest_touch[0] if newest_touch else None
-            if newest_touch is None or (when_dt is not None and when_dt >= newest_touch[0]):
-                newest_touch = (
-                    when_dt or as_utc(ev.occurred_at),
-                    checkpoint if checkpoint is not None else (newest_touch[1] if newest_touch else None),
-                )
-            elif checkpoint is not None:
-                newest_touch = (newest_touch[0], checkpoint)
-        elif ev.type == "launch_dir_changed":
-            launch_obj.launch_dir = p["launch_dir"]
-    if newest_touch is not None and launch_obj.state == "RUNNING":
-        # ping_launch touches only a RUNNING launch, and only its last history entry.
-        entry = launch_obj.state_history[-1]
-        ping_time, checkpoint = newest_touch
-        current = entry.get("updated_on")
-        if current is None or as_utc(current) <= ping_time:
-            entry["updated_on"] = ping_time
-        if checkpoint is not None:
-            entry["checkpoint"] = checkpoint
-    return launch_obj.to_db_dict() != before
 
 
 def workflow_state(wf_doc: dict[str, Any], fw_states: dict[int, str]) -> str | None:
@@ -192,19 +96,6 @@ def workflow_state(wf_doc: dict[str, Any], fw_states: dict[int, str]) -> str | N
 LOCK_FIELD = "_fwspool_lock"
 #: Launch documents larger than this go through FireWorks' own complete_launch (GridFS spill).
 _MAX_BULK_DOC = 12 * 1024 * 1024
-
-
-def final_of(batch: LaunchEvents) -> tuple[str, dict[str, Any], dt.datetime] | None:
-    """The state, FWAction and time that end this launch, if its pending events end it: a
-    ``completed`` event, or an ``exited`` one with no completion anywhere in the journal."""
-    for ev in batch.events:
-        if ev.type == "completed":
-            return ev.payload["state"], ev.payload["action"], as_utc(ev.payload["completed_on"])
-    if not batch.has_completion:
-        for ev in batch.events:
-            if ev.type == "exited":
-                return "FIZZLED", exit_action(ev.payload, ev.occurred_at), as_utc(ev.occurred_at)
-    return None
 
 
 class _Prefetched:
@@ -394,6 +285,13 @@ class LaunchPadApplier:
             d["launch_id"]: d
             for d in lp.offline_runs.find({"launch_id": {"$in": lids}}, {"launch_id": 1, "deprecated": 1})
         }
+        reopen = self._reopened(batches, launch_docs)
+        if reopen:
+            # Undoing the inferred end keeps it in interrupted_runs: read the action too.
+            launch_docs.update(
+                (d["launch_id"], d) for d in lp.launches.find({"launch_id": {"$in": sorted(reopen)}})
+            )
+        releasing: list[tuple[LaunchEvents, dict[str, Any]]] = []
         running_replaces: list[Any] = []
         running_outcomes: list[tuple[str, str, str | None]] = []
         running_fw_ids: set[int] = set()
@@ -412,7 +310,10 @@ class LaunchPadApplier:
                 result.outcomes.extend((e.event_id, "superseded", reason) for e in batch.events)
                 result.superseded_launches.append(batch.launch_id)
                 continue
-            if doc.get("state") in FINAL_STATES:
+            if any(e.type == "released" for e in batch.events):
+                releasing.append((batch, doc))
+                continue
+            if doc.get("state") in FINAL_STATES and batch.launch_id not in reopen:
                 sequential.append((batch, doc))  # applied before: the idempotent re-check
                 continue
             final = final_of(batch)
@@ -420,8 +321,7 @@ class LaunchPadApplier:
                 ending.append((batch, doc, final))
                 continue
             launch_obj = Launch.from_dict(doc)
-            phase = [e for e in batch.events if e.type not in ("note", "exited")]
-            if _apply_running_phase(launch_obj, phase):
+            if apply_running_phase(launch_obj, batch.events, reopen=batch.launch_id in reopen):
                 new_doc = launch_obj.to_db_dict()
                 # Optimistic: only if nobody changed the launch's state since we read it.
                 running_replaces.append(ReplaceOne({"_id": doc["_id"], "state": doc["state"]}, new_doc))
@@ -444,9 +344,11 @@ class LaunchPadApplier:
         if running_fw_ids:
             self._mark_fireworks_running(sorted(running_fw_ids), now, UpdateOne)
         if ending:
-            sequential.extend(self._complete_in_bulk(ending, now, result, redo))
+            sequential.extend(self._complete_in_bulk(ending, now, result, redo, reopen))
         for batch, doc in sequential:
             self._apply_sequential(batch, doc, now, result)
+        for batch, doc in releasing:
+            self._release(batch, doc, result)
         if result.completed_launches:
             lp.offline_runs.update_many(
                 {"launch_id": {"$in": result.completed_launches}},
@@ -464,6 +366,44 @@ class LaunchPadApplier:
                 {"launch_id": {"$in": touched}}, {"$set": {"updated_on": now.isoformat()}}
             )
         return result
+
+    def _reopened(
+        self, batches: list[LaunchEvents], launch_docs: dict[int, dict[str, Any]]
+    ) -> frozenset[int]:
+        """The launches FIZZLED by fwspool's own inference (an exit, a lost job) that these events
+        reopen: a requeued job's new run, or the real result arriving late (fwspool.runs)."""
+        candidates = [
+            b.launch_id
+            for b in batches
+            if (launch_docs.get(b.launch_id) or {}).get("state") == "FIZZLED"
+            and any(e.type in ("started", "completed") for e in b.events)
+        ]
+        if not candidates:
+            return frozenset()
+        actions = {
+            d["launch_id"]: d.get("action")
+            for d in self.lp.launches.find(
+                {"launch_id": {"$in": candidates}},
+                {"launch_id": 1, **{f"action.stored_data.{k}": 1 for k in INFERRED_KEYS}},
+            )
+        }
+        by_id = {b.launch_id: b for b in batches}
+        return frozenset(lid for lid in candidates if reopens("FIZZLED", actions.get(lid), by_id[lid]))
+
+    def _release(self, batch: LaunchEvents, doc: dict[str, Any], result: ApplyResult) -> None:
+        """Hand a reservation that will never run back, as FireWorks does after a failed
+        submission: ``cancel_reservation`` (the Firework READY again) and ``forget_offline``."""
+        lid = batch.launch_id
+        if doc.get("state") != "RESERVED":
+            reason = f"launch {lid} is {doc.get('state')} on the LaunchPad, not RESERVED: it is not released"
+            result.outcomes.extend((e.event_id, "superseded", reason) for e in batch.events)
+            return
+        self.lp.cancel_reservation(lid)
+        self.lp.forget_offline(lid, launch_mode=True)
+        result.released_launches.append(lid)
+        result.outcomes.extend(
+            (e.event_id, "skipped" if e.type == "note" else "applied", None) for e in batch.events
+        )
 
     def _mark_fireworks_running(self, fw_ids: list[int], now: dt.datetime, UpdateOne: Any) -> None:
         """checkout_fw's Firework and workflow updates, in bulk: Firework RUNNING, workflow refreshed."""
@@ -500,6 +440,7 @@ class LaunchPadApplier:
         now: dt.datetime,
         result: ApplyResult,
         redo: Callable[[bytes], None] | None,
+        reopen: frozenset[int] = frozenset(),
     ) -> list[tuple[LaunchEvents, dict[str, Any]]]:
         """Complete many launches with a handful of commands, through FireWorks' own Workflow code.
 
@@ -583,12 +524,7 @@ class LaunchPadApplier:
             next_id: int | None = None
             for batch, doc, (state, action, completed_on) in mine:
                 launch_obj = Launch.from_dict(copy.deepcopy(launch_docs[batch.launch_id]))
-                phase = [
-                    e
-                    for e in batch.events
-                    if e.type in ("started", "ping", "checkpoint", "launch_dir_changed")
-                ]
-                _apply_running_phase(launch_obj, phase)
+                apply_running_phase(launch_obj, batch.events, reopen=batch.launch_id in reopen)
                 launch_obj.state = state
                 launch_obj.action = FWAction.from_dict(action)
                 for entry in reversed(launch_obj.state_history):
@@ -680,8 +616,7 @@ class LaunchPadApplier:
         lp = self.lp
         lid = batch.launch_id
         launch_obj = Launch.from_dict(doc)
-        phase = [e for e in batch.events if e.type in ("started", "ping", "checkpoint", "launch_dir_changed")]
-        if phase and launch_obj.state not in FINAL_STATES and _apply_running_phase(launch_obj, phase):
+        if launch_obj.state not in FINAL_STATES and apply_running_phase(launch_obj, batch.events):
             lp.launches.replace_one({"_id": doc["_id"], "state": doc["state"]}, launch_obj.to_db_dict())
         final = final_of(batch)
         detail: str | None = None

@@ -14,7 +14,7 @@ import os
 import stat
 import sys
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for_futures
 from dataclasses import dataclass, field
@@ -22,22 +22,34 @@ from typing import Any
 
 import msgspec
 
-from fwspool import offline
+from fwspool import batch, inbox, offline
+from fwspool.batch import BatchQueryError, BatchSystem
 from fwspool.errors import InputError
 from fwspool.events import (
     RECORD_VERSION,
     Checkpoint,
     Completed,
     Event,
+    Lost,
     Note,
     RawRecord,
     Record,
+    Released,
     Started,
+    as_utc,
     event_id,
     iso,
     utcnow,
 )
-from fwspool.journal import QUARANTINE_KEEP, EventRow, IngestBatch, IngestCounts, Journal
+from fwspool.journal import (
+    QUARANTINE_KEEP,
+    BatchLaunch,
+    BatchView,
+    EventRow,
+    IngestBatch,
+    IngestCounts,
+    Journal,
+)
 from fwspool.spool import (
     DEFAULT_MAX_RECORD,
     HEADER_LEN,
@@ -59,6 +71,9 @@ _encoder = msgspec.json.Encoder()
 _INT64_MAX = 2**63 - 1
 #: Bytes of a spool file's head that identify it (its first record's header and more).
 FINGERPRINT_LEN = 64
+#: Seconds a batch job must have been gone before its launch is judged lost or released: NFS
+#: attribute caches can hide a finished job's last records for up to a minute.
+DEFAULT_LOST_AFTER = 300.0
 
 
 @dataclass(slots=True)
@@ -70,6 +85,10 @@ class IngestSummary:
     duplicates: int = 0
     quarantined: int = 0
     torn_waiting: int = 0
+    #: Launches learned from the inbox, and runs the batch system showed lost or never started.
+    announced: int = 0
+    lost: int = 0
+    released: int = 0
     #: One line per file that needs a person's attention (replaced, truncated, refused...).
     problems: list[str] = field(default_factory=list)
 
@@ -79,12 +98,24 @@ class IngestSummary:
         self.duplicates += other.duplicates
         self.quarantined += other.quarantined
         self.torn_waiting = other.torn_waiting
+        self.announced += other.announced
+        self.lost += other.lost
+        self.released += other.released
         self.problems.extend(other.problems)
 
     def line(self) -> str:
+        extra = "".join(
+            f", {n} {what}"
+            for n, what in (
+                (self.announced, "launches from the inbox"),
+                (self.lost, "lost runs"),
+                (self.released, "reservations to release"),
+            )
+            if n
+        )
         return (
             f"ingest: {self.files} files, {self.new_events} new events, {self.duplicates} duplicates skipped, "
-            f"{self.quarantined} quarantined, {self.torn_waiting} torn tails waiting"
+            f"{self.quarantined} quarantined, {self.torn_waiting} torn tails waiting{extra}"
         )
 
 
@@ -99,9 +130,18 @@ class _Pending:
     sources: dict[str, dict[str, Any]] = field(default_factory=dict)
     quarantine: list[dict[str, Any]] = field(default_factory=list)
     terminal: set[int] = field(default_factory=set)
+    #: Launches whose run was killed by a signal: final, unless a batch job may run them again.
+    signal_exits: set[int] = field(default_factory=set)
 
     def empty(self) -> bool:
-        return not (self.launches or self.events or self.sources or self.quarantine or self.terminal)
+        return not (
+            self.launches
+            or self.events
+            or self.sources
+            or self.quarantine
+            or self.terminal
+            or self.signal_exits
+        )
 
     def size(self) -> int:
         return self.n_events + len(self.quarantine)
@@ -118,9 +158,10 @@ class _Pending:
             sources=list(self.sources.values()),
             quarantine=self.quarantine,
             terminal_launches=self.terminal,
+            signal_exits=self.signal_exits,
         )
         self.launches, self.events, self.n_events = {}, {}, 0
-        self.sources, self.quarantine, self.terminal = {}, [], set()
+        self.sources, self.quarantine, self.terminal, self.signal_exits = {}, [], set(), set()
         return batch
 
 
@@ -215,7 +256,19 @@ class Ingester:
         clock: Callable[[], dt.datetime] = utcnow,
         trust_group: int | None = None,
         max_depth: int = DEFAULT_MAX_DEPTH,
+        inbox_dir: str | None = None,
+        batch_systems: Mapping[str, BatchSystem] | None = None,
+        default_batch_system: str | None = None,
+        lost_after: float = DEFAULT_LOST_AFTER,
     ) -> None:
+        #: Where ``fwspool rlaunch`` announces launches (fwspool.inbox); None: not read.
+        self.inbox_dir = inbox_dir
+        #: Who is asked which jobs still run, by batch system name; empty: nobody (no lost runs).
+        self.batch_systems = dict(batch_systems or {})
+        #: The batch system of launches whose own is unknown (``-q``'s ``_fw_q_type``).
+        self.default_batch_system = default_batch_system
+        self.lost_after = lost_after
+        self._reported: set[str] = set()
         self.journal = journal
         self.roots = [os.path.abspath(r) for r in roots]
         for root in self.roots:
@@ -306,6 +359,8 @@ class Ingester:
     ) -> IngestSummary:
         """Ingest everything new once. ``should_stop`` is checked between batches."""
         summary = IngestSummary()
+        if self.inbox_dir is not None:
+            self._read_inbox(summary)
         dirs, known = self.journal.scan_targets()
         self._known = known  # FW_ping.json's row, when one is refused (_read_offline)
         spool_files, offline_files = self._candidates(dirs, known, summary)
@@ -340,7 +395,123 @@ class Ingester:
         finally:
             self._committer.close()
         summary.files = done
+        if self.batch_systems and not should_stop():
+            self._check_batch_jobs(summary)
         return summary
+
+    # -- the inbox and the batch system ------------------------------------------------------
+
+    def _report_once(self, summary: IngestSummary, problem: str) -> None:
+        if problem not in self._reported:
+            self._reported.add(problem)
+            summary.problems.append(problem)
+
+    def _read_inbox(self, summary: IngestSummary) -> None:
+        """Learn the launches announced in the inbox; drop the pointers of launches that are over."""
+        assert self.inbox_dir is not None
+        listed = inbox.list_inbox(self.inbox_dir)
+        if not listed:
+            return
+        settled = self.journal.settled_launches([lid for lid, _ in listed])
+        learned = []
+        for launch_id, path in listed:
+            if launch_id in settled:
+                if settled[launch_id]:
+                    inbox.remove_pointer(path)
+                continue
+            entry = inbox.read_pointer(path, self.trust.refusal)
+            if entry.problem is not None:
+                self._report_once(summary, entry.problem)
+            if entry.pointer is not None and entry.pointer.launch_id == launch_id:
+                p = entry.pointer
+                learned.append(_launch_row(p.launch_id, p.fw_id, p.launch_dir, "inbox"))
+        if learned:
+            self.journal.commit_ingest(
+                IngestBatch(launches=learned, events={}, sources=[], quarantine=[], terminal_launches=set())
+            )
+            summary.announced += len(learned)
+
+    def _check_batch_jobs(self, summary: IngestSummary) -> None:
+        """Ask each batch system once which of the open launches' jobs still run, and conclude:
+        a job gone for ``lost_after`` seconds that never started its launch releases the
+        reservation; one that started it and recorded no end makes it lost (fwspool.runs)."""
+        now = self.clock()
+        view = BatchView()
+        groups: dict[str, list[BatchLaunch]] = {}
+        for launch in self.journal.batch_launches():
+            if launch.last_run_event in ("lost", "released"):
+                continue
+            system = (
+                launch.batch_system
+                or self.default_batch_system
+                or (batch.system_of_launch_dir(launch.launch_dir) if launch.launch_dir else None)
+            )
+            if system is not None and system != launch.batch_system:
+                view.systems[launch.launch_id] = system
+            if system in self.batch_systems:
+                groups.setdefault(system, []).append(launch)
+            elif launch.killed_by_signal:
+                view.terminal.append(launch.launch_id)  # nobody to ask whether it runs again
+            elif system is not None:
+                self._report_once(
+                    summary, f"cannot ask {system} which jobs still run: fwspool knows only Slurm so far"
+                )
+        for system, group in groups.items():
+            try:
+                alive = self.batch_systems[system].active_jobs({launch.batch_job_id for launch in group})
+            except BatchQueryError as exc:
+                summary.problems.append(f"cannot ask {system} which jobs still run ({exc}); nothing decided")
+                continue
+            for launch in group:
+                self._judge(launch, launch.batch_job_id in alive, now, view, summary)
+        summary.lost += sum(1 for row in view.inferred if row[5] == "lost")
+        summary.released += sum(1 for row in view.inferred if row[5] == "released")
+        self.journal.record_batch_view(view)
+
+    def _judge(
+        self, launch: BatchLaunch, alive: bool, now: dt.datetime, view: BatchView, summary: IngestSummary
+    ) -> None:
+        if alive:
+            if launch.batch_gone_at is not None:
+                view.back.append(launch.launch_id)  # requeued, or the query before was wrong
+            return
+        if launch.batch_gone_at is None:
+            view.gone.append(launch.launch_id)
+            return
+        gone_since = as_utc(launch.batch_gone_at)
+        if (now - gone_since).total_seconds() < self.lost_after:
+            return  # NFS may still be hiding the job's last records
+        what = f"launch {launch.launch_id} (Firework {launch.fw_id}): batch job {launch.batch_job_id}"
+        if launch.last_run_event is None:
+            event: Event = Released(
+                reason=f"batch job {launch.batch_job_id} ended without starting the launch",
+                batch_job_id=launch.batch_job_id,
+            )
+            view.terminal.append(launch.launch_id)
+            summary.problems.append(f"{what} ended without starting it: its reservation is released")
+        elif launch.last_run_event == "started":
+            event = Lost(
+                batch_job_id=launch.batch_job_id, gone_since=gone_since, batch_system=launch.batch_system
+            )
+            summary.problems.append(f"{what} is gone and the launch recorded no end: lost")
+        else:
+            view.terminal.append(launch.launch_id)  # ended by a signal and not requeued: over
+            return
+        kind = str(type(event).__struct_config__.tag)
+        writer = f"batch-{kind}-{launch.launch_id}-{launch.batch_job_id}"
+        view.inferred.append(
+            (
+                event_id(writer, 1),
+                writer,
+                1,
+                launch.launch_id,
+                launch.fw_id,
+                kind,
+                iso(now),
+                _encoder.encode(event).decode("utf-8"),
+                None,
+            )
+        )
 
     def _flush(self, pending: _Pending) -> None:
         """Hand the batch to the committer (one transaction) and start a new one."""
@@ -500,20 +671,19 @@ class Ingester:
                     _quarantine_row(path, offset, frame(payload), f"invalid record: {exc}")
                 )
                 continue
-            etype = ev.__struct_config__.tag
+            etype: str = ev.__struct_config__.tag  # type: ignore[assignment]
             # The event_id() of the record (its writer is the file's: checked above).
             append(
                 (f"{name_writer}-{seq:010d}", name_writer, seq, lid, fw_id, etype, iso(rec.at), text, offset)
             )
             if lid not in launches:
-                launches[lid] = {
-                    "launch_id": lid,
-                    "fw_id": fw_id,
-                    "launch_dir": launch_dir,
-                    "learned_from": "spool",
-                }
+                launches[lid] = _launch_row(lid, fw_id, launch_dir, "spool")
             if etype == "exited":
-                pending.terminal.add(lid)
+                # A job killed by a signal may be requeued by its batch system (fwspool.runs).
+                (pending.signal_exits if ev.signal is not None else pending.terminal).add(lid)  # type: ignore[union-attr]
+            elif etype == "started" and ev.batch_job_id is not None:  # type: ignore[union-attr]
+                launches[lid]["batch_job_id"] = ev.batch_job_id  # type: ignore[union-attr]
+                launches[lid]["batch_system"] = ev.batch_system  # type: ignore[union-attr]
             if lid:
                 launch_id = lid
         pending.n_events += len(rows) - before
@@ -581,12 +751,7 @@ class Ingester:
         pending: _Pending, launch_id: int, fw_id: int | None, launch_dir: str, learned_from: str
     ) -> None:
         if launch_id not in pending.launches:
-            pending.launches[launch_id] = {
-                "launch_id": launch_id,
-                "fw_id": fw_id,
-                "launch_dir": launch_dir,
-                "learned_from": learned_from,
-            }
+            pending.launches[launch_id] = _launch_row(launch_id, fw_id, launch_dir, learned_from)
 
     # -- FireWorks offline files -------------------------------------------------------------
 
@@ -656,6 +821,18 @@ class Ingester:
         if row is not None:
             # The launch may have been registered earlier by another route without its fw_id.
             self._learn_launch(pending, snap.launch_id, fw_id, launch_dir, "fw_offline")
+
+
+def _launch_row(launch_id: int, fw_id: int | None, launch_dir: str, learned_from: str) -> dict[str, Any]:
+    """A launches row as ingest learns it (the batch job comes with a ``started`` event)."""
+    return {
+        "launch_id": launch_id,
+        "fw_id": fw_id,
+        "launch_dir": launch_dir,
+        "learned_from": learned_from,
+        "batch_job_id": None,
+        "batch_system": None,
+    }
 
 
 def _utf8(path: str) -> bool:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import (
     CheckConstraint,
@@ -54,9 +54,9 @@ from fwspool.errors import ConfigError, JournalBusy, JournalError
 from fwspool.events import iso, utcnow
 
 if TYPE_CHECKING:
-    from fwspool.fireworks_map import LaunchEvents, PendingEvent
+    from fwspool.runs import LaunchEvents, PendingEvent
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Filesystems where SQLite's locking and WAL shared memory are unreliable.
 NETWORK_FILESYSTEMS = frozenset(
     {"nfs", "nfs4", "lustre", "gpfs", "cifs", "smb3", "smbfs", "ceph", "fuse.sshfs", "beegfs", "panfs", "afs"}
@@ -73,13 +73,20 @@ launches = Table(
     Column("fw_id", Integer),
     Column("launch_dir", Text),
     # How fwspool first learned of the launch: a spool record, a FireWorks offline file,
-    # a --root scan, or the LaunchPad's registry of offline runs.
+    # the LaunchPad's registry of offline runs, or a pointer in the inbox (fwspool.inbox).
     Column("learned_from", Text, nullable=False),
     Column("first_seen_at", Text, nullable=False),
     # Set when the launch's last event is in: no need to scan its directory again.
     Column("terminal_at", Text),
     Column("forgotten_at", Text),
-    CheckConstraint("learned_from IN ('spool', 'fw_offline', 'registry')", name="launches_learned_from"),
+    # The batch job of the reservation (the LaunchPad's reservation_id) or of the run (the
+    # started event), its batch system, and since when the batch system no longer has it.
+    Column("batch_job_id", Text),
+    Column("batch_system", Text),
+    Column("batch_gone_at", Text),
+    CheckConstraint(
+        "learned_from IN ('spool', 'fw_offline', 'registry', 'inbox')", name="launches_learned_from"
+    ),
 )
 
 sources = Table(
@@ -291,9 +298,45 @@ class IngestBatch:
     sources: list[dict[str, Any]]  # full rows to upsert, keyed by path
     quarantine: list[dict[str, Any]]
     terminal_launches: set[int]
+    #: Launches whose run a signal ended: terminal now unless a batch job may run them again
+    #: (then the batch system decides: :meth:`Journal.record_batch_view`).
+    signal_exits: set[int] = field(default_factory=set)
     #: (path, offset) -> (length, bytes) of the record there, for the quarantine of a record whose
     #: event id the journal holds with other content (two writers claiming one writer id).
     frame_at: Callable[[str, int], tuple[int, bytes]] | None = None
+
+
+class BatchLaunch(NamedTuple):
+    """An open launch with a batch job, as the batch-system check sees it."""
+
+    launch_id: int
+    fw_id: int | None
+    launch_dir: str | None
+    batch_job_id: str
+    batch_system: str | None
+    batch_gone_at: str | None
+    #: The type of its last started/exited/completed/lost/released event; None: nothing ran yet.
+    last_run_event: str | None
+    #: That last event is an exit by a signal (the batch system may requeue the job).
+    killed_by_signal: bool
+
+
+@dataclass(slots=True)
+class BatchView:
+    """What one batch-system check concluded; committed in one transaction."""
+
+    #: launch id -> batch system, learned from the queue adapter or ``FW_submit.script``.
+    systems: dict[int, str] = field(default_factory=dict)
+    #: Launches whose job the batch system no longer has (since now), or has again.
+    gone: list[int] = field(default_factory=list)
+    back: list[int] = field(default_factory=list)
+    #: Launches that are over: their directories need not be read again.
+    terminal: list[int] = field(default_factory=list)
+    #: Inferred ``lost``/``released`` events, with ids that make a repeated inference a no-op.
+    inferred: list[EventRow] = field(default_factory=list)
+
+    def empty(self) -> bool:
+        return not (self.systems or self.gone or self.back or self.terminal or self.inferred)
 
 
 @dataclass(slots=True)
@@ -393,10 +436,63 @@ class Journal:
                 )
             if version == SCHEMA_VERSION:
                 return
-            metadata.create_all(conn)
-            for ddl in VIEWS.values():
-                conn.exec_driver_sql(ddl)
-            conn.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            if version == 0:
+                metadata.create_all(conn)
+                for ddl in VIEWS.values():
+                    conn.exec_driver_sql(ddl)
+                conn.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                return
+        try:
+            self._migrate()
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot upgrade journal {self.path}: {exc}") from exc
+
+    def _migrate(self) -> None:
+        """Bring a journal of schema version 1 to version 2, keeping every row.
+
+        Version 2 adds the batch job columns and ``'inbox'`` to the CHECK of ``learned_from``;
+        SQLite cannot change a CHECK in place, so ``launches`` is rebuilt the way SQLite's own
+        ALTER TABLE documentation does it: foreign keys off (possible only outside a
+        transaction), one IMMEDIATE transaction, a foreign-key check before the commit.
+        """
+        raw = self.engine.raw_connection()
+        try:
+            db = raw.driver_connection
+            assert isinstance(db, sqlite3.Connection)
+            if db.execute("PRAGMA user_version").fetchone()[0] != 1:
+                return
+            old = [r[1] for r in db.execute('PRAGMA table_info("launches")')]
+            db.execute("PRAGMA foreign_keys = OFF")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if db.execute("PRAGMA user_version").fetchone()[0] != 1:
+                    db.execute("ROLLBACK")  # another process migrated it meanwhile
+                    return
+                for name in VIEWS:
+                    db.execute(f"DROP VIEW IF EXISTS {name}")
+                ddl = str(CreateTable(launches).compile(dialect=sqlite.dialect())).strip()
+                db.execute(ddl.replace("CREATE TABLE launches ", "CREATE TABLE launches_v2 ", 1))
+                columns = ", ".join(map(_quote, old))
+                db.execute(f"INSERT INTO launches_v2 ({columns}) SELECT {columns} FROM launches")
+                db.execute("DROP TABLE launches")
+                db.execute("ALTER TABLE launches_v2 RENAME TO launches")
+                for view in VIEWS.values():
+                    db.execute(view)
+                problems = db.execute("PRAGMA foreign_key_check").fetchall()
+                if problems:
+                    raise JournalError(
+                        f"journal {self.path}: migration found broken references {problems[:3]}"
+                    )
+                db.execute("PRAGMA user_version = 2")
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            finally:
+                db.execute("PRAGMA foreign_keys = ON")
+        finally:
+            raw.close()
 
     @property
     def conn(self) -> Connection:
@@ -537,14 +633,28 @@ class Journal:
                 _insert_rows(
                     conn,
                     "launches",
-                    ("launch_id", "fw_id", "launch_dir", "learned_from", "first_seen_at"),
+                    (
+                        "launch_id",
+                        "fw_id",
+                        "launch_dir",
+                        "learned_from",
+                        "first_seen_at",
+                        "batch_job_id",
+                        "batch_system",
+                    ),
                     [
-                        (r["launch_id"], r["fw_id"], r["launch_dir"], r["learned_from"], now)
+                        (
+                            r["launch_id"],
+                            r["fw_id"],
+                            r["launch_dir"],
+                            r["learned_from"],
+                            now,
+                            r.get("batch_job_id"),
+                            r.get("batch_system"),
+                        )
                         for r in batch.launches
                     ],
-                    # Fill in what an earlier source could not know (fw_id, launch_dir), never overwrite.
-                    "ON CONFLICT (launch_id) DO UPDATE SET fw_id = coalesce(launches.fw_id, excluded.fw_id), "
-                    "launch_dir = coalesce(launches.launch_dir, excluded.launch_dir)",
+                    _LAUNCH_UPSERT,
                 )
             by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
             for row in batch.sources:
@@ -605,6 +715,13 @@ class Journal:
                     .where(launches.c.terminal_at.is_(None))
                     .values(terminal_at=now)
                 )
+            if batch.signal_exits:
+                conn.execute(
+                    launches.update()
+                    .where(launches.c.launch_id.in_(sorted(batch.signal_exits)))
+                    .where(launches.c.terminal_at.is_(None), launches.c.batch_job_id.is_(None))
+                    .values(terminal_at=now)
+                )
         return counts
 
     @staticmethod
@@ -641,6 +758,83 @@ class Journal:
             "ON CONFLICT DO NOTHING",
         )
 
+    # -- the batch system's view -------------------------------------------------------------
+
+    def batch_launches(self) -> list[BatchLaunch]:
+        """Open launches with a batch job whose fate is not decided yet (no lost/released event)."""
+        with self.reading() as conn:
+            rows = conn.exec_driver_sql(
+                """
+                SELECT l.launch_id, l.fw_id, l.launch_dir, l.batch_job_id, l.batch_system, l.batch_gone_at,
+                       (SELECT e.type || ':' || coalesce(json_extract(e.payload, '$.signal'), '')
+                        FROM events AS e
+                        WHERE e.launch_id = l.launch_id
+                          AND e.type IN ('started', 'exited', 'completed', 'lost', 'released')
+                        ORDER BY e.occurred_at DESC, e.event_id DESC LIMIT 1) AS last
+                FROM launches AS l
+                WHERE l.terminal_at IS NULL AND l.forgotten_at IS NULL AND l.batch_job_id IS NOT NULL
+                ORDER BY l.launch_id
+                """
+            ).all()
+        out = []
+        for launch_id, fw_id, launch_dir, job, system, gone_at, last in rows:
+            kind, _, sig = (last or "").partition(":")
+            out.append(
+                BatchLaunch(launch_id, fw_id, launch_dir, job, system, gone_at, kind or None, bool(sig))
+            )
+        return out
+
+    def record_batch_view(self, view: BatchView) -> int:
+        """Commit one batch-system check; returns how many inferred events were new."""
+        if view.empty():
+            return 0
+        now = iso(utcnow())
+        with self.transaction() as conn:
+            for launch_id, system in view.systems.items():
+                conn.execute(
+                    launches.update().where(launches.c.launch_id == launch_id).values(batch_system=system)
+                )
+            if view.gone:
+                conn.execute(
+                    launches.update()
+                    .where(launches.c.launch_id.in_(view.gone), launches.c.batch_gone_at.is_(None))
+                    .values(batch_gone_at=now)
+                )
+            if view.back:
+                conn.execute(
+                    launches.update().where(launches.c.launch_id.in_(view.back)).values(batch_gone_at=None)
+                )
+            new = 0
+            if view.inferred:
+                new = _insert_rows(
+                    conn,
+                    "events",
+                    (*EVENT_ROW_COLUMNS, "source_id", "ingested_at"),
+                    [row + (None, now) for row in view.inferred],
+                    "ON CONFLICT DO NOTHING",
+                )
+            if view.terminal:
+                conn.execute(
+                    launches.update()
+                    .where(launches.c.launch_id.in_(view.terminal), launches.c.terminal_at.is_(None))
+                    .values(terminal_at=now)
+                )
+        return new
+
+    def settled_launches(self, launch_ids: Sequence[int]) -> dict[int, bool]:
+        """For each of these launch ids the journal knows: whether it is over (final or forgotten)."""
+        out: dict[int, bool] = {}
+        with self.reading() as conn:
+            for i in range(0, len(launch_ids), 500):
+                chunk = list(launch_ids[i : i + 500])
+                for row in conn.execute(
+                    select(launches.c.launch_id, launches.c.terminal_at, launches.c.forgotten_at).where(
+                        launches.c.launch_id.in_(chunk)
+                    )
+                ):
+                    out[row.launch_id] = row.terminal_at is not None or row.forgotten_at is not None
+        return out
+
     # -- queries for people and for push -----------------------------------------------------
 
     def launch_status(self) -> list[dict[str, Any]]:
@@ -663,7 +857,7 @@ class Journal:
 
         Forgotten launches are left out: their events stay in the journal, visible, unpushed.
         """
-        from fwspool.fireworks_map import LaunchEvents, PendingEvent
+        from fwspool.runs import LaunchEvents, PendingEvent
 
         with self.reading() as conn:
             lids = [
@@ -768,12 +962,16 @@ class Journal:
         if not runs:
             return 0
         known = (
-            {r["launch_id"]: r for r in self.query("SELECT launch_id, fw_id, launch_dir FROM launches")}
+            {
+                r["launch_id"]: r
+                for r in self.query("SELECT launch_id, fw_id, launch_dir, batch_job_id FROM launches")
+            }
             if len(runs) > 500
             else {
                 r["launch_id"]: r
                 for r in self.query(
-                    f"SELECT launch_id, fw_id, launch_dir FROM launches WHERE launch_id IN ({','.join('?' * len(runs))})",
+                    "SELECT launch_id, fw_id, launch_dir, batch_job_id FROM launches "
+                    f"WHERE launch_id IN ({','.join('?' * len(runs))})",
                     tuple(r["launch_id"] for r in runs),
                 )
             }
@@ -784,6 +982,7 @@ class Journal:
             if r["launch_id"] not in known
             or (known[r["launch_id"]]["launch_dir"] is None and r.get("launch_dir"))
             or (known[r["launch_id"]]["fw_id"] is None and r.get("fw_id") is not None)
+            or (known[r["launch_id"]]["batch_job_id"] is None and r.get("batch_job_id"))
         ]
         if not new:
             return 0
@@ -794,6 +993,8 @@ class Journal:
                 set_={
                     "fw_id": text("coalesce(launches.fw_id, excluded.fw_id)"),
                     "launch_dir": text("coalesce(launches.launch_dir, excluded.launch_dir)"),
+                    # The reservation's job; a run's own (its started event) is newer and stays.
+                    "batch_job_id": text("coalesce(launches.batch_job_id, excluded.batch_job_id)"),
                 },
             )
             conn.execute(
@@ -805,6 +1006,7 @@ class Journal:
                         "launch_dir": r.get("launch_dir"),
                         "learned_from": "registry",
                         "first_seen_at": now,
+                        "batch_job_id": r.get("batch_job_id"),
                     }
                     for r in new
                 ],
@@ -840,6 +1042,18 @@ class Journal:
                 .where(forget_requests.c.request_id.in_(list(request_ids)))
                 .values(applied_at=iso(utcnow()))
             )
+
+
+#: Fill in what an earlier source could not know (fw_id, launch_dir), never overwrite them; the
+#: batch job of the newest run wins, and a new job is not "gone" because the old one was.
+_LAUNCH_UPSERT = (
+    "ON CONFLICT (launch_id) DO UPDATE SET fw_id = coalesce(launches.fw_id, excluded.fw_id), "
+    "launch_dir = coalesce(launches.launch_dir, excluded.launch_dir), "
+    "batch_gone_at = CASE WHEN excluded.batch_job_id IS NOT NULL "
+    "AND excluded.batch_job_id IS NOT launches.batch_job_id THEN NULL ELSE launches.batch_gone_at END, "
+    "batch_job_id = coalesce(excluded.batch_job_id, launches.batch_job_id), "
+    "batch_system = coalesce(excluded.batch_system, launches.batch_system)"
+)
 
 
 def _apply_forget_requests(conn: Connection, now: str) -> None:

@@ -31,6 +31,8 @@ class PushSummary:
     skipped: int = 0
     registered: int = 0
     forgets_applied: int = 0
+    #: Reservations handed back (their batch job never started them): the Firework is READY again.
+    released: int = 0
     problems: list[str] = field(default_factory=list)
 
     def line(self) -> str:
@@ -38,6 +40,7 @@ class PushSummary:
             f"push: {self.launches} launches, {self.applied} events applied, {self.superseded} superseded, "
             f"{self.skipped} skipped, {self.registered} offline runs registered, "
             f"{self.forgets_applied} forget requests applied"
+            + (f", {self.released} reservations released" if self.released else "")
         )
 
 
@@ -117,6 +120,7 @@ class Pusher:
                     else:
                         summary.skipped += 1
                 summary.problems.extend(result.problems)
+                summary.released += len(result.released_launches)
                 done += sum(len(b.events) for b in batches)
                 if progress:
                     progress(min(done, total), total)

@@ -16,22 +16,57 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-from fwspool.errors import ConfigError, DataError, InputError
+from fwspool import inbox
+from fwspool.errors import ConfigError, DataError, FwspoolError, InputError
 from fwspool.events import (
     Checkpoint,
     Completed,
     Exited,
     LaunchDirChanged,
     Ping,
+    Record,
     Started,
     as_utc,
     utcnow,
 )
-from fwspool.spool import SpoolWriter
+from fwspool.spool import SPOOL_NAME_RE, OsSourceFile, SpoolReader, SpoolWriter
+
+#: Where each batch system puts the job id, in the order they are looked for: ``JOB_ID`` (Grid
+#: Engine) is a generic name some other environments set too, so it comes last.
+BATCH_JOB_VARIABLES = (
+    ("SLURM_JOB_ID", "slurm"),
+    ("PBS_JOBID", "pbs"),
+    ("LSB_JOBID", "lsf"),
+    ("COBALT_JOBID", "cobalt"),
+    ("JOB_ID", "sge"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchJob:
+    """The batch job this process runs in, as its environment tells."""
+
+    job_id: str | None = None
+    system: str | None = None
+    #: ``SLURM_RESTART_COUNT``: 0 for the first run, 1 after one requeue...; None when unknown.
+    restart_count: int | None = None
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> BatchJob:
+        for variable, system in BATCH_JOB_VARIABLES:
+            job_id = environ.get(variable)
+            if job_id:
+                if system != "slurm":
+                    return cls(job_id, system)
+                # Slurm sets SLURM_RESTART_COUNT only from the first requeue on: unset means 0.
+                restarts = environ.get("SLURM_RESTART_COUNT", "0")
+                return cls(job_id, system, int(restarts) if restarts.isdigit() else None)
+        return cls()
 
 
 def jsonable(value: Any) -> Any:
@@ -130,12 +165,22 @@ class SpoolLaunchPad:
     ping after ``completed``, nor a write after :meth:`finish`.
     """
 
-    def __init__(self, writer: SpoolWriter, firework: Any, launch_id: int, *, host: str, ip: str) -> None:
+    def __init__(
+        self,
+        writer: SpoolWriter,
+        firework: Any,
+        launch_id: int,
+        *,
+        host: str,
+        ip: str,
+        batch_job: BatchJob | None = None,
+    ) -> None:
         self.writer = writer
         self.firework = firework
         self.launch_id = launch_id
         self.host = host
         self.ip = ip
+        self.batch_job = batch_job or BatchJob()
         self.logdir = None
         self.completed_state: str | None = None
         self._lock = threading.Lock()
@@ -161,6 +206,9 @@ class SpoolLaunchPad:
                 host=host or self.host,
                 ip=ip or self.ip,
                 fworker=jsonable(fworker.to_dict()) if fworker is not None else None,
+                batch_job_id=self.batch_job.job_id,
+                batch_system=self.batch_job.system,
+                restart_count=self.batch_job.restart_count,
             )
         )
         return self.firework, self.launch_id
@@ -209,13 +257,26 @@ def run(
     ping_seconds: float | None = None,
     spool_mode: int = 0o600,
     install_signal_handlers: bool = True,
+    fw_id: int | None = None,
+    inbox_dir: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    say: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
 ) -> int:
     """Run the Firework reserved in ``launch_dir``; returns the process exit code.
 
     0 once the Rocket ran the Firework, COMPLETED or FIZZLED, exactly as FireWorks' ``rlaunch``
     (README, "Exit codes"): job scripts and batch dependencies written for ``rlaunch`` keep their
-    behaviour, and the Firework's state is in the spool. 70 if the Rocket itself crashed. The FWorker is found as ``rlaunch`` finds it (see
-    :func:`resolve_fworker_file`).
+    behaviour, and the Firework's state is in the spool. 70 if the Rocket itself crashed. The
+    FWorker is found as ``rlaunch`` finds it (see :func:`resolve_fworker_file`).
+
+    ``fw_id`` is what ``qlaunch -r`` appends to the line (``--fw_id N``): it must be the reserved
+    Firework's. Any error before the Firework runs (a bad ``FW.json``, an unimportable task, a
+    wrong ``fw_id``, an unusable FWorker file) is raised as usual *and* recorded as an ``exited``
+    event with the error, so the login node reports it instead of leaving the Firework RESERVED.
+
+    A batch system that requeues the job runs this again in the same directory: a launch whose
+    spool already holds its completion is not run a second time (0, and a line saying so); one
+    that was interrupted runs again as the same launch (README, "Requeue and preemption").
     """
     from fireworks.core import rocket as fw_rocket
     from fireworks.utilities.fw_utilities import get_my_host, get_my_ip
@@ -224,20 +285,40 @@ def run(
     if not os.path.isdir(launch_dir):
         raise InputError(f"launch directory {launch_dir} does not exist")
     launch_id = read_launch_id(launch_dir)
-    firework = read_firework(launch_dir)
-    fworker = read_fworker(resolve_fworker_file(fworker_file, config_dir))
+    from fwspool.offline import read_fw_id
+    from fwspool.spool import DEFAULT_MAX_RECORD
+
+    announced = fw_id if fw_id is not None else read_fw_id(launch_dir, DEFAULT_MAX_RECORD)
+    _announce(inbox_dir or inbox.default_inbox(), launch_id, announced, launch_dir, spool_mode, say)
+    try:
+        firework = read_firework(launch_dir)
+        if fw_id is not None and firework.fw_id != fw_id:
+            raise DataError(
+                f"--fw_id {fw_id} is not the Firework reserved in {launch_dir} (its FW.json holds "
+                f"Firework {firework.fw_id})"
+            )
+        fworker = read_fworker(resolve_fworker_file(fworker_file, config_dir))
+    except FwspoolError as exc:
+        _record_failed_start(launch_dir, launch_id, fw_id, exc, spool_mode)
+        raise
     if ping_seconds is not None:
         if not ping_seconds > 0:
             raise ValueError(f"ping_seconds must be positive, got {ping_seconds}")
         # The Rocket reads this module constant (FW_config.yaml's PING_TIME_SECS) at each wait.
         fw_rocket.PING_TIME_SECS = ping_seconds
+    if completed_before(launch_dir, launch_id):
+        say(
+            f"fwspool rlaunch: launch {launch_id} (Firework {firework.fw_id}) already completed in an "
+            "earlier run of this job; not running it again"
+        )
+        return 0
 
     host, ip = get_my_host(), get_my_ip()
-
+    batch_job = BatchJob.from_environ(os.environ if environ is None else environ)
     writer = SpoolWriter(launch_dir, launch_id, firework.fw_id, mode=spool_mode)
-    lp = SpoolLaunchPad(writer, firework, launch_id, host=host, ip=ip)
+    lp = SpoolLaunchPad(writer, firework, launch_id, host=host, ip=ip, batch_job=batch_job)
     restore = (
-        _install_exit_recorder(launch_dir, launch_id, firework.fw_id, spool_mode)
+        _install_exit_recorder(launch_dir, launch_id, firework.fw_id, spool_mode, writer.writer_id)
         if install_signal_handlers
         else None
     )
@@ -264,8 +345,70 @@ def run(
             restore()
 
 
+def _announce(
+    inbox_dir: str, launch_id: int, fw_id: int | None, launch_dir: str, mode: int, say: Callable[[str], None]
+) -> None:
+    """Leave the inbox pointer (:mod:`fwspool.inbox`). Not fatal: without it the login node still
+    finds the launch through the LaunchPad's registry once the database answers."""
+    try:
+        inbox.write_pointer(inbox_dir, launch_id, fw_id, launch_dir, mode=mode)
+    except OSError as exc:
+        say(
+            f"fwspool rlaunch: warning: cannot write to the inbox {inbox_dir} ({exc.strerror or exc}); "
+            "the login node finds this launch once the database is reachable"
+        )
+
+
+def _record_failed_start(
+    launch_dir: str, launch_id: int, fw_id: int | None, exc: FwspoolError, mode: int
+) -> None:
+    from fwspool.offline import read_fw_id
+    from fwspool.spool import DEFAULT_MAX_RECORD
+
+    recorded_fw_id = read_fw_id(launch_dir, DEFAULT_MAX_RECORD)
+    try:
+        with SpoolWriter(
+            launch_dir, launch_id, recorded_fw_id if recorded_fw_id is not None else fw_id, mode=mode
+        ) as w:
+            w.append(Exited(returncode=exc.exit_code, error=exc.message))
+    except OSError:
+        pass  # the directory cannot be written: the batch system's view (lost runs) is all there is
+
+
+def completed_before(launch_dir: str, launch_id: int) -> bool:
+    """Whether a spool file in ``launch_dir`` already holds this launch's ``completed`` event (an
+    earlier run of a requeued job finished it)."""
+    import msgspec
+
+    try:
+        names = os.listdir(launch_dir)
+    except OSError:
+        return False
+    for name in names:
+        if not SPOOL_NAME_RE.match(name):
+            continue
+        try:
+            src = OsSourceFile(os.path.join(launch_dir, name))
+        except OSError:
+            continue
+        try:
+            for res in SpoolReader(src, 0):
+                for frame in res.frames:
+                    try:
+                        rec = msgspec.json.decode(frame.payload, type=Record)
+                    except (msgspec.DecodeError, ValueError):
+                        continue
+                    if rec.launch_id == launch_id and isinstance(rec.event, Completed):
+                        return True
+        except OSError:
+            continue
+        finally:
+            src.close()
+    return False
+
+
 def _install_exit_recorder(
-    launch_dir: str, launch_id: int, fw_id: int | None, mode: int
+    launch_dir: str, launch_id: int, fw_id: int | None, mode: int, run: str | None = None
 ) -> Callable[[], None]:
     """On SIGTERM/SIGINT/SIGHUP (batch-system walltime), record ``exited`` with the signal, then die
     of that same signal.
@@ -284,7 +427,7 @@ def _install_exit_recorder(
         dying.append(signum)
         try:
             with SpoolWriter(launch_dir, launch_id, fw_id, mode=mode) as w:
-                w.append(Exited(signal=signum, signal_name=signal.Signals(signum).name))
+                w.append(Exited(signal=signum, signal_name=signal.Signals(signum).name, run=run))
         finally:
             signal.signal(signum, signal.SIG_DFL)
             sys.stderr.flush()

@@ -49,6 +49,14 @@ class Uplink(Protocol):
     def close(self) -> None: ...
 
 
+def reservation_id(launch: dict[str, Any]) -> str | None:
+    """The batch job id ``qlaunch -r`` recorded for a launch (``set_reservation_id``), as text."""
+    for entry in launch.get("state_history") or []:
+        if entry.get("reservation_id") is not None:
+            return str(entry["reservation_id"])
+    return None
+
+
 def short_reason(exc: BaseException) -> str:
     """pymongo's reason without its topology dump: '127.0.0.1:27017: [Errno 111] Connection refused'."""
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -187,14 +195,21 @@ class MongoUplink:
             )
             if not runs:
                 return []
-            dirs = {
-                d["launch_id"]: d.get("launch_dir")
+            docs = {
+                d["launch_id"]: d
                 for d in self.lp.launches.find(
                     {"launch_id": {"$in": [r["launch_id"] for r in runs]}},
-                    {"_id": 0, "launch_id": 1, "launch_dir": 1},
+                    {"_id": 0, "launch_id": 1, "launch_dir": 1, "state_history.reservation_id": 1},
                 )
             }
-            return [dict(r, launch_dir=dirs.get(r["launch_id"])) for r in runs]
+            return [
+                dict(
+                    r,
+                    launch_dir=docs.get(r["launch_id"], {}).get("launch_dir"),
+                    batch_job_id=reservation_id(docs.get(r["launch_id"], {})),
+                )
+                for r in runs
+            ]
 
         return self._call(fetch)
 

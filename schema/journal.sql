@@ -1,5 +1,5 @@
 -- fwspool journal schema (generated from fwspool/journal.py; do not edit by hand).
--- PRAGMA user_version = 1; journal_mode = WAL; synchronous = FULL.
+-- PRAGMA user_version = 2; journal_mode = WAL; synchronous = FULL.
 
 CREATE TABLE forget_requests (
 	request_id INTEGER NOT NULL,
@@ -20,8 +20,11 @@ CREATE TABLE launches (
 	first_seen_at TEXT NOT NULL,
 	terminal_at TEXT,
 	forgotten_at TEXT,
+	batch_job_id TEXT,
+	batch_system TEXT,
+	batch_gone_at TEXT,
 	PRIMARY KEY (launch_id),
-	CONSTRAINT launches_learned_from CHECK (learned_from IN ('spool', 'fw_offline', 'registry'))
+	CONSTRAINT launches_learned_from CHECK (learned_from IN ('spool', 'fw_offline', 'registry', 'inbox'))
 );
 
 CREATE TABLE meta (

@@ -16,6 +16,7 @@ import pymongo
 import pytest
 
 from fwspool.devserver import DevServer
+from fwspool.devslurm import DevSlurm
 
 
 @pytest.fixture(scope="session")
@@ -80,6 +81,32 @@ def mongo_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[A
         server.kill()
 
 
+@pytest.fixture(autouse=True)
+def private_inbox(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test's own inbox (fwspool.inbox): launch ids are per LaunchPad, so pointers left by
+    one test's jobs must never be read by another test's ingest."""
+    path = str(tmp_path / "inbox")
+    monkeypatch.setenv("FWSPOOL_INBOX", path)
+    return path
+
+
 @pytest.fixture
 def journal_path(tmp_path: Any) -> str:
     return str(tmp_path / "journal" / "journal.sqlite3")
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevSlurm]:
+    """One private Slurm cluster for the session; from its first use every subprocess sees SLURM_CONF."""
+    cluster = DevSlurm(str(tmp_path_factory.mktemp("slurm"))).start()
+    saved = {k: os.environ.get(k) for k in cluster.env}
+    os.environ.update(cluster.env)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -20,10 +20,11 @@ from twins import reserve_offline, run_fwspool, uplink_for
 
 from fwspool import fireworks_map
 from fwspool.events import Checkpoint, Completed, Exited, Ping, Started
-from fwspool.fireworks_map import LaunchPadApplier, PendingEvent, WriteSet, _apply_running_phase
+from fwspool.fireworks_map import LaunchPadApplier, PendingEvent, WriteSet
 from fwspool.ingest import Ingester
 from fwspool.journal import Journal
 from fwspool.push import Pusher
+from fwspool.runs import apply_running_phase
 from fwspool.spool import SpoolWriter
 
 TOOLS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
@@ -114,7 +115,7 @@ def test_a_ping_seen_before_the_start_leaves_no_push_time_in_the_history() -> No
 
     launch = Launch("RESERVED", "/x", launch_id=1, fw_id=1)
     ping, start = T0 + dt.timedelta(minutes=5), T0
-    _apply_running_phase(
+    apply_running_phase(
         launch,
         [
             PendingEvent("w-2", "ping", ping.isoformat(), {"ping_time": ping.isoformat()}),

@@ -29,7 +29,7 @@ from fireworks.queue.queue_launcher import setup_offline_job
 from fireworks.utilities.fw_utilities import get_my_host, get_my_ip
 
 from fwspool.devserver import free_port
-from fwspool.events import Record
+from fwspool.events import Exited, Record
 from fwspool.spool import SPOOL_GLOB, OsSourceFile, SpoolReader
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -587,11 +587,21 @@ def test_rlaunch_bad_input_is_one_line_and_an_exit_code(tmp_path: Path) -> None:
     results = run_all(*jobs)
     for (name, (_, code, needle)), result in zip(cases.items(), results, strict=False):
         assert_one_line_error(result, code, needle)
-        assert not spool_files(tmp_path / name), name  # nothing ran, nothing recorded
+        if name in ("no_fw_json", "bad_fw_json", "unknown_task"):
+            # The launch id is known: the failed start is recorded, so the login node can say why
+            # the Firework never ran instead of leaving it RESERVED.
+            [record] = the_spool(tmp_path / name)
+            assert isinstance(record.event, Exited), name
+            assert (record.event.returncode, record.event.error) == (
+                code,
+                result.stderr.strip()[len("fwspool: ") :],
+            )
+        else:
+            assert not spool_files(tmp_path / name), name  # no launch id: nothing can be recorded
     assert_one_line_error(results[-3], 66, "does not exist")
     assert_one_line_error(results[-2], 66, "nope.yaml does not exist")
     assert_one_line_error(results[-1], 78, "lacks the key 'query'")
-    assert not spool_files(good)
+    assert [r.event.returncode for f in spool_files(good) for r in read_records(f)] == [66, 78]
 
 
 def test_rlaunch_rejects_unknown_words_and_bad_ping_seconds(tmp_path: Path) -> None:
@@ -679,3 +689,23 @@ def test_emit_bad_input(tmp_path: Path) -> None:
     assert_one_line_error(results[4], 66, "does not exist")
     assert_one_line_error(results[5], 66, "no FW_offline.json")
     assert not spool_files(tmp_path) and not spool_files(tmp_path / "empty")
+
+
+def test_a_fw_id_that_is_not_the_reserved_one_is_refused_recorded_and_reported(
+    launchpad: Any, mongo_uri: str, tmp_path: Path, journal_path: str
+) -> None:
+    """`qlaunch -r` appends `--fw_id N`; a line that reaches the wrong directory must not run."""
+    from twins import ingest_and_push
+
+    launchpad.add_wf(Firework(ScriptTask.from_str("echo hi"), name="one"))
+    d = tmp_path / "launch"
+    fw, _launch_id = reserve(launchpad, d)
+    [result] = run_all((fwspool_cmd("rlaunch", "singleshot", "--offline", "--fw_id", "999"), d))
+    assert_one_line_error(result, 65, "--fw_id 999 is not the Firework reserved")
+    [record] = the_spool(d)
+    assert isinstance(record.event, Exited) and record.event.returncode == 65
+    ingest_and_push(journal_path, mongo_uri, launchpad.db.name, roots=(str(tmp_path),))
+    launch = launchpad.launches.find_one({"fw_id": fw.fw_id})
+    assert launchpad.get_fw_by_id(fw.fw_id).state == "FIZZLED"
+    message = launch["action"]["stored_data"]["_message"]
+    assert message.startswith("fwspool: the job exited with return code 65 before completing: --fw_id 999")

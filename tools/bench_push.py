@@ -365,6 +365,8 @@ def validate(uri: str, work: str, pings: int) -> tuple[bool, list[str]]:
     reserved = build_launchpad(uri, name, 4, 1, root)
     real_fw, real_sp, syn_fw, syn_sp = (r[2] for r in reserved)
     env = dict(os.environ)
+    # fwspool rlaunch announces its launch in an inbox: keep it out of the user's home.
+    env["FWSPOOL_INBOX"] = os.path.join(os.path.dirname(real_sp), "inbox")
     bindir = os.path.dirname(sys.executable)
     res = subprocess.run(
         [os.path.join(bindir, "rlaunch"), "singleshot", "--offline"],

@@ -125,11 +125,20 @@ def log(msg: str) -> None:
 # Processes
 
 
+_INBOX: list[str] = []
+
+
 def child_env(**extra: str) -> dict[str, str]:
     """The environment of every process the harness starts: tools/ importable (chaos_tasks), no
-    FWSPOOL_* settings leaking in from the caller's shell."""
+    FWSPOOL_* settings leaking in from the caller's shell, and an inbox of its own (instances
+    pass theirs: one trial must never learn another's launches)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FWSPOOL_")}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (TOOLS_DIR, env.get("PYTHONPATH", "")) if p)
+    if not _INBOX:
+        _INBOX.append(tempfile.mkdtemp(prefix="fwspool-chaos-inbox-"))
+    # A new one per process started: pointers one process leaves are never read by another.
+    _INBOX.append(os.path.join(_INBOX[0], str(len(_INBOX))))
+    env["FWSPOOL_INBOX"] = _INBOX[-1]
     env.update(extra)
     return env
 
@@ -447,7 +456,13 @@ def plan_streams(li: LaunchInfo, rng: random.Random, seed: int, storm: bool) -> 
         streams.append(
             {
                 "writer": _writer_id(seed, lid, 1),
-                "records": [[end.isoformat(), _event_json(Exited(signal=15, signal_name="SIGTERM")), None]],
+                "records": [
+                    [
+                        end.isoformat(),
+                        _event_json(Exited(signal=15, signal_name="SIGTERM", run=_writer_id(seed, lid, 0))),
+                        None,
+                    ]
+                ],
                 "after": 0,
             }
         )
@@ -698,6 +713,7 @@ class Instance:
             "FWSPOOL_JOURNAL": self.journal,
             "FWSPOOL_MONGODB_URI": self.uri,
             "FWSPOOL_MONGODB_NAME": self.db,
+            "FWSPOOL_INBOX": os.path.join(self.root, "inbox"),
         }
         return child_env(**{**settings, **extra})
 

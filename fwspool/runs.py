@@ -1,0 +1,241 @@
+"""A launch's runs: what its events say happened, before anything is written to the LaunchPad.
+
+One reservation (one launch) can be run more than once: a batch system that requeues or
+preempts a job runs the same ``FW_submit.script`` again in the same launch directory, so a
+second ``started`` follows the first run's ``exited``. And the end of a run is sometimes only
+inferred: ``lost`` when the batch job vanished without a word (SIGKILL, OOM, node failure).
+
+The rules (README, "Requeue, walltime and lost runs"):
+
+- A ``completed`` event ends the launch with its state and FWAction: a real result always wins.
+- Otherwise the last run-ending event (``exited``, ``lost``) ends it as FIZZLED — unless a
+  ``started`` comes after it: then the job was requeued and the launch runs on.
+- A FIZZLED that fwspool itself inferred (from ``exited`` or ``lost``, never a task's own
+  FIZZLED) is *undone* when a later run starts or a real completion arrives: the launch is
+  RUNNING again, the interrupted run is kept in the RUNNING entry's ``interrupted_runs``, and the
+  state, action and times are those of the run that finished. Whatever the passes saw of the
+  events in between, the launch ends the same.
+
+Everything here works on FireWorks' own ``Launch`` objects in memory; nothing talks to MongoDB.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from fwspool.events import FINAL_STATES, as_utc
+
+#: Keys of stored_data by which a FIZZLED action is known to be fwspool's inference.
+INFERRED_KEYS = ("_fwspool_exit", "_fwspool_lost")
+#: Events that end a run without a result.
+RUN_ENDS = ("exited", "lost")
+
+
+@dataclass(slots=True)
+class PendingEvent:
+    event_id: str
+    type: str
+    occurred_at: str
+    payload: dict[str, Any]
+
+
+@dataclass(slots=True)
+class LaunchEvents:
+    """The pending events of one launch, in order, and what the journal knows besides."""
+
+    launch_id: int
+    events: list[PendingEvent]
+    #: A completed event for this launch is in the journal (pushed or not).
+    has_completion: bool = False
+
+
+def writer_of(event: PendingEvent) -> str:
+    """The writer id in an event id (``<writer>-<seq>``): one writer is one run of a launch."""
+    return event.event_id.rsplit("-", 1)[0]
+
+
+def run_of(end: PendingEvent) -> str | None:
+    """The run an exit ends: the one it names (the signal handler's file is not the run's), else
+    its writer's. The merge of writers by clock may put a run's own start after its end (a clock
+    stepped back): that start does not begin a new run."""
+    return end.payload.get("run") or (writer_of(end) if end.type == "exited" else None)
+
+
+def _action(stored_data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "stored_data": stored_data,
+        "exit": True,
+        "update_spec": {},
+        "mod_spec": [],
+        "additions": [],
+        "detours": [],
+        "defuse_children": False,
+        "defuse_workflow": False,
+        "propagate": False,
+    }
+
+
+def why_ended(event: PendingEvent) -> str:
+    """A run's end in words: 'was killed by SIGTERM', 'exited with return code 65: ...'."""
+    p = event.payload
+    if event.type == "lost":
+        return (
+            f"vanished: batch job {p.get('batch_job_id')} is no longer queued or running and the "
+            "launch recorded no end (killed with SIGKILL, out of memory, or its node failed)"
+        )
+    if p.get("signal") is not None:
+        return f"was killed by {p.get('signal_name') or 'signal ' + str(p['signal'])}"
+    return f"exited with return code {p.get('returncode')}"
+
+
+def ending_action(event: PendingEvent) -> dict[str, Any]:
+    """The FWAction of a run that ended without completing (walltime, crash, lost job)."""
+    facts = {k: v for k, v in event.payload.items() if k != "type"}
+    key = "_fwspool_lost" if event.type == "lost" else "_fwspool_exit"
+    error = event.payload.get("error")
+    message = f"fwspool: the job {why_ended(event)} before completing" + (f": {error}" if error else "")
+    return _action({"_message": message, key: facts, "_exited_at": event.occurred_at})
+
+
+def final_of(batch: LaunchEvents) -> tuple[str, dict[str, Any], dt.datetime] | None:
+    """The state, FWAction and time that end this launch, if its pending events end it."""
+    for ev in batch.events:
+        if ev.type == "completed":
+            return ev.payload["state"], ev.payload["action"], as_utc(ev.payload["completed_on"])
+    if batch.has_completion:
+        return None  # the completion was pushed before: a later exit adds nothing
+    ending: PendingEvent | None = None
+    for ev in batch.events:
+        if ev.type in RUN_ENDS:
+            ending = ev
+        elif ev.type == "started" and ending is not None and writer_of(ev) != run_of(ending):
+            ending = None  # requeued: another run of the launch began after this end
+    if ending is None:
+        return None
+    return "FIZZLED", ending_action(ending), as_utc(ending.occurred_at)
+
+
+def inferred_end(action: dict[str, Any] | None) -> bool:
+    """Whether a FIZZLED launch's action is fwspool's inference rather than a task's own."""
+    stored = (action or {}).get("stored_data") or {}
+    return isinstance(stored, dict) and any(k in stored for k in INFERRED_KEYS)
+
+
+def reopens(state: str | None, action: dict[str, Any] | None, batch: LaunchEvents) -> bool:
+    """Whether these pending events undo an inferred FIZZLED: a new run, or the real result."""
+    return (
+        state == "FIZZLED"
+        and inferred_end(action)
+        and any(e.type in ("started", "completed") for e in batch.events)
+    )
+
+
+def _undo_inferred_end(launch_obj: Any) -> dict[str, Any] | None:
+    """Make a launch FIZZLED by inference RUNNING again; returns the run it ended, as a record
+    for ``interrupted_runs`` (used if a new run follows; the same run goes on otherwise)."""
+    history = launch_obj.state_history
+    if not history or history[-1]["state"] != "FIZZLED":
+        return None
+    ended = history.pop()
+    stored = (launch_obj.action.stored_data if launch_obj.action is not None else {}) or {}
+    running = next((h for h in reversed(history) if h["state"] == "RUNNING"), None)
+    launch_obj.action = None
+    launch_obj.state = "RUNNING"  # appends a RUNNING entry only if there was none
+    facts = stored.get("_fwspool_exit") or stored.get("_fwspool_lost") or {}
+    return {
+        "started_on": running["created_on"] if running is not None else None,
+        "ended_on": ended.get("created_on"),
+        "ended_by": stored.get("_message"),
+        **({"exit": facts} if facts else {}),
+        "_run": facts.get("run"),
+    }
+
+
+def _same_time(value: dt.datetime | str | None, when: dt.datetime) -> bool:
+    return value is not None and as_utc(value) == when
+
+
+def apply_running_phase(launch_obj: Any, events: list[PendingEvent], *, reopen: bool = False) -> bool:
+    """Apply a launch's running phase to a FireWorks Launch in memory; returns whether it changed.
+
+    Mirrors ``checkout_fw`` (state RUNNING, host, ip, fworker), ``ping_launch`` (touch the
+    RUNNING entry's ``updated_on``, keep the checkpoint) and ``change_launch_dir``, with the
+    times recorded on the compute node. A ``started`` after a run's end (in these events, or the
+    inferred FIZZLED that ``reopen`` undoes) begins a new run of the same launch: its start
+    becomes the RUNNING entry's, and the interrupted run is listed in ``interrupted_runs``.
+    ``completed`` is not applied here (the caller completes the launch).
+    """
+    from fireworks.core.fworker import FWorker
+
+    before = launch_obj.to_db_dict()
+    ended: dict[str, Any] | None = None
+    if reopen and launch_obj.state == "FIZZLED":
+        ended = _undo_inferred_end(launch_obj)
+    newest_touch: tuple[dt.datetime, dict[str, Any] | None] | None = None
+    for ev in events:
+        p = ev.payload
+        if ev.type == "started":
+            started_on = as_utc(p["started_on"])
+            if launch_obj.state in FINAL_STATES:
+                continue
+            # A RUNNING entry made just now carries the push's time: the start replaces it, and
+            # pings (seen before or after this event: writers interleave by clock) move it on.
+            fresh = launch_obj.state != "RUNNING"
+            if fresh:
+                launch_obj.state = "RUNNING"
+            entry = next(h for h in reversed(launch_obj.state_history) if h["state"] == "RUNNING")
+            if ended is not None and ended.get("_run") == writer_of(ev):
+                ended = None  # the interrupted run's own start, merged after its end by clock
+            if ended is not None and not _same_time(entry.get("created_on"), started_on):
+                ended.pop("_run", None)
+                entry.setdefault("interrupted_runs", []).append(ended)
+                entry.pop("checkpoint", None)
+                entry["updated_on"] = started_on
+                newest_touch = None  # the interrupted run's pings are not this run's
+                fresh = True
+            ended = None
+            entry["created_on"] = started_on
+            if fresh or newest_touch is None:
+                entry["updated_on"] = started_on
+            if p.get("host"):
+                launch_obj.host = p["host"]
+            if p.get("ip"):
+                launch_obj.ip = p["ip"]
+            if p.get("fworker"):
+                launch_obj.fworker = FWorker.from_dict(p["fworker"])
+        elif ev.type in RUN_ENDS:
+            running = next((h for h in reversed(launch_obj.state_history) if h["state"] == "RUNNING"), None)
+            ended = {
+                "started_on": running["created_on"] if running is not None else None,
+                "ended_on": as_utc(ev.occurred_at),
+                "ended_by": ending_action(ev)["stored_data"]["_message"],
+                "exit": {k: v for k, v in p.items() if k != "type"},
+                "_run": run_of(ev),
+            }
+        elif ev.type in ("ping", "checkpoint"):
+            when = p.get("ping_time")
+            when_dt = as_utc(when) if when else None
+            checkpoint = p.get("checkpoint")
+            if when_dt is None:
+                when_dt = newest_touch[0] if newest_touch else None
+            if newest_touch is None or (when_dt is not None and when_dt >= newest_touch[0]):
+                newest_touch = (
+                    when_dt or as_utc(ev.occurred_at),
+                    checkpoint if checkpoint is not None else (newest_touch[1] if newest_touch else None),
+                )
+            elif checkpoint is not None:
+                newest_touch = (newest_touch[0], checkpoint)
+        elif ev.type == "launch_dir_changed":
+            launch_obj.launch_dir = p["launch_dir"]
+    if newest_touch is not None and launch_obj.state == "RUNNING":
+        # ping_launch touches only a RUNNING launch, and only its last history entry.
+        entry = launch_obj.state_history[-1]
+        ping_time, checkpoint = newest_touch
+        current = entry.get("updated_on")
+        if current is None or as_utc(current) <= ping_time:
+            entry["updated_on"] = ping_time
+        if checkpoint is not None:
+            entry["checkpoint"] = checkpoint
+    return launch_obj.to_db_dict() != before

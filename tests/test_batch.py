@@ -1,0 +1,264 @@
+"""What the login node learns beyond the spool files: the inbox, the batch system, the journal
+upgrade that holds them. Against the real Slurm, the real server and real FireWorks."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fireworks import Firework, ScriptTask
+from twins import reserve_offline, run_fwspool, uplink_for
+
+from fwspool import inbox
+from fwspool.batch import (
+    BatchQueryError,
+    FlakyBatch,
+    SlurmBatch,
+    system_of_launch_dir,
+    system_of_queue_adapter,
+)
+from fwspool.devslurm import DevSlurm
+from fwspool.errors import ConfigError, InputError
+from fwspool.ingest import Ingester
+from fwspool.journal import SCHEMA_VERSION, Journal
+from fwspool.push import Pusher
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def finished_job(slurm: DevSlurm, tmp_path: Path) -> str:
+    script = tmp_path / "quick.sh"
+    script.write_text("#!/bin/bash\ntrue\n")
+    job = slurm.sbatch(str(script), cwd=str(tmp_path))
+    slurm.wait_for_state(job, {"COMPLETED"}, 30)
+    return job
+
+
+def register(journal: Journal, launch_id: int, fw_id: int, launch_dir: str, job: str) -> None:
+    """The launch as a registry pull leaves it: reserved, its batch job known, nothing ran."""
+    journal.register_offline_runs(
+        [{"launch_id": launch_id, "fw_id": fw_id, "launch_dir": launch_dir, "batch_job_id": job}]
+    )
+
+
+def test_one_query_per_pass_a_failed_query_decides_nothing_and_inference_is_idempotent(
+    slurm_cluster: DevSlurm, tmp_path: Path, journal_path: str
+) -> None:
+    job = finished_job(slurm_cluster, tmp_path)
+    batch = FlakyBatch(SlurmBatch(), fail_next=1)
+    with Journal.open(journal_path) as journal:
+        for lid in (1, 2, 3):
+            d = tmp_path / f"l{lid}"
+            d.mkdir()
+            register(journal, lid, lid, str(d), job)
+        ingester = Ingester(
+            journal, batch_systems={"slurm": batch}, default_batch_system="slurm", lost_after=0
+        )
+        failed = ingester.run_pass()
+        assert batch.queries == 1
+        assert any("nothing decided" in p for p in failed.problems)
+        assert (
+            journal.query("SELECT count(*) AS n FROM launches WHERE batch_gone_at IS NOT NULL")[0]["n"] == 0
+        )
+        ingester.run_pass()  # seen gone: since now
+        assert batch.queries == 2
+        assert journal.count_events("type = 'released'") == 0
+        judged = ingester.run_pass()  # gone for lost_after (0 s): released, never started
+        assert batch.queries == 3 and judged.released == 3
+        assert journal.count_events("type = 'released'") == 3
+        again = ingester.run_pass()  # decided: not asked again, nothing added
+        assert again.released == 0 and journal.count_events("type = 'released'") == 3
+        assert batch.queries == 3
+
+
+def test_a_running_job_is_left_alone_and_a_lost_one_is_judged_once(
+    slurm_cluster: DevSlurm, tmp_path: Path, journal_path: str
+) -> None:
+    script = tmp_path / "long.sh"
+    script.write_text("#!/bin/bash\nsleep 600\n")
+    alive = slurm_cluster.sbatch(str(script), cwd=str(tmp_path))
+    slurm_cluster.wait_for_state(alive, {"RUNNING"}, 30)
+    gone = finished_job(slurm_cluster, tmp_path)
+    try:
+        with Journal.open(journal_path) as journal:
+            register(journal, 1, 1, str(tmp_path), alive)
+            register(journal, 2, 2, str(tmp_path), gone)
+            # Both started (a spool record says so): a vanished one is lost, not released.
+            journal.record_batch_view(_started_view(journal, (1, 2)))
+            ingester = Ingester(
+                journal, batch_systems={"slurm": SlurmBatch()}, default_batch_system="slurm", lost_after=0
+            )
+            for _ in range(3):
+                ingester.run_pass()
+            lost = journal.query("SELECT launch_id, payload FROM events WHERE type = 'lost'")
+            assert [r["launch_id"] for r in lost] == [2]
+            assert json.loads(lost[0]["payload"])["batch_job_id"] == gone
+            assert (
+                journal.query("SELECT batch_gone_at FROM launches WHERE launch_id = 1")[0]["batch_gone_at"]
+                is None
+            )
+    finally:
+        slurm_cluster.scancel(alive)
+
+
+def _started_view(journal: Journal, launch_ids: tuple[int, ...]) -> Any:
+    from fwspool.journal import BatchView
+
+    view = BatchView()
+    for lid in launch_ids:
+        view.inferred.append(
+            (
+                f"w{lid}-0000000001",
+                f"w{lid}",
+                1,
+                lid,
+                lid,
+                "started",
+                "2026-01-01T00:00:00.000000Z",
+                json.dumps({"type": "started", "started_on": "2026-01-01T00:00:00Z"}),
+                None,
+            )
+        )
+    return view
+
+
+def test_squeue_missing_or_failing_is_a_query_error(slurm_cluster: DevSlurm, tmp_path: Path) -> None:
+    with pytest.raises(BatchQueryError, match="not found"):
+        SlurmBatch(squeue=str(tmp_path / "no-squeue")).active_jobs({"1"})
+    broken = tmp_path / "squeue"
+    broken.write_text(
+        "#!/bin/sh\necho 'slurm_load_jobs error: Unable to contact slurm controller' >&2\nexit 1\n"
+    )
+    broken.chmod(0o755)
+    with pytest.raises(BatchQueryError, match="Unable to contact"):
+        SlurmBatch(squeue=str(broken)).active_jobs({"1"})
+    assert SlurmBatch().active_jobs(set()) == set()
+
+
+def test_the_batch_system_of_a_queue_adapter_and_of_a_launch_directory(tmp_path: Path) -> None:
+    qa = tmp_path / "my_qadapter.yaml"
+    qa.write_text("_fw_name: CommonAdapter\n_fw_q_type: SLURM\nrocket_launch: x\n")
+    assert system_of_queue_adapter(str(qa)) == "slurm"
+    qa.write_text("_fw_q_type: Nonesuch\n")
+    with pytest.raises(ConfigError, match="_fw_q_type 'Nonesuch'"):
+        system_of_queue_adapter(str(qa))
+    qa.write_text("_fw_q_type: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        system_of_queue_adapter(str(qa))
+    with pytest.raises(InputError):
+        system_of_queue_adapter(str(tmp_path / "missing.yaml"))
+    (tmp_path / "FW_submit.script").write_text("#!/bin/bash -l\n\n#PBS -l nodes=1\n")
+    assert system_of_launch_dir(str(tmp_path)) == "pbs"
+    assert system_of_launch_dir(str(tmp_path / "nowhere")) is None
+
+
+def test_ingest_cli_rejects_a_bad_queue_adapter_in_one_line(tmp_path: Path, journal_path: str) -> None:
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fwspool.cli",
+            "ingest",
+            "--journal",
+            journal_path,
+            "-q",
+            str(tmp_path / "nope.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 66 and res.stderr.count("\n") == 1, res.stderr
+    assert res.stderr.startswith("fwspool: queue adapter file") and "Traceback" not in res.stderr
+
+
+def test_inbox_pointers_are_believed_like_spool_files_and_dropped_when_the_launch_is_over(
+    launchpad: Any, mongo_uri: str, tmp_path: Path, journal_path: str, private_inbox: str
+) -> None:
+    launchpad.add_wf(Firework(ScriptTask.from_str("echo hi"), name="announced"))
+    d = tmp_path / "launch"
+    fw_id, launch_id = reserve_offline(launchpad, str(d))
+    res = run_fwspool(str(d))
+    assert res.returncode == 0, res.stderr
+    pointer = inbox.pointer_path(private_inbox, launch_id)
+    assert json.loads(Path(pointer).read_text()) == {
+        "v": 1,
+        "launch_id": launch_id,
+        "launch_dir": str(d),
+        "fw_id": fw_id,
+    }
+    # Not one of yours, a symbolic link, not a pointer: each refused, said once, the pass goes on.
+    foreign = inbox.write_pointer(private_inbox, 90, None, str(tmp_path / "x"))
+    os.chown(foreign, 65534, 65534)
+    os.symlink(pointer, inbox.pointer_path(private_inbox, 91))
+    Path(inbox.pointer_path(private_inbox, 92)).write_text("{not json")
+    with Journal.open(journal_path) as journal:
+        ingester = Ingester(journal, inbox_dir=private_inbox)
+        first = ingester.run_pass()
+        assert first.announced == 1 and first.new_events >= 3
+        assert sum("inbox pointer" in p for p in first.problems) == 3, first.problems
+        assert journal.query(
+            "SELECT learned_from, launch_dir FROM launches WHERE launch_id = ?", (launch_id,)
+        ) == [{"learned_from": "inbox", "launch_dir": str(d)}]
+        second = ingester.run_pass()
+        assert not any("inbox pointer" in p for p in second.problems)
+        assert not os.path.exists(pointer)  # the launch is over: its pointer goes
+        uplink = uplink_for(mongo_uri, launchpad.db.name)
+        try:
+            Pusher(journal, uplink).run_pass()
+        finally:
+            uplink.close()
+    assert launchpad.get_fw_by_id(fw_id).state == "COMPLETED"
+
+
+def test_a_version_1_journal_is_upgraded_keeping_every_row(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript((DATA / "journal-v1.sql").read_text())
+    db.execute(
+        "INSERT INTO launches (launch_id, fw_id, launch_dir, learned_from, first_seen_at) "
+        "VALUES (7, 3, '/runs/a', 'registry', '2026-01-01T00:00:00.000000Z')"
+    )
+    db.execute(
+        "INSERT INTO sources (path, kind, launch_id, first_seen_at, updated_at) "
+        "VALUES ('/runs/a/x.spool', 'spool', 7, 'now', 'now')"
+    )
+    db.execute(
+        "INSERT INTO events (event_id, writer_id, seq, launch_id, fw_id, type, occurred_at, payload, source_id, ingested_at) "
+        "VALUES ('w-0000000001', 'w', 1, 7, 3, 'ping', 't', '{}', 1, 'now')"
+    )
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    with Journal.open(str(path)) as journal:
+        assert journal.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 2
+        assert journal.query("SELECT launch_id, fw_id, launch_dir, batch_job_id FROM launches") == [
+            {"launch_id": 7, "fw_id": 3, "launch_dir": "/runs/a", "batch_job_id": None}
+        ]
+        assert journal.query("SELECT launch_id, pending FROM launch_status") == [
+            {"launch_id": 7, "pending": 1}
+        ]
+        assert journal.query("PRAGMA foreign_key_check") == []
+        journal.register_offline_runs(
+            [{"launch_id": 8, "fw_id": 4, "launch_dir": "/runs/b", "batch_job_id": "12"}]
+        )
+    # A new journal and an upgraded one are the same database.
+    fresh = tmp_path / "new.sqlite3"
+    Journal.open(str(fresh)).close()
+
+    def shape(p: Path) -> list[Any]:
+        with sqlite3.connect(p) as c:
+            rows = c.execute("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")
+            # The same DDL up to layout: the v1 file has no trailing blanks, and ALTER TABLE ...
+            # RENAME quotes the new name.
+            return sorted(
+                (t, n, " ".join((sql or "").replace('"launches"', "launches").split())) for t, n, sql in rows
+            )
+
+    assert shape(path) == shape(fresh)

@@ -1,0 +1,29 @@
+"""The README's commands are the ones the project really runs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    readme = (REPO / "README.md").read_text()
+    blocks = re.findall(r"```sh\n(.*?)\n```", readme, re.S)
+    assert "bash tools/run-tests" in blocks
+    ci = [ln for ln in (REPO / ".ci" / "run").read_text().splitlines() if ln and not ln.startswith("#")]
+    assert ci[-1] == "bash tools/run-tests"
+
+
+def test_the_test_script_runs_the_linters_and_the_tests() -> None:
+    script = (REPO / "tools" / "run-tests").read_text()
+    for step in (
+        "-m venv",
+        "-e '.[test]'",
+        "apt-get install -y -qq slurm-wlm munge",
+        "ruff check",
+        "mypy fwspool",
+        "python -m pytest -q -x --durations=15",
+    ):
+        assert step in script, step
