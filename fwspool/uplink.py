@@ -147,6 +147,15 @@ class MongoUplink:
     def _call(self, fn: Callable[[], Any]) -> Any:
         try:
             return fn()
+        except ImportError as exc:
+            # FireWorks loads the task classes a Firework names to apply its results, here as in
+            # `lpad recover_offline`: the login node must be able to import them.
+            from fwspool.errors import ConfigError
+
+            raise ConfigError(
+                f"cannot import {exc.name or exc}, which a Firework's tasks name: FireWorks needs it on the "
+                "login node to apply results; add its package to PYTHONPATH (or install it) for fwspool"
+            ) from None
         except Exception as exc:
             mapped = self._translate(exc)
             if isinstance(mapped, UplinkUnavailable):

@@ -214,12 +214,18 @@ def chain(parent: Firework, child: Firework) -> Workflow:
     return Workflow([parent, child], {1: [2]})
 
 
+def site_with_own_server(
+    tmp_path: Path, mongo_server_factory: Any, db_name: str, slurm: DevSlurm
+) -> tuple[Any, Any, Site]:
+    """A site whose database the test stops and starts: a server of its own."""
+    server = mongo_server_factory()
+    return server, make_launchpad(server.uri, db_name), Site(tmp_path, server.uri, db_name, slurm)
+
+
 def test_a_three_step_workflow_advances_with_sync_watch_alone_through_a_database_restart(
     tmp_path: Path, mongo_server_factory: Any, db_name: str, slurm_cluster: DevSlurm
 ) -> None:
-    server = mongo_server_factory()
-    lp = make_launchpad(server.uri, db_name)
-    s = Site(tmp_path, server.uri, db_name, slurm_cluster)
+    server, lp, s = site_with_own_server(tmp_path, mongo_server_factory, db_name, slurm_cluster)
     steps = [
         Firework(ScriptTask.from_str("echo one > step.txt"), name="step1", fw_id=1),
         sleeper("step2", 6, fw_id=2),
@@ -427,8 +433,13 @@ def test_a_job_that_cannot_load_its_firework_is_reported_not_left_reserved(site:
     lp = make_launchpad(*launchpad_of(site))
     lp.add_wf(Firework(ActionTask(dynamic=False), name="unimportable"))
     broken = site.write_qadapter(pre_rocket="unset PYTHONPATH", name="broken_qadapter.yaml")
-    site.start_sync(PYTHONPATH=str(TESTS_DIR))  # the login node can import it
-    site.qlaunch("singleshot", qadapter=broken, PYTHONPATH=str(TESTS_DIR))
+    site.qlaunch("singleshot", qadapter=broken, PYTHONPATH=str(TESTS_DIR))  # the login node imports it
+    site.slurm.wait_for_state(reserved_job(lp, 1), {"COMPLETED", "FAILED", "GONE"}, 60)
+    # A login node that cannot import the task class either: one line, not a traceback.
+    res = site.fwspool("sync", "-l", str(site.launchpad_file), "--journal", str(site.journal), check=False)
+    assert res.returncode == 78 and "cannot import fw_tasks" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr and fw_state(lp, 1) == "RESERVED"
+    site.start_sync(PYTHONPATH=str(TESTS_DIR))
     wait_for(lambda: fw_state(lp, 1) == "FIZZLED", 60, "the failed start on the LaunchPad")
     message = the_launch(lp, 1)["action"]["stored_data"]["_message"]
     assert "exited with return code 65" in message and "PYTHONPATH" in message
@@ -448,9 +459,7 @@ def systemd_exec_start(home: Path) -> list[str]:
 def test_the_readme_cron_and_systemd_lines_recover_a_job_reserved_just_before_an_outage(
     tmp_path: Path, mongo_server_factory: Any, db_name: str, slurm_cluster: DevSlurm
 ) -> None:
-    server = mongo_server_factory()
-    lp = make_launchpad(server.uri, db_name)
-    s = Site(tmp_path, server.uri, db_name, slurm_cluster)
+    server, lp, s = site_with_own_server(tmp_path, mongo_server_factory, db_name, slurm_cluster)
     lp.add_wf(chain(sleeper("before-outage", 1), sleeper("child", 0)))
     s.qlaunch("singleshot")
     server.stop()  # reserved and submitted, then the database goes down: no registry pull ever saw it

@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""Latency of the real path: from a batch job's completion to its child READY on the LaunchPad.
+
+    python tools/bench_latency.py                    # 24 jobs, sync --watch --interval 5
+    python tools/bench_latency.py --jobs 40 --interval 2 --json
+
+Everything is real and started here: a throwaway MongoDB-wire server (fwspool.devserver), a
+private single-node Slurm cluster (fwspool.devslurm, needs root and Debian's slurm-wlm + munge),
+FireWorks' own `qlaunch -r rapidfire` with a CommonAdapter SLURM queue adapter whose
+`rocket_launch` is the README's line, and `fwspool sync --watch --interval S` as the README runs it.
+
+The workload is ``--jobs`` independent parent -> child workflows; each parent sleeps 1-3 s in its
+batch job. For each parent the latency is the time from its ``completed`` event (``completed_on``,
+the compute node's clock: the same machine here) to the moment its child is first seen READY on
+the LaunchPad (polled every 50 ms, so figures are up to 50 ms late). Target: worst <= S + 2 s.
+Exit status 1 when a workflow did not finish; a missed target exits 1 only with ``--check``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+from fwspool.devserver import DevServer
+from fwspool.devslurm import DevSlurm, available
+from fwspool.events import as_utc, utcnow
+
+BIN = os.path.dirname(os.path.abspath(sys.executable))
+
+
+def log(msg: str) -> None:
+    print(f"[bench_latency {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def write_site(work: str, uri: str, db: str) -> dict[str, str]:
+    """The user's files, as the README sets them up (the venv is the one running this)."""
+    files = {
+        "launchpad": os.path.join(work, "my_launchpad.yaml"),
+        "fworker": os.path.join(work, "my_fworker.yaml"),
+        "qadapter": os.path.join(work, "my_qadapter.yaml"),
+        "fw_config": os.path.join(work, "FW_config.yaml"),
+    }
+    with open(files["launchpad"], "w") as f:
+        f.write(f"host: '{uri}'\nuri_mode: true\nname: {db}\nlogdir: null\nstrm_lvl: ERROR\n")
+    with open(files["fworker"], "w") as f:
+        f.write("name: bench\ncategory: bench\nquery: '{}'\n")
+    with open(files["qadapter"], "w") as f:
+        f.write(
+            "_fw_name: CommonAdapter\n_fw_q_type: SLURM\n"
+            f"rocket_launch: {BIN}/fwspool rlaunch -w {files['fworker']} singleshot --offline\n"
+            "nodes: 1\nntasks: 1\nwalltime: '00:10:00'\nqueue: debug\npre_rocket: null\npost_rocket: null\n"
+            "logdir: null\n"
+        )
+    with open(files["fw_config"], "w") as f:
+        f.write("QUEUE_UPDATE_INTERVAL: 0.2\n")
+    return files
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from fireworks import Firework, LaunchPad, PyTask, Workflow
+
+    work = tempfile.mkdtemp(prefix="fwspool-bench-latency-")
+    server = DevServer(os.path.join(work, "mongo")).start()
+    slurm = DevSlurm(os.path.join(work, "slurm")).start()
+    sync: subprocess.Popen[bytes] | None = None
+    try:
+        db = "bench_latency"
+        lp = LaunchPad(host=server.uri, name=db, uri_mode=True, logdir=None, strm_lvl="ERROR")
+        lp.reset("", require_password=False, max_reset_wo_password=10**9)
+        rng = random.Random(args.seed)
+        children = {}
+        for i in range(args.jobs):
+            parent = Firework(
+                PyTask(func="time.sleep", args=[rng.uniform(1, 3)]),
+                name=f"parent{i}",
+                spec={"_category": "bench"},
+            )
+            child = Firework(PyTask(func="time.sleep", args=[0]), name=f"child{i}")
+            old = (parent.fw_id, child.fw_id)  # add_wf renumbers the objects in place
+            ids = lp.add_wf(Workflow([parent, child], {parent: [child]}))
+            children[ids[old[0]]] = ids[old[1]]
+        files = write_site(work, server.uri, db)
+        env = {
+            **slurm.environ(),
+            "FWSPOOL_INBOX": os.path.join(work, "inbox"),
+            "FW_CONFIG_FILE": files["fw_config"],
+        }
+        journal = os.path.join(work, "journal.sqlite3")
+        sync_log = open(os.path.join(work, "sync.log"), "ab")  # noqa: SIM115 - the daemon's, closed below
+        sync = subprocess.Popen(
+            [f"{BIN}/fwspool", "sync", "--watch", "--interval", str(args.interval), "-l", files["launchpad"]]
+            + ["--journal", journal],
+            cwd=work,
+            env=env,
+            stdout=sync_log,
+            stderr=subprocess.STDOUT,
+        )
+        runs = os.path.join(work, "runs")
+        os.makedirs(runs)
+        log(f"{args.jobs} jobs, sync --watch --interval {args.interval}, work dir {work}")
+        # The FWorker's category keeps rapidfire from reserving the children: only parents are jobs.
+        qlaunch = subprocess.Popen(
+            [
+                f"{BIN}/qlaunch",
+                "-r",
+                "-l",
+                files["launchpad"],
+                "-w",
+                files["fworker"],
+                "-q",
+                files["qadapter"],
+            ]
+            + ["rapidfire", "--nlaunches", str(args.jobs), "--sleep", "1"],
+            cwd=runs,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        ready_at: dict[int, Any] = {}
+        deadline = time.monotonic() + args.timeout
+        while len(ready_at) < len(children) and time.monotonic() < deadline:
+            for d in lp.fireworks.find(
+                {"fw_id": {"$in": list(children.values())}, "state": "READY"}, {"fw_id": 1}
+            ):
+                ready_at.setdefault(d["fw_id"], utcnow())
+            time.sleep(0.05)
+        qlaunch.wait(60)
+        latencies = []
+        for parent_id, child_id in children.items():
+            launch = lp.launches.find_one({"fw_id": parent_id, "state": "COMPLETED"}, {"state_history": 1})
+            if launch is None or child_id not in ready_at:
+                continue
+            done = next(h["created_on"] for h in launch["state_history"] if h["state"] == "COMPLETED")
+            latencies.append((ready_at[child_id] - as_utc(done)).total_seconds())
+        return {
+            "jobs": args.jobs,
+            "interval_s": args.interval,
+            "finished": len(latencies),
+            "median_s": round(statistics.median(latencies), 3) if latencies else None,
+            "worst_s": round(max(latencies), 3) if latencies else None,
+            "best_s": round(min(latencies), 3) if latencies else None,
+            "target_worst_s": args.interval + 2,
+        }
+    finally:
+        if sync is not None and sync.poll() is None:
+            sync.send_signal(signal.SIGTERM)
+            sync.wait(60)
+            sync_log.close()
+        slurm.stop()
+        server.stop()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--jobs", type=int, default=24)
+    ap.add_argument("--interval", type=float, default=5.0, help="sync --watch --interval S")
+    ap.add_argument("--timeout", type=float, default=900.0)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--check", action="store_true", help="exit 1 when the target is missed")
+    args = ap.parse_args()
+    if not available():
+        log("Slurm is not installed: apt-get install -y slurm-wlm munge (as root)")
+        return 2
+    result = run(args)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(
+            f"jobs {result['jobs']}  finished {result['finished']}  interval {result['interval_s']} s  "
+            f"latency median {result['median_s']} s  best {result['best_s']} s  worst {result['worst_s']} s  "
+            f"(target: worst <= {result['target_worst_s']} s)"
+        )
+    if result["finished"] != args.jobs:
+        return 1
+    if args.check and (result["worst_s"] is None or result["worst_s"] > result["target_worst_s"]):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
