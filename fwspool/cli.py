@@ -9,9 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
-import signal
 import sys
-import threading
 import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -193,23 +191,6 @@ def open_journal(path: str | None) -> Journal:
     for warning in journal.warnings:
         click.echo(f"fwspool: warning: {warning}", err=True)
     return journal
-
-
-class StopFlag:
-    """Set by SIGINT/SIGTERM; long-running commands check it between batches."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-
-    def install(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: self.event.set())
-
-    def __call__(self) -> bool:
-        return self.event.is_set()
-
-    def sleep(self, seconds: float) -> None:
-        self.event.wait(seconds)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -472,6 +453,7 @@ def ingest(
     Also reads the inbox (launches announced by `fwspool rlaunch`) and asks the batch system,
     once per pass, which jobs of open launches still run (lost runs, reservations to release).
     """
+    from fwspool.daemon import StopFlag
     from fwspool.ingest import IngestSummary
 
     stop = StopFlag()
@@ -560,55 +542,12 @@ def open_uplink(launchpad_file: str | None, uri: str | None, name: str | None, t
     return MongoUplink(resolve(launchpad_file, uri, name), timeout=timeout)
 
 
-def push_loop(
-    journal: Journal,
-    uplink_factory: Callable[[], Any],
-    *,
-    watch: bool,
-    interval: float,
-    stop: StopFlag,
-    before_pass: Callable[[], None] | None = None,
-) -> Any:
-    """One push pass, or with ``watch`` keep pushing, backing off while the database is down."""
-    from fwspool.errors import UplinkAuthError, UplinkUnavailable
-    from fwspool.push import Backoff, Pusher
+def say(line: str) -> None:
+    click.echo(line)
 
-    backoff = Backoff()
-    uplink = uplink_factory()
-    try:
-        pusher = Pusher(journal, uplink)
-        while True:
-            if before_pass is not None:
-                before_pass()
-            try:
-                summary = run_with_progress(
-                    lambda progress: pusher.run_pass(should_stop=stop, progress=progress)
-                )
-            except UplinkUnavailable as exc:
-                if not watch:
-                    raise
-                delay = backoff.next_delay()
-                click.echo(redact(f"fwspool: {exc.message}; retrying in {delay:.0f}s"), err=True)
-                stop.sleep(delay)
-                if stop():
-                    break
-                continue
-            except UplinkAuthError:
-                raise  # never retried: a wrong password does not fix itself
-            backoff.reset()
-            for problem in summary.problems:
-                click.echo(redact(f"fwspool: {problem}"), err=True)
-            if not watch or stop():
-                click.echo(summary.line())
-                return summary
-            if summary.applied or summary.superseded:
-                click.echo(summary.line())
-            stop.sleep(interval)
-            if stop():
-                break
-    finally:
-        uplink.close()
-    return None
+
+def warn(line: str) -> None:
+    click.echo(redact(f"fwspool: {line}"), err=True)
 
 
 @main.command()
@@ -631,6 +570,8 @@ def push(
     interval: float,
 ) -> None:
     """Replay the journal's pending events to the LaunchPad."""
+    from fwspool.daemon import StopFlag, push_loop
+
     stop = StopFlag()
     stop.install()
     with open_journal(journal_path) as journal, journal.lock("push"):
@@ -640,6 +581,9 @@ def push(
             watch=watch,
             interval=interval,
             stop=stop,
+            say=say,
+            warn=warn,
+            run_pass=run_with_progress,
         )
 
 
@@ -667,6 +611,8 @@ def sync(
     inbox_dir: str | None,
 ) -> None:
     """Ingest, then push: the login-node daemon (with --watch) or a cron one-shot."""
+    from fwspool.daemon import StopFlag, sync_loop
+
     stop = StopFlag()
     stop.install()
     with open_journal(journal_path) as journal, journal.lock("ingest"), journal.lock("push"):
@@ -678,32 +624,17 @@ def sync(
             lost_after=lost_after,
             inbox_dir=inbox_dir,
         )
-
-        def ingest_once() -> None:
-            summary = ingester.run_pass(should_stop=stop)
-            for problem in summary.problems:
-                click.echo(redact(f"fwspool: {problem}"), err=True)
-            if summary.new_events or not watch:
-                click.echo(summary.line())
-
-        summary = push_loop(
+        sync_loop(
             journal,
+            ingester,
             lambda: open_uplink(launchpad_file, uri, name, timeout),
             watch=watch,
             interval=interval,
             stop=stop,
-            before_pass=ingest_once,
+            say=say,
+            warn=warn,
+            run_pass=run_with_progress,
         )
-        if summary is not None and summary.registered and not stop():
-            # The push taught the journal new launch directories: read them now, not next run.
-            push_loop(
-                journal,
-                lambda: open_uplink(launchpad_file, uri, name, timeout),
-                watch=False,
-                interval=interval,
-                stop=stop,
-                before_pass=ingest_once,
-            )
 
 
 @main.command()

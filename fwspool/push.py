@@ -10,7 +10,6 @@ re-applying what was applied but not marked changes nothing (see :mod:`fwspool.f
 from __future__ import annotations
 
 import datetime as dt
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -143,21 +142,3 @@ class Pusher:
             self.uplink.set_deprecated(req["kind"], [req["value"]], bool(req["forget"]))
         self.journal.mark_forget_applied([r["request_id"] for r in requests])
         summary.forgets_applied = len(requests)
-
-
-class Backoff:
-    """Exponential backoff with full jitter, capped: 1 s, 2 s, 4 s ... up to ``cap``."""
-
-    def __init__(self, base: float = 1.0, cap: float = 300.0, rng: random.Random | None = None) -> None:
-        self.base = base
-        self.cap = cap
-        self.failures = 0
-        self.rng = rng or random.Random()
-
-    def next_delay(self) -> float:
-        ceiling = min(self.cap, self.base * (2**self.failures))
-        self.failures += 1
-        return self.rng.uniform(ceiling / 2, ceiling)
-
-    def reset(self) -> None:
-        self.failures = 0

@@ -1,0 +1,85 @@
+"""The daemon loop (fwspool.daemon) without the CLI: what is retried, what is not, how it stops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fireworks import Firework, ScriptTask
+from twins import reserve_offline, run_fwspool, uplink_for
+
+from fwspool.daemon import Backoff, StopFlag, push_loop, sync_loop
+from fwspool.errors import UplinkUnavailable
+from fwspool.ingest import Ingester
+from fwspool.journal import Journal
+from fwspool.uplink import FlakyUplink
+
+
+def one_finished_launch(launchpad: Any, tmp_path: Path) -> tuple[int, Path]:
+    launchpad.add_wf(Firework(ScriptTask.from_str("echo hi"), name="one"))
+    d = tmp_path / "launch"
+    fw_id, _ = reserve_offline(launchpad, str(d))
+    assert run_fwspool(str(d)).returncode == 0
+    return fw_id, d
+
+
+def test_an_unreachable_database_is_retried_with_backoff_until_stopped_and_raised_without_watch(
+    launchpad: Any, mongo_uri: str, tmp_path: Path, journal_path: str
+) -> None:
+    fw_id, d = one_finished_launch(launchpad, tmp_path)
+    said: list[str] = []
+    warned: list[str] = []
+    stop = StopFlag()
+
+    def warn(line: str) -> None:
+        warned.append(line)
+        stop.event.set()  # stop during the first backoff wait
+
+    def down() -> FlakyUplink:
+        return FlakyUplink(uplink_for(mongo_uri, launchpad.db.name), fail_before_apply=0)
+
+    with Journal.open(journal_path) as journal:
+        Ingester(journal, roots=[str(d)]).run_pass()
+        common: dict[str, Any] = {"interval": 0.1, "stop": stop, "say": said.append, "warn": warn}
+        assert push_loop(journal, down, watch=True, **common) is None
+        assert len(warned) == 1 and "retrying in" in warned[0] and not said
+        stop.event.clear()
+        with pytest.raises(UplinkUnavailable):
+            push_loop(journal, down, watch=False, **common)
+        assert launchpad.get_fw_by_id(fw_id).state == "RESERVED"  # nothing was applied
+        summary = push_loop(journal, lambda: uplink_for(mongo_uri, launchpad.db.name), watch=False, **common)
+        assert summary is not None and summary.applied >= 3 and said == [summary.line()]
+    assert launchpad.get_fw_by_id(fw_id).state == "COMPLETED"
+
+
+def test_sync_ingests_before_each_push_and_reads_what_the_registry_taught_it(
+    launchpad: Any, mongo_uri: str, tmp_path: Path, journal_path: str
+) -> None:
+    fw_id, _ = one_finished_launch(launchpad, tmp_path)
+    said: list[str] = []
+    with Journal.open(journal_path) as journal:
+        # No --root, no inbox: only the registry pull of the first push names the launch dir.
+        sync_loop(
+            journal,
+            Ingester(journal),
+            lambda: uplink_for(mongo_uri, launchpad.db.name),
+            watch=False,
+            interval=0.1,
+            stop=StopFlag(),
+            say=said.append,
+            warn=said.append,
+        )
+    assert launchpad.get_fw_by_id(fw_id).state == "COMPLETED"
+    assert [line.split(":")[0] for line in said] == ["ingest", "push", "ingest", "push"]
+
+
+def test_backoff_doubles_with_jitter_up_to_its_cap_and_resets() -> None:
+    import random
+
+    b = Backoff(base=1.0, cap=8.0, rng=random.Random(3))
+    delays = [b.next_delay() for _ in range(6)]
+    for delay, ceiling in zip(delays, [1, 2, 4, 8, 8, 8], strict=True):
+        assert ceiling / 2 <= delay <= ceiling
+    b.reset()
+    assert b.next_delay() <= 1.0
