@@ -18,6 +18,34 @@ from fwspool.fireworks_map import LOCK_FIELD, ApplyResult, LaunchEvents, LaunchP
 
 #: MongoDB error codes that mean "who you are is not accepted".
 _AUTH_CODES = {18, 13, 11}
+#: Error codes a replica set answers while it elects a primary or shuts one down: try again later.
+FAILOVER_CODES = {
+    6: "HostUnreachable",
+    7: "HostNotFound",
+    89: "NetworkTimeout",
+    91: "ShutdownInProgress",
+    189: "PrimarySteppedDown",
+    9001: "SocketException",
+    10107: "NotWritablePrimary",
+    11600: "InterruptedAtShutdown",
+    11602: "InterruptedDueToReplStateChange",
+    13435: "NotPrimaryNoSecondaryOk",
+    13436: "NotPrimaryOrSecondary",
+}
+#: Client options and URI options that set a write concern: the user's own, then, not ours.
+_WRITE_CONCERN_KEYS = {"w", "journal", "j", "wtimeoutms", "fsync"}
+
+
+def user_write_concern(settings: dict[str, Any], kwargs: dict[str, Any]) -> bool:
+    """Whether the launchpad file (its ``mongoclient_kwargs``) or the URI sets a write concern."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    if any(str(k).lower() in _WRITE_CONCERN_KEYS for k in kwargs):
+        return True
+    host = settings.get("host")
+    if isinstance(host, str) and host.startswith(("mongodb://", "mongodb+srv://")):
+        return any(k.lower() in _WRITE_CONCERN_KEYS for k, _ in parse_qsl(urlsplit(host).query))
+    return False
 
 
 class Uplink(Protocol):
@@ -73,7 +101,16 @@ def translate_errors(
 
     Every text is redacted (``secrets`` and every secret registered in :mod:`fwspool.config`).
     """
-    from pymongo.errors import ConfigurationError, ConnectionFailure, OperationFailure
+    from pymongo.errors import (
+        BulkWriteError,
+        ConfigurationError,
+        ConnectionFailure,
+        NetworkTimeout,
+        NotPrimaryError,
+        OperationFailure,
+        WriteConcernError,
+        WTimeoutError,
+    )
 
     from fwspool.tlscheck import HINT_CA, TLS_FAILURE
 
@@ -88,8 +125,28 @@ def translate_errors(
                 )
             who = f" ({credentials})" if credentials else ""
             return UplinkAuthError(f"MongoDB at {where} refused the credentials{who}: {text}")
+        code = getattr(exc, "code", None)
+        if code is None and isinstance(getattr(exc, "details", None), dict):
+            code = exc.details.get("code")  # type: ignore[attr-defined]
+        if isinstance(exc, NotPrimaryError) or code in FAILOVER_CODES:
+            name = FAILOVER_CODES.get(code, "NotWritablePrimary")  # type: ignore[arg-type]
+            return UplinkUnavailable(
+                f"MongoDB at {where} is changing primaries ({name}): {text}; nothing is lost"
+            )
+        unconfirmed = isinstance(exc, WriteConcernError | WTimeoutError) or (
+            isinstance(exc, BulkWriteError)
+            and exc.details.get("writeConcernErrors")
+            and not exc.details.get("writeErrors")
+        )
+        if unconfirmed or (isinstance(exc, OperationFailure) and exc.has_error_label("RetryableWriteError")):
+            return UplinkUnavailable(
+                f"MongoDB at {where} did not confirm a write with its write concern: {text}; "
+                "it is applied again on the next push"
+            )
         if isinstance(exc, ConnectionFailure) and TLS_FAILURE.search(text):
             return UplinkTLSError(f"TLS with MongoDB at {where} failed: {text}; {HINT_CA}")
+        if isinstance(exc, NetworkTimeout):
+            return UplinkUnavailable(f"MongoDB at {where} stopped answering (timed out): {text}")
         if isinstance(exc, ConnectionFailure):
             return UplinkUnavailable(f"cannot reach MongoDB at {where}: {text}")
         if isinstance(exc, ConfigurationError):
@@ -121,6 +178,12 @@ class MongoUplink:
         kwargs.setdefault("connectTimeoutMS", ms)
         # A stalled connection (network cut) must fail, not hang the pusher forever.
         kwargs.setdefault("socketTimeoutMS", max(ms * 6, 30_000))
+        if not user_write_concern(settings, kwargs):
+            # The journal marks an event pushed once the database acknowledged it: that must be an
+            # acknowledgement a failover cannot roll back (majority, on disk), and it must not
+            # wait forever for a majority that is not there.
+            kwargs.update(w="majority", journal=True, wTimeoutMS=max(ms * 6, 30_000))
+        kwargs.setdefault("retryWrites", True)
         if event_listeners:
             kwargs["event_listeners"] = list(kwargs.get("event_listeners", [])) + list(event_listeners)
         settings["mongoclient_kwargs"] = kwargs
