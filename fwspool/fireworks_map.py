@@ -54,6 +54,16 @@ class ApplyResult:
     released_launches: list[int] = field(default_factory=list)
 
 
+def same_launch(batch: LaunchEvents, doc: dict[str, Any]) -> bool:
+    """Whether the LaunchPad's launch of this id is the one the inbox announced (same directory)."""
+    import os
+
+    if not batch.announced_dirs or not doc.get("launch_dir"):
+        return True
+    here = os.path.realpath(doc["launch_dir"])
+    return any(os.path.realpath(d) == here for d in batch.announced_dirs)
+
+
 def superseded_reason(
     launch: dict[str, Any], fw: dict[str, Any] | None, offline_run: dict[str, Any] | None
 ) -> str | None:
@@ -302,6 +312,13 @@ class LaunchPadApplier:
             if doc is None:
                 result.problems.append(
                     f"launch {batch.launch_id} is not on this LaunchPad: its {len(batch.events)} events stay pending"
+                )
+                continue
+            if not same_launch(batch, doc):
+                result.problems.append(
+                    f"launch {batch.launch_id} on this LaunchPad runs in {doc.get('launch_dir')}, but the inbox "
+                    f"announced it in {', '.join(batch.announced_dirs)}: another LaunchPad's launch? Its events "
+                    "stay pending (give each LaunchPad its own FWSPOOL_INBOX, then `fwspool forget --launch-id`)"
                 )
                 continue
             fw = fw_docs.get(doc["fw_id"])

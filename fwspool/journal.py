@@ -885,6 +885,17 @@ class Journal:
                     tuple(lids),
                 )
             }
+            # Where each launch announced by the inbox ran: its directory, and any it moved to.
+            announced: dict[int, set[str]] = {}
+            for launch_id, directory in conn.exec_driver_sql(
+                f"SELECT launch_id, launch_dir FROM launches WHERE learned_from = 'inbox' AND launch_id IN ({marks}) "
+                "UNION ALL SELECT e.launch_id, json_extract(e.payload, '$.launch_dir') FROM events AS e "
+                "JOIN launches AS l ON l.launch_id = e.launch_id "
+                f"WHERE l.learned_from = 'inbox' AND e.type = 'launch_dir_changed' AND e.launch_id IN ({marks})",
+                (*lids, *lids),
+            ):
+                if directory:
+                    announced.setdefault(launch_id, set()).add(directory)
         by_launch: dict[int, dict[str, list[PendingEvent]]] = {}
         for event_id_, launch_id, etype, occurred_at, payload, writer in rows:
             stream = by_launch.setdefault(launch_id, {}).setdefault(writer, [])
@@ -898,6 +909,7 @@ class Journal:
                 if len(streams) > 1
                 else [*streams.values()][0],
                 launch_id in completed,
+                tuple(sorted(announced.get(launch_id, ()))),
             )
             for launch_id, streams in by_launch.items()
         ]

@@ -49,6 +49,9 @@ class LaunchEvents:
     events: list[PendingEvent]
     #: A completed event for this launch is in the journal (pushed or not).
     has_completion: bool = False
+    #: For a launch only the inbox announced: the directories it ran in. Launch ids are per
+    #: LaunchPad, so the LaunchPad's launch of this id must be one of them to be this launch.
+    announced_dirs: tuple[str, ...] = ()
 
 
 def writer_of(event: PendingEvent) -> str:

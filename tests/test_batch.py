@@ -262,3 +262,39 @@ def test_a_version_1_journal_is_upgraded_keeping_every_row(tmp_path: Path) -> No
             )
 
     assert shape(path) == shape(fresh)
+
+
+def test_a_launch_of_another_launchpad_announced_in_a_shared_inbox_is_never_applied(
+    mongo_uri: str, db_name: str, tmp_path: Path, private_inbox: str
+) -> None:
+    """Launch ids are per LaunchPad: launch 1 of LaunchPad B, announced in the inbox journal A
+    reads, must not complete launch 1 of LaunchPad A."""
+    from conftest import make_launchpad
+
+    lp_a, lp_b = make_launchpad(mongo_uri, db_name + "a"), make_launchpad(mongo_uri, db_name + "b")
+    try:
+        for lp, name in ((lp_a, "a"), (lp_b, "b")):
+            lp.add_wf(Firework(ScriptTask.from_str("echo hi"), name=name))
+            reserve_offline(lp, str(tmp_path / name))
+        assert run_fwspool(str(tmp_path / "b")).returncode == 0  # B's job, announced in the inbox
+        with Journal.open(str(tmp_path / "a.sqlite3")) as journal:
+            Ingester(journal, inbox_dir=private_inbox).run_pass()
+            uplink = uplink_for(mongo_uri, db_name + "a")
+            try:
+                summary = Pusher(journal, uplink).run_pass()
+            finally:
+                uplink.close()
+            assert any("another LaunchPad's launch?" in p for p in summary.problems), summary.problems
+            assert journal.count_events("pushed_at IS NULL") >= 3  # kept, not lost
+        assert lp_a.get_fw_by_id(1).state == "RESERVED"
+        with Journal.open(str(tmp_path / "b.sqlite3")) as journal:
+            Ingester(journal, inbox_dir=private_inbox).run_pass()
+            uplink = uplink_for(mongo_uri, db_name + "b")
+            try:
+                Pusher(journal, uplink).run_pass()
+            finally:
+                uplink.close()
+        assert lp_b.get_fw_by_id(1).state == "COMPLETED"
+    finally:
+        for lp in (lp_a, lp_b):
+            lp.connection.drop_database(lp.db.name)
