@@ -288,8 +288,11 @@ def run(
     from fwspool.offline import read_fw_id
     from fwspool.spool import DEFAULT_MAX_RECORD
 
-    announced = fw_id if fw_id is not None else read_fw_id(launch_dir, DEFAULT_MAX_RECORD)
-    _announce(inbox_dir or inbox.default_inbox(), launch_id, announced, launch_dir, spool_mode, say)
+    # FW.json's fw_id (the reserved Firework), read once for the pointer and a failed start.
+    reserved = read_fw_id(launch_dir, DEFAULT_MAX_RECORD)
+    if reserved is None:
+        reserved = fw_id
+    _announce(inbox_dir or inbox.default_inbox(), launch_id, reserved, launch_dir, spool_mode, say)
     try:
         firework = read_firework(launch_dir)
         if fw_id is not None and firework.fw_id != fw_id:
@@ -299,7 +302,7 @@ def run(
             )
         fworker = read_fworker(resolve_fworker_file(fworker_file, config_dir))
     except FwspoolError as exc:
-        _record_failed_start(launch_dir, launch_id, fw_id, exc, spool_mode)
+        _record_failed_start(launch_dir, launch_id, reserved, exc, spool_mode)
         raise
     if ping_seconds is not None:
         if not ping_seconds > 0:
@@ -362,14 +365,8 @@ def _announce(
 def _record_failed_start(
     launch_dir: str, launch_id: int, fw_id: int | None, exc: FwspoolError, mode: int
 ) -> None:
-    from fwspool.offline import read_fw_id
-    from fwspool.spool import DEFAULT_MAX_RECORD
-
-    recorded_fw_id = read_fw_id(launch_dir, DEFAULT_MAX_RECORD)
     try:
-        with SpoolWriter(
-            launch_dir, launch_id, recorded_fw_id if recorded_fw_id is not None else fw_id, mode=mode
-        ) as w:
+        with SpoolWriter(launch_dir, launch_id, fw_id, mode=mode) as w:
             w.append(Exited(returncode=exc.exit_code, error=exc.message))
     except OSError:
         pass  # the directory cannot be written: the batch system's view (lost runs) is all there is
