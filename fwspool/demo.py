@@ -21,13 +21,13 @@ from fwspool.errors import FwspoolError, UplinkUnavailable
 from fwspool.ingest import Ingester
 from fwspool.journal import Journal
 from fwspool.push import Pusher
+from fwspool.reserve import reserve_offline
 from fwspool.uplink import MongoUplink
 
 
 def run_demo(say: Callable[[str], None] = print, keep: bool = False) -> dict[str, str]:
     """Run the demo; returns the final Firework states by name (step1 COMPLETED, step2 READY)."""
-    from fireworks import Firework, FWorker, LaunchPad, ScriptTask, Workflow
-    from fireworks.queue.queue_launcher import setup_offline_job
+    from fireworks import Firework, LaunchPad, ScriptTask, Workflow
 
     base = tempfile.mkdtemp(prefix="fwspool-demo-")
     server = DevServer(os.path.join(base, "mongo"))
@@ -42,14 +42,7 @@ def run_demo(say: Callable[[str], None] = print, keep: bool = False) -> dict[str
         s3 = Firework(ScriptTask.from_str("echo step 3"), name="step3", parents=[s2])
         lp.add_wf(Workflow([s1, s2, s3], name="demo"))
         launch_dir = os.path.join(base, "launch_step1")
-        os.makedirs(launch_dir)
-        fw, launch_id = lp.checkout_fw(FWorker(), launch_dir, state="RESERVED")
-        cwd = os.getcwd()
-        os.chdir(launch_dir)
-        try:
-            setup_offline_job(lp, fw, launch_id)
-        finally:
-            os.chdir(cwd)
+        _, launch_id = reserve_offline(lp, launch_dir)
         say(f"3. Reserved step1 offline as `qlaunch -r` does: FW.json + FW_offline.json in {launch_dir}")
         say("4. The compute node runs it: `fwspool rlaunch` appends events to a spool file, no database")
         res = subprocess.run(

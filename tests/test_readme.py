@@ -32,6 +32,8 @@ def test_the_test_script_runs_the_linters_and_the_tests() -> None:
 def test_the_module_map_lists_every_module_and_only_modules_that_exist() -> None:
     readme = (REPO / "README.md").read_text()
     section = readme.split("## How the code is laid out", 1)[1].split("\n## ", 1)[0]
-    listed = set(re.findall(r"^\| `(fwspool/[a-z_]+\.py)` \|", section, re.M))
-    present = {f"fwspool/{p.name}" for p in (REPO / "fwspool").glob("*.py") if p.name != "__init__.py"}
+    listed = set(re.findall(r"^\| `(fwspool/[a-z_/]+\.py)` \|", section, re.M))
+    present = {
+        p.relative_to(REPO).as_posix() for p in (REPO / "fwspool").rglob("*.py") if p.name != "__init__.py"
+    }
     assert listed == present
