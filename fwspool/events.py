@@ -19,8 +19,50 @@ from typing import Any, Literal
 
 import msgspec
 
-#: Version of the record envelope. Readers reject versions they do not know.
-RECORD_VERSION = 1
+#: Version of the record envelope that writers write. Version 2 spells the floats JSON lacks
+#: (NaN, ±Infinity) as MongoDB Extended JSON does (:func:`tag_nonfinite`); version 1 wrote
+#: them as null. Readers quarantine versions they do not know.
+RECORD_VERSION = 2
+#: Versions readers accept.
+READABLE_VERSIONS = frozenset({1, 2})
+
+#: Extended JSON's spelling of the floats JSON cannot write (``{"$numberDouble": "NaN"}``).
+_NONFINITE_KEY = "$numberDouble"
+_NONFINITE = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
+
+
+def tag_nonfinite(value: Any) -> Any:
+    """``value`` with every NaN and ±Infinity float spelled ``{"$numberDouble": "NaN"}`` (and
+    ``"Infinity"``, ``"-Infinity"``), as MongoDB Extended JSON spells them: JSON has no such
+    numbers, and a JSON encoder writes null (or invalid JSON). BSON, and so the LaunchPad, keeps
+    them: :func:`untag_nonfinite` gives them back before anything is written there."""
+    if isinstance(value, float):
+        if value != value:
+            return {_NONFINITE_KEY: "NaN"}
+        if value in (float("inf"), float("-inf")):
+            return {_NONFINITE_KEY: "Infinity" if value > 0 else "-Infinity"}
+        return value
+    if isinstance(value, dict):
+        return {k: tag_nonfinite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [tag_nonfinite(v) for v in value]
+    return value
+
+
+def untag_nonfinite(value: Any) -> Any:
+    """The inverse of :func:`tag_nonfinite`: ``{"$numberDouble": "NaN"}`` becomes ``nan`` again."""
+    if isinstance(value, dict):
+        if (
+            len(value) == 1
+            and isinstance(value.get(_NONFINITE_KEY), str)
+            and value[_NONFINITE_KEY] in _NONFINITE
+        ):
+            return _NONFINITE[value[_NONFINITE_KEY]]
+        return {k: untag_nonfinite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [untag_nonfinite(v) for v in value]
+    return value
+
 
 #: FireWorks launch states that end a launch.
 FINAL_STATES = ("COMPLETED", "FIZZLED")

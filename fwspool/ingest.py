@@ -26,7 +26,7 @@ from fwspool import batch, inbox, offline
 from fwspool.batch import BatchQueryError, BatchSystem
 from fwspool.errors import InputError
 from fwspool.events import (
-    RECORD_VERSION,
+    READABLE_VERSIONS,
     Checkpoint,
     Completed,
     Event,
@@ -643,7 +643,7 @@ class Ingester:
         for offset, _length, payload in frames:
             try:
                 rec = decode_raw(payload)
-                if rec.v != RECORD_VERSION:
+                if rec.v not in READABLE_VERSIONS:
                     raise ValueError(f"unknown record version {rec.v}")
                 ev = decode_event(rec.event)
                 if type(ev) in _NESTABLE and too_deep(bytes(rec.event), max_depth - 1):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import hashlib
+import json
 import os
 import stat
 import uuid
@@ -31,6 +32,7 @@ from fwspool.events import (
     Record,
     Started,
     as_utc,
+    tag_nonfinite,
 )
 from fwspool.trust import DEFAULT_MAX_DEPTH, SYMLINK_REASON, Refused, depth_problem
 
@@ -161,6 +163,19 @@ def read_fw_id(launch_dir: str, max_bytes: int, check: FileCheck | None = None) 
         return None
 
 
+def _decode_offline(raw: bytes) -> _Offline:
+    """``FW_offline.json`` as FireWorks wrote it: Python's ``json``, which writes NaN and
+    ±Infinity in stored data as the bare words ``NaN``/``Infinity`` that strict JSON lacks."""
+    try:
+        return msgspec.json.decode(raw, type=_Offline)
+    except msgspec.DecodeError as strict:
+        try:
+            loose = json.loads(raw)
+        except ValueError:
+            raise strict from None  # not complete JSON (yet)
+    return msgspec.json.decode(msgspec.json.encode(tag_nonfinite(loose)), type=_Offline)
+
+
 def snapshot(
     offline_path: str,
     max_bytes: int,
@@ -184,7 +199,7 @@ def snapshot(
     if problem is not None:
         raise Refused(problem)
     try:
-        data = msgspec.json.decode(raw, type=_Offline)
+        data = _decode_offline(raw)
     except msgspec.ValidationError as exc:
         raise ValueError(f"{offline_path}: {exc}") from exc
     except msgspec.DecodeError as exc:

@@ -4,7 +4,7 @@ A pass connects, applies pending forget requests (``offline_runs.deprecated``), 
 registry of open offline runs into the journal (so ingest knows where to look while the
 database is down later), then applies pending events in batches of launches, marking each batch
 pushed only after the database acknowledged it. A failure mid-pass leaves the rest pending;
-re-applying what was applied but not marked changes nothing (see :mod:`fwspool.fireworks_map`).
+re-applying what was applied but not marked changes nothing (see :mod:`fwspool.launchpad`).
 """
 
 from __future__ import annotations
@@ -90,8 +90,13 @@ class Pusher:
         try:
             self.uplink.check()
             for redo_id, write_set in self.journal.pending_redo():
-                # A pass died between writing a bulk completion and marking it: finish its writes.
-                self.uplink.replay(write_set)
+                # A pass died between writing a bulk completion and marking it: finish its writes
+                # (or learn that they are no longer its to finish: its events stay pending).
+                if self.uplink.replay(write_set) == "waiting":
+                    summary.problems.append(
+                        "the workflows of an interrupted push are locked by another process; it is finished next pass"
+                    )
+                    continue
                 self.journal.mark_pushed([], done_redo=[redo_id])
             self._apply_forgets(summary)
             summary.registered = self.journal.register_offline_runs(self.uplink.open_offline_runs())
@@ -99,18 +104,18 @@ class Pusher:
             done = 0
             after: int | None = None
             while not should_stop():
-                batches = self.journal.pending_launches(after, self.batch_launches)
-                if not batches:
+                launches = self.journal.pending_launches(after, self.batch_launches)
+                if not launches:
                     break
-                after = batches[-1].launch_id
+                after = launches[-1].launch_id
                 saved: list[int] = []
                 result = self.uplink.apply(
-                    batches, self.clock(), redo=self._redo_saver(saved), owner=self.journal.identity()
+                    launches, self.clock(), redo=self._redo_saver(saved), owner=self.journal.identity()
                 )
                 failpoint("push.before_mark")
                 # Only now, with the database's acknowledgement in hand.
                 self.journal.mark_pushed(result.outcomes, done_redo=saved)
-                summary.launches += len(batches)
+                summary.launches += len(launches)
                 for _, outcome, _detail in result.outcomes:
                     if outcome == "applied":
                         summary.applied += 1
@@ -120,7 +125,7 @@ class Pusher:
                         summary.skipped += 1
                 summary.problems.extend(result.problems)
                 summary.released += len(result.released_launches)
-                done += sum(len(b.events) for b in batches)
+                done += sum(len(launch.events) for launch in launches)
                 if progress:
                     progress(min(done, total), total)
         except UplinkUnavailable as exc:

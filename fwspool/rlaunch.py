@@ -32,6 +32,7 @@ from fwspool.events import (
     Record,
     Started,
     as_utc,
+    tag_nonfinite,
     utcnow,
 )
 from fwspool.spool import SPOOL_NAME_RE, OsSourceFile, SpoolReader, SpoolWriter
@@ -70,10 +71,11 @@ class BatchJob:
 
 
 def jsonable(value: Any) -> Any:
-    """FireWorks' own serialisation (``recursive_dict``): what it would store in MongoDB."""
+    """FireWorks' own serialisation (``recursive_dict``): what it would store in MongoDB, with
+    NaN and ±Infinity spelled so that JSON keeps them (:func:`fwspool.events.tag_nonfinite`)."""
     from fireworks.utilities.fw_serializers import recursive_dict
 
-    return recursive_dict(value)
+    return tag_nonfinite(recursive_dict(value))
 
 
 def read_launch_id(launch_dir: str) -> int:

@@ -102,15 +102,15 @@ def ending_action(event: PendingEvent) -> dict[str, Any]:
     return _action({"_message": message, key: facts, "_exited_at": event.occurred_at})
 
 
-def final_of(batch: LaunchEvents) -> tuple[str, dict[str, Any], dt.datetime] | None:
+def final_of(launch: LaunchEvents) -> tuple[str, dict[str, Any], dt.datetime] | None:
     """The state, FWAction and time that end this launch, if its pending events end it."""
-    for ev in batch.events:
+    for ev in launch.events:
         if ev.type == "completed":
             return ev.payload["state"], ev.payload["action"], as_utc(ev.payload["completed_on"])
-    if batch.has_completion:
+    if launch.has_completion:
         return None  # the completion was pushed before: a later exit adds nothing
     ending: PendingEvent | None = None
-    for ev in batch.events:
+    for ev in launch.events:
         if ev.type in RUN_ENDS:
             ending = ev
         elif ev.type == "started" and ending is not None and writer_of(ev) != run_of(ending):
@@ -126,13 +126,21 @@ def inferred_end(action: dict[str, Any] | None) -> bool:
     return isinstance(stored, dict) and any(k in stored for k in INFERRED_KEYS)
 
 
-def reopens(state: str | None, action: dict[str, Any] | None, batch: LaunchEvents) -> bool:
+def reopens(state: str | None, action: dict[str, Any] | None, launch: LaunchEvents) -> bool:
     """Whether these pending events undo an inferred FIZZLED: a new run, or the real result."""
     return (
         state == "FIZZLED"
         and inferred_end(action)
-        and any(e.type in ("started", "completed") for e in batch.events)
+        and any(e.type in ("started", "completed") for e in launch.events)
     )
+
+
+def stamp_completion(launch_obj: Any, state: str, completed_on: dt.datetime) -> None:
+    """Put the compute node's completion time, not the push's, on the launch's final entry."""
+    for entry in reversed(launch_obj.state_history):
+        if entry["state"] == state:
+            entry["created_on"] = completed_on
+            break
 
 
 def _undo_inferred_end(launch_obj: Any) -> dict[str, Any] | None:
@@ -160,6 +168,16 @@ def _same_time(value: dt.datetime | str | None, when: dt.datetime) -> bool:
     return value is not None and as_utc(value) == when
 
 
+@dataclass(slots=True)
+class _Phase:
+    """What the running phase carries from one event to the next."""
+
+    #: The run the last run-ending event ended (an ``interrupted_runs`` record), until a start.
+    ended: dict[str, Any] | None = None
+    #: The newest ping time seen and the checkpoint to keep.
+    newest_touch: tuple[dt.datetime, dict[str, Any] | None] | None = None
+
+
 def apply_running_phase(launch_obj: Any, events: list[PendingEvent], *, reopen: bool = False) -> bool:
     """Apply a launch's running phase to a FireWorks Launch in memory; returns whether it changed.
 
@@ -170,75 +188,96 @@ def apply_running_phase(launch_obj: Any, events: list[PendingEvent], *, reopen: 
     becomes the RUNNING entry's, and the interrupted run is listed in ``interrupted_runs``.
     ``completed`` is not applied here (the caller completes the launch).
     """
+    before = launch_obj.to_db_dict()
+    phase = _Phase()
+    if reopen and launch_obj.state == "FIZZLED":
+        phase.ended = _undo_inferred_end(launch_obj)
+    for ev in events:
+        if ev.type == "started":
+            _start(launch_obj, ev, phase)
+        elif ev.type in RUN_ENDS:
+            phase.ended = _ended_run(launch_obj, ev)
+        elif ev.type in ("ping", "checkpoint"):
+            phase.newest_touch = _newer_touch(phase.newest_touch, ev)
+        elif ev.type == "launch_dir_changed":
+            launch_obj.launch_dir = ev.payload["launch_dir"]
+    if phase.newest_touch is not None and launch_obj.state == "RUNNING":
+        _touch(launch_obj, *phase.newest_touch)
+    return launch_obj.to_db_dict() != before
+
+
+def _start(launch_obj: Any, ev: PendingEvent, phase: _Phase) -> None:
+    """A run starts: the RUNNING entry takes its start (and a new run's, the interrupted one's record)."""
     from fireworks.core.fworker import FWorker
 
-    before = launch_obj.to_db_dict()
-    ended: dict[str, Any] | None = None
-    if reopen and launch_obj.state == "FIZZLED":
-        ended = _undo_inferred_end(launch_obj)
-    newest_touch: tuple[dt.datetime, dict[str, Any] | None] | None = None
-    for ev in events:
-        p = ev.payload
-        if ev.type == "started":
-            started_on = as_utc(p["started_on"])
-            if launch_obj.state in FINAL_STATES:
-                continue
-            # A RUNNING entry made just now carries the push's time: the start replaces it, and
-            # pings (seen before or after this event: writers interleave by clock) move it on.
-            fresh = launch_obj.state != "RUNNING"
-            if fresh:
-                launch_obj.state = "RUNNING"
-            entry = next(h for h in reversed(launch_obj.state_history) if h["state"] == "RUNNING")
-            if ended is not None and ended.get("_run") == writer_of(ev):
-                ended = None  # the interrupted run's own start, merged after its end by clock
-            if ended is not None and not _same_time(entry.get("created_on"), started_on):
-                ended.pop("_run", None)
-                entry.setdefault("interrupted_runs", []).append(ended)
-                entry.pop("checkpoint", None)
-                entry["updated_on"] = started_on
-                newest_touch = None  # the interrupted run's pings are not this run's
-                fresh = True
-            ended = None
-            entry["created_on"] = started_on
-            if fresh or newest_touch is None:
-                entry["updated_on"] = started_on
-            if p.get("host"):
-                launch_obj.host = p["host"]
-            if p.get("ip"):
-                launch_obj.ip = p["ip"]
-            if p.get("fworker"):
-                launch_obj.fworker = FWorker.from_dict(p["fworker"])
-        elif ev.type in RUN_ENDS:
-            running = next((h for h in reversed(launch_obj.state_history) if h["state"] == "RUNNING"), None)
-            ended = {
-                "started_on": running["created_on"] if running is not None else None,
-                "ended_on": as_utc(ev.occurred_at),
-                "ended_by": ending_action(ev)["stored_data"]["_message"],
-                "exit": {k: v for k, v in p.items() if k != "type"},
-                "_run": run_of(ev),
-            }
-        elif ev.type in ("ping", "checkpoint"):
-            when = p.get("ping_time")
-            when_dt = as_utc(when) if when else None
-            checkpoint = p.get("checkpoint")
-            if when_dt is None:
-                when_dt = newest_touch[0] if newest_touch else None
-            if newest_touch is None or (when_dt is not None and when_dt >= newest_touch[0]):
-                newest_touch = (
-                    when_dt or as_utc(ev.occurred_at),
-                    checkpoint if checkpoint is not None else (newest_touch[1] if newest_touch else None),
-                )
-            elif checkpoint is not None:
-                newest_touch = (newest_touch[0], checkpoint)
-        elif ev.type == "launch_dir_changed":
-            launch_obj.launch_dir = p["launch_dir"]
-    if newest_touch is not None and launch_obj.state == "RUNNING":
-        # ping_launch touches only a RUNNING launch, and only its last history entry.
-        entry = launch_obj.state_history[-1]
-        ping_time, checkpoint = newest_touch
-        current = entry.get("updated_on")
-        if current is None or as_utc(current) <= ping_time:
-            entry["updated_on"] = ping_time
-        if checkpoint is not None:
-            entry["checkpoint"] = checkpoint
-    return launch_obj.to_db_dict() != before
+    p = ev.payload
+    started_on = as_utc(p["started_on"])
+    if launch_obj.state in FINAL_STATES:
+        return
+    # A RUNNING entry made just now carries the push's time: the start replaces it, and
+    # pings (seen before or after this event: writers interleave by clock) move it on.
+    fresh = launch_obj.state != "RUNNING"
+    if fresh:
+        launch_obj.state = "RUNNING"
+    entry = next(h for h in reversed(launch_obj.state_history) if h["state"] == "RUNNING")
+    ended = phase.ended
+    if ended is not None and ended.get("_run") == writer_of(ev):
+        ended = None  # the interrupted run's own start, merged after its end by clock
+    if ended is not None and not _same_time(entry.get("created_on"), started_on):
+        ended.pop("_run", None)
+        entry.setdefault("interrupted_runs", []).append(ended)
+        entry.pop("checkpoint", None)
+        entry["updated_on"] = started_on
+        phase.newest_touch = None  # the interrupted run's pings are not this run's
+        fresh = True
+    phase.ended = None
+    entry["created_on"] = started_on
+    if fresh or phase.newest_touch is None:
+        entry["updated_on"] = started_on
+    if p.get("host"):
+        launch_obj.host = p["host"]
+    if p.get("ip"):
+        launch_obj.ip = p["ip"]
+    if p.get("fworker"):
+        launch_obj.fworker = FWorker.from_dict(p["fworker"])
+
+
+def _ended_run(launch_obj: Any, ev: PendingEvent) -> dict[str, Any]:
+    """The record of the run an ``exited``/``lost`` ends, kept should another run follow."""
+    running = next((h for h in reversed(launch_obj.state_history) if h["state"] == "RUNNING"), None)
+    return {
+        "started_on": running["created_on"] if running is not None else None,
+        "ended_on": as_utc(ev.occurred_at),
+        "ended_by": ending_action(ev)["stored_data"]["_message"],
+        "exit": {k: v for k, v in ev.payload.items() if k != "type"},
+        "_run": run_of(ev),
+    }
+
+
+def _newer_touch(
+    newest: tuple[dt.datetime, dict[str, Any] | None] | None, ev: PendingEvent
+) -> tuple[dt.datetime, dict[str, Any] | None]:
+    """The newest ping time so far and the checkpoint to keep, after this ping or checkpoint."""
+    when = ev.payload.get("ping_time")
+    when_dt = as_utc(when) if when else None
+    checkpoint = ev.payload.get("checkpoint")
+    if when_dt is None:
+        when_dt = newest[0] if newest else None
+    if newest is None or (when_dt is not None and when_dt >= newest[0]):
+        return (
+            when_dt or as_utc(ev.occurred_at),
+            checkpoint if checkpoint is not None else (newest[1] if newest else None),
+        )
+    if checkpoint is not None:
+        return (newest[0], checkpoint)
+    return newest
+
+
+def _touch(launch_obj: Any, ping_time: dt.datetime, checkpoint: dict[str, Any] | None) -> None:
+    """ping_launch touches only a RUNNING launch, and only its last history entry."""
+    entry = launch_obj.state_history[-1]
+    current = entry.get("updated_on")
+    if current is None or as_utc(current) <= ping_time:
+        entry["updated_on"] = ping_time
+    if checkpoint is not None:
+        entry["checkpoint"] = checkpoint

@@ -14,7 +14,8 @@ from typing import Any, Protocol
 
 from fwspool.config import LaunchPadConfig, redact
 from fwspool.errors import NotALaunchPad, UplinkAuthError, UplinkTLSError, UplinkUnavailable
-from fwspool.fireworks_map import LOCK_FIELD, ApplyResult, LaunchEvents, LaunchPadApplier, WriteSet
+from fwspool.launchpad import ApplyResult, LaunchPadApplier, WriteSet
+from fwspool.runs import LaunchEvents
 
 #: MongoDB error codes that mean "who you are is not accepted".
 _AUTH_CODES = {18, 13, 11}
@@ -57,7 +58,7 @@ class Uplink(Protocol):
 
     def apply(
         self,
-        batches: list[LaunchEvents],
+        launches: list[LaunchEvents],
         now: dt.datetime,
         redo: Callable[[bytes], None] | None = None,
         owner: str = "fwspool",
@@ -65,8 +66,10 @@ class Uplink(Protocol):
         """Apply pending events; ``redo`` gets a bulk completion's write set before it is written;
         ``owner`` names the journal whose workflow locks these are."""
 
-    def replay(self, write_set: bytes) -> None:
-        """Finish the writes of a bulk completion whose push died halfway (idempotent)."""
+    def replay(self, write_set: bytes) -> str:
+        """Finish the writes of a bulk completion whose push died halfway (idempotent), if they are
+        still its to finish: ``written``, ``waiting`` (try next pass) or ``abandoned`` (see
+        :meth:`fwspool.launchpad.WriteSet.replay`)."""
 
     def open_offline_runs(self) -> list[dict[str, Any]]:
         """The registry: offline runs not completed nor deprecated, with their launch_dir."""
@@ -242,21 +245,16 @@ class MongoUplink:
 
     def apply(
         self,
-        batches: list[LaunchEvents],
+        launches: list[LaunchEvents],
         now: dt.datetime,
         redo: Callable[[bytes], None] | None = None,
         owner: str = "fwspool",
     ) -> ApplyResult:
         self.applier.owner = owner
-        return self._call(lambda: self.applier.apply(batches, now, redo))
+        return self._call(lambda: self.applier.apply(launches, now, redo))
 
-    def replay(self, write_set: bytes) -> None:
-        def write() -> None:
-            ws = WriteSet.from_bytes(write_set)
-            ws.write(self.lp)
-            self.lp.workflows.update_many({LOCK_FIELD: ws.token}, {"$unset": {"locked": "", LOCK_FIELD: ""}})
-
-        self._call(write)
+    def replay(self, write_set: bytes) -> str:
+        return str(self._call(lambda: WriteSet.from_bytes(write_set).replay(self.lp)))
 
     def open_offline_runs(self) -> list[dict[str, Any]]:
         def fetch() -> list[dict[str, Any]]:
@@ -334,7 +332,7 @@ class FlakyUplink:
 
     def apply(
         self,
-        batches: list[LaunchEvents],
+        launches: list[LaunchEvents],
         now: dt.datetime,
         redo: Callable[[bytes], None] | None = None,
         owner: str = "fwspool",
@@ -342,15 +340,15 @@ class FlakyUplink:
         self.fail_before_apply, fire = self._tick(self.fail_before_apply)
         if fire:
             raise UplinkUnavailable("injected fault before apply")
-        result = self.inner.apply(batches, now, redo, owner)
+        result = self.inner.apply(launches, now, redo, owner)
         self.applied_batches += 1
         self.fail_after_apply, fire = self._tick(self.fail_after_apply)
         if fire:
             raise UplinkUnavailable("injected fault after apply (acknowledgement lost)")
         return result
 
-    def replay(self, write_set: bytes) -> None:
-        self.inner.replay(write_set)
+    def replay(self, write_set: bytes) -> str:
+        return self.inner.replay(write_set)
 
     def open_offline_runs(self) -> list[dict[str, Any]]:
         return self.inner.open_offline_runs()

@@ -1,0 +1,201 @@
+"""Applying a batch of launches' pending events to one LaunchPad: read, route, write.
+
+:meth:`LaunchPadApplier.apply` reads the launches, Fireworks and offline runs of the batch in
+three queries, then sends each launch one way: superseded (:mod:`~fwspool.launchpad.supersede`),
+released (:mod:`~fwspool.launchpad.release`), running (:mod:`~fwspool.launchpad.running`),
+ending (:mod:`~fwspool.launchpad.completion`, in bulk) or already ended
+(:mod:`~fwspool.launchpad.one_by_one`, the idempotent re-check). Last, the offline runs are
+marked as ``recover_offline`` would leave them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from fwspool.events import FINAL_STATES, untag_nonfinite
+from fwspool.launchpad.completion import Ending, complete_in_bulk
+from fwspool.launchpad.one_by_one import complete_one_by_one
+from fwspool.launchpad.release import release
+from fwspool.launchpad.running import apply_running
+from fwspool.launchpad.supersede import HELD_FW_STATES, same_launch, superseded_reason
+from fwspool.runs import INFERRED_KEYS, LaunchEvents, final_of, reopens
+
+__all__ = ["ApplyResult", "LaunchPadApplier"]
+
+
+@dataclass(slots=True)
+class ApplyResult:
+    #: (event_id, outcome, detail): outcome is "applied", "superseded" or "skipped".
+    outcomes: list[tuple[str, str, str | None]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    completed_launches: list[int] = field(default_factory=list)
+    superseded_launches: list[int] = field(default_factory=list)
+    touched_launches: list[int] = field(default_factory=list)
+    #: Reservations handed back (``released`` events): the Firework is READY again.
+    released_launches: list[int] = field(default_factory=list)
+
+    def applied(self, launch: LaunchEvents) -> None:
+        """Every pending event of this launch is on the LaunchPad now (notes are only skipped)."""
+        self.outcomes.extend(
+            (e.event_id, "skipped" if e.type == "note" else "applied", None) for e in launch.events
+        )
+
+    def superseded(self, launch: LaunchEvents, reason: str, *, deprecate: bool = True) -> None:
+        """None of this launch's events will be applied; ``deprecate`` its offline run too, so
+        that ``recover_offline`` does not apply them either (FireWorks #326)."""
+        self.outcomes.extend((e.event_id, "superseded", reason) for e in launch.events)
+        if deprecate:
+            self.superseded_launches.append(launch.launch_id)
+
+
+class _LaunchPadView(NamedTuple):
+    """What the LaunchPad holds for a batch: its launches, their Fireworks, their offline runs."""
+
+    launches: dict[int, dict[str, Any]]
+    fireworks: dict[int, dict[str, Any]]
+    offline_runs: dict[int, dict[str, Any]]
+
+
+@dataclass(slots=True)
+class _Routes:
+    """Where each launch of a batch goes, in the order they are applied."""
+
+    running: list[tuple[LaunchEvents, dict[str, Any]]] = field(default_factory=list)
+    ending: list[Ending] = field(default_factory=list)
+    one_by_one: list[tuple[LaunchEvents, dict[str, Any]]] = field(default_factory=list)
+    releasing: list[tuple[LaunchEvents, dict[str, Any]]] = field(default_factory=list)
+    #: Fireworks a user paused or defused: their launches take events, they keep their state.
+    held_fireworks: set[int] = field(default_factory=set)
+
+
+class LaunchPadApplier:
+    """Applies batches of journal events to one FireWorks LaunchPad."""
+
+    def __init__(self, launchpad: Any, owner: str = "fwspool") -> None:
+        self.lp = launchpad
+        #: Identifies this pusher's workflow locks (one pusher per journal at a time).
+        self.owner = owner
+
+    def apply(
+        self, launches: list[LaunchEvents], now: dt.datetime, redo: Callable[[bytes], None] | None = None
+    ) -> ApplyResult:
+        """Apply the pending events of these launches. ``redo`` receives the serialized write set of
+        the bulk completion before it is written (see :class:`~fwspool.launchpad.writeset.WriteSet`);
+        None skips saving it."""
+        result = ApplyResult()
+        for launch in launches:
+            for event in launch.events:
+                # The spool spells NaN and ±Infinity as Extended JSON does; the LaunchPad keeps floats.
+                event.payload = untag_nonfinite(event.payload)
+        view = self._read([launch.launch_id for launch in launches])
+        reopen = self._reopened(launches, view.launches)
+        routes = self._route(launches, view, reopen, result)
+        apply_running(self.lp, routes.running, now, result, reopen, held=routes.held_fireworks)
+        if routes.ending:
+            for e in complete_in_bulk(self.lp, self.owner, routes.ending, result, redo, reopen):
+                routes.one_by_one.append((e.launch, e.doc))
+        for launch, doc in routes.one_by_one:
+            complete_one_by_one(self.lp, self.owner, launch, doc, result)
+        for launch, doc in routes.releasing:
+            release(self.lp, launch, doc, result)
+        self._update_offline_runs(result, now)
+        return result
+
+    def _read(self, lids: list[int]) -> _LaunchPadView:
+        lp = self.lp
+        launch_docs = {
+            d["launch_id"]: d for d in lp.launches.find({"launch_id": {"$in": lids}}, {"action": 0})
+        }
+        fw_ids = sorted({d["fw_id"] for d in launch_docs.values()})
+        fw_docs = {
+            d["fw_id"]: d
+            for d in lp.fireworks.find({"fw_id": {"$in": fw_ids}}, {"fw_id": 1, "state": 1, "launches": 1})
+        }
+        offline = {
+            d["launch_id"]: d
+            for d in lp.offline_runs.find({"launch_id": {"$in": lids}}, {"launch_id": 1, "deprecated": 1})
+        }
+        return _LaunchPadView(launch_docs, fw_docs, offline)
+
+    def _reopened(
+        self, launches: list[LaunchEvents], launch_docs: dict[int, dict[str, Any]]
+    ) -> frozenset[int]:
+        """The launches FIZZLED by fwspool's own inference (an exit, a lost job) that these events
+        reopen: a requeued job's new run, or the real result arriving late (fwspool.runs)."""
+        candidates = [
+            launch.launch_id
+            for launch in launches
+            if (launch_docs.get(launch.launch_id) or {}).get("state") == "FIZZLED"
+            and any(e.type in ("started", "completed") for e in launch.events)
+        ]
+        if not candidates:
+            return frozenset()
+        actions = {
+            d["launch_id"]: d.get("action")
+            for d in self.lp.launches.find(
+                {"launch_id": {"$in": candidates}},
+                {"launch_id": 1, **{f"action.stored_data.{k}": 1 for k in INFERRED_KEYS}},
+            )
+        }
+        by_id = {launch.launch_id: launch for launch in launches}
+        reopen = frozenset(lid for lid in candidates if reopens("FIZZLED", actions.get(lid), by_id[lid]))
+        if reopen:
+            # Undoing the inferred end keeps it in interrupted_runs: read the action too.
+            launch_docs.update(
+                (d["launch_id"], d) for d in self.lp.launches.find({"launch_id": {"$in": sorted(reopen)}})
+            )
+        return reopen
+
+    def _route(
+        self, launches: list[LaunchEvents], view: _LaunchPadView, reopen: frozenset[int], result: ApplyResult
+    ) -> _Routes:
+        """Send each launch its way; those that cannot be applied now are noted or superseded."""
+        routes = _Routes()
+        for launch in launches:
+            doc = view.launches.get(launch.launch_id)
+            fw = view.fireworks.get(doc["fw_id"]) if doc is not None else None
+            if fw is not None and fw.get("state") in HELD_FW_STATES:
+                routes.held_fireworks.add(fw["fw_id"])
+            if doc is None:
+                result.problems.append(
+                    f"launch {launch.launch_id} is not on this LaunchPad: its {len(launch.events)} events stay pending"
+                )
+            elif not same_launch(launch, doc):
+                result.problems.append(
+                    f"launch {launch.launch_id} on this LaunchPad runs in {doc.get('launch_dir')}, but the inbox "
+                    f"announced it in {', '.join(launch.announced_dirs)}: another LaunchPad's launch? Its events "
+                    "stay pending (give each LaunchPad its own FWSPOOL_INBOX, then `fwspool forget --launch-id`)"
+                )
+            elif (reason := superseded_reason(doc, fw, view.offline_runs.get(launch.launch_id))) is not None:
+                result.superseded(launch, reason)
+            elif any(e.type == "released" for e in launch.events):
+                routes.releasing.append((launch, doc))
+            elif doc.get("state") in FINAL_STATES and launch.launch_id not in reopen:
+                routes.one_by_one.append((launch, doc))  # applied before: the idempotent re-check
+            elif (final := final_of(launch)) is not None:
+                routes.ending.append(Ending(launch, doc, *final))
+            else:
+                routes.running.append((launch, doc))
+        return routes
+
+    def _update_offline_runs(self, result: ApplyResult, now: dt.datetime) -> None:
+        """The offline runs as recover_offline leaves them: completed, forgotten, touched."""
+        lp = self.lp
+        if result.completed_launches:
+            lp.offline_runs.update_many(
+                {"launch_id": {"$in": result.completed_launches}}, {"$set": {"completed": True}}
+            )
+        if result.superseded_launches:
+            # recover_offline would otherwise clobber the LaunchPad with these (FireWorks #326).
+            lp.offline_runs.update_many(
+                {"launch_id": {"$in": result.superseded_launches}, "deprecated": False},
+                {"$set": {"deprecated": True}},
+            )
+        touched = result.touched_launches + result.completed_launches
+        if touched:
+            lp.offline_runs.update_many(
+                {"launch_id": {"$in": touched}}, {"$set": {"updated_on": now.isoformat()}}
+            )

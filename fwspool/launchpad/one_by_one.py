@@ -1,0 +1,101 @@
+"""Completion one launch at a time, through FireWorks' own ``LaunchPad.complete_launch``.
+
+The path for what bulk completion does not take: a launch that was completed before (a push
+that died before marking the journal: the idempotent re-check), a launch several Fireworks share
+(FireWorks' duplicate detection), an action too large for a bulk write (FireWorks spills it to
+GridFS). Afterwards the real ``completed_on`` replaces the push's time in the state history,
+``time_end`` and ``runtime_secs``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fwspool.events import FINAL_STATES
+from fwspool.launchpad.fireworks_internals import refresh_workflow
+from fwspool.launchpad.locks import foreign_lock
+from fwspool.launchpad.supersede import HELD_FW_STATES, SUPERSEDING_FW_STATES
+from fwspool.runs import LaunchEvents, apply_running_phase, final_of, stamp_completion
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+    from fwspool.launchpad.apply import ApplyResult
+
+__all__ = ["complete_one_by_one", "record_completion_time"]
+
+
+def complete_one_by_one(
+    lp: Any, owner: str, launch: LaunchEvents, doc: dict[str, Any], result: ApplyResult
+) -> None:
+    """A launch that ends in this batch (or has ended): running phase, then FireWorks' completion.
+
+    Nothing is applied while someone else holds the workflow's lock (another login node's push,
+    perhaps one that died halfway): its events wait for the next pass, instead of FireWorks'
+    WFLock waiting minutes or this pass marking them applied over a half-written workflow.
+    """
+    from fireworks.core.firework import FWAction, Launch
+
+    lid = launch.launch_id
+    launch_obj = Launch.from_dict(doc)
+    if launch_obj.state not in FINAL_STATES and apply_running_phase(launch_obj, launch.events):
+        lp.launches.replace_one({"_id": doc["_id"], "state": doc["state"]}, launch_obj.to_db_dict())
+    final = final_of(launch)
+    if final is not None:
+        state, action, completed_on = final
+        current = lp.launches.find_one({"launch_id": lid}, {"state": 1, "fw_id": 1})
+        if current["state"] in FINAL_STATES and current["state"] != state:
+            result.superseded(launch, f"launch {lid} is already {current['state']} on the LaunchPad")
+            return
+        holder = foreign_lock(lp, owner, current["fw_id"])
+        if holder is not None:
+            result.problems.append(
+                f"workflow of Firework {current['fw_id']} is locked by {holder}; launch {lid} is retried next pass"
+            )
+            return
+        if current["state"] != state:
+            lp.complete_launch(lid, FWAction.from_dict(action), state)
+        if not _firework_caught_up(lp, current["fw_id"], state):
+            result.problems.append(
+                f"workflow of Firework {current['fw_id']} is locked; launch {lid} is retried next pass"
+            )
+            return
+        record_completion_time(lp, lid, state, completed_on)
+        result.completed_launches.append(lid)
+    result.applied(launch)
+
+
+def _firework_caught_up(lp: Any, fw_id: int, state: str) -> bool:
+    """Whether the Firework shows its launch's end, refreshing its workflow once if not.
+
+    It does not when the launch was completed by a push that died before marking the journal,
+    or the workflow was locked during complete_launch: FireWorks' own refresh then catches up.
+    """
+    if _settled(lp, fw_id, state):
+        return True
+    refresh_workflow(lp, fw_id)
+    return _settled(lp, fw_id, state)
+
+
+def _settled(lp: Any, fw_id: int, state: str) -> bool:
+    """The Firework shows its launch's end, and its workflow, unlocked, agrees."""
+    fw = lp.fireworks.find_one({"fw_id": fw_id}, {"state": 1})
+    if fw is None:
+        return True
+    if fw.get("state") not in (state, *HELD_FW_STATES, *SUPERSEDING_FW_STATES):
+        return False
+    wf = lp.workflows.find_one({"nodes": fw_id}, {"locked": 1, f"fw_states.{fw_id}": 1})
+    return wf is None or (not wf.get("locked") and (wf.get("fw_states") or {}).get(str(fw_id)) == fw["state"])
+
+
+def record_completion_time(lp: Any, launch_id: int, state: str, completed_on: dt.datetime) -> None:
+    """The real completion time in the history, time_end and runtime_secs (idempotent)."""
+    from fireworks.core.firework import Launch
+
+    doc = lp.launches.find_one({"launch_id": launch_id}, {"action": 0})
+    launch_obj = Launch.from_dict(doc)
+    stamp_completion(launch_obj, state, completed_on)
+    new = launch_obj.to_db_dict()
+    fields = {k: new.get(k) for k in ("state_history", "time_end", "runtime_secs")}
+    if any(doc.get(k) != v for k, v in fields.items()):
+        lp.launches.update_one({"launch_id": launch_id, "state": state}, {"$set": fields})

@@ -1,0 +1,236 @@
+"""A bulk completion as data: every document it writes, so a crash halfway can be redone.
+
+The completion is planned first (:mod:`fwspool.launchpad.completion`), as a :class:`WriteSet`
+computed from documents read in bulk; the pusher saves it in the journal, then it is written;
+the journal deletes it with the events' pushed mark. The next pass replays a leftover one
+(:meth:`WriteSet.replay`), but only over the documents it was planned from: if another login
+node's push or FireWorks itself wrote one of its workflows meanwhile (a broken lock), the write
+set is abandoned and its launches' events are applied afresh by the next pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fwspool.failpoints import failpoint
+from fwspool.launchpad.locks import LOCK_FIELD, unlock_token
+
+__all__ = ["WriteSet"]
+
+#: What :meth:`WriteSet.replay` did with a write set a dead push left.
+WRITTEN, WAITING, ABANDONED = "written", "waiting", "abandoned"
+
+
+@dataclass(slots=True)
+class WriteSet:
+    """Every document one bulk completion writes, and what they must still be for it to write.
+
+    Each write replaces a document only while it is still what the completion read (``prior_*``),
+    so replaying is idempotent and never undoes what happened on the LaunchPad after the first
+    attempt (a rocket that took a new READY Firework); workflows are written last and only while
+    still locked by this run. The ids of new Fireworks are taken on the counter by the write
+    itself (``new_ids``), so a push that dies before saving its write set wastes none.
+    """
+
+    launches: list[dict[str, Any]] = field(default_factory=list)
+    fireworks: list[dict[str, Any]] = field(default_factory=list)
+    workflows: list[dict[str, Any]] = field(default_factory=list)
+    token: str = ""
+    #: [launch_id, state] of each launch before the completion.
+    prior_launches: list[list[Any]] = field(default_factory=list)
+    #: [fw_id, state, updated_on] of each existing Firework before it; new Fireworks are not listed.
+    prior_fireworks: list[list[Any]] = field(default_factory=list)
+    #: [first, end): the Firework ids this completion gives new Fireworks; [] when none.
+    new_ids: list[int] = field(default_factory=list)
+
+    def to_bytes(self) -> bytes:
+        from bson import json_util
+
+        data = {
+            "launches": self.launches,
+            "fireworks": self.fireworks,
+            "workflows": self.workflows,
+            "token": self.token,
+            "prior_launches": self.prior_launches,
+            "prior_fireworks": self.prior_fireworks,
+            "new_ids": self.new_ids,
+        }
+        return json_util.dumps(data, json_options=json_util.CANONICAL_JSON_OPTIONS).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> WriteSet:
+        from bson import json_util
+
+        d = json_util.loads(data.decode(), json_options=json_util.CANONICAL_JSON_OPTIONS)
+        return cls(
+            d["launches"],
+            d["fireworks"],
+            d["workflows"],
+            d["token"],
+            d.get("prior_launches", []),
+            d.get("prior_fireworks", []),
+            d.get("new_ids", []),
+        )
+
+    def replay(self, lp: Any) -> str:
+        """Finish what a dead push of this write set left undone, if it is still this one's to do.
+
+        :data:`WRITTEN` when its workflows are still as it left them (locked by its token, or
+        already written by it); :data:`WAITING` when someone else holds one of them now (try again
+        next pass); :data:`ABANDONED` when someone else wrote one since (its lock was broken):
+        replaying would write over theirs and duplicate its additions, so nothing is written, the
+        new Fireworks it inserted that no workflow holds are removed, and the events stay pending.
+        """
+        verdict = self._workflows_verdict(lp)
+        if verdict == WRITTEN and not self.write(lp):
+            verdict = ABANDONED  # its new Fireworks' ids were taken: someone else completed it
+        if verdict == ABANDONED:
+            self._remove_unheld_new_fireworks(lp)
+        if verdict != WAITING:
+            unlock_token(lp, self.token)
+        return verdict
+
+    def _workflows_verdict(self, lp: Any) -> str:
+        written_on = {d["_id"]: d.get("updated_on") for d in self.workflows}
+        seen = 0
+        for doc in lp.workflows.find(
+            {"_id": {"$in": list(written_on)}}, {"locked": 1, LOCK_FIELD: 1, "updated_on": 1}
+        ):
+            seen += 1
+            if doc.get(LOCK_FIELD) == self.token:
+                continue  # still ours: locked, or unlocked by hand and untouched since
+            if doc.get("locked"):
+                return WAITING
+            if doc.get("updated_on") != written_on[doc["_id"]]:
+                return ABANDONED  # rewritten by someone else: FireWorks' writes drop our token
+        return WRITTEN if seen == len(written_on) else ABANDONED
+
+    def _remove_unheld_new_fireworks(self, lp: Any) -> None:
+        """Remove the new Fireworks this write set inserted if no workflow holds them (a rocket
+        would fizzle one: "Could not find workflow"). They are still WAITING: never promoted."""
+        if not self.new_ids:
+            return
+        first, end = self.new_ids
+        mine = {
+            d["fw_id"]: (d.get("name"), d.get("created_on"))
+            for d in self.fireworks
+            if first <= d["fw_id"] < end
+        }
+        held = {
+            n for wf in lp.workflows.find({"nodes": {"$in": list(mine)}}, {"nodes": 1}) for n in wf["nodes"]
+        }
+        unheld = [
+            d["fw_id"]
+            for d in lp.fireworks.find(
+                {"fw_id": {"$in": list(mine)}, "state": "WAITING"}, {"fw_id": 1, "name": 1, "created_on": 1}
+            )
+            if d["fw_id"] not in held and mine[d["fw_id"]] == (d.get("name"), d.get("created_on"))
+        ]
+        if unheld:
+            lp.fireworks.delete_many({"fw_id": {"$in": unheld}, "state": "WAITING"})
+
+    def write(self, lp: Any) -> bool:
+        """Write what is not written yet. False (and nothing written) when the new Fireworks' ids
+        were taken by someone else meanwhile: the completion must be computed again."""
+        if self.new_ids and not self._take_ids(lp):
+            return False
+        self._write_launches(lp)
+        failpoint("bulk.after_launches")
+        self._write_fireworks(lp)
+        failpoint("bulk.after_fireworks")
+        self._write_workflows(lp)
+        self._promote_new_fireworks(lp)
+        return True
+
+    def _write_launches(self, lp: Any) -> None:
+        from pymongo import ReplaceOne
+
+        if not self.launches:
+            return
+        prior_state = {lid: state for lid, state in self.prior_launches}
+        lp.launches.bulk_write(
+            [
+                ReplaceOne(
+                    {"launch_id": d["launch_id"], "state": prior_state[d["launch_id"]]}
+                    if d["launch_id"] in prior_state
+                    else {"launch_id": d["launch_id"]},
+                    d,
+                )
+                for d in self.launches
+            ],
+            ordered=False,
+        )
+
+    def _write_fireworks(self, lp: Any) -> None:
+        from pymongo import ReplaceOne, UpdateOne
+
+        if not self.fireworks:
+            return
+        prior = {fw_id: (state, updated_on) for fw_id, state, updated_on in self.prior_fireworks}
+        ops: list[Any] = []
+        for d in self.fireworks:
+            if d["fw_id"] in prior:
+                state, updated_on = prior[d["fw_id"]]
+                ops.append(ReplaceOne({"fw_id": d["fw_id"], "state": state, "updated_on": updated_on}, d))
+            elif self.new_ids:
+                # New: inserted once, never replaced (a rocket may have taken it since), and not
+                # READY before its workflow holds it (below): a rocket must not run a Firework
+                # no workflow knows, should this write die in between.
+                rest = {k: v for k, v in d.items() if k != "fw_id"}
+                rest["state"] = "WAITING"
+                ops.append(UpdateOne({"fw_id": d["fw_id"]}, {"$setOnInsert": rest}, upsert=True))
+            else:  # a write set saved before priors were recorded
+                ops.append(ReplaceOne({"fw_id": d["fw_id"]}, d, upsert=True))
+        lp.fireworks.bulk_write(ops, ordered=False)
+
+    def _write_workflows(self, lp: Any) -> None:
+        from pymongo import ReplaceOne
+
+        if not self.workflows:
+            return
+        # Replacing the document drops `locked` and our token: the write is also the unlock.
+        lp.workflows.bulk_write(
+            [ReplaceOne({"_id": d["_id"], LOCK_FIELD: self.token}, d) for d in self.workflows],
+            ordered=False,
+        )
+
+    def _promote_new_fireworks(self, lp: Any) -> None:
+        """New Fireworks get their real state (READY...) once their workflow holds them."""
+        from pymongo import UpdateOne
+
+        promote = [
+            d
+            for d in self.fireworks
+            if self.new_ids and d["fw_id"] >= self.new_ids[0] and d["state"] != "WAITING"
+        ]
+        if not promote:
+            return
+        failpoint("bulk.before_promote")
+        lp.fireworks.bulk_write(
+            [
+                UpdateOne(
+                    {"fw_id": d["fw_id"], "state": "WAITING", "created_on": d.get("created_on")},
+                    {"$set": {"state": d["state"]}},
+                )
+                for d in promote
+            ],
+            ordered=False,
+        )
+
+    def _take_ids(self, lp: Any) -> bool:
+        """Move the Firework id counter past ``new_ids``, unless someone else took them."""
+        first, end = self.new_ids
+        if lp.fw_id_assigner.update_one({"next_fw_id": first}, {"$set": {"next_fw_id": end}}).matched_count:
+            return True
+        counter = (lp.fw_id_assigner.find_one({}, {"next_fw_id": 1}) or {}).get("next_fw_id", 0)
+        if counter < end:
+            return False
+        # Past them: taken by the write that died, if the Fireworks with these ids are ours.
+        mine = {d["fw_id"]: (d.get("name"), d.get("created_on")) for d in self.fireworks}
+        return all(
+            mine.get(d["fw_id"]) == (d.get("name"), d.get("created_on"))
+            for d in lp.fireworks.find(
+                {"fw_id": {"$gte": first, "$lt": end}}, {"fw_id": 1, "name": 1, "created_on": 1}
+            )
+        )
