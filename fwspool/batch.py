@@ -16,6 +16,7 @@ import subprocess
 from collections.abc import Collection
 from typing import Protocol
 
+from fwspool.config import load_settings_file
 from fwspool.errors import ConfigError, InputError
 
 #: Slurm job states in which the job may still run the launch (``squeue --states``).
@@ -111,23 +112,7 @@ class FlakyBatch:
 
 def system_of_queue_adapter(path: str) -> str:
     """The batch system a FireWorks queue adapter file is for (its ``_fw_q_type``)."""
-    from ruamel.yaml import YAML
-
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except FileNotFoundError:
-        raise InputError(f"queue adapter file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(
-            f"cannot read queue adapter file {path}: {getattr(exc, 'strerror', None) or exc}"
-        ) from None
-    try:
-        data = YAML(typ="safe", pure=True).load(text)
-    except Exception as exc:  # noqa: BLE001 - any parser error means the same thing to the user
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        raise ConfigError(f"queue adapter file {path} is not valid YAML{where}") from None
+    data = load_settings_file(path, "queue adapter file", missing=InputError)
     q_type = data.get("_fw_q_type") if isinstance(data, dict) else None
     if q_type not in Q_TYPES:
         raise ConfigError(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote_plus
 
-from fwspool.errors import ConfigError
+from fwspool.errors import ConfigError, FwspoolError
 
 DEFAULT_LPAD_YAML = "my_launchpad.yaml"
 #: ``scheme://userinfo@``: the userinfo runs to the last ``@`` of the token, so a password with an
@@ -222,30 +222,35 @@ def _parse_problem(exc: Exception) -> str:
     return problem
 
 
-def _load_file(path: str) -> dict[str, Any]:
+def load_settings_file(path: str, what: str, *, missing: type[FwspoolError] = ConfigError) -> Any:
+    """Read and parse a settings file as FireWorks does (JSON by a ``.json`` name, else YAML).
+
+    Every failure is one line naming ``what`` ("launchpad file", "queue adapter file"): a file
+    that cannot be read raises ``missing``, one that does not parse :class:`ConfigError`, and the
+    secret-looking values of a file that does not parse are registered first, so that nothing
+    quoted from it can show them.
+    """
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
-    except FileNotFoundError as exc:
-        raise ConfigError(f"launchpad file {path} does not exist") from exc
+    except FileNotFoundError:
+        raise missing(f"{what} {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            f"cannot read launchpad file {path}: {getattr(exc, 'strerror', None) or exc}"
-        ) from exc
+        raise missing(f"cannot read {what} {path}: {getattr(exc, 'strerror', None) or exc}") from None
     try:
         if path.endswith(".json"):
-            data = json.loads(text)
-        else:
-            from ruamel.yaml import YAML
+            return json.loads(text)
+        from ruamel.yaml import YAML
 
-            data = YAML(typ="safe", pure=True).load(text)
+        return YAML(typ="safe", pure=True).load(text)
     except Exception as exc:  # noqa: BLE001 - any parser error means the same thing to the user
         register_secrets(*_text_secrets(text))
-        raise ConfigError(
-            redact(f"launchpad file {path} is not valid YAML/JSON: {_parse_problem(exc)}")
-        ) from None
+        raise ConfigError(redact(f"{what} {path} is not valid YAML/JSON: {_parse_problem(exc)}")) from None
+
+
+def _load_file(path: str) -> dict[str, Any]:
+    data = load_settings_file(path, "launchpad file")
     if not isinstance(data, dict):
-        register_secrets(*_text_secrets(text))
         raise ConfigError(f"launchpad file {path} does not hold a mapping of LaunchPad settings")
     register_secrets(*settings_secrets(data))
     for key in ("username", "password", "authsource"):

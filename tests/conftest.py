@@ -17,6 +17,11 @@ import pytest
 
 from fwspool.devserver import DevServer
 from fwspool.devslurm import DevSlurm
+from fwspool.testing import commands
+from fwspool.testing.launchpad import throwaway_launchpad
+
+# The jobs the tests start import the tests' own FireTasks (fw_tasks, dyn_tasks) from here.
+commands.TASK_MODULE_DIRS.append(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="session")
@@ -46,22 +51,10 @@ def mongo_client(mongo_uri: str) -> Iterator[pymongo.MongoClient[Any]]:
     client.close()
 
 
-def make_launchpad(uri: str, name: str) -> Any:
-    """A FireWorks LaunchPad on database ``name``, reset and with FireWorks' own indexes."""
-    from fireworks import LaunchPad
-
-    lp = LaunchPad(host=uri, name=name, uri_mode=True, logdir=None, strm_lvl="ERROR")
-    # reset() also runs tuneup(): FireWorks' indexes, without which the server scans collections.
-    lp.reset("", require_password=False, max_reset_wo_password=10**9)
-    return lp
-
-
 @pytest.fixture
 def launchpad(mongo_uri: str, db_name: str) -> Iterator[Any]:
-    lp = make_launchpad(mongo_uri, db_name)
-    yield lp
-    lp.connection.drop_database(db_name)
-    lp.connection.close()
+    with throwaway_launchpad(mongo_uri, db_name) as lp:
+        yield lp
 
 
 @pytest.fixture

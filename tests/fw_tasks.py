@@ -57,3 +57,15 @@ def plain_boom(message: str) -> None:
 
 def add(x: float, y: float) -> float:
     return x + y
+
+
+@explicit_serialize
+class NonFiniteTask(FiretaskBase):
+    """Stores the floats JSON cannot write: NaN and ±Infinity, alone and nested."""
+
+    def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
+        nan, inf = float("nan"), float("inf")
+        return FWAction(
+            stored_data={"nan": nan, "inf": inf, "ninf": -inf, "nested": [nan, {"x": -inf}], "fine": 1.5},
+            update_spec={"threshold": inf},
+        )

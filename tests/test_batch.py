@@ -13,11 +13,9 @@ from typing import Any
 
 import pytest
 from fireworks import Firework, ScriptTask
-from twins import reserve_offline, run_fwspool, uplink_for
 
 from fwspool import inbox
 from fwspool.batch import (
-    BatchQueryError,
     FlakyBatch,
     SlurmBatch,
     system_of_launch_dir,
@@ -28,6 +26,9 @@ from fwspool.errors import ConfigError, InputError
 from fwspool.ingest import Ingester
 from fwspool.journal import SCHEMA_VERSION, Journal
 from fwspool.push import Pusher
+from fwspool.reserve import reserve_offline
+from fwspool.testing.commands import reserved_and_run, run_fwspool
+from fwspool.testing.launchpad import make_launchpad, uplink_for
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -128,19 +129,6 @@ def _started_view(journal: Journal, launch_ids: tuple[int, ...]) -> Any:
     return view
 
 
-def test_squeue_missing_or_failing_is_a_query_error(slurm_cluster: DevSlurm, tmp_path: Path) -> None:
-    with pytest.raises(BatchQueryError, match="not found"):
-        SlurmBatch(squeue=str(tmp_path / "no-squeue")).active_jobs({"1"})
-    broken = tmp_path / "squeue"
-    broken.write_text(
-        "#!/bin/sh\necho 'slurm_load_jobs error: Unable to contact slurm controller' >&2\nexit 1\n"
-    )
-    broken.chmod(0o755)
-    with pytest.raises(BatchQueryError, match="Unable to contact"):
-        SlurmBatch(squeue=str(broken)).active_jobs({"1"})
-    assert SlurmBatch().active_jobs(set()) == set()
-
-
 def test_the_batch_system_of_a_queue_adapter_and_of_a_launch_directory(tmp_path: Path) -> None:
     qa = tmp_path / "my_qadapter.yaml"
     qa.write_text("_fw_name: CommonAdapter\n_fw_q_type: SLURM\nrocket_launch: x\n")
@@ -183,15 +171,13 @@ def test_inbox_pointers_are_believed_like_spool_files_and_dropped_when_the_launc
 ) -> None:
     launchpad.add_wf(Firework(ScriptTask.from_str("echo hi"), name="announced"))
     d = tmp_path / "launch"
-    fw_id, launch_id = reserve_offline(launchpad, str(d))
-    res = run_fwspool(str(d))
-    assert res.returncode == 0, res.stderr
+    fw, launch_id = reserved_and_run(launchpad, str(d))
     pointer = inbox.pointer_path(private_inbox, launch_id)
     assert json.loads(Path(pointer).read_text()) == {
         "v": 1,
         "launch_id": launch_id,
         "launch_dir": str(d),
-        "fw_id": fw_id,
+        "fw_id": fw.fw_id,
     }
     # Not one of yours, a symbolic link, not a pointer: each refused, said once, the pass goes on.
     foreign = inbox.write_pointer(private_inbox, 90, None, str(tmp_path / "x"))
@@ -214,7 +200,7 @@ def test_inbox_pointers_are_believed_like_spool_files_and_dropped_when_the_launc
             Pusher(journal, uplink).run_pass()
         finally:
             uplink.close()
-    assert launchpad.get_fw_by_id(fw_id).state == "COMPLETED"
+    assert launchpad.get_fw_by_id(fw.fw_id).state == "COMPLETED"
 
 
 def test_a_version_1_journal_is_upgraded_keeping_every_row(tmp_path: Path) -> None:
@@ -269,8 +255,6 @@ def test_a_launch_of_another_launchpad_announced_in_a_shared_inbox_is_never_appl
 ) -> None:
     """Launch ids are per LaunchPad: launch 1 of LaunchPad B, announced in the inbox journal A
     reads, must not complete launch 1 of LaunchPad A."""
-    from conftest import make_launchpad
-
     lp_a, lp_b = make_launchpad(mongo_uri, db_name + "a"), make_launchpad(mongo_uri, db_name + "b")
     try:
         for lp, name in ((lp_a, "a"), (lp_b, "b")):

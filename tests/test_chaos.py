@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,20 +15,20 @@ from typing import Any
 import pytest
 from dyn_tasks import GrowTask
 from fireworks import Firework, FWorker, ScriptTask, Workflow
-from twins import reserve_offline, run_fwspool, uplink_for
 
-from fwspool import fireworks_map
 from fwspool.events import Checkpoint, Completed, Exited, Ping, Started
-from fwspool.fireworks_map import LaunchPadApplier, PendingEvent, WriteSet
 from fwspool.ingest import Ingester
 from fwspool.journal import Journal
+from fwspool.launchpad import LaunchPadApplier, WriteSet, writeset
 from fwspool.push import Pusher
-from fwspool.runs import apply_running_phase
+from fwspool.reserve import reserve_offline
+from fwspool.runs import PendingEvent, apply_running_phase
 from fwspool.spool import SpoolWriter
-
-TOOLS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
-sys.path.insert(0, TOOLS)
-import chaos  # noqa: E402
+from fwspool.testing.chaos.cluster import Cluster
+from fwspool.testing.chaos.runner import run_scenario
+from fwspool.testing.chaos.scenarios import SCENARIOS
+from fwspool.testing.commands import run_fwspool
+from fwspool.testing.launchpad import uplink_for
 
 T0 = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
 
@@ -38,17 +37,17 @@ T0 = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[chaos.Cluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """The harness's own SecantusDB server and workloads, shared by the scenarios of this file."""
-    c = chaos.Cluster(str(tmp_path_factory.mktemp("chaos")))
+    c = Cluster(str(tmp_path_factory.mktemp("chaos")))
     c.shared_templates = True
     with c:
         yield c
 
 
-@pytest.mark.parametrize("number", sorted(chaos.SCENARIOS))
-def test_scenario(cluster: chaos.Cluster, number: int) -> None:
-    res = chaos.run_scenario(cluster, number)
+@pytest.mark.parametrize("number", sorted(SCENARIOS))
+def test_scenario(cluster: Cluster, number: int) -> None:
+    res = run_scenario(cluster, number)
     c = res.check
     assert res.trials >= 1 and res.faults >= 1, res.row()
     assert (c.lost, c.duplicated, c.mismatched, c.extra, c.pending_left, c.bad_quarantine, c.other) == (
@@ -248,7 +247,7 @@ def test_a_bulk_completion_dying_halfway_shows_no_runnable_orphan_and_keeps_its_
 
     with Journal.open(str(tmp_path / "j.sqlite3")) as journal:
         _completion_ready(launchpad, tmp_path, journal)
-        monkeypatch.setattr(fireworks_map, "failpoint", failpoint)
+        monkeypatch.setattr(writeset, "failpoint", failpoint)
         with pytest.raises(Died):
             LaunchPadApplier(launchpad).apply(journal.pending_launches(None, 10), T0, redo=saved.append)
         monkeypatch.undo()

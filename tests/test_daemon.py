@@ -7,21 +7,21 @@ from typing import Any
 
 import pytest
 from fireworks import Firework, ScriptTask
-from twins import reserve_offline, run_fwspool, uplink_for
 
 from fwspool.daemon import Backoff, StopFlag, push_loop, sync_loop
 from fwspool.errors import UplinkUnavailable
 from fwspool.ingest import Ingester
 from fwspool.journal import Journal
+from fwspool.testing.commands import reserved_and_run
+from fwspool.testing.launchpad import uplink_for
 from fwspool.uplink import FlakyUplink
 
 
 def one_finished_launch(launchpad: Any, tmp_path: Path) -> tuple[int, Path]:
     launchpad.add_wf(Firework(ScriptTask.from_str("echo hi"), name="one"))
     d = tmp_path / "launch"
-    fw_id, _ = reserve_offline(launchpad, str(d))
-    assert run_fwspool(str(d)).returncode == 0
-    return fw_id, d
+    fw, _ = reserved_and_run(launchpad, str(d))
+    return fw.fw_id, d
 
 
 def test_an_unreachable_database_is_retried_with_backoff_until_stopped_and_raised_without_watch(

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from fwspool.devslurm import DevSlurm, live_processes
+from fwspool.testing.waiting import wait_for
 
 FINISHED = {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "GONE"}
 
@@ -26,15 +26,6 @@ def write_script(directory: Path, name: str, body: str) -> str:
     path.write_text("#!/bin/bash\n" + body)
     path.chmod(0o755)
     return str(path)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"no {what} within {timeout}s")
 
 
 def job_processes(conf_path: str, job_id: str) -> list[int]:
@@ -63,13 +54,13 @@ def test_scancel_sends_sigterm_to_the_script(slurm_cluster: DevSlurm, tmp_path: 
     )
     job_id = slurm_cluster.sbatch(script, cwd=str(tmp_path))
     slurm_cluster.wait_for_state(job_id, {"RUNNING"}, timeout=30)
-    wait_until((tmp_path / "started").exists, 10, "script start")
+    wait_for((tmp_path / "started").exists, 10, "script start")
     slurm_cluster.scancel(job_id)
     assert slurm_cluster.wait_for_state(job_id, FINISHED, timeout=30) == "CANCELLED"
-    wait_until((tmp_path / "term.txt").exists, 10, "TERM trap")
+    wait_for((tmp_path / "term.txt").exists, 10, "TERM trap")
     assert (tmp_path / "term.txt").read_text() == "TERM\n"
     # The script's children (sleep) get the signal too: nothing of the job is left.
-    wait_until(lambda: not job_processes(slurm_cluster.conf_path, job_id), 10, "end of the job's processes")
+    wait_for(lambda: not job_processes(slurm_cluster.conf_path, job_id), 10, "end of the job's processes")
 
 
 def test_requeue_runs_the_script_again_in_the_same_directory(slurm_cluster: DevSlurm, tmp_path: Path) -> None:
@@ -81,10 +72,10 @@ def test_requeue_runs_the_script_again_in_the_same_directory(slurm_cluster: DevS
         "trap 'echo TERM >> term.txt; exit 143' TERM\nsleep 600 &\nwait\n",
     )
     job_id = slurm_cluster.sbatch(script, cwd=str(tmp_path))
-    wait_until(runs.exists, 30, "first run")
+    wait_for(runs.exists, 30, "first run")
     started = time.monotonic()
     slurm_cluster.requeue(job_id)
-    wait_until(lambda: len(runs.read_text().splitlines()) == 2, 40, "second run")
+    wait_for(lambda: len(runs.read_text().splitlines()) == 2, 40, "second run")
     rerun_after = time.monotonic() - started
     try:
         assert runs.read_text().splitlines() == [f"unset {tmp_path}", f"1 {tmp_path}"]
@@ -120,7 +111,7 @@ def test_stop_leaves_nothing_and_a_new_cluster_starts_clean(tmp_path: Path) -> N
     with DevSlurm(str(base)) as cluster:
         job_id = cluster.sbatch(script, cwd=str(tmp_path))
         cluster.wait_for_state(job_id, {"RUNNING"}, timeout=30)
-        wait_until(lambda: bool(job_processes(cluster.conf_path, job_id)), 10, "job processes")
+        wait_for(lambda: bool(job_processes(cluster.conf_path, job_id)), 10, "job processes")
     assert not cluster.running
     assert not job_processes(cluster.conf_path, job_id)
     assert not [

@@ -6,20 +6,19 @@ failover cannot roll back."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pymongo
 import pytest
-from conftest import make_launchpad
 from fireworks import Firework, ScriptTask, Workflow
 from pymongo import monitoring
-from twins import reserve_offline, run_fwspool, snapshot, uplink_for
 
 from fwspool.ingest import Ingester
 from fwspool.journal import Journal
 from fwspool.push import Pusher
+from fwspool.testing.commands import fwspool_cmd, reserved_and_run
+from fwspool.testing.launchpad import make_launchpad, snapshot, uplink_for
 
 FAULTS = {
     "writeConcernError": (
@@ -41,13 +40,12 @@ def workflow() -> Workflow:
 
 def ran_offline(lp: Any, launch_dir: Path) -> None:
     lp.add_wf(workflow())
-    reserve_offline(lp, str(launch_dir))
-    assert run_fwspool(str(launch_dir)).returncode == 0
+    reserved_and_run(lp, str(launch_dir))
 
 
 def push_cli(journal: str, uri: str, db: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "fwspool.cli", "push", "--journal", journal, "--uri", uri, "--name", db],
+        fwspool_cmd("push", "--journal", journal, "--uri", uri, "--name", db),
         capture_output=True,
         text=True,
         timeout=120,

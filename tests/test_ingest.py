@@ -22,10 +22,8 @@ from typing import Any
 
 import msgspec
 import pytest
-from click.testing import CliRunner
 
 from fwspool import offline
-from fwspool.cli import main
 from fwspool.errors import EX_TEMPFAIL, JournalBusy
 from fwspool.events import (
     RECORD_VERSION,
@@ -40,6 +38,11 @@ from fwspool.events import (
 from fwspool.ingest import Ingester, IngestSummary
 from fwspool.journal import Journal
 from fwspool.spool import HEADER_LEN, OsSourceFile, SpoolWriter, encode_record, scan, spool_file_name
+from fwspool.testing.commands import fwspool_cmd
+from fwspool.testing.commands import invoke as cli
+from fwspool.testing.journal_file import ingest, query
+from fwspool.testing.spool_files import ShortReadSource
+from fwspool.testing.waiting import wait_for
 
 T0 = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
 _record_decoder = msgspec.json.Decoder(Record)
@@ -101,26 +104,12 @@ def journal_ids(journal_path: str) -> list[tuple[str, int]]:
         return [(r["writer_id"], r["seq"]) for r in j.query("SELECT writer_id, seq FROM events")]
 
 
-def ingest(journal_path: str, *roots: Path, **kw: Any) -> IngestSummary:
-    with Journal.open(journal_path) as j:
-        return Ingester(j, roots=[str(r) for r in roots], **kw).run_pass()
-
-
-def query(journal_path: str, sql: str, params: Any = ()) -> list[dict[str, Any]]:
-    with Journal.open(journal_path) as j:
-        return j.query(sql, params)
-
-
 def assert_quarantine_is_file_bytes(journal_path: str) -> None:
     """Each quarantined range names the bytes it keeps: bytes == file[offset : offset + length]."""
     for r in query(journal_path, 'SELECT path, "offset", length, bytes FROM quarantine'):
         with open(r["path"], "rb") as f:
             f.seek(r["offset"])
             assert f.read(r["length"]) == r["bytes"], r
-
-
-def cli(*args: str) -> Any:
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 # -- exactly once ------------------------------------------------------------------------------
@@ -599,18 +588,6 @@ def test_should_stop_ends_the_pass_between_batches(tmp_path: Path, journal_path:
 # -- robustness of reading ---------------------------------------------------------------------
 
 
-class ShortReadSource(OsSourceFile):
-    """A real file whose reads return fewer bytes than asked, at random."""
-
-    rng = random.Random(7)
-
-    def pread(self, size: int, offset: int) -> bytes:
-        data = super().pread(size, offset)
-        if len(data) > 1 and self.rng.random() < 0.7:
-            data = data[: self.rng.randint(1, len(data) - 1)]
-        return data
-
-
 def test_short_reads_give_the_same_journal(tmp_path: Path) -> None:
     root = tmp_path / "spool"
     for lid in range(1, 4):
@@ -988,18 +965,6 @@ def test_lock_wait_waits_for_the_other_ingester(tmp_path: Path, journal_path: st
 
 
 # -- signals -----------------------------------------------------------------------------------
-
-
-def fwspool_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "fwspool.cli", *args]
-
-
-def wait_for(predicate: Any, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.05)
 
 
 def count_events(journal_path: str) -> int:

@@ -5,32 +5,37 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import make_launchpad
 from dyn_tasks import GrowTask
 from fireworks import Firework, ScriptTask, Workflow
 from pymongo import monitoring
-from twins import (
-    ingest_and_push,
-    recover_all,
-    reserve_offline,
-    run_fireworks_offline,
-    run_fwspool,
-    snapshot,
-    subprocess_env,
-    uplink_for,
-)
 
 from fwspool.cli import main
 from fwspool.errors import EX_CONFIG, EX_TEMPFAIL, UplinkUnavailable
 from fwspool.ingest import Ingester
 from fwspool.journal import Journal
 from fwspool.push import Pusher
+from fwspool.reserve import reserve_offline
+from fwspool.testing.commands import (
+    fwspool_cmd,
+    invoke,
+    job_env,
+    reserved_and_run,
+    run_fireworks_offline,
+    run_fwspool,
+)
+from fwspool.testing.journal_file import ingest_and_push
+from fwspool.testing.launchpad import (
+    make_launchpad,
+    recover_offline,
+    snapshot,
+    throwaway_launchpad,
+    uplink_for,
+)
 from fwspool.uplink import FlakyUplink
 
 
@@ -44,11 +49,19 @@ def prepared(lp: Any, tmp_path: Any, wf: Workflow | None = None, run: bool = Tru
     """A workflow on ``lp`` whose first step was reserved offline and run by fwspool rlaunch."""
     lp.add_wf(wf or grow_wf())
     d = str(tmp_path / "launch")
-    reserve_offline(lp, d)
     if run:
-        res = run_fwspool(d, *extra)
-        assert res.returncode in (0, 1), res.stderr[-2000:]
+        reserved_and_run(lp, d, *extra, returncodes=(0, 1))
+    else:
+        reserve_offline(lp, d)
     return d
+
+
+def prepared_twice(clean: Any, other: Any, tmp_path: Any, mongo_uri: str) -> tuple[str, str]:
+    """:func:`prepared` on two LaunchPads, the clean run pushed at once; (clean dir, other dir)."""
+    dc = prepared(clean, tmp_path / "c")
+    dk = prepared(other, tmp_path / "k")
+    ingest_and_push(str(tmp_path / "c.sqlite3"), mongo_uri, clean.name, roots=(dc,))
+    return dc, dk
 
 
 class CommandCounter(monitoring.CommandListener):
@@ -88,12 +101,11 @@ def test_push_twice_changes_nothing_and_an_idle_pass_writes_nothing(
 
 
 def test_acknowledgement_lost_then_push_again_equals_clean_run(mongo_uri, db_name, tmp_path, journal_path):
-    clean = make_launchpad(mongo_uri, db_name + "_c")
-    flaky = make_launchpad(mongo_uri, db_name + "_k")
-    try:
-        dc = prepared(clean, tmp_path / "c")
-        dk = prepared(flaky, tmp_path / "k")
-        ingest_and_push(str(tmp_path / "c.sqlite3"), mongo_uri, clean.name, roots=(dc,))
+    with (
+        throwaway_launchpad(mongo_uri, db_name + "_c") as clean,
+        throwaway_launchpad(mongo_uri, db_name + "_k") as flaky,
+    ):
+        dc, dk = prepared_twice(clean, flaky, tmp_path, mongo_uri)
         with Journal.open(journal_path) as journal:
             Ingester(journal, roots=(dk,)).run_pass()
             # The database applies the batch, the acknowledgement is lost: nothing marked.
@@ -105,23 +117,19 @@ def test_acknowledgement_lost_then_push_again_equals_clean_run(mongo_uri, db_nam
             assert journal.count_events("pushed_at IS NULL") == 0
         assert snapshot(flaky, (dk,)) == snapshot(clean, (dc,))
         assert flaky.fireworks.count_documents({}) == 4  # two + one addition + one detour, not more
-    finally:
-        for lp in (clean, flaky):
-            lp.connection.drop_database(lp.name)
 
 
 def test_kill_9_between_database_write_and_journal_mark(mongo_uri, db_name, tmp_path, journal_path):
-    clean = make_launchpad(mongo_uri, db_name + "_c")
-    killed = make_launchpad(mongo_uri, db_name + "_k")
-    try:
-        dc = prepared(clean, tmp_path / "c")
-        dk = prepared(killed, tmp_path / "k")
-        ingest_and_push(str(tmp_path / "c.sqlite3"), mongo_uri, clean.name, roots=(dc,))
-        env = subprocess_env()
+    with (
+        throwaway_launchpad(mongo_uri, db_name + "_c") as clean,
+        throwaway_launchpad(mongo_uri, db_name + "_k") as killed,
+    ):
+        dc, dk = prepared_twice(clean, killed, tmp_path, mongo_uri)
+        env = job_env()
         env.update(
             FWSPOOL_JOURNAL=journal_path, FWSPOOL_MONGODB_URI=mongo_uri, FWSPOOL_MONGODB_NAME=killed.name
         )
-        cli = [sys.executable, "-m", "fwspool.cli"]
+        cli = fwspool_cmd()
         subprocess.run([*cli, "ingest", "--root", dk], env=env, check=True, capture_output=True)
         crash = subprocess.run(
             [*cli, "push"],
@@ -139,9 +147,6 @@ def test_kill_9_between_database_write_and_journal_mark(mongo_uri, db_name, tmp_
         assert snapshot(killed, (dk,)) == snapshot(clean, (dc,))
         launch = killed.launches.find_one({"launch_id": 1})
         assert [h["state"] for h in launch["state_history"]] == ["RESERVED", "RUNNING", "COMPLETED"]
-    finally:
-        for lp in (clean, killed):
-            lp.connection.drop_database(lp.name)
 
 
 def test_database_down_during_push_then_back(mongo_server_factory, tmp_path, journal_path):
@@ -185,9 +190,9 @@ def test_rerun_on_the_launchpad_is_not_clobbered(launchpad, tmp_path, journal_pa
     assert launchpad.get_fw_by_id(fw_id).state == "READY"
     # A site still running recover_offline must not resurrect it either (FireWorks #326).
     assert launchpad.offline_runs.find_one({"launch_id": 1})["deprecated"] is True
-    recover_all(launchpad)
+    recover_offline(launchpad)
     assert launchpad.get_fw_by_id(fw_id).state == "READY"
-    res = CliRunner().invoke(main, ["status", "--json", "--no-check", "--journal", journal_path])
+    res = invoke("status", "--json", "--no-check", "--journal", journal_path)
     assert '"superseded": ' in res.output and res.exit_code == 0
 
 
@@ -205,31 +210,29 @@ def test_recover_offline_after_push_finds_nothing_to_do(launchpad, tmp_path, jou
     ingest_and_push(journal_path, mongo_uri, launchpad.name, roots=(d,))
     before = snapshot(launchpad)
     assert launchpad.offline_runs.count_documents({"completed": False, "deprecated": False}) == 0
-    recover_all(launchpad)
+    recover_offline(launchpad)
     assert snapshot(launchpad) == before
 
 
 def test_unmodified_offline_job_is_ingested_and_pushed_like_recover_offline(
     mongo_uri, db_name, tmp_path, journal_path
 ):
-    ref = make_launchpad(mongo_uri, db_name + "_r")
-    fws = make_launchpad(mongo_uri, db_name + "_f")
-    try:
+    with (
+        throwaway_launchpad(mongo_uri, db_name + "_r") as ref,
+        throwaway_launchpad(mongo_uri, db_name + "_f") as fws,
+    ):
         for lp, sub in ((ref, "r"), (fws, "f")):
             lp.add_wf(grow_wf())
             d = str(tmp_path / sub)
             reserve_offline(lp, d)
             res = run_fireworks_offline(d)
             assert res.returncode == 0, res.stderr[-2000:]
-        recover_all(ref)
+        recover_offline(ref)
         # The registry pull teaches the journal where the launch is; then ingest reads FW_offline.json.
         summary = ingest_and_push(journal_path, mongo_uri, fws.name)
         assert summary.registered == 1
         ingest_and_push(journal_path, mongo_uri, fws.name)
         assert snapshot(fws, (str(tmp_path / "f"),)) == snapshot(ref, (str(tmp_path / "r"),))
-    finally:
-        for lp in (ref, fws):
-            lp.connection.drop_database(lp.name)
 
 
 def test_forget_while_the_database_is_down(mongo_server_factory, tmp_path, journal_path):
@@ -269,9 +272,9 @@ def test_walltime_sigterm_fizzles_the_launch_at_once(launchpad, tmp_path, journa
     d = str(tmp_path / "launch")
     reserve_offline(launchpad, d)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fwspool.cli", "rlaunch"],
+        fwspool_cmd("rlaunch"),
         cwd=d,
-        env=subprocess_env(),
+        env=job_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -304,7 +307,7 @@ def test_bad_launchpad_file_is_one_line_exit_78(tmp_path, journal_path):
 
 
 def test_not_a_launchpad(mongo_uri, db_name, journal_path):
-    res = CliRunner().invoke(main, ["push", "--uri", mongo_uri, "--name", db_name, "--journal", journal_path])
+    res = invoke("push", "--uri", mongo_uri, "--name", db_name, "--journal", journal_path)
     assert res.exit_code == EX_CONFIG and "not a FireWorks LaunchPad" in res.output
 
 
@@ -313,8 +316,8 @@ def test_push_watch_resumes_by_itself_when_the_database_returns(mongo_server_fac
     lp = make_launchpad(server.uri, "fireworks")
     d = prepared(lp, tmp_path)
     lp.connection.close()
-    env = dict(subprocess_env(), FWSPOOL_JOURNAL=journal_path, FWSPOOL_MONGODB_URI=server.uri)
-    cli = [sys.executable, "-m", "fwspool.cli"]
+    env = dict(job_env(), FWSPOOL_JOURNAL=journal_path, FWSPOOL_MONGODB_URI=server.uri)
+    cli = fwspool_cmd()
     subprocess.run([*cli, "ingest", "--root", d], env=env, check=True, capture_output=True)
     server.stop()
     proc = subprocess.Popen(
@@ -365,8 +368,8 @@ def test_wrong_password_is_its_own_error_and_never_retried(auth_server, tmp_path
     d = prepared(lp, tmp_path)
     lp.connection.close()
     bad = good.replace("Sup3r-S3cret", "Wr0ng-Pa55word")
-    env = dict(subprocess_env(), FWSPOOL_JOURNAL=journal_path)
-    cli = [sys.executable, "-m", "fwspool.cli"]
+    env = dict(job_env(), FWSPOOL_JOURNAL=journal_path)
+    cli = fwspool_cmd()
     subprocess.run([*cli, "ingest", "--root", d], env=env, check=True, capture_output=True)
     for extra in ([], ["--watch"]):
         res = subprocess.run(
@@ -418,9 +421,10 @@ def test_kill_9_in_the_middle_of_a_bulk_completion_is_redone(
 ):
     """The bulk completion writes launches, then Fireworks, then workflows; a kill between them
     leaves a redo record in the journal that the next push finishes before anything else."""
-    clean = make_launchpad(mongo_uri, db_name + "_c")
-    killed = make_launchpad(mongo_uri, db_name + "_k")
-    try:
+    with (
+        throwaway_launchpad(mongo_uri, db_name + "_c") as clean,
+        throwaway_launchpad(mongo_uri, db_name + "_k") as killed,
+    ):
         dirs = {}
         for lp, sub in ((clean, "c"), (killed, "k")):
             for _ in range(3):
@@ -434,11 +438,11 @@ def test_kill_9_in_the_middle_of_a_bulk_completion_is_redone(
         with Journal.open(str(tmp_path / "c.sqlite3")) as journal:
             Ingester(journal, roots=(str(tmp_path / "c"),)).run_pass()
             Pusher(journal, uplink_for(mongo_uri, clean.name)).run_pass()
-        env = subprocess_env()
+        env = job_env()
         env.update(
             FWSPOOL_JOURNAL=journal_path, FWSPOOL_MONGODB_URI=mongo_uri, FWSPOOL_MONGODB_NAME=killed.name
         )
-        cli = [sys.executable, "-m", "fwspool.cli"]
+        cli = fwspool_cmd()
         subprocess.run(
             [*cli, "ingest", "--root", str(tmp_path / "k")], env=env, check=True, capture_output=True
         )
@@ -456,6 +460,3 @@ def test_kill_9_in_the_middle_of_a_bulk_completion_is_redone(
         assert killed.workflows.count_documents({"locked": {"$exists": True}}) == 0
         assert snapshot(killed, tuple(dirs["k"])) == snapshot(clean, tuple(dirs["c"]))
         assert killed.fireworks.count_documents({}) == 3 * 4
-    finally:
-        for lp in (clean, killed):
-            lp.connection.drop_database(lp.name)

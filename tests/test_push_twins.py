@@ -8,17 +8,13 @@ import os
 from typing import Any
 
 import pytest
-from conftest import make_launchpad
 from dyn_tasks import FailTask, GrowTask
 from fireworks import Firework, PyTask, ScriptTask, Workflow
-from twins import (
-    ingest_and_push,
-    recover_all,
-    reserve_offline,
-    run_fireworks_offline,
-    run_fwspool,
-    snapshot,
-)
+
+from fwspool.reserve import reserve_offline
+from fwspool.testing.commands import run_fireworks_offline, run_fwspool
+from fwspool.testing.journal_file import ingest_and_push
+from fwspool.testing.launchpad import recover_offline, snapshot, throwaway_launchpad
 
 
 def three_steps(first_tasks: list[Any], spec: dict[str, Any] | None = None) -> Workflow:
@@ -30,12 +26,11 @@ def three_steps(first_tasks: list[Any], spec: dict[str, Any] | None = None) -> W
 
 @pytest.fixture
 def twins(mongo_uri: str, db_name: str, tmp_path: Any):
-    ref = make_launchpad(mongo_uri, db_name + "_r")
-    fws = make_launchpad(mongo_uri, db_name + "_f")
-    yield ref, fws
-    for lp in (ref, fws):
-        lp.connection.drop_database(lp.name)
-        lp.connection.close()
+    with (
+        throwaway_launchpad(mongo_uri, db_name + "_r") as ref,
+        throwaway_launchpad(mongo_uri, db_name + "_f") as fws,
+    ):
+        yield ref, fws
 
 
 def run_twins(
@@ -47,12 +42,12 @@ def run_twins(
     ref_dir, fws_dir = str(tmp_path / "ref"), str(tmp_path / "fws")
     r_fw, r_lid = reserve_offline(ref, ref_dir)
     f_fw, f_lid = reserve_offline(fws, fws_dir)
-    assert (r_fw, r_lid) == (f_fw, f_lid)
+    assert (r_fw.fw_id, r_lid) == (f_fw.fw_id, f_lid)
     r = run_fireworks_offline(ref_dir)
     assert r.returncode == 0, r.stderr[-2000:]
     f = run_fwspool(fws_dir)
     assert f.returncode in (0, 1), f.stderr[-2000:]
-    recover_all(ref)
+    recover_offline(ref)
     summary = ingest_and_push(journal_path, mongo_uri, fws.name, roots=(fws_dir,))
     return snapshot(ref, (ref_dir,)), snapshot(fws, (fws_dir,)), summary
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,16 +21,18 @@ from typing import Any
 import fw_tasks
 import msgspec
 import pytest
-from conftest import make_launchpad
 from fireworks import Firework, FWAction, FWorker, PyTask, ScriptTask
-from fireworks.queue.queue_launcher import setup_offline_job
 from fireworks.utilities.fw_utilities import get_my_host, get_my_ip
 
 from fwspool.devserver import free_port
 from fwspool.events import Exited, Record
+from fwspool.reserve import reserve_offline
 from fwspool.spool import SPOOL_GLOB, OsSourceFile, SpoolReader
+from fwspool.testing.commands import fireworks_command, fwspool_cmd, job_env
+from fwspool.testing.journal_file import ingest_and_push
+from fwspool.testing.launchpad import throwaway_launchpad
+from fwspool.testing.waiting import wait_for
 
-TESTS_DIR = Path(__file__).resolve().parent
 BIN_DIR = Path(sys.executable).parent
 TIMEOUT = 60
 
@@ -40,36 +40,8 @@ TIMEOUT = 60
 # ---------------------------------------------------------------------------------------------
 # Helpers
 
-
-def subprocess_env(**extra: str) -> dict[str, str]:
-    """The environment of a job: ``tests/`` importable (for ``fw_tasks``), nothing else changed."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS_DIR), env.get("PYTHONPATH")) if p)
-    env.update(extra)
-    return env
-
-
-def reference_cmd() -> list[str]:
-    exe = BIN_DIR / "rlaunch"
-    return [str(exe) if exe.exists() else shutil.which("rlaunch") or "rlaunch", "singleshot", "--offline"]
-
-
-def fwspool_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "fwspool.cli", *args]
-
-
-def reserve(lp: Any, launch_dir: Path, fw_id: int | None = None) -> tuple[Any, int]:
-    """Reserve a Firework into ``launch_dir`` exactly as ``qlaunch -r`` does."""
-    launch_dir.mkdir(parents=True, exist_ok=True)
-    fw, launch_id = lp.checkout_fw(FWorker(), str(launch_dir), fw_id=fw_id, state="RESERVED")
-    assert fw is not None, "nothing to reserve"
-    cwd = os.getcwd()
-    os.chdir(launch_dir)
-    try:
-        setup_offline_job(lp, fw, launch_id)
-    finally:
-        os.chdir(cwd)
-    return fw, launch_id
+#: FireWorks' own offline rocket, the reference.
+REFERENCE_CMD = [fireworks_command("rlaunch"), "singleshot", "--offline"]
 
 
 def run_all(
@@ -81,7 +53,7 @@ def run_all(
             subprocess.Popen(
                 cmd,
                 cwd=cwd,
-                env=env or subprocess_env(),
+                env=env or job_env(),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
@@ -176,26 +148,12 @@ def assert_same_action(ours: dict[str, Any], ref: dict[str, Any], our_dir: Path,
         )
 
 
-def wait_for(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
 def twin_launchpads(launchpad: Any, mongo_uri: str, db_name: str) -> Iterator[tuple[Any, Any]]:
     """Two LaunchPads on two fresh databases: the same workflow gets the same fw_id and launch_id
     in both, so twin runs differ only in what legitimately differs."""
-    other = make_launchpad(mongo_uri, db_name + "_twin")
-    try:
+    with throwaway_launchpad(mongo_uri, db_name + "_twin") as other:
         yield launchpad, other
-    finally:
-        other.connection.drop_database(db_name + "_twin")
-        other.connection.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,8 +226,8 @@ def test_spool_matches_fireworks_offline_rocket(
     for lp in twin_launchpads:
         lp.add_wf(Firework.from_dict(fw_spec.to_dict()))
     ref_dir, our_dir = tmp_path / "reference", tmp_path / "fwspool"
-    ref_fw, ref_launch = reserve(lp_ref, ref_dir)
-    our_fw, our_launch = reserve(lp_ours, our_dir)
+    ref_fw, ref_launch = reserve_offline(lp_ref, str(ref_dir))
+    our_fw, our_launch = reserve_offline(lp_ours, str(our_dir))
     assert (ref_fw.fw_id, ref_launch) == (our_fw.fw_id, our_launch)
     if name == "chain":
         # rlaunch finds my_fworker.yaml in its config dir (the current one); fwspool must too.
@@ -278,7 +236,7 @@ def test_spool_matches_fireworks_offline_rocket(
                 "name: gpu-node\ncategory: gpu\nquery: '{}'\nenv: {scratch: /tmp/s}\n"
             )
 
-    ref, ours = run_all((reference_cmd(), ref_dir), (fwspool_cmd("rlaunch"), our_dir))
+    ref, ours = run_all((REFERENCE_CMD, ref_dir), (fwspool_cmd("rlaunch"), our_dir))
     assert ref.returncode == 0, ref.stderr
     # rlaunch exits 0 even when the Firework fizzled; fwspool says so (README, "Exit codes").
     assert ours.returncode == 0, ours.stderr  # as FireWorks' rlaunch, FIZZLED or not
@@ -359,7 +317,7 @@ def test_spool_matches_fireworks_offline_rocket(
 def test_pings_while_a_task_runs(launchpad: Any, tmp_path: Path) -> None:
     launchpad.add_wf(Firework([PyTask(func="time.sleep", args=[1.0])], name="sleepy"))
     launch_dir = tmp_path / "launch"
-    reserve(launchpad, launch_dir)
+    reserve_offline(launchpad, str(launch_dir))
     (result,) = run_all((fwspool_cmd("rlaunch", "--ping-seconds", "0.2"), launch_dir))
     assert result.returncode == 0, result.stderr
 
@@ -391,9 +349,9 @@ def test_launch_dir_in_spec_moves_the_run_but_not_the_spool(
             Firework(tasks, spec={"_launch_dir": str(elsewhere[key]), "_pass_job_info": True}, name="moved")
         )
     ref_dir, our_dir = tmp_path / "reference", tmp_path / "fwspool"
-    reserve(twin_launchpads[0], ref_dir)
-    reserve(twin_launchpads[1], our_dir)
-    ref, ours = run_all((reference_cmd(), ref_dir), (fwspool_cmd("rlaunch"), our_dir))
+    reserve_offline(twin_launchpads[0], str(ref_dir))
+    reserve_offline(twin_launchpads[1], str(our_dir))
+    ref, ours = run_all((REFERENCE_CMD, ref_dir), (fwspool_cmd("rlaunch"), our_dir))
     assert ref.returncode == 0 and ours.returncode == 0, (ref.stderr, ours.stderr)
 
     target = elsewhere["fwspool"]
@@ -422,11 +380,11 @@ def test_launch_dir_in_spec_moves_the_run_but_not_the_spool(
 def test_sigterm_records_exited_with_the_signal_and_dies_of_it(launchpad: Any, tmp_path: Path) -> None:
     launchpad.add_wf(Firework([PyTask(func="time.sleep", args=[60])], name="long"))
     launch_dir = tmp_path / "launch"
-    fw, launch_id = reserve(launchpad, launch_dir)
+    fw, launch_id = reserve_offline(launchpad, str(launch_dir))
     proc = subprocess.Popen(
         fwspool_cmd("rlaunch"),
         cwd=launch_dir,
-        env=subprocess_env(),
+        env=job_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -440,7 +398,7 @@ def test_sigterm_records_exited_with_the_signal_and_dies_of_it(launchpad: Any, t
             except AssertionError:  # a record caught half-written: look again
                 return False
 
-        wait_for(task_running, 15, "the task to start")
+        wait_for(task_running, 15, "the task to start", every=0.02)
         started_at = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=5)
@@ -492,14 +450,14 @@ def test_rlaunch_never_opens_a_database_connection(launchpad: Any, tmp_path: Pat
         Firework([PyTask(func="fw_tasks.add", args=[1, 2], stored_data_varname="s")], name="offline")
     )
     launch_dir = tmp_path / "launch"
-    fw, launch_id = reserve(launchpad, launch_dir)
+    fw, launch_id = reserve_offline(launchpad, str(launch_dir))
     # A launchpad file (as in an old rocket_launch line) pointing at a port nobody listens on,
     # an empty HOME (no ~/.fireworks config), and any TCP/IP connection is a hard failure.
     dead = f"mongodb://127.0.0.1:{free_port()}/?directConnection=true"
     (tmp_path / "my_launchpad.yaml").write_text(f"host: '{dead}'\nname: nowhere\nuri_mode: true\n")
     (tmp_path / "my_fworker.yaml").write_text("name: cfgdir-worker\ncategory: ''\nquery: '{}'\n")
     (tmp_path / "home").mkdir()
-    env = subprocess_env(HOME=str(tmp_path / "home"))
+    env = job_env(HOME=str(tmp_path / "home"))
     cmd = [
         sys.executable,
         "-c",
@@ -529,7 +487,7 @@ def test_rlaunch_never_opens_a_database_connection(launchpad: Any, tmp_path: Pat
         Firework([PyTask(func="fw_tasks.add", args=[2, 2], stored_data_varname="s")], name="again")
     )
     second = tmp_path / "second"
-    reserve(launchpad, second)
+    reserve_offline(launchpad, str(second))
     (result,) = run_all(
         ([sys.executable, "-c", NO_NETWORK, "rlaunch", "--launch-dir", str(second)], tmp_path / "home"),
         env=env,
@@ -636,7 +594,7 @@ cd '{launch_dir}'
 """
     before = dt.datetime.now(dt.UTC)
     result = subprocess.run(
-        ["bash", "-c", script], capture_output=True, text=True, timeout=TIMEOUT, env=subprocess_env()
+        ["bash", "-c", script], capture_output=True, text=True, timeout=TIMEOUT, env=job_env()
     )
     after = dt.datetime.now(dt.UTC)
     assert result.returncode == 0, result.stderr
@@ -695,11 +653,9 @@ def test_a_fw_id_that_is_not_the_reserved_one_is_refused_recorded_and_reported(
     launchpad: Any, mongo_uri: str, tmp_path: Path, journal_path: str
 ) -> None:
     """`qlaunch -r` appends `--fw_id N`; a line that reaches the wrong directory must not run."""
-    from twins import ingest_and_push
-
     launchpad.add_wf(Firework(ScriptTask.from_str("echo hi"), name="one"))
     d = tmp_path / "launch"
-    fw, _launch_id = reserve(launchpad, d)
+    fw, _launch_id = reserve_offline(launchpad, str(d))
     [result] = run_all((fwspool_cmd("rlaunch", "singleshot", "--offline", "--fw_id", "999"), d))
     assert_one_line_error(result, 65, "--fw_id 999 is not the Firework reserved")
     [record] = the_spool(d)

@@ -18,7 +18,6 @@ import os
 import sqlite3
 import stat
 import subprocess
-import sys
 import time
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
@@ -29,23 +28,24 @@ from urllib.parse import quote, quote_plus
 import pymongo
 import pytest
 from click.testing import CliRunner
-from conftest import make_launchpad
 from dyn_tasks import GrowTask
 from fireworks import Firework, ScriptTask, Workflow
 from pymongo import monitoring
-from twins import reserve_offline, run_fwspool, subprocess_env, uplink_for
 
 from fwspool import config
 from fwspool.cli import main
 from fwspool.devserver import free_port
 from fwspool.events import RECORD_VERSION, Completed, Exited, Ping, Started
-from fwspool.ingest import Ingester, IngestSummary
+from fwspool.ingest import Ingester
 from fwspool.journal import Journal
 from fwspool.push import Pusher
+from fwspool.reserve import reserve_offline
 from fwspool.spool import SpoolWriter, frame, spool_file_name
+from fwspool.testing.commands import fwspool_cmd, invoke, job_env, reserved_and_run, run_fwspool
+from fwspool.testing.journal_file import ingest, query
+from fwspool.testing.launchpad import make_launchpad, uplink_for
 from fwspool.trust import DEFAULT_MAX_DEPTH, too_deep
 
-CLI = [sys.executable, "-m", "fwspool.cli"]
 T0 = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
 
 #: The passwords of the tests: characters a URI must escape, so redaction must know both forms.
@@ -74,7 +74,7 @@ def fwspool(
     *args: str, env: dict[str, str], cwd: str | None = None, timeout: float = 90
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*CLI, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+        fwspool_cmd(*args), env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
     )
 
 
@@ -163,6 +163,12 @@ def alice_uri(server: Any, password: str = GOOD, extra: str = "") -> str:
     return f"mongodb://alice:{quote_plus(password)}@127.0.0.1:{server.port}/?directConnection=true&authSource=admin{extra}"
 
 
+def alice_settings(server: Any, **extra: Any) -> dict[str, Any]:
+    """Launchpad file settings (not uri_mode) for alice, with her password, and ``extra``."""
+    settings = {"host": "127.0.0.1", "port": server.port, "name": "fireworks", "username": "alice"}
+    return {**settings, "password": GOOD, "authsource": "admin", **extra}
+
+
 def write_lpad(path: Path, settings: dict[str, Any]) -> str:
     """A launchpad file as users write them: YAML, or JSON for a .json name."""
     if path.suffix == ".json":
@@ -179,11 +185,9 @@ def one_step_wf(name: str = "step") -> Workflow:
     return Workflow([Firework(ScriptTask.from_str("echo one"), name=name)], name=name)
 
 
-def reserved_and_run(lp: Any, d: Path, *extra: str) -> str:
+def one_step_reserved_and_run(lp: Any, d: Path, *extra: str) -> str:
     lp.add_wf(one_step_wf())
-    reserve_offline(lp, str(d))
-    res = run_fwspool(str(d), *extra)
-    assert res.returncode == 0, res.stderr[-2000:]
+    reserved_and_run(lp, str(d), *extra)
     return str(d)
 
 
@@ -194,7 +198,7 @@ def test_no_command_prints_a_password_nor_writes_it_to_the_journal(mongo_server_
     server = secure_server(mongo_server_factory)
     port = server.port
     lp = make_launchpad(alice_uri(server), "fireworks")
-    d = reserved_and_run(lp, tmp_path / "launch")
+    d = one_step_reserved_and_run(lp, tmp_path / "launch")
     lp.connection.close()
     dead = free_port()
     files = tmp_path / "lpad"
@@ -259,7 +263,7 @@ def test_no_command_prints_a_password_nor_writes_it_to_the_journal(mongo_server_
     (files / "bad.json").write_text(f'{{"host": "127.0.0.1", "password": "{WRONG}" "name": 1}}')
     lpad["bad_json"] = str(files / "bad.json")
 
-    env = subprocess_env()
+    env = job_env()
     env.pop("FWSPOOL_MONGODB_URI", None)
     journals = tmp_path / "journals"
     # (arguments, extra environment, expected exit code); each case gets its own journal.
@@ -444,7 +448,7 @@ def test_tracebacks_and_warnings_are_redacted_too(monkeypatch, tmp_path):
 
     monkeypatch.setattr(fwspool.cli, "open_journal", broken)
     with warnings.catch_warnings():
-        res = CliRunner().invoke(main, ["status", "--no-check", "--journal", str(tmp_path / "j.sqlite3")])
+        res = invoke("status", "--no-check", "--journal", str(tmp_path / "j.sqlite3"))
     assert res.exit_code == 70, res.output
     assert "fwspool: warning: option for mongodb://u:***@h ignored" in res.output
     assert "fwspool: internal error, please report:" in res.output and "Traceback" in res.output
@@ -485,23 +489,15 @@ def pki(tmp_path: Path) -> dict[str, str]:
 def test_tls_with_authentication_from_a_launchpad_file_and_a_uri(mongo_server_factory, tmp_path, pki):
     server = secure_server(mongo_server_factory, tls=pki)
     lp = make_launchpad(alice_uri(server, extra=f"&tls=true&tlsCAFile={quote(pki['ca'])}"), "fireworks")
-    d = reserved_and_run(lp, tmp_path / "launch", "--group-readable")
+    d = one_step_reserved_and_run(lp, tmp_path / "launch", "--group-readable")
     # rlaunch --group-readable: the spool file is 0640, for an ingest by a member of its group.
     (spool,) = Path(d).glob("fwspool-*.spool")
     assert stat.S_IMODE(spool.stat().st_mode) == 0o640
     lp.connection.close()
-    env = {**subprocess_env(), "FWSPOOL_JOURNAL": str(tmp_path / "j" / "j.sqlite3")}
+    env = {**job_env(), "FWSPOOL_JOURNAL": str(tmp_path / "j" / "j.sqlite3")}
     lpad = write_lpad(
         tmp_path / "tls.yaml",
-        {
-            "host": "127.0.0.1",
-            "port": server.port,
-            "name": "fireworks",
-            "username": "alice",
-            "password": GOOD,
-            "authsource": "admin",
-            "mongoclient_kwargs": {"tls": True, "tlsCAFile": pki["ca"]},
-        },
+        alice_settings(server, mongoclient_kwargs={"tls": True, "tlsCAFile": pki["ca"]}),
     )
     res = fwspool("sync", "--root", d, "-l", lpad, env=env)
     assert res.returncode == 0, res.stderr
@@ -512,16 +508,7 @@ def test_tls_with_authentication_from_a_launchpad_file_and_a_uri(mongo_server_fa
     assert json.loads(res.stdout)["database"]["reachable"] is True, res.stdout
     legacy = write_lpad(
         tmp_path / "legacy.yaml",
-        {
-            "host": "127.0.0.1",
-            "port": server.port,
-            "name": "fireworks",
-            "username": "alice",
-            "password": GOOD,
-            "authsource": "admin",
-            "ssl": True,
-            "ssl_ca_certs": pki["ca"],
-        },
+        alice_settings(server, ssl=True, ssl_ca_certs=pki["ca"]),
     )
     res = fwspool("status", "--json", "-l", legacy, env=env)
     assert json.loads(res.stdout)["database"]["reachable"] is True, res.stdout
@@ -548,7 +535,7 @@ def test_tls_mismatches_are_one_clear_line_and_never_retried(mongo_server_factor
 
     def attempt(what: str, extra: list[str]) -> None:
         uri, expected = cases[what]
-        env = {**subprocess_env(), "FWSPOOL_JOURNAL": str(tmp_path / what / f"{extra}.sqlite3")}
+        env = {**job_env(), "FWSPOOL_JOURNAL": str(tmp_path / what / f"{extra}.sqlite3")}
         started = time.monotonic()
         res = fwspool("push", "--uri", uri, "--timeout", "2", *extra, env=env, timeout=60)
         assert res.returncode == 78, (what, res.stderr)
@@ -566,7 +553,7 @@ def test_tls_mismatches_are_one_clear_line_and_never_retried(mongo_server_factor
 
 def test_wrong_password_with_sync_watch_is_not_retried(mongo_server_factory, tmp_path):
     server = secure_server(mongo_server_factory)
-    env = {**subprocess_env(), "FWSPOOL_JOURNAL": str(tmp_path / "j" / "j.sqlite3")}
+    env = {**job_env(), "FWSPOOL_JOURNAL": str(tmp_path / "j" / "j.sqlite3")}
     res = fwspool(
         "sync", "--watch", "--interval", "1", "--uri", alice_uri(server, WRONG), env=env, timeout=60
     )
@@ -606,16 +593,6 @@ def spool_launch(d: Path, launch_id: int, *, pings: int = 2, completed: bool = T
     return w.path
 
 
-def ingest(journal_path: str, *roots: Path | str, **kw: Any) -> IngestSummary:
-    with Journal.open(journal_path) as j:
-        return Ingester(j, roots=[str(r) for r in roots], **kw).run_pass()
-
-
-def rows(journal_path: str, sql: str, params: Any = ()) -> list[dict[str, Any]]:
-    with Journal.open(journal_path) as j:
-        return j.query(sql, params)
-
-
 def write_offline(d: Path, launch_id: int, *, ping: bool = True, **extra: Any) -> Path:
     d.mkdir(parents=True, exist_ok=True)
     (d / "FW.json").write_text(json.dumps({"fw_id": 7, "spec": {"_tasks": []}}))
@@ -639,12 +616,12 @@ def test_files_of_another_user_are_refused_quarantined_and_reported_once(chown_o
     os.chmod(world, 0o666)
 
     s = ingest(journal_path, root)
-    launches = {r["launch_id"] for r in rows(journal_path, "SELECT DISTINCT launch_id FROM events")}
+    launches = {r["launch_id"] for r in query(journal_path, "SELECT DISTINCT launch_id FROM events")}
     assert launches == {1, 4}  # nothing from 2, 3 or 5; launch 4 without its spoofable ping
-    assert rows(journal_path, "SELECT type FROM events WHERE launch_id = 4") == [{"type": "started"}]
+    assert query(journal_path, "SELECT type FROM events WHERE launch_id = 4") == [{"type": "started"}]
     refused = {
         r["path"]: r
-        for r in rows(
+        for r in query(
             journal_path, "SELECT path, kind, status, status_detail FROM sources WHERE status = 'refused'"
         )
     }
@@ -655,7 +632,7 @@ def test_files_of_another_user_are_refused_quarantined_and_reported_once(chown_o
     assert "writable by every user (mode 0666)" in refused[world]["status_detail"]
     q = {
         r["path"]: r
-        for r in rows(journal_path, 'SELECT path, "offset", length, reason, bytes FROM quarantine')
+        for r in query(journal_path, 'SELECT path, "offset", length, reason, bytes FROM quarantine')
     }
     assert set(q) == set(refused)
     assert q[theirs]["reason"].startswith("refused: owned by") and q[theirs]["bytes"] is None
@@ -674,11 +651,11 @@ def test_files_of_another_user_are_refused_quarantined_and_reported_once(chown_o
     os.chown(ping_path, os.geteuid(), os.getegid())
     fixed = ingest(journal_path, root)
     assert fixed.new_events == 11 and fixed.problems == []
-    statuses = rows(
+    statuses = query(
         journal_path, "SELECT status FROM sources WHERE path IN (?, ?, ?)", (theirs, world, ping_path)
     )
     assert statuses == [{"status": "active"}] * 3
-    assert rows(journal_path, "SELECT type FROM events WHERE launch_id = 4 ORDER BY seq") == [
+    assert query(journal_path, "SELECT type FROM events WHERE launch_id = 4 ORDER BY seq") == [
         {"type": "started"},
         {"type": "ping"},
     ]
@@ -723,7 +700,7 @@ def test_symlinks_are_never_followed(tmp_path, journal_path):
     (root / "job2" / "FW_offline.json").symlink_to(off_target)
     s = ingest(journal_path, root)
     assert s.new_events == 0
-    refused = rows(journal_path, "SELECT path, status_detail FROM sources WHERE status = 'refused'")
+    refused = query(journal_path, "SELECT path, status_detail FROM sources WHERE status = 'refused'")
     assert {r["path"] for r in refused} == {str(link), str(root / "job2" / "FW_offline.json")}
     assert all("symbolic link" in r["status_detail"] for r in refused)
     assert ingest(journal_path, root).problems == []  # once
@@ -757,7 +734,7 @@ def test_journal_is_private_and_a_readable_one_is_reported(tmp_path):
     path.chmod(0o644)
     with Journal.open(str(path)) as j:
         assert any("readable by other users (mode 644)" in w for w in j.warnings), j.warnings
-    res = CliRunner().invoke(main, ["status", "--no-check", "--journal", str(path)])
+    res = invoke("status", "--no-check", "--journal", str(path))
     assert "fwspool: warning: journal" in res.output and "chmod 600" in res.output
 
 
@@ -837,9 +814,9 @@ def test_deep_and_huge_input_is_quarantined_not_loaded(tmp_path, journal_path):
         tracemalloc.stop()
     assert peak < 64 << 20, f"ingest held {peak >> 20} MiB"
     assert len(s.problems) == 3 and s.quarantined == 5, s
-    assert {r["launch_id"] for r in rows(journal_path, "SELECT DISTINCT launch_id FROM events")} == {1, 2}
-    assert rows(journal_path, "SELECT seq FROM events WHERE launch_id = 2") == [{"seq": 3}]
-    q = rows(journal_path, 'SELECT path, "offset", reason FROM quarantine ORDER BY path, "offset"')
+    assert {r["launch_id"] for r in query(journal_path, "SELECT DISTINCT launch_id FROM events")} == {1, 2}
+    assert query(journal_path, "SELECT seq FROM events WHERE launch_id = 2") == [{"seq": 3}]
+    q = query(journal_path, 'SELECT path, "offset", reason FROM quarantine ORDER BY path, "offset"')
     deep = [r["reason"] for r in q if r["path"].endswith(".spool")]
     assert deep == [f"invalid record: JSON nested deeper than {DEFAULT_MAX_DEPTH} levels"] * 2
     by_dir = {Path(r["path"]).parent.name: r["reason"] for r in q if "FW_offline" in r["path"]}
@@ -942,7 +919,7 @@ def test_a_push_writes_only_fireworks_collections(launchpad, tmp_path, journal_p
     assert run_fwspool(grow_dir).returncode == 0
     # A launch the LaunchPad moves past (rerun): superseded.
     lp.add_wf(one_step_wf("rerun"))
-    rerun_fw, _ = reserve_offline(lp, str(tmp_path / "rerun"))
+    rerun_fw = reserve_offline(lp, str(tmp_path / "rerun"))[0].fw_id
     spool_launch(tmp_path / "rerun", 2, completed=False)
     lp.rerun_fw(rerun_fw)
     # A launch still running (started + pings: the bulk running phase), and one forgotten.
@@ -950,7 +927,7 @@ def test_a_push_writes_only_fireworks_collections(launchpad, tmp_path, journal_p
     _, running_lid = reserve_offline(lp, str(tmp_path / "running"))
     spool_launch(tmp_path / "running", running_lid, completed=False)
     lp.add_wf(one_step_wf("forgotten"))
-    forgotten_fw, _ = reserve_offline(lp, str(tmp_path / "forgotten"))
+    forgotten_fw = reserve_offline(lp, str(tmp_path / "forgotten"))[0].fw_id
 
     recorder = WriteRecorder()
     with Journal.open(journal_path) as journal:

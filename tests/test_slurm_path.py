@@ -13,19 +13,20 @@ import os
 import re
 import shlex
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_launchpad
 from fireworks import Firework, PyTask, ScriptTask, Workflow
 
 from fwspool.devslurm import DevSlurm, live_processes
+from fwspool.testing.launchpad import make_launchpad
+from fwspool.testing.slurm_site import Site
+from fwspool.testing.waiting import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -46,145 +47,9 @@ def readme_line(startswith: str) -> str:
 ROCKET_LAUNCH = readme_line("rocket_launch: $HOME/fw/.venv/bin/fwspool")
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"no {what} within {timeout:g}s")
-
-
-class Site:
-    """A user's `$HOME/fw` on the login node, set up as the README says, against one LaunchPad."""
-
-    def __init__(self, tmp_path: Path, uri: str, db: str, slurm: DevSlurm, *, inbox: bool = False) -> None:
-        self.slurm = slurm
-        self.home = tmp_path / "home"
-        self.fw = self.home / "fw"
-        (self.fw / ".venv" / "bin").mkdir(parents=True)
-        # The venv the README's first command makes, here the one the tests run in.
-        (self.fw / ".venv" / "bin" / "fwspool").symlink_to(BIN / "fwspool")
-        self.launchpad_file = self.fw / "my_launchpad.yaml"
-        self.launchpad_file.write_text(
-            f"host: '{uri}'\nuri_mode: true\nname: {db}\nlogdir: null\nstrm_lvl: ERROR\n"
-        )
-        (self.fw / "my_fworker.yaml").write_text("name: cluster\ncategory: ''\nquery: '{}'\n")
-        self.qadapter = self.write_qadapter()
-        (self.fw / "FW_config.yaml").write_text("QUEUE_UPDATE_INTERVAL: 1\n")
-        self.journal = self.home / "journal.sqlite3"
-        self.runs = self.fw / "runs"
-        self.runs.mkdir()
-        self.daemon: subprocess.Popen[bytes] | None = None
-        self.inbox = inbox
-
-    def write_qadapter(self, pre_rocket: str | None = None, name: str = "my_qadapter.yaml") -> Path:
-        path = self.fw / name
-        path.write_text(
-            "_fw_name: CommonAdapter\n_fw_q_type: SLURM\n"
-            f"{ROCKET_LAUNCH}\n"
-            "nodes: 1\nntasks: 1\nwalltime: '00:10:00'\nqueue: debug\n"
-            f"pre_rocket: {json.dumps(pre_rocket)}\npost_rocket: null\nlogdir: null\n"
-        )
-        return path
-
-    def env(self, **extra: str) -> dict[str, str]:
-        """What a login shell of this user has: no venv on PATH, the cluster's SLURM_CONF."""
-        env = {
-            k: v
-            for k, v in self.slurm.environ().items()
-            if k not in ("VIRTUAL_ENV", "XDG_STATE_HOME", "PYTHONPATH") and not k.startswith("PYTEST")
-        }
-        env.update(
-            HOME=str(self.home),
-            PATH="/usr/local/bin:/usr/bin:/bin",
-            FW_CONFIG_FILE=str(self.fw / "FW_config.yaml"),
-        )
-        if not self.inbox:
-            env.pop("FWSPOOL_INBOX", None)
-        env.update(extra)
-        return env
-
-    def qlaunch(self, *args: str, cwd: Path | None = None, qadapter: Path | None = None, **env: str) -> str:
-        """FireWorks' own qlaunch, as the user runs it; returns its output."""
-        cmd = [
-            str(BIN / "qlaunch"),
-            "-r",
-            "-l",
-            str(self.launchpad_file),
-            "-w",
-            str(self.fw / "my_fworker.yaml"),
-            "-q",
-            str(qadapter or self.qadapter),
-            *args,
-        ]
-        res = subprocess.run(
-            cmd, cwd=cwd or self.runs, env=self.env(**env), capture_output=True, text=True, timeout=120
-        )
-        assert res.returncode == 0, res.stdout + res.stderr
-        return res.stdout + res.stderr
-
-    def fwspool(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        res = subprocess.run(
-            [str(self.fw / ".venv" / "bin" / "fwspool"), *args],
-            cwd=self.fw,
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if check:
-            assert res.returncode == 0, res.stdout + res.stderr
-        return res
-
-    def start_sync(self, *extra: str, interval: str = "0.5", **env: str) -> None:
-        """`fwspool sync --watch` as the README runs it (here with a short interval)."""
-        log = open(self.home / "sync.log", "ab")
-        self.daemon = subprocess.Popen(
-            [
-                str(self.fw / ".venv" / "bin" / "fwspool"),
-                "sync",
-                "--watch",
-                "--interval",
-                interval,
-                "-l",
-                str(self.launchpad_file),
-                "--journal",
-                str(self.journal),
-                "--lost-after",
-                "3",
-                *extra,
-            ],
-            cwd=self.fw,
-            env=self.env(**env),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def stop_sync(self) -> str:
-        if self.daemon is not None and self.daemon.poll() is None:
-            self.daemon.send_signal(signal.SIGTERM)
-            assert self.daemon.wait(60) == 0, self.log()
-        self.daemon = None
-        return self.log()
-
-    def log(self) -> str:
-        path = self.home / "sync.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def events(
-        self, sql: str = "SELECT type, payload FROM events ORDER BY occurred_at"
-    ) -> list[tuple[Any, ...]]:
-        if not self.journal.exists():
-            return []
-        with sqlite3.connect(f"file:{self.journal}?mode=ro", uri=True) as db:
-            return db.execute(sql).fetchall()
-
-
 @pytest.fixture
 def site(tmp_path: Path, mongo_uri: str, db_name: str, slurm_cluster: DevSlurm) -> Iterator[Site]:
-    s = Site(tmp_path, mongo_uri, db_name, slurm_cluster)
+    s = Site(tmp_path, mongo_uri, db_name, slurm_cluster, ROCKET_LAUNCH)
     yield s
     s.stop_sync()
     slurm_cluster.run("scancel", "--user=root", check=False)
@@ -219,7 +84,11 @@ def site_with_own_server(
 ) -> tuple[Any, Any, Site]:
     """A site whose database the test stops and starts: a server of its own."""
     server = mongo_server_factory()
-    return server, make_launchpad(server.uri, db_name), Site(tmp_path, server.uri, db_name, slurm)
+    return (
+        server,
+        make_launchpad(server.uri, db_name),
+        Site(tmp_path, server.uri, db_name, slurm, ROCKET_LAUNCH),
+    )
 
 
 def test_a_three_step_workflow_advances_with_sync_watch_alone_through_a_database_restart(

@@ -52,6 +52,7 @@ from fwspool.spool import (
     scan,
     spool_file_name,
 )
+from fwspool.testing.spool_files import MemorySpoolFile, ShortReads
 
 WRITER = "0123456789abcdef0123456789abcdef"
 T0 = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
@@ -431,26 +432,6 @@ def test_property_chunked_short_reads_give_the_same_result(recs: list[bytes], op
 # -- the reader --------------------------------------------------------------------------------
 
 
-class ShortReads:
-    """A SourceFile over bytes that returns fewer bytes than asked, at random (never 0 before EOF)."""
-
-    def __init__(self, data: bytes, seed: int = 0) -> None:
-        self.data = data
-        self.rng = random.Random(seed)
-        self.calls = 0
-        self.closed = False
-
-    def pread(self, size: int, offset: int) -> bytes:
-        self.calls += 1
-        rest = self.data[offset : offset + size]
-        if len(rest) > 1 and self.rng.random() < 0.7:
-            rest = rest[: self.rng.randint(1, len(rest) - 1)]
-        return rest
-
-    def close(self) -> None:
-        self.closed = True
-
-
 def read_all(source, offset: int = 0, **kw) -> tuple[list[Frame], list[Damage], SpoolReader]:
     reader = SpoolReader(source, offset, **kw)
     results = list(reader)
@@ -510,29 +491,6 @@ def test_reader_on_a_real_file_sees_appended_bytes(tmp_path) -> None:
 # -- the writer --------------------------------------------------------------------------------
 
 
-class RecordingFile:
-    """A SpoolFile in memory that records each write and sync, in order."""
-
-    def __init__(self, path: str, mode: int) -> None:
-        self.path = path
-        self.mode = mode
-        self.calls: list[tuple[str, bytes]] = []
-        self.closed = False
-
-    @property
-    def data(self) -> bytes:
-        return b"".join(d for kind, d in self.calls if kind == "write")
-
-    def write(self, data: bytes) -> None:
-        self.calls.append(("write", data))
-
-    def sync(self) -> None:
-        self.calls.append(("sync", b""))
-
-    def close(self) -> None:
-        self.closed = True
-
-
 ALL_EVENTS = [
     Started(started_on=T0, host="nid001", ip="10.0.0.1"),
     Ping(ping_time=T0),
@@ -548,10 +506,10 @@ DURABLE = {"started", "launch_dir_changed", "completed", "exited"}
 
 
 def test_writer_fsyncs_durable_events_only(tmp_path) -> None:
-    files: list[RecordingFile] = []
+    files: list[MemorySpoolFile] = []
 
-    def opener(path: str, mode: int) -> RecordingFile:
-        files.append(RecordingFile(path, mode))
+    def opener(path: str, mode: int) -> MemorySpoolFile:
+        files.append(MemorySpoolFile(path, mode))
         return files[-1]
 
     with SpoolWriter(str(tmp_path), 42, 7, writer_id=WRITER, opener=opener, clock=lambda: T0) as w:

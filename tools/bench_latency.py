@@ -33,6 +33,8 @@ from typing import Any
 from fwspool.devserver import DevServer
 from fwspool.devslurm import DevSlurm, available
 from fwspool.events import as_utc, utcnow
+from fwspool.testing.launchpad import make_launchpad
+from fwspool.testing.slurm_site import launchpad_file_text, qadapter_file_text
 
 BIN = os.path.dirname(os.path.abspath(sys.executable))
 
@@ -50,15 +52,14 @@ def write_site(work: str, uri: str, db: str) -> dict[str, str]:
         "fw_config": os.path.join(work, "FW_config.yaml"),
     }
     with open(files["launchpad"], "w") as f:
-        f.write(f"host: '{uri}'\nuri_mode: true\nname: {db}\nlogdir: null\nstrm_lvl: ERROR\n")
+        f.write(launchpad_file_text(uri, db))
     with open(files["fworker"], "w") as f:
         f.write("name: bench\ncategory: bench\nquery: '{}'\n")
     with open(files["qadapter"], "w") as f:
         f.write(
-            "_fw_name: CommonAdapter\n_fw_q_type: SLURM\n"
-            f"rocket_launch: {BIN}/fwspool rlaunch -w {files['fworker']} singleshot --offline\n"
-            "nodes: 1\nntasks: 1\nwalltime: '00:10:00'\nqueue: debug\npre_rocket: null\npost_rocket: null\n"
-            "logdir: null\n"
+            qadapter_file_text(
+                f"rocket_launch: {BIN}/fwspool rlaunch -w {files['fworker']} singleshot --offline"
+            )
         )
     with open(files["fw_config"], "w") as f:
         f.write("QUEUE_UPDATE_INTERVAL: 0.2\n")
@@ -66,7 +67,7 @@ def write_site(work: str, uri: str, db: str) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from fireworks import Firework, LaunchPad, PyTask, Workflow
+    from fireworks import Firework, PyTask, Workflow
 
     work = tempfile.mkdtemp(prefix="fwspool-bench-latency-")
     server = DevServer(os.path.join(work, "mongo")).start()
@@ -74,8 +75,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     sync: subprocess.Popen[bytes] | None = None
     try:
         db = "bench_latency"
-        lp = LaunchPad(host=server.uri, name=db, uri_mode=True, logdir=None, strm_lvl="ERROR")
-        lp.reset("", require_password=False, max_reset_wo_password=10**9)
+        lp = make_launchpad(server.uri, db)
         rng = random.Random(args.seed)
         children = {}
         for i in range(args.jobs):

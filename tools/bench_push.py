@@ -53,7 +53,6 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -63,15 +62,16 @@ from typing import Any
 
 from pymongo import monitoring
 
-from fwspool.config import LaunchPadConfig
 from fwspool.devserver import DevServer
 from fwspool.events import Checkpoint, Completed, Exited, Ping, Started
 from fwspool.ingest import Ingester
 from fwspool.journal import Journal
 from fwspool.push import Pusher
+from fwspool.reserve import reserve_offline
 from fwspool.rlaunch import jsonable
 from fwspool.spool import SpoolWriter
-from fwspool.uplink import MongoUplink
+from fwspool.testing.commands import run_fireworks_offline, run_fwspool
+from fwspool.testing.launchpad import make_launchpad, recover_offline, uplink_for
 
 TARGET_CMD_RATIO = 10.0
 TARGET_TIME_RATIO = 5.0
@@ -91,6 +91,8 @@ def log(msg: str) -> None:
 
 
 _FW_MAP = os.sep + os.path.join("fwspool", "")
+#: The harness's own frames (fwspool.testing: `lpad recover_offline`'s loop) are not fwspool's.
+_HARNESS = os.sep + os.path.join("fwspool", "testing", "")
 _LP_FILE = os.path.join("fireworks", "core", "launchpad.py")
 _NOISE = frozenset({"<lambda>", "_call", "run_pass", "fetch", "probe", "<module>", "main"})
 
@@ -127,7 +129,8 @@ class CommandCounter(monitoring.CommandListener):
         while frame is not None:
             fn = frame.f_code.co_filename
             name = frame.f_code.co_name
-            wanted = (_FW_MAP in fn or fn.endswith(_LP_FILE)) and name not in _NOISE
+            ours = _FW_MAP in fn and _HARNESS not in fn
+            wanted = (ours or fn.endswith(_LP_FILE)) and name not in _NOISE
             if wanted and (not names or names[-1] != name):
                 names.append(name)
             frame = frame.f_back  # type: ignore[assignment]
@@ -158,24 +161,6 @@ class CommandCounter(monitoring.CommandListener):
 # LaunchPads and reservations (setup)
 
 
-def make_launchpad(uri: str, name: str, listeners: list[Any] | None = None, reset: bool = False) -> Any:
-    from fireworks import LaunchPad
-
-    kwargs: dict[str, Any] = {}
-    if listeners:
-        kwargs["mongoclient_kwargs"] = {"event_listeners": listeners}
-    lp = LaunchPad(host=uri, name=name, uri_mode=True, logdir=None, strm_lvl="ERROR", **kwargs)
-    if reset:
-        # reset() also runs tuneup(): FireWorks' own indexes, as `lpad reset` leaves them.
-        lp.reset("", require_password=False, max_reset_wo_password=10**9)
-    return lp
-
-
-def uplink_for(uri: str, name: str, **kwargs: Any) -> MongoUplink:
-    """As tests/twins.uplink_for: what `fwspool push --uri URI --name NAME` connects with."""
-    return MongoUplink(LaunchPadConfig({"host": uri, "uri_mode": True, "name": name}, "bench"), **kwargs)
-
-
 def bench_workflows(n: int, steps: int) -> list[Any]:
     from fireworks import Firework, ScriptTask, Workflow
 
@@ -189,27 +174,9 @@ def bench_workflows(n: int, steps: int) -> list[Any]:
     return wfs
 
 
-def reserve_offline(lp: Any, launch_dir: str, fw_id: int) -> tuple[Any, int]:
-    """What `qlaunch -r` does for one job: reserve, write FW.json + FW_offline.json, register."""
-    from fireworks import FWorker
-    from fireworks.queue.queue_launcher import setup_offline_job
-
-    os.makedirs(launch_dir, exist_ok=True)
-    fw, launch_id = lp.checkout_fw(FWorker(), launch_dir, fw_id=fw_id, state="RESERVED")
-    if fw is None:
-        raise RuntimeError(f"Firework {fw_id} could not be reserved")
-    cwd = os.getcwd()
-    os.chdir(launch_dir)
-    try:
-        setup_offline_job(lp, fw, launch_id)
-    finally:
-        os.chdir(cwd)
-    return fw, launch_id
-
-
 def build_launchpad(uri: str, name: str, n: int, steps: int, launch_root: str) -> list[tuple[int, int, str]]:
     """A reset LaunchPad with ``n`` workflows, each first step reserved offline; (fw_id, launch_id, dir)."""
-    lp = make_launchpad(uri, name, reset=True)
+    lp = make_launchpad(uri, name)
     try:
         for wf in bench_workflows(n, steps):
             lp.add_wf(wf)
@@ -217,7 +184,7 @@ def build_launchpad(uri: str, name: str, n: int, steps: int, launch_root: str) -
         out = []
         for i, fw_id in enumerate(roots):
             d = os.path.join(launch_root, f"launch_{i:05d}")
-            _, launch_id = reserve_offline(lp, d, fw_id)
+            _, launch_id = reserve_offline(lp, d, fw_id=fw_id)
             out.append((fw_id, launch_id, d))
         return out
     finally:
@@ -367,17 +334,10 @@ def validate(uri: str, work: str, pings: int) -> tuple[bool, list[str]]:
     env = dict(os.environ)
     # fwspool rlaunch announces its launch in an inbox: keep it out of the user's home.
     env["FWSPOOL_INBOX"] = os.path.join(os.path.dirname(real_sp), "inbox")
-    bindir = os.path.dirname(sys.executable)
-    res = subprocess.run(
-        [os.path.join(bindir, "rlaunch"), "singleshot", "--offline"],
-        cwd=real_fw, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    res = run_fireworks_offline(real_fw, env=env, timeout=300)
     if res.returncode != 0:
         raise RuntimeError(f"rlaunch singleshot --offline failed:\n{res.stderr[-3000:]}")
-    res = subprocess.run(
-        [sys.executable, "-m", "fwspool.cli", "rlaunch"],
-        cwd=real_sp, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    res = run_fwspool(real_sp, env=env, timeout=300)
     if res.returncode != 0:
         raise RuntimeError(f"fwspool rlaunch failed:\n{res.stderr[-3000:]}")
     base = dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)
@@ -417,7 +377,7 @@ def validate(uri: str, work: str, pings: int) -> tuple[bool, list[str]]:
         ok = False
         lines.append(f"validate: spool DIFFERS\n  real: {real_s}\n  synthetic: {syn_s}")
     # Both real runs must also go through their own recovery to the same state as the synthetic ones.
-    lp = make_launchpad(uri, name)
+    lp = make_launchpad(uri, name, reset=False)
     try:
         for _fw_id, launch_id, _d in (reserved[0], reserved[2]):
             lp.recover_offline(launch_id, False, False)
@@ -467,12 +427,6 @@ def _pass(counter: CommandCounter, wall: float) -> Pass:
         by_command=dict(collections.Counter(counter.commands).most_common()),
         by_path=[(p, c, n) for (p, c), n in counter.paths.most_common()],
     )
-
-
-def recover_offline_pass(lp: Any) -> None:
-    """`lpad recover_offline` (fireworks/scripts/lpad_run.py), without the fworker filter."""
-    for run in lp.offline_runs.find({"completed": False, "deprecated": False}, {"launch_id": 1, "fw_id": 1}):
-        lp.recover_offline(run["launch_id"], False, False)
 
 
 def states(lp: Any) -> dict[str, Any]:
@@ -534,13 +488,13 @@ def measure(uri: str, work: str, n: int, rep: int, args: argparse.Namespace) -> 
 
     # -- reference: lpad recover_offline ------------------------------------------------------
     counter = CommandCounter(attribute=not args.no_attribution)
-    ref_lp = make_launchpad(uri, ref_name, [counter])
+    ref_lp = make_launchpad(uri, ref_name, reset=False, listeners=[counter])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for label in ("first", "idle"):
             with counter.counting():
                 t = time.perf_counter()
-                recover_offline_pass(ref_lp)
+                recover_offline(ref_lp)
                 wall = time.perf_counter() - t
             out[f"reference_{label}"] = _pass(counter, wall)
             log(f"N={n}: reference {label} pass: {wall:.2f} s, {len(counter.commands)} commands")
@@ -576,7 +530,7 @@ def measure(uri: str, work: str, n: int, rep: int, args: argparse.Namespace) -> 
         uplink.close()
 
     # -- correctness --------------------------------------------------------------------------
-    fws_lp = make_launchpad(uri, fws_name)
+    fws_lp = make_launchpad(uri, fws_name, reset=False)
     try:
         out["states_reference"] = states(ref_lp)
         out["states_fwspool"] = states(fws_lp)

@@ -1,8 +1,8 @@
-"""FireTasks for the real `fwspool rlaunch` runs of ``tools/chaos.py``.
+"""FireTasks for the real `fwspool rlaunch` runs of the chaos harness.
 
-The harness puts ``tools/`` on ``PYTHONPATH`` of every process it starts (rlaunch on the "compute
-node", ingest and push on the "login node"), so FireWorks finds these tasks by their
-``chaos_tasks.<Name>`` path, as a site's own task modules are found.
+They are part of the installed fwspool, so every process the harness starts (rlaunch on the
+"compute node", ingest and push on the "login node") finds them by their
+``fwspool.testing.chaos.tasks.<Name>`` path, as a site's own installed task modules are found.
 """
 
 from __future__ import annotations

@@ -1,0 +1,35 @@
+"""The scenarios, one module each, and the registry of their numbers (``--scenario N``)."""
+
+from __future__ import annotations
+
+from fwspool.testing.chaos.scenarios import (
+    bad_cli,
+    clocks,
+    concurrent_processes,
+    database_outages,
+    ingest_kills,
+    journal_disk,
+    network_faults,
+    push_kills,
+    spool_damage,
+)
+from fwspool.testing.chaos.trial import Scenario
+
+REGISTRY: dict[int, Scenario] = {
+    s.number: s
+    for s in (
+        ingest_kills.SCENARIO,
+        push_kills.SCENARIO,
+        database_outages.SCENARIO,
+        network_faults.SCENARIO,
+        spool_damage.SCENARIO,
+        concurrent_processes.SCENARIO,
+        journal_disk.SCENARIO,
+        clocks.SCENARIO,
+        bad_cli.SCENARIO,
+    )
+}
+#: Each scenario's name, by number.
+SCENARIOS = {n: s.name for n, s in REGISTRY.items()}
+#: Trial counts: (quick, full).
+TRIALS = {n: s.trials for n, s in REGISTRY.items()}

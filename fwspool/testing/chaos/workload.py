@@ -1,0 +1,371 @@
+"""The workload: a reserved LaunchPad (the template) and what its compute nodes append.
+
+A LaunchPad with two-step workflows and workflows with two parallel roots, every root reserved
+offline as ``qlaunch -r`` does (:func:`fwspool.reserve.reserve_offline`); the compute side of
+each launch is simulated by writer processes appending what ``fwspool rlaunch`` would, plus real
+``fwspool rlaunch`` runs. Times and writer ids are deterministic, so the same workload always
+writes the same bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from fwspool.reserve import reserve_offline
+from fwspool.spool import SPOOL_NAME_RE, frame, scan
+from fwspool.testing.chaos.processes import Proc, child_cmd, fwspool_cmd, start
+from fwspool.testing.chaos.progress import log
+
+T0 = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
+
+#: One synthetic launch's writer: {"writer", "records": [[at, event_json, durable]], "after"}.
+Stream = dict[str, Any]
+#: How a trial changes a stream before it is written (scenario 8: a node's clock hours off).
+StreamTransform = Callable[["LaunchInfo", Stream], Stream]
+
+
+@dataclass
+class LaunchInfo:
+    launch_id: int
+    fw_id: int
+    rel: str  # launch directory, relative to an instance root
+    kind: str  # "synthetic" or "rlaunch"
+    outcome: str
+    #: Synthetic launches: one dict per writer {"writer", "records": [[at, event_json, durable]], "after"}.
+    streams: list[Stream] = field(default_factory=list)
+
+
+@dataclass
+class Template:
+    """A LaunchPad with every root reserved offline, its launch directories, and the bytes its
+    writers and real rlaunch runs wrote (the "golden" spool files)."""
+
+    key: str
+    seed: int
+    db: str
+    root: str
+    launches: list[LaunchInfo]
+    golden: dict[str, bytes] = field(default_factory=dict)
+    #: The id the first Firework an FWAction adds gets (the template's counter).
+    first_new_fw_id: int = 0
+
+    @property
+    def launch_ids(self) -> set[int]:
+        return {li.launch_id for li in self.launches}
+
+
+def _writer_id(*parts: object) -> str:
+    return hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()[:32]
+
+
+def _event_json(event: Any) -> str:
+    return msgspec.json.encode(event).decode()
+
+
+def plan_streams(li: LaunchInfo, rng: random.Random, seed: int, storm: bool) -> list[Stream]:
+    """The records one synthetic launch's writers append, in each writer's order."""
+    from fireworks import FWorker
+
+    from fwspool.events import Checkpoint, Note, Ping, Started
+    from fwspool.rlaunch import jsonable
+
+    lid = li.launch_id
+    t = T0 + dt.timedelta(seconds=37 * lid)
+    main: list[list[Any]] = []
+
+    def add(at: dt.datetime, event: Any, durable: bool | None = None) -> None:
+        main.append([at.isoformat(), _event_json(event), durable])
+
+    worker = jsonable(FWorker(name=f"chaos-node-{lid % 3}").to_dict())
+    add(t, Started(started_on=t, host=f"nid{lid:05d}", ip=f"10.1.{lid // 250}.{lid % 250}", fworker=worker))
+    add(
+        t + dt.timedelta(seconds=1),
+        Checkpoint(
+            checkpoint={"_task_n": 0, "_all_stored_data": {}, "_all_update_spec": {}, "_all_mod_spec": []},
+            ping_time=t + dt.timedelta(seconds=1),
+        ),
+    )
+    pings = rng.randint(150, 350) if storm else rng.randint(1, 6)
+    for k in range(pings):
+        when = t + dt.timedelta(seconds=60 * (k + 1), microseconds=rng.randrange(10**6))
+        add(when, Ping(ping_time=when))
+    end = t + dt.timedelta(seconds=60 * (pings + 1) + 5)
+    streams: list[Stream] = [{"writer": _writer_id(seed, lid, 0), "records": main, "after": None}]
+    _plan_ending(li, end, seed, add, streams)
+    if rng.random() < 0.15:
+        note_at = t + dt.timedelta(seconds=30)
+        streams.append(
+            {
+                "writer": _writer_id(seed, lid, 2),
+                "records": [
+                    [note_at.isoformat(), _event_json(Note(data={"step": "relaxed", "lid": lid})), None]
+                ],
+                "after": None,
+            }
+        )
+    return streams
+
+
+def _plan_ending(
+    li: LaunchInfo, end: dt.datetime, seed: int, add: Callable[..., None], streams: list[Stream]
+) -> None:
+    """How the launch ends, by its outcome: a completion and the exit (``add`` appends to the main
+    writer), a walltime kill recorded by a second writer, or nothing yet ("running")."""
+    from fireworks import Firework, FWAction, ScriptTask
+
+    from fwspool.events import Completed, Exited
+    from fwspool.rlaunch import jsonable
+
+    lid = li.launch_id
+    outcome = li.outcome
+    if outcome in ("completed", "dynamic", "defuse"):
+        # A child of two parents gets both parents' FWActions, in the order their completions reach
+        # the database: those of a pair's parents commute (a second application still shows: _inc).
+        pair = os.path.basename(li.rel).startswith("pair")
+        action = FWAction(
+            stored_data={"launch": lid, "energy": -1.5 * lid, "nested": {"k": [lid, "x"]}},
+            update_spec={f"from_launch_{lid}": lid} if pair else {"from_launch": lid},
+            mod_spec=[
+                {"_set": {f"seen_{lid}": lid}} if pair else {"_push": {"seen": lid}},
+                {"_inc": {"count": 1}},
+            ],
+            additions=[Firework(ScriptTask.from_str("echo add"), name=f"add-{lid}")]
+            if outcome == "dynamic"
+            else [],
+            detours=[Firework(ScriptTask.from_str("echo detour"), name=f"detour-{lid}")]
+            if outcome == "dynamic"
+            else [],
+            defuse_children=outcome == "defuse",
+        )
+        add(end, Completed(state="COMPLETED", action=jsonable(action.to_dict()), completed_on=end))
+        add(end + dt.timedelta(seconds=1), Exited(returncode=0))
+    elif outcome == "fizzled":
+        action = FWAction(
+            stored_data={
+                "_message": "runtime error during task",
+                "_task": {"_fw_name": "ScriptTask", "script": ["exit 3"]},
+                "_exception": {"_stacktrace": f"Traceback ...\nRuntimeError: launch {lid}", "_details": None},
+            },
+            exit=True,
+        )
+        add(end, Completed(state="FIZZLED", action=jsonable(action.to_dict()), completed_on=end))
+        add(end + dt.timedelta(seconds=1), Exited(returncode=0))
+    elif outcome == "walltime":
+        # What rlaunch's signal handler records: a writer (and a file) of its own.
+        streams.append(
+            {
+                "writer": _writer_id(seed, lid, 1),
+                "records": [
+                    [
+                        end.isoformat(),
+                        _event_json(Exited(signal=15, signal_name="SIGTERM", run=_writer_id(seed, lid, 0))),
+                        None,
+                    ]
+                ],
+                "after": 0,
+            }
+        )
+
+
+def workflows(n_chain: int, n_pair: int) -> list[Any]:
+    from fireworks import Firework, ScriptTask, Workflow
+
+    from fwspool.testing.chaos.tasks import ChaosGrowTask
+
+    wfs = []
+    for i in range(n_chain):
+        a = Firework(ScriptTask.from_str("echo a"), name=f"chain{i}-a", spec={"seed": i})
+        b = Firework(ScriptTask.from_str("echo b"), name=f"chain{i}-b", parents=[a])
+        wfs.append(Workflow([a, b], name=f"chain{i}"))
+    for i in range(n_pair):
+        p = Firework(ScriptTask.from_str("echo p"), name=f"pair{i}-p")
+        q = Firework(ScriptTask.from_str("echo q"), name=f"pair{i}-q")
+        r = Firework(ScriptTask.from_str("echo r"), name=f"pair{i}-r", parents=[p, q])
+        wfs.append(Workflow([p, q, r], name=f"pair{i}"))
+    # Real `fwspool rlaunch` runs: an FWAction with every dynamic feature, a plain script, a failure.
+    g = Firework(ChaosGrowTask(label="real"), name="real-grow", spec={"seed": 7})
+    gc = Firework(ScriptTask.from_str("echo after"), name="real-grow-child", parents=[g])
+    s = Firework(ScriptTask.from_str("echo real"), name="real-script")
+    x = Firework(ScriptTask.from_str("exit 3"), name="real-fail")
+    wfs += [
+        Workflow([g, gc], name="real-grow"),
+        Workflow([s], name="real-script"),
+        Workflow([x], name="real-fail"),
+    ]
+    return wfs
+
+
+REAL_NAMES = ("real-grow", "real-script", "real-fail")
+
+
+def launchpad(uri: str, name: str) -> Any:
+    from fireworks import LaunchPad
+
+    return LaunchPad(host=uri, name=name, uri_mode=True, logdir=None, strm_lvl="ERROR")
+
+
+OUTCOMES = (
+    ("completed", 40),
+    ("dynamic", 22),
+    ("fizzled", 8),
+    ("defuse", 5),
+    ("running", 12),
+    ("walltime", 13),
+)
+
+
+def build_template(
+    cluster_root: str, uri: str, seed: int, n_chain: int, n_pair: int, storm: bool
+) -> Template:
+    """A workload's template, built in the cluster's directory on the cluster's server (``uri``)."""
+    key = f"s{seed}c{n_chain}p{n_pair}{'storm' if storm else ''}"
+    root = os.path.join(cluster_root, "templates", key)
+    db = f"tpl_{key}"
+    t0 = time.monotonic()
+    rng = random.Random(seed)
+    lp = launchpad(uri, db)
+    lp.reset("", require_password=False, max_reset_wo_password=10**9)
+    for wf in workflows(n_chain, n_pair):
+        lp.add_wf(wf)
+    names = {d["fw_id"]: d["name"] for d in lp.fireworks.find({}, {"fw_id": 1, "name": 1})}
+    first_new = int(lp.fw_id_assigner.find_one({})["next_fw_id"])
+    launches = []
+    for fw_id in sorted(d["fw_id"] for d in lp.fireworks.find({"state": "READY"}, {"fw_id": 1})):
+        rel = os.path.join("launches", f"{names[fw_id]}")
+        _fw, lid = reserve_offline(lp, os.path.join(root, rel), fw_id=fw_id)
+        if names[fw_id] in REAL_NAMES:
+            launches.append(LaunchInfo(lid, fw_id, rel, "rlaunch", names[fw_id]))
+        else:
+            outcome = rng.choices([o for o, _ in OUTCOMES], [w for _, w in OUTCOMES])[0]
+            launches.append(LaunchInfo(lid, fw_id, rel, "synthetic", outcome))
+    lp.connection.close()
+    tpl = Template(key, seed, db, root, launches, first_new_fw_id=first_new)
+    for li in launches:
+        if li.kind == "synthetic":
+            li.streams = plan_streams(li, random.Random(f"{seed}/{li.launch_id}"), seed, storm)
+    # The golden spool files: the writers' and real rlaunch runs' bytes, written once.
+    logdir = os.path.join(root, "logs")
+    procs = start_writers(tpl, root, logdir, procs=2, pace=(0.0, 0.0), seed=seed)
+    procs += start_rlaunch(tpl, root, logdir)
+    for p in procs:
+        code = p.wait(300)
+        if code != 0:
+            raise RuntimeError(f"template {key}: {p.name} exited {code}: {p.stderr[-3000:]}")
+    tpl.golden = read_spool_files(os.path.join(root, "launches"))
+    log(
+        f"template {key}: {len(launches)} launches, {count_records(tpl.golden)} records, {time.monotonic() - t0:.1f}s"
+    )
+    return tpl
+
+
+def write_plan(
+    tpl: Template,
+    inst_root: str,
+    path: str,
+    *,
+    seed: int,
+    pace: tuple[float, float],
+    tear: bool = False,
+    launches: Sequence[LaunchInfo] | None = None,
+    transform: StreamTransform | None = None,
+) -> None:
+    streams: list[Stream] = []
+    index: dict[tuple[int, int], int] = {}
+    for li in launches if launches is not None else tpl.launches:
+        if li.kind != "synthetic":
+            continue
+        base = len(streams)
+        for k, s in enumerate(li.streams):
+            index[(li.launch_id, k)] = base + k
+            s2 = dict(s, dir=os.path.join(inst_root, li.rel), launch_id=li.launch_id, fw_id=li.fw_id)
+            if s.get("after") is not None:
+                s2["after"] = base + s["after"]
+            if transform is not None:
+                s2 = transform(li, s2)
+            streams.append(s2)
+    with open(path, "w") as f:
+        json.dump({"seed": seed, "pace": list(pace), "tear": tear, "streams": streams}, f)
+
+
+def start_writers(
+    tpl: Template,
+    inst_root: str,
+    logdir: str,
+    *,
+    procs: int,
+    pace: tuple[float, float],
+    seed: int,
+    tear: bool = False,
+    transform: StreamTransform | None = None,
+) -> list[Proc]:
+    """Writer processes appending every synthetic launch's records into ``inst_root``'s launch dirs."""
+    synthetic = [li for li in tpl.launches if li.kind == "synthetic"]
+    out = []
+    for k in range(procs):
+        mine = synthetic[k::procs]
+        plan = os.path.join(logdir, f"plan-{seed}-{k}.json")
+        os.makedirs(logdir, exist_ok=True)
+        write_plan(
+            tpl,
+            inst_root,
+            plan,
+            seed=seed * 100 + k,
+            pace=pace,
+            tear=tear,
+            launches=mine,
+            transform=transform,
+        )
+        out.append(start(child_cmd("_writer", plan), logdir, f"writer{k}"))
+    return out
+
+
+def start_rlaunch(tpl: Template, inst_root: str, logdir: str) -> list[Proc]:
+    """Real `fwspool rlaunch` runs of the launches reserved for them."""
+    out = []
+    for li in tpl.launches:
+        if li.kind == "rlaunch":
+            d = os.path.join(inst_root, li.rel)
+            out.append(
+                start(fwspool_cmd("rlaunch", "--launch-dir", d), logdir, f"rlaunch-{li.outcome}", cwd=d)
+            )
+    return out
+
+
+def read_spool_files(root: str) -> dict[str, bytes]:
+    out = {}
+    for d, _subdirs, names in os.walk(root):
+        for n in names:
+            if SPOOL_NAME_RE.match(n):
+                path = os.path.join(d, n)
+                with open(path, "rb") as f:
+                    out[os.path.relpath(path, root)] = f.read()
+    return out
+
+
+def count_records(files: dict[str, bytes]) -> int:
+    return sum(len(scan(b, at_eof=True).frames) for b in files.values())
+
+
+def frames_only(files: dict[str, bytes]) -> dict[str, bytes]:
+    """Each file reduced to its complete, valid frames (what a clean run can be given)."""
+    return {
+        rel: b"".join(frame(fr.payload) for fr in scan(data, at_eof=True).frames)
+        for rel, data in files.items()
+    }
+
+
+def content_key(files: dict[str, bytes]) -> str:
+    h = hashlib.sha256()
+    for rel in sorted(files):
+        h.update(rel.encode(errors="surrogateescape") + b"\0" + hashlib.sha256(files[rel]).digest())
+    return h.hexdigest()

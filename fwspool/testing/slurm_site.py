@@ -1,0 +1,167 @@
+"""A FireWorks user's site on the private Slurm cluster (fwspool.devslurm): the launchpad,
+FWorker and queue adapter files as the README sets them up, FireWorks' own ``qlaunch -r``, and
+``fwspool sync --watch`` as the README runs it."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from fwspool.devslurm import DevSlurm
+
+__all__ = ["Site", "launchpad_file_text", "qadapter_file_text"]
+
+BIN = Path(sys.executable).parent
+
+
+def launchpad_file_text(uri: str, db: str) -> str:
+    """A ``my_launchpad.yaml`` for LaunchPad ``db`` at ``uri``."""
+    return f"host: '{uri}'\nuri_mode: true\nname: {db}\nlogdir: null\nstrm_lvl: ERROR\n"
+
+
+def qadapter_file_text(rocket_launch_line: str, pre_rocket: str | None = None) -> str:
+    """A ``my_qadapter.yaml`` for Slurm (FireWorks' CommonAdapter) with this ``rocket_launch:`` line."""
+    return (
+        "_fw_name: CommonAdapter\n_fw_q_type: SLURM\n"
+        f"{rocket_launch_line}\n"
+        "nodes: 1\nntasks: 1\nwalltime: '00:10:00'\nqueue: debug\n"
+        f"pre_rocket: {json.dumps(pre_rocket)}\npost_rocket: null\nlogdir: null\n"
+    )
+
+
+class Site:
+    """A user's `$HOME/fw` on the login node, set up as the README says, against one LaunchPad.
+
+    ``rocket_launch_line`` is the queue adapter's whole ``rocket_launch: ...`` line (the tests
+    take it from the README, word for word).
+    """
+
+    def __init__(
+        self,
+        tmp_path: Path,
+        uri: str,
+        db: str,
+        slurm: DevSlurm,
+        rocket_launch_line: str,
+        *,
+        inbox: bool = False,
+    ) -> None:
+        self.slurm = slurm
+        self.rocket_launch_line = rocket_launch_line
+        self.home = tmp_path / "home"
+        self.fw = self.home / "fw"
+        (self.fw / ".venv" / "bin").mkdir(parents=True)
+        # The venv the README's first command makes, here the one the tests run in.
+        (self.fw / ".venv" / "bin" / "fwspool").symlink_to(BIN / "fwspool")
+        self.launchpad_file = self.fw / "my_launchpad.yaml"
+        self.launchpad_file.write_text(launchpad_file_text(uri, db))
+        (self.fw / "my_fworker.yaml").write_text("name: cluster\ncategory: ''\nquery: '{}'\n")
+        self.qadapter = self.write_qadapter()
+        (self.fw / "FW_config.yaml").write_text("QUEUE_UPDATE_INTERVAL: 1\n")
+        self.journal = self.home / "journal.sqlite3"
+        self.runs = self.fw / "runs"
+        self.runs.mkdir()
+        self.daemon: subprocess.Popen[bytes] | None = None
+        self.inbox = inbox
+
+    def write_qadapter(self, pre_rocket: str | None = None, name: str = "my_qadapter.yaml") -> Path:
+        path = self.fw / name
+        path.write_text(qadapter_file_text(self.rocket_launch_line, pre_rocket))
+        return path
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """What a login shell of this user has: no venv on PATH, the cluster's SLURM_CONF."""
+        env = {
+            k: v
+            for k, v in self.slurm.environ().items()
+            if k not in ("VIRTUAL_ENV", "XDG_STATE_HOME", "PYTHONPATH") and not k.startswith("PYTEST")
+        }
+        env.update(
+            HOME=str(self.home),
+            PATH="/usr/local/bin:/usr/bin:/bin",
+            FW_CONFIG_FILE=str(self.fw / "FW_config.yaml"),
+        )
+        if not self.inbox:
+            env.pop("FWSPOOL_INBOX", None)
+        env.update(extra)
+        return env
+
+    def qlaunch(self, *args: str, cwd: Path | None = None, qadapter: Path | None = None, **env: str) -> str:
+        """FireWorks' own qlaunch, as the user runs it; returns its output."""
+        cmd = [
+            str(BIN / "qlaunch"),
+            "-r",
+            "-l",
+            str(self.launchpad_file),
+            "-w",
+            str(self.fw / "my_fworker.yaml"),
+            "-q",
+            str(qadapter or self.qadapter),
+            *args,
+        ]
+        res = subprocess.run(
+            cmd, cwd=cwd or self.runs, env=self.env(**env), capture_output=True, text=True, timeout=120
+        )
+        assert res.returncode == 0, res.stdout + res.stderr
+        return res.stdout + res.stderr
+
+    def fwspool(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        res = subprocess.run(
+            [str(self.fw / ".venv" / "bin" / "fwspool"), *args],
+            cwd=self.fw,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if check:
+            assert res.returncode == 0, res.stdout + res.stderr
+        return res
+
+    def start_sync(self, *extra: str, interval: str = "0.5", **env: str) -> None:
+        """`fwspool sync --watch` as the README runs it (here with a short interval)."""
+        log = open(self.home / "sync.log", "ab")  # noqa: SIM115 - the daemon's, for its lifetime
+        self.daemon = subprocess.Popen(
+            [
+                str(self.fw / ".venv" / "bin" / "fwspool"),
+                "sync",
+                "--watch",
+                "--interval",
+                interval,
+                "-l",
+                str(self.launchpad_file),
+                "--journal",
+                str(self.journal),
+                "--lost-after",
+                "3",
+                *extra,
+            ],
+            cwd=self.fw,
+            env=self.env(**env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def stop_sync(self) -> str:
+        if self.daemon is not None and self.daemon.poll() is None:
+            self.daemon.send_signal(signal.SIGTERM)
+            assert self.daemon.wait(60) == 0, self.log()
+        self.daemon = None
+        return self.log()
+
+    def log(self) -> str:
+        path = self.home / "sync.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def events(
+        self, sql: str = "SELECT type, payload FROM events ORDER BY occurred_at"
+    ) -> list[tuple[Any, ...]]:
+        if not self.journal.exists():
+            return []
+        with sqlite3.connect(f"file:{self.journal}?mode=ro", uri=True) as db:
+            return db.execute(sql).fetchall()
