@@ -1,4 +1,4 @@
--- fwspool journal schema (generated from fwspool/journal.py; do not edit by hand).
+-- fwspool journal schema (generated from fwspool/journal/schema.py; do not edit by hand).
 -- PRAGMA user_version = 2; journal_mode = WAL; synchronous = FULL.
 
 CREATE TABLE forget_requests (

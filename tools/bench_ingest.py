@@ -307,9 +307,7 @@ class IdleState:
 
 
 def _idle_state(journal: Journal, watcher: sqlite3.Connection) -> IdleState:
-    raw = journal.conn.connection.dbapi_connection
-    assert raw is not None
-    total = raw.total_changes
+    total = journal.db.total_changes
     dv = watcher.execute("PRAGMA data_version").fetchone()[0]
     mu, n = watcher.execute("SELECT max(updated_at), count(*) FROM sources").fetchone()
     wal = journal.path + "-wal"

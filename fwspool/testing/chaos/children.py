@@ -144,9 +144,9 @@ def killer_main(after_writes: int, when: str, target: str, args: list[str]) -> i
 
 def fake_fstype_main(fstype: str, args: list[str]) -> int:
     """Run `fwspool ARGS` as if every path were on a ``fstype`` filesystem (no NFS server here)."""
-    import fwspool.journal
+    import fwspool.journal.database
 
-    fwspool.journal.filesystem_type = lambda path: fstype
+    fwspool.journal.database.filesystem_type = lambda path: fstype
     from fwspool.cli import main
 
     main(args=args, prog_name="fwspool")

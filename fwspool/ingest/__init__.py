@@ -1,0 +1,15 @@
+"""Ingest: copy new events from spool files and FireWorks offline files into the journal.
+
+- :mod:`~fwspool.ingest.ingester` — one pass: which files, in which order, the inbox;
+- :mod:`~fwspool.ingest.spool_file` — one spool file, from its committed offset;
+- :mod:`~fwspool.ingest.offline_file` — one FireWorks offline job, read whole;
+- :mod:`~fwspool.ingest.batches` — the batch being built and the thread that commits it;
+- :mod:`~fwspool.ingest.batch_jobs` — what the batch system says: lost runs, released reservations.
+"""
+
+from __future__ import annotations
+
+from fwspool.ingest.batches import IngestSummary
+from fwspool.ingest.ingester import DEFAULT_LOST_AFTER, Ingester
+
+__all__ = ["DEFAULT_LOST_AFTER", "IngestSummary", "Ingester"]

@@ -1,0 +1,118 @@
+"""What the batch system says about open launches: lost runs and reservations to release.
+
+Once per pass each batch system is asked, in one query, which of the open launches' jobs it
+still has. A job gone for ``lost_after`` seconds that never started its launch releases the
+reservation; one that started it and recorded no end makes it lost (:mod:`fwspool.runs`). A
+query that fails decides nothing. The conclusions are journal events with ids that make the
+same conclusion drawn twice one event.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+
+import msgspec
+
+from fwspool import batch
+from fwspool.batch import BatchQueryError, BatchSystem
+from fwspool.events import Event, Lost, Released, as_utc, event_id, iso
+from fwspool.ingest.batches import IngestSummary
+from fwspool.journal import BatchLaunch, BatchView, EventRow, Journal
+
+_encoder = msgspec.json.Encoder()
+
+
+class BatchJobCheck:
+    """Asks the batch systems about a journal's open launches and records what follows."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        systems: Mapping[str, BatchSystem],
+        *,
+        default_system: str | None,
+        lost_after: float,
+        report_once: Callable[[IngestSummary, str], None],
+    ) -> None:
+        self.journal = journal
+        #: Who is asked which jobs still run, by batch system name.
+        self.systems = dict(systems)
+        #: The batch system of launches whose own is unknown (``-q``'s ``_fw_q_type``).
+        self.default_system = default_system
+        self.lost_after = lost_after
+        self.report_once = report_once
+
+    def run(self, now: dt.datetime, summary: IngestSummary) -> None:
+        view = BatchView()
+        groups: dict[str, list[BatchLaunch]] = {}
+        for launch in self.journal.batch_launches():
+            if launch.last_run_event in ("lost", "released"):
+                continue
+            system = (
+                launch.batch_system
+                or self.default_system
+                or (batch.system_of_launch_dir(launch.launch_dir) if launch.launch_dir else None)
+            )
+            if system is not None and system != launch.batch_system:
+                view.systems[launch.launch_id] = system
+            if system in self.systems:
+                groups.setdefault(system, []).append(launch)
+            elif launch.killed_by_signal:
+                view.terminal.append(launch.launch_id)  # nobody to ask whether it runs again
+            elif system is not None:
+                self.report_once(
+                    summary, f"cannot ask {system} which jobs still run: fwspool knows only Slurm so far"
+                )
+        for system, group in groups.items():
+            try:
+                alive = self.systems[system].active_jobs({launch.batch_job_id for launch in group})
+            except BatchQueryError as exc:
+                summary.problems.append(f"cannot ask {system} which jobs still run ({exc}); nothing decided")
+                continue
+            for launch in group:
+                self._judge(launch, launch.batch_job_id in alive, now, view, summary)
+        summary.lost += sum(1 for row in view.inferred if row.type == "lost")
+        summary.released += sum(1 for row in view.inferred if row.type == "released")
+        self.journal.record_batch_view(view)
+
+    def _judge(
+        self, launch: BatchLaunch, alive: bool, now: dt.datetime, view: BatchView, summary: IngestSummary
+    ) -> None:
+        if alive:
+            if launch.batch_gone_at is not None:
+                view.back.append(launch.launch_id)  # requeued, or the query before was wrong
+            return
+        if launch.batch_gone_at is None:
+            view.gone.append(launch.launch_id)
+            return
+        gone_since = as_utc(launch.batch_gone_at)
+        if (now - gone_since).total_seconds() < self.lost_after:
+            return  # NFS may still be hiding the job's last records
+        what = f"launch {launch.launch_id} (Firework {launch.fw_id}): batch job {launch.batch_job_id}"
+        if launch.last_run_event is None:
+            event: Event = Released(
+                reason=f"batch job {launch.batch_job_id} ended without starting the launch",
+                batch_job_id=launch.batch_job_id,
+            )
+            view.terminal.append(launch.launch_id)
+            summary.problems.append(f"{what} ended without starting it: its reservation is released")
+        elif launch.last_run_event == "started":
+            event = Lost(
+                batch_job_id=launch.batch_job_id, gone_since=gone_since, batch_system=launch.batch_system
+            )
+            summary.problems.append(f"{what} is gone and the launch recorded no end: lost")
+        else:
+            view.terminal.append(launch.launch_id)  # ended by a signal and not requeued: over
+            return
+        view.inferred.append(_inferred_event(launch, event, now))
+
+
+def _inferred_event(launch: BatchLaunch, event: Event, now: dt.datetime) -> EventRow:
+    """The login node's conclusion as an event of a writer of its own: one per launch and job."""
+    kind = str(type(event).__struct_config__.tag)
+    writer = f"batch-{kind}-{launch.launch_id}-{launch.batch_job_id}"
+    payload = _encoder.encode(event).decode("utf-8")
+    return EventRow(
+        event_id(writer, 1), writer, 1, launch.launch_id, launch.fw_id, kind, iso(now), payload, None
+    )

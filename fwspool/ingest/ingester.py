@@ -1,0 +1,251 @@
+"""One ingest pass: which files to read, read them, commit them in batches.
+
+A pass looks at the directories of every launch the journal knows that is still in progress
+(learned from spool records, FireWorks offline files, the LaunchPad's registry of offline runs
+or the inbox), plus every ``--root`` tree; reads each spool file from its committed offset to
+EOF (:mod:`~fwspool.ingest.spool_file`) and each FireWorks offline file whole
+(:mod:`~fwspool.ingest.offline_file`); commits events together with the offsets they advance
+(:mod:`~fwspool.ingest.batches`); then asks the batch system about open launches
+(:mod:`~fwspool.ingest.batch_jobs`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable, Iterable, Mapping
+
+from fwspool import inbox, offline
+from fwspool.batch import BatchSystem
+from fwspool.errors import InputError
+from fwspool.events import utcnow
+from fwspool.ingest.batch_jobs import BatchJobCheck
+from fwspool.ingest.batches import BatchBuilder, Committer, IngestSummary
+from fwspool.ingest.offline_file import read_offline_file
+from fwspool.ingest.spool_file import ReadRules, SpoolFileIngest, frame_at
+from fwspool.journal import IngestBatch, Journal, KnownSource, LaunchRow
+from fwspool.spool import DEFAULT_MAX_RECORD, SPOOL_NAME_RE, OsSourceFile
+from fwspool.trust import DEFAULT_MAX_DEPTH, TrustPolicy
+
+#: Seconds a batch job must have been gone before its launch is judged lost or released: NFS
+#: attribute caches can hide a finished job's last records for up to a minute.
+DEFAULT_LOST_AFTER = 300.0
+
+
+class Ingester:
+    """Runs ingest passes against one journal.
+
+    ``opener`` opens a file for reading (tests pass a fault-injecting one); ``clock`` gives the
+    login node's time for offline-file facts that carry none.
+    """
+
+    def __init__(
+        self,
+        journal: Journal,
+        *,
+        roots: Iterable[str] = (),
+        max_record: int = DEFAULT_MAX_RECORD,
+        batch_size: int = 20_000,
+        opener: Callable[[str], OsSourceFile] = OsSourceFile,
+        clock: Callable[[], dt.datetime] = utcnow,
+        trust_group: int | None = None,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        inbox_dir: str | None = None,
+        batch_systems: Mapping[str, BatchSystem] | None = None,
+        default_batch_system: str | None = None,
+        lost_after: float = DEFAULT_LOST_AFTER,
+    ) -> None:
+        #: Where ``fwspool rlaunch`` announces launches (fwspool.inbox); None: not read.
+        self.inbox_dir = inbox_dir
+        self._reported: set[str] = set()
+        self.journal = journal
+        self.roots = [os.path.abspath(r) for r in roots]
+        for root in self.roots:
+            if not os.path.isdir(root):
+                raise InputError(f"--root {root} is not a directory")
+        # Whose files are believed (fwspool.trust): this user's, or a trusted group's.
+        self.rules = ReadRules(opener, TrustPolicy(gid=trust_group, roots=self.roots), max_record, max_depth)
+        #: Who is asked which jobs still run; without batch systems, nobody (no lost runs).
+        self.batch_jobs = (
+            BatchJobCheck(
+                journal,
+                batch_systems,
+                default_system=default_batch_system,
+                lost_after=lost_after,
+                report_once=self._report_once,
+            )
+            if batch_systems
+            else None
+        )
+        self.batch_size = batch_size
+        self.clock = clock
+        # Per pass: who commits the batches, and whether one was handed over since the last
+        # should_stop() check.
+        self._committer = Committer(journal, IngestSummary())
+        self._flushed = False
+
+    # -- discovery ---------------------------------------------------------------------------
+
+    def _candidates(
+        self, dirs: list[tuple[int, str]], known: Mapping[str, KnownSource], summary: IngestSummary
+    ) -> tuple[list[str], list[str]]:
+        """Spool files and FireWorks offline files to read in this pass."""
+        spool_files: dict[str, None] = {}
+        offline_files: dict[str, None] = {}
+
+        def wanted(path: str) -> bool:
+            row = known.get(path)
+            if row is None or row.forgotten_at:
+                return row is None
+            # A finished launch's files are settled, except a torn tail still waiting for its
+            # bytes (e.g. the runner's own file while its exit was recorded in another one).
+            return not row.terminal_at or row.status == "torn"
+
+        def look_at(directory: str, names: list[str]) -> None:
+            if not _utf8(directory):
+                # The journal keeps paths as UTF-8 text (and FireWorks could not store such a launch
+                # dir either: BSON strings are UTF-8). Say so on every pass; never fail the pass.
+                if any(SPOOL_NAME_RE.match(n) or n in offline.OFFLINE_NAMES for n in names):
+                    summary.problems.append(
+                        f"cannot ingest from {_shown(directory)}: its path is not valid UTF-8; rename it"
+                    )
+                return
+            for name in names:
+                if SPOOL_NAME_RE.match(name):
+                    path = os.path.join(directory, name)
+                    if wanted(path):
+                        spool_files[path] = None
+            # FireWorks' own offline files, read even beside spool files (an unmodified
+            # `rlaunch --offline` job may also call `fwspool emit`), unless `fwspool rlaunch` runs
+            # the launch: it leaves FW_offline.json as `qlaunch -r` wrote it.
+            present = set(names).intersection(offline.OFFLINE_NAMES)
+            for name in offline.OFFLINE_NAMES:
+                if name in present:
+                    path = os.path.join(directory, name)
+                    row = known.get(path)
+                    if wanted(path) and not (row is not None and row.spool_driven):
+                        offline_files[path] = None
+                    break
+
+        for path, row in known.items():
+            if row.kind == "spool" and row.status == "torn" and row.terminal_at and wanted(path):
+                spool_files[path] = None
+        for _launch_id, directory in dirs:
+            try:
+                names = os.listdir(directory)
+            except FileNotFoundError:
+                summary.problems.append(f"launch dir vanished: {directory}")
+                continue
+            except OSError as exc:
+                summary.problems.append(f"cannot list {directory}: {exc.strerror}")
+                continue
+            look_at(directory, names)
+        for root in self.roots:
+            for directory, subdirs, names in os.walk(root):
+                subdirs.sort()
+                look_at(directory, names)
+        return list(spool_files), list(offline_files)
+
+    # -- one pass ----------------------------------------------------------------------------
+
+    def run_pass(
+        self,
+        *,
+        should_stop: Callable[[], bool] = lambda: False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> IngestSummary:
+        """Ingest everything new once. ``should_stop`` is checked between batches."""
+        summary = IngestSummary()
+        if self.inbox_dir is not None:
+            self._read_inbox(summary)
+        dirs, known = self.journal.scan_targets()
+        spool_files, offline_files = self._candidates(dirs, known, summary)
+        total = len(spool_files) + len(offline_files)
+        batch = BatchBuilder()
+        done = 0
+        now = self.clock()
+        self._committer = Committer(self.journal, summary, self._frame_at)
+        self._flushed = False
+
+        def flush_if_full() -> None:
+            if batch.size() >= self.batch_size:
+                self._flush(batch)
+
+        try:
+            for i, path in enumerate(spool_files + offline_files):
+                flush_if_full()
+                # Stop only after a batch was handed over (here, or while reading the last file):
+                # the batches handed over are committed (below), and everything committed is
+                # consistent.
+                if self._flushed:
+                    self._flushed = False
+                    if should_stop():
+                        break
+                if i < len(spool_files):
+                    SpoolFileIngest(self.rules, path, known.get(path), batch, summary, flush_if_full).read()
+                else:
+                    read_offline_file(self.rules, path, known, batch, summary, now)
+                done += 1
+                if progress:
+                    progress(done, total)
+            if batch.empty():
+                self._committer.wait()
+            else:
+                self._committer.commit(batch.take())
+        finally:
+            self._committer.close()
+        summary.files = done
+        if self.batch_jobs is not None and not should_stop():
+            self.batch_jobs.run(self.clock(), summary)
+        return summary
+
+    def _flush(self, batch: BatchBuilder) -> None:
+        """Hand the batch to the committer (one transaction) and start a new one."""
+        if not batch.empty():
+            self._committer.submit(batch.take())
+            self._flushed = True
+
+    def _frame_at(self, path: str, offset: int) -> tuple[int, bytes]:
+        return frame_at(self.rules.opener, path, offset)
+
+    def _report_once(self, summary: IngestSummary, problem: str) -> None:
+        if problem not in self._reported:
+            self._reported.add(problem)
+            summary.problems.append(problem)
+
+    def _read_inbox(self, summary: IngestSummary) -> None:
+        """Learn the launches announced in the inbox; drop the pointers of launches that are over."""
+        assert self.inbox_dir is not None
+        listed = inbox.list_inbox(self.inbox_dir)
+        if not listed:
+            return
+        settled = self.journal.settled_launches([lid for lid, _ in listed])
+        learned = []
+        for launch_id, path in listed:
+            if launch_id in settled:
+                if settled[launch_id]:
+                    inbox.remove_pointer(path)
+                continue
+            entry = inbox.read_pointer(path, self.rules.trust.refusal)
+            if entry.problem is not None:
+                self._report_once(summary, entry.problem)
+            if entry.pointer is not None and entry.pointer.launch_id == launch_id:
+                p = entry.pointer
+                learned.append(LaunchRow(p.launch_id, p.fw_id, p.launch_dir, "inbox"))
+        if learned:
+            self.journal.commit_ingest(IngestBatch(launches=learned))
+            summary.announced += len(learned)
+
+
+def _utf8(path: str) -> bool:
+    """Whether a path (``os.listdir``'s str, undecodable bytes as surrogates) is valid UTF-8."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(path: str) -> str:
+    """A path for a message, undecodable bytes as ``\\xff``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")

@@ -1,0 +1,221 @@
+"""Push's side of the journal: the outbox of events not yet on the LaunchPad, and its redo log.
+
+Exactly-once ends here. An event is marked pushed (:meth:`Outbox.mark_pushed`) only after the
+LaunchPad acknowledged the writes that carry it, so a push killed at any moment leaves it
+pending and the next push applies it again, which changes nothing where it already landed
+(:mod:`fwspool.launchpad`). A bulk completion's writes are saved first (:meth:`Outbox.save_redo`)
+and dropped in the transaction that marks their events: a push killed between the two replays
+them.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from fwspool.events import iso, utcnow
+from fwspool.journal.database import JournalDatabase, in_chunks
+from fwspool.journal.store import forget_late_launches
+from fwspool.runs import LaunchEvents, PendingEvent
+
+_LAUNCHES_WITH_PENDING = """
+SELECT DISTINCT e.launch_id FROM events AS e JOIN launches AS l ON l.launch_id = e.launch_id
+WHERE e.pushed_at IS NULL AND l.forgotten_at IS NULL AND e.launch_id > ?
+ORDER BY e.launch_id LIMIT ?"""
+
+#: Where each launch announced by the inbox ran: its directory, and any it moved to.
+_ANNOUNCED_DIRS = """
+SELECT launch_id, launch_dir FROM launches WHERE learned_from = 'inbox' AND launch_id IN ({marks})
+UNION ALL
+SELECT e.launch_id, json_extract(e.payload, '$.launch_dir') FROM events AS e
+JOIN launches AS l ON l.launch_id = e.launch_id
+WHERE l.learned_from = 'inbox' AND e.type = 'launch_dir_changed' AND e.launch_id IN ({marks})"""
+
+#: The reservation's job; a run's own (its started event) is newer and stays.
+_REGISTRY_UPSERT = """
+INSERT INTO launches (launch_id, fw_id, launch_dir, learned_from, first_seen_at, batch_job_id)
+VALUES (?, ?, ?, 'registry', ?, ?)
+ON CONFLICT (launch_id) DO UPDATE SET
+    fw_id = coalesce(launches.fw_id, excluded.fw_id),
+    launch_dir = coalesce(launches.launch_dir, excluded.launch_dir),
+    batch_job_id = coalesce(launches.batch_job_id, excluded.batch_job_id)"""
+
+
+class Outbox(JournalDatabase):
+    """The journal as push uses it."""
+
+    def pending_launches(self, after: int | None, limit: int) -> list[LaunchEvents]:
+        """Pending events of up to ``limit`` launches with ids above ``after``, in order.
+
+        Forgotten launches are left out: their events stay in the journal, visible, unpushed.
+        """
+        with self.reading() as db:
+            lids = [
+                r[0]
+                for r in db.execute(_LAUNCHES_WITH_PENDING, (-(2**62) if after is None else after, limit))
+            ]
+            if not lids:
+                return []
+            marks = ",".join("?" * len(lids))
+            # Each writer's events in its own order (seq): its clock may have stepped back.
+            rows = db.execute(
+                "SELECT event_id, launch_id, type, occurred_at, payload, writer_id FROM events "
+                f"WHERE pushed_at IS NULL AND launch_id IN ({marks}) ORDER BY launch_id, writer_id, seq",
+                lids,
+            ).fetchall()
+            completed = {
+                r[0]
+                for r in db.execute(
+                    f"SELECT DISTINCT launch_id FROM events WHERE type = 'completed' AND launch_id IN ({marks})",
+                    lids,
+                )
+            }
+            announced: dict[int, set[str]] = {}
+            for launch_id, directory in db.execute(_ANNOUNCED_DIRS.format(marks=marks), (*lids, *lids)):
+                if directory:
+                    announced.setdefault(launch_id, set()).add(directory)
+        by_launch: dict[int, dict[str, list[PendingEvent]]] = {}
+        for event_id_, launch_id, etype, occurred_at, payload, writer in rows:
+            stream = by_launch.setdefault(launch_id, {}).setdefault(writer, [])
+            stream.append(PendingEvent(event_id_, etype, occurred_at, json.loads(payload)))
+        return [
+            LaunchEvents(
+                launch_id,
+                _merge_writers(streams),
+                launch_id in completed,
+                tuple(sorted(announced.get(launch_id, ()))),
+            )
+            for launch_id, streams in by_launch.items()
+        ]
+
+    def mark_pushed(
+        self, outcomes: Sequence[tuple[str, str, str | None]], *, done_redo: Sequence[int] = ()
+    ) -> None:
+        """Record that the LaunchPad acknowledged these events (call only after it did), and drop
+        the redo records of the writes that carried them, in the same transaction.
+
+        ``outcomes``: (event id, 'applied' | 'superseded' | 'skipped', detail or None).
+        """
+        if not outcomes and not done_redo:
+            return
+        now = iso(utcnow())
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE events SET pushed_at = ?, push_outcome = ?, push_detail = ? "
+                "WHERE event_id = ? AND pushed_at IS NULL",
+                [(now, outcome, detail, eid) for eid, outcome, detail in outcomes],
+            )
+            for chunk, marks in in_chunks(done_redo):
+                db.execute(f"DELETE FROM redo WHERE redo_id IN ({marks})", tuple(chunk))
+
+    def identity(self) -> str:
+        """This journal's random id, made on first use (names its workflow locks on the LaunchPad)."""
+        value = self.get_meta("journal_id")
+        if value is None:
+            with self.transaction() as db:
+                db.execute(
+                    "INSERT INTO meta (key, value) VALUES ('journal_id', ?) ON CONFLICT DO NOTHING",
+                    (uuid.uuid4().hex,),
+                )
+            value = self.get_meta("journal_id")
+        return str(value)
+
+    def save_redo(self, write_set: bytes) -> int:
+        """Durably keep a write set about to be sent to the LaunchPad; returns its id."""
+        with self.transaction() as db:
+            cur = db.execute(
+                "INSERT INTO redo (created_at, write_set) VALUES (?, ?)", (iso(utcnow()), write_set)
+            )
+            return int(cur.lastrowid or 0)
+
+    def pending_redo(self) -> list[tuple[int, bytes]]:
+        """Write sets of pushes that died between writing and marking, oldest first."""
+        with self.reading() as db:
+            return [
+                (rid, bytes(ws))
+                for rid, ws in db.execute("SELECT redo_id, write_set FROM redo ORDER BY redo_id")
+            ]
+
+    # -- what push learns from the LaunchPad, and what it must tell it ------------------------
+
+    def register_offline_runs(self, runs: Sequence[dict[str, Any]]) -> int:
+        """Add launches from the LaunchPad's registry of open offline runs; returns how many were new.
+
+        Only fills in what the journal does not know yet, so an idle pass writes nothing.
+        """
+        if not runs:
+            return 0
+        ids = [r["launch_id"] for r in runs]
+        known: dict[int, tuple[Any, ...]] = {}
+        with self.reading() as db:
+            for chunk, marks in in_chunks(ids):
+                for lid, *row in db.execute(
+                    f"SELECT launch_id, fw_id, launch_dir, batch_job_id FROM launches WHERE launch_id IN ({marks})",
+                    tuple(chunk),
+                ):
+                    known[lid] = tuple(row)
+        new = [r for r in runs if _adds_to(known.get(r["launch_id"]), r)]
+        if not new:
+            return 0
+        now = iso(utcnow())
+        with self.transaction() as db:
+            db.executemany(
+                _REGISTRY_UPSERT,
+                [
+                    (r["launch_id"], r.get("fw_id"), r.get("launch_dir"), now, r.get("batch_job_id"))
+                    for r in new
+                ],
+            )
+            forget_late_launches(db, now)
+        return len(new)
+
+    def request_forget(self, fw_ids: Sequence[int], launch_ids: Sequence[int], *, undo: bool = False) -> int:
+        """Stop (or, with ``undo``, resume) ingesting and pushing these launches; the LaunchPad's
+        offline_runs follow on the next successful push. Returns the number of known launches affected."""
+        now = iso(utcnow())
+        requests = [("fw_id", v) for v in fw_ids] + [("launch_id", v) for v in launch_ids]
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO forget_requests (kind, value, forget, requested_at) VALUES (?, ?, ?, ?)",
+                [(kind, value, 0 if undo else 1, now) for kind, value in requests],
+            )
+            fws, lids = ",".join("?" * len(fw_ids)), ",".join("?" * len(launch_ids))
+            cur = db.execute(
+                f"UPDATE launches SET forgotten_at = ? WHERE fw_id IN ({fws}) OR launch_id IN ({lids})",
+                (None if undo else now, *fw_ids, *launch_ids),
+            )
+        return int(cur.rowcount)
+
+    def unapplied_forget_requests(self) -> list[dict[str, Any]]:
+        return self.query("SELECT * FROM forget_requests WHERE applied_at IS NULL ORDER BY request_id")
+
+    def mark_forget_applied(self, request_ids: Sequence[int]) -> None:
+        now = iso(utcnow())
+        with self.transaction() as db:
+            for chunk, marks in in_chunks(request_ids):
+                db.execute(
+                    f"UPDATE forget_requests SET applied_at = ? WHERE request_id IN ({marks})", (now, *chunk)
+                )
+
+
+def _merge_writers(streams: dict[str, list[PendingEvent]]) -> list[PendingEvent]:
+    """Writers of one launch (the runner, its signal handler, `fwspool emit`) interleave by their
+    clocks, but never against their own order: a merge, not a sort."""
+    if len(streams) == 1:
+        return next(iter(streams.values()))
+    return list(heapq.merge(*streams.values(), key=lambda event: event.occurred_at))
+
+
+def _adds_to(known: tuple[Any, ...] | None, run: dict[str, Any]) -> bool:
+    """Whether a registry entry tells the journal something new about its launch."""
+    if known is None:
+        return True
+    fw_id, launch_dir, batch_job_id = known
+    return bool(
+        (launch_dir is None and run.get("launch_dir"))
+        or (fw_id is None and run.get("fw_id") is not None)
+        or (batch_job_id is None and run.get("batch_job_id"))
+    )

@@ -1,0 +1,298 @@
+"""The journal's schema: its tables, views and version, and the upgrade from older versions.
+
+The tables are described once, here, with SQLAlchemy Core; everything else (``schema/journal.sql``,
+the database a new journal starts with) is generated from this description, so the documented
+schema and the real one cannot drift. The queries themselves are plain SQL text (the other
+modules of :mod:`fwspool.journal`): what an operator would type into the ``sqlite3`` shell.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from fwspool.errors import JournalError
+
+#: ``PRAGMA user_version`` of a journal this code writes.
+SCHEMA_VERSION = 2
+
+metadata = MetaData()
+
+launches = Table(
+    "launches",
+    metadata,
+    Column("launch_id", Integer, primary_key=True, autoincrement=False),
+    Column("fw_id", Integer),
+    Column("launch_dir", Text),
+    # How fwspool first learned of the launch: a spool record, a FireWorks offline file,
+    # the LaunchPad's registry of offline runs, or a pointer in the inbox (fwspool.inbox).
+    Column("learned_from", Text, nullable=False),
+    Column("first_seen_at", Text, nullable=False),
+    # Set when the launch's last event is in: no need to scan its directory again.
+    Column("terminal_at", Text),
+    Column("forgotten_at", Text),
+    # The batch job of the reservation (the LaunchPad's reservation_id) or of the run (the
+    # started event), its batch system, and since when the batch system no longer has it.
+    Column("batch_job_id", Text),
+    Column("batch_system", Text),
+    Column("batch_gone_at", Text),
+    CheckConstraint(
+        "learned_from IN ('spool', 'fw_offline', 'registry', 'inbox')", name="launches_learned_from"
+    ),
+)
+
+sources = Table(
+    "sources",
+    metadata,
+    Column("source_id", Integer, primary_key=True),
+    Column("path", Text, nullable=False, unique=True),
+    Column("kind", Text, nullable=False),
+    Column("launch_id", Integer, ForeignKey("launches.launch_id")),
+    Column("writer_id", Text),
+    # File identity: (device, inode) and the first bytes' checksum detect a file replaced under us.
+    Column("dev", Integer),
+    Column("ino", Integer),
+    Column("fingerprint", Text),
+    # Every byte before this offset is settled: ingested as events or quarantined.
+    Column("committed_offset", Integer, nullable=False, server_default=text("0")),
+    # FireWorks offline files are rewritten in place: the hash of the last version read.
+    Column("content_hash", Text),
+    Column("status", Text, nullable=False, server_default=text("'active'")),
+    Column("status_detail", Text),
+    Column("first_seen_at", Text, nullable=False),
+    Column("updated_at", Text, nullable=False),
+    CheckConstraint("kind IN ('spool', 'fw_offline', 'fw_ping')", name="sources_kind"),
+    CheckConstraint(
+        "status IN ('active', 'torn', 'replaced', 'truncated', 'missing', 'refused', 'unreadable')",
+        name="sources_status",
+    ),
+)
+
+events = Table(
+    "events",
+    metadata,
+    # "<writer id>-<seq>" (fwspool.events.event_id); deterministic for FireWorks offline files.
+    Column("event_id", Text, primary_key=True),
+    Column("writer_id", Text, nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("launch_id", Integer, nullable=False),
+    Column("fw_id", Integer),
+    Column("type", Text, nullable=False),
+    # The writer's clock when it appended the record (the compute node's clock).
+    Column("occurred_at", Text, nullable=False),
+    # The event as JSON text, "type" included: json_extract(payload, '$.ping_time') works.
+    Column("payload", Text, nullable=False),
+    Column("source_id", Integer, ForeignKey("sources.source_id")),
+    Column("source_offset", Integer),
+    Column("ingested_at", Text, nullable=False),
+    Column("pushed_at", Text),
+    # applied: the LaunchPad reflects it; superseded: the LaunchPad moved on (rerun, defuse...)
+    # and the event was deliberately not applied; skipped: nothing to apply (notes).
+    Column("push_outcome", Text),
+    Column("push_detail", Text),
+    CheckConstraint(
+        "push_outcome IS NULL OR push_outcome IN ('applied', 'superseded', 'skipped')",
+        name="events_push_outcome",
+    ),
+    # No UNIQUE (writer_id, seq): event_id is "<writer_id>-<seq>", so the primary key already
+    # makes each (writer, seq) one row, and a second unique index would only slow every insert.
+)
+Index("events_pending", events.c.launch_id, events.c.occurred_at, sqlite_where=events.c.pushed_at.is_(None))
+Index("events_by_launch", events.c.launch_id, events.c.type)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("quarantine_id", Integer, primary_key=True),
+    Column("source_id", Integer, ForeignKey("sources.source_id")),
+    Column("path", Text, nullable=False),
+    Column("offset", Integer, nullable=False),
+    Column("length", Integer, nullable=False),
+    Column("reason", Text, nullable=False),
+    # The first QUARANTINE_KEEP bytes of the damaged range (all of it when shorter).
+    Column("bytes", LargeBinary),
+    Column("quarantined_at", Text, nullable=False),
+    UniqueConstraint("path", "offset", name="quarantine_path_offset"),
+)
+
+forget_requests = Table(
+    "forget_requests",
+    metadata,
+    Column("request_id", Integer, primary_key=True),
+    # What `fwspool forget` named: a Firework id or a launch id.
+    Column("kind", Text, nullable=False),
+    Column("value", Integer, nullable=False),
+    # 1: forget (offline_runs.deprecated = true); 0: --undo.
+    Column("forget", Integer, nullable=False),
+    Column("requested_at", Text, nullable=False),
+    # When the LaunchPad's offline_runs were updated accordingly (NULL: on the next push).
+    Column("applied_at", Text),
+    CheckConstraint("kind IN ('fw_id', 'launch_id')", name="forget_requests_kind"),
+)
+
+redo = Table(
+    "redo",
+    metadata,
+    Column("redo_id", Integer, primary_key=True),
+    Column("created_at", Text, nullable=False),
+    # A bulk completion's full write set (MongoDB extended JSON), saved before it is written and
+    # deleted with its events' pushed mark: a push killed halfway replays it (launchpad.writeset).
+    Column("write_set", LargeBinary, nullable=False),
+)
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("value", Text),
+)
+
+VIEWS = {
+    "pending_events": """
+CREATE VIEW IF NOT EXISTS pending_events AS
+SELECT e.event_id, e.launch_id, e.fw_id, e.type, e.occurred_at, e.ingested_at, e.payload
+FROM events AS e JOIN launches AS l ON l.launch_id = e.launch_id
+WHERE e.pushed_at IS NULL AND l.forgotten_at IS NULL
+ORDER BY e.launch_id, e.occurred_at, e.event_id""",
+    "launch_status": """
+CREATE VIEW IF NOT EXISTS launch_status AS
+SELECT l.launch_id, l.fw_id, l.launch_dir, l.learned_from,
+       (SELECT e.type FROM events AS e WHERE e.launch_id = l.launch_id
+        ORDER BY e.occurred_at DESC, e.event_id DESC LIMIT 1) AS last_event,
+       (SELECT max(e.occurred_at) FROM events AS e WHERE e.launch_id = l.launch_id) AS last_event_at,
+       (SELECT count(*) FROM events AS e WHERE e.launch_id = l.launch_id AND e.pushed_at IS NULL) AS pending,
+       (SELECT count(*) FROM events AS e WHERE e.launch_id = l.launch_id
+        AND e.push_outcome = 'applied') AS pushed,
+       (SELECT count(*) FROM events AS e WHERE e.launch_id = l.launch_id
+        AND e.push_outcome = 'superseded') AS superseded,
+       l.forgotten_at IS NOT NULL AS forgotten,
+       l.terminal_at
+FROM launches AS l
+ORDER BY l.launch_id""",
+    "quarantined": """
+CREATE VIEW IF NOT EXISTS quarantined AS
+SELECT q.quarantine_id, q.path, q."offset", q.length, q.reason, q.quarantined_at,
+       substr(CAST(q.bytes AS TEXT), 1, 80) AS preview
+FROM quarantine AS q
+ORDER BY q.quarantined_at, q.path, q."offset\"""",
+}
+
+
+def _ddl() -> list[str]:
+    """Every CREATE statement of the schema, in dependency order."""
+    dialect = sqlite.dialect()
+    out = []
+    for table in metadata.sorted_tables:
+        out.append(str(CreateTable(table).compile(dialect=dialect)).strip())
+        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+            out.append(str(CreateIndex(index).compile(dialect=dialect)).strip())
+    out += [ddl.strip() for ddl in VIEWS.values()]
+    return out
+
+
+def schema_sql() -> str:
+    """The journal schema as SQLite DDL: the text of ``schema/journal.sql``."""
+    parts = [
+        "-- fwspool journal schema (generated from fwspool/journal/schema.py; do not edit by hand).\n"
+        f"-- PRAGMA user_version = {SCHEMA_VERSION}; journal_mode = WAL; synchronous = FULL.\n"
+    ]
+    parts += [ddl + ";\n" for ddl in _ddl()]
+    return "\n".join("\n".join(line.rstrip() for line in part.split("\n")) for part in parts)
+
+
+def create_or_upgrade(db: sqlite3.Connection, path: str) -> None:
+    """Give a new journal the schema, or bring an older one up to :data:`SCHEMA_VERSION`.
+
+    Each step is one IMMEDIATE transaction that re-reads the version first: two processes opening
+    a new journal at once create it once.
+    """
+    if _version(db) == SCHEMA_VERSION:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = _version(db)
+        if version > SCHEMA_VERSION:
+            raise JournalError(
+                f"journal {path} has schema version {version}; this fwspool knows {SCHEMA_VERSION}"
+            )
+        if version == 0:
+            for ddl in _ddl():
+                db.execute(ddl)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    if _version(db) == 1:
+        try:
+            _upgrade_from_1(db, path)
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot upgrade journal {path}: {exc}") from exc
+
+
+def _version(db: sqlite3.Connection) -> int:
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _upgrade_from_1(db: sqlite3.Connection, path: str) -> None:
+    """Bring a journal of schema version 1 to version 2, keeping every row.
+
+    Version 2 adds the batch job columns and ``'inbox'`` to the CHECK of ``learned_from``;
+    SQLite cannot change a CHECK in place, so ``launches`` is rebuilt the way SQLite's own
+    ALTER TABLE documentation does it: foreign keys off (possible only outside a
+    transaction), one IMMEDIATE transaction, a foreign-key check before the commit.
+    """
+    old = [r[1] for r in db.execute('PRAGMA table_info("launches")')]
+    db.execute("PRAGMA foreign_keys = OFF")
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if _version(db) != 1:
+            db.execute("ROLLBACK")  # another process upgraded it meanwhile
+            return
+        for name in VIEWS:
+            db.execute(f"DROP VIEW IF EXISTS {name}")
+        ddl = str(CreateTable(launches).compile(dialect=sqlite.dialect())).strip()
+        db.execute(ddl.replace("CREATE TABLE launches ", "CREATE TABLE launches_v2 ", 1))
+        columns = ", ".join(map(quote, old))
+        db.execute(f"INSERT INTO launches_v2 ({columns}) SELECT {columns} FROM launches")
+        db.execute("DROP TABLE launches")
+        db.execute("ALTER TABLE launches_v2 RENAME TO launches")
+        for view in VIEWS.values():
+            db.execute(view)
+        problems = db.execute("PRAGMA foreign_key_check").fetchall()
+        if problems:
+            raise JournalError(f"journal {path}: migration found broken references {problems[:3]}")
+        db.execute("PRAGMA user_version = 2")
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    finally:
+        db.execute("PRAGMA foreign_keys = ON")
+
+
+def quote(column: str) -> str:
+    """An SQL identifier, quoted (``offset`` is a keyword)."""
+    return '"' + column.replace('"', '""') + '"'
+
+
+def columns_of(table: str) -> frozenset[str]:
+    """The column names of one of the journal's tables."""
+    return frozenset(metadata.tables[table].c.keys())
