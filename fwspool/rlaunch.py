@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from types import FrameType
 from typing import Any
 
@@ -78,6 +78,11 @@ def jsonable(value: Any) -> Any:
     return tag_nonfinite(recursive_dict(value))
 
 
+def _unreadable(what: str, exc: OSError) -> InputError:
+    """A file given to rlaunch that is there but cannot be read (permissions, I/O): one line."""
+    return InputError(f"cannot read {what}: {exc.strerror or exc}")
+
+
 def read_launch_id(launch_dir: str) -> int:
     """The launch id that ``qlaunch -r`` wrote to ``FW_offline.json`` (or ``.json.gz``)."""
     import gzip
@@ -99,7 +104,7 @@ def read_launch_id(launch_dir: str) -> int:
         # BadGzipFile is an OSError, but it means malformed data, not a missing file.
         raise DataError(f"{path} has no readable launch_id: {exc}") from exc
     except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        raise _unreadable(path, exc) from exc
 
 
 def read_firework(launch_dir: str) -> Any:
@@ -117,7 +122,7 @@ def read_firework(launch_dir: str) -> Any:
     except FileNotFoundError as exc:
         raise InputError(f"no FW.json in {launch_dir}: was it prepared by `qlaunch -r`?") from exc
     except OSError as exc:
-        raise InputError(f"cannot read {fw_path}: {exc.strerror or exc}") from exc
+        raise _unreadable(fw_path, exc) from exc
     except ImportError as exc:
         raise DataError(f"{fw_path} names a task this node cannot import ({exc}): check PYTHONPATH") from exc
     except (FWError, ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -147,13 +152,14 @@ def read_fworker(fworker_file: str | None) -> Any:
     try:
         return FWorker.from_file(fworker_file)
     except OSError as exc:
-        raise InputError(f"cannot read FWorker file {fworker_file}: {exc.strerror or exc}") from exc
+        raise _unreadable(f"FWorker file {fworker_file}", exc) from exc
     except KeyError as exc:
         raise ConfigError(f"FWorker file {fworker_file} lacks the key {exc} (name, category, query)") from exc
     except Exception as exc:  # YAML/JSON syntax errors have no common base class
         raise ConfigError(f"FWorker file {fworker_file} is unusable: {exc}") from exc
 
 
+@dataclass(eq=False)
 class SpoolLaunchPad:
     """What :class:`~fireworks.core.rocket.Rocket` needs of a LaunchPad, recorded to a spool.
 
@@ -167,26 +173,17 @@ class SpoolLaunchPad:
     ping after ``completed``, nor a write after :meth:`finish`.
     """
 
-    def __init__(
-        self,
-        writer: SpoolWriter,
-        firework: Any,
-        launch_id: int,
-        *,
-        host: str,
-        ip: str,
-        batch_job: BatchJob | None = None,
-    ) -> None:
-        self.writer = writer
-        self.firework = firework
-        self.launch_id = launch_id
-        self.host = host
-        self.ip = ip
-        self.batch_job = batch_job or BatchJob()
-        self.logdir = None
-        self.completed_state: str | None = None
-        self._lock = threading.Lock()
-        self._finished = False
+    writer: SpoolWriter
+    firework: Any
+    launch_id: int
+    _: KW_ONLY
+    host: str
+    ip: str
+    batch_job: BatchJob = field(default_factory=BatchJob)
+    logdir: None = field(default=None, init=False)
+    completed_state: str | None = field(default=None, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _finished: bool = field(default=False, init=False, repr=False)
 
     def get_logdir(self) -> None:
         return None
@@ -280,46 +277,82 @@ def run(
     spool already holds its completion is not run a second time (0, and a line saying so); one
     that was interrupted runs again as the same launch (README, "Requeue and preemption").
     """
-    from fireworks.core import rocket as fw_rocket
-    from fireworks.utilities.fw_utilities import get_my_host, get_my_ip
-
     launch_dir = os.path.abspath(launch_dir)
     if not os.path.isdir(launch_dir):
         raise InputError(f"launch directory {launch_dir} does not exist")
     launch_id = read_launch_id(launch_dir)
-    from fwspool.offline import read_fw_id
-    from fwspool.spool import DEFAULT_MAX_RECORD
-
-    # FW.json's fw_id (the reserved Firework), read once for the pointer and a failed start.
-    reserved = read_fw_id(launch_dir, DEFAULT_MAX_RECORD)
-    if reserved is None:
-        reserved = fw_id
+    reserved = _reserved_fw_id(launch_dir, fw_id)
     _announce(inbox_dir or inbox.default_inbox(), launch_id, reserved, launch_dir, spool_mode, say)
     try:
-        firework = read_firework(launch_dir)
-        if fw_id is not None and firework.fw_id != fw_id:
-            raise DataError(
-                f"--fw_id {fw_id} is not the Firework reserved in {launch_dir} (its FW.json holds "
-                f"Firework {firework.fw_id})"
-            )
+        firework = _read_reserved_firework(launch_dir, fw_id)
         fworker = read_fworker(resolve_fworker_file(fworker_file, config_dir))
     except FwspoolError as exc:
         _record_failed_start(launch_dir, launch_id, reserved, exc, spool_mode)
         raise
-    if ping_seconds is not None:
-        if not ping_seconds > 0:
-            raise ValueError(f"ping_seconds must be positive, got {ping_seconds}")
-        # The Rocket reads this module constant (FW_config.yaml's PING_TIME_SECS) at each wait.
-        fw_rocket.PING_TIME_SECS = ping_seconds
+    _set_ping_interval(ping_seconds)
     if completed_before(launch_dir, launch_id):
         say(
             f"fwspool rlaunch: launch {launch_id} (Firework {firework.fw_id}) already completed in an "
             "earlier run of this job; not running it again"
         )
         return 0
+    batch_job = BatchJob.from_environ(os.environ if environ is None else environ)
+    return _run_rocket(
+        launch_dir, launch_id, firework, fworker, batch_job, spool_mode, install_signal_handlers
+    )
+
+
+def _reserved_fw_id(launch_dir: str, fw_id: int | None) -> int | None:
+    """FW.json's fw_id (the reserved Firework), else ``--fw_id``: read once, before FW.json is
+    parsed as a Firework, so that the inbox pointer and a failed start can name it even when
+    that parse fails."""
+    from fwspool.offline import read_fw_id
+    from fwspool.spool import DEFAULT_MAX_RECORD
+
+    reserved = read_fw_id(launch_dir, DEFAULT_MAX_RECORD)
+    return fw_id if reserved is None else reserved
+
+
+def _read_reserved_firework(launch_dir: str, fw_id: int | None) -> Any:
+    """The Firework in ``FW.json``, which must be Firework ``fw_id`` when ``qlaunch -r`` gave one."""
+    firework = read_firework(launch_dir)
+    if fw_id is not None and firework.fw_id != fw_id:
+        raise DataError(
+            f"--fw_id {fw_id} is not the Firework reserved in {launch_dir} (its FW.json holds "
+            f"Firework {firework.fw_id})"
+        )
+    return firework
+
+
+def _set_ping_interval(ping_seconds: float | None) -> None:
+    if ping_seconds is None:
+        return
+    if not ping_seconds > 0:
+        raise ValueError(f"ping_seconds must be positive, got {ping_seconds}")
+    from fireworks.core import rocket as fw_rocket
+
+    # The Rocket reads this module constant (FW_config.yaml's PING_TIME_SECS) at each wait.
+    fw_rocket.PING_TIME_SECS = ping_seconds
+
+
+def _run_rocket(
+    launch_dir: str,
+    launch_id: int,
+    firework: Any,
+    fworker: Any,
+    batch_job: BatchJob,
+    spool_mode: int,
+    install_signal_handlers: bool,
+) -> int:
+    """FireWorks' Rocket run in ``launch_dir`` against a :class:`SpoolLaunchPad`; the exit code.
+
+    Whatever happens, the spool ends with ``exited``: written here after a run or a crash, or by
+    the signal handlers when the batch system ends the job.
+    """
+    from fireworks.core import rocket as fw_rocket
+    from fireworks.utilities.fw_utilities import get_my_host, get_my_ip
 
     host, ip = get_my_host(), get_my_ip()
-    batch_job = BatchJob.from_environ(os.environ if environ is None else environ)
     writer = SpoolWriter(launch_dir, launch_id, firework.fw_id, mode=spool_mode)
     lp = SpoolLaunchPad(writer, firework, launch_id, host=host, ip=ip, batch_job=batch_job)
     restore = (

@@ -12,7 +12,6 @@ import pytest
 from click.testing import CliRunner
 from dyn_tasks import GrowTask
 from fireworks import Firework, ScriptTask, Workflow
-from pymongo import monitoring
 
 from fwspool.cli import main
 from fwspool.errors import EX_CONFIG, EX_TEMPFAIL, UplinkUnavailable
@@ -28,6 +27,7 @@ from fwspool.testing.commands import (
     run_fireworks_offline,
     run_fwspool,
 )
+from fwspool.testing.db_commands import CommandCounter
 from fwspool.testing.journal_file import ingest_and_push
 from fwspool.testing.launchpad import (
     make_launchpad,
@@ -64,23 +64,6 @@ def prepared_twice(clean: Any, other: Any, tmp_path: Any, mongo_uri: str) -> tup
     return dc, dk
 
 
-class CommandCounter(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.commands: list[str] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.commands.append(event.command_name)
-
-    def succeeded(self, event: Any) -> None:
-        pass
-
-    def failed(self, event: Any) -> None:
-        pass
-
-    def writes(self) -> list[str]:
-        return [c for c in self.commands if c in {"insert", "update", "delete", "findAndModify"}]
-
-
 def test_push_twice_changes_nothing_and_an_idle_pass_writes_nothing(
     launchpad, tmp_path, journal_path, mongo_uri
 ):
@@ -88,16 +71,17 @@ def test_push_twice_changes_nothing_and_an_idle_pass_writes_nothing(
     first = ingest_and_push(journal_path, mongo_uri, launchpad.name, roots=(d,))
     assert first.applied > 0
     after_first = snapshot(launchpad)
-    counter = CommandCounter()
+    counter = CommandCounter(attribute=False)
     with Journal.open(journal_path) as journal:
         assert Ingester(journal).run_pass().new_events == 0
-        uplink = uplink_for(mongo_uri, launchpad.name, event_listeners=[counter])
-        second = Pusher(journal, uplink).run_pass()
-        uplink.close()
+        with counter.counting():
+            uplink = uplink_for(mongo_uri, launchpad.name, event_listeners=[counter])
+            second = Pusher(journal, uplink).run_pass()
+            uplink.close()
         assert journal.count_events("pushed_at IS NULL") == 0
     assert (second.applied, second.superseded) == (0, 0)
     assert snapshot(launchpad) == after_first
-    assert counter.writes() == [], counter.commands
+    assert counter.writes() == 0, counter.commands
 
 
 def test_acknowledgement_lost_then_push_again_equals_clean_run(mongo_uri, db_name, tmp_path, journal_path):

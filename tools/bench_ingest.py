@@ -29,6 +29,7 @@ missed performance targets only exit non-zero with ``--check``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import datetime as dt
 import io
@@ -169,10 +170,15 @@ def bench_writer(base: str, n_plain: int, n_fsync: int) -> dict[str, Any]:
         shutil.rmtree(d, ignore_errors=True)
 
 
-def ingest_once(data_root: str, journal_path: str) -> tuple[float, float, Any]:
+def remove_journal(path: str) -> None:
+    """A journal and its WAL and shared-memory files, so that the next pass starts from nothing."""
     for suffix in ("", "-wal", "-shm"):
-        with _suppress():
-            os.unlink(journal_path + suffix)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path + suffix)
+
+
+def ingest_once(data_root: str, journal_path: str) -> tuple[float, float, Any]:
+    remove_journal(journal_path)
     journal = Journal.open(journal_path)
     try:
         ingester = Ingester(journal, roots=[data_root])
@@ -184,14 +190,6 @@ def ingest_once(data_root: str, journal_path: str) -> tuple[float, float, Any]:
     finally:
         journal.close()
     return el, cpu, summary
-
-
-class _suppress:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, et: object, ev: object, tb: object) -> bool:
-        return isinstance(ev, FileNotFoundError)
 
 
 def bench_ingest(data_root: str, work: str, expected: int, repeat: int) -> dict[str, Any]:
@@ -214,9 +212,7 @@ def bench_ingest(data_root: str, work: str, expected: int, repeat: int) -> dict[
                 f"duplicates={summary.duplicates}, quarantined={summary.quarantined}"
             )
         times.append(el)
-        for suffix in ("", "-wal", "-shm"):
-            with _suppress():
-                os.unlink(jp + suffix)
+        remove_journal(jp)
     med = statistics.median(times)
     return {
         "events": expected,
@@ -283,16 +279,12 @@ def mem_child(data_root: str, journal_path: str, mode: str) -> dict[str, Any]:
 
 def bench_memory(data_root: str, work: str, mode: str) -> dict[str, Any]:
     jp = os.path.join(work, f"journal-mem-{mode}.sqlite3")
-    for suffix in ("", "-wal", "-shm"):
-        with _suppress():
-            os.unlink(jp + suffix)
+    remove_journal(jp)
     cmd = [sys.executable, os.path.abspath(__file__), "--_mem-child", data_root, jp, mode]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"memory child failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    for suffix in ("", "-wal", "-shm"):
-        with _suppress():
-            os.unlink(jp + suffix)
+    remove_journal(jp)
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
@@ -449,6 +441,21 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--_mem-child"]:
         print(json.dumps(mem_child(argv[1], argv[2], argv[3])))
         return 0
+    args = parse_args(argv)
+    base = args.dir or tempfile.gettempdir()
+    os.makedirs(base, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="fwspool-bench-", dir=base)
+    result = new_result(args, work)
+    try:
+        run_benchmarks(args, work, result)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    print_report(result, args.json)
+    return exit_status(result, args.check)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--launches", type=int, default=1000, help="launches in the large ingest")
     ap.add_argument("--events", type=int, default=1000, help="events per launch in the large ingest")
@@ -474,13 +481,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--json", action="store_true", help="JSON on stdout (the table goes to stderr)")
     ap.add_argument("--check", action="store_true", help="exit 1 when a performance target is missed")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
-    base = args.dir or tempfile.gettempdir()
-    os.makedirs(base, exist_ok=True)
-    work = tempfile.mkdtemp(prefix="fwspool-bench-", dir=base)
-    problems: list[str] = []
-    result: dict[str, Any] = {
+
+def new_result(args: argparse.Namespace, work: str) -> dict[str, Any]:
+    """What is known before measuring: the parameters, the machine, the targets; no problem yet."""
+    return {
         "params": {k: v for k, v in vars(args).items() if k not in ("json",)},
         "env": {
             "python": platform.python_version(),
@@ -489,89 +495,118 @@ def main(argv: list[str] | None = None) -> int:
             "work_dir": work,
         },
         "targets": {"events_per_s": TARGET_EVENTS_PER_S, "idle_pass_seconds": TARGET_IDLE_S},
-        "problems": problems,
+        "problems": [],
     }
-    try:
-        log(f"work dir {work} ({result['env']['fs']})")
-        result["writer"] = bench_writer(work, args.writer_records, args.writer_fsync_records)
 
-        # Datasets: the large one, and one per memory size (reusing the large one when equal).
-        datasets: dict[int, str] = {}
 
-        def dataset(n_launches: int) -> str:
-            if n_launches not in datasets:
-                d = os.path.join(work, f"data-{n_launches}x{args.events}")
-                t = time.perf_counter()
-                nbytes = generate(d, n_launches, args.events, first_id=1, terminal=True, seed=n_launches)
-                log(
-                    f"generated {n_launches:,} x {args.events:,} events, {nbytes / 2**20:,.0f} MiB "
-                    f"in {time.perf_counter() - t:.1f} s"
-                )
-                datasets[n_launches] = d
-            return datasets[n_launches]
+def run_benchmarks(args: argparse.Namespace, work: str, result: dict[str, Any]) -> None:
+    """Each measurement in turn, into ``result``; what failed a correctness check goes to its
+    ``problems``."""
+    problems = result["problems"]
+    log(f"work dir {work} ({result['env']['fs']})")
+    result["writer"] = bench_writer(work, args.writer_records, args.writer_fsync_records)
+    datasets = Datasets(work, args.events)
+    result["ingest"] = bench_ingest(
+        datasets.of(args.launches), work, args.launches * args.events, args.repeat
+    )
+    problems.extend(result["ingest"]["problems"])
+    result["memory"] = bench_memory_sizes(args, datasets, work, problems)
+    if len(result["memory"]) >= 2:
+        result["memory_flat"], result["memory_rule"] = memory_flat(result["memory"])
+    if args.idle_launches > 0:
+        idle_root = generate_idle(work, args.idle_launches, args.idle_events)
+        result["idle"] = bench_idle(idle_root, work, args.idle_launches, args.repeat)
+        problems.extend(result["idle"]["problems"])
+    else:
+        result["idle"] = None
+    if args.profile:
+        log("profiling one large ingest pass (cProfile)")
+        result["profile"] = profile_ingest(datasets.of(args.launches), work, args.profile)
 
-        expected = args.launches * args.events
-        result["ingest"] = bench_ingest(dataset(args.launches), work, expected, args.repeat)
-        problems.extend(result["ingest"]["problems"])
 
-        result["memory"] = {}
-        modes = [m for m in args.mem_modes.split(",") if m]
-        sizes = [int(s) for s in args.mem_sizes.split(",") if s] if modes else []
-        for size in sizes:
-            n_launches = max(1, size // args.events)
-            entry: dict[str, Any] = {}
-            for mode in modes:
-                m = bench_memory(dataset(n_launches), work, mode)
-                entry[mode] = m
-                log(f"memory {n_launches * args.events:,} events ({mode}): {m}")
-                if m["events"] != n_launches * args.events:
-                    problems.append(
-                        f"memory run {mode}: {m['events']} events, expected {n_launches * args.events}"
-                    )
-            result["memory"][str(n_launches * args.events)] = entry
-        if len(result["memory"]) >= 2:
-            keys = sorted(result["memory"], key=int)
-            lo, hi = result["memory"][keys[0]], result["memory"][keys[-1]]
-            slack = 16 * 2**20
-            verdicts = []
-            for mode, field in (("rss", "peak_rss_growth_bytes"), ("tracemalloc", "tracemalloc_peak_bytes")):
-                if mode in lo and mode in hi:
-                    verdicts.append(hi[mode][field] <= 1.5 * lo[mode][field] + slack)
-            result["memory_flat"] = all(verdicts) if verdicts else None
-            result["memory_rule"] = (
-                f"peak at {int(keys[-1]):,} events <= 1.5 x peak at {int(keys[0]):,} + 16 MiB"
-            )
-        # Free the disk of the large datasets before the idle set.
-        if args.idle_launches > 0:
-            idle_root = os.path.join(work, "idle")
+class Datasets:
+    """Spool trees of ``events``-event launches, generated once per number of launches: the large
+    ingest, the memory sizes and the profile read the same tree when their sizes are equal."""
+
+    def __init__(self, work: str, events: int) -> None:
+        self.work = work
+        self.events = events
+        self.roots: dict[int, str] = {}
+
+    def of(self, n_launches: int) -> str:
+        if n_launches not in self.roots:
+            d = os.path.join(self.work, f"data-{n_launches}x{self.events}")
             t = time.perf_counter()
-            generate(
-                idle_root, args.idle_launches, args.idle_events, first_id=10_000_000, terminal=False, seed=7
+            nbytes = generate(d, n_launches, self.events, first_id=1, terminal=True, seed=n_launches)
+            log(
+                f"generated {n_launches:,} x {self.events:,} events, {nbytes / 2**20:,.0f} MiB "
+                f"in {time.perf_counter() - t:.1f} s"
             )
-            log(f"generated {args.idle_launches:,} running launches in {time.perf_counter() - t:.1f} s")
-            result["idle"] = bench_idle(idle_root, work, args.idle_launches, args.repeat)
-            problems.extend(result["idle"]["problems"])
-        else:
-            result["idle"] = None
+            self.roots[n_launches] = d
+        return self.roots[n_launches]
 
-        if args.profile:
-            log("profiling one large ingest pass (cProfile)")
-            result["profile"] = profile_ingest(dataset(args.launches), work, args.profile)
-    finally:
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
 
+def bench_memory_sizes(
+    args: argparse.Namespace, datasets: Datasets, work: str, problems: list[str]
+) -> dict[str, dict[str, Any]]:
+    """:func:`bench_memory` for each ``--mem-sizes`` and ``--mem-modes``, keyed by event count."""
+    memory: dict[str, dict[str, Any]] = {}
+    modes = [m for m in args.mem_modes.split(",") if m]
+    sizes = [int(s) for s in args.mem_sizes.split(",") if s] if modes else []
+    for size in sizes:
+        n_launches = max(1, size // args.events)
+        events = n_launches * args.events
+        entry: dict[str, Any] = {}
+        for mode in modes:
+            m = bench_memory(datasets.of(n_launches), work, mode)
+            entry[mode] = m
+            log(f"memory {events:,} events ({mode}): {m}")
+            if m["events"] != events:
+                problems.append(f"memory run {mode}: {m['events']} events, expected {events}")
+        memory[str(events)] = entry
+    return memory
+
+
+def memory_flat(memory: dict[str, dict[str, Any]]) -> tuple[bool | None, str]:
+    """Whether the peak at the largest size is at most 1.5 x the peak at the smallest + 16 MiB, in
+    every mode measured at both (None: no mode was); and that rule, for the table."""
+    keys = sorted(memory, key=int)
+    lo, hi = memory[keys[0]], memory[keys[-1]]
+    slack = 16 * 2**20
+    verdicts = []
+    for mode, field in (("rss", "peak_rss_growth_bytes"), ("tracemalloc", "tracemalloc_peak_bytes")):
+        if mode in lo and mode in hi:
+            verdicts.append(hi[mode][field] <= 1.5 * lo[mode][field] + slack)
+    rule = f"peak at {int(keys[-1]):,} events <= 1.5 x peak at {int(keys[0]):,} + 16 MiB"
+    return (all(verdicts) if verdicts else None), rule
+
+
+def generate_idle(work: str, n_launches: int, n_events: int) -> str:
+    """Launches still running (their spool ends with a ping), for the idle passes."""
+    idle_root = os.path.join(work, "idle")
+    t = time.perf_counter()
+    generate(idle_root, n_launches, n_events, first_id=10_000_000, terminal=False, seed=7)
+    log(f"generated {n_launches:,} running launches in {time.perf_counter() - t:.1f} s")
+    return idle_root
+
+
+def print_report(result: dict[str, Any], as_json: bool) -> None:
+    """The table on stdout, or JSON on stdout and the table on stderr (for a human watching)."""
     text = table(result)
-    if args.json:
+    if as_json:
         print(text, file=sys.stderr)
         print(json.dumps(result, indent=2, default=str))
     else:
         print(text)
         if result.get("profile"):
             print(result["profile"])
-    if problems:
+
+
+def exit_status(result: dict[str, Any], check: bool) -> int:
+    """1 when a correctness check failed; with ``check``, also when a performance target was missed."""
+    if result["problems"]:
         return 1
-    if args.check:
+    if check:
         missed = result["ingest"]["events_per_s"] < TARGET_EVENTS_PER_S
         if result["idle"]:
             missed |= result["idle"]["known"]["median_seconds"] > TARGET_IDLE_S

@@ -19,6 +19,7 @@ Exit status 1 when a workflow did not finish; a missed target exits 1 only with 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -28,13 +29,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from fwspool.devserver import DevServer
 from fwspool.devslurm import DevSlurm, available
 from fwspool.events import as_utc, utcnow
 from fwspool.testing.launchpad import make_launchpad
-from fwspool.testing.slurm_site import launchpad_file_text, qadapter_file_text
+from fwspool.testing.slurm_site import launchpad_file_text, qadapter_file_text, qlaunch_command, sync_command
 
 BIN = os.path.dirname(os.path.abspath(sys.executable))
 
@@ -67,96 +69,120 @@ def write_site(work: str, uri: str, db: str) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from fireworks import Firework, PyTask, Workflow
-
+    """The whole measurement, in a new work directory: a server, a Slurm cluster, the workflows,
+    the daemon and ``qlaunch``; the latencies seen."""
     work = tempfile.mkdtemp(prefix="fwspool-bench-latency-")
-    server = DevServer(os.path.join(work, "mongo")).start()
-    slurm = DevSlurm(os.path.join(work, "slurm")).start()
-    sync: subprocess.Popen[bytes] | None = None
-    try:
+    with DevServer(os.path.join(work, "mongo")) as server, DevSlurm(os.path.join(work, "slurm")) as slurm:
         db = "bench_latency"
         lp = make_launchpad(server.uri, db)
-        rng = random.Random(args.seed)
-        children = {}
-        for i in range(args.jobs):
-            parent = Firework(
-                PyTask(func="time.sleep", args=[rng.uniform(1, 3)]),
-                name=f"parent{i}",
-                spec={"_category": "bench"},
-            )
-            child = Firework(PyTask(func="time.sleep", args=[0]), name=f"child{i}")
-            old = (parent.fw_id, child.fw_id)  # add_wf renumbers the objects in place
-            ids = lp.add_wf(Workflow([parent, child], {parent: [child]}))
-            children[ids[old[0]]] = ids[old[1]]
+        children = add_workflows(lp, args.jobs, args.seed)
         files = write_site(work, server.uri, db)
         env = {
             **slurm.environ(),
             "FWSPOOL_INBOX": os.path.join(work, "inbox"),
             "FW_CONFIG_FILE": files["fw_config"],
         }
-        journal = os.path.join(work, "journal.sqlite3")
-        sync_log = open(os.path.join(work, "sync.log"), "ab")  # noqa: SIM115 - the daemon's, closed below
+        with sync_daemon(work, files["launchpad"], env, args.interval):
+            log(f"{args.jobs} jobs, sync --watch --interval {args.interval}, work dir {work}")
+            qlaunch = start_qlaunch(work, files, env, args.jobs)
+            ready_at = watch_children_become_ready(lp, children, args.timeout)
+            qlaunch.wait(60)
+            return summary(args, completion_to_ready_seconds(lp, children, ready_at))
+
+
+def add_workflows(lp: Any, jobs: int, seed: int) -> dict[int, int]:
+    """``jobs`` parent -> child workflows, each parent sleeping 1-3 s; {parent fw_id: child fw_id}."""
+    from fireworks import Firework, PyTask, Workflow
+
+    rng = random.Random(seed)
+    children = {}
+    for i in range(jobs):
+        parent = Firework(
+            PyTask(func="time.sleep", args=[rng.uniform(1, 3)]),
+            name=f"parent{i}",
+            spec={"_category": "bench"},
+        )
+        child = Firework(PyTask(func="time.sleep", args=[0]), name=f"child{i}")
+        old = (parent.fw_id, child.fw_id)  # add_wf renumbers the objects in place
+        ids = lp.add_wf(Workflow([parent, child], {parent: [child]}))
+        children[ids[old[0]]] = ids[old[1]]
+    return children
+
+
+@contextlib.contextmanager
+def sync_daemon(work: str, launchpad_file: str, env: dict[str, str], interval: float) -> Iterator[None]:
+    """``fwspool sync --watch`` as the README runs it, logging to ``work/sync.log``; stopped as
+    systemd stops it (SIGTERM)."""
+    journal = os.path.join(work, "journal.sqlite3")
+    with open(os.path.join(work, "sync.log"), "ab") as sync_log:
         sync = subprocess.Popen(
-            [f"{BIN}/fwspool", "sync", "--watch", "--interval", str(args.interval), "-l", files["launchpad"]]
-            + ["--journal", journal],
+            sync_command(f"{BIN}/fwspool", launchpad_file, journal, str(interval)),
             cwd=work,
             env=env,
             stdout=sync_log,
             stderr=subprocess.STDOUT,
         )
-        runs = os.path.join(work, "runs")
-        os.makedirs(runs)
-        log(f"{args.jobs} jobs, sync --watch --interval {args.interval}, work dir {work}")
-        # The FWorker's category keeps rapidfire from reserving the children: only parents are jobs.
-        qlaunch = subprocess.Popen(
-            [
-                f"{BIN}/qlaunch",
-                "-r",
-                "-l",
-                files["launchpad"],
-                "-w",
-                files["fworker"],
-                "-q",
-                files["qadapter"],
-            ]
-            + ["rapidfire", "--nlaunches", str(args.jobs), "--sleep", "1"],
-            cwd=runs,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        ready_at: dict[int, Any] = {}
-        deadline = time.monotonic() + args.timeout
-        while len(ready_at) < len(children) and time.monotonic() < deadline:
-            for d in lp.fireworks.find(
-                {"fw_id": {"$in": list(children.values())}, "state": "READY"}, {"fw_id": 1}
-            ):
-                ready_at.setdefault(d["fw_id"], utcnow())
-            time.sleep(0.05)
-        qlaunch.wait(60)
-        latencies = []
-        for parent_id, child_id in children.items():
-            launch = lp.launches.find_one({"fw_id": parent_id, "state": "COMPLETED"}, {"state_history": 1})
-            if launch is None or child_id not in ready_at:
-                continue
-            done = next(h["created_on"] for h in launch["state_history"] if h["state"] == "COMPLETED")
-            latencies.append((ready_at[child_id] - as_utc(done)).total_seconds())
-        return {
-            "jobs": args.jobs,
-            "interval_s": args.interval,
-            "finished": len(latencies),
-            "median_s": round(statistics.median(latencies), 3) if latencies else None,
-            "worst_s": round(max(latencies), 3) if latencies else None,
-            "best_s": round(min(latencies), 3) if latencies else None,
-            "target_worst_s": args.interval + 2,
-        }
-    finally:
-        if sync is not None and sync.poll() is None:
-            sync.send_signal(signal.SIGTERM)
-            sync.wait(60)
-            sync_log.close()
-        slurm.stop()
-        server.stop()
+        try:
+            yield
+        finally:
+            if sync.poll() is None:
+                sync.send_signal(signal.SIGTERM)
+                sync.wait(60)
+
+
+def start_qlaunch(
+    work: str, files: dict[str, str], env: dict[str, str], jobs: int
+) -> subprocess.Popen[bytes]:
+    """FireWorks' ``qlaunch -r rapidfire``, submitting one batch job per parent from ``work/runs``."""
+    runs = os.path.join(work, "runs")
+    os.makedirs(runs)
+    # The FWorker's category keeps rapidfire from reserving the children: only parents are jobs.
+    rapidfire = ("rapidfire", "--nlaunches", str(jobs), "--sleep", "1")
+    return subprocess.Popen(
+        qlaunch_command(files["launchpad"], files["fworker"], files["qadapter"], *rapidfire),
+        cwd=runs,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def watch_children_become_ready(lp: Any, children: dict[int, int], timeout: float) -> dict[int, Any]:
+    """When each child was first seen READY (polled every 50 ms), until all were or ``timeout``."""
+    ready_at: dict[int, Any] = {}
+    deadline = time.monotonic() + timeout
+    while len(ready_at) < len(children) and time.monotonic() < deadline:
+        for d in lp.fireworks.find(
+            {"fw_id": {"$in": list(children.values())}, "state": "READY"}, {"fw_id": 1}
+        ):
+            ready_at.setdefault(d["fw_id"], utcnow())
+        time.sleep(0.05)
+    return ready_at
+
+
+def completion_to_ready_seconds(lp: Any, children: dict[int, int], ready_at: dict[int, Any]) -> list[float]:
+    """Per finished workflow: from the parent's ``completed_on`` (the compute node's clock, as the
+    launch's COMPLETED history entry keeps it) to its child first seen READY."""
+    latencies = []
+    for parent_id, child_id in children.items():
+        launch = lp.launches.find_one({"fw_id": parent_id, "state": "COMPLETED"}, {"state_history": 1})
+        if launch is None or child_id not in ready_at:
+            continue
+        done = next(h["created_on"] for h in launch["state_history"] if h["state"] == "COMPLETED")
+        latencies.append((ready_at[child_id] - as_utc(done)).total_seconds())
+    return latencies
+
+
+def summary(args: argparse.Namespace, latencies: list[float]) -> dict[str, Any]:
+    return {
+        "jobs": args.jobs,
+        "interval_s": args.interval,
+        "finished": len(latencies),
+        "median_s": round(statistics.median(latencies), 3) if latencies else None,
+        "worst_s": round(max(latencies), 3) if latencies else None,
+        "best_s": round(min(latencies), 3) if latencies else None,
+        "target_worst_s": args.interval + 2,
+    }
 
 
 def main() -> int:

@@ -1,4 +1,4 @@
-"""A journal by its path, for tests: one ingest pass, one push pass, both, and a query."""
+"""A journal by its path, for tests and tools: one ingest pass, one push pass, both, and a query."""
 
 from __future__ import annotations
 

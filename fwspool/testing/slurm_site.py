@@ -14,7 +14,7 @@ from typing import Any
 
 from fwspool.devslurm import DevSlurm
 
-__all__ = ["Site", "launchpad_file_text", "qadapter_file_text"]
+__all__ = ["Site", "launchpad_file_text", "qadapter_file_text", "qlaunch_command", "sync_command"]
 
 BIN = Path(sys.executable).parent
 
@@ -32,6 +32,41 @@ def qadapter_file_text(rocket_launch_line: str, pre_rocket: str | None = None) -
         "nodes: 1\nntasks: 1\nwalltime: '00:10:00'\nqueue: debug\n"
         f"pre_rocket: {json.dumps(pre_rocket)}\npost_rocket: null\nlogdir: null\n"
     )
+
+
+def qlaunch_command(
+    launchpad_file: str | Path, fworker_file: str | Path, qadapter_file: str | Path, *args: str
+) -> list[str]:
+    """FireWorks' own ``qlaunch -r`` with these files, then ``args`` (``rapidfire``...)."""
+    return [
+        str(BIN / "qlaunch"),
+        "-r",
+        "-l",
+        str(launchpad_file),
+        "-w",
+        str(fworker_file),
+        "-q",
+        str(qadapter_file),
+        *args,
+    ]
+
+
+def sync_command(
+    fwspool: str | Path, launchpad_file: str | Path, journal: str | Path, interval: str, *extra: str
+) -> list[str]:
+    """``fwspool sync --watch --interval S -l FILE`` as the README runs it, on ``journal``."""
+    return [
+        str(fwspool),
+        "sync",
+        "--watch",
+        "--interval",
+        interval,
+        "-l",
+        str(launchpad_file),
+        "--journal",
+        str(journal),
+        *extra,
+    ]
 
 
 class Site:
@@ -93,17 +128,9 @@ class Site:
 
     def qlaunch(self, *args: str, cwd: Path | None = None, qadapter: Path | None = None, **env: str) -> str:
         """FireWorks' own qlaunch, as the user runs it; returns its output."""
-        cmd = [
-            str(BIN / "qlaunch"),
-            "-r",
-            "-l",
-            str(self.launchpad_file),
-            "-w",
-            str(self.fw / "my_fworker.yaml"),
-            "-q",
-            str(qadapter or self.qadapter),
-            *args,
-        ]
+        cmd = qlaunch_command(
+            self.launchpad_file, self.fw / "my_fworker.yaml", qadapter or self.qadapter, *args
+        )
         res = subprocess.run(
             cmd, cwd=cwd or self.runs, env=self.env(**env), capture_output=True, text=True, timeout=120
         )
@@ -127,20 +154,15 @@ class Site:
         """`fwspool sync --watch` as the README runs it (here with a short interval)."""
         log = open(self.home / "sync.log", "ab")  # noqa: SIM115 - the daemon's, for its lifetime
         self.daemon = subprocess.Popen(
-            [
-                str(self.fw / ".venv" / "bin" / "fwspool"),
-                "sync",
-                "--watch",
-                "--interval",
+            sync_command(
+                self.fw / ".venv" / "bin" / "fwspool",
+                self.launchpad_file,
+                self.journal,
                 interval,
-                "-l",
-                str(self.launchpad_file),
-                "--journal",
-                str(self.journal),
                 "--lost-after",
                 "3",
                 *extra,
-            ],
+            ),
             cwd=self.fw,
             env=self.env(**env),
             stdout=log,
