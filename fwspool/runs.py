@@ -52,6 +52,9 @@ class LaunchEvents:
     #: For a launch only the inbox announced: the directories it ran in. Launch ids are per
     #: LaunchPad, so the LaunchPad's launch of this id must be one of them to be this launch.
     announced_dirs: tuple[str, ...] = ()
+    #: Records of this launch's spool files that ingest quarantined (too large, too deep,
+    #: damaged): one of them may be its completion.
+    quarantined: int = 0
 
 
 def writer_of(event: PendingEvent) -> str:
@@ -109,15 +112,41 @@ def final_of(launch: LaunchEvents) -> tuple[str, dict[str, Any], dt.datetime] | 
             return ev.payload["state"], ev.payload["action"], as_utc(ev.payload["completed_on"])
     if launch.has_completion:
         return None  # the completion was pushed before: a later exit adds nothing
+    ending = last_run_end(launch)
+    if ending is None:
+        return None
+    return "FIZZLED", ending_action(ending), as_utc(ending.occurred_at)
+
+
+def last_run_end(launch: LaunchEvents) -> PendingEvent | None:
+    """The pending event that ends the launch's last run (an exit, a lost job), if any."""
     ending: PendingEvent | None = None
     for ev in launch.events:
         if ev.type in RUN_ENDS:
             ending = ev
         elif ev.type == "started" and ending is not None and writer_of(ev) != run_of(ending):
             ending = None  # requeued: another run of the launch began after this end
-    if ending is None:
+    return ending
+
+
+def completion_in_quarantine(launch: LaunchEvents) -> PendingEvent | None:
+    """The exit that must wait because the launch's completion is probably quarantined.
+
+    A run that ended on its own (no signal, no failed start) recorded its completion before it
+    exited (`fwspool rlaunch` always does): when no completion is in the journal but some of the
+    launch's records are quarantined, the completion is among them (larger than ``--max-record``,
+    or damaged). Applying the exit would make the Firework FIZZLED for a result that exists; it
+    waits instead, until ``fwspool ingest --retry-quarantined`` with a larger limit brings the
+    completion in, or the Firework is rerun on the LaunchPad (the launch is then superseded).
+    """
+    if not launch.quarantined or launch.has_completion or any(e.type == "completed" for e in launch.events):
         return None
-    return "FIZZLED", ending_action(ending), as_utc(ending.occurred_at)
+    ending = last_run_end(launch)
+    if ending is None or ending.type != "exited":
+        return None
+    if ending.payload.get("signal") is not None or ending.payload.get("error"):
+        return None
+    return ending
 
 
 def inferred_end(action: dict[str, Any] | None) -> bool:

@@ -10,8 +10,10 @@ its real path (the opened file's, from ``/proc/self/fd``) stays inside that root
 is quarantined with the reason, and its bytes are never read.
 
 JSON depth: msgspec raises ``RecursionError`` (not a decode error) past about 1,000 levels, and
-MongoDB refuses documents nested deeper than 100 levels, so a deeper record could never be
-pushed. :func:`too_deep` bounds it cheaply: a payload with no more opening brackets than the
+MongoDB refuses to store documents nested deeper than 180 levels (its ``maxBSONDepth``, 200, less
+the 20 it keeps for itself), so a deeper record could never be pushed. The depth is counted on the
+event (or the FireWorks offline file), whose completion nests exactly as deep as the launch
+document FireWorks stores it in; the spool record around it does not count. :func:`too_deep` bounds it cheaply: a payload with no more opening brackets than the
 limit cannot be too deep, and only the rare payload with many brackets is scanned (in C).
 """
 
@@ -23,8 +25,8 @@ import pwd
 import stat
 from dataclasses import dataclass, field
 
-#: Deepest JSON nesting accepted in a record or a FireWorks offline file.
-DEFAULT_MAX_DEPTH = 100
+#: Deepest JSON nesting accepted in an event or a FireWorks offline file: what MongoDB stores.
+DEFAULT_MAX_DEPTH = 180
 
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 #: Every bracket as a square one: the nesting depth of well-formed JSON does not change.

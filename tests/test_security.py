@@ -788,8 +788,13 @@ def test_deep_and_huge_input_is_quarantined_not_loaded(tmp_path, journal_path):
     def deep(n: int) -> bytes:
         return b'{"x": ' + b"[" * n + b"1" + b"]" * n + b"}"
 
-    # Deeper than msgspec's own recursion limit (RecursionError), deeper than MongoDB's 100, fine.
-    (d / spool_file_name(writer)).write_bytes(rec(1, deep(5000)) + rec(2, deep(150)) + rec(3, deep(10)))
+    # Deeper than msgspec's own recursion limit (RecursionError); one level deeper than MongoDB
+    # stores (the event nests as deep as FireWorks' launch document: the event, the action, which
+    # is deep(n)'s object, then its n lists); exactly as deep as it stores; shallow.
+    at_limit = DEFAULT_MAX_DEPTH - 2
+    (d / spool_file_name(writer)).write_bytes(
+        rec(1, deep(5000)) + rec(2, deep(at_limit + 1)) + rec(3, deep(at_limit)) + rec(4, deep(10))
+    )
     # FireWorks offline files: too deep; too large (sparse: never read); a gzip bomb.
     write_offline(root / "off_deep", 3, ping=False)
     (root / "off_deep" / "FW_offline.json").write_bytes(
@@ -815,7 +820,7 @@ def test_deep_and_huge_input_is_quarantined_not_loaded(tmp_path, journal_path):
     assert peak < 64 << 20, f"ingest held {peak >> 20} MiB"
     assert len(s.problems) == 3 and s.quarantined == 5, s
     assert {r["launch_id"] for r in query(journal_path, "SELECT DISTINCT launch_id FROM events")} == {1, 2}
-    assert query(journal_path, "SELECT seq FROM events WHERE launch_id = 2") == [{"seq": 3}]
+    assert query(journal_path, "SELECT seq FROM events WHERE launch_id = 2 ORDER BY seq") == [{"seq": 3}, {"seq": 4}]
     q = query(journal_path, 'SELECT path, "offset", reason FROM quarantine ORDER BY path, "offset"')
     deep = [r["reason"] for r in q if r["path"].endswith(".spool")]
     assert deep == [f"invalid record: JSON nested deeper than {DEFAULT_MAX_DEPTH} levels"] * 2

@@ -40,6 +40,8 @@ class IngestSummary:
     announced: int = 0
     lost: int = 0
     released: int = 0
+    #: Quarantined records a retry with larger limits turned into events.
+    recovered: int = 0
     #: One line per file that needs a person's attention (replaced, truncated, refused...).
     problems: list[str] = field(default_factory=list)
 
@@ -52,6 +54,7 @@ class IngestSummary:
         self.announced += other.announced
         self.lost += other.lost
         self.released += other.released
+        self.recovered += other.recovered
         self.problems.extend(other.problems)
 
     def line(self) -> str:
@@ -61,6 +64,7 @@ class IngestSummary:
                 (self.announced, "launches from the inbox"),
                 (self.lost, "lost runs"),
                 (self.released, "reservations to release"),
+                (self.recovered, "records recovered from quarantine"),
             )
             if n
         )
@@ -83,6 +87,8 @@ class BatchBuilder:
     terminal: set[int] = field(default_factory=set)
     #: Launches whose run was killed by a signal: final, unless a batch job may run them again.
     signal_exits: set[int] = field(default_factory=set)
+    #: Quarantine rows whose records a retry turned into events of this batch.
+    unquarantined: list[int] = field(default_factory=list)
 
     def empty(self) -> bool:
         return not (
@@ -92,6 +98,7 @@ class BatchBuilder:
             or self.quarantine
             or self.terminal
             or self.signal_exits
+            or self.unquarantined
         )
 
     def size(self) -> int:
@@ -110,9 +117,11 @@ class BatchBuilder:
             quarantine=self.quarantine,
             terminal_launches=self.terminal,
             signal_exits=self.signal_exits,
+            unquarantined=self.unquarantined,
         )
         self.launches, self.events, self.n_events = {}, {}, 0
         self.sources, self.quarantine, self.terminal, self.signal_exits = {}, [], set(), set()
+        self.unquarantined = []
         return batch
 
 

@@ -22,6 +22,7 @@ from fwspool.events import utcnow
 from fwspool.ingest.batch_jobs import BatchJobCheck
 from fwspool.ingest.batches import BatchBuilder, Committer, IngestSummary
 from fwspool.ingest.offline_file import read_offline_file
+from fwspool.ingest.quarantine_retry import retry_quarantined
 from fwspool.ingest.spool_file import ReadRules, SpoolFileIngest, frame_at
 from fwspool.journal import IngestBatch, Journal, KnownSource, LaunchRow
 from fwspool.spool import DEFAULT_MAX_RECORD, SPOOL_NAME_RE, OsSourceFile
@@ -197,6 +198,13 @@ class Ingester:
         summary.files = done
         if self.batch_jobs is not None and not should_stop():
             self.batch_jobs.run(self.clock(), summary)
+        return summary
+
+    def retry_quarantined(self) -> IngestSummary:
+        """Read every quarantined spool record again with this ingester's limits; those now
+        accepted become events (:mod:`~fwspool.ingest.quarantine_retry`)."""
+        summary = IngestSummary()
+        retry_quarantined(self.journal, self.rules, summary)
         return summary
 
     def _flush(self, batch: BatchBuilder) -> None:

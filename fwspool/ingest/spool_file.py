@@ -193,7 +193,7 @@ def accept_frames(
             if rec.v not in READABLE_VERSIONS:
                 raise ValueError(f"unknown record version {rec.v}")
             ev = decode_event(rec.event)
-            if type(ev) in _NESTABLE and too_deep(bytes(rec.event), max_depth - 1):
+            if type(ev) in _NESTABLE and too_deep(bytes(rec.event), max_depth):
                 raise RecursionError  # as msgspec itself past ~1,000 levels
             if rec.writer != name_writer:
                 raise ValueError(f"record of writer {rec.writer} in the file of writer {name_writer}")

@@ -30,6 +30,7 @@ from fwspool.journal.rows import (
     IngestCounts,
     KnownSource,
     LaunchRow,
+    QuarantinedRecord,
     QuarantineRow,
     SourceRow,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "KnownSource",
     "LaunchRow",
     "QuarantineRow",
+    "QuarantinedRecord",
     "SourceRow",
     "default_journal_path",
     "filesystem_type",

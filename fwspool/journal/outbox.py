@@ -73,6 +73,13 @@ class Outbox(JournalDatabase):
                     lids,
                 )
             }
+            quarantined = dict(
+                db.execute(
+                    "SELECT s.launch_id, count(*) FROM quarantine AS q JOIN sources AS s ON s.source_id = q.source_id "
+                    f"WHERE s.kind = 'spool' AND s.launch_id IN ({marks}) GROUP BY s.launch_id",
+                    lids,
+                )
+            )
             announced: dict[int, set[str]] = {}
             for launch_id, directory in db.execute(_ANNOUNCED_DIRS.format(marks=marks), (*lids, *lids)):
                 if directory:
@@ -87,6 +94,7 @@ class Outbox(JournalDatabase):
                 _merge_writers(streams),
                 launch_id in completed,
                 tuple(sorted(announced.get(launch_id, ()))),
+                quarantined.get(launch_id, 0),
             )
             for launch_id, streams in by_launch.items()
         ]

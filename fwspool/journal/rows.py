@@ -114,6 +114,8 @@ class IngestBatch:
     #: Launches whose run a signal ended: terminal now unless a batch job may run them again
     #: (then the batch system decides: :meth:`IngestStore.record_batch_view`).
     signal_exits: set[int] = field(default_factory=set)
+    #: Quarantined records that a retry (larger limits) turned into events of this batch.
+    unquarantined: list[int] = field(default_factory=list)
     #: (path, offset) -> (length, bytes) of the record there, for the quarantine of a record whose
     #: event id the journal holds with other content (two writers claiming one writer id).
     frame_at: Callable[[str, int], tuple[int, bytes]] | None = None
@@ -182,3 +184,16 @@ class KnownSource(NamedTuple):
     #: For a FireWorks offline file: `fwspool rlaunch` runs its launch (a started event came from
     #: a spool file), so the file will never change.
     spool_driven: bool
+
+
+class QuarantinedRecord(NamedTuple):
+    """A quarantined range of a spool file that a retry may read again (not refused, not a clash)."""
+
+    quarantine_id: int
+    path: str
+    offset: int
+    length: int
+    reason: str
+    launch_id: int | None
+    dev: int | None
+    ino: int | None

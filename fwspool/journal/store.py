@@ -24,6 +24,7 @@ from fwspool.journal.rows import (
     IngestCounts,
     KnownSource,
     LaunchRow,
+    QuarantinedRecord,
     QuarantineRow,
 )
 from fwspool.journal.schema import quote
@@ -68,6 +69,14 @@ SELECT l.launch_id, l.fw_id, l.launch_dir, l.batch_job_id, l.batch_system, l.bat
 FROM launches AS l
 WHERE l.terminal_at IS NULL AND l.forgotten_at IS NULL AND l.batch_job_id IS NOT NULL
 ORDER BY l.launch_id"""
+
+_RETRYABLE_QUARANTINE = """
+SELECT q.quarantine_id, q.path, q."offset", q.length, q.reason, s.launch_id, s.dev, s.ino
+FROM quarantine AS q JOIN sources AS s ON s.source_id = q.source_id
+WHERE s.kind = 'spool' AND q.bytes IS NOT NULL AND q.length > 0
+  AND q.reason NOT LIKE 'event % is already in the journal%'
+ORDER BY q.path, q."offset"
+"""
 
 #: Launches learned after a forget are forgotten too: the newest request per key decides.
 _FORGET_LATE_LAUNCHES = """
@@ -116,12 +125,21 @@ class IngestStore(JournalDatabase):
                 )
             if counts.duplicates:
                 _quarantine_conflicts(db, batch, source_ids, now, counts)
+            for chunk, marks in in_chunks(batch.unquarantined):
+                db.execute(f"DELETE FROM quarantine WHERE quarantine_id IN ({marks})", tuple(chunk))
             if batch.launches:
                 forget_late_launches(db, now)
             _mark_terminal(db, batch.terminal_launches, now)
             # A signal ends the launch only when no batch job may run it again (fwspool.runs).
             _mark_terminal(db, batch.signal_exits, now, "AND batch_job_id IS NULL")
         return counts
+
+    def quarantined_spool_records(self) -> list[QuarantinedRecord]:
+        """Quarantined ranges of spool files that could be read again with larger limits: not
+        those of refused files (never read) nor records whose id another file holds."""
+        with self.reading() as db:
+            rows = db.execute(_RETRYABLE_QUARANTINE).fetchall()
+        return [QuarantinedRecord._make(row) for row in rows]
 
     # -- the batch system's view -------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 from fwspool.events import FINAL_STATES, untag_nonfinite
@@ -21,7 +21,7 @@ from fwspool.launchpad.one_by_one import complete_one_by_one
 from fwspool.launchpad.release import release
 from fwspool.launchpad.running import apply_running
 from fwspool.launchpad.supersede import HELD_FW_STATES, same_launch, superseded_reason
-from fwspool.runs import INFERRED_KEYS, LaunchEvents, final_of, reopens
+from fwspool.runs import INFERRED_KEYS, LaunchEvents, completion_in_quarantine, final_of, reopens
 
 __all__ = ["ApplyResult", "LaunchPadApplier"]
 
@@ -175,11 +175,28 @@ class LaunchPadApplier:
                 routes.releasing.append((launch, doc))
             elif doc.get("state") in FINAL_STATES and launch.launch_id not in reopen:
                 routes.one_by_one.append((launch, doc))  # applied before: the idempotent re-check
+            elif (waiting := completion_in_quarantine(launch)) is not None:
+                self._hold_for_quarantine(launch, waiting, doc, routes, result)
             elif (final := final_of(launch)) is not None:
                 routes.ending.append(Ending(launch, doc, *final))
             else:
                 routes.running.append((launch, doc))
         return routes
+
+    @staticmethod
+    def _hold_for_quarantine(
+        launch: LaunchEvents, exit_event: Any, doc: dict[str, Any], routes: _Routes, result: ApplyResult
+    ) -> None:
+        """Apply what the launch did while running; keep its exit pending, visibly, every pass."""
+        result.problems.append(
+            f"launch {launch.launch_id} (Firework {doc.get('fw_id')}): its job exited cleanly but its "
+            f"completion is not in the journal and {launch.quarantined} of its records are quarantined; "
+            "it waits: see `fwspool status` and the quarantined view, then raise --max-record and run "
+            "`fwspool ingest --retry-quarantined` (or rerun the Firework)"
+        )
+        running = [e for e in launch.events if e is not exit_event]
+        if running:
+            routes.running.append((replace(launch, events=running), doc))
 
     def _update_offline_runs(self, result: ApplyResult, now: dt.datetime) -> None:
         """The offline runs as recover_offline leaves them: completed, forgotten, touched."""
