@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import textwrap
 
 import click
 
@@ -13,7 +14,30 @@ from fwspool.cli.common import group_readable_option, launch_dir_option, reports
 RLAUNCH_WORDS = {"singleshot", "--offline"}
 
 
-@click.command(context_settings={"ignore_unknown_options": True})
+def _exit_codes() -> str:
+    """:data:`fwspool.rlaunch.EXIT_CODES` as a table (``\\b``: click keeps its lines as they are)."""
+    rows = (
+        textwrap.fill(meaning, width=74, initial_indent=f"{code:<4}", subsequent_indent=" " * 4)
+        for code, meaning in runner.EXIT_CODES.items()
+    )
+    return "\b\n" + "\n".join(rows)
+
+
+HELP = f"""Run the Firework reserved in a launch directory, recording every state change to the spool.
+
+The queue adapter's rocket_launch line for `qlaunch -r`:
+`/path/to/fwspool rlaunch -w my_fworker.yaml singleshot --offline` (qlaunch -r needs the
+words `singleshot` and `--offline` to reserve and write FW.json, and appends `--fw_id N`).
+Never opens a database connection. rlaunch's -l, -c, --loglvl, -s are accepted so an old line
+keeps working.
+
+Exit codes:
+
+{_exit_codes()}
+"""
+
+
+@click.command(help=HELP, context_settings={"ignore_unknown_options": True})
 @click.option(
     "-w",
     "--fworker-file",
@@ -88,14 +112,6 @@ def rlaunch(
     spool_mode: int,
     extra: tuple[str, ...],
 ) -> None:
-    """Run the Firework reserved in a launch directory, recording every state change to the spool.
-
-    The queue adapter's rocket_launch line for `qlaunch -r`:
-    `/path/to/fwspool rlaunch -w my_fworker.yaml singleshot --offline` (qlaunch -r needs the
-    words `singleshot` and `--offline` to reserve and write FW.json, and appends `--fw_id N`).
-    Never opens a database connection. rlaunch's -l, -c, --loglvl, -s are accepted so an old line
-    keeps working. Exit codes: README, "Exit codes".
-    """
     unknown = [w for w in extra if w not in RLAUNCH_WORDS]
     if unknown:
         raise click.UsageError(f"unexpected arguments: {' '.join(unknown)}")
