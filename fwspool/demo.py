@@ -26,7 +26,11 @@ from fwspool.uplink import MongoUplink
 
 
 def run_demo(say: Callable[[str], None] = print, keep: bool = False) -> dict[str, str]:
-    """Run the demo; returns the final Firework states by name (step1 COMPLETED, step2 READY)."""
+    """Run the demo; returns the final Firework states by name (step1 COMPLETED, step2 READY).
+
+    Raises :class:`~fwspool.errors.FwspoolError` if the workflow did not advance so: the demo is
+    also a check that this installation works end to end.
+    """
     from fireworks import Firework, LaunchPad, ScriptTask, Workflow
 
     base = tempfile.mkdtemp(prefix="fwspool-demo-")
@@ -85,6 +89,8 @@ def run_demo(say: Callable[[str], None] = print, keep: bool = False) -> dict[str
         )
         say(f"    launch {launch_id} history, with the compute node's real times: {history}")
         lp.connection.close()
+        if states.get("step1") != "COMPLETED" or states.get("step2") != "READY":
+            raise FwspoolError(f"the demo workflow did not advance as expected: {states}")
         return states
     finally:
         server.stop()

@@ -22,7 +22,19 @@ from types import FrameType
 from typing import Any
 
 from fwspool import inbox
-from fwspool.errors import ConfigError, DataError, FwspoolError, InputError
+from fwspool.errors import (
+    EX_CONFIG,
+    EX_DATAERR,
+    EX_IOERR,
+    EX_NOINPUT,
+    EX_OK,
+    EX_SOFTWARE,
+    EX_USAGE,
+    ConfigError,
+    DataError,
+    FwspoolError,
+    InputError,
+)
 from fwspool.events import (
     Checkpoint,
     Completed,
@@ -36,6 +48,27 @@ from fwspool.events import (
     utcnow,
 )
 from fwspool.spool import SPOOL_NAME_RE, OsSourceFile, SpoolReader, SpoolWriter
+
+#: The Rocket did not run the Firework (``Rocket.run`` returned False). A FIZZLED Firework is not
+#: this: as with FireWorks' ``rlaunch``, it exits 0.
+EX_NOT_RUN = 1
+
+#: ``fwspool rlaunch``'s exit codes, the one description of them: ``fwspool rlaunch --help`` prints
+#: them from here, and the README ("Exit codes") lists the same (tests/test_readme.py checks it).
+#: A batch job's script and its dependents (``afterok``) see these, so they follow FireWorks'
+#: ``rlaunch`` where it has one; errors before the Firework runs are the FwspoolError's own code.
+EXIT_CODES: dict[int, str] = {
+    EX_OK: "the Rocket ran the Firework, COMPLETED or FIZZLED, as FireWorks' rlaunch (the state is in "
+    "the spool); or an earlier run of the requeued job had completed the launch",
+    EX_NOT_RUN: "the Rocket did not run the Firework",
+    EX_USAGE: "bad command-line usage",
+    EX_DATAERR: "FW_offline.json or FW.json malformed, a task class this node cannot import, or a --fw_id "
+    "that is not the Firework reserved in the launch directory",
+    EX_NOINPUT: "the launch directory, FW_offline.json, FW.json or the FWorker file missing or unreadable",
+    EX_SOFTWARE: "the Rocket crashed outside the Firework's tasks (a bug: the traceback follows)",
+    EX_IOERR: "the spool file cannot be written",
+    EX_CONFIG: "an unusable FWorker file",
+}
 
 #: Where each batch system puts the job id, in the order they are looked for: ``JOB_ID`` (Grid
 #: Engine) is a generic name some other environments set too, so it comes last.
@@ -261,12 +294,9 @@ def run(
     environ: Mapping[str, str] | None = None,
     say: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
 ) -> int:
-    """Run the Firework reserved in ``launch_dir``; returns the process exit code.
-
-    0 once the Rocket ran the Firework, COMPLETED or FIZZLED, exactly as FireWorks' ``rlaunch``
-    (README, "Exit codes"): job scripts and batch dependencies written for ``rlaunch`` keep their
-    behaviour, and the Firework's state is in the spool. 70 if the Rocket itself crashed. The
-    FWorker is found as ``rlaunch`` finds it (see :func:`resolve_fworker_file`).
+    """Run the Firework reserved in ``launch_dir``; returns the process exit code, :data:`EX_OK`
+    or :data:`EX_NOT_RUN`; the other codes of :data:`EXIT_CODES` are those of the errors it raises. The FWorker
+    is found as ``rlaunch`` finds it (see :func:`resolve_fworker_file`).
 
     ``fw_id`` is what ``qlaunch -r`` appends to the line (``--fw_id N``): it must be the reserved
     Firework's. Any error before the Firework runs (a bad ``FW.json``, an unimportable task, a
@@ -295,7 +325,7 @@ def run(
             f"fwspool rlaunch: launch {launch_id} (Firework {firework.fw_id}) already completed in an "
             "earlier run of this job; not running it again"
         )
-        return 0
+        return EX_OK
     batch_job = BatchJob.from_environ(os.environ if environ is None else environ)
     return _run_rocket(
         launch_dir, launch_id, firework, fworker, batch_job, spool_mode, install_signal_handlers
@@ -367,14 +397,14 @@ def _run_rocket(
         lp.finish()
         # As FireWorks' rlaunch: 0 once the Rocket ran, FIZZLED or not (batch scripts and job
         # dependencies written for rlaunch must not change behaviour); the state is in the spool.
-        code = 0 if ok else 1
+        code = EX_OK if ok else EX_NOT_RUN
         writer.append(Exited(returncode=code))
         return code
     except BaseException as exc:
         lp.finish()
         # A crash outside the tasks (the Rocket catches task errors itself) still ends the record.
         if not isinstance(exc, KeyboardInterrupt | SystemExit):
-            writer.append(Exited(returncode=70))
+            writer.append(Exited(returncode=EX_SOFTWARE))
         raise
     finally:
         os.chdir(cwd)

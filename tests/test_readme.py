@@ -37,3 +37,16 @@ def test_the_module_map_lists_every_module_and_only_modules_that_exist() -> None
         p.relative_to(REPO).as_posix() for p in (REPO / "fwspool").rglob("*.py") if p.name != "__init__.py"
     }
     assert listed == present
+
+
+def test_the_readme_gives_rlaunch_exit_codes_as_the_code_defines_them() -> None:
+    """README "Exit codes" and ``fwspool rlaunch --help`` both say what fwspool.rlaunch.EXIT_CODES says."""
+    from fwspool.rlaunch import EXIT_CODES
+
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
+    every_command, rlaunch = section.split("### `fwspool rlaunch`", 1)
+    rows = {int(code): meaning for code, meaning in re.findall(r"^\| (\d+) \| (.*) \|$", rlaunch, re.M)}
+    assert rows == EXIT_CODES
+    documented = {int(code) for code in re.findall(r"^\| (\d+) \|", every_command, re.M)}
+    assert set(EXIT_CODES) <= documented

@@ -438,7 +438,7 @@ def test_tracebacks_and_warnings_are_redacted_too(monkeypatch, tmp_path):
     """A bug's traceback, or a library's warning, that quotes a secret shows ``***``."""
     import warnings
 
-    import fwspool.cli
+    import fwspool.cli.status
 
     config.register_secrets("Zebra-Secret-9")
 
@@ -446,7 +446,7 @@ def test_tracebacks_and_warnings_are_redacted_too(monkeypatch, tmp_path):
         warnings.warn("option for mongodb://u:Zebra-Secret-9@h ignored", UserWarning, stacklevel=1)
         raise RuntimeError("unexpected: password Zebra-Secret-9 in a library's error")
 
-    monkeypatch.setattr(fwspool.cli, "open_journal", broken)
+    monkeypatch.setattr(fwspool.cli.status, "open_journal", broken)
     with warnings.catch_warnings():
         res = invoke("status", "--no-check", "--journal", str(tmp_path / "j.sqlite3"))
     assert res.exit_code == 70, res.output

@@ -1,0 +1,38 @@
+"""The ``fwspool`` command line: a thin layer over the documented Python API.
+
+One module per command (parse the options, call the API, print); :mod:`fwspool.cli.common` holds
+what they share, among it how an error becomes one line and an exit code (README, "Exit codes").
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import click
+
+from fwspool import __version__
+from fwspool.cli import common, demo, emit, forget, ingest, push, rlaunch, status, sync
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fwspool")
+def main() -> None:
+    """Spool-and-forward for FireWorks on clusters whose compute nodes cannot reach the database.
+
+    Compute nodes append events to spool files (`fwspool rlaunch`, `fwspool emit`); the login node
+    copies them into a local journal (`fwspool ingest`) and replays it to the LaunchPad.
+    """
+    warnings.showwarning = common.show_warning
+
+
+for _command in (
+    rlaunch.rlaunch,
+    emit.emit,
+    ingest.ingest,
+    push.push,
+    sync.sync,
+    forget.forget,
+    status.status,
+    demo.demo,
+):
+    main.add_command(_command)

@@ -1,0 +1,285 @@
+"""What the ``fwspool`` commands share: errors as one line and an exit code, warnings, the options
+several commands take, opening the journal and the uplink, and the lines they print.
+
+Every error a user can cause is a :class:`~fwspool.errors.FwspoolError`: one line on stderr,
+``fwspool: <message>``, and its documented exit code (README, "Exit codes").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from fwspool.config import redact
+from fwspool.errors import EX_SOFTWARE, FwspoolError
+from fwspool.journal import Journal, default_journal_path
+
+if TYPE_CHECKING:
+    from fwspool.daemon import Loop
+    from fwspool.uplink import MongoUplink
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def reports_errors(func: F) -> F:
+    """Turn FwspoolError into one line and an exit code; let bugs show their traceback.
+
+    Everything printed passes through :func:`fwspool.config.redact`, which knows every secret
+    this process has seen: a message or traceback that quotes a password shows ``***``.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except FwspoolError as exc:
+            click.echo(f"fwspool: {redact(exc.message)}", err=True)
+            sys.exit(exc.exit_code)
+        except OSError as exc:
+            # Disk full or a read-only filesystem where fwspool writes: still one line.
+            where = f" ({exc.filename})" if exc.filename else ""
+            click.echo(redact(f"fwspool: {exc.strerror or exc}{where}"), err=True)
+            sys.exit(EX_SOFTWARE if exc.errno is None else 74)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception:
+            import traceback
+
+            click.echo(redact(f"fwspool: internal error, please report:\n{traceback.format_exc()}"), err=True)
+            sys.exit(EX_SOFTWARE)
+
+    return wrapper  # type: ignore[return-value]
+
+
+_warned: set[str] = set()
+
+
+def show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: Any = None,
+) -> None:
+    """Python warnings (pymongo's about URI options...) as one redacted line each, once."""
+    text = redact(str(message)).splitlines()[0] if str(message) else category.__name__
+    if text not in _warned:
+        _warned.add(text)
+        click.echo(f"fwspool: warning: {text}", err=True)
+
+
+def say(line: str) -> None:
+    """A result line, on stdout."""
+    click.echo(line)
+
+
+def say_on_stderr(line: str) -> None:
+    """A progress line of a command whose stdout is its final result."""
+    click.echo(line, err=True)
+
+
+def warn(line: str) -> None:
+    """A problem, one redacted ``fwspool: ...`` line on stderr."""
+    click.echo(redact(f"fwspool: {line}"), err=True)
+
+
+def run_with_progress(work: Callable[[Callable[[int, int], None] | None], Any]) -> Any:
+    """Run ``work(progress)`` with a progress bar on a terminal, silently otherwise."""
+    if not sys.stderr.isatty():
+        return work(None)
+    state: dict[str, Any] = {}
+
+    def progress(done: int, total: int) -> None:
+        if "bar" not in state and total >= 200:
+            state["bar"] = click.progressbar(length=total, label="files", file=sys.stderr)
+            state["bar"].__enter__()
+        if "bar" in state:
+            bar = state["bar"]
+            bar.update(done - bar.pos)
+
+    try:
+        return work(progress)
+    finally:
+        if "bar" in state:
+            state["bar"].__exit__(None, None, None)
+
+
+def login_loop(watch: bool, interval: float, say: Callable[[str], None] = say) -> Loop:
+    """The :class:`~fwspool.daemon.Loop` of a login-node command, stopped by SIGINT/SIGTERM from
+    now on (before the journal is opened: a signal meanwhile ends the command after one pass)."""
+    from fwspool.daemon import Loop, StopFlag
+
+    stop = StopFlag()
+    stop.install()
+    return Loop(watch=watch, interval=interval, stop=stop, say=say, warn=warn, run_pass=run_with_progress)
+
+
+journal_option = click.option(
+    "--journal",
+    "journal_path",
+    envvar="FWSPOOL_JOURNAL",
+    default=None,
+    metavar="PATH",
+    help=f"Journal database on the login node's local disk [env FWSPOOL_JOURNAL; default {default_journal_path()}].",
+)
+
+
+def open_journal(path: str | None) -> Journal:
+    """:meth:`Journal.open`, its warnings (a journal other users can read) printed on stderr."""
+    journal = Journal.open(path)
+    for warning in journal.warnings:
+        click.echo(f"fwspool: warning: {warning}", err=True)
+    return journal
+
+
+#: --launch-dir DIR (default: here), for the compute-node commands; each gives its own help.
+launch_dir_option = functools.partial(
+    click.option, "--launch-dir", default=".", show_default=True, type=click.Path(file_okay=False)
+)
+
+group_readable_option = click.option(
+    "--group-readable",
+    "spool_mode",
+    is_flag=True,
+    envvar="FWSPOOL_GROUP_READABLE",
+    callback=lambda _ctx, _param, readable: 0o640 if readable else 0o600,
+    help="Create spool files with mode 0640 instead of 0600, for an ingest run by another "
+    "member of the file's group (with --trust-group) [env FWSPOOL_GROUP_READABLE=1].",
+)
+
+
+def _options_as_one(into: str, settings: Callable[[], type], *options: Callable[[F], F]) -> Callable[[F], F]:
+    """Add ``options`` to a command whose function gets their values as one argument ``into``: an
+    instance of the dataclass ``settings()`` returns, whose fields are the options' names (a
+    function, so that the class is imported when the command runs, not when ``fwspool`` starts)."""
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            cls = settings()
+            values = {field.name: kwargs.pop(field.name) for field in dataclasses.fields(cls)}
+            return func(*args, **{into: cls(**values)}, **kwargs)
+
+        for option in reversed(options):
+            wrapper = option(wrapper)
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+@dataclass(frozen=True)
+class UplinkOptions:
+    """-l/--launchpad-file, --uri, --name, --timeout: where the LaunchPad is."""
+
+    launchpad_file: str | None
+    uri: str | None
+    name: str | None
+    timeout: float
+
+    def open(self) -> MongoUplink:
+        from fwspool.config import resolve
+        from fwspool.uplink import MongoUplink
+
+        return MongoUplink(resolve(self.launchpad_file, self.uri, self.name), timeout=self.timeout)
+
+
+uplink_options = _options_as_one(
+    "uplink",
+    lambda: UplinkOptions,
+    click.option(
+        "-l",
+        "--launchpad-file",
+        default=None,
+        metavar="FILE",
+        help="FireWorks launchpad file [default: lpad's lookup, my_launchpad.yaml].",
+    ),
+    click.option(
+        "--uri",
+        default=None,
+        metavar="URI",
+        help="MongoDB URI instead of a launchpad file [env FWSPOOL_MONGODB_URI].",
+    ),
+    click.option("--name", default=None, help="Database name with --uri [env FWSPOOL_MONGODB_NAME]."),
+    click.option(
+        "--timeout",
+        type=float,
+        default=5.0,
+        show_default=True,
+        help="Seconds to wait for the database before giving up this pass.",
+    ),
+)
+
+
+def _group_id(_ctx: Any, _param: Any, value: str | None) -> int | None:
+    if not value:
+        return None
+    from fwspool.trust import group_id
+
+    try:
+        return group_id(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _ingest_settings() -> type:
+    from fwspool.daemon import IngestSettings
+
+    return IngestSettings
+
+
+#: What ingest reads besides the spool files it knows: --root, --trust-group, -q, --lost-after and
+#: --inbox, reaching the command as ``ingest_settings``, a :class:`fwspool.daemon.IngestSettings`.
+ingest_options = _options_as_one(
+    "ingest_settings",
+    _ingest_settings,
+    click.option(
+        "--root",
+        "roots",
+        multiple=True,
+        type=click.Path(file_okay=False),
+        help="Also scan this tree for spool files and FireWorks offline jobs (repeatable).",
+    ),
+    click.option(
+        "--trust-group",
+        "trust_group",
+        envvar="FWSPOOL_TRUST_GROUP",
+        default=None,
+        metavar="GROUP",
+        callback=_group_id,
+        help="Also accept spool and FireWorks offline files owned by this group "
+        "[env FWSPOOL_TRUST_GROUP; default: only files owned by you].",
+    ),
+    click.option(
+        "-q",
+        "--queueadapter",
+        "queueadapter",
+        default=None,
+        metavar="FILE",
+        help="The queue adapter file `qlaunch` uses: which batch system to ask about jobs "
+        "[default: each launch's own, from its started event or FW_submit.script].",
+    ),
+    click.option(
+        "--lost-after",
+        type=click.FloatRange(min=0),
+        default=300.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="How long a batch job must have been gone before its launch counts as lost "
+        "(or, never started, its reservation is released).",
+    ),
+    click.option(
+        "--inbox",
+        "inbox_dir",
+        envvar="FWSPOOL_INBOX",
+        default=None,
+        metavar="DIR",
+        help="Where `fwspool rlaunch` announces launches [env FWSPOOL_INBOX; default ~/.fwspool/inbox].",
+    ),
+)

@@ -1,0 +1,127 @@
+"""``fwspool rlaunch``: the compute node's drop-in for FireWorks' ``rlaunch singleshot --offline``."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import click
+
+from fwspool import rlaunch as runner
+from fwspool.cli.common import group_readable_option, launch_dir_option, reports_errors
+
+#: The words of FireWorks' rlaunch line that ``qlaunch -r`` needs to see, and nothing else.
+RLAUNCH_WORDS = {"singleshot", "--offline"}
+
+
+def _exit_codes() -> str:
+    """:data:`fwspool.rlaunch.EXIT_CODES` as a table (``\\b``: click keeps its lines as they are)."""
+    rows = (
+        textwrap.fill(meaning, width=74, initial_indent=f"{code:<4}", subsequent_indent=" " * 4)
+        for code, meaning in runner.EXIT_CODES.items()
+    )
+    return "\b\n" + "\n".join(rows)
+
+
+HELP = f"""Run the Firework reserved in a launch directory, recording every state change to the spool.
+
+The queue adapter's rocket_launch line for `qlaunch -r`:
+`/path/to/fwspool rlaunch -w my_fworker.yaml singleshot --offline` (qlaunch -r needs the
+words `singleshot` and `--offline` to reserve and write FW.json, and appends `--fw_id N`).
+Never opens a database connection. rlaunch's -l, -c, --loglvl, -s are accepted so an old line
+keeps working.
+
+Exit codes:
+
+{_exit_codes()}
+"""
+
+
+@click.command(help=HELP, context_settings={"ignore_unknown_options": True})
+@click.option(
+    "-w",
+    "--fworker-file",
+    "--fworker_file",
+    "fworker_file",
+    metavar="FILE",
+    help="FWorker YAML/JSON, as for `rlaunch -w` [default: as rlaunch, my_fworker.yaml in "
+    "the config dir, else FireWorks' FWORKER_LOC].",
+)
+@click.option(
+    "-c",
+    "--config-dir",
+    "--config_dir",
+    "config_dir",
+    metavar="DIR",
+    hidden=True,
+    help="As `rlaunch -c`: where to look for my_fworker.yaml when -w is not given.",
+)
+@click.option(
+    "-l",
+    "--launchpad-file",
+    "--launchpad_file",
+    "launchpad_file",
+    metavar="FILE",
+    hidden=True,
+    help="Accepted for drop-in compatibility with `rlaunch`; never used (no database here).",
+)
+@click.option("--loglvl", hidden=True, help="Accepted for drop-in compatibility with `rlaunch`; ignored.")
+@click.option(
+    "-s",
+    "--silencer",
+    is_flag=True,
+    hidden=True,
+    help="Accepted for drop-in compatibility with `rlaunch`; ignored.",
+)
+@launch_dir_option(help="Directory prepared by `qlaunch -r` (FW.json, FW_offline.json).")
+@click.option(
+    "--ping-seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Seconds between pings [default: FireWorks' PING_TIME_SECS].",
+)
+@click.option(
+    "--fw_id",
+    "--fw-id",
+    "fw_id",
+    type=int,
+    default=None,
+    help="The Firework id `qlaunch -r` appends to the line; checked against FW.json.",
+)
+@click.option(
+    "--inbox",
+    "inbox_dir",
+    envvar="FWSPOOL_INBOX",
+    default=None,
+    metavar="DIR",
+    help="Where to announce the launch to the login node [env FWSPOOL_INBOX; default ~/.fwspool/inbox].",
+)
+@group_readable_option
+@click.argument("extra", nargs=-1, type=click.UNPROCESSED)
+@reports_errors
+def rlaunch(
+    fworker_file: str | None,
+    config_dir: str | None,
+    launchpad_file: str | None,
+    loglvl: str | None,
+    silencer: bool,
+    launch_dir: str,
+    ping_seconds: float | None,
+    fw_id: int | None,
+    inbox_dir: str | None,
+    spool_mode: int,
+    extra: tuple[str, ...],
+) -> None:
+    unknown = [w for w in extra if w not in RLAUNCH_WORDS]
+    if unknown:
+        raise click.UsageError(f"unexpected arguments: {' '.join(unknown)}")
+    code = runner.run(
+        launch_dir,
+        fworker_file=fworker_file,
+        config_dir=config_dir,
+        ping_seconds=ping_seconds,
+        spool_mode=spool_mode,
+        fw_id=fw_id,
+        inbox_dir=inbox_dir,
+    )
+    sys.exit(code)
