@@ -84,10 +84,14 @@ class IngestSettings:
     queueadapter: str | None = None
     lost_after: float = DEFAULT_LOST_AFTER
     inbox_dir: str | None = None
+    #: The largest spool record accepted; None: the spool format's default.
+    max_record: int | None = None
+    #: Read quarantined records again (with these limits) before the first pass.
+    retry_quarantined: bool = False
 
-    def ingester(self, journal: Journal, *, max_record: int | None = None) -> Ingester:
+    def ingester(self, journal: Journal) -> Ingester:
         """An :class:`~fwspool.ingest.Ingester` into ``journal`` that asks every batch system
-        fwspool knows; ``max_record`` None is the spool format's default limit."""
+        fwspool knows."""
         from fwspool.batch import available_systems, system_of_queue_adapter
         from fwspool.inbox import default_inbox
         from fwspool.spool import DEFAULT_MAX_RECORD
@@ -95,12 +99,13 @@ class IngestSettings:
         return Ingester(
             journal,
             roots=self.roots,
-            max_record=max_record or DEFAULT_MAX_RECORD,
+            max_record=self.max_record or DEFAULT_MAX_RECORD,
             trust_group=self.trust_group,
             inbox_dir=self.inbox_dir or default_inbox(),
             batch_systems=available_systems(),
             default_batch_system=system_of_queue_adapter(self.queueadapter) if self.queueadapter else None,
             lost_after=self.lost_after,
+            retry_quarantined=self.retry_quarantined,
         )
 
 

@@ -69,3 +69,21 @@ class NonFiniteTask(FiretaskBase):
             stored_data={"nan": nan, "inf": inf, "ninf": -inf, "nested": [nan, {"x": -inf}], "fine": 1.5},
             update_spec={"threshold": inf},
         )
+
+
+@explicit_serialize
+class ResultTask(FiretaskBase):
+    """Stores a large result (``size`` characters) or a deeply nested one (``depth`` lists)."""
+
+    optional_params = ["size", "depth"]
+
+    def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
+        data: dict[str, Any] = {}
+        if self.get("size"):
+            data["blob"] = "x" * int(self["size"])
+        if self.get("depth"):
+            deep: Any = 1
+            for _ in range(int(self["depth"])):
+                deep = [deep]
+            data["deep"] = deep
+        return FWAction(stored_data=data, update_spec={"upstream_done": True})

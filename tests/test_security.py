@@ -820,7 +820,10 @@ def test_deep_and_huge_input_is_quarantined_not_loaded(tmp_path, journal_path):
     assert peak < 64 << 20, f"ingest held {peak >> 20} MiB"
     assert len(s.problems) == 3 and s.quarantined == 5, s
     assert {r["launch_id"] for r in query(journal_path, "SELECT DISTINCT launch_id FROM events")} == {1, 2}
-    assert query(journal_path, "SELECT seq FROM events WHERE launch_id = 2 ORDER BY seq") == [{"seq": 3}, {"seq": 4}]
+    assert query(journal_path, "SELECT seq FROM events WHERE launch_id = 2 ORDER BY seq") == [
+        {"seq": 3},
+        {"seq": 4},
+    ]
     q = query(journal_path, 'SELECT path, "offset", reason FROM quarantine ORDER BY path, "offset"')
     deep = [r["reason"] for r in q if r["path"].endswith(".spool")]
     assert deep == [f"invalid record: JSON nested deeper than {DEFAULT_MAX_DEPTH} levels"] * 2

@@ -198,7 +198,12 @@ def test_scancel_of_a_running_job_fizzles_and_of_a_pending_one_releases_the_rese
     # The pending one never started: handed back (FireWorks' cancel_reservation), READY again.
     wait_for(lambda: fw_state(lp, 2) == "READY", 60, "the cancelled pending job's Firework READY")
     assert "reservation is released" in site.log()
-    assert lp.offline_runs.find_one({"fw_id": 2})["deprecated"] is True
+    # cancel_reservation and forget_offline are two writes: the second may land a moment later.
+    wait_for(
+        lambda: lp.offline_runs.find_one({"fw_id": 2})["deprecated"] is True,
+        30,
+        "the released offline run forgotten",
+    )
     (site.runs / "c").mkdir()
     site.qlaunch("singleshot", cwd=site.runs / "c")  # and the next job takes it
     wait_for(lambda: fw_state(lp, 2) == "COMPLETED", 60, "the released Firework COMPLETED by a new job")

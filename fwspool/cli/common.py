@@ -234,8 +234,9 @@ def _ingest_settings() -> type:
     return IngestSettings
 
 
-#: What ingest reads besides the spool files it knows: --root, --trust-group, -q, --lost-after and
-#: --inbox, reaching the command as ``ingest_settings``, a :class:`fwspool.daemon.IngestSettings`.
+#: What ingest reads besides the spool files it knows and how: --root, --trust-group, -q,
+#: --lost-after, --inbox, --max-record and --retry-quarantined, reaching the command as
+#: ``ingest_settings``, a :class:`fwspool.daemon.IngestSettings`.
 ingest_options = _options_as_one(
     "ingest_settings",
     _ingest_settings,
@@ -281,5 +282,19 @@ ingest_options = _options_as_one(
         default=None,
         metavar="DIR",
         help="Where `fwspool rlaunch` announces launches [env FWSPOOL_INBOX; default ~/.fwspool/inbox].",
+    ),
+    click.option(
+        "--max-record",
+        type=click.IntRange(min=1),
+        default=None,
+        metavar="BYTES",
+        help="Largest spool record accepted [default 64 MiB]; a larger one is quarantined, and its "
+        "launch waits for --retry-quarantined with a larger limit.",
+    ),
+    click.option(
+        "--retry-quarantined",
+        is_flag=True,
+        help="First read every quarantined spool record again with these limits; those now "
+        "accepted are ingested (after raising --max-record).",
     ),
 )

@@ -26,13 +26,6 @@ if TYPE_CHECKING:
     "--interval", type=float, default=10.0, show_default=True, help="Seconds between --watch passes."
 )
 @click.option(
-    "--max-record",
-    type=int,
-    default=None,
-    metavar="BYTES",
-    help="Largest record accepted [default 64 MiB]; larger ones are quarantined.",
-)
-@click.option(
     "--lock-wait",
     type=float,
     default=0.0,
@@ -45,7 +38,6 @@ def ingest(
     journal_path: str | None,
     watch: bool,
     interval: float,
-    max_record: int | None,
     lock_wait: float,
     ingest_settings: IngestSettings,
 ) -> None:
@@ -57,5 +49,5 @@ def ingest(
     # stdout is for the total alone: the lines of --watch passes go to stderr.
     loop = login_loop(watch, interval, say=say_on_stderr)
     with open_journal(journal_path) as journal, journal.lock("ingest", wait=lock_wait):
-        total = loop.ingest(ingest_settings.ingester(journal, max_record=max_record))
+        total = loop.ingest(ingest_settings.ingester(journal))
         click.echo(total.line())

@@ -55,7 +55,10 @@ class Ingester:
         batch_systems: Mapping[str, BatchSystem] | None = None,
         default_batch_system: str | None = None,
         lost_after: float = DEFAULT_LOST_AFTER,
+        retry_quarantined: bool = False,
     ) -> None:
+        #: Read quarantined records again at the start of the next pass (once).
+        self.retry_pending = retry_quarantined
         #: Where ``fwspool rlaunch`` announces launches (fwspool.inbox); None: not read.
         self.inbox_dir = inbox_dir
         self._reported: set[str] = set()
@@ -157,6 +160,9 @@ class Ingester:
     ) -> IngestSummary:
         """Ingest everything new once. ``should_stop`` is checked between batches."""
         summary = IngestSummary()
+        if self.retry_pending:
+            self.retry_pending = False
+            retry_quarantined(self.journal, self.rules, summary)
         if self.inbox_dir is not None:
             self._read_inbox(summary)
         dirs, known = self.journal.scan_targets()
