@@ -10,6 +10,7 @@ Firework exactly as FireWorks' own ``recover_offline`` does.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,13 @@ def run_both(twins: Any, tmp_path: Path, wf: Workflow) -> tuple[str, str]:
     return ref_dir, fws_dir
 
 
+def readme_retry_line() -> list[str]:
+    """The README's `fwspool ingest --retry-quarantined ...` line, split as a shell would."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    (line,) = [ln for ln in readme.splitlines() if ln.startswith("fwspool ingest --retry-quarantined")]
+    return shlex.split(line)
+
+
 def fwspool(*args: str) -> Any:
     return invoke(*args, catch_exceptions=False)
 
@@ -101,9 +109,8 @@ def test_a_completion_over_the_record_limit_waits_then_completes_after_a_retry(
     assert again.exit_code == 0 and "still quarantined" in again.output + again.stderr
     assert states(fws) == {1: "RUNNING", 2: "WAITING"}
 
-    retried = fwspool(
-        "ingest", "--journal", journal_path, "--retry-quarantined", "--max-record", str(8 * MIB)
-    )
+    # The README's line, word for word (the journal from FWSPOOL_JOURNAL).
+    retried = invoke(*readme_retry_line()[1:], env={"FWSPOOL_JOURNAL": journal_path}, catch_exceptions=False)
     assert retried.exit_code == 0, retried.output
     assert "1 records recovered from quarantine" in retried.output
     assert query(journal_path, "SELECT count(*) AS n FROM quarantine") == [{"n": 0}]
