@@ -18,7 +18,7 @@ import pytest
 from fwspool.devserver import DevServer
 from fwspool.devslurm import DevSlurm
 from fwspool.testing import commands
-from fwspool.testing.launchpad import throwaway_launchpad
+from fwspool.testing.launchpad import make_launchpad, throwaway_launchpad
 
 # The jobs the tests start import the tests' own FireTasks (fw_tasks, dyn_tasks) from here.
 commands.TASK_MODULE_DIRS.append(os.path.dirname(os.path.abspath(__file__)))
@@ -103,3 +103,15 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevSlurm
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@pytest.fixture
+def twins(mongo_uri: str, db_name: str) -> Iterator[tuple[Any, Any]]:
+    """Two fresh LaunchPads for twin runs: FireWorks' own offline path on the first (the
+    reference), fwspool on the second."""
+    ref = make_launchpad(mongo_uri, db_name + "_r")
+    fws = make_launchpad(mongo_uri, db_name + "_f")
+    yield ref, fws
+    for lp in (ref, fws):
+        lp.connection.drop_database(lp.name)
+        lp.connection.close()

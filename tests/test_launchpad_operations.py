@@ -19,17 +19,7 @@ from fw_tasks import ActionTask
 from fwspool.reserve import reserve_offline
 from fwspool.testing.commands import run_fireworks_offline, run_fwspool
 from fwspool.testing.journal_file import ingest_and_push
-from fwspool.testing.launchpad import make_launchpad, recover_offline, snapshot
-
-
-@pytest.fixture
-def twins(mongo_uri: str, db_name: str):
-    ref = make_launchpad(mongo_uri, db_name + "_r")
-    fws = make_launchpad(mongo_uri, db_name + "_f")
-    yield ref, fws
-    for lp in (ref, fws):
-        lp.connection.drop_database(lp.name)
-        lp.connection.close()
+from fwspool.testing.launchpad import recover_offline, snapshot
 
 
 def chain() -> Workflow:

@@ -21,20 +21,9 @@ from fw_tasks import ResultTask
 from fwspool.reserve import reserve_offline
 from fwspool.testing.commands import invoke, run_fireworks_offline, run_fwspool
 from fwspool.testing.journal_file import query
-from fwspool.testing.launchpad import make_launchpad, recover_offline, snapshot
+from fwspool.testing.launchpad import recover_offline, snapshot
 
 MIB = 1 << 20
-
-
-@pytest.fixture
-def twins(mongo_uri: str, db_name: str):
-    """Two LaunchPads: FireWorks' own offline path runs on the first, fwspool on the second."""
-    ref = make_launchpad(mongo_uri, db_name + "_r")
-    fws = make_launchpad(mongo_uri, db_name + "_f")
-    yield ref, fws
-    for lp in (ref, fws):
-        lp.connection.drop_database(lp.name)
-        lp.connection.close()
 
 
 def two_steps(**task: Any) -> Workflow:

@@ -26,7 +26,7 @@ from fwspool.reserve import reserve_offline
 from fwspool.spool import SpoolWriter
 from fwspool.testing.commands import run_fireworks_offline, run_fwspool
 from fwspool.testing.journal_file import ingest_and_push
-from fwspool.testing.launchpad import make_launchpad, recover_offline, snapshot
+from fwspool.testing.launchpad import recover_offline, snapshot
 
 #: What BSON stores of JSON-like data: null, booleans, 64-bit integers, every double, strings,
 #: arrays and documents (keys without NUL; FireWorks' own keys never start with "$").
@@ -94,16 +94,6 @@ def test_version_1_records_keep_being_read(tmp_path: Path) -> None:
     with Journal.open(str(tmp_path / "j.sqlite3")) as journal:
         summary = Ingester(journal, roots=[str(tmp_path)]).run_pass()
     assert (summary.new_events, summary.quarantined) == (1, 0)
-
-
-@pytest.fixture
-def twins(mongo_uri: str, db_name: str):
-    ref = make_launchpad(mongo_uri, db_name + "_r")
-    fws = make_launchpad(mongo_uri, db_name + "_f")
-    yield ref, fws
-    for lp in (ref, fws):
-        lp.connection.drop_database(lp.name)
-        lp.connection.close()
 
 
 def wf() -> Workflow:
