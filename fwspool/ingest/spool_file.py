@@ -183,6 +183,7 @@ def accept_frames(
         rows = batch.events[path] = []
     before = len(rows)
     append = rows.append
+    new_row = tuple.__new__  # EventRow(...) without the Python-level __new__ of a named tuple
     launches = batch.launches
     decode_raw = _raw_decoder.decode
     decode_event = _event_decoder.decode
@@ -219,8 +220,9 @@ def accept_frames(
         etype: str = ev.__struct_config__.tag  # type: ignore[assignment]
         # The event_id() of the record (its writer is the file's: checked above).
         append(
-            EventRow(
-                f"{name_writer}-{seq:010d}", name_writer, seq, lid, fw_id, etype, iso(rec.at), text, offset
+            new_row(
+                EventRow,
+                (f"{name_writer}-{seq:010d}", name_writer, seq, lid, fw_id, etype, iso(rec.at), text, offset),
             )
         )
         if lid not in launches:

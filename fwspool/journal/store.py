@@ -113,11 +113,14 @@ class IngestStore(JournalDatabase):
             _upsert_sources(db, batch, now)
             source_ids = _source_ids(db, {*batch.events, *(q.path for q in batch.quarantine)})
             if batch.events:
-                rows = [
-                    (*row, source_ids.get(path), now) for path, rows in batch.events.items() for row in rows
-                ]
-                counts.new_events = insert_rows(db, "events", _EVENT_COLUMNS, rows, "ON CONFLICT DO NOTHING")
-                counts.duplicates = len(rows) - counts.new_events
+                event_rows: list[tuple[Any, ...]] = []
+                for path, of_path in batch.events.items():
+                    tail = (source_ids.get(path), now)
+                    event_rows += [row + tail for row in of_path]  # one C-level concatenation each
+                counts.new_events = insert_rows(
+                    db, "events", _EVENT_COLUMNS, event_rows, "ON CONFLICT DO NOTHING"
+                )
+                counts.duplicates = len(event_rows) - counts.new_events
             if batch.quarantine:
                 damaged = [(source_ids.get(q.path), *q, now) for q in batch.quarantine]
                 counts.quarantined = insert_rows(
