@@ -151,3 +151,23 @@ def test_new_fireworks_are_promoted_when_their_workflow_was_written_again_before
     assert done.returncode == 0, done.stderr
     assert b.sync().returncode == 0
     same_as_clean(clean, shared, dirs)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open defect: once the Fireworks are written, FireWorks' refresh (the other journal's "
+    "one-by-one path) sees no state change and applies no FWAction; the redo is then abandoned",
+)
+def test_a_broken_lock_after_the_fireworks_were_written_loses_no_addition(site) -> None:
+    """Killed after writing the Fireworks (the completed one COMPLETED, its child's spec updated,
+    the new ones inserted WAITING) and before the workflow; the lock broken; the other login node
+    pushes: its FireWorks refresh finds the Firework COMPLETED already and applies no FWAction,
+    and the dead push's redo, seeing its workflow rewritten, drops its new Fireworks."""
+    clean, shared, a, b, dirs = site
+    assert a.sync(failpoint="bulk.after_fireworks").returncode == -signal.SIGKILL
+    admin_unlock(shared)
+    assert b.sync().returncode == 0
+    assert a.sync().returncode == 0
+    assert orphans(shared) == []
+    assert shared.fireworks.count_documents({}) == 4
+    assert by_name(shared) == by_name(clean)
