@@ -45,7 +45,24 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield c
 
 
-@pytest.mark.parametrize("number", sorted(SCENARIOS))
+#: Scenarios that find a defect still open: expected to fail until it is fixed (then they pass,
+#: and strict xfail fails the test: remove the entry).
+OPEN_DEFECTS = {
+    11: "a push killed at bulk.after_fireworks, its workflow locks broken (lpad admin unlock), the "
+    "other journal's push refreshing the workflow through FireWorks: the FWAction's additions and "
+    "detours are lost and the children's fw_states disagree with their Fireworks",
+}
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        pytest.param(n, marks=pytest.mark.xfail(reason=OPEN_DEFECTS[n], strict=True))
+        if n in OPEN_DEFECTS
+        else n
+        for n in sorted(SCENARIOS)
+    ],
+)
 def test_scenario(cluster: Cluster, number: int) -> None:
     res = run_scenario(cluster, number)
     c = res.check

@@ -135,3 +135,39 @@ def by_name(lp: Any) -> dict[str, Any]:
         "state": wf["state"],
         "launches": sorted((d["state"], names[d["fw_id"]]) for d in lp.launches.find({})),
     }
+
+
+def test_new_fireworks_are_promoted_when_their_workflow_was_written_again_before_the_redo(site) -> None:
+    """Killed after writing the workflow and before promoting its new Fireworks; FireWorks itself
+    (or the other login node) then writes that workflow again. The redo is abandoned, and used to
+    leave the new Fireworks WAITING for good while their workflow said READY: nobody ran them."""
+    clean, shared, a, b, dirs = site
+    assert a.sync(failpoint="bulk.before_promote").returncode == -signal.SIGKILL
+    assert {d["state"] for d in shared.fireworks.find({"name": {"$in": ["g-addition", "g-detour"]}})} == {
+        "WAITING"
+    }
+    shared._refresh_wf(shared.fireworks.find_one({"name": "grow"})["fw_id"])  # as a rocket's refresh
+    done = a.sync()
+    assert done.returncode == 0, done.stderr
+    assert b.sync().returncode == 0
+    same_as_clean(clean, shared, dirs)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open defect: once the Fireworks are written, FireWorks' refresh (the other journal's "
+    "one-by-one path) sees no state change and applies no FWAction; the redo is then abandoned",
+)
+def test_a_broken_lock_after_the_fireworks_were_written_loses_no_addition(site) -> None:
+    """Killed after writing the Fireworks (the completed one COMPLETED, its child's spec updated,
+    the new ones inserted WAITING) and before the workflow; the lock broken; the other login node
+    pushes: its FireWorks refresh finds the Firework COMPLETED already and applies no FWAction,
+    and the dead push's redo, seeing its workflow rewritten, drops its new Fireworks."""
+    clean, shared, a, b, dirs = site
+    assert a.sync(failpoint="bulk.after_fireworks").returncode == -signal.SIGKILL
+    admin_unlock(shared)
+    assert b.sync().returncode == 0
+    assert a.sync().returncode == 0
+    assert orphans(shared) == []
+    assert shared.fireworks.count_documents({}) == 4
+    assert by_name(shared) == by_name(clean)

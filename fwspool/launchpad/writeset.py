@@ -78,15 +78,18 @@ class WriteSet:
 
         :data:`WRITTEN` when its workflows are still as it left them (locked by its token, or
         already written by it); :data:`WAITING` when someone else holds one of them now (try again
-        next pass); :data:`ABANDONED` when someone else wrote one since (its lock was broken):
-        replaying would write over theirs and duplicate its additions, so nothing is written, the
-        new Fireworks it inserted that no workflow holds are removed, and the events stay pending.
+        next pass); :data:`ABANDONED` when someone else wrote one since (its lock was broken, or
+        it was written and then written again before the new Fireworks were promoted): replaying
+        would write over theirs and duplicate its additions, so nothing is written, the new
+        Fireworks it inserted that no workflow holds are removed, those a workflow holds get the
+        state it gives them, and the events stay pending.
         """
         verdict = self._workflows_verdict(lp)
         if verdict == WRITTEN and not self.write(lp):
             verdict = ABANDONED  # its new Fireworks' ids were taken: someone else completed it
         if verdict == ABANDONED:
             self._remove_unheld_new_fireworks(lp)
+            self._promote_held_new_fireworks(lp)
         if verdict != WAITING:
             unlock_token(lp, self.token)
         return verdict
@@ -129,6 +132,37 @@ class WriteSet:
         ]
         if unheld:
             lp.fireworks.delete_many({"fw_id": {"$in": unheld}, "state": "WAITING"})
+
+    def _promote_held_new_fireworks(self, lp: Any) -> None:
+        """The new Fireworks this write set inserted that a workflow holds, still WAITING as
+        inserted: the push died after writing their workflow and before promoting them, and
+        someone wrote that workflow since (a verdict of :data:`ABANDONED`). They get the state
+        their workflow gives them, as the promotion would have; left WAITING, nobody would ever
+        run them (the workflow says READY, the Firework WAITING)."""
+        from pymongo import UpdateOne
+
+        if not self.new_ids:
+            return
+        first, end = self.new_ids
+        mine = {
+            d["fw_id"]: (d.get("name"), d.get("created_on"))
+            for d in self.fireworks
+            if first <= d["fw_id"] < end
+        }
+        ops = []
+        for wf in lp.workflows.find({"nodes": {"$in": list(mine)}}, {"nodes": 1, "fw_states": 1}):
+            for fw_id in wf["nodes"]:
+                state = (wf.get("fw_states") or {}).get(str(fw_id))
+                if fw_id in mine and state not in (None, "WAITING"):
+                    name, created_on = mine[fw_id]
+                    ops.append(
+                        UpdateOne(
+                            {"fw_id": fw_id, "state": "WAITING", "name": name, "created_on": created_on},
+                            {"$set": {"state": state}},
+                        )
+                    )
+        if ops:
+            lp.fireworks.bulk_write(ops, ordered=False)
 
     def write(self, lp: Any) -> bool:
         """Write what is not written yet. False (and nothing written) when the new Fireworks' ids

@@ -9,7 +9,8 @@ no event is lost and none is applied twice.
 Everything is real: ``fwspool`` processes (``python -m fwspool.cli ...``) killed with SIGKILL, spool
 files written by writer processes (``SpoolWriter``, one file per writer, killed mid-record too) and
 by real ``fwspool rlaunch`` runs, a real SQLite journal, and real SecantusDB servers started here
-(``fwspool.devserver.DevServer``; scenario 3 kills and restarts one of its own).
+(``fwspool.devserver.DevServer``; scenario 3 kills and restarts one of its own, scenario 10 injects
+``failCommand`` faults into one of its own).
 
 The workload: a LaunchPad with two-step workflows and workflows with two parallel roots, every
 root reserved offline as ``qlaunch -r`` does; the compute side of each launch is simulated by
@@ -37,10 +38,11 @@ Per scenario it prints trials, faults that landed, events written, lost, duplica
 LaunchPad documents and other invariant failures, and exits 1 on any of them.
 
 The package, one module per concept: ``processes`` (the processes it starts), ``children`` (the
-harness's own child processes: writers, a push that strikes at its N-th write), ``tasks`` (the
-FireTasks of the real rlaunch runs), ``workload`` (the reserved LaunchPad and what its compute
-nodes append), ``cluster`` (the server, templates, per-trial instances, clean runs),
-``snapshot`` (a LaunchPad as comparable data), ``invariants`` (the checks above), ``proxy`` (a
-faulty network), ``trial`` (one trial's bookkeeping), ``scenarios`` (one module per scenario,
-and the registry of their numbers), ``runner`` (the command line of ``tools/chaos.py``).
+harness's own child processes: writers, a push that strikes at its N-th write, a push that records
+its commands), ``tasks`` (the FireTasks of the real rlaunch runs), ``workload`` (the reserved
+LaunchPad and what its compute nodes append), ``cluster`` (the server, templates, per-trial
+instances, clean runs), ``snapshot`` (a LaunchPad as comparable data), ``invariants`` (the checks
+above), ``proxy`` (a faulty network), ``trial`` (one trial's bookkeeping), ``scenarios`` (one
+module per scenario, and the registry of their numbers), ``runner`` (the command line of
+``tools/chaos.py``).
 """

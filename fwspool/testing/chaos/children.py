@@ -4,7 +4,9 @@
   compute side of each launch would (torn into pieces, for kills mid-record, with ``"tear"``);
 - ``_killer N WHEN TARGET ARGS...``: ``fwspool ARGS`` that kills itself (or the database) at its
   N-th database write command;
-- ``_fake_fstype FSTYPE ARGS...``: ``fwspool ARGS`` as if every path were on a FSTYPE filesystem.
+- ``_fake_fstype FSTYPE ARGS...``: ``fwspool ARGS`` as if every path were on a FSTYPE filesystem;
+- ``_watched RECORD ARGS...``: ``fwspool ARGS``, every database command it sends (and how each
+  ended) written to RECORD as JSON when it exits.
 
 It imports only what these need: every writer process starts fast.
 """
@@ -21,6 +23,7 @@ import sys
 import time
 import zlib
 from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 
@@ -30,7 +33,7 @@ from fwspool.testing.chaos.workload import T0
 
 WRITE_COMMANDS = frozenset({"insert", "update", "delete", "findAndModify"})
 #: The first word of each child's command line (also accepted by ``tools/chaos.py``).
-CHILD_COMMANDS = ("_writer", "_killer", "_fake_fstype")
+CHILD_COMMANDS = ("_writer", "_killer", "_fake_fstype", "_watched")
 
 
 class TearingFile(OsSpoolFile):
@@ -142,6 +145,49 @@ def killer_main(after_writes: int, when: str, target: str, args: list[str]) -> i
     return 0
 
 
+def watched_main(record: str, args: list[str]) -> int:
+    """Run `fwspool ARGS` in this process, recording every database command it sends.
+
+    RECORD gets a JSON list, in the order the commands were sent, of ``[name, n, outcome]``: ``n``
+    counts the commands of that name before it (what a ``failCommand`` ``skip`` counts), the
+    outcome is "ok", "failed: <error>" or "writeConcernError: <error>" (acknowledged, but not
+    with the write concern asked for).
+    """
+    from pymongo import monitoring
+
+    sent: list[list[Any]] = []
+    by_request: dict[tuple[int, Any], int] = {}
+    counts: dict[str, int] = {}
+
+    class Watcher(monitoring.CommandListener):
+        def started(self, event: monitoring.CommandStartedEvent) -> None:
+            n = counts.get(event.command_name, 0)
+            counts[event.command_name] = n + 1
+            by_request[(event.request_id, event.connection_id)] = len(sent)
+            sent.append([event.command_name, n, "sent"])
+
+        def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+            k = by_request.pop((event.request_id, event.connection_id), None)
+            if k is not None:
+                wce = event.reply.get("writeConcernError")
+                sent[k][2] = f"writeConcernError: {wce}" if wce else "ok"
+
+        def failed(self, event: monitoring.CommandFailedEvent) -> None:
+            k = by_request.pop((event.request_id, event.connection_id), None)
+            if k is not None:
+                sent[k][2] = f"failed: {str(event.failure)[:200]}"
+
+    monitoring.register(Watcher())
+    from fwspool.cli import main
+
+    try:
+        main(args=args, prog_name="fwspool")
+    finally:
+        with open(record, "w") as f:
+            json.dump(sent, f)
+    return 0
+
+
 def fake_fstype_main(fstype: str, args: list[str]) -> int:
     """Run `fwspool ARGS` as if every path were on a ``fstype`` filesystem (no NFS server here)."""
     import fwspool.journal.database
@@ -161,6 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return killer_main(int(argv[1]), argv[2], argv[3], argv[4:])
     if argv and argv[0] == "_fake_fstype":
         return fake_fstype_main(argv[1], argv[2:])
+    if argv and argv[0] == "_watched":
+        return watched_main(argv[1], argv[2:])
     print(f"chaos children: unknown child {argv[:1]}", file=sys.stderr)
     return 2
 

@@ -107,12 +107,13 @@ class Cluster:
     def uri(self) -> str:
         return str(self.server.uri)
 
-    def own_server(self, name: str) -> Any:
-        """A server of a scenario's own, to kill and restart."""
+    def own_server(self, name: str, *extra_args: str) -> Any:
+        """A server of a scenario's own, to kill and restart (``--enable-test-commands``: to
+        inject faults with ``failCommand``)."""
         from fwspool.devserver import DevServer
 
         os.makedirs(os.path.join(self.root, f"mongo-{name}"), exist_ok=True)
-        return DevServer(os.path.join(self.root, f"mongo-{name}", "data")).start()
+        return DevServer(os.path.join(self.root, f"mongo-{name}", "data"), extra_args=extra_args).start()
 
     def close(self) -> None:
         if self.server is not None:

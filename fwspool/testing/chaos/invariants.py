@@ -265,6 +265,12 @@ def check_committed_prefixes(journal: str) -> Check:
     return c
 
 
+def backlog(journal: str) -> int:
+    """What a journal still has to push: pending events, and write sets a dead push saved."""
+    events = journal_rows(journal, "SELECT count(*) AS n FROM pending_events")[0]["n"]
+    return int(events) + int(journal_rows(journal, "SELECT count(*) AS n FROM redo")[0]["n"])
+
+
 def check_pending(journal: str, lp_launch_ids: set[int]) -> Check:
     """(c): after a successful push only events of launches the LaunchPad does not have wait."""
     c = Check()

@@ -43,7 +43,8 @@ def fwspool_cmd(*args: str) -> list[str]:
 
 
 def child_cmd(*args: str) -> list[str]:
-    """One of the harness's own child processes (``_writer PLAN``, ``_killer ...``, ``_fake_fstype ...``)."""
+    """One of the harness's own child processes (``_writer PLAN``, ``_killer ...``, ``_fake_fstype ...``,
+    ``_watched ...``)."""
     return [sys.executable, "-m", CHILDREN_MODULE, *args]
 
 
@@ -52,6 +53,12 @@ def killer_cmd(after_writes: int, when: str, *args: str, target: str = "self") -
     (``started``) or once the database acknowledged it (``succeeded``) — kills itself with SIGKILL
     (``target`` "self"), or the database server: "kill:PID" (SIGKILL) or "term:PID" (SIGTERM)."""
     return child_cmd("_killer", str(after_writes), when, target, *args)
+
+
+def watched_cmd(record: str, *args: str) -> list[str]:
+    """`fwspool ARGS` in a process that writes every database command it sends, and how each
+    ended, to ``record`` (JSON) when it exits."""
+    return child_cmd("_watched", record, *args)
 
 
 @dataclass

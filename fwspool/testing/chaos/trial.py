@@ -14,13 +14,16 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fwspool.testing.chaos.cluster import Cluster, Instance
 from fwspool.testing.chaos.invariants import Check, check_db, check_journal, inventory, journal_rows
 from fwspool.testing.chaos.processes import Proc, killer_cmd
 from fwspool.testing.chaos.progress import log
 from fwspool.testing.chaos.workload import Template, read_spool_files
+
+if TYPE_CHECKING:
+    from fwspool.push import PushSummary
 
 
 @dataclass
@@ -149,6 +152,33 @@ def one_line_error(p: Proc, c: Check, what: str, code: int) -> None:
     if p.popen.returncode != code or "Traceback" in p.stderr or len(errors) != 1:
         c.other += 1
         c.note(f"{what}: exit {p.popen.returncode} (want {code}), stderr: {p.stderr.strip()[-500:]}")
+
+
+def ingest_here(inst: Instance, journal: str | None = None) -> None:
+    """One ingest pass of the instance's launch directories, in this process (a clean one: the
+    harness's own step between faults, not the process under test)."""
+    from fwspool.ingest import Ingester
+    from fwspool.journal import Journal
+
+    with Journal.open(journal or inst.journal) as j:
+        Ingester(j, roots=[inst.launches_root]).run_pass()
+
+
+def push_here(inst: Instance, journal: str | None = None, timeout: float = 20.0) -> PushSummary:
+    """One push pass in this process, as `fwspool push --timeout TIMEOUT` makes it."""
+    from fwspool.config import LaunchPadConfig
+    from fwspool.journal import Journal
+    from fwspool.push import Pusher
+    from fwspool.uplink import MongoUplink
+
+    with Journal.open(journal or inst.journal) as j:
+        uplink = MongoUplink(
+            LaunchPadConfig({"host": inst.uri, "uri_mode": True, "name": inst.db}, "chaos"), timeout=timeout
+        )
+        try:
+            return Pusher(j, uplink).run_pass()
+        finally:
+            uplink.close()
 
 
 def count_push_writes(cluster: Cluster, tpl: Template) -> tuple[int, float]:

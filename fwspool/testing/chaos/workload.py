@@ -352,6 +352,17 @@ def read_spool_files(root: str) -> dict[str, bytes]:
     return out
 
 
+def write_spool_files(root: str, files: dict[str, bytes]) -> None:
+    """Spool files (relative path -> bytes) under ``root``: a file that holds a prefix of its new
+    content gets the rest appended, as its writer would append it."""
+    for rel, data in files.items():
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        have = os.path.getsize(path) if os.path.exists(path) else 0
+        with open(path, "ab") as f:
+            f.write(data[have:])
+
+
 def count_records(files: dict[str, bytes]) -> int:
     return sum(len(scan(b, at_eof=True).frames) for b in files.values())
 

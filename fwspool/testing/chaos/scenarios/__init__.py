@@ -5,6 +5,7 @@ from __future__ import annotations
 from fwspool.testing.chaos.scenarios import (
     bad_cli,
     clocks,
+    command_faults,
     concurrent_processes,
     database_outages,
     ingest_kills,
@@ -12,6 +13,7 @@ from fwspool.testing.chaos.scenarios import (
     network_faults,
     push_kills,
     spool_damage,
+    two_login_nodes,
 )
 from fwspool.testing.chaos.trial import Scenario
 
@@ -27,6 +29,8 @@ REGISTRY: dict[int, Scenario] = {
         journal_disk.SCENARIO,
         clocks.SCENARIO,
         bad_cli.SCENARIO,
+        command_faults.SCENARIO,
+        two_login_nodes.SCENARIO,
     )
 }
 #: Each scenario's name, by number.
