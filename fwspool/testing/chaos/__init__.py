@@ -1,7 +1,7 @@
 """Fault injection for fwspool: kill it, starve it, cut it off, corrupt its input — and prove that
 no event is lost and none is applied twice.
 
-    python tools/chaos.py --full              # every scenario at full trial counts (~20-30 min)
+    python tools/chaos.py --full              # every scenario at full trial counts (~1 hour)
     python tools/chaos.py --quick             # the short version the test suite runs
     python tools/chaos.py --scenario 2 --trials 30
     python tools/chaos.py --full --json       # JSON on stdout, the table on stderr
