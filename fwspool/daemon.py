@@ -297,10 +297,11 @@ class Loop:
         deadline = time.monotonic() + (self.interval if seconds is None else seconds)
         while True:
             self._answer(journal)
-            remaining = deadline - time.monotonic()
-            if self.stop() or remaining <= 0:
+            now = time.monotonic()
+            if self.stop() or now >= deadline:
                 return self.stop()
-            self.stop.sleep(remaining)
+            heartbeat_due = self._quiet.since + self.heartbeat if self.watch else deadline
+            self.stop.sleep(max(0.0, min(deadline, heartbeat_due) - now))
 
     def _answer(self, journal: Journal) -> None:
         """Answer what signals asked, and say the daemon is alive after ``heartbeat`` of silence."""
@@ -312,7 +313,7 @@ class Loop:
             else:
                 self._say(line)
         quiet = time.monotonic() - self._quiet.since
-        if self.watch and quiet >= self.heartbeat:
+        if self.watch and not self.stop() and quiet >= self.heartbeat:
             self._say_status(journal, f"idle: nothing new for {_duration(quiet)}")
 
     def _say_status(self, journal: Journal, what: str) -> None:
