@@ -116,30 +116,36 @@ class Retention(JournalDatabase):
                 "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (LAST_PRUNE_KEY, iso(now or utcnow())),
             )
-        summary.vacuumed = self.reclaim_space()
+        dropped = bool(summary.events or summary.quarantined_bytes)
+        summary.vacuumed = self.reclaim_space(convert=dropped)
         summary.size_after = self.size_on_disk()
         return summary
 
-    def reclaim_space(self) -> bool:
-        """Give the free pages back to the filesystem; whether that took the one-time VACUUM."""
+    def reclaim_space(self, *, convert: bool = True) -> bool:
+        """Give the free pages back to the filesystem; whether that took the one-time VACUUM
+        (only with ``convert``: not for the few pages a day without pruning leaves)."""
         db = self.db
         try:
             if not db.execute("PRAGMA freelist_count").fetchone()[0]:
                 return False
-            vacuumed = db.execute("PRAGMA auto_vacuum").fetchone()[0] != 2
-            if vacuumed:
+            incremental = db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
+            if incremental:
+                # One page per step: through sqlite3_exec, which steps until done (execute()
+                # steps once).
+                db.executescript("PRAGMA incremental_vacuum;")
+            elif convert:
                 # Setting it changes nothing on a journal with tables until the VACUUM rebuilds it.
                 db.execute("PRAGMA auto_vacuum = INCREMENTAL")
                 db.execute("VACUUM")
             else:
-                db.execute("PRAGMA incremental_vacuum").fetchall()
+                return False
             # The pages leave the main file when the write-ahead log is checkpointed.
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         except sqlite3.OperationalError as exc:
             raise JournalError(
                 f"journal {self.path}: cannot reclaim space: {exc} (VACUUM needs as much free disk as the journal takes)"
             ) from exc
-        return vacuumed
+        return not incremental
 
     def size_on_disk(self) -> int:
         """Bytes of the journal file and its write-ahead log."""
