@@ -323,14 +323,17 @@ class Loop:
             self._warn_all([f"{what}: {exc.message}"])
 
     def _prune_if_due(self, journal: Journal) -> None:
-        """The retention policy, if ``retain`` and the last prune is :data:`PRUNE_EVERY` old."""
+        """The retention policy, if ``retain`` and the last prune is :data:`PRUNE_EVERY` old; a
+        line when it dropped something."""
         if not self.retain:
             return
         now = utcnow()
         last = journal.get_meta(LAST_PRUNE_KEY)
         if last is not None and (now - as_utc(last)).total_seconds() < PRUNE_EVERY:
             return
-        self._say(journal.prune(now - dt.timedelta(seconds=self.retain), now=now).line())
+        summary = journal.prune(now - dt.timedelta(seconds=self.retain), now=now)
+        if summary.changed():
+            self._say(summary.line())
 
 
 def summary_line(summary: JournalSummary, now: dt.datetime) -> str:

@@ -78,6 +78,10 @@ class PruneSummary:
     #: Whether this prune converted the journal to incremental vacuum (a one-time VACUUM).
     vacuumed: bool = False
 
+    def changed(self) -> bool:
+        """Whether anything was dropped."""
+        return bool(self.events or self.quarantined)
+
     def line(self) -> str:
         return (
             f"prune: {self.events} pings and checkpoints of {self.launches} finished launches dropped, "
@@ -116,14 +120,19 @@ class Retention(JournalDatabase):
                 "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (LAST_PRUNE_KEY, iso(now or utcnow())),
             )
-        dropped = bool(summary.events or summary.quarantined_bytes)
-        summary.vacuumed = self.reclaim_space(convert=dropped)
+        summary.vacuumed = self.reclaim_space(convert=summary.changed())
+        try:
+            # The write-ahead log back to nothing, so that the sizes compare the journal itself.
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.OperationalError:
+            pass  # a reader holds it: the next checkpoint will do
         summary.size_after = self.size_on_disk()
         return summary
 
     def reclaim_space(self, *, convert: bool = True) -> bool:
-        """Give the free pages back to the filesystem; whether that took the one-time VACUUM
-        (only with ``convert``: not for the few pages a day without pruning leaves)."""
+        """Give the free pages back to the filesystem (they leave the file at the next
+        checkpoint); whether that took the one-time VACUUM (only with ``convert``: not for the few
+        pages a day without pruning leaves)."""
         db = self.db
         try:
             if not db.execute("PRAGMA freelist_count").fetchone()[0]:
@@ -139,8 +148,6 @@ class Retention(JournalDatabase):
                 db.execute("VACUUM")
             else:
                 return False
-            # The pages leave the main file when the write-ahead log is checkpointed.
-            db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         except sqlite3.OperationalError as exc:
             raise JournalError(
                 f"journal {self.path}: cannot reclaim space: {exc} (VACUUM needs as much free disk as the journal takes)"
