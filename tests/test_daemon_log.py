@@ -286,3 +286,46 @@ def test_sync_waits_for_the_journal_with_lock_wait(
         journal.close()
     assert waited.exit_code == 0, waited.output
     assert launchpad.get_fw_by_id(fw_id).state == "COMPLETED"
+
+
+def running_the_daemon_lines() -> list[str]:
+    """The ```sh lines of the README's "Running the daemon"."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("\n## Running the daemon\n", 1)[1].split("\n## ", 1)[0]
+    return [line for block in re.findall(r"```sh\n(.*?)\n```", section, re.S) for line in block.splitlines()]
+
+
+def test_the_readme_daemon_and_prune_lines_run_verbatim(
+    launchpad: Any, mongo_uri: str, db_name: str, tmp_path: Path
+) -> None:
+    from fwspool.testing.slurm_site import launchpad_file_text
+
+    watch, prune = running_the_daemon_lines()
+    home = tmp_path / "home"
+    (home / "fw" / ".venv" / "bin").mkdir(parents=True)
+    (home / "fw" / ".venv" / "bin" / "fwspool").symlink_to(Path(sys.executable).parent / "fwspool")
+    (home / "fw" / "my_launchpad.yaml").write_text(launchpad_file_text(mongo_uri, db_name))
+    env = {k: v for k, v in os.environ.items() if k not in ("FWSPOOL_JOURNAL", "XDG_STATE_HOME")}
+    env["HOME"] = str(home)
+    log = home / "fw" / "sync.log"
+    # exec: the shell becomes fwspool, and the signals below reach it.
+    daemon = subprocess.Popen(["bash", "-c", f"exec {watch}"], env=env, cwd=home)
+    try:
+        wait_for(lambda: logged(log, "sync --watch started"), 60, "the start-up line")
+        daemon.send_signal(signal.SIGUSR1)
+        wait_for(lambda: logged(log, "status (SIGUSR1): 0 launches"), 30, "the status line")
+        log.rename(home / "fw" / "sync.log.1")
+        daemon.send_signal(signal.SIGHUP)
+        wait_for(lambda: logged(log, "log reopened on SIGHUP"), 30, "the reopened log")
+    finally:
+        stop(daemon)
+    assert lines_of(log)[-1].endswith(" stopped by SIGTERM")
+    journal = home / ".local" / "state" / "fwspool" / "journal.sqlite3"
+    assert f"journal {journal};" in lines_of(home / "fw" / "sync.log.1")[0]
+    pruned = subprocess.run(
+        ["bash", "-c", prune], env=env, cwd=home, capture_output=True, text=True, timeout=120
+    )
+    assert pruned.returncode == 0, pruned.stderr
+    assert unstamped(pruned.stdout).startswith(
+        "prune: 0 pings and checkpoints of 0 finished launches dropped"
+    )
