@@ -22,6 +22,7 @@ from fireworks import Firework, ScriptTask
 from fwspool import __version__
 from fwspool.daemon import DEFAULT_INTERVAL
 from fwspool.journal import Journal
+from fwspool.reserve import reserve_offline
 from fwspool.testing.commands import fwspool_cmd, invoke, reserved_and_run, unstamped
 from fwspool.testing.waiting import wait_for
 
@@ -119,6 +120,33 @@ def test_sync_watch_logs_its_start_its_changes_its_silence_and_answers_its_signa
     assert any(line.startswith("push: 1 launches, 5 events applied") for line in pass_lines), pass_lines
     assert len(pass_lines) <= 5, pass_lines  # the passes that changed something, not every pass
     assert NEWT not in rotated.read_text() + log.read_text() and "Traceback" not in log.read_text()
+
+
+def test_sync_watch_logs_a_registry_pull_and_an_applied_forget(
+    launchpad: Any, mongo_uri: str, db_name: str, tmp_path: Path, journal_path: str
+) -> None:
+    """Passes that change only what the journal knows (the registry of offline runs) or the
+    LaunchPad's offline_runs (a forget) get their line too."""
+    launchpad.add_wf(Firework(ScriptTask.from_str("echo hi"), name="one"))
+    fw, launch_id = reserve_offline(launchpad, str(tmp_path / "launch"))  # reserved, not run yet
+    log = tmp_path / "sync.log"
+    # fmt: off
+    cmd = fwspool_cmd(
+        "sync", "--watch", "--interval", "0.3", "--log", str(log),
+        "--journal", journal_path, "--uri", mongo_uri, "--name", db_name,
+    )
+    # fmt: on
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        registered = wait_for(lambda: logged(log, "1 offline runs registered"), 60, "the registry pull")
+        assert " push: 0 launches, 0 events applied" in registered[0]
+        forgot = invoke("forget", "--journal", journal_path, str(fw.fw_id))
+        assert forgot.exit_code == 0, forgot.output
+        applied = wait_for(lambda: logged(log, "1 forget requests applied"), 60, "the forget applied")
+        assert STAMPED.match(applied[0])
+        assert launchpad.offline_runs.find_one({"launch_id": launch_id})["deprecated"] is True
+    finally:
+        stop(proc)
 
 
 def test_the_newt_warning_that_fireworks_logs_on_import_is_what_the_daemon_silences(tmp_path: Path) -> None:
