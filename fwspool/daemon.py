@@ -44,8 +44,6 @@ DEFAULT_INTERVAL = 30.0
 HEARTBEAT = 3600.0
 #: ``sync`` applies the retention policy this often (seconds).
 PRUNE_EVERY = 86400.0
-#: The retention horizon of ``sync``, in days: its ``--retain`` default.
-DEFAULT_RETAIN_DAYS = 30
 
 #: Runs one pass, given how to report progress (the CLI draws a bar on a terminal).
 PassRunner = Callable[[Callable[[Callable[[int, int], None] | None], Any]], Any]

@@ -288,7 +288,7 @@ def test_every_watch_command_has_one_default_interval() -> None:
     for command in ("ingest", "push", "sync"):
         text = " ".join(invoke(command, "--help").output.split())
         assert re.search(
-            r"--interval SECONDS Seconds between [a-z ]+ passes with --watch\. \[default: 30\.0", text
+            r"--interval SECONDS Seconds between [a-z ]+ passes with --watch \[default: 30\]\.", text
         ), (
             command,
             text,

@@ -123,7 +123,7 @@ def start_log(log_file: str | None) -> None:
 
 def login_loop(
     watch: bool,
-    interval: float,
+    interval: float | None,
     log_file: str | None,
     *,
     say: Callable[[str], None] = say,
@@ -133,14 +133,14 @@ def login_loop(
     """The :class:`~fwspool.daemon.Loop` of a login-node command, its log started, stopped by
     SIGINT/SIGTERM from now on (before the journal is opened: a signal meanwhile ends the command
     after one pass), answering SIGUSR1 and reopening its log on SIGHUP."""
-    from fwspool.daemon import HEARTBEAT, Loop, StopFlag
+    from fwspool.daemon import DEFAULT_INTERVAL, HEARTBEAT, Loop, StopFlag
 
     start_log(log_file)
     stop = StopFlag()
     stop.install(reopen_log=LOG.reopen)
     return Loop(
         watch=watch,
-        interval=interval,
+        interval=DEFAULT_INTERVAL if interval is None else interval,
         stop=stop,
         say=say,
         warn=warn,
@@ -157,16 +157,15 @@ def said_stopped(loop: Loop) -> None:
 
 
 def interval_option(what: str) -> Callable[[F], F]:
-    """``--interval S``: one default for every ``--watch`` command."""
-    from fwspool.daemon import DEFAULT_INTERVAL
-
+    """``--interval S``: one default for every ``--watch`` command,
+    :data:`fwspool.daemon.DEFAULT_INTERVAL` (resolved when the command runs: ``fwspool`` does not
+    import the daemon to start; a test checks that the help shows that value)."""
     return click.option(
         "--interval",
         type=click.FloatRange(min=0),
-        default=DEFAULT_INTERVAL,
-        show_default=True,
+        default=None,
         metavar="SECONDS",
-        help=f"Seconds between {what} passes with --watch.",
+        help=f"Seconds between {what} passes with --watch [default: 30].",
     )
 
 

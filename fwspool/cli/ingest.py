@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 def ingest(
     journal_path: str | None,
     watch: bool,
-    interval: float,
+    interval: float | None,
     lock_wait: float,
     log_file: str | None,
     heartbeat: float | None,
@@ -54,7 +54,9 @@ def ingest(
     with open_journal(journal_path) as journal, journal.lock("ingest", wait=lock_wait):
         if watch:
             say_on_stderr(
-                startup_line("ingest", journal.path, "no LaunchPad", interval, ingest_settings.describe())
+                startup_line(
+                    "ingest", journal.path, "no LaunchPad", loop.interval, ingest_settings.describe()
+                )
             )
         total = loop.ingest(ingest_settings.ingester(journal))
     if watch and loop.stop.signal_name:

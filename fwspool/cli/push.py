@@ -35,7 +35,7 @@ def push(
     journal_path: str | None,
     uplink: UplinkOptions,
     watch: bool,
-    interval: float,
+    interval: float | None,
     lock_wait: float,
     log_file: str | None,
     heartbeat: float | None,
@@ -46,6 +46,6 @@ def push(
     loop = login_loop(watch, interval, log_file, heartbeat=heartbeat)
     with open_journal(journal_path) as journal, journal.lock("push", wait=lock_wait):
         if watch:
-            say(startup_line("push", journal.path, uplink.describe(), interval))
+            say(startup_line("push", journal.path, uplink.describe(), loop.interval))
         loop.push(journal, uplink.open)
     said_stopped(loop)

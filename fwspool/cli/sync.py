@@ -49,7 +49,7 @@ def sync(
     journal_path: str | None,
     uplink: UplinkOptions,
     watch: bool,
-    interval: float,
+    interval: float | None,
     lock_wait: float,
     log_file: str | None,
     retain: str,
@@ -76,7 +76,7 @@ def sync(
                     "sync",
                     journal.path,
                     uplink.describe(),
-                    interval,
+                    loop.interval,
                     ingest_settings.describe(),
                     f"retain {retain if retain_seconds else 'everything'}",
                 )
