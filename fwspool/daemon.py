@@ -177,10 +177,13 @@ class IngestSettings:
 
 
 @dataclass(slots=True)
-class _Quiet:
-    """When the loop last said something (``time.monotonic()``): for the heartbeat."""
+class _LoopState:
+    """What a loop remembers between passes (``time.monotonic()`` times)."""
 
-    since: float = field(default_factory=time.monotonic)
+    #: When it last said something: for the heartbeat.
+    said_at: float = field(default_factory=time.monotonic)
+    #: When a prune failed (disk full for its VACUUM...): tried again a day later, not every pass.
+    prune_failed_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -202,7 +205,7 @@ class Loop:
     run_pass: PassRunner = _without_progress
     heartbeat: float = HEARTBEAT
     retain: float = 0.0
-    _quiet: _Quiet = field(default_factory=_Quiet)
+    _state: _LoopState = field(default_factory=_LoopState)
 
     def ingest(self, ingester: Ingester) -> IngestSummary:
         """Ingest passes: ``fwspool ingest``. Says a pass's line only when watching and it changed
@@ -281,12 +284,12 @@ class Loop:
         return summary_line(journal.summary(), utcnow())
 
     def _say(self, line: str) -> None:
-        self._quiet.since = time.monotonic()
+        self._state.said_at = time.monotonic()
         self.say(line)
 
     def _warn_all(self, problems: list[str]) -> None:
         for problem in problems:
-            self._quiet.since = time.monotonic()
+            self._state.said_at = time.monotonic()
             self.warn(problem)
 
     def _pause(self, journal: Journal, seconds: float | None = None) -> bool:
@@ -298,7 +301,7 @@ class Loop:
             now = time.monotonic()
             if self.stop() or now >= deadline:
                 return self.stop()
-            heartbeat_due = self._quiet.since + self.heartbeat if self.watch else deadline
+            heartbeat_due = self._state.said_at + self.heartbeat if self.watch else deadline
             self.stop.sleep(max(0.0, min(deadline, heartbeat_due) - now))
 
     def _answer(self, journal: Journal) -> None:
@@ -310,7 +313,7 @@ class Loop:
                 self._say_status(journal, "status (SIGUSR1)")
             else:
                 self._say(line)
-        quiet = time.monotonic() - self._quiet.since
+        quiet = time.monotonic() - self._state.said_at
         if self.watch and not self.stop() and quiet >= self.heartbeat:
             self._say_status(journal, f"idle: nothing new for {_duration(quiet)}")
 
@@ -322,14 +325,23 @@ class Loop:
 
     def _prune_if_due(self, journal: Journal) -> None:
         """The retention policy, if ``retain`` and the last prune is :data:`PRUNE_EVERY` old; a
-        line when it dropped something."""
+        line when it dropped something. A prune that fails is a problem line, not the daemon's
+        end: pushing matters more than retention."""
         if not self.retain:
+            return
+        failed_at = self._state.prune_failed_at
+        if failed_at is not None and time.monotonic() - failed_at < PRUNE_EVERY:
             return
         now = utcnow()
         last = journal.get_meta(LAST_PRUNE_KEY)
         if last is not None and (now - as_utc(last)).total_seconds() < PRUNE_EVERY:
             return
-        summary = journal.prune(now - dt.timedelta(seconds=self.retain), now=now)
+        try:
+            summary = journal.prune(now - dt.timedelta(seconds=self.retain), now=now)
+        except FwspoolError as exc:
+            self._state.prune_failed_at = time.monotonic()
+            self._warn_all([f"prune failed, tried again in a day: {exc.message}"])
+            return
         if summary.changed():
             self._say(summary.line())
 

@@ -124,3 +124,36 @@ def test_a_status_request_is_answered_at_once_while_the_loop_waits_and_silence_g
     assert said[0].startswith("push: 1 launches")
     assert said[1].startswith("status (SIGUSR1): 1 launches (0 open, 1 final, 0 forgotten)")
     assert said[2].startswith("idle: nothing new for ") and len(said) == 3, said
+
+
+def test_a_failed_prune_is_a_line_and_sync_goes_on_pushing(
+    launchpad: Any, mongo_uri: str, tmp_path: Path, journal_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fwspool.errors import JournalError
+
+    def no_room(*_args: Any, **_kwargs: Any) -> None:
+        raise JournalError("journal x: cannot reclaim space: database or disk is full")
+
+    fw_id, d = one_finished_launch(launchpad, tmp_path)
+    said: list[str] = []
+    warned: list[str] = []
+    monkeypatch.setattr(Journal, "prune", no_room)
+    with Journal.open(journal_path) as journal:
+        common: dict[str, Any] = {
+            "interval": 0.1,
+            "stop": StopFlag(),
+            "say": said.append,
+            "warn": warned.append,
+        }
+        sync_loop(
+            journal,
+            Ingester(journal, roots=[str(d)]),
+            lambda: uplink_for(mongo_uri, launchpad.db.name),
+            watch=False,
+            retain=30 * 86400.0,
+            **common,
+        )
+    assert warned == [
+        "prune failed, tried again in a day: journal x: cannot reclaim space: database or disk is full"
+    ]
+    assert launchpad.get_fw_by_id(fw_id).state == "COMPLETED"
