@@ -116,8 +116,9 @@ def test_sync_watch_logs_its_start_its_changes_its_silence_and_answers_its_signa
     ):
         assert part in start, (part, start)
     pass_lines = [unstamped(line) for line in every if re.search(r"Z (ingest|push|prune): ", line)]
-    assert any(re.match(r"ingest: \d+ files, 5 new events", line) for line in pass_lines), pass_lines
-    assert any(line.startswith("push: 1 launches, 5 events applied") for line in pass_lines), pass_lines
+    # (how many events: the job pings as often as its run takes)
+    assert any(re.match(r"ingest: \d+ files, [1-9]\d* new events", line) for line in pass_lines), pass_lines
+    assert any(re.match(r"push: 1 launches, [1-9]\d* events applied", line) for line in pass_lines), pass_lines
     assert len(pass_lines) <= 5, pass_lines  # the passes that changed something, not every pass
     assert NEWT not in rotated.read_text() + log.read_text() and "Traceback" not in log.read_text()
 
