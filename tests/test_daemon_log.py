@@ -118,7 +118,9 @@ def test_sync_watch_logs_its_start_its_changes_its_silence_and_answers_its_signa
     pass_lines = [unstamped(line) for line in every if re.search(r"Z (ingest|push|prune): ", line)]
     # (how many events: the job pings as often as its run takes)
     assert any(re.match(r"ingest: \d+ files, [1-9]\d* new events", line) for line in pass_lines), pass_lines
-    assert any(re.match(r"push: 1 launches, [1-9]\d* events applied", line) for line in pass_lines), pass_lines
+    assert any(re.match(r"push: 1 launches, [1-9]\d* events applied", line) for line in pass_lines), (
+        pass_lines
+    )
     assert len(pass_lines) <= 5, pass_lines  # the passes that changed something, not every pass
     assert NEWT not in rotated.read_text() + log.read_text() and "Traceback" not in log.read_text()
 
