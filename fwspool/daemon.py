@@ -10,22 +10,40 @@ options and prints. The rules:
   (capped, jittered exponential backoff) and try again; without, the error goes to the caller.
 - Refused credentials and configuration errors are never retried: they do not fix themselves.
 - SIGINT/SIGTERM (:class:`StopFlag`) stop the loop between batches, never inside one.
+- SIGUSR1 asks for the journal's summary and SIGHUP reopens the log file (:mod:`fwspool.log`):
+  requests answered between passes, and at once while the loop waits.
+- With ``watch``: one line per pass that changed something, and while idle a line at most every
+  :data:`HEARTBEAT` seconds saying so; ``sync`` applies the retention policy
+  (:mod:`fwspool.journal.retention`) once every :data:`PRUNE_EVERY` seconds.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import datetime as dt
+import os
 import random
 import signal
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from fwspool.errors import UplinkUnavailable
+from fwspool.errors import FwspoolError, UplinkUnavailable
+from fwspool.events import as_utc, utcnow
 from fwspool.ingest import DEFAULT_LOST_AFTER, Ingester, IngestSummary
-from fwspool.journal import Journal
-from fwspool.push import Pusher, PushSummary
+from fwspool.journal import LAST_PRUNE_KEY, Journal, JournalSummary
+from fwspool.push import Pusher, PushSummary, age
+
+#: Seconds between the passes of every ``--watch`` command (ingest, push, sync): one ``squeue``
+#: per pass for all open launches, which a batch system's controller takes easily every 30 s.
+DEFAULT_INTERVAL = 30.0
+#: While nothing changes, a line at most this often (seconds) says the daemon is alive.
+HEARTBEAT = 3600.0
+#: ``sync`` applies the retention policy this often (seconds).
+PRUNE_EVERY = 86400.0
 
 #: Runs one pass, given how to report progress (the CLI draws a bar on a terminal).
 PassRunner = Callable[[Callable[[Callable[[int, int], None] | None], Any]], Any]
@@ -36,20 +54,59 @@ def _without_progress(work: Callable[[Callable[[int, int], None] | None], Any]) 
 
 
 class StopFlag:
-    """Set by SIGINT/SIGTERM; long-running commands check it between batches."""
+    """Set by SIGINT/SIGTERM; long-running commands check it between batches.
+
+    It also carries the daemon's other signals as requests (:attr:`requests`) that the loop
+    answers between passes, and at once while it waits (:meth:`sleep` wakes up for them):
+    SIGUSR1 asks for the status summary; SIGHUP reopens the log file there and then (only file
+    descriptors change hands) and asks for the line saying so.
+    """
 
     def __init__(self) -> None:
         self.event = threading.Event()
+        #: The signal that stopped the command, by name ("SIGTERM"), if one did.
+        self.signal_name: str | None = None
+        #: (STATUS, "") or (SAY, a line), oldest first.
+        self.requests: collections.deque[tuple[str, str]] = collections.deque()
+        self._wake = threading.Event()
 
-    def install(self) -> None:
+    def install(self, reopen_log: Callable[[], str] | None = None) -> None:
+        """Handle SIGINT/SIGTERM; with ``reopen_log`` (the log's reopening, returning its
+        line), SIGHUP and SIGUSR1 too."""
+
+        def stop(signum: int, _frame: Any) -> None:
+            self.signal_name = signal.Signals(signum).name
+            self.set()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: self.event.set())
+            signal.signal(sig, stop)
+        if reopen_log is not None:
+            signal.signal(signal.SIGHUP, lambda *_: self.ask(SAY, reopen_log()))
+            signal.signal(signal.SIGUSR1, lambda *_: self.ask(STATUS))
+
+    def set(self) -> None:
+        self.event.set()
+        self._wake.set()
+
+    def ask(self, kind: str, line: str = "") -> None:
+        """Queue a request for the loop (from a signal handler: appending to a deque is safe)."""
+        self.requests.append((kind, line))
+        self._wake.set()
 
     def __call__(self) -> bool:
         return self.event.is_set()
 
     def sleep(self, seconds: float) -> None:
-        self.event.wait(seconds)
+        """Wait up to ``seconds``; return early when stopped or asked something."""
+        if self.event.is_set() or self.requests:
+            return
+        self._wake.wait(seconds)
+        self._wake.clear()  # a request that came meanwhile is in self.requests: seen before any wait
+
+
+#: Kinds of :attr:`StopFlag.requests`: print the status summary; print the line given.
+STATUS = "status"
+SAY = "say"
 
 
 class Backoff:
@@ -89,6 +146,16 @@ class IngestSettings:
     #: Read quarantined records again (with these limits) before the first pass.
     retry_quarantined: bool = False
 
+    def describe(self) -> str:
+        """What this ingest reads, for the daemon's start-up line."""
+        from fwspool.inbox import default_inbox
+
+        adapter = self.queueadapter or "none (each launch's own batch system)"
+        return (
+            f"inbox {self.inbox_dir or default_inbox()}; roots {', '.join(self.roots) or 'none'}; "
+            f"queue adapter {adapter}; lost after {self.lost_after:g}s"
+        )
+
     def ingester(self, journal: Journal) -> Ingester:
         """An :class:`~fwspool.ingest.Ingester` into ``journal`` that asks every batch system
         fwspool knows."""
@@ -109,13 +176,25 @@ class IngestSettings:
         )
 
 
+@dataclass(slots=True)
+class _LoopState:
+    """What a loop remembers between passes (``time.monotonic()`` times)."""
+
+    #: When it last said something: for the heartbeat.
+    said_at: float = field(default_factory=time.monotonic)
+    #: When a prune failed (disk full for its VACUUM...): tried again a day later, not every pass.
+    prune_failed_at: float | None = None
+
+
 @dataclass(frozen=True)
 class Loop:
     """How a login-node command runs its passes: one, or with ``watch`` one every ``interval``
     seconds until ``stop``.
 
     ``say`` gets the summary lines, ``warn`` the problems (one line each); ``run_pass`` runs each
-    pass given how to report its progress.
+    pass given how to report its progress. ``heartbeat``: with ``watch``, the longest silence
+    while idle (seconds). ``retain``: the retention horizon of ``sync`` in seconds (0: keep
+    everything).
     """
 
     watch: bool
@@ -124,21 +203,23 @@ class Loop:
     say: Callable[[str], None]
     warn: Callable[[str], None]
     run_pass: PassRunner = _without_progress
+    heartbeat: float = HEARTBEAT
+    retain: float = 0.0
+    _state: _LoopState = field(default_factory=_LoopState)
 
     def ingest(self, ingester: Ingester) -> IngestSummary:
-        """Ingest passes: ``fwspool ingest``. Says a pass's line only when watching and it found
-        new events; returns the total of all passes."""
+        """Ingest passes: ``fwspool ingest``. Says a pass's line only when watching and it changed
+        something; returns the total of all passes."""
         total = IngestSummary()
         while True:
             summary: IngestSummary = self.run_pass(
                 lambda progress: ingester.run_pass(should_stop=self.stop, progress=progress)
             )
             total.add(summary)
-            for problem in summary.problems:
-                self.warn(problem)
-            if self.watch and summary.new_events:
-                self.say(summary.line())
-            if not self.watch or self.stop() or self._pause():
+            self._warn_all(summary.problems)
+            if self.watch and summary.changed():
+                self._say(summary.line())
+            if not self.watch or self.stop() or self._pause(ingester.journal):
                 return total
 
     def push(
@@ -166,43 +247,140 @@ class Loop:
                     if not self.watch:
                         raise
                     delay = backoff.next_delay()
-                    self.warn(f"{exc.message}; retrying in {delay:.0f}s")
-                    self.stop.sleep(delay)
-                    if self.stop():
+                    self._warn_all([f"{exc.message}; retrying in {delay:.0f}s"])
+                    if self._pause(journal, delay):
                         return None
                     continue
                 backoff.reset()
-                for problem in summary.problems:
-                    self.warn(problem)
+                self._warn_all(summary.problems)
                 if not self.watch or self.stop():
-                    self.say(summary.line())
+                    self._say(summary.line())
                     return summary
-                if summary.applied or summary.superseded:
-                    self.say(summary.line())
-                if self._pause():
+                if summary.changed():
+                    self._say(summary.line())
+                if self._pause(journal):
                     return None
         finally:
             uplink.close()
 
     def sync(self, journal: Journal, ingester: Ingester, uplink_factory: Callable[[], Any]) -> None:
-        """Ingest, then push, once or (``watch``) until stopped: ``fwspool sync``."""
+        """Ingest, then push, once or (``watch``) until stopped: ``fwspool sync``; the retention
+        policy once a day (``retain``)."""
 
         def ingest_once() -> None:
+            self._prune_if_due(journal)
             summary = ingester.run_pass(should_stop=self.stop)
-            for problem in summary.problems:
-                self.warn(problem)
-            if summary.new_events or not self.watch:
-                self.say(summary.line())
+            self._warn_all(summary.problems)
+            if summary.changed() or not self.watch:
+                self._say(summary.line())
 
         summary = self.push(journal, uplink_factory, before_pass=ingest_once)
         if summary is not None and summary.registered and not self.stop():
             # The push taught the journal new launch directories: read them now, not next run.
             dataclasses.replace(self, watch=False).push(journal, uplink_factory, before_pass=ingest_once)
 
-    def _pause(self) -> bool:
-        """Wait ``interval`` between passes; whether a signal came meanwhile."""
-        self.stop.sleep(self.interval)
-        return self.stop()
+    def status_line(self, journal: Journal) -> str:
+        """The journal's summary in one line (SIGUSR1, the heartbeat)."""
+        return summary_line(journal.summary(), utcnow())
+
+    def _say(self, line: str) -> None:
+        self._state.said_at = time.monotonic()
+        self.say(line)
+
+    def _warn_all(self, problems: list[str]) -> None:
+        for problem in problems:
+            self._state.said_at = time.monotonic()
+            self.warn(problem)
+
+    def _pause(self, journal: Journal, seconds: float | None = None) -> bool:
+        """Wait ``seconds`` (default ``interval``) between passes, answering requests and
+        keeping the heartbeat meanwhile; whether a signal stopped the loop."""
+        deadline = time.monotonic() + (self.interval if seconds is None else seconds)
+        while True:
+            self._answer(journal)
+            now = time.monotonic()
+            if self.stop() or now >= deadline:
+                return self.stop()
+            heartbeat_due = self._state.said_at + self.heartbeat if self.watch else deadline
+            self.stop.sleep(max(0.0, min(deadline, heartbeat_due) - now))
+
+    def _answer(self, journal: Journal) -> None:
+        """Answer what signals asked, and say the daemon is alive after ``heartbeat`` of silence."""
+        requests = self.stop.requests
+        while requests:
+            kind, line = requests.popleft()
+            if kind == STATUS:
+                self._say_status(journal, "status (SIGUSR1)")
+            else:
+                self._say(line)
+        quiet = time.monotonic() - self._state.said_at
+        if self.watch and not self.stop() and quiet >= self.heartbeat:
+            self._say_status(journal, f"idle: nothing new for {_duration(quiet)}")
+
+    def _say_status(self, journal: Journal, what: str) -> None:
+        try:
+            self._say(f"{what}: {self.status_line(journal)}")
+        except FwspoolError as exc:
+            self._warn_all([f"{what}: {exc.message}"])
+
+    def _prune_if_due(self, journal: Journal) -> None:
+        """The retention policy, if ``retain`` and the last prune is :data:`PRUNE_EVERY` old; a
+        line when it dropped something. A prune that fails is a problem line, not the daemon's
+        end: pushing matters more than retention."""
+        if not self.retain:
+            return
+        failed_at = self._state.prune_failed_at
+        if failed_at is not None and time.monotonic() - failed_at < PRUNE_EVERY:
+            return
+        now = utcnow()
+        last = journal.get_meta(LAST_PRUNE_KEY)
+        if last is not None and (now - as_utc(last)).total_seconds() < PRUNE_EVERY:
+            return
+        try:
+            summary = journal.prune(now - dt.timedelta(seconds=self.retain), now=now)
+        except FwspoolError as exc:
+            self._state.prune_failed_at = time.monotonic()
+            self._warn_all([f"prune failed, tried again in a day: {exc.message}"])
+            return
+        if summary.changed():
+            self._say(summary.line())
+
+
+def summary_line(summary: JournalSummary, now: dt.datetime) -> str:
+    """'12 launches (2 open, 10 final, 0 forgotten), 431 events, 3 pending (oldest ingested 40s
+    ago), last push 25s ago, 0 quarantined ranges'."""
+    s = summary
+    oldest = f" (oldest ingested {age(s.oldest_pending, now)} ago)" if s.pending else ""
+    last_push = f"{age(s.last_push, now)} ago" if s.last_push else "never"
+    return (
+        f"{s.launches} launches ({s.open} open, {s.final} final, {s.forgotten} forgotten), "
+        f"{s.events} events, {s.pending} pending{oldest}, last push {last_push}, "
+        f"{s.quarantined} quarantined ranges"
+    )
+
+
+def startup_line(command: str, journal: str, where: str, interval: float, *details: str) -> str:
+    """The first line of a ``--watch`` command's log: who runs, on what, how often."""
+    from fwspool import __version__
+
+    return "; ".join(
+        (
+            f"fwspool {__version__} {command} --watch started (pid {os.getpid()})",
+            f"journal {journal}",
+            where,
+            f"every {interval:g}s",
+            *details,
+        )
+    )
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
 
 
 def push_loop(

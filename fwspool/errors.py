@@ -80,3 +80,9 @@ class UplinkTLSError(ConfigError):
     is not trusted): a configuration error, never "unreachable", never retried by --watch."""
 
     exit_code = EX_CONFIG
+
+
+class LogFileError(FwspoolError):
+    """The ``--log`` file cannot be created or written."""
+
+    exit_code = EX_CANTCREAT

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from fwspool.errors import UplinkUnavailable
 from fwspool.events import as_utc, iso, utcnow
 from fwspool.failpoints import failpoint
-from fwspool.journal import Journal
+from fwspool.journal import LAST_PUSH_KEY, Journal
 from fwspool.uplink import Uplink
 
-LAST_PUSH_KEY = "last_successful_push"
+__all__ = ["LAST_PUSH_KEY", "PushSummary", "Pusher", "age"]
 
 
 @dataclass(slots=True)
@@ -33,6 +33,17 @@ class PushSummary:
     #: Reservations handed back (their batch job never started them): the Firework is READY again.
     released: int = 0
     problems: list[str] = field(default_factory=list)
+
+    def changed(self) -> bool:
+        """Whether the pass changed anything: on the LaunchPad, or what the journal knows."""
+        return bool(
+            self.applied
+            or self.superseded
+            or self.skipped
+            or self.registered
+            or self.forgets_applied
+            or self.released
+        )
 
     def line(self) -> str:
         return (
@@ -76,9 +87,12 @@ class Pusher:
     def unavailable(self, exc: UplinkUnavailable) -> UplinkUnavailable:
         """The one line for an unreachable database: where, how much waits, and since when."""
         pending, oldest = self.journal.pending_summary()
-        return UplinkUnavailable(
-            f"{exc.message}; {pending} events pending in the journal, oldest ingested {age(oldest, self.clock())} ago"
+        waiting = (
+            f"{pending} events pending in the journal, oldest ingested {age(oldest, self.clock())} ago"
+            if pending
+            else "no events pending in the journal"
         )
+        return UplinkUnavailable(f"{exc.message}; {waiting}")
 
     def run_pass(
         self,

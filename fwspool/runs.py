@@ -83,25 +83,27 @@ def _action(stored_data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def why_ended(event: PendingEvent) -> str:
-    """A run's end in words: 'was killed by SIGTERM', 'exited with return code 65: ...'."""
+def why_ended(event: PendingEvent) -> tuple[str, str | None]:
+    """A run's end in words, and what more is known: ('was killed by SIGTERM', None),
+    ('exited with return code 65', the error it recorded), ('vanished', why fwspool thinks so)."""
     p = event.payload
     if event.type == "lost":
-        return (
-            f"vanished: batch job {p.get('batch_job_id')} is no longer queued or running and the "
-            "launch recorded no end (killed with SIGKILL, out of memory, or its node failed)"
+        return "vanished", (
+            f"batch job {p.get('batch_job_id')} is no longer queued or running and the launch "
+            "recorded no end (killed with SIGKILL, out of memory, or its node failed)"
         )
     if p.get("signal") is not None:
-        return f"was killed by {p.get('signal_name') or 'signal ' + str(p['signal'])}"
-    return f"exited with return code {p.get('returncode')}"
+        return f"was killed by {p.get('signal_name') or 'signal ' + str(p['signal'])}", p.get("error")
+    return f"exited with return code {p.get('returncode')}", p.get("error")
 
 
 def ending_action(event: PendingEvent) -> dict[str, Any]:
-    """The FWAction of a run that ended without completing (walltime, crash, lost job)."""
+    """The FWAction of a run that ended without completing (walltime, crash, lost job): its
+    ``_message`` reads 'fwspool: the job was killed by SIGTERM before the Firework completed'."""
     facts = {k: v for k, v in event.payload.items() if k != "type"}
     key = "_fwspool_lost" if event.type == "lost" else "_fwspool_exit"
-    error = event.payload.get("error")
-    message = f"fwspool: the job {why_ended(event)} before completing" + (f": {error}" if error else "")
+    how, detail = why_ended(event)
+    message = f"fwspool: the job {how} before the Firework completed" + (f": {detail}" if detail else "")
     return _action({"_message": message, key: facts, "_exited_at": event.occurred_at})
 
 

@@ -14,6 +14,7 @@ from fwspool.ingest import Ingester
 from fwspool.journal import Journal
 from fwspool.testing.commands import reserved_and_run
 from fwspool.testing.launchpad import uplink_for
+from fwspool.testing.waiting import wait_for
 from fwspool.uplink import FlakyUplink
 
 
@@ -83,3 +84,76 @@ def test_backoff_doubles_with_jitter_up_to_its_cap_and_resets() -> None:
         assert ceiling / 2 <= delay <= ceiling
     b.reset()
     assert b.next_delay() <= 1.0
+
+
+def test_a_status_request_is_answered_at_once_while_the_loop_waits_and_silence_gets_a_heartbeat(
+    launchpad: Any, mongo_uri: str, tmp_path: Path, journal_path: str
+) -> None:
+    """SIGUSR1's request (StopFlag.ask) wakes a loop waiting out a long interval; the journal is
+    read between passes only, never inside one."""
+    import threading
+    import time
+
+    from fwspool.daemon import STATUS
+
+    one_finished_launch(launchpad, tmp_path)
+    said: list[str] = []
+    stop = StopFlag()
+
+    def ask_then_stop() -> None:
+        wait_for(lambda: said, 60, "the first pass")
+        stop.ask(STATUS)
+        time.sleep(1.0)  # longer than the heartbeat below, shorter than two: one idle line
+        stop.set()
+
+    with Journal.open(journal_path) as journal:
+        threading.Thread(target=ask_then_stop, daemon=True).start()
+        started = time.monotonic()
+        push_loop(
+            journal,
+            lambda: uplink_for(mongo_uri, launchpad.db.name),
+            before_pass=lambda: Ingester(journal, roots=[str(tmp_path)]).run_pass(),
+            watch=True,
+            interval=60.0,
+            heartbeat=0.6,
+            stop=stop,
+            say=said.append,
+            warn=said.append,
+        )
+        assert time.monotonic() - started < 30  # not the 60 s interval
+    assert said[0].startswith("push: 1 launches")
+    assert said[1].startswith("status (SIGUSR1): 1 launches (0 open, 1 final, 0 forgotten)")
+    assert said[2].startswith("idle: nothing new for ") and len(said) == 3, said
+
+
+def test_a_failed_prune_is_a_line_and_sync_goes_on_pushing(
+    launchpad: Any, mongo_uri: str, tmp_path: Path, journal_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fwspool.errors import JournalError
+
+    def no_room(*_args: Any, **_kwargs: Any) -> None:
+        raise JournalError("journal x: cannot reclaim space: database or disk is full")
+
+    fw_id, d = one_finished_launch(launchpad, tmp_path)
+    said: list[str] = []
+    warned: list[str] = []
+    monkeypatch.setattr(Journal, "prune", no_room)
+    with Journal.open(journal_path) as journal:
+        common: dict[str, Any] = {
+            "interval": 0.1,
+            "stop": StopFlag(),
+            "say": said.append,
+            "warn": warned.append,
+        }
+        sync_loop(
+            journal,
+            Ingester(journal, roots=[str(d)]),
+            lambda: uplink_for(mongo_uri, launchpad.db.name),
+            watch=False,
+            retain=30 * 86400.0,
+            **common,
+        )
+    assert warned == [
+        "prune failed, tried again in a day: journal x: cannot reclaim space: database or disk is full"
+    ]
+    assert launchpad.get_fw_by_id(fw_id).state == "COMPLETED"

@@ -38,7 +38,7 @@ from fwspool.events import (
 from fwspool.ingest import Ingester, IngestSummary
 from fwspool.journal import Journal
 from fwspool.spool import HEADER_LEN, OsSourceFile, SpoolWriter, encode_record, scan, spool_file_name
-from fwspool.testing.commands import fwspool_cmd
+from fwspool.testing.commands import fwspool_cmd, unstamped
 from fwspool.testing.commands import invoke as cli
 from fwspool.testing.journal_file import ingest, query
 from fwspool.testing.spool_files import ShortReadSource
@@ -182,7 +182,7 @@ def test_cli_ingest_twice(tmp_path: Path, journal_path: str) -> None:
         run_launch(launch_dir(root, lid), lid)
     r1 = cli("ingest", "--journal", journal_path, "--root", str(root))
     assert r1.exit_code == 0, r1.output
-    assert r1.stdout.strip() == (
+    assert unstamped(r1.stdout).strip() == (
         "ingest: 2 files, 14 new events, 0 duplicates skipped, 0 quarantined, 0 torn tails waiting"
     )
     updated = query(journal_path, "SELECT path, updated_at, committed_offset FROM sources ORDER BY path")
@@ -933,7 +933,9 @@ def test_second_ingester_exits_with_tempfail_when_the_lock_is_held(tmp_path: Pat
     with Journal.open(journal_path) as j, j.lock("ingest"):
         r = cli("ingest", "--journal", journal_path, "--root", str(root))
         assert r.exit_code == EX_TEMPFAIL == 75
-        assert r.stderr.startswith(f"fwspool: another fwspool ingest (pid {os.getpid()}) is using journal")
+        assert unstamped(r.stderr).startswith(
+            f"fwspool: another fwspool ingest (pid {os.getpid()}) is using journal"
+        )
         assert "Traceback" not in r.output
         with pytest.raises(JournalBusy), Journal.open(journal_path) as j2, j2.lock("ingest"):
             pass
@@ -997,7 +999,7 @@ def test_watch_stops_cleanly_on_sigterm(tmp_path: Path, journal_path: str) -> No
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, err
-    assert out.strip().splitlines()[-1].startswith("ingest: ")
+    assert unstamped(out).strip().splitlines()[-1].startswith("ingest: ")
     assert " 14 new events, 0 duplicates skipped, 0 quarantined, 0 torn tails waiting" in out
     assert "Traceback" not in err
 

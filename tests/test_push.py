@@ -26,6 +26,7 @@ from fwspool.testing.commands import (
     reserved_and_run,
     run_fireworks_offline,
     run_fwspool,
+    unstamped,
 )
 from fwspool.testing.db_commands import CommandCounter
 from fwspool.testing.journal_file import ingest_and_push
@@ -145,7 +146,7 @@ def test_database_down_during_push_then_back(mongo_server_factory, tmp_path, jou
     env = {"FWSPOOL_JOURNAL": journal_path, "FWSPOOL_MONGODB_URI": server.uri}
     res = runner.invoke(main, ["push", "--timeout", "1"], env=env)
     assert res.exit_code == EX_TEMPFAIL
-    line = res.output.strip()
+    line = unstamped(res.output).strip()
     assert line.startswith("fwspool: cannot reach MongoDB at mongodb://127.0.0.1:")
     assert f"{pending} events pending" in line and "Traceback" not in res.output
     with Journal.open(journal_path) as journal:
@@ -360,7 +361,7 @@ def test_wrong_password_is_its_own_error_and_never_retried(auth_server, tmp_path
             [*cli, "push", "--uri", bad, *extra], env=env, capture_output=True, text=True, timeout=60
         )
         assert res.returncode == 77, res.stderr
-        assert res.stderr.startswith("fwspool: MongoDB at mongodb://alice:***@127.0.0.1")
+        assert unstamped(res.stderr).startswith("fwspool: MongoDB at mongodb://alice:***@127.0.0.1")
         assert "refused the credentials" in res.stderr and res.stderr.count("\n") == 1
         assert "Wr0ng-Pa55word" not in res.stdout + res.stderr
     res = subprocess.run([*cli, "push", "--uri", good], env=env, capture_output=True, text=True, timeout=60)

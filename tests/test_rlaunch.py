@@ -664,4 +664,6 @@ def test_a_fw_id_that_is_not_the_reserved_one_is_refused_recorded_and_reported(
     launch = launchpad.launches.find_one({"fw_id": fw.fw_id})
     assert launchpad.get_fw_by_id(fw.fw_id).state == "FIZZLED"
     message = launch["action"]["stored_data"]["_message"]
-    assert message.startswith("fwspool: the job exited with return code 65 before completing: --fw_id 999")
+    assert message.startswith(
+        "fwspool: the job exited with return code 65 before the Firework completed: --fw_id 999"
+    )

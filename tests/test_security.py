@@ -41,7 +41,7 @@ from fwspool.journal import Journal
 from fwspool.push import Pusher
 from fwspool.reserve import reserve_offline
 from fwspool.spool import SpoolWriter, frame, spool_file_name
-from fwspool.testing.commands import fwspool_cmd, invoke, job_env, reserved_and_run, run_fwspool
+from fwspool.testing.commands import fwspool_cmd, invoke, job_env, reserved_and_run, run_fwspool, unstamped
 from fwspool.testing.journal_file import ingest, query
 from fwspool.testing.launchpad import make_launchpad, uplink_for
 from fwspool.trust import DEFAULT_MAX_DEPTH, too_deep
@@ -80,7 +80,7 @@ def fwspool(
 
 def one_line_error(res: subprocess.CompletedProcess[str]) -> str:
     """The error line of a failed command; fails the test unless it is exactly one line."""
-    lines = [ln for ln in res.stderr.splitlines() if not ln.startswith("fwspool: warning:")]
+    lines = [ln for ln in unstamped(res.stderr).splitlines() if not ln.startswith("fwspool: warning:")]
     assert len(lines) == 1 and lines[0].startswith("fwspool: "), res.stderr
     return lines[0]
 

@@ -170,7 +170,7 @@ def test_walltime_kill_by_slurm_fizzles_the_firework_at_once_with_the_signal(sit
     assert site.slurm.job_state(job) in ("TIMEOUT", None)
     stored = the_launch(lp, 1)["action"]["stored_data"]
     assert stored["_fwspool_exit"]["signal_name"] == "SIGTERM"
-    assert stored["_message"] == "fwspool: the job was killed by SIGTERM before completing"
+    assert stored["_message"] == "fwspool: the job was killed by SIGTERM before the Firework completed"
     assert fw_state(lp, 2) == "WAITING"
 
 
@@ -290,6 +290,9 @@ def test_a_sigkilled_job_is_lost_then_its_late_real_result_still_wins(site: Site
     wait_for(lambda: fw_state(lp, 1) == "FIZZLED", 60, "the lost run FIZZLED")
     stored = the_launch(lp, 1)["action"]["stored_data"]
     assert stored["_fwspool_lost"]["batch_job_id"] == job
+    assert stored["_message"].startswith(
+        f"fwspool: the job vanished before the Firework completed: batch job {job} is no longer queued"
+    )
     assert "is gone and the launch recorded no end: lost" in site.log()
     # The job's last records arrive late (an NFS cache): the real result wins.
     launch_dir = the_launch(lp, 1)["launch_dir"]

@@ -11,7 +11,8 @@ import warnings
 import click
 
 from fwspool import __version__
-from fwspool.cli import common, demo, emit, forget, ingest, push, rlaunch, status, sync
+from fwspool.cli import common, demo, emit, forget, ingest, prune, push, rlaunch, status, sync
+from fwspool.log import LOG, silence_fireworks_import_warnings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -23,6 +24,8 @@ def main() -> None:
     copies them into a local journal (`fwspool ingest`) and replays it to the LaunchPad.
     """
     warnings.showwarning = common.show_warning
+    LOG.reset()
+    silence_fireworks_import_warnings()
 
 
 for _command in (
@@ -31,6 +34,7 @@ for _command in (
     ingest.ingest,
     push.push,
     sync.sync,
+    prune.prune,
     forget.forget,
     status.status,
     demo.demo,

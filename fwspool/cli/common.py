@@ -2,7 +2,8 @@
 several commands take, opening the journal and the uplink, and the lines they print.
 
 Every error a user can cause is a :class:`~fwspool.errors.FwspoolError`: one line on stderr,
-``fwspool: <message>``, and its documented exit code (README, "Exit codes").
+``fwspool: <message>``, and its documented exit code (README, "Exit codes"). Every line goes
+through :data:`fwspool.log.LOG`, which stamps the login-node commands' lines (:func:`start_log`).
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ import click
 from fwspool.config import redact
 from fwspool.errors import EX_SOFTWARE, FwspoolError
 from fwspool.journal import Journal, default_journal_path
+from fwspool.log import LOG
 
 if TYPE_CHECKING:
+    from fwspool.config import LaunchPadConfig
     from fwspool.daemon import Loop
     from fwspool.uplink import MongoUplink
 
@@ -39,19 +42,20 @@ def reports_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except FwspoolError as exc:
-            click.echo(f"fwspool: {redact(exc.message)}", err=True)
+            LOG.line(f"fwspool: {redact(exc.message)}", err=True)
             sys.exit(exc.exit_code)
         except OSError as exc:
             # Disk full or a read-only filesystem where fwspool writes: still one line.
             where = f" ({exc.filename})" if exc.filename else ""
-            click.echo(redact(f"fwspool: {exc.strerror or exc}{where}"), err=True)
+            LOG.line(redact(f"fwspool: {exc.strerror or exc}{where}"), err=True)
             sys.exit(EX_SOFTWARE if exc.errno is None else 74)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except Exception:
             import traceback
 
-            click.echo(redact(f"fwspool: internal error, please report:\n{traceback.format_exc()}"), err=True)
+            text = redact(f"fwspool: internal error, please report:\n{traceback.format_exc()}")
+            LOG.line(text.rstrip("\n"), err=True)
             sys.exit(EX_SOFTWARE)
 
     return wrapper  # type: ignore[return-value]
@@ -72,22 +76,22 @@ def show_warning(
     text = redact(str(message)).splitlines()[0] if str(message) else category.__name__
     if text not in _warned:
         _warned.add(text)
-        click.echo(f"fwspool: warning: {text}", err=True)
+        LOG.line(f"fwspool: warning: {text}", err=True)
 
 
 def say(line: str) -> None:
     """A result line, on stdout."""
-    click.echo(line)
+    LOG.line(line)
 
 
 def say_on_stderr(line: str) -> None:
     """A progress line of a command whose stdout is its final result."""
-    click.echo(line, err=True)
+    LOG.line(line, err=True)
 
 
 def warn(line: str) -> None:
     """A problem, one redacted ``fwspool: ...`` line on stderr."""
-    click.echo(redact(f"fwspool: {line}"), err=True)
+    LOG.line(redact(f"fwspool: {line}"), err=True)
 
 
 def run_with_progress(work: Callable[[Callable[[int, int], None] | None], Any]) -> Any:
@@ -111,14 +115,89 @@ def run_with_progress(work: Callable[[Callable[[int, int], None] | None], Any]) 
             state["bar"].__exit__(None, None, None)
 
 
-def login_loop(watch: bool, interval: float, say: Callable[[str], None] = say) -> Loop:
-    """The :class:`~fwspool.daemon.Loop` of a login-node command, stopped by SIGINT/SIGTERM from
-    now on (before the journal is opened: a signal meanwhile ends the command after one pass)."""
-    from fwspool.daemon import Loop, StopFlag
+def start_log(log_file: str | None) -> None:
+    """This command's lines are a login-node log from now on (:mod:`fwspool.log`): stamped where
+    not a terminal, and appended to ``log_file`` when given."""
+    LOG.start(log_file)
 
+
+def login_loop(
+    watch: bool,
+    interval: float | None,
+    log_file: str | None,
+    *,
+    say: Callable[[str], None] = say,
+    heartbeat: float | None = None,
+    retain: float = 0.0,
+) -> Loop:
+    """The :class:`~fwspool.daemon.Loop` of a login-node command, its log started, stopped by
+    SIGINT/SIGTERM from now on (before the journal is opened: a signal meanwhile ends the command
+    after one pass), answering SIGUSR1 and reopening its log on SIGHUP."""
+    from fwspool.daemon import DEFAULT_INTERVAL, HEARTBEAT, Loop, StopFlag
+
+    start_log(log_file)
     stop = StopFlag()
-    stop.install()
-    return Loop(watch=watch, interval=interval, stop=stop, say=say, warn=warn, run_pass=run_with_progress)
+    stop.install(reopen_log=LOG.reopen)
+    return Loop(
+        watch=watch,
+        interval=DEFAULT_INTERVAL if interval is None else interval,
+        stop=stop,
+        say=say,
+        warn=warn,
+        run_pass=run_with_progress,
+        heartbeat=heartbeat or HEARTBEAT,
+        retain=retain,
+    )
+
+
+def said_stopped(loop: Loop) -> None:
+    """The last line of a ``--watch`` command stopped by a signal."""
+    if loop.watch and loop.stop.signal_name:
+        say(f"stopped by {loop.stop.signal_name}")
+
+
+def interval_option(what: str) -> Callable[[F], F]:
+    """``--interval S``: one default for every ``--watch`` command,
+    :data:`fwspool.daemon.DEFAULT_INTERVAL` (resolved when the command runs: ``fwspool`` does not
+    import the daemon to start; a test checks that the help shows that value)."""
+    return click.option(
+        "--interval",
+        type=click.FloatRange(min=0),
+        default=None,
+        metavar="SECONDS",
+        help=f"Seconds between {what} passes with --watch [default: 30].",
+    )
+
+
+def lock_wait_option(what: str) -> Callable[[F], F]:
+    return click.option(
+        "--lock-wait",
+        type=click.FloatRange(min=0),
+        default=0.0,
+        show_default=True,
+        metavar="SECONDS",
+        help=f"Seconds to wait for another {what} holding the journal (else exit 75 at once).",
+    )
+
+
+log_option = click.option(
+    "--log",
+    "log_file",
+    default=None,
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="Append every line (stdout and stderr) to FILE, each with its UTC time; SIGHUP reopens "
+    "FILE (logrotate) [default: stdout and stderr, stamped unless a terminal or the journal].",
+)
+
+#: The longest silence of an idle --watch command; hidden: for tests of the heartbeat.
+heartbeat_option = click.option(
+    "--heartbeat",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    hidden=True,
+    help="Seconds of silence while idle before a line says so [default 3600].",
+)
 
 
 journal_option = click.option(
@@ -135,7 +214,7 @@ def open_journal(path: str | None) -> Journal:
     """:meth:`Journal.open`, its warnings (a journal other users can read) printed on stderr."""
     journal = Journal.open(path)
     for warning in journal.warnings:
-        click.echo(f"fwspool: warning: {warning}", err=True)
+        LOG.line(f"fwspool: warning: {warning}", err=True)
     return journal
 
 
@@ -183,11 +262,20 @@ class UplinkOptions:
     name: str | None
     timeout: float
 
-    def open(self) -> MongoUplink:
+    def config(self) -> LaunchPadConfig:
         from fwspool.config import resolve
+
+        return resolve(self.launchpad_file, self.uri, self.name)
+
+    def open(self) -> MongoUplink:
         from fwspool.uplink import MongoUplink
 
-        return MongoUplink(resolve(self.launchpad_file, self.uri, self.name), timeout=self.timeout)
+        return MongoUplink(self.config(), timeout=self.timeout)
+
+    def describe(self) -> str:
+        """Where the LaunchPad is, redacted, and where that was said: for the start-up line."""
+        config = self.config()
+        return f"LaunchPad {config.where()} from {config.source} ({config.credentials()})"
 
 
 uplink_options = _options_as_one(

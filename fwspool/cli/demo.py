@@ -11,7 +11,8 @@ from fwspool.cli.common import reports_errors
 @click.option("--keep", is_flag=True, help="Keep the temporary directory (database, journal, launch dir).")
 @reports_errors
 def demo(keep: bool) -> None:
-    """Show the whole path on a throwaway database: run offline, database down, ingest, push."""
+    """Show the whole path on a throwaway database: a three-step workflow run offline to its end
+    through a database outage, then `fwspool status`, a journal query, and the lines to use next."""
     from fwspool.demo import run_demo
 
     run_demo(say=click.echo, keep=keep)

@@ -7,11 +7,16 @@ from typing import TYPE_CHECKING
 import click
 
 from fwspool.cli.common import (
+    heartbeat_option,
     ingest_options,
+    interval_option,
     journal_option,
+    lock_wait_option,
+    log_option,
     login_loop,
     open_journal,
     reports_errors,
+    say,
     say_on_stderr,
 )
 
@@ -22,23 +27,19 @@ if TYPE_CHECKING:
 @click.command()
 @journal_option
 @click.option("--watch", is_flag=True, help="Keep ingesting until SIGINT/SIGTERM.")
-@click.option(
-    "--interval", type=float, default=10.0, show_default=True, help="Seconds between --watch passes."
-)
-@click.option(
-    "--lock-wait",
-    type=float,
-    default=0.0,
-    show_default=True,
-    help="Seconds to wait for another ingest holding the journal.",
-)
+@interval_option("ingest")
+@lock_wait_option("ingest")
+@log_option
+@heartbeat_option
 @ingest_options
 @reports_errors
 def ingest(
     journal_path: str | None,
     watch: bool,
-    interval: float,
+    interval: float | None,
     lock_wait: float,
+    log_file: str | None,
+    heartbeat: float | None,
     ingest_settings: IngestSettings,
 ) -> None:
     """Copy new events from spool files (and FireWorks offline files) into the journal.
@@ -46,8 +47,18 @@ def ingest(
     Also reads the inbox (launches announced by `fwspool rlaunch`) and asks the batch system,
     once per pass, which jobs of open launches still run (lost runs, reservations to release).
     """
+    from fwspool.daemon import startup_line
+
     # stdout is for the total alone: the lines of --watch passes go to stderr.
-    loop = login_loop(watch, interval, say=say_on_stderr)
+    loop = login_loop(watch, interval, log_file, say=say_on_stderr, heartbeat=heartbeat)
     with open_journal(journal_path) as journal, journal.lock("ingest", wait=lock_wait):
+        if watch:
+            say_on_stderr(
+                startup_line(
+                    "ingest", journal.path, "no LaunchPad", loop.interval, ingest_settings.describe()
+                )
+            )
         total = loop.ingest(ingest_settings.ingester(journal))
-        click.echo(total.line())
+    if watch and loop.stop.signal_name:
+        say_on_stderr(f"stopped by {loop.stop.signal_name}")
+    say(total.line())

@@ -6,10 +6,16 @@ import click
 
 from fwspool.cli.common import (
     UplinkOptions,
+    heartbeat_option,
+    interval_option,
     journal_option,
+    lock_wait_option,
+    log_option,
     login_loop,
     open_journal,
     reports_errors,
+    said_stopped,
+    say,
     uplink_options,
 )
 
@@ -20,12 +26,26 @@ from fwspool.cli.common import (
 @click.option(
     "--watch", is_flag=True, help="Keep pushing until SIGINT/SIGTERM; back off while the database is down."
 )
-@click.option(
-    "--interval", type=float, default=30.0, show_default=True, help="Seconds between --watch passes."
-)
+@interval_option("push")
+@lock_wait_option("push")
+@log_option
+@heartbeat_option
 @reports_errors
-def push(journal_path: str | None, uplink: UplinkOptions, watch: bool, interval: float) -> None:
+def push(
+    journal_path: str | None,
+    uplink: UplinkOptions,
+    watch: bool,
+    interval: float | None,
+    lock_wait: float,
+    log_file: str | None,
+    heartbeat: float | None,
+) -> None:
     """Replay the journal's pending events to the LaunchPad."""
-    loop = login_loop(watch, interval)
-    with open_journal(journal_path) as journal, journal.lock("push"):
+    from fwspool.daemon import startup_line
+
+    loop = login_loop(watch, interval, log_file, heartbeat=heartbeat)
+    with open_journal(journal_path) as journal, journal.lock("push", wait=lock_wait):
+        if watch:
+            say(startup_line("push", journal.path, uplink.describe(), loop.interval))
         loop.push(journal, uplink.open)
+    said_stopped(loop)

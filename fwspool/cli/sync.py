@@ -8,13 +8,20 @@ import click
 
 from fwspool.cli.common import (
     UplinkOptions,
+    heartbeat_option,
     ingest_options,
+    interval_option,
     journal_option,
+    lock_wait_option,
+    log_option,
     login_loop,
     open_journal,
     reports_errors,
+    said_stopped,
+    say,
     uplink_options,
 )
+from fwspool.cli.prune import parse_age
 
 if TYPE_CHECKING:
     from fwspool.daemon import IngestSettings
@@ -24,17 +31,55 @@ if TYPE_CHECKING:
 @journal_option
 @uplink_options
 @click.option("--watch", is_flag=True, help="Run as the login-node daemon until SIGINT/SIGTERM.")
-@click.option("--interval", type=float, default=30.0, show_default=True, help="Seconds between passes.")
+@interval_option("ingest and push")
+@lock_wait_option("ingest or push")
+@log_option
+@click.option(
+    "--retain",
+    default="30d",
+    show_default=True,
+    metavar="AGE",
+    help="Once a day, drop the pings and checkpoints of launches over for longer than AGE "
+    "(30d, 12h...) and quarantined copies as old, as `fwspool prune` does; 0 keeps everything.",
+)
+@heartbeat_option
 @ingest_options
 @reports_errors
 def sync(
     journal_path: str | None,
     uplink: UplinkOptions,
     watch: bool,
-    interval: float,
+    interval: float | None,
+    lock_wait: float,
+    log_file: str | None,
+    retain: str,
+    heartbeat: float | None,
     ingest_settings: IngestSettings,
 ) -> None:
-    """Ingest, then push: the login-node daemon (with --watch) or a cron one-shot."""
-    loop = login_loop(watch, interval)
-    with open_journal(journal_path) as journal, journal.lock("ingest"), journal.lock("push"):
+    """Ingest, then push: the login-node daemon (with --watch) or a cron one-shot.
+
+    With --watch: SIGTERM or SIGINT stops it between batches, SIGUSR1 logs the journal's summary,
+    SIGHUP reopens the --log file (logrotate).
+    """
+    from fwspool.daemon import startup_line
+
+    retain_seconds = parse_age(retain, "--retain")
+    loop = login_loop(watch, interval, log_file, heartbeat=heartbeat, retain=retain_seconds)
+    with (
+        open_journal(journal_path) as journal,
+        journal.lock("ingest", wait=lock_wait),
+        journal.lock("push", wait=lock_wait),
+    ):
+        if watch:
+            say(
+                startup_line(
+                    "sync",
+                    journal.path,
+                    uplink.describe(),
+                    loop.interval,
+                    ingest_settings.describe(),
+                    f"retain {retain if retain_seconds else 'everything'}",
+                )
+            )
         loop.sync(journal, ingest_settings.ingester(journal), uplink.open)
+    said_stopped(loop)

@@ -57,6 +57,17 @@ class IngestSummary:
         self.recovered += other.recovered
         self.problems.extend(other.problems)
 
+    def changed(self) -> bool:
+        """Whether the pass brought anything into the journal (or a run's end it inferred)."""
+        return bool(
+            self.new_events
+            or self.quarantined
+            or self.announced
+            or self.lost
+            or self.released
+            or self.recovered
+        )
+
     def line(self) -> str:
         extra = "".join(
             f", {n} {what}"

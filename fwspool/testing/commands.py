@@ -5,6 +5,7 @@ and a Firework reserved as ``qlaunch -r`` does and run by ``fwspool rlaunch``.""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,7 @@ __all__ = [
     "run_fireworks_offline",
     "run_fwspool",
     "run_job",
+    "unstamped",
 ]
 
 #: Directories the jobs started here import FireTask modules from, first on their PYTHONPATH. A
@@ -95,3 +97,12 @@ def invoke(*args: str, catch_exceptions: bool = False, **kwargs: Any) -> Any:
     from fwspool.cli import main
 
     return CliRunner().invoke(main, list(args), catch_exceptions=catch_exceptions, **kwargs)
+
+
+#: The UTC time that starts each line of a login-node command's log where it is not a terminal.
+_STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ", re.M)
+
+
+def unstamped(text: str) -> str:
+    """A login-node command's output without the times that start its lines (fwspool.log)."""
+    return _STAMP.sub("", text)

@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from fwspool.testing.commands import unstamped
+
 #: The harness's own child processes (spool writers, a push that strikes at its N-th write...).
 CHILDREN_MODULE = "fwspool.testing.chaos.children"
 
@@ -91,13 +93,15 @@ class Proc:
 
     @property
     def stderr(self) -> str:
+        """What it wrote on stderr, without the UTC times a login-node command's lines start
+        with in a file (fwspool.log): the checks read what the lines say."""
         with open(self.err_path, "rb") as f:
-            return f.read().decode(errors="replace")
+            return unstamped(f.read().decode(errors="replace"))
 
     @property
     def stdout(self) -> str:
         with open(self.out_path, "rb") as f:
-            return f.read().decode(errors="replace")
+            return unstamped(f.read().decode(errors="replace"))
 
 
 def start(
