@@ -281,6 +281,7 @@ def test_walltime_sigterm_fizzles_the_launch_at_once(launchpad, tmp_path, journa
 
 
 def test_bad_launchpad_file_is_one_line_exit_78(tmp_path, journal_path):
+    Journal.open(journal_path).close()
     bad = tmp_path / "my_launchpad.yaml"
     bad.write_text("host: [unclosed\n")
     runner = CliRunner()
@@ -291,6 +292,7 @@ def test_bad_launchpad_file_is_one_line_exit_78(tmp_path, journal_path):
 
 
 def test_not_a_launchpad(mongo_uri, db_name, journal_path):
+    Journal.open(journal_path).close()
     res = invoke("push", "--uri", mongo_uri, "--name", db_name, "--journal", journal_path)
     assert res.exit_code == EX_CONFIG and "not a FireWorks LaunchPad" in res.output
 

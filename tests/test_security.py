@@ -311,9 +311,9 @@ def test_no_command_prints_a_password_nor_writes_it_to_the_journal(mongo_server_
         i: int, case: tuple[list[str], dict[str, str], int]
     ) -> tuple[Any, subprocess.CompletedProcess[str]]:
         args, extra, _ = case
-        return case, fwspool(
-            *args, env={**env, **extra, "FWSPOOL_JOURNAL": str(journals / str(i) / "j.sqlite3")}
-        )
+        journal = str(journals / str(i) / "j.sqlite3")
+        Journal.open(journal).close()  # push and status need one: only ingest and sync create it
+        return case, fwspool(*args, env={**env, **extra, "FWSPOOL_JOURNAL": journal})
 
     pool = ThreadPoolExecutor(8)
     failed = pool.map(lambda ic: run(*ic), enumerate(failures))
@@ -536,6 +536,7 @@ def test_tls_mismatches_are_one_clear_line_and_never_retried(mongo_server_factor
     def attempt(what: str, extra: list[str]) -> None:
         uri, expected = cases[what]
         env = {**job_env(), "FWSPOOL_JOURNAL": str(tmp_path / what / f"{extra}.sqlite3")}
+        Journal.open(env["FWSPOOL_JOURNAL"]).close()
         started = time.monotonic()
         res = fwspool("push", "--uri", uri, "--timeout", "2", *extra, env=env, timeout=60)
         assert res.returncode == 78, (what, res.stderr)

@@ -48,6 +48,6 @@ def ingest(
     """
     # stdout is for the total alone: the lines of --watch passes go to stderr.
     loop = login_loop(watch, interval, say=say_on_stderr)
-    with open_journal(journal_path) as journal, journal.lock("ingest", wait=lock_wait):
+    with open_journal(journal_path, create=True) as journal, journal.lock("ingest", wait=lock_wait):
         total = loop.ingest(ingest_settings.ingester(journal))
         click.echo(total.line())

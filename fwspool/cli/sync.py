@@ -36,5 +36,5 @@ def sync(
 ) -> None:
     """Ingest, then push: the login-node daemon (with --watch) or a cron one-shot."""
     loop = login_loop(watch, interval)
-    with open_journal(journal_path) as journal, journal.lock("ingest"), journal.lock("push"):
+    with open_journal(journal_path, create=True) as journal, journal.lock("ingest"), journal.lock("push"):
         loop.sync(journal, ingest_settings.ingester(journal), uplink.open)
