@@ -245,6 +245,37 @@ def test_forget_while_the_database_is_down(mongo_server_factory, tmp_path, journ
         assert rows == [{"forgotten": 1}]
 
 
+def test_forgetting_what_the_journal_does_not_know_says_so(launchpad, tmp_path, journal_path, mongo_uri):
+    d = prepared(launchpad, tmp_path)
+    env = {
+        "FWSPOOL_JOURNAL": journal_path,
+        "FWSPOOL_MONGODB_URI": mongo_uri,
+        "FWSPOOL_MONGODB_NAME": launchpad.name,
+    }
+    assert invoke("ingest", "--root", d, env=env).exit_code == 0
+    # Nothing at all matches: one line, exit 66, nothing recorded for the push to "apply".
+    res = invoke("forget", "999", "--launch-id", "998", env=env)
+    assert res.exit_code == 66, res.output
+    assert res.output == (
+        "fwspool: the journal knows no launch of Firework 999, launch 998: nothing forgotten "
+        "(a job the journal has not seen yet: `fwspool sync` first; or `lpad forget_offline`)\n"
+    )
+    res = invoke("push", env=env)
+    assert res.exit_code == 0 and "0 forget requests applied" in res.output, res.output
+    # Some match: a warning for the others, the known ones forgotten.
+    fw_id = launchpad.launches.find_one({"launch_id": 1})["fw_id"]
+    res = invoke("forget", str(fw_id), "999", env=env)
+    assert res.exit_code == 0, res.output
+    assert "fwspool: warning: the journal knows no launch of Firework 999: not forgotten" in res.output
+    assert "1 known launches forgotten; the LaunchPad follows on the next push" in res.output
+    res = invoke("push", env=env)
+    assert res.exit_code == 0 and "1 forget requests applied" in res.output, res.output
+    assert launchpad.offline_runs.find_one({"launch_id": 1})["deprecated"] is True
+    res = invoke("forget", "--undo", "--launch-id", "1", env=env)
+    assert res.exit_code == 0 and "1 known launches resumed" in res.output, res.output
+    assert invoke("forget", "--undo", "7", env=env).exit_code == 66
+
+
 def test_walltime_sigterm_fizzles_the_launch_at_once(launchpad, tmp_path, journal_path, mongo_uri):
     wf = Workflow(
         [

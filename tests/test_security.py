@@ -329,7 +329,7 @@ def test_no_command_prints_a_password_nor_writes_it_to_the_journal(mongo_server_
         (["push", "-l", lpad["uri_good"]], {}, 0),
         (["sync", "--root", d, "-l", lpad["uri_good"]], {}, 0),
         (["status", "-l", lpad["nonuri_good"]], {}, 0),
-        (["forget", "999"], {"FWSPOOL_MONGODB_URI": alice_uri(server)}, 0),
+        (["forget", "999"], {"FWSPOOL_MONGODB_URI": alice_uri(server)}, 66),  # no such launch
         (
             ["emit", "--launch-dir", d, "note", "--data", '{"step": 1}'],
             {"FWSPOOL_MONGODB_URI": alice_uri(server)},

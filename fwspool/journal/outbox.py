@@ -18,6 +18,7 @@ from typing import Any
 
 from fwspool.events import iso, utcnow
 from fwspool.journal.database import JournalDatabase, in_chunks
+from fwspool.journal.rows import ForgetRequest
 from fwspool.journal.store import forget_late_launches
 from fwspool.runs import LaunchEvents, PendingEvent
 
@@ -180,22 +181,39 @@ class Outbox(JournalDatabase):
             forget_late_launches(db, now)
         return len(new)
 
-    def request_forget(self, fw_ids: Sequence[int], launch_ids: Sequence[int], *, undo: bool = False) -> int:
+    def request_forget(
+        self, fw_ids: Sequence[int], launch_ids: Sequence[int], *, undo: bool = False
+    ) -> ForgetRequest:
         """Stop (or, with ``undo``, resume) ingesting and pushing these launches; the LaunchPad's
-        offline_runs follow on the next successful push. Returns the number of known launches affected."""
+        offline_runs follow on the next successful push.
+
+        Only ids the journal knows a launch of are recorded (a launch of a known Firework learned
+        later is forgotten too): an unknown one is returned, for the caller to say so.
+        """
         now = iso(utcnow())
-        requests = [("fw_id", v) for v in fw_ids] + [("launch_id", v) for v in launch_ids]
         with self.transaction() as db:
+            known_fws = _known(db, "fw_id", fw_ids)
+            known_lids = _known(db, "launch_id", launch_ids)
+            requests = [("fw_id", v) for v in fw_ids if v in known_fws]
+            requests += [("launch_id", v) for v in launch_ids if v in known_lids]
             db.executemany(
                 "INSERT INTO forget_requests (kind, value, forget, requested_at) VALUES (?, ?, ?, ?)",
                 [(kind, value, 0 if undo else 1, now) for kind, value in requests],
             )
-            fws, lids = ",".join("?" * len(fw_ids)), ",".join("?" * len(launch_ids))
-            cur = db.execute(
-                f"UPDATE launches SET forgotten_at = ? WHERE fw_id IN ({fws}) OR launch_id IN ({lids})",
-                (None if undo else now, *fw_ids, *launch_ids),
+            fws = [v for kind, v in requests if kind == "fw_id"]
+            lids = [v for kind, v in requests if kind == "launch_id"]
+            named = f"(fw_id IN ({','.join('?' * len(fws))}) OR launch_id IN ({','.join('?' * len(lids))}))"
+            affected = db.execute(f"SELECT count(*) FROM launches WHERE {named}", (*fws, *lids)).fetchone()[0]
+            # A launch forgotten before keeps the time it was.
+            db.execute(
+                f"UPDATE launches SET forgotten_at = ? WHERE {named} AND (forgotten_at IS NULL OR ? IS NULL)",
+                (None if undo else now, *fws, *lids, None if undo else now),
             )
-        return int(cur.rowcount)
+        return ForgetRequest(
+            affected,
+            tuple(v for v in fw_ids if v not in known_fws),
+            tuple(v for v in launch_ids if v not in known_lids),
+        )
 
     def unapplied_forget_requests(self) -> list[dict[str, Any]]:
         return self.query("SELECT * FROM forget_requests WHERE applied_at IS NULL ORDER BY request_id")
@@ -207,6 +225,19 @@ class Outbox(JournalDatabase):
                 db.execute(
                     f"UPDATE forget_requests SET applied_at = ? WHERE request_id IN ({marks})", (now, *chunk)
                 )
+
+
+def _known(db: Any, column: str, values: Sequence[int]) -> set[int]:
+    """Which of these Firework or launch ids (``column``) the journal has a launch of."""
+    found: set[int] = set()
+    for chunk, marks in in_chunks(sorted(set(values))):
+        found.update(
+            r[0]
+            for r in db.execute(
+                f"SELECT DISTINCT {column} FROM launches WHERE {column} IN ({marks})", tuple(chunk)
+            )
+        )
+    return found
 
 
 def _merge_writers(streams: dict[str, list[PendingEvent]]) -> list[PendingEvent]:
