@@ -28,7 +28,7 @@ from fwspool.testing.commands import (
     run_fwspool,
 )
 from fwspool.testing.db_commands import CommandCounter
-from fwspool.testing.journal_file import ingest_and_push
+from fwspool.testing.journal_file import ingest_and_push, query
 from fwspool.testing.launchpad import (
     make_launchpad,
     recover_offline,
@@ -176,8 +176,14 @@ def test_rerun_on_the_launchpad_is_not_clobbered(launchpad, tmp_path, journal_pa
     assert launchpad.offline_runs.find_one({"launch_id": 1})["deprecated"] is True
     recover_offline(launchpad)
     assert launchpad.get_fw_by_id(fw_id).state == "READY"
-    res = invoke("status", "--json", "--no-check", "--journal", journal_path)
-    assert '"superseded": ' in res.output and res.exit_code == 0
+    # The journal remembers what the push left, and why, for `fwspool status` and sqlite3 users.
+    [row] = query(journal_path, "SELECT fw_name, pushed_state, outcome, outcome_detail FROM launch_status")
+    assert row == {
+        "fw_name": "step1",
+        "pushed_state": "READY",
+        "outcome": "superseded",
+        "outcome_detail": f"launch 1 is no longer Firework {fw_id}'s current launch (rerun?)",
+    }
 
 
 def test_defused_firework_is_not_clobbered(launchpad, tmp_path, journal_path, mongo_uri):
@@ -306,6 +312,13 @@ def test_walltime_sigterm_fizzles_the_launch_at_once(launchpad, tmp_path, journa
     assert fw.state == "FIZZLED"
     launch = launchpad.launches.find_one({"launch_id": 1})
     assert "killed by SIGTERM" in launch["action"]["stored_data"]["_message"]
+    [row] = query(journal_path, "SELECT fw_name, pushed_state, outcome, outcome_detail FROM launch_status")
+    assert row == {
+        "fw_name": "long",
+        "pushed_state": "FIZZLED",
+        "outcome": "killed",
+        "outcome_detail": "killed by SIGTERM",
+    }
     assert launchpad.offline_runs.find_one({"launch_id": 1})["completed"] is True
     launchpad.rerun_fw(1)
     assert launchpad.get_fw_by_id(1).state == "READY"

@@ -20,6 +20,7 @@ from fwspool.events import iso, utcnow
 from fwspool.journal.database import JournalDatabase, in_chunks
 from fwspool.journal.rows import ForgetRequest
 from fwspool.journal.store import forget_late_launches
+from fwspool.outcomes import PushedLaunch
 from fwspool.runs import LaunchEvents, PendingEvent
 
 _LAUNCHES_WITH_PENDING = """
@@ -101,14 +102,20 @@ class Outbox(JournalDatabase):
         ]
 
     def mark_pushed(
-        self, outcomes: Sequence[tuple[str, str, str | None]], *, done_redo: Sequence[int] = ()
+        self,
+        outcomes: Sequence[tuple[str, str, str | None]],
+        *,
+        done_redo: Sequence[int] = (),
+        launches: Sequence[PushedLaunch] = (),
     ) -> None:
         """Record that the LaunchPad acknowledged these events (call only after it did), and drop
         the redo records of the writes that carried them, in the same transaction.
 
         ``outcomes``: (event id, 'applied' | 'superseded' | 'skipped', detail or None).
+        ``launches``: what those writes left of each launch, remembered with the mark
+        (:func:`remember_pushed`).
         """
-        if not outcomes and not done_redo:
+        if not outcomes and not done_redo and not launches:
             return
         now = iso(utcnow())
         with self.transaction() as db:
@@ -119,6 +126,7 @@ class Outbox(JournalDatabase):
             )
             for chunk, marks in in_chunks(done_redo):
                 db.execute(f"DELETE FROM redo WHERE redo_id IN ({marks})", tuple(chunk))
+            remember_pushed(db, launches, now)
 
     def identity(self) -> str:
         """This journal's random id, made on first use (names its workflow locks on the LaunchPad)."""
@@ -225,6 +233,16 @@ class Outbox(JournalDatabase):
                 db.execute(
                     f"UPDATE forget_requests SET applied_at = ? WHERE request_id IN ({marks})", (now, *chunk)
                 )
+
+
+def remember_pushed(db: Any, launches: Sequence[PushedLaunch], now: str) -> None:
+    """What a push left of each launch on the LaunchPad, for ``fwspool status`` and the
+    ``launch_status`` view; no part of exactly-once (nothing reads it back to decide anything)."""
+    db.executemany(
+        "UPDATE launches SET fw_id = coalesce(fw_id, ?), fw_name = coalesce(?, fw_name), pushed_state = ?, "
+        "outcome = ?, outcome_detail = ?, pushed_state_at = ? WHERE launch_id = ?",
+        [(r.fw_id, r.fw_name, r.state, r.outcome, r.detail, now, r.launch_id) for r in launches],
+    )
 
 
 def _known(db: Any, column: str, values: Sequence[int]) -> set[int]:
