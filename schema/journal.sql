@@ -113,7 +113,7 @@ WHERE e.pushed_at IS NULL AND l.forgotten_at IS NULL
 ORDER BY e.launch_id, e.occurred_at, e.event_id;
 
 CREATE VIEW IF NOT EXISTS launch_status AS
-SELECT l.launch_id, l.fw_id, l.fw_name, l.launch_dir, l.learned_from,
+SELECT l.launch_id, l.fw_id, l.fw_name, l.launch_dir, l.learned_from, l.first_seen_at,
        l.pushed_state, l.outcome, l.outcome_detail, l.pushed_state_at,
        l.batch_job_id, l.batch_system, l.batch_gone_at,
        (SELECT e.type FROM events AS e WHERE e.launch_id = l.launch_id
@@ -126,7 +126,7 @@ SELECT l.launch_id, l.fw_id, l.fw_name, l.launch_dir, l.learned_from,
         AND e.push_outcome = 'applied') AS pushed,
        (SELECT count(*) FROM events AS e WHERE e.launch_id = l.launch_id
         AND e.push_outcome = 'superseded') AS superseded,
-       l.forgotten_at IS NOT NULL AS forgotten,
+       l.forgotten_at IS NOT NULL AS forgotten, l.forgotten_at,
        l.terminal_at
 FROM launches AS l
 ORDER BY l.launch_id;

@@ -29,16 +29,9 @@ from fwspool.push import Pusher
 from fwspool.reserve import reserve_offline
 from fwspool.testing.commands import reserved_and_run, run_fwspool
 from fwspool.testing.launchpad import make_launchpad, uplink_for
+from fwspool.testing.slurm_site import finished_job
 
 DATA = Path(__file__).resolve().parent / "data"
-
-
-def finished_job(slurm: DevSlurm, tmp_path: Path) -> str:
-    script = tmp_path / "quick.sh"
-    script.write_text("#!/bin/bash\ntrue\n")
-    job = slurm.sbatch(str(script), cwd=str(tmp_path))
-    slurm.wait_for_state(job, {"COMPLETED"}, 30)
-    return job
 
 
 def register(journal: Journal, launch_id: int, fw_id: int, launch_dir: str, job: str) -> None:

@@ -427,10 +427,11 @@ def test_status_shows_launches_totals_and_the_database(launchpad, tmp_path, jour
     assert res.exit_code == 0, res.output
     import re
 
-    total = re.search(r"total: 1 launches, (\d+) events: (\d+) pending", res.output)
+    assert "launches: 1; as last pushed: not pushed 1" in res.output, res.output
+    total = re.search(r"events: (\d+): (\d+) pending \(1 launches\)", res.output)
     assert total and total.group(1) == total.group(2) and int(total.group(1)) >= 5, res.output
     assert "last successful push: never" in res.output
-    assert "database: reachable at mongodb://127.0.0.1" in res.output
+    assert "database: answers at mongodb://127.0.0.1" in res.output
     assert runner.invoke(main, ["push"], env=env).exit_code == 0
     res = runner.invoke(main, ["status", "--json"], env=env)
     import json

@@ -38,12 +38,13 @@ WHERE l.learned_from = 'inbox' AND e.type = 'launch_dir_changed' AND e.launch_id
 
 #: The reservation's job; a run's own (its started event) is newer and stays.
 _REGISTRY_UPSERT = """
-INSERT INTO launches (launch_id, fw_id, launch_dir, learned_from, first_seen_at, batch_job_id)
-VALUES (?, ?, ?, 'registry', ?, ?)
+INSERT INTO launches (launch_id, fw_id, launch_dir, learned_from, first_seen_at, batch_job_id, fw_name)
+VALUES (?, ?, ?, 'registry', ?, ?, ?)
 ON CONFLICT (launch_id) DO UPDATE SET
     fw_id = coalesce(launches.fw_id, excluded.fw_id),
     launch_dir = coalesce(launches.launch_dir, excluded.launch_dir),
-    batch_job_id = coalesce(launches.batch_job_id, excluded.batch_job_id)"""
+    batch_job_id = coalesce(launches.batch_job_id, excluded.batch_job_id),
+    fw_name = coalesce(launches.fw_name, excluded.fw_name)"""
 
 
 class Outbox(JournalDatabase):
@@ -170,7 +171,8 @@ class Outbox(JournalDatabase):
         with self.reading() as db:
             for chunk, marks in in_chunks(ids):
                 for lid, *row in db.execute(
-                    f"SELECT launch_id, fw_id, launch_dir, batch_job_id FROM launches WHERE launch_id IN ({marks})",
+                    "SELECT launch_id, fw_id, launch_dir, batch_job_id, fw_name FROM launches "
+                    f"WHERE launch_id IN ({marks})",
                     tuple(chunk),
                 ):
                     known[lid] = tuple(row)
@@ -182,7 +184,14 @@ class Outbox(JournalDatabase):
             db.executemany(
                 _REGISTRY_UPSERT,
                 [
-                    (r["launch_id"], r.get("fw_id"), r.get("launch_dir"), now, r.get("batch_job_id"))
+                    (
+                        r["launch_id"],
+                        r.get("fw_id"),
+                        r.get("launch_dir"),
+                        now,
+                        r.get("batch_job_id"),
+                        r.get("fw_name"),
+                    )
                     for r in new
                 ],
             )
@@ -270,9 +279,10 @@ def _adds_to(known: tuple[Any, ...] | None, run: dict[str, Any]) -> bool:
     """Whether a registry entry tells the journal something new about its launch."""
     if known is None:
         return True
-    fw_id, launch_dir, batch_job_id = known
+    fw_id, launch_dir, batch_job_id, fw_name = known
     return bool(
         (launch_dir is None and run.get("launch_dir"))
         or (fw_id is None and run.get("fw_id") is not None)
         or (batch_job_id is None and run.get("batch_job_id"))
+        or (fw_name is None and run.get("fw_name"))
     )
