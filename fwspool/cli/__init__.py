@@ -11,7 +11,7 @@ import warnings
 import click
 
 from fwspool import __version__
-from fwspool.cli import common, demo, emit, forget, ingest, push, rlaunch, status, sync
+from fwspool.cli import common, demo, doctor, emit, forget, ingest, push, rlaunch, status, sync
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,6 +33,7 @@ for _command in (
     sync.sync,
     forget.forget,
     status.status,
+    doctor.doctor,
     demo.demo,
 ):
     main.add_command(_command)
