@@ -238,6 +238,9 @@ def _launch(
         "first_seen_at": row["first_seen_at"],
         "last_event": row["last_event"],
         "last_event_at": row["last_event_at"],
+        "last_event_age_seconds": (
+            int((now - as_utc(row["last_event_at"])).total_seconds()) if row["last_event_at"] else None
+        ),
         "pending": row["pending"],
         "oldest_pending_at": row["oldest_pending_at"],
         "pushed": row["pushed"],
@@ -253,6 +256,10 @@ def _launch(
 def _notes(launch: dict[str, Any], last_push: str | None, now: dt.datetime) -> tuple[bool, list[str]]:
     """Whether a launch needs attention, and what to say about it."""
     outcome, job = launch["outcome"], launch["batch_job_id"]
+    if launch["forgotten"]:
+        return False, [
+            f"{launch['outcome_detail']}; its {launch['pending']} unpushed events stay in the journal"
+        ]
     notes: list[str] = []
     attention = False
     if launch["pending_state"]:
@@ -292,7 +299,7 @@ def _notes(launch: dict[str, Any], last_push: str | None, now: dt.datetime) -> t
     ):
         attention = True
         notes.append(launch["outcome_detail"] or outcome)
-    elif outcome in FAILURES or outcome in (SUPERSEDED, RELEASED, FORGOTTEN):
+    elif outcome in FAILURES or outcome in (SUPERSEDED, RELEASED):
         notes.append(launch["outcome_detail"] or outcome)
     elif (
         outcome == RUNNING and launch["last_event_at"] and now - as_utc(launch["last_event_at"]) > SILENT_RUN

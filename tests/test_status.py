@@ -106,6 +106,8 @@ def test_outcomes_are_told_apart_with_the_state_as_pushed_and_as_pending_events_
     )
     assert launches["never"]["note"] == "nothing ran yet, and no batch job is known to ask about it"
     assert launches["forgotten"]["note"].startswith("by `fwspool forget` at ")
+    assert launches["forgotten"]["note"].endswith("; its 1 unpushed events stay in the journal")
+    assert 0 <= launches["killed"]["last_event_age_seconds"] < 600
     assert {x["launch_dir"] for x in launches.values()} == {str(d) for d in dirs.values()}
     assert report["by_state"] == {"COMPLETED": 1, "FIZZLED": 3, "READY": 1, "RUNNING": 1, "not pushed": 2}
     assert report["totals"]["need_attention"] == 3 and report["totals"]["pending_launches"] == 1
@@ -144,6 +146,14 @@ def test_outcomes_are_told_apart_with_the_state_as_pushed_and_as_pending_events_
     assert sum(1 for ln in res.output.splitlines() if ln[:7].strip().isdigit()) == 8
     res = invoke("status", "--since", "yesterday", env=env)
     assert res.exit_code == 2 and "neither a duration" in res.output
+
+    # A push that ran after these events were ingested and left them pending (its time moved on
+    # here): the launch needs attention; a forgotten launch's events are left on purpose.
+    with Journal.open(journal_path) as journal:
+        journal.set_meta("last_successful_push", iso(utcnow() + dt.timedelta(minutes=5)))
+    launches = by_name(status_json(env, "--no-check"))
+    assert launches["pending"]["attention"] and not launches["forgotten"]["attention"]
+    assert "1 events not applied by the last push" in launches["pending"]["note"]
 
 
 def test_a_job_that_died_before_its_first_event_and_a_lost_one_on_the_real_slurm(
