@@ -36,6 +36,7 @@ from fwspool.outcomes import (
     implied,
 )
 from fwspool.push import LAST_PUSH_KEY, age
+from fwspool.runs import PendingEvent
 
 #: The most ``fwspool status`` waits for the database.
 CHECK_SECONDS = 1.0
@@ -197,30 +198,14 @@ def _filters_as_data(filters: Filters) -> dict[str, Any]:
 
 def _launch(
     row: dict[str, Any],
-    run_events: list[Any] | None,
+    run_events: list[PendingEvent] | None,
     quarantined: int,
     last_push: str | None,
     now: dt.datetime,
 ) -> dict[str, Any]:
-    """One launch of the report: the journal's row, what its pending events imply, and whether
-    (and why) it needs attention."""
-    forgotten = bool(row["forgotten"])
-    pending = row["pending"] if not forgotten else 0
-    implies: Implied | None = implied(run_events) if run_events else None
-    recorded = row["outcome"] is not None
-    state, outcome, detail, pending_state = row["pushed_state"], row["outcome"], row["outcome_detail"], None
-    if not recorded and row["superseded"] and not row["pushed"] and not pending:
-        outcome = SUPERSEDED  # pushed before the journal recorded why
-    elif implies is not None and outcome != SUPERSEDED and (pending or not recorded):
-        outcome, detail = implies.outcome, implies.detail
-        if not recorded and row["pushed"] and not pending:
-            state = implies.state  # pushed before the journal recorded states: its events say it
-        if pending and implies.state != state:
-            pending_state = implies.state
-    if forgotten:
-        outcome, detail = FORGOTTEN, f"by `fwspool forget` at {row['forgotten_at']}"
-    elif outcome is None:
-        outcome = WAITING
+    """One launch of the report: the journal's row, what it came to, and whether (and why) it
+    needs attention."""
+    state, pending_state, outcome, detail = _came_to(row, implied(run_events) if run_events else None)
     launch = {
         "launch_id": row["launch_id"],
         "fw_id": row["fw_id"],
@@ -245,12 +230,35 @@ def _launch(
         "oldest_pending_at": row["oldest_pending_at"],
         "pushed": row["pushed"],
         "superseded": row["superseded"],
-        "forgotten": forgotten,
+        "forgotten": bool(row["forgotten"]),
         "quarantined": quarantined,
     }
     attention, notes = _notes(launch, last_push, now)
     launch.update(attention=attention, note="; ".join(notes) or None)
     return launch
+
+
+def _came_to(row: dict[str, Any], implies: Implied | None) -> tuple[str | None, str | None, str, str | None]:
+    """(state as last pushed, state the pending events imply when it differs, outcome, why).
+
+    What the last push recorded, unless events are pending (then what they imply, but a launch
+    the LaunchPad moved past stays superseded) or no push recorded anything: then the events say
+    it, pushed ones included (a journal pushed before it recorded states).
+    """
+    pending = row["pending"] if not row["forgotten"] else 0
+    recorded = row["outcome"] is not None
+    state, outcome, detail, pending_state = row["pushed_state"], row["outcome"], row["outcome_detail"], None
+    if not recorded and row["superseded"] and not row["pushed"] and not pending:
+        outcome = SUPERSEDED  # pushed before the journal recorded why
+    elif implies is not None and outcome != SUPERSEDED and (pending or not recorded):
+        outcome, detail = implies.outcome, implies.detail
+        if not recorded and row["pushed"] and not pending:
+            state = implies.state
+        if pending and implies.state != state:
+            pending_state = implies.state
+    if row["forgotten"]:
+        outcome, detail = FORGOTTEN, f"by `fwspool forget` at {row['forgotten_at']}"
+    return state, pending_state, outcome or WAITING, detail
 
 
 def _notes(launch: dict[str, Any], last_push: str | None, now: dt.datetime) -> tuple[bool, list[str]]:
