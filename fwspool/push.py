@@ -128,7 +128,7 @@ class Pusher:
                 )
                 failpoint("push.before_mark")
                 # Only now, with the database's acknowledgement in hand.
-                self.journal.mark_pushed(result.outcomes, done_redo=saved)
+                self.journal.mark_pushed(result.outcomes, done_redo=saved, launches=result.pushed)
                 summary.launches += len(launches)
                 for _, outcome, _detail in result.outcomes:
                     if outcome == "applied":

@@ -1,97 +1,424 @@
-"""``fwspool status``: what the journal holds and whether the database is reachable now."""
+"""``fwspool status``: what the journal holds, what each launch came to, and whether the database
+answers now.
+
+:func:`collect` makes the report as plain data (the ``--json`` output), :func:`render` the
+text for a terminal: the summary first, then the launches that need attention (or every launch,
+or those the filters pick), readable in 80 columns. Per launch: the Firework's id and name and its
+state on the LaunchPad as the last push left it, the state its pending events imply when that
+differs, what the launch came to (:mod:`fwspool.outcomes`) and why, its batch job and directory,
+its last event and pending events. :func:`check_database` asks the database within a second.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import re
+import textwrap
+import threading
+import time
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fwspool.config import redact
 from fwspool.errors import FwspoolError
-from fwspool.events import iso, utcnow
+from fwspool.events import as_utc, iso, utcnow
 from fwspool.journal import Journal
+from fwspool.outcomes import (
+    FAILURES,
+    FORGOTTEN,
+    RELEASED,
+    RUNNING,
+    SUPERSEDED,
+    WAITING,
+    Implied,
+    implied,
+)
 from fwspool.push import LAST_PUSH_KEY, age
+from fwspool.runs import PendingEvent
+
+#: The most ``fwspool status`` waits for the database.
+CHECK_SECONDS = 1.0
+#: A failure stays among the launches that need attention this long after it ended.
+RECENT_FAILURE = dt.timedelta(days=1)
+#: A running launch silent this long needs attention (FireWorks' ``RUN_EXPIRATION_SECS``: after
+#: as long, ``lpad detect_lostruns`` counts a run lost).
+SILENT_RUN = dt.timedelta(hours=4)
+#: Events ingested this long before the last push and still pending were left by it.
+LEFT_BY_PUSH = dt.timedelta(seconds=60)
+#: At most this many launches that need attention in the table (all with --all or a filter).
+ATTENTION_SHOWN = 50
+#: The table's width: an 80-column terminal.
+WIDTH = 80
 
 
-def collect(journal: Journal, uplink_factory: Callable[[], Any] | None) -> dict[str, Any]:
-    """The status report as plain data (the ``--json`` output)."""
-    launches = journal.launch_status()
-    totals = journal.query(
-        """SELECT count(*) AS events,
-                  sum(pushed_at IS NULL) AS pending,
-                  sum(push_outcome = 'applied') AS pushed,
-                  sum(push_outcome = 'superseded') AS superseded,
-                  sum(push_outcome = 'skipped') AS skipped
-           FROM events"""
-    )[0]
-    quarantined = journal.query("SELECT count(*) AS n FROM quarantine")[0]["n"]
-    report: dict[str, Any] = {
-        "journal": journal.path,
-        "now": iso(utcnow()),
-        "launches": [
-            {
-                "launch_id": row["launch_id"],
-                "fw_id": row["fw_id"],
-                "launch_dir": row["launch_dir"],
-                "last_event": row["last_event"],
-                "last_event_at": row["last_event_at"],
-                "pending": row["pending"],
-                "pushed": row["pushed"],
-                "superseded": row["superseded"],
-                "forgotten": bool(row["forgotten"]),
-            }
-            for row in launches
-        ],
-        "totals": {
-            "launches": len(launches),
-            "events": totals["events"] or 0,
-            "pending": totals["pending"] or 0,
-            "pushed": totals["pushed"] or 0,
-            "superseded": totals["superseded"] or 0,
-            "skipped": totals["skipped"] or 0,
-            "forgotten_launches": sum(1 for r in launches if r["forgotten"]),
-            "quarantined": quarantined,
-        },
-        "last_successful_push": journal.get_meta(LAST_PUSH_KEY),
-        "database": None,
-    }
-    if uplink_factory is not None:
+@dataclass(frozen=True)
+class Filters:
+    """Which launches to list: those matching every filter given (``--all``: every launch)."""
+
+    #: Firework states (as pushed, or as pending events imply) or outcomes, any case.
+    states: tuple[str, ...] = ()
+    fw_ids: tuple[int, ...] = ()
+    #: Only launches with events waiting to be pushed.
+    pending: bool = False
+    #: Only launches with an event (or, with none, first seen) at or after this time.
+    since: dt.datetime | None = None
+    every: bool = False
+
+    def given(self) -> bool:
+        return bool(self.states or self.fw_ids or self.pending or self.since is not None)
+
+    def match(self, launch: dict[str, Any]) -> bool:
+        if self.fw_ids and launch["fw_id"] not in self.fw_ids:
+            return False
+        if self.pending and not (launch["pending"] and not launch["forgotten"]):
+            return False
+        if self.since is not None and as_utc(launch["last_event_at"] or launch["first_seen_at"]) < self.since:
+            return False
+        if self.states:
+            words = {str(launch[k]).lower() for k in ("state", "pending_state", "outcome") if launch[k]}
+            return any(s.lower() in words for s in self.states)
+        return True
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_since(text: str, now: dt.datetime) -> dt.datetime:
+    """``--since``: a duration back from now (``30m``, ``6h``, ``2d``, ``1w``) or an ISO time
+    (UTC unless it says otherwise). Raises ValueError."""
+    m = _DURATION.match(text)
+    if m:
+        return now - dt.timedelta(seconds=float(m.group(1)) * _UNIT_SECONDS[m.group(2)])
+    try:
+        return as_utc(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is neither a duration (30m, 6h, 2d, 1w) nor an ISO time") from None
+
+
+def check_database(open_uplink: Callable[[], Any], budget: float = CHECK_SECONDS) -> dict[str, Any]:
+    """Whether the database answers and is a LaunchPad, asked for at most ``budget`` seconds.
+
+    ``open_uplink`` makes the uplink (reading the settings, no network); its own timeouts should be
+    shorter than ``budget``. Whatever the database does, the answer comes after ``budget`` seconds
+    at most.
+    """
+    try:
+        uplink = open_uplink()
+    except FwspoolError as exc:
+        return {"where": None, "reachable": False, "error": redact(exc.message), "seconds": None}
+    started = time.monotonic()
+    answer: dict[str, Any] = {}
+
+    def ask() -> None:
         try:
-            uplink = uplink_factory()
-            try:
-                uplink.check()
-                report["database"] = {"where": uplink.where(), "reachable": True, "error": None}
-            finally:
-                uplink.close()
+            uplink.check()
+            answer["error"] = None
         except FwspoolError as exc:
-            report["database"] = {"where": None, "reachable": False, "error": redact(exc.message)}
-    return report
+            answer["error"] = redact(exc.message)
+        except Exception as exc:  # noqa: BLE001 - status reports the database, it does not die of it
+            answer["error"] = redact(f"{type(exc).__name__}: {exc}".splitlines()[0])
+
+    probe = threading.Thread(target=ask, name="fwspool-status-check", daemon=True)
+    probe.start()
+    probe.join(max(0.0, budget - (time.monotonic() - started)))
+    seconds = round(time.monotonic() - started, 3)
+    where = uplink.where()
+    try:
+        uplink.close()
+    except Exception:  # noqa: BLE001, S110 - closing a client that never connected
+        pass
+    if "error" not in answer:
+        error = f"no answer within {budget:g} s (`fwspool push` waits --timeout)"
+        return {"where": where, "reachable": False, "error": error, "seconds": seconds}
+    return {
+        "where": where,
+        "reachable": answer["error"] is None,
+        "error": answer["error"],
+        "seconds": seconds,
+    }
 
 
-def render(report: dict[str, Any]) -> str:
-    """The report for a terminal: one line per launch, then the totals and the database."""
-    now = utcnow()
-    lines = [
-        f"{'launch':>8} {'fw':>6}  {'last event':<20} {'age':>7} {'pending':>7} {'pushed':>6} {'supers.':>7}  note"
+def collect(
+    journal: Journal,
+    database: dict[str, Any] | None,
+    filters: Filters = Filters(),
+    *,
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """The status report as plain data (the ``--json`` output); ``database`` is what
+    :func:`check_database` found, None when not checked."""
+    now = now or utcnow()
+    last_push = journal.get_meta(LAST_PUSH_KEY)
+    rows = journal.launch_status()
+    deciding = [
+        r["launch_id"]
+        for r in rows
+        if r["last_event"] is not None and ((r["pending"] and not r["forgotten"]) or r["outcome"] is None)
     ]
-    for r in report["launches"]:
-        note = "forgotten" if r["forgotten"] else ""
-        lines.append(
-            f"{r['launch_id']:>8} {r['fw_id'] if r['fw_id'] is not None else '-':>6}  {r['last_event'] or '-':<20} "
-            f"{age(r['last_event_at'], now):>7} {r['pending']:>7} {r['pushed']:>6} {r['superseded']:>7}  {note}"
+    runs = journal.run_events(deciding)
+    quarantined, quarantined_of = journal.quarantined_by_launch()
+    launches = [
+        _launch(r, runs.get(r["launch_id"]), quarantined_of.get(r["launch_id"], 0), last_push, now)
+        for r in rows
+    ]
+    totals = journal.event_totals()
+    totals.update(
+        launches=len(launches),
+        pending_launches=sum(1 for x in launches if x["pending"] and not x["forgotten"]),
+        forgotten_launches=sum(1 for x in launches if x["forgotten"]),
+        need_attention=sum(1 for x in launches if x["attention"]),
+        quarantined=quarantined,
+    )
+    listed = [x for x in launches if filters.match(x)] if filters.given() else launches
+    return {
+        "journal": journal.path,
+        "now": iso(now),
+        "totals": totals,
+        "by_state": dict(sorted(Counter(x["state"] or "not pushed" for x in launches).items())),
+        "by_outcome": dict(sorted(Counter(x["outcome"] for x in launches).items())),
+        "oldest_pending": journal.oldest_pending(),
+        "last_successful_push": last_push,
+        "database": database,
+        "filters": _filters_as_data(filters),
+        "launches": listed,
+    }
+
+
+def _filters_as_data(filters: Filters) -> dict[str, Any]:
+    return {
+        "state": list(filters.states),
+        "fw_id": list(filters.fw_ids),
+        "pending": filters.pending,
+        "since": iso(filters.since) if filters.since else None,
+    }
+
+
+def _launch(
+    row: dict[str, Any],
+    run_events: list[PendingEvent] | None,
+    quarantined: int,
+    last_push: str | None,
+    now: dt.datetime,
+) -> dict[str, Any]:
+    """One launch of the report: the journal's row, what it came to, and whether (and why) it
+    needs attention."""
+    state, pending_state, outcome, detail = _came_to(row, implied(run_events) if run_events else None)
+    launch = {
+        "launch_id": row["launch_id"],
+        "fw_id": row["fw_id"],
+        "fw_name": row["fw_name"],
+        "state": state,
+        "state_pushed_at": row["pushed_state_at"],
+        "pending_state": pending_state,
+        "outcome": outcome,
+        "outcome_detail": detail,
+        "batch_job_id": row["batch_job_id"],
+        "batch_system": row["batch_system"],
+        "batch_gone_at": row["batch_gone_at"],
+        "launch_dir": row["launch_dir"],
+        "learned_from": row["learned_from"],
+        "first_seen_at": row["first_seen_at"],
+        "last_event": row["last_event"],
+        "last_event_at": row["last_event_at"],
+        "last_event_age_seconds": (
+            int((now - as_utc(row["last_event_at"])).total_seconds()) if row["last_event_at"] else None
+        ),
+        "pending": row["pending"],
+        "oldest_pending_at": row["oldest_pending_at"],
+        "pushed": row["pushed"],
+        "superseded": row["superseded"],
+        "forgotten": bool(row["forgotten"]),
+        "quarantined": quarantined,
+    }
+    attention, notes = _notes(launch, last_push, now)
+    launch.update(attention=attention, note="; ".join(notes) or None)
+    return launch
+
+
+def _came_to(row: dict[str, Any], implies: Implied | None) -> tuple[str | None, str | None, str, str | None]:
+    """(state as last pushed, state the pending events imply when it differs, outcome, why).
+
+    What the last push recorded, unless events are pending (then what they imply, but a launch
+    the LaunchPad moved past stays superseded) or no push recorded anything: then the events say
+    it, pushed ones included (a journal pushed before it recorded states).
+    """
+    pending = row["pending"] if not row["forgotten"] else 0
+    recorded = row["outcome"] is not None
+    state, outcome, detail, pending_state = row["pushed_state"], row["outcome"], row["outcome_detail"], None
+    if not recorded and row["superseded"] and not row["pushed"] and not pending:
+        outcome = SUPERSEDED  # pushed before the journal recorded why
+    elif implies is not None and outcome != SUPERSEDED and (pending or not recorded):
+        outcome, detail = implies.outcome, implies.detail
+        if not recorded and row["pushed"] and not pending:
+            state = implies.state
+        if pending and implies.state != state:
+            pending_state = implies.state
+    if row["forgotten"]:
+        outcome, detail = FORGOTTEN, f"by `fwspool forget` at {row['forgotten_at']}"
+    return state, pending_state, outcome or WAITING, detail
+
+
+def _notes(launch: dict[str, Any], last_push: str | None, now: dt.datetime) -> tuple[bool, list[str]]:
+    """Whether a launch needs attention, and what to say about it."""
+    outcome, job = launch["outcome"], launch["batch_job_id"]
+    if launch["forgotten"]:
+        return False, [
+            f"{launch['outcome_detail']}; its {launch['pending']} unpushed events stay in the journal"
+        ]
+    notes: list[str] = []
+    attention = False
+    if launch["pending_state"]:
+        notes.append(f"{launch['pending_state']} once its {launch['pending']} pending events are pushed")
+    left = (
+        launch["pending"]
+        and last_push
+        and as_utc(launch["oldest_pending_at"]) + LEFT_BY_PUSH < as_utc(last_push)
+    )
+    if left:
+        attention = True
+        notes.append(
+            f"{launch['pending']} events not applied by the last push ({age(last_push, now)} ago; its output says "
+            "why: not on this LaunchPad, a locked workflow, ...)"
         )
+    if launch["quarantined"] and (left or outcome == RUNNING):
+        attention = True
+        notes.append(
+            f"{launch['quarantined']} of its spool records are quarantined; its completion may be among them "
+            "(see the quarantined view; `fwspool ingest --retry-quarantined` with a larger --max-record)"
+        )
+    if outcome == WAITING:
+        if launch["batch_gone_at"]:
+            attention = True
+            notes.append(
+                f"nothing ran: batch job {job} is gone since {age(launch['batch_gone_at'], now)} ago; the next "
+                "ingest after --lost-after hands the reservation back"
+            )
+        elif job:
+            notes.append(f"nothing ran yet: batch job {job} has not started it")
+        else:
+            notes.append("nothing ran yet, and no batch job is known to ask about it")
+    elif (
+        outcome in FAILURES
+        and launch["last_event_at"]
+        and now - as_utc(launch["last_event_at"]) < RECENT_FAILURE
+    ):
+        attention = True
+        notes.append(launch["outcome_detail"] or outcome)
+    elif outcome in FAILURES or outcome in (SUPERSEDED, RELEASED):
+        notes.append(launch["outcome_detail"] or outcome)
+    elif (
+        outcome == RUNNING and launch["last_event_at"] and now - as_utc(launch["last_event_at"]) > SILENT_RUN
+    ):
+        attention = True
+        notes.append(
+            f"no event for {age(launch['last_event_at'], now)} (FireWorks counts a run lost after 4h): "
+            f"is batch job {job or '?'} still running?"
+        )
+    return attention, notes
+
+
+# -- the text ------------------------------------------------------------------------------------
+
+_ROW = "{:>7} {:>6} {:<16} {:<9} {:<10} {:<9} {:<10} {:>6}"
+
+
+def render(report: dict[str, Any], filters: Filters = Filters()) -> str:
+    """The report for an 80-column terminal: the summary, then the launches that need attention
+    (every launch with ``--all``, those matching the filters when some are given)."""
+    now = as_utc(report["now"])
+    lines = _summary(report, now)
+    launches = report["launches"]
+    if filters.given():
+        shown, title = launches, f"{len(launches)} launches match"
+    elif filters.every:
+        shown, title = launches, f"all {len(launches)} launches"
+    else:
+        shown = [x for x in launches if x["attention"]]
+        title = f"{len(shown)} launches need attention" + (
+            f" (--all lists all {len(launches)})" if len(shown) < len(launches) else ""
+        )
+    lines += ["", title + (":" if shown else ".")]
+    hidden = 0
+    if not (filters.given() or filters.every) and len(shown) > ATTENTION_SHOWN:
+        hidden, shown = len(shown) - ATTENTION_SHOWN, shown[:ATTENTION_SHOWN]
+    if shown:
+        lines.append(_ROW.format("launch", "fw", "name", "state", "outcome", "job", "last event", "age"))
+        for launch in shown:
+            lines += _launch_lines(launch, now, with_dir=launch["attention"])
+    if hidden:
+        lines.append(f"... and {hidden} more: --state, --fw-id, --since or --pending pick among them")
+    return "\n".join(lines)
+
+
+def _summary(report: dict[str, Any], now: dt.datetime) -> list[str]:
     t = report["totals"]
-    lines.append(
-        f"total: {t['launches']} launches, {t['events']} events: {t['pending']} pending, {t['pushed']} pushed, "
-        f"{t['superseded']} superseded, {t['skipped']} skipped; {t['forgotten_launches']} forgotten; "
-        f"{t['quarantined']} quarantined ranges"
+    by_state = ", ".join(f"{k} {v}" for k, v in report["by_state"].items())
+    by_outcome = ", ".join(f"{k} {v}" for k, v in report["by_outcome"].items())
+    oldest = report["oldest_pending"]
+    lag = (
+        f"oldest pending event: launch {oldest['launch_id']}'s {oldest['type']}, ingested "
+        f"{age(oldest['ingested_at'], now)} ago"
+        if oldest
+        else "no event waits to be pushed"
     )
     last = report["last_successful_push"]
-    lines.append(f"last successful push: {last + ' (' + age(last, now) + ' ago)' if last else 'never'}")
-    db = report["database"]
+    parts = [
+        f"launches: {t['launches']}" + (f"; as last pushed: {by_state}" if t["launches"] else ""),
+        *([f"outcomes: {by_outcome}"] if t["launches"] else []),
+        f"events: {t['events']}: {t['pending']} pending ({t['pending_launches']} launches), {t['pushed']} pushed, "
+        f"{t['superseded']} superseded, {t['skipped']} skipped",
+        lag,
+        f"last successful push: {last + ' (' + age(last, now) + ' ago)' if last else 'never'}",
+        _database_line(report["database"]),
+        f"quarantined: {t['quarantined']} ranges; forgotten: {t['forgotten_launches']} launches",
+    ]
+    return [f"journal {report['journal']}"] + [
+        ln
+        for part in parts
+        for ln in textwrap.wrap(
+            part, WIDTH, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False
+        )
+    ]
+
+
+def _database_line(db: dict[str, Any] | None) -> str:
     if db is None:
-        lines.append("database: not checked")
-    elif db["reachable"]:
-        lines.append(f"database: reachable at {db['where']}")
-    else:
-        lines.append(f"database: NOT reachable: {db['error']}")
-    return "\n".join(lines)
+        return "database: not checked (--no-check)"
+    if db["reachable"]:
+        return f"database: answers at {db['where']} ({db['seconds']:.2f} s)"
+    where = f" at {db['where']}" if db["where"] else ""
+    return f"database: NOT reachable{where}: {db['error']}"
+
+
+def _launch_lines(launch: dict[str, Any], now: dt.datetime, *, with_dir: bool) -> list[str]:
+    row = _ROW.format(
+        launch["launch_id"],
+        _cell(launch["fw_id"], 6),
+        _cell(launch["fw_name"], 16),
+        _cell(launch["state"], 9),
+        _cell(launch["outcome"], 10),
+        _cell(launch["batch_job_id"], 9),
+        _cell(launch["last_event"], 10),
+        age(launch["last_event_at"], now),
+    )
+    out = [row]
+    indent = " " * 8
+    if launch["note"]:
+        out += textwrap.wrap(
+            launch["note"],
+            WIDTH,
+            initial_indent=indent,
+            subsequent_indent=indent + "  ",
+            break_on_hyphens=False,
+        )
+    if with_dir:
+        out.append(indent + (launch["launch_dir"] or "(launch directory not known yet)"))
+    return out
+
+
+def _cell(value: Any, width: int) -> str:
+    text = "-" if value is None else str(value)
+    return text if len(text) <= width else text[: width - 1] + "…"

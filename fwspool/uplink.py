@@ -72,7 +72,8 @@ class Uplink(Protocol):
         :meth:`fwspool.launchpad.WriteSet.replay`)."""
 
     def open_offline_runs(self) -> list[dict[str, Any]]:
-        """The registry: offline runs not completed nor deprecated, with their launch_dir."""
+        """The registry: offline runs not completed nor deprecated, with their launch_dir, batch
+        job and Firework name."""
 
     def set_deprecated(self, kind: str, values: Sequence[int], deprecated: bool) -> None:
         """``lpad forget_offline`` (or its undo) for these Firework or launch ids."""
@@ -272,11 +273,18 @@ class MongoUplink:
                     {"_id": 0, "launch_id": 1, "launch_dir": 1, "state_history.reservation_id": 1},
                 )
             }
+            names = {
+                d["fw_id"]: d.get("name")
+                for d in self.lp.fireworks.find(
+                    {"fw_id": {"$in": sorted({r["fw_id"] for r in runs})}}, {"_id": 0, "fw_id": 1, "name": 1}
+                )
+            }
             return [
                 dict(
                     r,
                     launch_dir=docs.get(r["launch_id"], {}).get("launch_dir"),
                     batch_job_id=reservation_id(docs.get(r["launch_id"], {})),
+                    fw_name=names.get(r["fw_id"]),
                 )
                 for r in runs
             ]

@@ -1,5 +1,5 @@
 -- fwspool journal schema (generated from fwspool/journal/schema.py; do not edit by hand).
--- PRAGMA user_version = 2; journal_mode = WAL; synchronous = FULL.
+-- PRAGMA user_version = 3; journal_mode = WAL; synchronous = FULL.
 
 CREATE TABLE forget_requests (
 	request_id INTEGER NOT NULL,
@@ -23,8 +23,14 @@ CREATE TABLE launches (
 	batch_job_id TEXT,
 	batch_system TEXT,
 	batch_gone_at TEXT,
+	fw_name TEXT,
+	pushed_state TEXT,
+	outcome TEXT,
+	outcome_detail TEXT,
+	pushed_state_at TEXT,
 	PRIMARY KEY (launch_id),
-	CONSTRAINT launches_learned_from CHECK (learned_from IN ('spool', 'fw_offline', 'registry', 'inbox'))
+	CONSTRAINT launches_learned_from CHECK (learned_from IN ('spool', 'fw_offline', 'registry', 'inbox')),
+	CONSTRAINT launches_outcome CHECK (outcome IS NULL OR outcome IN ('running', 'completed', 'fizzled', 'killed', 'exited', 'lost', 'released', 'superseded'))
 );
 
 CREATE TABLE meta (
@@ -107,16 +113,20 @@ WHERE e.pushed_at IS NULL AND l.forgotten_at IS NULL
 ORDER BY e.launch_id, e.occurred_at, e.event_id;
 
 CREATE VIEW IF NOT EXISTS launch_status AS
-SELECT l.launch_id, l.fw_id, l.launch_dir, l.learned_from,
+SELECT l.launch_id, l.fw_id, l.fw_name, l.launch_dir, l.learned_from, l.first_seen_at,
+       l.pushed_state, l.outcome, l.outcome_detail, l.pushed_state_at,
+       l.batch_job_id, l.batch_system, l.batch_gone_at,
        (SELECT e.type FROM events AS e WHERE e.launch_id = l.launch_id
         ORDER BY e.occurred_at DESC, e.event_id DESC LIMIT 1) AS last_event,
        (SELECT max(e.occurred_at) FROM events AS e WHERE e.launch_id = l.launch_id) AS last_event_at,
        (SELECT count(*) FROM events AS e WHERE e.launch_id = l.launch_id AND e.pushed_at IS NULL) AS pending,
+       (SELECT min(e.ingested_at) FROM events AS e WHERE e.launch_id = l.launch_id
+        AND e.pushed_at IS NULL) AS oldest_pending_at,
        (SELECT count(*) FROM events AS e WHERE e.launch_id = l.launch_id
         AND e.push_outcome = 'applied') AS pushed,
        (SELECT count(*) FROM events AS e WHERE e.launch_id = l.launch_id
         AND e.push_outcome = 'superseded') AS superseded,
-       l.forgotten_at IS NOT NULL AS forgotten,
+       l.forgotten_at IS NOT NULL AS forgotten, l.forgotten_at,
        l.terminal_at
 FROM launches AS l
 ORDER BY l.launch_id;

@@ -29,16 +29,9 @@ from fwspool.push import Pusher
 from fwspool.reserve import reserve_offline
 from fwspool.testing.commands import reserved_and_run, run_fwspool, unstamped
 from fwspool.testing.launchpad import make_launchpad, uplink_for
+from fwspool.testing.slurm_site import finished_job
 
 DATA = Path(__file__).resolve().parent / "data"
-
-
-def finished_job(slurm: DevSlurm, tmp_path: Path) -> str:
-    script = tmp_path / "quick.sh"
-    script.write_text("#!/bin/bash\ntrue\n")
-    job = slurm.sbatch(str(script), cwd=str(tmp_path))
-    slurm.wait_for_state(job, {"COMPLETED"}, 30)
-    return job
 
 
 def register(journal: Journal, launch_id: int, fw_id: int, launch_dir: str, job: str) -> None:
@@ -223,7 +216,7 @@ def test_a_version_1_journal_is_upgraded_keeping_every_row(tmp_path: Path) -> No
     db.commit()
     db.close()
     with Journal.open(str(path)) as journal:
-        assert journal.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 2
+        assert journal.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 3
         assert journal.query("SELECT launch_id, fw_id, launch_dir, batch_job_id FROM launches") == [
             {"launch_id": 7, "fw_id": 3, "launch_dir": "/runs/a", "batch_job_id": None}
         ]

@@ -29,7 +29,7 @@ from fwspool.testing.commands import (
     unstamped,
 )
 from fwspool.testing.db_commands import CommandCounter
-from fwspool.testing.journal_file import ingest_and_push
+from fwspool.testing.journal_file import ingest_and_push, query
 from fwspool.testing.launchpad import (
     make_launchpad,
     recover_offline,
@@ -177,8 +177,14 @@ def test_rerun_on_the_launchpad_is_not_clobbered(launchpad, tmp_path, journal_pa
     assert launchpad.offline_runs.find_one({"launch_id": 1})["deprecated"] is True
     recover_offline(launchpad)
     assert launchpad.get_fw_by_id(fw_id).state == "READY"
-    res = invoke("status", "--json", "--no-check", "--journal", journal_path)
-    assert '"superseded": ' in res.output and res.exit_code == 0
+    # The journal remembers what the push left, and why, for `fwspool status` and sqlite3 users.
+    [row] = query(journal_path, "SELECT fw_name, pushed_state, outcome, outcome_detail FROM launch_status")
+    assert row == {
+        "fw_name": "step1",
+        "pushed_state": "READY",
+        "outcome": "superseded",
+        "outcome_detail": f"launch 1 is no longer Firework {fw_id}'s current launch (rerun?)",
+    }
 
 
 def test_defused_firework_is_not_clobbered(launchpad, tmp_path, journal_path, mongo_uri):
@@ -246,6 +252,37 @@ def test_forget_while_the_database_is_down(mongo_server_factory, tmp_path, journ
         assert rows == [{"forgotten": 1}]
 
 
+def test_forgetting_what_the_journal_does_not_know_says_so(launchpad, tmp_path, journal_path, mongo_uri):
+    d = prepared(launchpad, tmp_path)
+    env = {
+        "FWSPOOL_JOURNAL": journal_path,
+        "FWSPOOL_MONGODB_URI": mongo_uri,
+        "FWSPOOL_MONGODB_NAME": launchpad.name,
+    }
+    assert invoke("ingest", "--root", d, env=env).exit_code == 0
+    # Nothing at all matches: one line, exit 66, nothing recorded for the push to "apply".
+    res = invoke("forget", "999", "--launch-id", "998", env=env)
+    assert res.exit_code == 66, res.output
+    assert res.output == (
+        "fwspool: the journal knows no launch of Firework 999, launch 998: nothing forgotten "
+        "(a job the journal has not seen yet: `fwspool sync` first; or `lpad forget_offline`)\n"
+    )
+    res = invoke("push", env=env)
+    assert res.exit_code == 0 and "0 forget requests applied" in res.output, res.output
+    # Some match: a warning for the others, the known ones forgotten.
+    fw_id = launchpad.launches.find_one({"launch_id": 1})["fw_id"]
+    res = invoke("forget", str(fw_id), "999", env=env)
+    assert res.exit_code == 0, res.output
+    assert "fwspool: warning: the journal knows no launch of Firework 999: not forgotten" in res.output
+    assert "1 known launches forgotten; the LaunchPad follows on the next push" in res.output
+    res = invoke("push", env=env)
+    assert res.exit_code == 0 and "1 forget requests applied" in res.output, res.output
+    assert launchpad.offline_runs.find_one({"launch_id": 1})["deprecated"] is True
+    res = invoke("forget", "--undo", "--launch-id", "1", env=env)
+    assert res.exit_code == 0 and "1 known launches resumed" in res.output, res.output
+    assert invoke("forget", "--undo", "7", env=env).exit_code == 66
+
+
 def test_walltime_sigterm_fizzles_the_launch_at_once(launchpad, tmp_path, journal_path, mongo_uri):
     wf = Workflow(
         [
@@ -276,12 +313,20 @@ def test_walltime_sigterm_fizzles_the_launch_at_once(launchpad, tmp_path, journa
     assert fw.state == "FIZZLED"
     launch = launchpad.launches.find_one({"launch_id": 1})
     assert "killed by SIGTERM" in launch["action"]["stored_data"]["_message"]
+    [row] = query(journal_path, "SELECT fw_name, pushed_state, outcome, outcome_detail FROM launch_status")
+    assert row == {
+        "fw_name": "long",
+        "pushed_state": "FIZZLED",
+        "outcome": "killed",
+        "outcome_detail": "killed by SIGTERM",
+    }
     assert launchpad.offline_runs.find_one({"launch_id": 1})["completed"] is True
     launchpad.rerun_fw(1)
     assert launchpad.get_fw_by_id(1).state == "READY"
 
 
 def test_bad_launchpad_file_is_one_line_exit_78(tmp_path, journal_path):
+    Journal.open(journal_path).close()
     bad = tmp_path / "my_launchpad.yaml"
     bad.write_text("host: [unclosed\n")
     runner = CliRunner()
@@ -292,6 +337,7 @@ def test_bad_launchpad_file_is_one_line_exit_78(tmp_path, journal_path):
 
 
 def test_not_a_launchpad(mongo_uri, db_name, journal_path):
+    Journal.open(journal_path).close()
     res = invoke("push", "--uri", mongo_uri, "--name", db_name, "--journal", journal_path)
     assert res.exit_code == EX_CONFIG and "not a FireWorks LaunchPad" in res.output
 
@@ -382,10 +428,11 @@ def test_status_shows_launches_totals_and_the_database(launchpad, tmp_path, jour
     assert res.exit_code == 0, res.output
     import re
 
-    total = re.search(r"total: 1 launches, (\d+) events: (\d+) pending", res.output)
+    assert "launches: 1; as last pushed: not pushed 1" in res.output, res.output
+    total = re.search(r"events: (\d+): (\d+) pending \(1 launches\)", res.output)
     assert total and total.group(1) == total.group(2) and int(total.group(1)) >= 5, res.output
     assert "last successful push: never" in res.output
-    assert "database: reachable at mongodb://127.0.0.1" in res.output
+    assert "database: answers at mongodb://127.0.0.1" in res.output
     assert runner.invoke(main, ["push"], env=env).exit_code == 0
     res = runner.invoke(main, ["status", "--json"], env=env)
     import json

@@ -6,14 +6,16 @@ import json
 import os
 import re
 import sqlite3
+from pathlib import Path
 
 import msgspec
 
 from fwspool import events
-from fwspool.journal import Journal, schema_sql
+from fwspool.journal import SCHEMA_VERSION, Journal, schema_sql
 from fwspool.spool import HEADER_LEN, MAGIC, SpoolWriter
 
 SCHEMA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "schema")
+DATA = Path(__file__).resolve().parent / "data"
 
 
 def read(name: str) -> str:
@@ -50,6 +52,71 @@ def test_journal_sql_builds_the_same_database_as_the_code(journal_path):
     from_file = sqlite3.connect(":memory:")
     from_file.executescript(read("journal.sql"))
     assert _shape(from_file) == _shape(from_code)
+
+
+def _ddl(path: Path) -> list[tuple[str, str, str]]:
+    """Every object's DDL up to layout (ALTER TABLE ... RENAME quotes the new name)."""
+    with sqlite3.connect(path) as c:
+        rows = c.execute(
+            "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
+        ).fetchall()
+    return sorted(
+        (t, n, " ".join((sql or "").replace('"launches"', "launches").split())) for t, n, sql in rows
+    )
+
+
+def test_a_version_2_journal_is_upgraded_in_place_keeping_every_row(tmp_path):
+    """Version 3 adds what the last push left to ``launches`` (tests/data/journal-v2.sql is the
+    schema of version 2 as it was released); the upgrade from version 1 is in test_batch.py."""
+    path = tmp_path / "v2.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript((DATA / "journal-v2.sql").read_text())
+        db.execute(
+            "INSERT INTO launches (launch_id, fw_id, launch_dir, learned_from, first_seen_at, batch_job_id, "
+            "batch_system, terminal_at) VALUES (7, 3, '/runs/a', 'inbox', '2026-01-01T00:00:00Z', '812', 'slurm', 't')"
+        )
+        db.execute(
+            "INSERT INTO sources (path, kind, launch_id, first_seen_at, updated_at) "
+            "VALUES ('/runs/a/x.spool', 'spool', 7, 'now', 'now')"
+        )
+        db.execute(
+            "INSERT INTO events (event_id, writer_id, seq, launch_id, fw_id, type, occurred_at, payload, "
+            "source_id, ingested_at, pushed_at, push_outcome) "
+            "VALUES ('w-0000000001', 'w', 1, 7, 3, 'started', 't', '{}', 1, 'now', 'then', 'applied')"
+        )
+        db.execute(
+            "INSERT INTO forget_requests (kind, value, forget, requested_at) VALUES ('fw_id', 3, 1, 'x')"
+        )
+        db.execute("INSERT INTO meta (key, value) VALUES ('last_successful_push', 'then')")
+        db.execute("PRAGMA user_version = 2")
+    with Journal.open(str(path)) as journal:
+        assert journal.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 3
+        assert journal.query(
+            "SELECT launch_id, fw_id, launch_dir, learned_from, batch_job_id, batch_system, terminal_at, "
+            "fw_name, pushed_state, outcome FROM launches"
+        ) == [
+            {
+                "launch_id": 7,
+                "fw_id": 3,
+                "launch_dir": "/runs/a",
+                "learned_from": "inbox",
+                "batch_job_id": "812",
+                "batch_system": "slurm",
+                "terminal_at": "t",
+                "fw_name": None,
+                "pushed_state": None,
+                "outcome": None,
+            }
+        ]
+        assert journal.query("SELECT launch_id, pending, pushed, outcome FROM launch_status") == [
+            {"launch_id": 7, "pending": 0, "pushed": 1, "outcome": None}
+        ]
+        assert journal.count_events() == 1 and journal.get_meta("last_successful_push") == "then"
+        assert journal.query("PRAGMA foreign_key_check") == []
+    Journal.open(str(path)).close()  # opened again: nothing to do
+    fresh = tmp_path / "fresh.sqlite3"
+    Journal.open(str(fresh)).close()
+    assert _ddl(path) == _ddl(fresh)
 
 
 def test_every_event_type_is_documented_in_spool_md():

@@ -204,6 +204,20 @@ def test_scancel_of_a_running_job_fizzles_and_of_a_pending_one_releases_the_rese
         30,
         "the released offline run forgotten",
     )
+
+    # `fwspool status` tells the two apart, each with its real batch job.
+    def outcomes() -> dict[int, tuple[Any, ...]]:
+        res = site.fwspool("status", "--json", "--no-check", "--journal", str(site.journal))
+        return {
+            x["fw_id"]: (x["state"], x["outcome"], x["outcome_detail"], x["batch_job_id"])
+            for x in json.loads(res.stdout)["launches"]
+        }
+
+    wait_for(lambda: outcomes()[2][1] == "released", 30, "the release in the journal")
+    assert outcomes() == {
+        1: ("FIZZLED", "killed", "killed by SIGTERM", running_job),
+        2: ("READY", "released", f"batch job {pending_job} ended without starting the launch", pending_job),
+    }
     (site.runs / "c").mkdir()
     site.qlaunch("singleshot", cwd=site.runs / "c")  # and the next job takes it
     wait_for(lambda: fw_state(lp, 2) == "COMPLETED", 60, "the released Firework COMPLETED by a new job")

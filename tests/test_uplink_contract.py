@@ -132,7 +132,7 @@ def test_the_registry_lists_open_offline_runs_and_forgets_deprecated_ones(
     fw, launch_id = reserve_offline(launchpad, d)
     uplink = connect(mongo_uri, launchpad.name)
     assert uplink.open_offline_runs() == [
-        {"launch_id": launch_id, "fw_id": fw.fw_id, "launch_dir": d, "batch_job_id": None}
+        {"launch_id": launch_id, "fw_id": fw.fw_id, "launch_dir": d, "batch_job_id": None, "fw_name": fw.name}
     ]
     uplink.set_deprecated("fw_id", [fw.fw_id], True)
     assert uplink.open_offline_runs() == []

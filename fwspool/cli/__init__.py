@@ -11,7 +11,7 @@ import warnings
 import click
 
 from fwspool import __version__
-from fwspool.cli import common, demo, emit, forget, ingest, prune, push, rlaunch, status, sync
+from fwspool.cli import common, demo, doctor, emit, forget, ingest, prune, push, rlaunch, status, sync
 from fwspool.log import LOG, silence_fireworks_import_warnings
 
 
@@ -37,6 +37,7 @@ for _command in (
     prune.prune,
     forget.forget,
     status.status,
+    doctor.doctor,
     demo.demo,
 ):
     main.add_command(_command)

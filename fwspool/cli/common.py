@@ -210,9 +210,13 @@ journal_option = click.option(
 )
 
 
-def open_journal(path: str | None) -> Journal:
-    """:meth:`Journal.open`, its warnings (a journal other users can read) printed on stderr."""
-    journal = Journal.open(path)
+def open_journal(path: str | None, *, create: bool = False) -> Journal:
+    """:meth:`Journal.open`, its warnings (a journal other users can read) printed on stderr.
+
+    Only the commands that fill the journal (``ingest``, ``sync``) create it: for the others, a
+    journal that does not exist is an error (exit 66), not an empty journal.
+    """
+    journal = Journal.open(path, create=create)
     for warning in journal.warnings:
         LOG.line(f"fwspool: warning: {warning}", err=True)
     return journal

@@ -51,7 +51,7 @@ def ingest(
 
     # stdout is for the total alone: the lines of --watch passes go to stderr.
     loop = login_loop(watch, interval, log_file, say=say_on_stderr, heartbeat=heartbeat)
-    with open_journal(journal_path) as journal, journal.lock("ingest", wait=lock_wait):
+    with open_journal(journal_path, create=True) as journal, journal.lock("ingest", wait=lock_wait):
         if watch:
             say_on_stderr(
                 startup_line(

@@ -1,27 +1,87 @@
-"""``fwspool status``: the journal and the database, for people (:mod:`fwspool.status`)."""
+"""``fwspool status``: the journal, each launch's outcome, the database (:mod:`fwspool.status`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from typing import Any
 
 import click
 
 from fwspool.cli.common import UplinkOptions, journal_option, open_journal, reports_errors, uplink_options
 
 
+def _since(_ctx: Any, _param: Any, value: str | None) -> Any:
+    if value is None:
+        return None
+    from fwspool.events import utcnow
+    from fwspool.status import parse_since
+
+    try:
+        return parse_since(value, utcnow())
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @click.command()
 @journal_option
 @uplink_options
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--no-check", is_flag=True, help="Do not try to reach the database.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Machine-readable: the same fields, every matching launch."
+)
+@click.option("--no-check", is_flag=True, help="Do not ask the database (else asked for at most 1 s).")
+@click.option("--all", "every", is_flag=True, help="List every launch, not only those that need attention.")
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    metavar="STATE",
+    help="Only launches in this Firework state (RUNNING, COMPLETED, FIZZLED...; as last pushed or "
+    "as pending events imply) or with this outcome (killed, lost, superseded...); repeatable.",
+)
+@click.option(
+    "--fw-id", "fw_ids", multiple=True, type=int, help="Only launches of this Firework; repeatable."
+)
+@click.option("--pending", is_flag=True, help="Only launches with events waiting to be pushed.")
+@click.option(
+    "--since",
+    callback=_since,
+    metavar="WHEN",
+    help="Only launches with an event since WHEN: a duration back from now (30m, 6h, 2d, 1w) or an ISO time.",
+)
 @reports_errors
-def status(journal_path: str | None, uplink: UplinkOptions, as_json: bool, no_check: bool) -> None:
-    """Per launch: last event, pending, pushed, superseded, forgotten; totals; the database."""
-    from fwspool.status import collect, render
+def status(
+    journal_path: str | None,
+    uplink: UplinkOptions,
+    as_json: bool,
+    no_check: bool,
+    every: bool,
+    states: tuple[str, ...],
+    fw_ids: tuple[int, ...],
+    pending: bool,
+    since: Any,
+) -> None:
+    """What each launch came to and what waits: the summary, then the launches that need attention.
 
+    Per launch: the Firework's id, name and state on the LaunchPad as last pushed (and the state
+    its pending events imply, when it differs), the outcome (completed, fizzled, killed, exited,
+    lost, released, superseded, forgotten, running, waiting) and why, the batch job, the last
+    event and its age. The summary: counts by state and outcome, the oldest pending event, the
+    last successful push, the database.
+    """
+    from fwspool.status import CHECK_SECONDS, Filters, check_database, collect, render
+
+    filters = Filters(states, fw_ids, pending, since, every)
     with open_journal(journal_path) as journal:
-        report = collect(journal, None if no_check else uplink.open)
+        database = None
+        if not no_check:
+            # Server selection gives up well within the budget, so that its own reason (refused,
+            # TLS, credentials) is shown, not only "no answer". pymongo looks again every 0.5 s:
+            # a timeout under that ends after 0.5 s, one of 0.5 s sometimes after 1 s.
+            quick = dataclasses.replace(uplink, timeout=min(uplink.timeout, 0.4 * CHECK_SECONDS))
+            database = check_database(quick.open)
+        report = collect(journal, database, filters)
     if as_json:
         click.echo(json.dumps(report, indent=2, sort_keys=True))
     else:
-        click.echo(render(report))
+        click.echo(render(report, filters))

@@ -66,7 +66,7 @@ def sync(
     retain_seconds = parse_age(retain, "--retain")
     loop = login_loop(watch, interval, log_file, heartbeat=heartbeat, retain=retain_seconds)
     with (
-        open_journal(journal_path) as journal,
+        open_journal(journal_path, create=True) as journal,
         journal.lock("ingest", wait=lock_wait),
         journal.lock("push", wait=lock_wait),
     ):

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from itertools import chain
 from typing import Any, Self
 
-from fwspool.errors import ConfigError, JournalBusy, JournalError
+from fwspool.errors import ConfigError, InputError, JournalBusy, JournalError
 from fwspool.journal.schema import columns_of, create_or_upgrade, quote
 
 #: Filesystems where SQLite's locking and WAL shared memory are unreliable.
@@ -73,12 +73,21 @@ class JournalDatabase:
         self.warnings: list[str] = []
 
     @classmethod
-    def open(cls, path: str | None = None, *, allow_network_fs: bool | None = None) -> Self:
-        """Open (creating if needed) the journal at ``path`` (default :func:`default_journal_path`).
+    def open(
+        cls, path: str | None = None, *, allow_network_fs: bool | None = None, create: bool = True
+    ) -> Self:
+        """Open the journal at ``path`` (default :func:`default_journal_path`), creating it unless
+        ``create`` is false: then a journal that does not exist is an :class:`InputError` (a typo
+        must not look like an empty journal).
 
         Refuses a network filesystem unless ``allow_network_fs`` (or ``FWSPOOL_ALLOW_NETWORK_JOURNAL=1``).
         """
         path = os.path.abspath(os.path.expanduser(path or default_journal_path()))
+        if not create and not os.path.lexists(path):
+            raise InputError(
+                f"no journal at {path}: `fwspool ingest` or `fwspool sync` creates it "
+                "(give theirs with --journal or FWSPOOL_JOURNAL)"
+            )
         _check_location(path, allow_network_fs)
         _create_private(path)
         try:

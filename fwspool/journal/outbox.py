@@ -18,7 +18,9 @@ from typing import Any
 
 from fwspool.events import iso, utcnow
 from fwspool.journal.database import JournalDatabase, in_chunks
+from fwspool.journal.rows import ForgetRequest
 from fwspool.journal.store import forget_late_launches
+from fwspool.outcomes import PushedLaunch
 from fwspool.runs import LaunchEvents, PendingEvent
 
 _LAUNCHES_WITH_PENDING = """
@@ -36,12 +38,13 @@ WHERE l.learned_from = 'inbox' AND e.type = 'launch_dir_changed' AND e.launch_id
 
 #: The reservation's job; a run's own (its started event) is newer and stays.
 _REGISTRY_UPSERT = """
-INSERT INTO launches (launch_id, fw_id, launch_dir, learned_from, first_seen_at, batch_job_id)
-VALUES (?, ?, ?, 'registry', ?, ?)
+INSERT INTO launches (launch_id, fw_id, launch_dir, learned_from, first_seen_at, batch_job_id, fw_name)
+VALUES (?, ?, ?, 'registry', ?, ?, ?)
 ON CONFLICT (launch_id) DO UPDATE SET
     fw_id = coalesce(launches.fw_id, excluded.fw_id),
     launch_dir = coalesce(launches.launch_dir, excluded.launch_dir),
-    batch_job_id = coalesce(launches.batch_job_id, excluded.batch_job_id)"""
+    batch_job_id = coalesce(launches.batch_job_id, excluded.batch_job_id),
+    fw_name = coalesce(launches.fw_name, excluded.fw_name)"""
 
 
 class Outbox(JournalDatabase):
@@ -100,14 +103,20 @@ class Outbox(JournalDatabase):
         ]
 
     def mark_pushed(
-        self, outcomes: Sequence[tuple[str, str, str | None]], *, done_redo: Sequence[int] = ()
+        self,
+        outcomes: Sequence[tuple[str, str, str | None]],
+        *,
+        done_redo: Sequence[int] = (),
+        launches: Sequence[PushedLaunch] = (),
     ) -> None:
         """Record that the LaunchPad acknowledged these events (call only after it did), and drop
         the redo records of the writes that carried them, in the same transaction.
 
         ``outcomes``: (event id, 'applied' | 'superseded' | 'skipped', detail or None).
+        ``launches``: what those writes left of each launch, remembered with the mark
+        (:func:`remember_pushed`).
         """
-        if not outcomes and not done_redo:
+        if not outcomes and not done_redo and not launches:
             return
         now = iso(utcnow())
         with self.transaction() as db:
@@ -118,6 +127,7 @@ class Outbox(JournalDatabase):
             )
             for chunk, marks in in_chunks(done_redo):
                 db.execute(f"DELETE FROM redo WHERE redo_id IN ({marks})", tuple(chunk))
+            remember_pushed(db, launches, now)
 
     def identity(self) -> str:
         """This journal's random id, made on first use (names its workflow locks on the LaunchPad)."""
@@ -161,7 +171,8 @@ class Outbox(JournalDatabase):
         with self.reading() as db:
             for chunk, marks in in_chunks(ids):
                 for lid, *row in db.execute(
-                    f"SELECT launch_id, fw_id, launch_dir, batch_job_id FROM launches WHERE launch_id IN ({marks})",
+                    "SELECT launch_id, fw_id, launch_dir, batch_job_id, fw_name FROM launches "
+                    f"WHERE launch_id IN ({marks})",
                     tuple(chunk),
                 ):
                     known[lid] = tuple(row)
@@ -173,29 +184,53 @@ class Outbox(JournalDatabase):
             db.executemany(
                 _REGISTRY_UPSERT,
                 [
-                    (r["launch_id"], r.get("fw_id"), r.get("launch_dir"), now, r.get("batch_job_id"))
+                    (
+                        r["launch_id"],
+                        r.get("fw_id"),
+                        r.get("launch_dir"),
+                        now,
+                        r.get("batch_job_id"),
+                        r.get("fw_name"),
+                    )
                     for r in new
                 ],
             )
             forget_late_launches(db, now)
         return len(new)
 
-    def request_forget(self, fw_ids: Sequence[int], launch_ids: Sequence[int], *, undo: bool = False) -> int:
+    def request_forget(
+        self, fw_ids: Sequence[int], launch_ids: Sequence[int], *, undo: bool = False
+    ) -> ForgetRequest:
         """Stop (or, with ``undo``, resume) ingesting and pushing these launches; the LaunchPad's
-        offline_runs follow on the next successful push. Returns the number of known launches affected."""
+        offline_runs follow on the next successful push.
+
+        Only ids the journal knows a launch of are recorded (a launch of a known Firework learned
+        later is forgotten too): an unknown one is returned, for the caller to say so.
+        """
         now = iso(utcnow())
-        requests = [("fw_id", v) for v in fw_ids] + [("launch_id", v) for v in launch_ids]
         with self.transaction() as db:
+            known_fws = _known(db, "fw_id", fw_ids)
+            known_lids = _known(db, "launch_id", launch_ids)
+            requests = [("fw_id", v) for v in fw_ids if v in known_fws]
+            requests += [("launch_id", v) for v in launch_ids if v in known_lids]
             db.executemany(
                 "INSERT INTO forget_requests (kind, value, forget, requested_at) VALUES (?, ?, ?, ?)",
                 [(kind, value, 0 if undo else 1, now) for kind, value in requests],
             )
-            fws, lids = ",".join("?" * len(fw_ids)), ",".join("?" * len(launch_ids))
-            cur = db.execute(
-                f"UPDATE launches SET forgotten_at = ? WHERE fw_id IN ({fws}) OR launch_id IN ({lids})",
-                (None if undo else now, *fw_ids, *launch_ids),
+            fws = [v for kind, v in requests if kind == "fw_id"]
+            lids = [v for kind, v in requests if kind == "launch_id"]
+            named = f"(fw_id IN ({','.join('?' * len(fws))}) OR launch_id IN ({','.join('?' * len(lids))}))"
+            affected = db.execute(f"SELECT count(*) FROM launches WHERE {named}", (*fws, *lids)).fetchone()[0]
+            # A launch forgotten before keeps the time it was.
+            db.execute(
+                f"UPDATE launches SET forgotten_at = ? WHERE {named} AND (forgotten_at IS NULL OR ? IS NULL)",
+                (None if undo else now, *fws, *lids, None if undo else now),
             )
-        return int(cur.rowcount)
+        return ForgetRequest(
+            affected,
+            tuple(v for v in fw_ids if v not in known_fws),
+            tuple(v for v in launch_ids if v not in known_lids),
+        )
 
     def unapplied_forget_requests(self) -> list[dict[str, Any]]:
         return self.query("SELECT * FROM forget_requests WHERE applied_at IS NULL ORDER BY request_id")
@@ -207,6 +242,29 @@ class Outbox(JournalDatabase):
                 db.execute(
                     f"UPDATE forget_requests SET applied_at = ? WHERE request_id IN ({marks})", (now, *chunk)
                 )
+
+
+def remember_pushed(db: Any, launches: Sequence[PushedLaunch], now: str) -> None:
+    """What a push left of each launch on the LaunchPad, for ``fwspool status`` and the
+    ``launch_status`` view; no part of exactly-once (nothing reads it back to decide anything)."""
+    db.executemany(
+        "UPDATE launches SET fw_id = coalesce(fw_id, ?), fw_name = coalesce(?, fw_name), pushed_state = ?, "
+        "outcome = ?, outcome_detail = ?, pushed_state_at = ? WHERE launch_id = ?",
+        [(r.fw_id, r.fw_name, r.state, r.outcome, r.detail, now, r.launch_id) for r in launches],
+    )
+
+
+def _known(db: Any, column: str, values: Sequence[int]) -> set[int]:
+    """Which of these Firework or launch ids (``column``) the journal has a launch of."""
+    found: set[int] = set()
+    for chunk, marks in in_chunks(sorted(set(values))):
+        found.update(
+            r[0]
+            for r in db.execute(
+                f"SELECT DISTINCT {column} FROM launches WHERE {column} IN ({marks})", tuple(chunk)
+            )
+        )
+    return found
 
 
 def _merge_writers(streams: dict[str, list[PendingEvent]]) -> list[PendingEvent]:
@@ -221,9 +279,10 @@ def _adds_to(known: tuple[Any, ...] | None, run: dict[str, Any]) -> bool:
     """Whether a registry entry tells the journal something new about its launch."""
     if known is None:
         return True
-    fw_id, launch_dir, batch_job_id = known
+    fw_id, launch_dir, batch_job_id, fw_name = known
     return bool(
         (launch_dir is None and run.get("launch_dir"))
         or (fw_id is None and run.get("fw_id") is not None)
         or (batch_job_id is None and run.get("batch_job_id"))
+        or (fw_name is None and run.get("fw_name"))
     )

@@ -197,3 +197,13 @@ class QuarantinedRecord(NamedTuple):
     launch_id: int | None
     dev: int | None
     ino: int | None
+
+
+class ForgetRequest(NamedTuple):
+    """What ``fwspool forget`` asked and what the journal made of it."""
+
+    #: How many launches the journal knows that are now forgotten (or resumed).
+    launches: int
+    #: The ids named that match no launch in the journal: no request was recorded for them.
+    unknown_fw_ids: tuple[int, ...]
+    unknown_launch_ids: tuple[int, ...]

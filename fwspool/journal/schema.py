@@ -29,7 +29,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from fwspool.errors import JournalError
 
 #: ``PRAGMA user_version`` of a journal this code writes.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 metadata = MetaData()
 
@@ -51,8 +51,20 @@ launches = Table(
     Column("batch_job_id", Text),
     Column("batch_system", Text),
     Column("batch_gone_at", Text),
+    # What the last push that applied events of the launch left on the LaunchPad (fwspool.outcomes):
+    # the Firework's name and state, what the launch came to and why, and when.
+    Column("fw_name", Text),
+    Column("pushed_state", Text),
+    Column("outcome", Text),
+    Column("outcome_detail", Text),
+    Column("pushed_state_at", Text),
     CheckConstraint(
         "learned_from IN ('spool', 'fw_offline', 'registry', 'inbox')", name="launches_learned_from"
+    ),
+    CheckConstraint(
+        "outcome IS NULL OR outcome IN "
+        "('running', 'completed', 'fizzled', 'killed', 'exited', 'lost', 'released', 'superseded')",
+        name="launches_outcome",
     ),
 )
 
@@ -171,16 +183,20 @@ WHERE e.pushed_at IS NULL AND l.forgotten_at IS NULL
 ORDER BY e.launch_id, e.occurred_at, e.event_id""",
     "launch_status": """
 CREATE VIEW IF NOT EXISTS launch_status AS
-SELECT l.launch_id, l.fw_id, l.launch_dir, l.learned_from,
+SELECT l.launch_id, l.fw_id, l.fw_name, l.launch_dir, l.learned_from, l.first_seen_at,
+       l.pushed_state, l.outcome, l.outcome_detail, l.pushed_state_at,
+       l.batch_job_id, l.batch_system, l.batch_gone_at,
        (SELECT e.type FROM events AS e WHERE e.launch_id = l.launch_id
         ORDER BY e.occurred_at DESC, e.event_id DESC LIMIT 1) AS last_event,
        (SELECT max(e.occurred_at) FROM events AS e WHERE e.launch_id = l.launch_id) AS last_event_at,
        (SELECT count(*) FROM events AS e WHERE e.launch_id = l.launch_id AND e.pushed_at IS NULL) AS pending,
+       (SELECT min(e.ingested_at) FROM events AS e WHERE e.launch_id = l.launch_id
+        AND e.pushed_at IS NULL) AS oldest_pending_at,
        (SELECT count(*) FROM events AS e WHERE e.launch_id = l.launch_id
         AND e.push_outcome = 'applied') AS pushed,
        (SELECT count(*) FROM events AS e WHERE e.launch_id = l.launch_id
         AND e.push_outcome = 'superseded') AS superseded,
-       l.forgotten_at IS NOT NULL AS forgotten,
+       l.forgotten_at IS NOT NULL AS forgotten, l.forgotten_at,
        l.terminal_at
 FROM launches AS l
 ORDER BY l.launch_id""",
@@ -239,9 +255,9 @@ def create_or_upgrade(db: sqlite3.Connection, path: str) -> None:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
-    if _version(db) == 1:
+    if _version(db) in (1, 2):
         try:
-            _upgrade_from_1(db, path)
+            _rebuild_launches(db, path)
         except sqlite3.Error as exc:
             raise JournalError(f"cannot upgrade journal {path}: {exc}") from exc
 
@@ -250,35 +266,37 @@ def _version(db: sqlite3.Connection) -> int:
     return int(db.execute("PRAGMA user_version").fetchone()[0])
 
 
-def _upgrade_from_1(db: sqlite3.Connection, path: str) -> None:
-    """Bring a journal of schema version 1 to version 2, keeping every row.
+def _rebuild_launches(db: sqlite3.Connection, path: str) -> None:
+    """Bring a journal of schema version 1 or 2 to this version, keeping every row.
 
-    Version 2 adds the batch job columns and ``'inbox'`` to the CHECK of ``learned_from``;
-    SQLite cannot change a CHECK in place, so ``launches`` is rebuilt the way SQLite's own
-    ALTER TABLE documentation does it: foreign keys off (possible only outside a
-    transaction), one IMMEDIATE transaction, a foreign-key check before the commit.
+    Version 2 added the batch job columns and ``'inbox'`` to the CHECK of ``learned_from``;
+    version 3 what the last push left (``fw_name``, ``pushed_state``, ``outcome``...) and the
+    CHECK of ``outcome``. Both are the table ``launches`` only, and SQLite cannot change a CHECK
+    in place, so ``launches`` is rebuilt from its current definition the way SQLite's own ALTER
+    TABLE documentation does it: foreign keys off (possible only outside a transaction), one
+    IMMEDIATE transaction, a foreign-key check before the commit. The views are made anew.
     """
     old = [r[1] for r in db.execute('PRAGMA table_info("launches")')]
     db.execute("PRAGMA foreign_keys = OFF")
     db.execute("BEGIN IMMEDIATE")
     try:
-        if _version(db) != 1:
+        if _version(db) not in (1, 2):
             db.execute("ROLLBACK")  # another process upgraded it meanwhile
             return
         for name in VIEWS:
             db.execute(f"DROP VIEW IF EXISTS {name}")
         ddl = str(CreateTable(launches).compile(dialect=sqlite.dialect())).strip()
-        db.execute(ddl.replace("CREATE TABLE launches ", "CREATE TABLE launches_v2 ", 1))
+        db.execute(ddl.replace("CREATE TABLE launches ", "CREATE TABLE launches_new ", 1))
         columns = ", ".join(map(quote, old))
-        db.execute(f"INSERT INTO launches_v2 ({columns}) SELECT {columns} FROM launches")
+        db.execute(f"INSERT INTO launches_new ({columns}) SELECT {columns} FROM launches")
         db.execute("DROP TABLE launches")
-        db.execute("ALTER TABLE launches_v2 RENAME TO launches")
+        db.execute("ALTER TABLE launches_new RENAME TO launches")
         for view in VIEWS.values():
             db.execute(view)
         problems = db.execute("PRAGMA foreign_key_check").fetchall()
         if problems:
             raise JournalError(f"journal {path}: migration found broken references {problems[:3]}")
-        db.execute("PRAGMA user_version = 2")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:

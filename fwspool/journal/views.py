@@ -10,7 +10,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fwspool.journal.database import JournalDatabase
+from fwspool.journal.database import JournalDatabase, in_chunks
+from fwspool.runs import PendingEvent
+
+#: The events that decide what a launch came to, with the few payload fields that say how (a
+#: completion's FWAction may be megabytes: only its state and the exception's text are read).
+_RUN_EVENTS = """
+SELECT launch_id, event_id, type, occurred_at,
+       json_extract(payload, '$.state'), json_extract(payload, '$.signal'),
+       json_extract(payload, '$.signal_name'), json_extract(payload, '$.returncode'),
+       json_extract(payload, '$.error'), json_extract(payload, '$.run'),
+       json_extract(payload, '$.batch_job_id'), json_extract(payload, '$.reason'),
+       CASE WHEN type = 'completed' THEN json_extract(payload, '$.action.stored_data._exception._stacktrace') END,
+       CASE WHEN type = 'completed' THEN json_extract(payload, '$.action.stored_data._message') END
+FROM events
+WHERE launch_id IN ({marks}) AND type IN ('started', 'exited', 'lost', 'released', 'completed')
+ORDER BY launch_id, occurred_at, event_id"""
+
+_PAYLOAD_FIELDS = ("state", "signal", "signal_name", "returncode", "error", "run", "batch_job_id", "reason")
 
 #: The ``meta`` key of the last push pass that reached the database (its end, ISO-8601 UTC).
 LAST_PUSH_KEY = "last_successful_push"
@@ -49,7 +66,8 @@ class OperatorViews(JournalDatabase):
     """The journal as people read it."""
 
     def launch_status(self) -> list[dict[str, Any]]:
-        """One row per launch: its last event, how many events are pending, pushed, superseded."""
+        """One row per launch: what the last push left, its last event, how many events are
+        pending, pushed, superseded (the ``launch_status`` view)."""
         return self.query("SELECT * FROM launch_status")
 
     def count_events(self, where: str = "1=1", params: Sequence[Any] = ()) -> int:
@@ -70,3 +88,52 @@ class OperatorViews(JournalDatabase):
         """How many events wait to be pushed, and the oldest one's ingest time."""
         rows = self.query("SELECT count(*) AS n, min(ingested_at) AS oldest FROM pending_events")
         return int(rows[0]["n"]), rows[0]["oldest"]
+
+    def oldest_pending(self) -> dict[str, Any] | None:
+        """The pending event ingested first (the push's lag): its launch, type and times."""
+        rows = self.query(
+            "SELECT launch_id, type, occurred_at, ingested_at FROM pending_events "
+            "ORDER BY ingested_at, occurred_at LIMIT 1"
+        )
+        return rows[0] if rows else None
+
+    def event_totals(self) -> dict[str, int]:
+        """Events in the journal: all, pending, and pushed by outcome."""
+        row = self.query(
+            """SELECT count(*) AS events,
+                      sum(pushed_at IS NULL) AS pending,
+                      sum(push_outcome = 'applied') AS pushed,
+                      sum(push_outcome = 'superseded') AS superseded,
+                      sum(push_outcome = 'skipped') AS skipped
+               FROM events"""
+        )[0]
+        return {k: int(v or 0) for k, v in row.items()}
+
+    def quarantined_by_launch(self) -> tuple[int, dict[int, int]]:
+        """Quarantined ranges in all, and per launch those of its spool files."""
+        total = self.query("SELECT count(*) AS n FROM quarantine")[0]["n"]
+        rows = self.query(
+            "SELECT s.launch_id, count(*) AS n FROM quarantine AS q JOIN sources AS s "
+            "ON s.source_id = q.source_id WHERE s.launch_id IS NOT NULL GROUP BY s.launch_id"
+        )
+        return int(total), {r["launch_id"]: int(r["n"]) for r in rows}
+
+    def run_events(self, launch_ids: Sequence[int]) -> dict[int, list[PendingEvent]]:
+        """The events of these launches that decide what they came to (started, exited, lost,
+        released, completed), pushed or not, in order, each with the payload fields that say how."""
+        found: dict[int, list[PendingEvent]] = {}
+        with self.reading() as db:
+            for chunk, marks in in_chunks(sorted(launch_ids)):
+                for launch_id, event_id, etype, occurred_at, *fields in db.execute(
+                    _RUN_EVENTS.format(marks=marks), tuple(chunk)
+                ):
+                    *values, stacktrace, message = fields
+                    payload: dict[str, Any] = {
+                        k: v for k, v in zip(_PAYLOAD_FIELDS, values, strict=True) if v is not None
+                    }
+                    if stacktrace is not None or message is not None:
+                        stored = {"_exception": {"_stacktrace": stacktrace}, "_message": message}
+                        payload["action"] = {"stored_data": stored}
+                    event = PendingEvent(event_id, etype, occurred_at, payload)
+                    found.setdefault(launch_id, []).append(event)
+        return found

@@ -5,7 +5,8 @@ three queries, then sends each launch one way: superseded (:mod:`~fwspool.launch
 released (:mod:`~fwspool.launchpad.release`), running (:mod:`~fwspool.launchpad.running`),
 ending (:mod:`~fwspool.launchpad.completion`, in bulk) or already ended
 (:mod:`~fwspool.launchpad.one_by_one`, the idempotent re-check). Last, the offline runs are
-marked as ``recover_offline`` would leave them.
+marked as ``recover_offline`` would leave them, and what the batch left of each launch is
+said for the journal (:mod:`~fwspool.launchpad.pushed`).
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from typing import Any, NamedTuple
 from fwspool.events import FINAL_STATES, untag_nonfinite
 from fwspool.launchpad.completion import Ending, complete_in_bulk
 from fwspool.launchpad.one_by_one import complete_one_by_one
+from fwspool.launchpad.pushed import pushed_launches
 from fwspool.launchpad.release import release
 from fwspool.launchpad.running import apply_running
 from fwspool.launchpad.supersede import HELD_FW_STATES, same_launch, superseded_reason
+from fwspool.outcomes import PushedLaunch
 from fwspool.runs import INFERRED_KEYS, LaunchEvents, completion_in_quarantine, final_of, reopens
 
 __all__ = ["ApplyResult", "LaunchPadApplier"]
@@ -36,6 +39,8 @@ class ApplyResult:
     touched_launches: list[int] = field(default_factory=list)
     #: Reservations handed back (``released`` events): the Firework is READY again.
     released_launches: list[int] = field(default_factory=list)
+    #: What the application left of each launch it moved, for ``fwspool status`` (filled last).
+    pushed: list[PushedLaunch] = field(default_factory=list)
 
     def applied(self, launch: LaunchEvents) -> None:
         """Every pending event of this launch is on the LaunchPad now (notes are only skipped)."""
@@ -102,6 +107,7 @@ class LaunchPadApplier:
         for launch, doc in routes.releasing:
             release(self.lp, launch, doc, result)
         self._update_offline_runs(result, now)
+        result.pushed = pushed_launches(launches, view.launches, view.fireworks, reopen, result)
         return result
 
     def _read(self, lids: list[int]) -> _LaunchPadView:
@@ -112,7 +118,9 @@ class LaunchPadApplier:
         fw_ids = sorted({d["fw_id"] for d in launch_docs.values()})
         fw_docs = {
             d["fw_id"]: d
-            for d in lp.fireworks.find({"fw_id": {"$in": fw_ids}}, {"fw_id": 1, "state": 1, "launches": 1})
+            for d in lp.fireworks.find(
+                {"fw_id": {"$in": fw_ids}}, {"fw_id": 1, "name": 1, "state": 1, "launches": 1}
+            )
         }
         offline = {
             d["launch_id"]: d

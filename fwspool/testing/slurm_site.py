@@ -14,9 +14,25 @@ from typing import Any
 
 from fwspool.devslurm import DevSlurm
 
-__all__ = ["Site", "launchpad_file_text", "qadapter_file_text", "qlaunch_command", "sync_command"]
+__all__ = [
+    "Site",
+    "finished_job",
+    "launchpad_file_text",
+    "qadapter_file_text",
+    "qlaunch_command",
+    "sync_command",
+]
 
 BIN = Path(sys.executable).parent
+
+
+def finished_job(slurm: DevSlurm, directory: Path) -> str:
+    """The id of a real Slurm job that has already ended (a job the batch system no longer runs)."""
+    script = directory / "quick.sh"
+    script.write_text("#!/bin/bash\ntrue\n")
+    job = slurm.sbatch(str(script), cwd=str(directory))
+    slurm.wait_for_state(job, {"COMPLETED"}, 30)
+    return job
 
 
 def launchpad_file_text(uri: str, db: str) -> str:

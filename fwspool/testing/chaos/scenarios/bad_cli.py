@@ -105,6 +105,7 @@ def prepare_inputs(cluster: Cluster, work: str, tpl: Template) -> CliInputs:
         vanished_journal=os.path.join(work, "vanished", "journal.sqlite3"),
     )
     x.good_lp = x.write("good_launchpad.yaml", f"host: {cluster.uri}\nname: {tpl.db}\nuri_mode: true\n")
+    Journal.open(x.journal).close()  # push needs a journal: only ingest and sync create one
     os.makedirs(x.bad_offline)
     x.write("bad-offline/FW_offline.json", "{not json")
     os.makedirs(x.bad_fw)
@@ -245,6 +246,18 @@ def journal_cases(x: CliInputs) -> list[CliCase]:
             ["ingest", "--journal", write("garbage.sqlite3", os.urandom(4096)), "--root", root],
             73,
             ("not a usable fwspool journal",),
+        ),
+        CliCase(
+            "journal that does not exist, push",
+            ["push", "--journal", os.path.join(work, "typo", "j.sqlite3"), "--uri", uri],
+            66,
+            ("no journal at", "fwspool ingest"),
+        ),
+        CliCase(
+            "journal that does not exist, status",
+            ["status", "--no-check", "--journal", os.path.join(work, "typo.sqlite3")],
+            66,
+            ("no journal at",),
         ),
         CliCase(
             "journal directory cannot be created",

@@ -11,6 +11,7 @@ import os
 import random
 import time
 
+from fwspool.journal import Journal
 from fwspool.testing.chaos.cluster import Cluster
 from fwspool.testing.chaos.invariants import check_journal, inventory
 from fwspool.testing.chaos.processes import fwspool_cmd
@@ -38,6 +39,9 @@ def run(cluster: Cluster, trials: int, rng: random.Random, full: bool) -> Scenar
         with trial(cluster, res, inst) as c:
             journal_b = os.path.join(inst.root, "journal-b", "journal.sqlite3")
             os.makedirs(os.path.dirname(journal_b))
+            if not two_journals:
+                # The pushes start with the ingests; only ingest and sync create a journal.
+                Journal.open(inst.journal).close()
             writers = start_writers(
                 tpl, inst.root, inst.logdir, procs=2, pace=paced(tpl, 2, 8.0 if full else 5.0), seed=600 + t
             )

@@ -1,0 +1,71 @@
+"""``fwspool doctor``: parse, run the checklist (:func:`fwspool.doctor.run_checks`), print a line per check."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from fwspool.cli.common import UplinkOptions, journal_option, reports_errors, uplink_options
+
+
+@click.command()
+@journal_option
+@uplink_options
+@click.option(
+    "-q",
+    "--queueadapter",
+    default=None,
+    metavar="FILE",
+    help="The queue adapter file `qlaunch -r` uses [default: as qlaunch, my_qadapter.yaml here].",
+)
+@click.option(
+    "--inbox",
+    "inbox_dir",
+    envvar="FWSPOOL_INBOX",
+    default=None,
+    metavar="DIR",
+    help="Where `fwspool rlaunch` announces launches [env FWSPOOL_INBOX; default ~/.fwspool/inbox].",
+)
+@click.option(
+    "--root",
+    "roots",
+    multiple=True,
+    metavar="DIR",
+    help="A tree `fwspool ingest --root` will scan (repeatable).",
+)
+@reports_errors
+def doctor(
+    journal_path: str | None,
+    uplink: UplinkOptions,
+    queueadapter: str | None,
+    inbox_dir: str | None,
+    roots: tuple[str, ...],
+) -> None:
+    """Check the set-up before the first job: one line per check, ✓ or ✗ with the fix.
+
+    The launchpad file parses and its database answers and is a LaunchPad; the journal is on
+    local disk, readable by you alone; the queue adapter's rocket_launch line works with
+    `qlaunch -r` and names an fwspool the batch job will find; the inbox and the --root trees are
+    readable; the batch system answers. Exits 1 when any check fails. Writes nothing.
+    """
+    from fwspool.doctor import DoctorInputs, run_checks
+
+    checks = run_checks(
+        DoctorInputs(
+            launchpad_file=uplink.launchpad_file,
+            uri=uplink.uri,
+            name=uplink.name,
+            timeout=uplink.timeout,
+            queueadapter=queueadapter,
+            journal=journal_path,
+            inbox=inbox_dir,
+            roots=roots,
+        )
+    )
+    for check in checks:
+        click.echo(check.line())
+    failures = sum(1 for check in checks if check.failed)
+    if failures:
+        click.echo(f"{failures} of {len(checks)} checks failed", err=True)
+        sys.exit(1)

@@ -1,0 +1,415 @@
+"""``fwspool doctor``: the checklist a new user runs before the first job.
+
+Each check is a small function returning a :class:`Check`: what was looked at, what was found,
+and, when it failed, the fix. :func:`run_checks` runs them all in order (a check whose input
+failed is skipped, saying why). Nothing here writes anything: the journal is read, never created
+or upgraded; the database is only asked whether it is a LaunchPad.
+
+The checks: the launchpad file parses and its database answers and is a LaunchPad; the journal is
+(or will be) on local disk, readable by its owner only; the queue adapter's ``rocket_launch`` line
+works with ``qlaunch -r`` (``singleshot`` and ``--offline``) and names an ``fwspool`` the batch
+job will find (an absolute path, or a ``pre_rocket`` that activates a venv holding it: README,
+"Migrating from FireWorks' offline mode"); the inbox and the ``--root`` trees are readable; the
+batch system answers.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shlex
+import sqlite3
+import stat
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from fwspool.config import DEFAULT_LPAD_YAML, LaunchPadConfig, load_settings_file, redact, resolve
+from fwspool.errors import FwspoolError
+from fwspool.journal import NETWORK_FILESYSTEMS, SCHEMA_VERSION, default_journal_path, filesystem_type
+
+__all__ = ["Check", "DoctorInputs", "run_checks"]
+
+#: FireWorks' name of the queue adapter file ``qlaunch`` finds by itself in the current directory.
+DEFAULT_QADAPTER_YAML = "my_qadapter.yaml"
+#: Seconds the batch system has to answer.
+BATCH_TIMEOUT = 20.0
+
+Status = Literal["ok", "failed", "skipped"]
+MARKS = {"ok": "✓", "failed": "✗", "skipped": "-"}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the checklist."""
+
+    what: str
+    status: Status
+    found: str
+    #: What to do about it, when it failed.
+    fix: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+    def line(self) -> str:
+        """``✓ what: found``, or ``✗ what: found; fix: ...``, or ``- what: not checked: why``."""
+        return redact(
+            f"{MARKS[self.status]} {self.what}: {self.found}" + (f"; fix: {self.fix}" if self.fix else "")
+        )
+
+
+def ok(what: str, found: str) -> Check:
+    return Check(what, "ok", found)
+
+
+def failed(what: str, found: str, fix: str) -> Check:
+    return Check(what, "failed", found, fix)
+
+
+def skipped(what: str, why: str) -> Check:
+    return Check(what, "skipped", f"not checked: {why}")
+
+
+@dataclass(frozen=True)
+class DoctorInputs:
+    """What the checks look at: the options the other commands take."""
+
+    launchpad_file: str | None = None
+    uri: str | None = None
+    name: str | None = None
+    timeout: float = 5.0
+    queueadapter: str | None = None
+    journal: str | None = None
+    inbox: str | None = None
+    roots: tuple[str, ...] = ()
+
+
+def run_checks(inputs: DoctorInputs) -> list[Check]:
+    """Every check, in the order a new user fixes things."""
+    config, checks = check_launchpad(inputs.launchpad_file, inputs.uri, inputs.name)
+    if config is not None:
+        checks.append(check_database(config, inputs.timeout))
+    else:
+        checks.append(skipped("database", "no usable LaunchPad settings"))
+    checks.append(check_journal(inputs.journal))
+    adapter_path = find_queue_adapter(inputs.queueadapter)
+    adapter, adapter_check = check_queue_adapter(adapter_path)
+    checks.append(adapter_check)
+    if adapter is not None:
+        checks += [check_rocket_launch(adapter), check_fwspool_found(adapter), check_batch_system(adapter)]
+    else:
+        why = "no usable queue adapter file"
+        checks += [
+            skipped("rocket_launch", why),
+            skipped("fwspool in the job", why),
+            skipped("batch system", why),
+        ]
+    checks.append(check_inbox(inputs.inbox))
+    checks += check_roots(inputs.roots)
+    return checks
+
+
+# -- the LaunchPad --------------------------------------------------------------------------------
+
+
+def check_launchpad(
+    launchpad_file: str | None, uri: str | None, name: str | None
+) -> tuple[LaunchPadConfig | None, list[Check]]:
+    """The LaunchPad settings, found as ``lpad`` finds them, parse."""
+    what = "LaunchPad settings"
+    try:
+        config = resolve(launchpad_file, uri, name)
+    except FwspoolError as exc:
+        return None, [failed(what, exc.message, "fix the file, or name the right one with -l FILE")]
+    if config.source == "FireWorks' default":
+        return config, [
+            ok(what, f"no launchpad file (-l, {DEFAULT_LPAD_YAML} here, LAUNCHPAD_LOC): {config.where()}")
+        ]
+    return config, [ok(what, f"from {config.source}: {config.where()}")]
+
+
+def check_database(config: LaunchPadConfig, timeout: float) -> Check:
+    """The database answers, accepts the credentials, and holds a LaunchPad."""
+    from fwspool.errors import NotALaunchPad, UplinkAuthError, UplinkUnavailable
+    from fwspool.uplink import MongoUplink
+
+    what = "database"
+    try:
+        uplink = MongoUplink(config, timeout=timeout)
+        try:
+            uplink.check()
+        finally:
+            uplink.close()
+    except NotALaunchPad as exc:
+        return failed(what, exc.message, "name the LaunchPad's database (name: in the launchpad file)")
+    except UplinkAuthError as exc:
+        return failed(what, exc.message, "set username, password and authsource as `lpad` uses them")
+    except UplinkUnavailable as exc:
+        fix = "start it, or check host and port; fwspool keeps everything meanwhile, but nothing reaches the LaunchPad"
+        return failed(what, exc.message, fix)
+    except FwspoolError as exc:
+        return failed(what, exc.message, "fix the settings it names")
+    return ok(what, f"MongoDB at {config.where()} answers and holds a LaunchPad")
+
+
+# -- the journal ----------------------------------------------------------------------------------
+
+
+def check_journal(path: str | None) -> Check:
+    """The journal is (or will be) on local disk, and only its owner can read it."""
+    path = os.path.abspath(os.path.expanduser(path or default_journal_path()))
+    what = f"journal {path}"
+    existing = path if os.path.lexists(path) else _nearest_existing(os.path.dirname(path))
+    fstype = filesystem_type(existing)
+    allowed = os.environ.get("FWSPOOL_ALLOW_NETWORK_JOURNAL", "") not in ("", "0")
+    if fstype in NETWORK_FILESYSTEMS and not allowed:
+        fix = "put it on the login node's local disk: --journal PATH or FWSPOOL_JOURNAL (e.g. under /var/tmp)"
+        return failed(what, f"on a {fstype} filesystem, where SQLite's locks are unreliable", fix)
+    where = f"local disk ({fstype or 'unknown filesystem'})"
+    if not os.path.lexists(path):
+        if not os.access(existing, os.W_OK | os.X_OK):
+            return failed(
+                what, f"cannot be created: {existing} is not writable", "give --journal a place you can write"
+            )
+        return ok(what, f"not created yet (`fwspool ingest` or `sync` creates it, mode 600), on {where}")
+    if not stat.S_ISREG(os.lstat(path).st_mode):
+        return failed(what, "is not a regular file", "give --journal the path of a journal file")
+    readable = [
+        p for p in (path, f"{path}-wal", f"{path}-shm") if os.path.exists(p) and os.stat(p).st_mode & 0o077
+    ]
+    if readable:
+        mode = stat.S_IMODE(os.stat(readable[0]).st_mode)
+        return failed(
+            what, f"other users can read {readable[0]} (mode {mode:o})", f"chmod 600 {' '.join(readable)}"
+        )
+    version = _schema_version(path)
+    if isinstance(version, str):
+        return failed(
+            what, f"is not a usable fwspool journal: {version}", "give --journal the path of a journal file"
+        )
+    if version > SCHEMA_VERSION:
+        return failed(what, f"has schema version {version}, newer than this fwspool", "upgrade fwspool")
+    return ok(what, f"on {where}, mode 600")
+
+
+def _nearest_existing(directory: str) -> str:
+    while not os.path.exists(directory) and os.path.dirname(directory) != directory:
+        directory = os.path.dirname(directory)
+    return directory
+
+
+def _schema_version(path: str) -> int | str:
+    """The journal's schema version, read without writing; the problem's text if it cannot be."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return int(db.execute("PRAGMA user_version").fetchone()[0])
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        return str(exc)
+
+
+# -- the queue adapter ----------------------------------------------------------------------------
+
+
+def find_queue_adapter(path: str | None) -> str | None:
+    """The queue adapter file as ``qlaunch`` finds it: ``-q``, else ``my_qadapter.yaml`` here,
+    else FireWorks' ``QUEUEADAPTER_LOC``."""
+    if path:
+        return path
+    if os.path.exists(DEFAULT_QADAPTER_YAML):
+        return DEFAULT_QADAPTER_YAML
+    from fireworks.fw_config import QUEUEADAPTER_LOC
+
+    return str(QUEUEADAPTER_LOC) if QUEUEADAPTER_LOC else None
+
+
+def check_queue_adapter(path: str | None) -> tuple[dict[str, Any] | None, Check]:
+    """The queue adapter file parses, names a batch system and has a ``rocket_launch`` line."""
+    from fwspool.batch import Q_TYPES
+
+    what = "queue adapter file"
+    if path is None:
+        fix = f"give -q FILE, the file `qlaunch -r` uses (or put {DEFAULT_QADAPTER_YAML} here)"
+        return None, failed(what, "none found", fix)
+    try:
+        data = load_settings_file(path, what)
+    except FwspoolError as exc:
+        return None, failed(what, exc.message, "fix it, or give the right one with -q FILE")
+    if not isinstance(data, dict):
+        return None, failed(what, f"{path} does not hold a mapping", "give -q the file `qlaunch -r` uses")
+    q_type = data.get("_fw_q_type")
+    if q_type not in Q_TYPES:
+        fix = f"set _fw_q_type to one of {', '.join(sorted(Q_TYPES))}"
+        return None, failed(what, f"{path}: _fw_q_type {q_type!r} is not a batch system FireWorks knows", fix)
+    if not isinstance(data.get("rocket_launch"), str):
+        fix = "add the line of README, Migrating from FireWorks' offline mode: rocket_launch: /path/to/fwspool rlaunch ..."
+        return None, failed(what, f"{path} has no rocket_launch line", fix)
+    return dict(data, _path=path), ok(what, f"{path}: {q_type}")
+
+
+def _the_line(adapter: dict[str, Any]) -> str:
+    return f"rocket_launch: {adapter['rocket_launch']}"
+
+
+def _fwspool_here() -> str:
+    """The absolute path of this ``fwspool``: what the fixes suggest."""
+    return os.path.join(os.path.dirname(sys.executable), "fwspool")
+
+
+def _words(text: str) -> list[str]:
+    try:
+        return shlex.split(text)
+    except ValueError:
+        return text.split()
+
+
+def check_rocket_launch(adapter: dict[str, Any]) -> Check:
+    """The line runs ``fwspool rlaunch`` and keeps the words ``qlaunch -r`` needs."""
+    what = "rocket_launch"
+    words = _words(adapter["rocket_launch"])
+    good = f"rocket_launch: {_fwspool_here()} rlaunch -w /path/to/my_fworker.yaml singleshot --offline"
+    if not words or os.path.basename(words[0]) != "fwspool" or words[1:2] != ["rlaunch"]:
+        runs = f"runs {words[0]!r}" if words else "is empty"
+        return failed(what, f"{_the_line(adapter)!r} {runs}, not `fwspool rlaunch`", f"make it {good}")
+    missing = [w for w in ("singleshot", "--offline") if w not in words]
+    if missing:
+        why = "qlaunch -r refuses a line without singleshot, and reserves offline only with --offline"
+        return failed(
+            what, f"{_the_line(adapter)!r} lacks {' and '.join(missing)} ({why})", f"make it {good}"
+        )
+    return ok(what, "runs fwspool rlaunch, with singleshot and --offline for qlaunch -r")
+
+
+def check_fwspool_found(adapter: dict[str, Any]) -> Check:
+    """The batch job will find ``fwspool``: an absolute path that exists and is executable, or a
+    ``pre_rocket`` that activates a venv whose ``bin`` holds it. Job scripts usually start a
+    login shell, which resets ``PATH``: nothing else is taken for granted."""
+    what = "fwspool in the job"
+    words = _words(adapter["rocket_launch"])
+    if not words or os.path.basename(words[0]) != "fwspool":
+        return skipped(what, "rocket_launch does not run fwspool")
+    command = os.path.expanduser(os.path.expandvars(words[0]))
+    fix = (
+        f"name it by its absolute path (rocket_launch: {_fwspool_here()} rlaunch ...), or activate its venv "
+        f"first (pre_rocket: source {os.path.dirname(sys.executable)}/activate)"
+    )
+    if "/" in command:
+        if not os.path.isabs(command):
+            return failed(what, f"{words[0]} is relative to the job's launch directory", fix)
+        if not (os.path.isfile(command) and os.access(command, os.X_OK)):
+            return failed(what, f"{command} does not exist or is not executable", fix)
+        return ok(what, f"{command} exists and is executable")
+    activate = _activated_venv(adapter.get("pre_rocket"))
+    if activate is None:
+        why = (
+            "`fwspool` by name alone, and pre_rocket activates no venv: a login shell's PATH may not have it"
+        )
+        return failed(what, why, fix)
+    found = os.path.join(os.path.dirname(activate), "fwspool")
+    if not (os.path.isfile(found) and os.access(found, os.X_OK)):
+        return failed(
+            what, f"pre_rocket activates {activate}, but {found} does not exist or is not executable", fix
+        )
+    return ok(what, f"pre_rocket activates {activate}, which holds {found}")
+
+
+def _activated_venv(pre_rocket: Any) -> str | None:
+    """The ``bin/activate`` script a ``pre_rocket`` sources (``source X`` or ``. X``), expanded."""
+    lines = pre_rocket if isinstance(pre_rocket, list) else str(pre_rocket or "").splitlines()
+    for line in lines:
+        for command in str(line).replace("&&", ";").split(";"):
+            words = _words(command)
+            if len(words) >= 2 and words[0] in ("source", ".") and words[1].endswith("/bin/activate"):
+                return os.path.expanduser(os.path.expandvars(words[1]))
+    return None
+
+
+# -- the batch system -----------------------------------------------------------------------------
+
+
+def check_batch_system(adapter: dict[str, Any]) -> Check:
+    """The batch system answers ``squeue`` and ``sinfo`` (Slurm; the others cannot be asked yet)."""
+    from fwspool.batch import Q_TYPES
+
+    system = Q_TYPES[adapter["_fw_q_type"]]
+    what = f"batch system ({system})"
+    if system != "slurm":
+        return skipped(
+            what, "fwspool asks only Slurm so far: lost runs and jobs that never started are not detected"
+        )
+    user = pwd.getpwuid(os.getuid()).pw_name
+    answers = []
+    for cmd in (
+        ["squeue", "--noheader", f"--user={user}", "--format=%i"],
+        ["sinfo", "--noheader", "--format=%P %a"],
+    ):
+        try:
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=BATCH_TIMEOUT, check=False)
+        except FileNotFoundError:
+            return failed(what, f"{cmd[0]} not found", "put Slurm's client commands on PATH for fwspool sync")
+        except subprocess.TimeoutExpired:
+            return failed(
+                what, f"{cmd[0]} did not answer within {BATCH_TIMEOUT:g} s", "ask your site why Slurm is slow"
+            )
+        if res.returncode != 0:
+            why = (res.stderr.strip().splitlines() or [f"exit {res.returncode}"])[-1][:200]
+            return failed(
+                what,
+                f"{cmd[0]} failed: {why}",
+                "check SLURM_CONF and that slurmctld answers (`scontrol ping`)",
+            )
+        answers.append(res.stdout.split("\n"))
+    jobs = sum(1 for line in answers[0] if line.strip())
+    partitions = ", ".join(line.strip().replace(" ", " is ") for line in answers[1] if line.strip()) or "none"
+    return ok(what, f"squeue lists {jobs} of your jobs; sinfo: {partitions}")
+
+
+# -- what ingest reads ----------------------------------------------------------------------------
+
+
+def check_inbox(inbox: str | None) -> Check:
+    """The inbox, where ``fwspool rlaunch`` announces launches, is (or will be) readable."""
+    from fwspool.inbox import default_inbox
+
+    path = os.path.abspath(os.path.expanduser(inbox or default_inbox()))
+    what = f"inbox {path}"
+    if not os.path.exists(path):
+        parent = _nearest_existing(os.path.dirname(path))
+        if not os.access(parent, os.W_OK | os.X_OK):
+            return failed(
+                what,
+                f"cannot be created: {parent} is not writable",
+                "set FWSPOOL_INBOX to a shared directory you own",
+            )
+        return ok(what, "not created yet: the first `fwspool rlaunch` creates it (mode 700)")
+    return _readable_directory(
+        what, path, "set FWSPOOL_INBOX (for the jobs and for sync) to a directory you own"
+    )
+
+
+def check_roots(roots: Sequence[str]) -> list[Check]:
+    """Each ``--root`` tree is a readable directory."""
+    if not roots:
+        return [
+            skipped("launch roots", "no --root given: launches are found through the inbox and the registry")
+        ]
+    return [
+        _readable_directory(f"launch root {root}", root, "give --root a directory you can read")
+        for root in roots
+    ]
+
+
+def _readable_directory(what: str, path: str, fix: str) -> Check:
+    if not os.path.isdir(path):
+        return failed(what, "is not a directory", fix)
+    try:
+        entries = len(os.listdir(path))
+    except OSError as exc:
+        return failed(what, f"cannot be read: {exc.strerror or exc}", fix)
+    return ok(what, f"readable ({entries} entries)")
