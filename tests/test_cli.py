@@ -6,7 +6,7 @@ import re
 
 from fwspool.cli import main
 from fwspool.rlaunch import EXIT_CODES
-from fwspool.testing.commands import invoke
+from fwspool.testing.commands import invoke, unstamped
 
 
 def test_every_command_has_help_text() -> None:
@@ -29,7 +29,7 @@ def test_a_journal_that_does_not_exist_is_an_error_but_for_the_commands_that_fil
     for args in (["status", "--no-check"], ["status", "--json", "--no-check"], ["push"], ["forget", "1"]):
         res = invoke(*args, "--journal", str(typo))
         assert res.exit_code == 66, (args, res.output)
-        assert res.output == (
+        assert unstamped(res.output) == (
             f"fwspool: no journal at {typo}: `fwspool ingest` or `fwspool sync` creates it "
             "(give theirs with --journal or FWSPOOL_JOURNAL)\n"
         )
