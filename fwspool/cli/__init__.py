@@ -11,7 +11,7 @@ import warnings
 import click
 
 from fwspool import __version__
-from fwspool.cli import common, demo, emit, forget, ingest, push, rlaunch, status, sync
+from fwspool.cli import common, demo, emit, forget, ingest, push, qlaunch, rlaunch, status, sync
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,6 +27,7 @@ def main() -> None:
 
 for _command in (
     rlaunch.rlaunch,
+    qlaunch.qlaunch,
     emit.emit,
     ingest.ingest,
     push.push,
