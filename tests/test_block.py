@@ -16,6 +16,7 @@ from fireworks import Firework, FWorker, PyTask, ScriptTask
 from fwspool import block, qlaunch
 from fwspool.errors import DataError
 from fwspool.events import utcnow
+from fwspool.journal import Journal
 from fwspool.qlaunch import Block
 from fwspool.testing.commands import fwspool_cmd, job_env
 from fwspool.testing.journal_file import ingest_and_push, query
@@ -135,6 +136,11 @@ def test_sigterm_fizzles_the_running_launch_and_releases_those_not_started(
     # Released launches are over for the login node: their pointers and files are not read again.
     rows = query(journal_path, "SELECT launch_id FROM launches WHERE terminal_at IS NOT NULL")
     assert set(b.launch_ids[2:]) <= {r["launch_id"] for r in rows}
+    # What `fwspool status` shows of the block (fwspool.journal.views.OperatorViews.blocks).
+    with Journal.open(journal_path) as journal:
+        [shown] = journal.blocks()
+    assert shown["block_dir"] == b.block_dir and shown["launches"] == 4
+    assert (shown["completed"], shown["ended"], shown["released"], shown["running"]) == (1, 1, 2, 0)
     # And a requeued run of the block runs again only the interrupted launch.
     code, out = finished(run_block(b))
     assert code == 0, out
