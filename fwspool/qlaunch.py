@@ -109,7 +109,11 @@ def _restricted(fworker: Any, fw_ids: list[int]) -> Any:
 def _launcher_dir(block_dir: str) -> str:
     from fireworks.utilities.fw_utilities import create_datestamp_dir, get_fw_logger
 
-    return str(create_datestamp_dir(block_dir, get_fw_logger("fwspool.qlaunch"), prefix="launcher_"))
+    return str(
+        create_datestamp_dir(
+            block_dir, get_fw_logger("fwspool.qlaunch", stream_level="CRITICAL"), prefix="launcher_"
+        )
+    )
 
 
 def _reserve_one(launchpad: Any, fworker: Any, block_dir: str) -> tuple[Any, int, str] | None:
@@ -235,7 +239,11 @@ def reserve_block(launchpad: Any, fworker: Any, launch_root: str, pack: int) -> 
     launch_root = os.path.abspath(launch_root)
     if not os.path.isdir(launch_root):
         raise ConfigError(f"launch directory {launch_root} does not exist")
-    block_dir = str(create_datestamp_dir(launch_root, get_fw_logger("fwspool.qlaunch"), prefix="block_"))
+    block_dir = str(
+        create_datestamp_dir(
+            launch_root, get_fw_logger("fwspool.qlaunch", stream_level="CRITICAL"), prefix="block_"
+        )
+    )
     reserved = reserve_pack(launchpad, fworker, block_dir, pack)
     if not reserved:
         os.rmdir(block_dir)
@@ -325,7 +333,9 @@ def jobs_in_queue(qadapter: Any) -> int:
     from fireworks.queue.queue_launcher import _get_number_of_jobs_in_queue
     from fireworks.utilities.fw_utilities import get_fw_logger
 
-    return int(_get_number_of_jobs_in_queue(qadapter, 1, get_fw_logger("fwspool.qlaunch")))
+    return int(
+        _get_number_of_jobs_in_queue(qadapter, 1, get_fw_logger("fwspool.qlaunch", stream_level="CRITICAL"))
+    )
 
 
 def rapidfire(

@@ -10,6 +10,7 @@ from fwspool.testing.chaos.scenarios import (
     ingest_kills,
     journal_disk,
     network_faults,
+    packed_kills,
     push_kills,
     spool_damage,
 )
@@ -27,6 +28,7 @@ REGISTRY: dict[int, Scenario] = {
         journal_disk.SCENARIO,
         clocks.SCENARIO,
         bad_cli.SCENARIO,
+        packed_kills.SCENARIO,
     )
 }
 #: Each scenario's name, by number.
