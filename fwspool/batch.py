@@ -123,12 +123,14 @@ def system_of_queue_adapter(path: str) -> str:
 
 def system_of_launch_dir(launch_dir: str) -> str | None:
     """The batch system of the job script ``qlaunch`` left in a launch directory, or that
-    ``fwspool qlaunch --pack`` left in its block directory (the parent), if any."""
-    for directory in (launch_dir, os.path.dirname(launch_dir)):
-        system = _system_of_script(os.path.join(directory, SUBMIT_SCRIPT))
-        if system is not None:
-            return system
-    return None
+    ``fwspool qlaunch --pack`` left in its block directory (the parent, with a block manifest)."""
+    from fwspool.block import MANIFEST_NAME
+
+    system = _system_of_script(os.path.join(launch_dir, SUBMIT_SCRIPT))
+    block_dir = os.path.dirname(launch_dir)
+    if system is None and os.path.exists(os.path.join(block_dir, MANIFEST_NAME)):
+        system = _system_of_script(os.path.join(block_dir, SUBMIT_SCRIPT))
+    return system
 
 
 def _system_of_script(path: str) -> str | None:

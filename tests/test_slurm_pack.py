@@ -176,6 +176,27 @@ def test_scancel_mid_pack_fizzles_the_running_firework_and_the_next_qlaunch_take
     assert fw_state(lp, ids[1]) == "FIZZLED"
 
 
+def test_a_pack_whose_walltime_ends_mid_way(site: Site) -> None:
+    """Slurm's own time limit (checked every 30 s: this test takes a minute or two)."""
+    lp = make_launchpad(*launchpad_of(site))
+    minute = {"walltime": "00:01:00"}
+    ids = add(
+        lp,
+        sleeper("done", 1, _queueadapter=minute),
+        sleeper("cut", 600, _queueadapter=minute),
+        *(sleeper(f"rest{i}", 0, _queueadapter=minute) for i in range(2)),
+    )
+    site.start_sync()
+    [job] = jobs_of(qlaunch(site, "--pack", "4", "--margin", "0", "singleshot").stdout)
+    wait_for(lambda: fw_state(lp, ids[1]) == "FIZZLED", 180, "the Firework the walltime cut FIZZLED", every=1)
+    assert site.slurm.job_state(job) in ("TIMEOUT", None)
+    assert fw_state(lp, ids[0]) == "COMPLETED"
+    assert launch(lp, ids[1])["action"]["stored_data"]["_fwspool_exit"]["signal_name"] == "SIGTERM"
+    all_in(lp, ids[2:], "READY", 60)
+    qlaunch(site, "--pack", "4", "singleshot")
+    all_in(lp, ids[2:], "COMPLETED")
+
+
 def test_the_margin_keeps_fireworks_from_starting_near_the_walltime(site: Site) -> None:
     lp = make_launchpad(*launchpad_of(site))
     minute = {"walltime": "00:01:00"}
