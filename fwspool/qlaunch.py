@@ -290,6 +290,12 @@ def submit_pack(
             walltime_seconds=walltime_seconds(qa.get("walltime")), parallel=parallel, margin=margin
         )
         write_manifest(block_dir, manifest)
+        if manifest.walltime_seconds is not None and manifest.margin_seconds >= manifest.walltime_seconds:
+            say(
+                f"fwspool qlaunch: warning: the margin ({manifest.margin_seconds:g} s) is not shorter than "
+                f"the walltime ({manifest.walltime_seconds:g} s): the job will start none of its "
+                "Fireworks (give a smaller --margin)"
+            )
         script = os.path.join(block_dir, SUBMIT_SCRIPT_NAME)
         with open(script, "w", encoding="utf-8") as f:
             f.write(qa.get_script_str(block_dir))

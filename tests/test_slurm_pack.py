@@ -193,7 +193,8 @@ def test_a_pack_whose_walltime_ends_mid_way(site: Site) -> None:
     assert fw_state(lp, ids[0]) == "COMPLETED"
     assert launch(lp, ids[1])["action"]["stored_data"]["_fwspool_exit"]["signal_name"] == "SIGTERM"
     all_in(lp, ids[2:], "READY", 60)
-    qlaunch(site, "--pack", "4", "singleshot")
+    # (The default margin, 60 s, would release them again from a one-minute job: qlaunch warns.)
+    qlaunch(site, "--pack", "4", "--margin", "0", "singleshot")
     all_in(lp, ids[2:], "COMPLETED")
 
 
