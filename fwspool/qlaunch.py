@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -120,19 +121,27 @@ def _reserve_one(launchpad: Any, fworker: Any, block_dir: str) -> tuple[Any, int
     """``qlaunch -r``'s reservation of one Firework into a new launcher directory of the block
     (or the spec's ``_launch_dir``); None when nothing READY matches."""
     launcher_dir = _launcher_dir(block_dir)
-    fw, launch_id = launchpad.reserve_fw(fworker, launcher_dir)
+    try:
+        fw, launch_id = launchpad.reserve_fw(fworker, launcher_dir)
+    except BaseException:
+        os.rmdir(launcher_dir)  # the database went away: leave no empty directory behind
+        raise
     if fw is None:
         os.rmdir(launcher_dir)
         return None
     launch_dir = launcher_dir
-    if "_launch_dir" in fw.spec:
-        launch_dir = os.path.expandvars(fw.spec["_launch_dir"])
-        if not os.path.isabs(launch_dir):
-            launch_dir = os.path.join(block_dir, launch_dir)
-        os.makedirs(launch_dir, exist_ok=True)
-        launchpad.change_launch_dir(launch_id, launch_dir)
-        os.rmdir(launcher_dir)
-    prepare_offline(launchpad, fw, int(launch_id), launch_dir)
+    try:
+        if "_launch_dir" in fw.spec:
+            launch_dir = os.path.expandvars(fw.spec["_launch_dir"])
+            if not os.path.isabs(launch_dir):
+                launch_dir = os.path.join(block_dir, launch_dir)
+            os.makedirs(launch_dir, exist_ok=True)
+            launchpad.change_launch_dir(launch_id, launch_dir)
+            os.rmdir(launcher_dir)
+        prepare_offline(launchpad, fw, int(launch_id), launch_dir)
+    except BaseException:
+        _hand_back(launchpad, [int(launch_id)])
+        raise
     return fw, int(launch_id), launch_dir
 
 
@@ -244,7 +253,11 @@ def reserve_block(launchpad: Any, fworker: Any, launch_root: str, pack: int) -> 
             launch_root, get_fw_logger("fwspool.qlaunch", stream_level="CRITICAL"), prefix="block_"
         )
     )
-    reserved = reserve_pack(launchpad, fworker, block_dir, pack)
+    try:
+        reserved = reserve_pack(launchpad, fworker, block_dir, pack)
+    except BaseException:
+        shutil.rmtree(block_dir, ignore_errors=True)  # its reservations were handed back
+        raise
     if not reserved:
         os.rmdir(block_dir)
         return None
@@ -269,7 +282,6 @@ def submit_pack(
     after handing every reservation back.
     """
     from fireworks.fw_config import QUEUE_JOBNAME_MAXLEN, SUBMIT_SCRIPT_NAME
-    from fireworks.utilities.fw_serializers import load_object
     from fireworks.utilities.fw_utilities import get_slug
 
     check_rocket_launch(qadapter)
@@ -277,8 +289,11 @@ def submit_pack(
     if block is None:
         return None
     block_dir = block.block_dir
+    # The job's settings on the adapter itself, put back afterwards (qlaunch deserialises a
+    # copy; fwspool deserialises nothing it did not have to: tests/test_security.py).
+    qa = qadapter
+    settings = dict(qa)
     try:
-        qa = load_object(qadapter.to_dict())  # a copy, as qlaunch makes one
         first = block.reserved[0][0]
         n = len(block.reserved)
         name = get_slug(first.name) if n == 1 else get_slug(f"{first.name}+{n - 1}")
@@ -322,11 +337,15 @@ def submit_pack(
             f"submitting {block_dir} failed ({type(exc).__name__}: {exc}); its "
             f"{len(block.reserved)} reservations were handed back"
         ) from exc
+    finally:
+        submitted = dict(qa)
+        qa.clear()
+        qa.update(settings)
     say(
         f"fwspool qlaunch: batch job {job}: {n} Fireworks "
         f"({', '.join(str(bl.fw_id) for bl in manifest.launches)}) in {block_dir}"
     )
-    return PackJob(str(job), block_dir, list(manifest.launches), dict(qa))
+    return PackJob(str(job), block_dir, list(manifest.launches), submitted)
 
 
 def _estimate(spec: dict[str, Any]) -> float | None:

@@ -228,6 +228,8 @@ def test_a_failed_submission_hands_every_reservation_back(launchpad: Any, tmp_pa
     with pytest.raises(qlaunch.SubmissionError, match="handed back"):
         qlaunch.submit_pack(launchpad, FWorker(), qa, str(tmp_path), pack=5, say=said.append)
     assert [state(launchpad, i) for i in ids] == ["READY", "READY"]
+    # The adapter is as it was (rapidfire submits the next job through it).
+    assert qa["rocket_launch"] == "fwspool rlaunch singleshot --offline" and "job_name" not in qa
     # The default margin (60 s) leaves nothing of a one-minute job: said before submitting.
     assert any("warning: the margin (60 s) is not shorter than the walltime (60 s)" in line for line in said)
     assert {d["deprecated"] for d in launchpad.offline_runs.find()} == {True}
