@@ -151,6 +151,20 @@ def test_sigterm_fizzles_the_running_launch_and_releases_those_not_started(
     assert running["interrupted_runs"][0]["exit"]["signal_name"] == "SIGTERM"
 
 
+def test_sigterm_in_a_parallel_block_ends_every_running_launch(
+    launchpad: Any, mongo_uri: str, db_name: str, tmp_path: Path, journal_path: str
+) -> None:
+    ids = add_all(launchpad, sleeper("a", 60), sleeper("b", 60), sleeper("c", 0), sleeper("d", 0))
+    b = make_block(launchpad, tmp_path, 4, parallel=2)
+    proc = run_block(b)
+    wait_for(lambda: started_in(b, 0) and started_in(b, 1), 60, "both slots busy")
+    proc.send_signal(signal.SIGTERM)
+    code, out = finished(proc)
+    assert code == -signal.SIGTERM, out
+    push(journal_path, mongo_uri, db_name, b)
+    assert [state(launchpad, i) for i in ids] == ["FIZZLED", "FIZZLED", "READY", "READY"]
+
+
 def test_no_launch_starts_within_the_margin_of_the_deadline(
     launchpad: Any, mongo_uri: str, db_name: str, tmp_path: Path, journal_path: str
 ) -> None:
