@@ -122,9 +122,20 @@ def system_of_queue_adapter(path: str) -> str:
 
 
 def system_of_launch_dir(launch_dir: str) -> str | None:
-    """The batch system of the job script ``qlaunch`` left in a launch directory, if any."""
+    """The batch system of the job script ``qlaunch`` left in a launch directory, or that
+    ``fwspool qlaunch --pack`` left in its block directory (the parent, with a block manifest)."""
+    from fwspool.block import MANIFEST_NAME
+
+    system = _system_of_script(os.path.join(launch_dir, SUBMIT_SCRIPT))
+    block_dir = os.path.dirname(launch_dir)
+    if system is None and os.path.exists(os.path.join(block_dir, MANIFEST_NAME)):
+        system = _system_of_script(os.path.join(block_dir, SUBMIT_SCRIPT))
+    return system
+
+
+def _system_of_script(path: str) -> str | None:
     try:
-        with open(os.path.join(launch_dir, SUBMIT_SCRIPT), encoding="utf-8", errors="replace") as f:
+        with open(path, encoding="utf-8", errors="replace") as f:
             head = f.read(16384)
     except OSError:
         return None

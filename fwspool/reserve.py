@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["NothingToReserve", "reserve_offline"]
+__all__ = ["NothingToReserve", "prepare_offline", "reserve_offline"]
 
 
 class NothingToReserve(RuntimeError):
@@ -41,7 +41,6 @@ def reserve_offline(
     :class:`NothingToReserve` when nothing READY matches.
     """
     from fireworks import FWorker
-    from fireworks.queue.queue_launcher import setup_offline_job
 
     os.makedirs(launch_dir, exist_ok=True)
     fw, launch_id = launchpad.checkout_fw(
@@ -50,6 +49,14 @@ def reserve_offline(
     if fw is None:
         wanted = f"Firework {fw_id}" if fw_id is not None else "a READY Firework"
         raise NothingToReserve(f"{wanted} could not be reserved")
+    prepare_offline(launchpad, fw, int(launch_id), launch_dir)
+    return fw, int(launch_id)
+
+
+def prepare_offline(launchpad: Any, fw: Any, launch_id: int, launch_dir: str) -> None:
+    """FireWorks' ``setup_offline_job`` in ``launch_dir``: ``FW.json``, ``FW_offline.json`` and
+    the offline run registered, for a Firework reserved as ``launch_id``."""
+    from fireworks.queue.queue_launcher import setup_offline_job
+
     with _working_directory(launch_dir):
         setup_offline_job(launchpad, fw, launch_id)
-    return fw, int(launch_id)

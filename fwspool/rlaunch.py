@@ -59,8 +59,9 @@ EX_NOT_RUN = 1
 #: ``rlaunch`` where it has one; errors before the Firework runs are the FwspoolError's own code.
 EXIT_CODES: dict[int, str] = {
     EX_OK: "the Rocket ran the Firework, COMPLETED or FIZZLED, as FireWorks' rlaunch (the state is in "
-    "the spool); or an earlier run of the requeued job had completed the launch",
-    EX_NOT_RUN: "the Rocket did not run the Firework",
+    "the spool); or an earlier run of the requeued job had completed the launch; with --block: each "
+    "launch of the block ran, was released, or had run before",
+    EX_NOT_RUN: "the Rocket did not run the Firework (with --block: some launch of the block)",
     EX_USAGE: "bad command-line usage",
     EX_DATAERR: "FW_offline.json or FW.json malformed, a task class this node cannot import, or a --fw_id "
     "that is not the Firework reserved in the launch directory",
@@ -440,12 +441,19 @@ def _record_failed_start(
 def completed_before(launch_dir: str, launch_id: int) -> bool:
     """Whether a spool file in ``launch_dir`` already holds this launch's ``completed`` event (an
     earlier run of a requeued job finished it)."""
+    return "completed" in recorded_events(launch_dir, launch_id, ("completed",))
+
+
+def recorded_events(launch_dir: str, launch_id: int, types: tuple[str, ...]) -> set[str]:
+    """Which of the event ``types`` the spool files in ``launch_dir`` hold for this launch (a
+    requeued job looks for the ``completed`` and ``released`` its earlier run recorded)."""
     import msgspec
 
+    found: set[str] = set()
     try:
         names = os.listdir(launch_dir)
     except OSError:
-        return False
+        return found
     for name in names:
         if not SPOOL_NAME_RE.match(name):
             continue
@@ -460,13 +468,14 @@ def completed_before(launch_dir: str, launch_id: int) -> bool:
                         rec = msgspec.json.decode(frame.payload, type=Record)
                     except (msgspec.DecodeError, ValueError):
                         continue
-                    if rec.launch_id == launch_id and isinstance(rec.event, Completed):
-                        return True
+                    tag = str(type(rec.event).__struct_config__.tag)
+                    if rec.launch_id == launch_id and tag in types:
+                        found.add(tag)
         except OSError:
             continue
         finally:
             src.close()
-    return False
+    return found
 
 
 def _install_exit_recorder(
@@ -497,6 +506,9 @@ def _install_exit_recorder(
 
     for sig in signals:
         signal.signal(sig, handler)
+    # A packed job's launch is forked with these signals blocked (fwspool.block): one that
+    # arrived meanwhile is delivered now, to the handler.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
 
     def restore() -> None:
         for sig, old in previous.items():

@@ -137,6 +137,10 @@ def test_the_batch_system_of_a_queue_adapter_and_of_a_launch_directory(tmp_path:
     (tmp_path / "FW_submit.script").write_text("#!/bin/bash -l\n\n#PBS -l nodes=1\n")
     assert system_of_launch_dir(str(tmp_path)) == "pbs"
     assert system_of_launch_dir(str(tmp_path / "nowhere")) is None
+    # A packed launch: the job script is in its block directory, beside the block manifest.
+    (tmp_path / "fwspool-block.json").write_text("{}")
+    (tmp_path / "launcher_1").mkdir()
+    assert system_of_launch_dir(str(tmp_path / "launcher_1")) == "pbs"
 
 
 def test_ingest_cli_rejects_a_bad_queue_adapter_in_one_line(tmp_path: Path, journal_path: str) -> None:

@@ -26,6 +26,16 @@ from fwspool.reserve import reserve_offline
 from fwspool.testing.commands import fwspool_cmd, invoke, reserved_and_run, unstamped
 from fwspool.testing.waiting import wait_for
 
+
+@pytest.fixture
+def journal_path(tmp_path: Path) -> str:
+    """A journal as `fwspool ingest` or `sync` leaves it: `push` (like every command but those
+    two) refuses a journal that does not exist."""
+    path = str(tmp_path / "journal" / "journal.sqlite3")
+    Journal.open(path, create=True).close()
+    return path
+
+
 STAMPED = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \S")
 NEWT = "install the fireworks[newt] extra"
 

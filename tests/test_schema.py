@@ -158,3 +158,23 @@ def test_spool_records_validate_against_the_json_schema(tmp_path):
         payload = json.loads(line[HEADER_LEN:])
         assert set(record_def["required"]) <= set(payload)
         assert payload["event"]["type"] in tags
+
+
+def _table_fields(doc: str, heading: str) -> set[str]:
+    """The first column of the first table after ``heading``."""
+    part = doc.split(heading, 1)[1]
+    rows = []
+    for line in part.split("\n| field |", 1)[1].splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        rows.append(line.split("|")[1].strip().strip("`"))
+    return set(rows)
+
+
+def test_block_md_documents_the_manifest_fields_of_the_code():
+    from fwspool.block import BlockLaunch, BlockManifest
+
+    doc = read("BLOCK.md")
+    assert _table_fields(doc, "## Fields") == set(BlockManifest.__struct_fields__)
+    assert _table_fields(doc, "Each element of `launches`") == set(BlockLaunch.__struct_fields__)
+    assert "`fwspool-block.json`" in doc and "version 1" in doc

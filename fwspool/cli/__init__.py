@@ -11,7 +11,20 @@ import warnings
 import click
 
 from fwspool import __version__
-from fwspool.cli import common, demo, doctor, emit, forget, ingest, prune, push, rlaunch, status, sync
+from fwspool.cli import (
+    common,
+    demo,
+    doctor,
+    emit,
+    forget,
+    ingest,
+    prune,
+    push,
+    qlaunch,
+    rlaunch,
+    status,
+    sync,
+)
 from fwspool.log import LOG, silence_fireworks_import_warnings
 
 
@@ -30,6 +43,7 @@ def main() -> None:
 
 for _command in (
     rlaunch.rlaunch,
+    qlaunch.qlaunch,
     emit.emit,
     ingest.ingest,
     push.push,

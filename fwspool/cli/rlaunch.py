@@ -7,6 +7,7 @@ import textwrap
 
 import click
 
+from fwspool import block
 from fwspool import rlaunch as runner
 from fwspool.cli.common import group_readable_option, launch_dir_option, reports_errors
 
@@ -96,6 +97,26 @@ Exit codes:
     metavar="DIR",
     help="Where to announce the launch to the login node [env FWSPOOL_INBOX; default ~/.fwspool/inbox].",
 )
+@click.option(
+    "--block",
+    "block_dir",
+    metavar="DIR",
+    default=None,
+    help="Run the launches of a block prepared by `fwspool qlaunch --pack` (it appends this option).",
+)
+@click.option(
+    "--margin",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="With --block: start no launch with less than this many seconds before the job's "
+    "deadline (plus the Firework's _fwspool_estimate) [default: the block's, 60].",
+)
+@click.option(
+    "--parallel",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With --block: how many launches run at once [default: the block's, from qlaunch].",
+)
 @group_readable_option
 @click.argument("extra", nargs=-1, type=click.UNPROCESSED)
 @reports_errors
@@ -109,12 +130,32 @@ def rlaunch(
     ping_seconds: float | None,
     fw_id: int | None,
     inbox_dir: str | None,
+    block_dir: str | None,
+    margin: float | None,
+    parallel: int | None,
     spool_mode: int,
     extra: tuple[str, ...],
 ) -> None:
     unknown = [w for w in extra if w not in RLAUNCH_WORDS]
     if unknown:
         raise click.UsageError(f"unexpected arguments: {' '.join(unknown)}")
+    if block_dir is not None:
+        if fw_id is not None:
+            raise click.UsageError("--fw_id and --block exclude each other: a block names its Fireworks")
+        sys.exit(
+            block.run_block(
+                block_dir,
+                fworker_file=fworker_file,
+                config_dir=config_dir,
+                ping_seconds=ping_seconds,
+                spool_mode=spool_mode,
+                inbox_dir=inbox_dir,
+                margin=margin,
+                parallel=parallel,
+            )
+        )
+    if margin is not None or parallel is not None:
+        raise click.UsageError("--margin and --parallel apply to a block (--block DIR)")
     code = runner.run(
         launch_dir,
         fworker_file=fworker_file,

@@ -230,6 +230,8 @@ def accept_frames(
         if etype == "exited":
             # A job killed by a signal may be requeued by its batch system (fwspool.runs).
             (batch.signal_exits if ev.signal is not None else batch.terminal).add(lid)  # type: ignore[union-attr]
+        elif etype == "released":
+            batch.terminal.add(lid)  # a packed job will not run it (fwspool.block)
         elif etype == "started" and ev.batch_job_id is not None:  # type: ignore[union-attr]
             launches[lid] = launches[lid]._replace(batch_job_id=ev.batch_job_id, batch_system=ev.batch_system)  # type: ignore[union-attr]
         if lid:

@@ -11,6 +11,7 @@ from fwspool.testing.chaos.scenarios import (
     ingest_kills,
     journal_disk,
     network_faults,
+    packed_kills,
     push_kills,
     spool_damage,
     two_login_nodes,
@@ -31,6 +32,7 @@ REGISTRY: dict[int, Scenario] = {
         bad_cli.SCENARIO,
         command_faults.SCENARIO,
         two_login_nodes.SCENARIO,
+        packed_kills.SCENARIO,
     )
 }
 #: Each scenario's name, by number.

@@ -1,0 +1,417 @@
+"""``fwspool qlaunch``: many reserved Fireworks in one batch job (job packing), on the login node.
+
+FireWorks' ``qlaunch -r`` reserves one Firework per batch job. This reserves up to K the same
+way — FireWorks' own ``reserve_fw`` and ``setup_offline_job`` (``FW.json``, ``FW_offline.json``,
+the offline run), each Firework in a ``launcher_*`` directory of its own under one ``block_*``
+directory — writes the block's manifest (:mod:`fwspool.block`, ``schema/BLOCK.md``), and writes
+and submits one queue script through the user's own FireWorks queue adapter (its template,
+``pre_rocket``, ``post_rocket``, ``get_script_str``, ``submit_to_queue``), whose
+``rocket_launch`` line is the ``fwspool rlaunch ... singleshot --offline`` line of a single
+launch with ``--block DIR`` appended (as ``qlaunch -r`` appends ``--fw_id N``). The batch job id
+is recorded on every launch of the block (``set_reservation_id``), so the login node's checks
+(lost runs, reservations to release) work per launch as for single jobs.
+
+- The FWorker's query and category decide which Fireworks are taken, in FireWorks' own order
+  (``_priority``, then FireWorks' ``SORT_FWS``).
+- Fireworks whose ``_queueadapter`` settings differ are never packed together: a job takes the
+  next Firework, then only Fireworks with the same ``_queueadapter`` (the others go in other jobs).
+- A submission that fails hands back every reservation it made (``cancel_reservation`` and
+  ``forget_offline``, as FireWorks does for its one).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fwspool.block import ESTIMATE_KEY, BlockLaunch, BlockManifest, write_manifest
+from fwspool.errors import ConfigError, FwspoolError
+from fwspool.events import utcnow
+from fwspool.reserve import prepare_offline
+
+__all__ = ["PackJob", "SubmissionError", "rapidfire", "submit_pack", "walltime_seconds"]
+
+#: How many READY Fireworks are looked at per query when filling a pack.
+_CANDIDATES_PER_SLOT = 4
+
+
+class SubmissionError(FwspoolError):
+    """The queue script could not be submitted; the reservations were handed back."""
+
+    exit_code = 1
+
+
+@dataclass(slots=True)
+class PackJob:
+    """One submitted batch job and the launches it runs."""
+
+    batch_job_id: str
+    block_dir: str
+    launches: list[BlockLaunch] = field(default_factory=list)
+    queueadapter: dict[str, Any] = field(default_factory=dict)
+
+
+def walltime_seconds(value: Any) -> float | None:
+    """A queue adapter's ``walltime`` in seconds: Slurm's ``[D-]HH:MM:SS``, ``MM:SS``, minutes,
+    ``D-HH[:MM]``, or a number of minutes; None when absent or not understood."""
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value) * 60
+    text = str(value).strip()
+    m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text)
+    if not m:
+        return None
+    days, a, b, c = m.groups()
+    if days is not None:
+        # D-HH, D-HH:MM, D-HH:MM:SS
+        seconds = int(a) * 3600 + int(b or 0) * 60 + int(c or 0)
+        return float(int(days) * 86400 + seconds)
+    if c is not None:
+        return float(int(a) * 3600 + int(b) * 60 + int(c))
+    if b is not None:
+        return float(int(a) * 60 + int(b))  # MM:SS
+    return float(int(a) * 60)  # minutes
+
+
+def queueadapter_settings(spec: dict[str, Any]) -> dict[str, Any]:
+    """What a Firework changes in its job's queue settings (``spec._queueadapter``); {} for none."""
+    value = spec.get("_queueadapter")
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def check_rocket_launch(qadapter: Any, path: str = "the queue adapter") -> None:
+    line = str(qadapter.get("rocket_launch") or "")
+    if "rlaunch" not in line or "singleshot" not in line:
+        raise ConfigError(
+            f"{path}: rocket_launch must be the `fwspool rlaunch ... singleshot --offline` line "
+            f"(README, 'Migrating from FireWorks' offline mode'); it is {line!r}"
+        )
+
+
+def _restricted(fworker: Any, fw_ids: list[int]) -> Any:
+    """``fworker`` whose query also requires one of ``fw_ids``: FireWorks' own atomic checkout
+    (READY only, in its order) among the Fireworks that may join the pack."""
+    from fireworks.core.fworker import FWorker
+
+    class OnlyThese(FWorker):
+        @property
+        def query(self) -> dict[str, Any]:
+            return {"$and": [FWorker.query.fget(self), {"fw_id": {"$in": fw_ids}}]}
+
+    return OnlyThese(fworker.name, fworker.category, fworker._query, fworker.env)
+
+
+def _launcher_dir(block_dir: str) -> str:
+    from fireworks.utilities.fw_utilities import create_datestamp_dir, get_fw_logger
+
+    return str(
+        create_datestamp_dir(
+            block_dir, get_fw_logger("fwspool.qlaunch", stream_level="CRITICAL"), prefix="launcher_"
+        )
+    )
+
+
+def _reserve_one(launchpad: Any, fworker: Any, block_dir: str) -> tuple[Any, int, str] | None:
+    """``qlaunch -r``'s reservation of one Firework into a new launcher directory of the block
+    (or the spec's ``_launch_dir``); None when nothing READY matches."""
+    launcher_dir = _launcher_dir(block_dir)
+    try:
+        fw, launch_id = launchpad.reserve_fw(fworker, launcher_dir)
+    except BaseException:
+        os.rmdir(launcher_dir)  # the database went away: leave no empty directory behind
+        raise
+    if fw is None:
+        os.rmdir(launcher_dir)
+        return None
+    launch_dir = launcher_dir
+    try:
+        if "_launch_dir" in fw.spec:
+            launch_dir = os.path.expandvars(fw.spec["_launch_dir"])
+            if not os.path.isabs(launch_dir):
+                launch_dir = os.path.join(block_dir, launch_dir)
+            os.makedirs(launch_dir, exist_ok=True)
+            launchpad.change_launch_dir(launch_id, launch_dir)
+            os.rmdir(launcher_dir)
+        prepare_offline(launchpad, fw, int(launch_id), launch_dir)
+    except BaseException:
+        _hand_back(launchpad, [int(launch_id)])
+        raise
+    return fw, int(launch_id), launch_dir
+
+
+def reserve_pack(launchpad: Any, fworker: Any, block_dir: str, pack: int) -> list[tuple[Any, int, str]]:
+    """Reserve up to ``pack`` Fireworks with the same ``_queueadapter`` into ``block_dir``."""
+    first = _reserve_one(launchpad, fworker, block_dir)
+    if first is None:
+        return []
+    reserved = [first]
+    try:
+        _fill(launchpad, fworker, block_dir, pack, reserved)
+    except BaseException:
+        # Reserved into a directory no job will run: hand them back.
+        _hand_back(launchpad, [launch_id for _fw, launch_id, _d in reserved])
+        raise
+    return reserved
+
+
+def _fill(
+    launchpad: Any, fworker: Any, block_dir: str, pack: int, reserved: list[tuple[Any, int, str]]
+) -> None:
+    wanted = queueadapter_settings(reserved[0][0].spec)
+    races = 0
+    while len(reserved) < pack and races < 10:
+        query = dict(fworker.query)
+        query["state"] = "READY"
+        candidates = [
+            doc["fw_id"]
+            for doc in launchpad.fireworks.find(
+                query,
+                {"fw_id": 1, "spec._queueadapter": 1},
+                sort=[("spec._priority", -1)],
+                limit=_CANDIDATES_PER_SLOT * pack,
+            )
+            if queueadapter_settings(doc.get("spec") or {}) == wanted
+        ]
+        if not candidates:
+            break
+        got = _reserve_one(launchpad, _restricted(fworker, candidates), block_dir)
+        if got is None:
+            races += 1  # another qlaunch took them meanwhile: look again
+            continue
+        reserved.append(got)
+
+
+def _hand_back(launchpad: Any, launch_ids: list[int]) -> list[str]:
+    """FireWorks' answer to a failed submission, for each launch; the problems, if any."""
+    problems = []
+    for launch_id in launch_ids:
+        try:
+            launchpad.cancel_reservation(launch_id)
+            launchpad.forget_offline(launch_id, launch_mode=True)
+        except Exception as exc:  # one launch's trouble must not keep the others reserved
+            problems.append(f"launch {launch_id}: {exc}")
+    return problems
+
+
+@dataclass(slots=True)
+class Block:
+    """A block directory and the Fireworks reserved into it (not submitted yet)."""
+
+    block_dir: str
+    #: (Firework, launch id, launch directory), in the order they run.
+    reserved: list[tuple[Any, int, str]]
+
+    @property
+    def launch_ids(self) -> list[int]:
+        return [launch_id for _fw, launch_id, _d in self.reserved]
+
+    @property
+    def queueadapter(self) -> dict[str, Any]:
+        """The ``_queueadapter`` settings its Fireworks share."""
+        return queueadapter_settings(self.reserved[0][0].spec)
+
+    def manifest(
+        self, *, walltime_seconds: float | None, parallel: int = 1, margin: float | None = None
+    ) -> BlockManifest:
+        launches = [
+            BlockLaunch(
+                os.path.relpath(d, self.block_dir) if os.path.dirname(d) == self.block_dir else d,
+                launch_id,
+                fw.fw_id,
+                _estimate(fw.spec),
+            )
+            for fw, launch_id, d in self.reserved
+        ]
+        extra: dict[str, Any] = {} if margin is None else {"margin_seconds": margin}
+        return BlockManifest(
+            "fwspool-block",
+            1,
+            utcnow(),
+            launches,
+            walltime_seconds=walltime_seconds,
+            parallel=parallel,
+            **extra,
+        )
+
+
+def reserve_block(launchpad: Any, fworker: Any, launch_root: str, pack: int) -> Block | None:
+    """A new ``block_*`` directory of ``launch_root`` with up to ``pack`` Fireworks reserved into
+    it (:func:`reserve_pack`); None, and no directory, when nothing is READY."""
+    from fireworks.utilities.fw_utilities import create_datestamp_dir, get_fw_logger
+
+    launch_root = os.path.abspath(launch_root)
+    if not os.path.isdir(launch_root):
+        raise ConfigError(f"launch directory {launch_root} does not exist")
+    block_dir = str(
+        create_datestamp_dir(
+            launch_root, get_fw_logger("fwspool.qlaunch", stream_level="CRITICAL"), prefix="block_"
+        )
+    )
+    try:
+        reserved = reserve_pack(launchpad, fworker, block_dir, pack)
+    except BaseException:
+        shutil.rmtree(block_dir, ignore_errors=True)  # its reservations were handed back
+        raise
+    if not reserved:
+        os.rmdir(block_dir)
+        return None
+    return Block(block_dir, reserved)
+
+
+def submit_pack(
+    launchpad: Any,
+    fworker: Any,
+    qadapter: Any,
+    launch_root: str,
+    *,
+    pack: int,
+    parallel: int = 1,
+    margin: float | None = None,
+    say: Callable[[str], None] = print,
+) -> PackJob | None:
+    """Reserve up to ``pack`` Fireworks into a new ``block_*`` directory of ``launch_root`` and
+    submit one job that runs them (``parallel`` at a time); None when nothing is READY.
+
+    Raises :class:`SubmissionError` when the queue script cannot be written or submitted,
+    after handing every reservation back.
+    """
+    from fireworks.fw_config import QUEUE_JOBNAME_MAXLEN, SUBMIT_SCRIPT_NAME
+    from fireworks.utilities.fw_utilities import get_slug
+
+    check_rocket_launch(qadapter)
+    block = reserve_block(launchpad, fworker, launch_root, pack)
+    if block is None:
+        return None
+    block_dir = block.block_dir
+    # The job's settings on the adapter itself, put back afterwards (qlaunch deserialises a
+    # copy; fwspool deserialises nothing it did not have to: tests/test_security.py).
+    qa = qadapter
+    settings = dict(qa)
+    try:
+        first = block.reserved[0][0]
+        n = len(block.reserved)
+        name = get_slug(first.name) if n == 1 else get_slug(f"{first.name}+{n - 1}")
+        qa.update(job_name=name[0:QUEUE_JOBNAME_MAXLEN])
+        if block.queueadapter:
+            qa.update(block.queueadapter)
+        qa["rocket_launch"] += f" --block {block_dir}"
+        manifest = block.manifest(
+            walltime_seconds=walltime_seconds(qa.get("walltime")), parallel=parallel, margin=margin
+        )
+        write_manifest(block_dir, manifest)
+        if manifest.walltime_seconds is not None and manifest.margin_seconds >= manifest.walltime_seconds:
+            say(
+                f"fwspool qlaunch: warning: the margin ({manifest.margin_seconds:g} s) is not shorter than "
+                f"the walltime ({manifest.walltime_seconds:g} s): the job will start none of its "
+                "Fireworks (give a smaller --margin)"
+            )
+        script = os.path.join(block_dir, SUBMIT_SCRIPT_NAME)
+        with open(script, "w", encoding="utf-8") as f:
+            f.write(qa.get_script_str(block_dir))
+        cwd = os.getcwd()
+        os.chdir(block_dir)
+        try:
+            job = qa.submit_to_queue(SUBMIT_SCRIPT_NAME)
+        finally:
+            os.chdir(cwd)
+        if not job:
+            raise SubmissionError(
+                f"the queue script {script} could not be submitted (check the queue adapter and the "
+                f"queue); its {n} reservations were handed back"
+            )
+        for launch_id in block.launch_ids:
+            launchpad.set_reservation_id(launch_id, job)
+    except BaseException as exc:
+        problems = _hand_back(launchpad, block.launch_ids)
+        if problems:
+            say(f"fwspool qlaunch: could not hand back: {'; '.join(problems)}")
+        if isinstance(exc, FwspoolError) or not isinstance(exc, Exception):
+            raise
+        raise SubmissionError(
+            f"submitting {block_dir} failed ({type(exc).__name__}: {exc}); its "
+            f"{len(block.reserved)} reservations were handed back"
+        ) from exc
+    finally:
+        submitted = dict(qa)
+        qa.clear()
+        qa.update(settings)
+    say(
+        f"fwspool qlaunch: batch job {job}: {n} Fireworks "
+        f"({', '.join(str(bl.fw_id) for bl in manifest.launches)}) in {block_dir}"
+    )
+    return PackJob(str(job), block_dir, list(manifest.launches), submitted)
+
+
+def _estimate(spec: dict[str, Any]) -> float | None:
+    value = spec.get(ESTIMATE_KEY)
+    return float(value) if isinstance(value, int | float) and value >= 0 else None
+
+
+def jobs_in_queue(qadapter: Any) -> int:
+    """The user's jobs in the queue, as FireWorks' own ``qlaunch -m`` counts them."""
+    from fireworks.queue.queue_launcher import _get_number_of_jobs_in_queue
+    from fireworks.utilities.fw_utilities import get_fw_logger
+
+    return int(
+        _get_number_of_jobs_in_queue(qadapter, 1, get_fw_logger("fwspool.qlaunch", stream_level="CRITICAL"))
+    )
+
+
+def rapidfire(
+    launchpad: Any,
+    fworker: Any,
+    qadapter: Any,
+    launch_root: str,
+    *,
+    pack: int,
+    parallel: int = 1,
+    margin: float | None = None,
+    nlaunches: int = 0,
+    maxjobs_queue: int = 0,
+    sleep_seconds: float | None = None,
+    timeout: float | None = None,
+    say: Callable[[str], None] = print,
+) -> list[PackJob]:
+    """Submit packed jobs while Fireworks are READY, as FireWorks' ``qlaunch rapidfire`` submits
+    single ones: ``nlaunches`` jobs at most (0: until nothing is READY or WAITING; -1: forever),
+    never more than ``maxjobs_queue`` of the user's jobs in the queue (0: no limit), sleeping
+    ``sleep_seconds`` between rounds."""
+    from fireworks.fw_config import QUEUE_UPDATE_INTERVAL, RAPIDFIRE_SLEEP_SECS
+
+    sleep_seconds = RAPIDFIRE_SLEEP_SECS if sleep_seconds is None else sleep_seconds
+    started = time.monotonic()
+    jobs: list[PackJob] = []
+
+    def timed_out() -> bool:
+        return timeout is not None and time.monotonic() - started >= timeout
+
+    while True:
+        while launchpad.run_exists(fworker) and not timed_out():
+            if maxjobs_queue and jobs_in_queue(qadapter) >= maxjobs_queue:
+                say(f"fwspool qlaunch: {maxjobs_queue} jobs in the queue already (--maxjobs_queue)")
+                break
+            job = submit_pack(
+                launchpad,
+                fworker,
+                qadapter,
+                launch_root,
+                pack=pack,
+                parallel=parallel,
+                margin=margin,
+                say=say,
+            )
+            if job is None:
+                break
+            jobs.append(job)
+            if nlaunches > 0 and len(jobs) >= nlaunches:
+                return jobs
+            time.sleep(QUEUE_UPDATE_INTERVAL)  # FireWorks' wait for the queue to show the job
+        if timed_out() or (nlaunches == 0 and not launchpad.future_run_exists(fworker)):
+            return jobs
+        time.sleep(sleep_seconds)
