@@ -12,6 +12,7 @@ its last event and pending events. :func:`check_database` asks the database with
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import textwrap
 import threading
@@ -183,8 +184,15 @@ def collect(
         "last_successful_push": last_push,
         "database": database,
         "filters": _filters_as_data(filters),
+        "blocks": _packed_blocks(journal.blocks()),
         "launches": listed,
     }
+
+
+def _packed_blocks(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The jobs of ``fwspool qlaunch --pack`` (a block of more than one launch), each with how many
+    of its launches completed, fizzled, run, ended, were released or have not started."""
+    return [b for b in blocks if b["launches"] > 1]
 
 
 def _filters_as_data(filters: Filters) -> dict[str, Any]:
@@ -340,6 +348,7 @@ def render(report: dict[str, Any], filters: Filters = Filters()) -> str:
         title = f"{len(shown)} launches need attention" + (
             f" (--all lists all {len(launches)})" if len(shown) < len(launches) else ""
         )
+    lines += _block_lines(report["blocks"])
     lines += ["", title + (":" if shown else ".")]
     hidden = 0
     if not (filters.given() or filters.every) and len(shown) > ATTENTION_SHOWN:
@@ -382,6 +391,29 @@ def _summary(report: dict[str, Any], now: dt.datetime) -> list[str]:
             part, WIDTH, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False
         )
     ]
+
+
+def _block_lines(blocks: list[dict[str, Any]]) -> list[str]:
+    """Packed jobs: one summary line, then one line per job that still has work running or not
+    started (``--json`` has every one)."""
+    if not blocks:
+        return []
+    busy = [b for b in blocks if b["running"] or b["not_started"]]
+    lines = [
+        "",
+        f"packed jobs: {len(blocks)}, {len(busy)} with launches running or not started"
+        + (":" if busy else ""),
+    ]
+    for b in busy[:ATTENTION_SHOWN]:
+        counts = ", ".join(
+            f"{n} {what}"
+            for what in ("completed", "fizzled", "running", "ended", "released", "not_started")
+            if (n := b[what])
+        ).replace("not_started", "not started")
+        lines.append(
+            _cell(f"  job {b['batch_job_id'] or '?'} {os.path.basename(b['block_dir'])}: {counts}", WIDTH)
+        )
+    return lines
 
 
 def _database_line(db: dict[str, Any] | None) -> str:

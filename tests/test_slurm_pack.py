@@ -170,6 +170,11 @@ def test_scancel_mid_pack_fizzles_the_running_firework_and_the_next_qlaunch_take
     with Journal.open(str(site.journal)) as journal:
         [shown] = [b for b in journal.blocks() if b["batch_job_id"] == job]
     assert (shown["launches"], shown["completed"], shown["ended"], shown["released"]) == (4, 1, 1, 2)
+    # `fwspool status` shows the packed job: its counts in --json, and in the table.
+    status = site.fwspool("status", "--json", "--no-check", "--journal", str(site.journal))
+    assert [b for b in json.loads(status.stdout)["blocks"] if b["batch_job_id"] == job] == [shown]
+    table = site.fwspool("status", "--no-check", "--journal", str(site.journal)).stdout
+    assert "packed jobs: 1, 0 with launches running or not started" in table
     [job2] = jobs_of(qlaunch(site, "--pack", "4", "singleshot").stdout)
     all_in(lp, ids[2:], "COMPLETED")
     assert {str(lp.get_reservation_id_from_fw_id(i)) for i in ids[2:]} == {job2}
