@@ -26,6 +26,7 @@ from fwspool.config import redact
 from fwspool.errors import FwspoolError
 from fwspool.events import as_utc, iso, utcnow
 from fwspool.journal import Journal
+from fwspool.journal.views import BLOCK_COUNTS
 from fwspool.outcomes import (
     FAILURES,
     FORGOTTEN,
@@ -405,11 +406,7 @@ def _block_lines(blocks: list[dict[str, Any]]) -> list[str]:
         + (":" if busy else ""),
     ]
     for b in busy[:ATTENTION_SHOWN]:
-        counts = ", ".join(
-            f"{n} {what}"
-            for what in ("completed", "fizzled", "running", "ended", "released", "not_started")
-            if (n := b[what])
-        ).replace("not_started", "not started")
+        counts = ", ".join(f"{b[key]} {key.replace('_', ' ')}" for key in BLOCK_COUNTS if b[key])
         lines.append(
             _cell(f"  job {b['batch_job_id'] or '?'} {os.path.basename(b['block_dir'])}: {counts}", WIDTH)
         )

@@ -38,6 +38,17 @@ class Site:
     parallel: int
     margin: float | None
 
+    def packing(self) -> dict[str, Any]:
+        """What :func:`fwspool.qlaunch.submit_pack` and ``rapidfire`` take from the site."""
+        return {
+            "launchpad": self.launchpad,
+            "fworker": self.fworker,
+            "qadapter": self.qadapter,
+            "pack": self.pack,
+            "parallel": self.parallel,
+            "margin": self.margin,
+        }
+
 
 def _config_file(given: str | None, config_dir: str | None, name: str, fallback: str | None) -> str | None:
     """As FireWorks' qlaunch finds a file: the option, else ``name`` in the config dir, else its
@@ -182,16 +193,7 @@ def _site(ctx: click.Context) -> Site:
 @_database_errors
 def singleshot(ctx: click.Context, launch_dir: str) -> None:
     site = _site(ctx)
-    job = packing.submit_pack(
-        site.launchpad,
-        site.fworker,
-        site.qadapter,
-        launch_dir,
-        pack=site.pack,
-        parallel=site.parallel,
-        margin=site.margin,
-        say=say,
-    )
+    job = packing.submit_pack(launch_root=launch_dir, say=say, **site.packing())
     if job is None:
         say("fwspool qlaunch: no READY Firework to submit")
 
@@ -252,17 +254,12 @@ def rapidfire(
         raise click.BadParameter("a number of jobs, or 'infinite'", param_hint="--nlaunches")
     site = _site(ctx)
     jobs = packing.rapidfire(
-        site.launchpad,
-        site.fworker,
-        site.qadapter,
-        launch_dir,
-        pack=site.pack,
-        parallel=site.parallel,
-        margin=site.margin,
+        launch_root=launch_dir,
         nlaunches=count,
         maxjobs_queue=maxjobs_queue,
         sleep_seconds=sleep_seconds,
         timeout=timeout,
         say=say,
+        **site.packing(),
     )
     say(f"fwspool qlaunch: {len(jobs)} jobs, {sum(len(j.launches) for j in jobs)} Fireworks submitted")

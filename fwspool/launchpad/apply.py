@@ -24,7 +24,14 @@ from fwspool.launchpad.release import release
 from fwspool.launchpad.running import apply_running
 from fwspool.launchpad.supersede import HELD_FW_STATES, same_launch, superseded_reason
 from fwspool.outcomes import PushedLaunch
-from fwspool.runs import INFERRED_KEYS, LaunchEvents, completion_in_quarantine, final_of, reopens
+from fwspool.runs import (
+    INFERRED_KEYS,
+    LaunchEvents,
+    PendingEvent,
+    completion_in_quarantine,
+    final_of,
+    reopens,
+)
 
 __all__ = ["ApplyResult", "LaunchPadApplier"]
 
@@ -193,7 +200,11 @@ class LaunchPadApplier:
 
     @staticmethod
     def _hold_for_quarantine(
-        launch: LaunchEvents, exit_event: Any, doc: dict[str, Any], routes: _Routes, result: ApplyResult
+        launch: LaunchEvents,
+        exit_event: PendingEvent,
+        doc: dict[str, Any],
+        routes: _Routes,
+        result: ApplyResult,
     ) -> None:
         """Apply what the launch did while running; keep its exit pending, visibly, every pass."""
         result.problems.append(
