@@ -130,11 +130,23 @@ def by_name(lp: Any) -> dict[str, Any]:
     wf = lp.workflows.find_one({})
     return {
         "states": {d["name"]: d["state"] for d in lp.fireworks.find({}, {"name": 1, "state": 1})},
+        # update_spec and mod_spec's _push applied once: twice would push the label twice
+        "specs": {d["name"]: d["spec"] for d in lp.fireworks.find({}, {"name": 1, "spec": 1})},
         "fw_states": {names[int(k)]: v for k, v in wf["fw_states"].items()},
         "links": {names[int(k)]: sorted(names[c] for c in v) for k, v in wf["links"].items()},
         "state": wf["state"],
         "launches": sorted((d["state"], names[d["fw_id"]]) for d in lp.launches.find({})),
     }
+
+
+def taken_back_as_clean(clean: Any, shared: Any) -> None:
+    """A half taken back is completed afresh by FireWorks' refresh: the additions get the next
+    free ids (the dead push's stay unused), so the workflow is compared by Firework name."""
+    assert orphans(shared) == []
+    assert shared.fireworks.count_documents({}) == 4  # two + one addition + one detour, not more
+    assert by_name(shared) == by_name(clean)
+    assert shared.workflows.count_documents({"locked": {"$exists": True}}) == 0
+    assert shared.workflows.count_documents({"_fwspool_lock": {"$exists": True}}) == 0
 
 
 def test_new_fireworks_are_promoted_when_their_workflow_was_written_again_before_the_redo(site) -> None:
@@ -153,11 +165,6 @@ def test_new_fireworks_are_promoted_when_their_workflow_was_written_again_before
     same_as_clean(clean, shared, dirs)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open defect: once the Fireworks are written, FireWorks' refresh (the other journal's "
-    "one-by-one path) sees no state change and applies no FWAction; the redo is then abandoned",
-)
 def test_a_broken_lock_after_the_fireworks_were_written_loses_no_addition(site) -> None:
     """Killed after writing the Fireworks (the completed one COMPLETED, its child's spec updated,
     the new ones inserted WAITING) and before the workflow; the lock broken; the other login node
@@ -168,6 +175,45 @@ def test_a_broken_lock_after_the_fireworks_were_written_loses_no_addition(site) 
     admin_unlock(shared)
     assert b.sync().returncode == 0
     assert a.sync().returncode == 0
-    assert orphans(shared) == []
-    assert shared.fireworks.count_documents({}) == 4
-    assert by_name(shared) == by_name(clean)
+    taken_back_as_clean(clean, shared)
+
+
+@pytest.mark.parametrize("point", ["undo.after_claim", "undo.after_restore"])
+@pytest.mark.parametrize("resumed_by", ["b", "a"])
+def test_taking_back_a_broken_half_is_itself_resumed_after_a_kill(site, point: str, resumed_by: str) -> None:
+    """B, taking back A's half-written completion, is killed too. A's redo must not write over
+    nor drop that take-back (its marks are what it restores); B's next push resumes it, or,
+    with B's lock broken as well, A's push does. Either way the FWAction is applied once."""
+    clean, shared, a, b, dirs = site
+    assert a.sync(failpoint="bulk.after_fireworks").returncode == -signal.SIGKILL
+    admin_unlock(shared)
+    assert b.sync(failpoint=point).returncode == -signal.SIGKILL
+    waiting = a.sync()  # A's redo finds its workflow held by B's take-back
+    assert waiting.returncode == 0, waiting.stderr
+    assert "locked by another process" in waiting.stderr
+    assert shared.workflows.count_documents({"_fwspool_undoing": {"$exists": True}}) == 1
+    if resumed_by == "a":
+        admin_unlock(shared)
+    for login in (b, a) if resumed_by == "b" else (a, b):
+        done = login.sync()
+        assert done.returncode == 0, done.stderr
+    for login in (a, b):
+        assert login.sync().returncode == 0
+    taken_back_as_clean(clean, shared)
+    assert shared.fireworks.count_documents({"_fwspool_undo": {"$exists": True}}) == 0
+
+
+def test_a_half_written_workflow_is_never_locked_by_another_journals_bulk_completion(site) -> None:
+    """The lock broken after A wrote its Fireworks: B's push takes A's half back before it reads
+    a single Firework, and says so; the marks are gone and the workflow unlocked after it."""
+    clean, shared, a, b, dirs = site
+    assert a.sync(failpoint="bulk.after_fireworks").returncode == -signal.SIGKILL
+    marked = shared.fireworks.count_documents({"_fwspool_undo": {"$exists": True}})
+    assert marked == 4  # the completed one, its child, the addition and the detour
+    admin_unlock(shared)
+    done = b.sync()
+    assert done.returncode == 0, done.stderr
+    assert "its writes are taken back" in done.stderr
+    assert shared.fireworks.count_documents({"_fwspool_undo": {"$exists": True}}) == 0
+    assert a.sync().returncode == 0
+    taken_back_as_clean(clean, shared)

@@ -1,7 +1,8 @@
 """Applying a batch of launches' pending events to one LaunchPad: read, route, write.
 
 :meth:`LaunchPadApplier.apply` reads the launches, Fireworks and offline runs of the batch in
-three queries, then sends each launch one way: superseded (:mod:`~fwspool.launchpad.supersede`),
+three queries (taking back first what another journal's dead push half-wrote behind a broken
+lock: :mod:`~fwspool.launchpad.undo`), then sends each launch one way: superseded (:mod:`~fwspool.launchpad.supersede`),
 released (:mod:`~fwspool.launchpad.release`), running (:mod:`~fwspool.launchpad.running`),
 ending (:mod:`~fwspool.launchpad.completion`, in bulk) or already ended
 (:mod:`~fwspool.launchpad.one_by_one`, the idempotent re-check). Last, the offline runs are
@@ -23,6 +24,7 @@ from fwspool.launchpad.pushed import pushed_launches
 from fwspool.launchpad.release import release
 from fwspool.launchpad.running import apply_running
 from fwspool.launchpad.supersede import HELD_FW_STATES, same_launch, superseded_reason
+from fwspool.launchpad.undo import take_back_broken_writes
 from fwspool.outcomes import PushedLaunch
 from fwspool.runs import (
     INFERRED_KEYS,
@@ -102,7 +104,7 @@ class LaunchPadApplier:
             for event in launch.events:
                 # The spool spells NaN and ±Infinity as Extended JSON does; the LaunchPad keeps floats.
                 event.payload = untag_nonfinite(event.payload)
-        view = self._read([launch.launch_id for launch in launches])
+        view = self._read([launch.launch_id for launch in launches], result)
         reopen = self._reopened(launches, view.launches)
         routes = self._route(launches, view, reopen, result)
         apply_running(self.lp, routes.running, now, result, reopen, held=routes.held_fireworks)
@@ -117,12 +119,15 @@ class LaunchPadApplier:
         result.pushed = pushed_launches(launches, view.launches, view.fireworks, reopen, result)
         return result
 
-    def _read(self, lids: list[int]) -> _LaunchPadView:
+    def _read(self, lids: list[int], result: ApplyResult) -> _LaunchPadView:
         lp = self.lp
         launch_docs = {
             d["launch_id"]: d for d in lp.launches.find({"launch_id": {"$in": lids}}, {"action": 0})
         }
         fw_ids = sorted({d["fw_id"] for d in launch_docs.values()})
+        # Before the Fireworks are read: another journal's half-written completion behind a
+        # broken lock is taken back, so these launches are routed by what the LaunchPad will be.
+        result.problems.extend(take_back_broken_writes(lp, self.owner, fw_ids))
         fw_docs = {
             d["fw_id"]: d
             for d in lp.fireworks.find(

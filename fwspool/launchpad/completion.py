@@ -25,6 +25,7 @@ import bson
 
 from fwspool.launchpad.fireworks_internals import PrefetchedCollection, load_workflow, renumber_new_fireworks
 from fwspool.launchpad.locks import WorkflowLocks
+from fwspool.launchpad.undo import UNDO_FIELD, undo_mark
 from fwspool.launchpad.writeset import WriteSet
 from fwspool.runs import LaunchEvents, apply_running_phase, stamp_completion
 
@@ -149,7 +150,10 @@ def plan_completions(
         updated |= _refresh(wf, ending.doc["fw_id"], new_ids)
         plan.completed.append(ending.launch)
     for wf_id, (wf, updated) in workflows.items():
-        plan.write_set.fireworks.extend(wf.id_fw[i].to_db_dict() for i in sorted(updated))
+        for i in sorted(updated):
+            doc = wf.id_fw[i].to_db_dict()
+            doc[UNDO_FIELD] = undo_mark(token, wf_id, docs.fireworks.get(i), doc)
+            plan.write_set.fireworks.append(doc)
         plan.write_set.workflows.append(dict(wf.to_db_dict(), _id=wf_id))
     plan.write_set.prior_fireworks = [
         [i, docs.fireworks[i].get("state"), docs.fireworks[i].get("updated_on")]

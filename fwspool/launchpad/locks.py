@@ -37,13 +37,17 @@ def foreign_lock(launchpad: Any, owner: str, fw_id: int) -> str | None:
     WFLock would (300 s by default): the caller retries the launch next pass.
     """
     wf = launchpad.workflows.find_one({"nodes": fw_id}, {"locked": 1, LOCK_FIELD: 1})
-    if wf is None or not wf.get("locked"):
+    if wf is None:
         return None
     holder = str(wf.get(LOCK_FIELD) or "")
     if holder.startswith(owner + ":"):
         unlock_token(launchpad, holder)
         return None
-    return holder.rsplit(":", 1)[0] if holder else "FireWorks"
+    if holder:
+        # Another journal's push holds it, or held it and died halfway with its lock broken
+        # since: that half is taken back first (fwspool.launchpad.undo), never written over.
+        return holder.rsplit(":", 1)[0]
+    return "FireWorks" if wf.get("locked") else None
 
 
 class WorkflowLocks:
@@ -78,10 +82,11 @@ class WorkflowLocks:
         """Lock the workflows of these Fireworks where nobody else holds them.
 
         Returns the workflow document of every Firework whose workflow this run now holds, read
-        after locking; a Firework missing from the answer is in a workflow someone else holds.
+        after locking; a Firework missing from the answer is in a workflow someone else holds
+        (or held: a workflow still marked by another journal's push is never taken).
         """
         self.lp.workflows.update_many(
-            {"nodes": {"$in": fw_ids}, "locked": {"$exists": False}},
+            {"nodes": {"$in": fw_ids}, "locked": {"$exists": False}, LOCK_FIELD: {"$exists": False}},
             {"$set": {"locked": True, LOCK_FIELD: self.token}},
         )
         wf_docs = list(self.lp.workflows.find({"nodes": {"$in": fw_ids}}))
@@ -104,7 +109,10 @@ class WorkflowLocks:
 
         self.lp.workflows.bulk_write(
             [
-                UpdateOne({"_id": wf["_id"], LOCK_FIELD: wf[LOCK_FIELD]}, {"$set": {LOCK_FIELD: self.token}})
+                UpdateOne(
+                    {"_id": wf["_id"], LOCK_FIELD: wf[LOCK_FIELD]},
+                    {"$set": {"locked": True, LOCK_FIELD: self.token}},
+                )
                 for wf in stale
             ],
             ordered=False,

@@ -5,7 +5,9 @@ computed from documents read in bulk; the pusher saves it in the journal, then i
 the journal deletes it with the events' pushed mark. The next pass replays a leftover one
 (:meth:`WriteSet.replay`), but only over the documents it was planned from: if another login
 node's push or FireWorks itself wrote one of its workflows meanwhile (a broken lock), the write
-set is abandoned and its launches' events are applied afresh by the next pass.
+set is abandoned and its launches' events are applied afresh by the next pass. Every Firework it
+writes carries an undo mark until its workflow is written, so that another journal's push can take
+a half-written completion back once its lock is broken (:mod:`fwspool.launchpad.undo`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from fwspool.failpoints import failpoint
 from fwspool.launchpad.locks import LOCK_FIELD, unlock_token
+from fwspool.launchpad.undo import UNDO_FIELD, UNDOING_FIELD
 
 __all__ = ["WriteSet"]
 
@@ -77,12 +80,13 @@ class WriteSet:
         """Finish what a dead push of this write set left undone, if it is still this one's to do.
 
         :data:`WRITTEN` when its workflows are still as it left them (locked by its token, or
-        already written by it); :data:`WAITING` when someone else holds one of them now (try again
-        next pass); :data:`ABANDONED` when someone else wrote one since (its lock was broken, or
-        it was written and then written again before the new Fireworks were promoted): replaying
-        would write over theirs and duplicate its additions, so nothing is written, the new
-        Fireworks it inserted that no workflow holds are removed, those a workflow holds get the
-        state it gives them, and the events stay pending.
+        already written by it); :data:`WAITING` when someone else holds one of them now, or is
+        taking this write set's half back (:mod:`fwspool.launchpad.undo`): try again next pass;
+        :data:`ABANDONED` when someone else wrote one since (its lock was broken, or it was
+        written and then written again before the new Fireworks were promoted), or took its half
+        back: replaying would write over theirs and duplicate its additions, so nothing is written,
+        the new Fireworks it inserted that no workflow holds are removed, those a workflow holds
+        get the state it gives them, its undo marks are removed, and the events stay pending.
         """
         verdict = self._workflows_verdict(lp)
         if verdict == WRITTEN and not self.write(lp):
@@ -90,21 +94,29 @@ class WriteSet:
         if verdict == ABANDONED:
             self._remove_unheld_new_fireworks(lp)
             self._promote_held_new_fireworks(lp)
+            self._unmark_fireworks(lp, [])
         if verdict != WAITING:
             unlock_token(lp, self.token)
         return verdict
 
     def _workflows_verdict(self, lp: Any) -> str:
         written_on = {d["_id"]: d.get("updated_on") for d in self.workflows}
+        # Take our broken locks back before deciding, atomically: another journal's push could
+        # otherwise be taking this half-written completion back while we write it forward.
+        lp.workflows.update_many(
+            {"_id": {"$in": list(written_on)}, LOCK_FIELD: self.token, "locked": {"$exists": False}},
+            {"$set": {"locked": True}},
+        )
         seen = 0
         for doc in lp.workflows.find(
-            {"_id": {"$in": list(written_on)}}, {"locked": 1, LOCK_FIELD: 1, "updated_on": 1}
+            {"_id": {"$in": list(written_on)}},
+            {"locked": 1, LOCK_FIELD: 1, UNDOING_FIELD: 1, "updated_on": 1},
         ):
             seen += 1
             if doc.get(LOCK_FIELD) == self.token:
                 continue  # still ours: locked, or unlocked by hand and untouched since
-            if doc.get("locked"):
-                return WAITING
+            if doc.get("locked") or UNDOING_FIELD in doc:
+                return WAITING  # held, or being taken back (its taker died): not ours to touch
             if doc.get("updated_on") != written_on[doc["_id"]]:
                 return ABANDONED  # rewritten by someone else: FireWorks' writes drop our token
         return WRITTEN if seen == len(written_on) else ABANDONED
@@ -174,7 +186,7 @@ class WriteSet:
         self._write_fireworks(lp)
         failpoint("bulk.after_fireworks")
         self._write_workflows(lp)
-        self._promote_new_fireworks(lp)
+        self._settle_fireworks(lp)
         return True
 
     def _write_launches(self, lp: Any) -> None:
@@ -229,28 +241,38 @@ class WriteSet:
             ordered=False,
         )
 
-    def _promote_new_fireworks(self, lp: Any) -> None:
-        """New Fireworks get their real state (READY...) once their workflow holds them."""
+    def _settle_fireworks(self, lp: Any) -> None:
+        """Once their workflow holds them: new Fireworks get their real state (READY...), and
+        every Firework written loses its undo mark, in one command."""
         from pymongo import UpdateOne
 
         promote = [
-            d
+            UpdateOne(
+                {"fw_id": d["fw_id"], "state": "WAITING", "created_on": d.get("created_on")},
+                {"$set": {"state": d["state"]}},
+            )
             for d in self.fireworks
             if self.new_ids and d["fw_id"] >= self.new_ids[0] and d["state"] != "WAITING"
         ]
-        if not promote:
-            return
-        failpoint("bulk.before_promote")
-        lp.fireworks.bulk_write(
-            [
-                UpdateOne(
-                    {"fw_id": d["fw_id"], "state": "WAITING", "created_on": d.get("created_on")},
-                    {"$set": {"state": d["state"]}},
-                )
-                for d in promote
-            ],
-            ordered=False,
-        )
+        if promote:
+            failpoint("bulk.before_promote")
+        self._unmark_fireworks(lp, promote)
+
+    def _unmark_fireworks(self, lp: Any, also: list[Any]) -> None:
+        """Remove this write set's undo marks from its Fireworks (with ``also``, in one write)."""
+        from pymongo import UpdateMany
+
+        marked = [d["fw_id"] for d in self.fireworks if UNDO_FIELD in d]
+        if marked:
+            also = [
+                *also,
+                UpdateMany(
+                    {"fw_id": {"$in": marked}, f"{UNDO_FIELD}.token": self.token},
+                    {"$unset": {UNDO_FIELD: ""}},
+                ),
+            ]
+        if also:
+            lp.fireworks.bulk_write(also, ordered=False)
 
     def _take_ids(self, lp: Any) -> bool:
         """Move the Firework id counter past ``new_ids``, unless someone else took them."""
