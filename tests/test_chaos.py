@@ -47,11 +47,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 #: Scenarios that find a defect still open: expected to fail until it is fixed (then they pass,
 #: and strict xfail fails the test: remove the entry).
-OPEN_DEFECTS = {
-    11: "a push killed at bulk.after_fireworks, its workflow locks broken (lpad admin unlock), the "
-    "other journal's push refreshing the workflow through FireWorks: the FWAction's additions and "
-    "detours are lost and the children's fw_states disagree with their Fireworks",
-}
+OPEN_DEFECTS: dict[int, str] = {}
 
 
 @pytest.mark.parametrize(

@@ -8,11 +8,13 @@ one to three times in a row (a later push of A replays the write set the dead on
 failpoint may strike the replay, or find nothing left to strike). After each kill the workflow
 locks are broken as ``lpad admin unlock`` breaks them (FireWorks' ``WFLock``, forced, then
 released), and B pushes (in some trials also before the locks are broken: it must skip them, not
-wait). Then A and B push in turn until neither has anything pending.
+wait; in some, B is itself killed while taking back A's half-written completion, at
+``undo.after_claim`` or ``undo.after_restore``, and the locks are perhaps broken again). Then A
+and B push in turn until neither has anything pending.
 
 Invariants: each journal holds every event once and has nothing pending (no event, no saved write
 set); no Firework twice (every Firework of the workload has a name of its own), none outside a
-workflow, no workflow locked; the LaunchPad equals the clean run's, field by field, except the
+workflow, no workflow locked, no undo mark left; the LaunchPad equals the clean run's, field by field, except the
 Firework id counter, which may be ahead: ids a dead push took for additions that the other login
 node then added under ids of its own stay unused (FireWorks never gives an id out twice either).
 """
@@ -25,6 +27,8 @@ import signal
 import time
 from typing import Any
 
+from fwspool.launchpad.locks import LOCK_FIELD
+from fwspool.launchpad.undo import UNDO_FIELD, UNDOING_FIELD
 from fwspool.testing.chaos.cluster import Cluster, Instance
 from fwspool.testing.chaos.invariants import Check, backlog, check_db, check_journal, inventory
 from fwspool.testing.chaos.processes import Proc
@@ -42,6 +46,8 @@ from fwspool.testing.chaos.workload import launchpad
 NAME = "two journals, one push killed at every failpoint, locks broken"
 
 KILLS = ("bulk.after_launches", "bulk.after_fireworks", "bulk.before_promote", "push.before_mark", "random")
+#: Where B dies while taking back A's half-written completion (fwspool.launchpad.undo).
+UNDO_KILLS = ("undo.after_claim", "undo.after_restore")
 COUNTER = ("fw_id_assigner", "counters")
 
 
@@ -71,8 +77,15 @@ def check_fireworks(inst: Instance) -> tuple[Check, int, int]:
             names.setdefault(d.get("name"), []).append(d["fw_id"])
         held = {n for wf in lp.workflows.find({}, {"nodes": 1}) for n in wf["nodes"]}
         locked = lp.workflows.count_documents(
-            {"$or": [{"locked": {"$exists": True}}, {"_fwspool_lock": {"$exists": True}}]}
+            {
+                "$or": [
+                    {"locked": {"$exists": True}},
+                    {LOCK_FIELD: {"$exists": True}},
+                    {UNDOING_FIELD: {"$exists": True}},
+                ]
+            }
         )
+        marked = lp.fireworks.count_documents({UNDO_FIELD: {"$exists": True}})
     finally:
         lp.connection.close()
     twice = {name: ids for name, ids in names.items() if len(ids) > 1}
@@ -86,6 +99,9 @@ def check_fireworks(inst: Instance) -> tuple[Check, int, int]:
     if locked:
         c.other += locked
         c.note(f"{locked} workflows left locked")
+    if marked:
+        c.other += marked
+        c.note(f"{marked} Fireworks left with an undo mark")
     return c, sum(len(ids) - 1 for ids in twice.values()), len(orphans)
 
 
@@ -136,24 +152,28 @@ class Nodes:
             )
         return p
 
-    def kill_a(self, point: str) -> bool:
-        """A's push, killed at ``point`` (a failpoint, or a random moment); whether the kill landed."""
+    def kill(self, node: str, point: str) -> bool:
+        """A push of ``node``, killed at ``point`` (a failpoint, or a random moment); whether the
+        kill landed."""
+        env = {"FWSPOOL_JOURNAL": self.journals[node]}
+        name = f"push-{node}-killed"
+        what = f"push of journal {node.upper()}"
         if point == "random":
-            p = self.inst.start(self.inst.push(), "push-a-killed")
+            p = self.inst.start(self.inst.push(), name, env=self.inst.env(**env))
             time.sleep(self.rng.uniform(0.3, self.took * 1.1))
             landed = p.kill()
             if not landed:
-                expect_ok(p, self.c, "push of journal A (random kill, too late)")
+                expect_ok(p, self.c, f"{what} (random kill, too late)")
         else:
             p = self.inst.run(
-                self.inst.push(), "push-a-killed", env=self.inst.env(FWSPOOL_FAILPOINTS=f"{point}=kill")
+                self.inst.push(), name, env=self.inst.env(FWSPOOL_FAILPOINTS=f"{point}=kill", **env)
             )
             landed = p.popen.returncode == -signal.SIGKILL
             if not landed:
-                expect_ok(p, self.c, f"push of journal A ({point} not reached)")
-        no_traceback(p, self.c, f"push of journal A ({point})")
+                expect_ok(p, self.c, f"{what} ({point} not reached)")
+        no_traceback(p, self.c, f"{what} ({point})")
         if landed:
-            self.killed.append(point)
+            self.killed.append(f"{node}:{point}")
         return landed
 
 
@@ -175,7 +195,7 @@ def run(cluster: Cluster, trials: int, rng: random.Random, full: bool) -> Scenar
             for k in range(1 if t < len(KILLS) else rng.choice((1, 1, 2, 3))):
                 point = KILLS[t % len(KILLS)] if k == 0 else rng.choice(KILLS)
                 steps.append(f"A killed at {point}")
-                if nodes.kill_a(point):
+                if nodes.kill("a", point):
                     res.faults += 1
                     landed[point] = landed.get(point, 0) + 1
                 else:
@@ -185,6 +205,19 @@ def run(cluster: Cluster, trials: int, rng: random.Random, full: bool) -> Scenar
                     steps.append("B pushed")
                 steps.append(f"{admin_unlock(inst.uri, inst.db)} locks broken")
                 unlocked += int(steps[-1].split()[0])
+                if rng.random() < 0.4:
+                    # B, taking back A's half-written completion, is killed too; its take-back
+                    # is resumed by B's next push or, with its lock broken as well, by A's.
+                    undo_point = rng.choice(UNDO_KILLS)
+                    steps.append(f"B killed at {undo_point}")
+                    if nodes.kill("b", undo_point):
+                        res.faults += 1
+                        landed[undo_point] = landed.get(undo_point, 0) + 1
+                    else:
+                        steps[-1] += " (not reached)"
+                    if rng.random() < 0.5:
+                        steps.append(f"{admin_unlock(inst.uri, inst.db)} locks broken")
+                        unlocked += int(steps[-1].split()[0])
                 nodes.push("b", "after the locks were broken")
                 steps.append("B pushed")
             order = ["a", "b"] if rng.random() < 0.5 else ["b", "a"]
