@@ -119,3 +119,23 @@ def test_real_timestamps_and_pings(twins, tmp_path, journal_path, mongo_uri):
     assert launch["runtime_secs"] == pytest.approx((t(completed_on) - t(started_on)).total_seconds())
     assert t(launch["time_end"]) == t(completed_on)
     assert fws.offline_runs.find_one({"launch_id": 1})["completed"] is True
+
+
+def test_a_child_with_a_large_spec_changed_by_the_action_matches(twins, tmp_path, journal_path, mongo_uri):
+    """The action's mod_spec/update_spec changes a child whose spec is 9 MB. A bulk completion's
+    Firework carries what it replaced until its workflow is written, which would make that
+    document 18 MB, over MongoDB's limit: such a workflow is completed one launch at a time
+    through FireWorks' own complete_launch instead, as recover_offline does."""
+
+    def wf() -> Workflow:
+        a = Firework(GrowTask(label="g"), name="step1")
+        b = Firework(
+            ScriptTask.from_str("echo two"), name="step2", parents=[a], spec={"blob": "x" * 9_000_000}
+        )
+        return Workflow([a, b], name="large")
+
+    ref_snap, fws_snap, summary = run_twins(twins, wf, tmp_path, journal_path, mongo_uri)
+    assert summary.applied > 0 and not summary.problems
+    assert fws_snap == ref_snap
+    step2 = next(d for d in fws_snap["fireworks"].values() if d["name"] == "step2")
+    assert step2["spec"]["history"] == ["g"] and len(step2["spec"]["blob"]) == 9_000_000

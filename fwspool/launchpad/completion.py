@@ -126,10 +126,37 @@ def plan_completions(
     """The write set that completes these launches, computed from prefetched documents alone.
 
     ``held`` maps each Firework to its (locked) workflow document; ``read_next_fw_id`` reads the
-    id counter, called only if a completion adds Fireworks. ``docs.launches`` is updated as each
-    launch completes, so a later refresh in the same workflow sees it completed.
+    id counter, called only if a completion adds Fireworks.
+
+    A Firework written in bulk carries what it replaced until its workflow is written (its undo
+    mark): a large spec that the action changes would take it over MongoDB's document limit.
+    The launches of such a workflow go through FireWorks' own complete_launch instead
+    (``too_large``), and the rest is planned again without them.
     """
+    args = (held, token, gridfs, read_next_fw_id, reopen)
+    plan, oversized = _plan(endings, Prefetched(docs.fireworks, dict(docs.launches)), *args)
+    if not oversized:
+        return plan
+    keep = [e for e in endings if held[e.doc["fw_id"]]["_id"] not in oversized]
+    plan, _ = _plan(keep, Prefetched(docs.fireworks, dict(docs.launches)), *args)
+    plan.too_large.extend(e for e in endings if held[e.doc["fw_id"]]["_id"] in oversized)
+    return plan
+
+
+def _plan(
+    endings: list[Ending],
+    docs: Prefetched,
+    held: dict[int, dict[str, Any]],
+    token: str,
+    gridfs: Any,
+    read_next_fw_id: Callable[[], int],
+    reopen: frozenset[int],
+) -> tuple[CompletionPlan, set[Any]]:
+    """The plan, and the workflows with a Firework document over :data:`MAX_BULK_DOC`.
+    ``docs.launches`` is updated as each launch completes, so a later refresh in the same
+    workflow sees it completed."""
     plan = CompletionPlan(WriteSet(token=token))
+    oversized: set[Any] = set()
     fireworks = PrefetchedCollection(docs.fireworks, "fw_id")
     launches = PrefetchedCollection(docs.launches, "launch_id")
     new_ids = _NewIds(plan.write_set, read_next_fw_id)
@@ -153,6 +180,8 @@ def plan_completions(
         for i in sorted(updated):
             doc = wf.id_fw[i].to_db_dict()
             doc[UNDO_FIELD] = undo_mark(token, wf_id, docs.fireworks.get(i), doc)
+            if len(bson.encode(doc)) > MAX_BULK_DOC:
+                oversized.add(wf_id)
             plan.write_set.fireworks.append(doc)
         plan.write_set.workflows.append(dict(wf.to_db_dict(), _id=wf_id))
     plan.write_set.prior_fireworks = [
@@ -160,7 +189,7 @@ def plan_completions(
         for i in sorted(d["fw_id"] for d in plan.write_set.fireworks)
         if i in docs.fireworks
     ]
-    return plan
+    return plan, oversized
 
 
 class _NewIds:
