@@ -11,6 +11,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fireworks import Firework, FWAction, ScriptTask
 
 from fwspool.events import Checkpoint, Completed, Exited, Ping, Started, utcnow
@@ -73,9 +74,26 @@ def cli(*args: str) -> Any:
     return res
 
 
+def journal_of_an_earlier_release(path: str) -> None:
+    """A schema-3 journal as fwspool made it before new journals started with incremental vacuum
+    (``auto_vacuum`` NONE): the first prune converts it."""
+    from fwspool.journal.schema import SCHEMA_VERSION, schema_sql
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with sqlite3.connect(path) as con:
+        con.execute("PRAGMA journal_mode = WAL")
+        con.executescript(schema_sql())
+        con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        assert con.execute("PRAGMA auto_vacuum").fetchone()[0] == 0
+    os.chmod(path, 0o600)
+
+
+@pytest.mark.parametrize("made", ["new", "earlier"])
 def test_prune_drops_the_pings_of_finished_pushed_launches_only_and_the_file_shrinks(
-    launchpad: Any, mongo_uri: str, db_name: str, tmp_path: Path, journal_path: str
+    launchpad: Any, mongo_uri: str, db_name: str, tmp_path: Path, journal_path: str, made: str
 ) -> None:
+    if made == "earlier":
+        journal_of_an_earlier_release(journal_path)
     runs = tmp_path / "runs"
     _, done, _ = spooled_launch(launchpad, runs / "done", pings=3000, checkpoint_bytes=2000)
     _, running, _ = spooled_launch(launchpad, runs / "running", pings=50, end=False)
@@ -102,7 +120,8 @@ def test_prune_drops_the_pings_of_finished_pushed_launches_only_and_the_file_shr
     assert unstamped(res.output).startswith(
         "prune: 3000 pings and checkpoints of 1 finished launches dropped"
     )
-    assert "(converted to incremental vacuum, once)" in res.output
+    # A new journal starts with incremental vacuum; one an earlier release made is converted once.
+    assert ("(converted to incremental vacuum, once)" in res.output) == (made == "earlier")
     after = size_on_disk(journal_path)
     assert after < before / 4, (before, after)  # 3000 events, 600 kB of checkpoints: most of it
     # Kept for the record: the launch's start and end; every other launch whole; every offset.

@@ -97,6 +97,10 @@ class JournalDatabase:
         try:
             for pragma in (
                 "busy_timeout = 30000",
+                # Takes effect on a new file only (before its first table): pruned space then goes
+                # back to the filesystem without a VACUUM; an older journal is converted by its
+                # first prune (fwspool.journal.retention).
+                "auto_vacuum = INCREMENTAL",
                 "journal_mode = WAL",
                 "synchronous = FULL",
                 "foreign_keys = ON",
