@@ -244,6 +244,14 @@ class SpoolLaunchPad:
                 restart_count=self.batch_job.restart_count,
             )
         )
+        spec = self.firework.spec
+        if "_launch_dir" in spec and not os.path.isabs(os.path.expandvars(spec["_launch_dir"])):
+            # qlaunch already resolved it (from its own directory) and moved the launch there. The
+            # Rocket, with a LaunchPad, would move again: FireWorks makes the relative directory
+            # inside itself, then its own check of it crashes (FIZZLED). FireWorks' offline rocket
+            # runs the launch where it is; pinned to that directory, so does this one. An absolute
+            # one the Rocket moves to, as FireWorks' online rocket (where qlaunch put it already).
+            spec["_launch_dir"] = launch_dir
         return self.firework, self.launch_id
 
     def change_launch_dir(self, launch_id: int, launch_dir: str) -> None:

@@ -139,3 +139,21 @@ def test_a_child_with_a_large_spec_changed_by_the_action_matches(twins, tmp_path
     assert fws_snap == ref_snap
     step2 = next(d for d in fws_snap["fireworks"].values() if d["name"] == "step2")
     assert step2["spec"]["history"] == ["g"] and len(step2["spec"]["blob"]) == 9_000_000
+
+
+@pytest.mark.parametrize("launch_dir", ["sub/dir", "ABSOLUTE"])
+def test_a_spec_launch_dir_matches(twins, tmp_path, journal_path, mongo_uri, launch_dir):
+    """qlaunch moves a launch to its spec's `_launch_dir`; FireWorks' offline rocket then runs it
+    where it is. fwspool's rocket moved a relative one again, into itself, and FireWorks' own check
+    of it crashed: FIZZLED. An absolute one is where the launch already is."""
+    # run_twins makes the reference's workflow first, then fwspool's: each its own directory.
+    twin_dirs = iter([tmp_path / "ref", tmp_path / "fws"])
+
+    def wf() -> Workflow:
+        where = launch_dir if launch_dir != "ABSOLUTE" else str(next(twin_dirs))
+        return three_steps([ScriptTask.from_str("echo one > out.txt")], {"_launch_dir": where})
+
+    ref_snap, fws_snap, _ = run_twins(twins, wf, tmp_path, journal_path, mongo_uri)
+    assert fws_snap == ref_snap
+    assert {d["name"]: d["state"] for d in fws_snap["fireworks"].values()}["step1"] == "COMPLETED"
+    assert (tmp_path / "fws" / "out.txt").read_text() == "one\n"

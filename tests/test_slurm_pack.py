@@ -319,3 +319,53 @@ def test_packs_run_and_are_recorded_while_the_database_is_down(
 def test_shlex_of_the_readme_line_is_what_the_cli_takes() -> None:
     words = shlex.split(readme_pack_line())
     assert words[:2] == ["fwspool", "qlaunch"] and words.index("--pack") < words.index("rapidfire")
+
+
+def test_spec_launch_dirs_and_the_config_dir_as_qlaunch_takes_them(site: Site, tmp_path: Path) -> None:
+    """`-c DIR` finds my_launchpad.yaml, my_fworker.yaml and my_qadapter.yaml there, as FireWorks'
+    qlaunch does; a spec's `_launch_dir` moves its launch, absolute as given, relative under the
+    block directory (as FireWorks' rapidfire, which launches in its block directory)."""
+    lp = make_launchpad(*launchpad_of(site))
+    elsewhere = tmp_path / "elsewhere" / "fw_abs"
+    ids = add(
+        lp,
+        Firework(ScriptTask.from_str("echo a > out.txt"), name="abs", spec={"_launch_dir": str(elsewhere)}),
+        Firework(ScriptTask.from_str("echo r > out.txt"), name="rel", spec={"_launch_dir": "rel/fw"}),
+        Firework(ScriptTask.from_str("echo p > out.txt"), name="plain"),
+    )
+    site.start_sync()
+    fwspool = str(site.fw / ".venv" / "bin" / "fwspool")
+    res = subprocess.run(
+        [fwspool, "qlaunch", "-r", "-c", str(site.fw), "--pack", "3", "singleshot"],
+        cwd=site.runs,
+        env=site.env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    [job] = jobs_of(res.stdout + res.stderr)
+    all_in(lp, ids, "COMPLETED")
+    dirs = {lp.get_fw_by_id(i).name: launch(lp, i)["launch_dir"] for i in ids}
+    block = os.path.dirname(dirs["plain"])
+    assert re.search(r"/runs/block_[^/]+$", block), dirs
+    assert dirs["abs"] == str(elsewhere)
+    assert dirs["rel"] == os.path.join(block, "rel", "fw")
+    for name, d in dirs.items():
+        assert (Path(d) / "out.txt").read_text().strip() == name[0]
+    assert {str(lp.get_reservation_id_from_fw_id(i)) for i in ids} == {job}
+
+
+def test_rapidfire_stops_submitting_at_its_timeout(site: Site) -> None:
+    """`rapidfire --nlaunches infinite` would go on for good; `--timeout` ends it, as qlaunch's."""
+    lp = make_launchpad(*launchpad_of(site))
+    [fw_id] = add(lp, sleeper("t", 1))
+    site.start_sync()
+    started = time.monotonic()
+    res = qlaunch(
+        site, "--pack", "2", "rapidfire", "--nlaunches", "infinite", "--sleep", "1", "--timeout", "4"
+    )
+    took = time.monotonic() - started
+    assert 4 <= took < 60, took
+    assert len(jobs_of(res.stdout + res.stderr)) == 1
+    all_in(lp, [fw_id], "COMPLETED")
