@@ -126,7 +126,9 @@ def check_counter(inst: Instance, want: dict[str, Any]) -> tuple[Check, int]:
 class Nodes:
     """The two login nodes of one trial, and what their pushes did."""
 
-    def __init__(self, inst: Instance, c: Check, took: float, rng: random.Random) -> None:
+    def __init__(
+        self, inst: Instance, c: Check, took: float, rng: random.Random, landed: dict[str, int]
+    ) -> None:
         self.inst = inst
         self.c = c
         self.took = took
@@ -134,7 +136,17 @@ class Nodes:
         self.journal_b = os.path.join(inst.root, "journal-b", "journal.sqlite3")
         os.makedirs(os.path.dirname(self.journal_b))
         self.journals = {"a": inst.journal, "b": self.journal_b}
-        self.killed: list[str] = []
+        #: The kills that landed, by failpoint, over every trial.
+        self.landed = landed
+        #: What happened in this trial, in order, for its notes.
+        self.steps: list[str] = []
+        self.unlocked = 0
+
+    def break_locks(self) -> None:
+        """``lpad admin unlock`` on every locked workflow."""
+        n = admin_unlock(self.inst.uri, self.inst.db)
+        self.unlocked += n
+        self.steps.append(f"{n} locks broken")
 
     def push(self, node: str, what: str) -> Proc:
         """A clean push of one node: exit 0, and it must not wait for the other's locks."""
@@ -155,6 +167,7 @@ class Nodes:
     def kill(self, node: str, point: str) -> bool:
         """A push of ``node``, killed at ``point`` (a failpoint, or a random moment); whether the
         kill landed."""
+        self.steps.append(f"{node.upper()} killed at {point}")
         env = {"FWSPOOL_JOURNAL": self.journals[node]}
         name = f"push-{node}-killed"
         what = f"push of journal {node.upper()}"
@@ -173,7 +186,9 @@ class Nodes:
                 expect_ok(p, self.c, f"{what} ({point} not reached)")
         no_traceback(p, self.c, f"{what} ({point})")
         if landed:
-            self.killed.append(f"{node}:{point}")
+            self.landed[point] = self.landed.get(point, 0) + 1
+        else:
+            self.steps[-1] += " (not reached)"
         return landed
 
 
@@ -188,36 +203,22 @@ def run(cluster: Cluster, trials: int, rng: random.Random, full: bool) -> Scenar
     for t in range(trials):
         inst = cluster.instance(tpl, f"s11-t{t}")
         with trial(cluster, res, inst) as c:
-            nodes = Nodes(inst, c, took, rng)
+            nodes = Nodes(inst, c, took, rng, landed)
+            steps = nodes.steps
             for journal in nodes.journals.values():
                 ingest_here(inst, journal)
-            steps: list[str] = []
             for k in range(1 if t < len(KILLS) else rng.choice((1, 1, 2, 3))):
-                point = KILLS[t % len(KILLS)] if k == 0 else rng.choice(KILLS)
-                steps.append(f"A killed at {point}")
-                if nodes.kill("a", point):
-                    res.faults += 1
-                    landed[point] = landed.get(point, 0) + 1
-                else:
-                    steps[-1] += " (not reached)"
+                res.faults += nodes.kill("a", KILLS[t % len(KILLS)] if k == 0 else rng.choice(KILLS))
                 if rng.random() < 0.3:
                     nodes.push("b", "before the locks are broken")
                     steps.append("B pushed")
-                steps.append(f"{admin_unlock(inst.uri, inst.db)} locks broken")
-                unlocked += int(steps[-1].split()[0])
+                nodes.break_locks()
                 if rng.random() < 0.4:
                     # B, taking back A's half-written completion, is killed too; its take-back
                     # is resumed by B's next push or, with its lock broken as well, by A's.
-                    undo_point = rng.choice(UNDO_KILLS)
-                    steps.append(f"B killed at {undo_point}")
-                    if nodes.kill("b", undo_point):
-                        res.faults += 1
-                        landed[undo_point] = landed.get(undo_point, 0) + 1
-                    else:
-                        steps[-1] += " (not reached)"
+                    res.faults += nodes.kill("b", rng.choice(UNDO_KILLS))
                     if rng.random() < 0.5:
-                        steps.append(f"{admin_unlock(inst.uri, inst.db)} locks broken")
-                        unlocked += int(steps[-1].split()[0])
+                        nodes.break_locks()
                 nodes.push("b", "after the locks were broken")
                 steps.append("B pushed")
             order = ["a", "b"] if rng.random() < 0.5 else ["b", "a"]
@@ -242,6 +243,7 @@ def run(cluster: Cluster, trials: int, rng: random.Random, full: bool) -> Scenar
             c.add(counter_check)
             wasted_trials += wasted > 0
             c.add(check_db(inst, want, skip=frozenset({COUNTER})))
+            unlocked += nodes.unlocked
             if c.failed:
                 c.notes.insert(0, f"trial {t}: " + ", ".join(steps))
     res.detail = (
