@@ -45,6 +45,7 @@ import msgspec
 from fwspool import inbox
 from fwspool.errors import EX_OK, EX_SOFTWARE, DataError, FwspoolError, InputError
 from fwspool.events import Released
+from fwspool.rlaunch import BatchJob, LaunchSettings
 
 #: The manifest's file name in the block directory.
 MANIFEST_NAME = "fwspool-block.json"
@@ -343,12 +344,8 @@ def forked_launch(
 
 def run_block(
     block_dir: str,
+    settings: LaunchSettings,
     *,
-    fworker_file: str | None = None,
-    config_dir: str | None = None,
-    ping_seconds: float | None = None,
-    spool_mode: int = 0o600,
-    inbox_dir: str | None = None,
     margin: float | None = None,
     parallel: int | None = None,
     environ: Mapping[str, str] | None = None,
@@ -358,7 +355,6 @@ def run_block(
     0 when every launch ran (COMPLETED or FIZZLED), was released, or had run before; 1 when some
     launch did not run. Dies of the signal that ends the job."""
     from fwspool import rlaunch
-    from fwspool.rlaunch import BatchJob
 
     block_dir = os.path.abspath(block_dir)
     if not os.path.isdir(block_dir):
@@ -373,16 +369,7 @@ def run_block(
     import fireworks.core.rocket  # noqa: F401
 
     def run_one(launch_dir: str, fw_id: int) -> int:
-        return rlaunch.run(
-            launch_dir,
-            fworker_file=fworker_file,
-            config_dir=config_dir,
-            ping_seconds=ping_seconds,
-            spool_mode=spool_mode,
-            fw_id=fw_id,
-            inbox_dir=inbox_dir,
-            environ=env,
-        )
+        return rlaunch.run(launch_dir, settings, fw_id=fw_id, environ=env)
 
     watched = set(ENDING_SIGNALS) | {signal.SIGCHLD}
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, watched)
@@ -394,8 +381,8 @@ def run_block(
             manifest.margin_seconds if margin is None else margin,
             deadline,
             BatchJob.from_environ(env).job_id,
-            spool_mode,
-            inbox_dir or inbox.default_inbox(),
+            settings.spool_mode,
+            settings.inbox_dir or inbox.default_inbox(),
             say,
         )
         until = f", until {dt.datetime.fromtimestamp(deadline, dt.UTC):%H:%M:%S} UTC" if deadline else ""

@@ -290,16 +290,29 @@ class SpoolLaunchPad:
             self._finished = True
 
 
+@dataclass(frozen=True, slots=True)
+class LaunchSettings:
+    """How a launch runs, the same for one per job and for every launch of a block: the options
+    of ``fwspool rlaunch`` that are not about which launch."""
+
+    #: The FWorker file (-w); None: as FireWorks' rlaunch finds it (:func:`resolve_fworker_file`).
+    fworker_file: str | None = None
+    #: FireWorks' config directory (-c), where ``my_fworker.yaml`` may be.
+    config_dir: str | None = None
+    #: Seconds between pings; None: FireWorks' PING_TIME_SECS.
+    ping_seconds: float | None = None
+    #: Mode of the spool files (0600; 0640 with --group-readable).
+    spool_mode: int = 0o600
+    #: Where the launch announces itself; None: :func:`fwspool.inbox.default_inbox`.
+    inbox_dir: str | None = None
+
+
 def run(
     launch_dir: str,
+    settings: LaunchSettings = LaunchSettings(),
     *,
-    fworker_file: str | None = None,
-    config_dir: str | None = None,
-    ping_seconds: float | None = None,
-    spool_mode: int = 0o600,
     install_signal_handlers: bool = True,
     fw_id: int | None = None,
-    inbox_dir: str | None = None,
     environ: Mapping[str, str] | None = None,
     say: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
 ) -> int:
@@ -321,14 +334,15 @@ def run(
         raise InputError(f"launch directory {launch_dir} does not exist")
     launch_id = read_launch_id(launch_dir)
     reserved = _reserved_fw_id(launch_dir, fw_id)
-    _announce(inbox_dir or inbox.default_inbox(), launch_id, reserved, launch_dir, spool_mode, say)
+    spool_mode = settings.spool_mode
+    _announce(settings.inbox_dir or inbox.default_inbox(), launch_id, reserved, launch_dir, spool_mode, say)
     try:
         firework = _read_reserved_firework(launch_dir, fw_id)
-        fworker = read_fworker(resolve_fworker_file(fworker_file, config_dir))
+        fworker = read_fworker(resolve_fworker_file(settings.fworker_file, settings.config_dir))
     except FwspoolError as exc:
         _record_failed_start(launch_dir, launch_id, reserved, exc, spool_mode)
         raise
-    _set_ping_interval(ping_seconds)
+    _set_ping_interval(settings.ping_seconds)
     if completed_before(launch_dir, launch_id):
         say(
             f"fwspool rlaunch: launch {launch_id} (Firework {firework.fw_id}) already completed in an "

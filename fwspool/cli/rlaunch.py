@@ -139,30 +139,11 @@ def rlaunch(
     unknown = [w for w in extra if w not in RLAUNCH_WORDS]
     if unknown:
         raise click.UsageError(f"unexpected arguments: {' '.join(unknown)}")
+    settings = runner.LaunchSettings(fworker_file, config_dir, ping_seconds, spool_mode, inbox_dir)
     if block_dir is not None:
         if fw_id is not None:
             raise click.UsageError("--fw_id and --block exclude each other: a block names its Fireworks")
-        sys.exit(
-            block.run_block(
-                block_dir,
-                fworker_file=fworker_file,
-                config_dir=config_dir,
-                ping_seconds=ping_seconds,
-                spool_mode=spool_mode,
-                inbox_dir=inbox_dir,
-                margin=margin,
-                parallel=parallel,
-            )
-        )
+        sys.exit(block.run_block(block_dir, settings, margin=margin, parallel=parallel))
     if margin is not None or parallel is not None:
         raise click.UsageError("--margin and --parallel apply to a block (--block DIR)")
-    code = runner.run(
-        launch_dir,
-        fworker_file=fworker_file,
-        config_dir=config_dir,
-        ping_seconds=ping_seconds,
-        spool_mode=spool_mode,
-        fw_id=fw_id,
-        inbox_dir=inbox_dir,
-    )
-    sys.exit(code)
+    sys.exit(runner.run(launch_dir, settings, fw_id=fw_id))
