@@ -19,53 +19,25 @@ Exit status 1 when a workflow did not finish; a missed target exits 1 only with 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import random
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from fwspool.devserver import DevServer
 from fwspool.devslurm import DevSlurm, available
 from fwspool.events import as_utc, utcnow
 from fwspool.testing.launchpad import make_launchpad
-from fwspool.testing.slurm_site import launchpad_file_text, qadapter_file_text, qlaunch_command, sync_command
-
-BIN = os.path.dirname(os.path.abspath(sys.executable))
+from fwspool.testing.slurm_site import qlaunch_command, running_sync, site_files
 
 
 def log(msg: str) -> None:
     print(f"[bench_latency {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def write_site(work: str, uri: str, db: str) -> dict[str, str]:
-    """The user's files, as the README sets them up (the venv is the one running this)."""
-    files = {
-        "launchpad": os.path.join(work, "my_launchpad.yaml"),
-        "fworker": os.path.join(work, "my_fworker.yaml"),
-        "qadapter": os.path.join(work, "my_qadapter.yaml"),
-        "fw_config": os.path.join(work, "FW_config.yaml"),
-    }
-    with open(files["launchpad"], "w") as f:
-        f.write(launchpad_file_text(uri, db))
-    with open(files["fworker"], "w") as f:
-        f.write("name: bench\ncategory: bench\nquery: '{}'\n")
-    with open(files["qadapter"], "w") as f:
-        f.write(
-            qadapter_file_text(
-                f"rocket_launch: {BIN}/fwspool rlaunch -w {files['fworker']} singleshot --offline"
-            )
-        )
-    with open(files["fw_config"], "w") as f:
-        f.write("QUEUE_UPDATE_INTERVAL: 0.2\n")
-    return files
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -76,13 +48,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         db = "bench_latency"
         lp = make_launchpad(server.uri, db)
         children = add_workflows(lp, args.jobs, args.seed)
-        files = write_site(work, server.uri, db)
+        # The FWorker's category keeps rapidfire from reserving the children: only parents are jobs.
+        files = site_files(work, server.uri, db, category="bench", queue_update_interval=0.2)
         env = {
             **slurm.environ(),
             "FWSPOOL_INBOX": os.path.join(work, "inbox"),
             "FW_CONFIG_FILE": files["fw_config"],
         }
-        with sync_daemon(work, files["launchpad"], env, args.interval):
+        journal = os.path.join(work, "journal.sqlite3")
+        with running_sync(work, files["launchpad"], journal, env, args.interval):
             log(f"{args.jobs} jobs, sync --watch --interval {args.interval}, work dir {work}")
             qlaunch = start_qlaunch(work, files, env, args.jobs)
             ready_at = watch_children_become_ready(lp, children, args.timeout)
@@ -107,27 +81,6 @@ def add_workflows(lp: Any, jobs: int, seed: int) -> dict[int, int]:
         ids = lp.add_wf(Workflow([parent, child], {parent: [child]}))
         children[ids[old[0]]] = ids[old[1]]
     return children
-
-
-@contextlib.contextmanager
-def sync_daemon(work: str, launchpad_file: str, env: dict[str, str], interval: float) -> Iterator[None]:
-    """``fwspool sync --watch`` as the README runs it, logging to ``work/sync.log``; stopped as
-    systemd stops it (SIGTERM)."""
-    journal = os.path.join(work, "journal.sqlite3")
-    with open(os.path.join(work, "sync.log"), "ab") as sync_log:
-        sync = subprocess.Popen(
-            sync_command(f"{BIN}/fwspool", launchpad_file, journal, str(interval)),
-            cwd=work,
-            env=env,
-            stdout=sync_log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            yield
-        finally:
-            if sync.poll() is None:
-                sync.send_signal(signal.SIGTERM)
-                sync.wait(60)
 
 
 def start_qlaunch(

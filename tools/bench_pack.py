@@ -23,66 +23,27 @@ run did not finish; a missed target exits 1 only with ``--check``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import signal
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from fwspool.devserver import DevServer
 from fwspool.devslurm import DevSlurm, available
 from fwspool.events import as_utc
 from fwspool.testing.launchpad import make_launchpad
-from fwspool.testing.slurm_site import launchpad_file_text, qadapter_file_text, qlaunch_command, sync_command
+from fwspool.testing.slurm_site import qlaunch_command, running_sync, site_files
 
 BIN = os.path.dirname(os.path.abspath(sys.executable))
 
 
 def log(msg: str) -> None:
     print(f"[bench_pack {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def write_site(work: str, uri: str, db: str) -> dict[str, str]:
-    files = {name: os.path.join(work, f"my_{name}.yaml") for name in ("launchpad", "fworker", "qadapter")}
-    files["fw_config"] = os.path.join(work, "FW_config.yaml")
-    with open(files["launchpad"], "w") as f:
-        f.write(launchpad_file_text(uri, db))
-    with open(files["fworker"], "w") as f:
-        f.write("name: bench\ncategory: ''\nquery: '{}'\n")
-    with open(files["qadapter"], "w") as f:
-        f.write(
-            qadapter_file_text(
-                f"rocket_launch: {BIN}/fwspool rlaunch -w {files['fworker']} singleshot --offline"
-            )
-        )
-    with open(files["fw_config"], "w") as f:
-        f.write("QUEUE_UPDATE_INTERVAL: 0\n")
-    return files
-
-
-@contextlib.contextmanager
-def sync_daemon(work: str, launchpad_file: str, journal: str, env: dict[str, str]) -> Iterator[None]:
-    with open(os.path.join(work, "sync.log"), "ab") as sync_log:
-        sync = subprocess.Popen(
-            sync_command(f"{BIN}/fwspool", launchpad_file, journal, "0.5"),
-            cwd=work,
-            env=env,
-            stdout=sync_log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            yield
-        finally:
-            if sync.poll() is None:
-                sync.send_signal(signal.SIGTERM)
-                sync.wait(60)
 
 
 def one_run(
@@ -96,7 +57,7 @@ def one_run(
     lp = make_launchpad(server.uri, db)
     for i in range(args.fireworks):
         lp.add_wf(Firework(PyTask(func="time.sleep", args=[args.seconds]), name=f"fw{i}"))
-    files = write_site(run_dir, server.uri, db)
+    files = site_files(run_dir, server.uri, db, queue_update_interval=0)
     env = {
         **slurm.environ(),
         "FWSPOOL_INBOX": os.path.join(run_dir, "inbox"),
@@ -126,7 +87,7 @@ def one_run(
             "--sleep",
             "1",
         ]
-    with sync_daemon(run_dir, files["launchpad"], journal, env):
+    with running_sync(run_dir, files["launchpad"], journal, env, 0.5):
         log(f"{mode}: {args.fireworks} Fireworks of {args.seconds:g} s, work dir {run_dir}")
         start = time.monotonic()
         with open(os.path.join(run_dir, "qlaunch.log"), "ab") as out:

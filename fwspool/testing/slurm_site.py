@@ -4,11 +4,14 @@ FWorker and queue adapter files as the README sets them up, FireWorks' own ``qla
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,8 @@ __all__ = [
     "launchpad_file_text",
     "qadapter_file_text",
     "qlaunch_command",
+    "running_sync",
+    "site_files",
     "sync_command",
 ]
 
@@ -83,6 +88,49 @@ def sync_command(
         str(journal),
         *extra,
     ]
+
+
+def site_files(
+    work: str, uri: str, db: str, *, category: str = "", queue_update_interval: float
+) -> dict[str, str]:
+    """The user's files in ``work``, as the README sets them up for the venv running this:
+    ``my_launchpad.yaml``, ``my_fworker.yaml`` (of ``category``), ``my_qadapter.yaml`` (its
+    rocket_launch the README's fwspool rlaunch line) and ``FW_config.yaml``; their paths by name."""
+    files = {name: os.path.join(work, f"my_{name}.yaml") for name in ("launchpad", "fworker", "qadapter")}
+    files["fw_config"] = os.path.join(work, "FW_config.yaml")
+    rocket_launch = f"rocket_launch: {BIN}/fwspool rlaunch -w {files['fworker']} singleshot --offline"
+    texts = {
+        "launchpad": launchpad_file_text(uri, db),
+        "fworker": f"name: bench\ncategory: '{category}'\nquery: '{{}}'\n",
+        "qadapter": qadapter_file_text(rocket_launch),
+        "fw_config": f"QUEUE_UPDATE_INTERVAL: {queue_update_interval}\n",
+    }
+    for name, text in texts.items():
+        with open(files[name], "w") as f:
+            f.write(text)
+    return files
+
+
+@contextlib.contextmanager
+def running_sync(
+    work: str, launchpad_file: str, journal: str, env: dict[str, str], interval: float
+) -> Iterator[None]:
+    """``fwspool sync --watch`` as the README runs it, logging to ``work/sync.log``, for the
+    ``with`` block; stopped as systemd stops it (SIGTERM)."""
+    with open(os.path.join(work, "sync.log"), "ab") as sync_log:
+        sync = subprocess.Popen(
+            sync_command(BIN / "fwspool", launchpad_file, journal, str(interval)),
+            cwd=work,
+            env=env,
+            stdout=sync_log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield
+        finally:
+            if sync.poll() is None:
+                sync.send_signal(signal.SIGTERM)
+                sync.wait(60)
 
 
 class Site:
