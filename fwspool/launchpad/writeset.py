@@ -121,17 +121,24 @@ class WriteSet:
                 return ABANDONED  # rewritten by someone else: FireWorks' writes drop our token
         return WRITTEN if seen == len(written_on) else ABANDONED
 
-    def _remove_unheld_new_fireworks(self, lp: Any) -> None:
-        """Remove the new Fireworks this write set inserted if no workflow holds them (a rocket
-        would fizzle one: "Could not find workflow"). They are still WAITING: never promoted."""
+    def _new_fireworks(self) -> dict[int, tuple[Any, Any]]:
+        """The Fireworks this write set adds, by id: their name and creation time, which tell
+        them from Fireworks someone else gave the same ids."""
         if not self.new_ids:
-            return
+            return {}
         first, end = self.new_ids
-        mine = {
+        return {
             d["fw_id"]: (d.get("name"), d.get("created_on"))
             for d in self.fireworks
             if first <= d["fw_id"] < end
         }
+
+    def _remove_unheld_new_fireworks(self, lp: Any) -> None:
+        """Remove the new Fireworks this write set inserted if no workflow holds them (a rocket
+        would fizzle one: "Could not find workflow"). They are still WAITING: never promoted."""
+        mine = self._new_fireworks()
+        if not mine:
+            return
         held = {
             n for wf in lp.workflows.find({"nodes": {"$in": list(mine)}}, {"nodes": 1}) for n in wf["nodes"]
         }
@@ -153,14 +160,9 @@ class WriteSet:
         run them (the workflow says READY, the Firework WAITING)."""
         from pymongo import UpdateOne
 
-        if not self.new_ids:
+        mine = self._new_fireworks()
+        if not mine:
             return
-        first, end = self.new_ids
-        mine = {
-            d["fw_id"]: (d.get("name"), d.get("created_on"))
-            for d in self.fireworks
-            if first <= d["fw_id"] < end
-        }
         ops = []
         for wf in lp.workflows.find({"nodes": {"$in": list(mine)}}, {"nodes": 1, "fw_states": 1}):
             for fw_id in wf["nodes"]:
