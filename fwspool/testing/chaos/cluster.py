@@ -21,7 +21,7 @@ from fwspool.spool import SPOOL_NAME_RE
 from fwspool.testing.chaos.processes import Proc, child_env, fwspool_cmd, run, start
 from fwspool.testing.chaos.progress import log
 from fwspool.testing.chaos.snapshot import COLLECTIONS, db_snapshot
-from fwspool.testing.chaos.workload import Template, build_template, content_key, frames_only
+from fwspool.testing.chaos.workload import Template, build_template, content_key, frames_only, held_exits
 
 
 def clone_db(src: Any, dst: Any, remap: Callable[[str], str]) -> None:
@@ -187,7 +187,7 @@ class Cluster:
         from fwspool.push import Pusher
         from fwspool.uplink import MongoUplink
 
-        files = frames_only(files)
+        files = frames_only(files, drop=held_exits(files))
         key = tpl.key + "/" + content_key(files)
         if key in self.references:
             return self.references[key]

@@ -20,12 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
-
-from fwspool.events import RECORD_VERSION, Event, RawRecord, iso
+from fwspool.events import iso
 from fwspool.spool import DEFAULT_MAX_RECORD, SPOOL_NAME_RE, scan
 from fwspool.testing.chaos.cluster import Instance
 from fwspool.testing.chaos.snapshot import db_snapshot, diff_snapshots
+from fwspool.testing.chaos.workload import held_exits, raw_decoder, read_spool_files, validate
 
 
 @dataclass
@@ -52,22 +51,6 @@ class Inventory:
     @property
     def events(self) -> int:
         return len(self.occurrences)
-
-
-raw_decoder = msgspec.json.Decoder(RawRecord)
-_event_decoder = msgspec.json.Decoder(Event)
-
-
-def validate(payload: bytes, name_writer: str) -> RawRecord | None:
-    """The record in a frame, if ingest must accept it (schema/SPOOL.md, "Reading")."""
-    try:
-        rec = raw_decoder.decode(payload)
-        _event_decoder.decode(rec.event)
-    except (msgspec.DecodeError, ValueError):
-        return None
-    if rec.v != RECORD_VERSION or rec.writer != name_writer or rec.seq < 1:
-        return None
-    return rec
 
 
 def inventory(root: str) -> Inventory:
@@ -271,13 +254,22 @@ def backlog(journal: str) -> int:
     return int(events) + int(journal_rows(journal, "SELECT count(*) AS n FROM redo")[0]["n"])
 
 
-def check_pending(journal: str, lp_launch_ids: set[int]) -> Check:
-    """(c): after a successful push only events of launches the LaunchPad does not have wait."""
+def check_pending(
+    journal: str, lp_launch_ids: set[int], held: frozenset[tuple[str, int]] = frozenset()
+) -> Check:
+    """(c): after a successful push only events of launches the LaunchPad does not have wait,
+    and the ``held`` exits (:func:`~fwspool.testing.chaos.workload.held_exits`)."""
     c = Check()
-    for r in journal_rows(journal, "SELECT launch_id, count(*) AS n FROM pending_events GROUP BY launch_id"):
-        if r["launch_id"] in lp_launch_ids:
-            c.pending_left += r["n"]
-            c.note(f"{r['n']} events of launch {r['launch_id']} still pending after a successful push")
+    waiting: dict[int, int] = {}
+    for r in journal_rows(
+        journal,
+        "SELECT e.launch_id, e.writer_id, e.seq FROM events AS e JOIN pending_events AS p ON p.event_id = e.event_id",
+    ):
+        if r["launch_id"] in lp_launch_ids and (r["writer_id"], r["seq"]) not in held:
+            waiting[r["launch_id"]] = waiting.get(r["launch_id"], 0) + 1
+    for launch_id, n in sorted(waiting.items()):
+        c.pending_left += n
+        c.note(f"{n} events of launch {launch_id} still pending after a successful push")
     return c
 
 
@@ -296,5 +288,5 @@ def check_db(inst: Instance, want: dict[str, Any], skip: frozenset[tuple[str, An
     c.mismatched += n
     for note in notes:
         c.note(note)
-    c.add(check_pending(inst.journal, launch_ids))
+    c.add(check_pending(inst.journal, launch_ids, held_exits(read_spool_files(inst.launches_root))))
     return c

@@ -24,7 +24,7 @@ from fwspool.spool import SPOOL_NAME_RE, SpoolWriter, frame, scan
 from fwspool.testing.chaos.cluster import Cluster
 from fwspool.testing.chaos.invariants import Check, inventory, journal_rows, raw_decoder
 from fwspool.testing.chaos.trial import Scenario, ScenarioResult, expect_ok, final_ingest_and_check, trial
-from fwspool.testing.chaos.workload import T0, Template, read_spool_files, start_writers
+from fwspool.testing.chaos.workload import T0, Template, held_exits, read_spool_files, start_writers
 
 NAME = "torn writers and corrupted spool files"
 CORRUPTIONS = ("bitflip", "zeroed", "garbage", "oversized", "nonutf8_frame", "nonutf8_bytes")
@@ -102,6 +102,7 @@ def corruptions(
     cluster: Cluster, res: ScenarioResult, tpl: Template, rng: random.Random, n_random: int
 ) -> str:
     """(c) Random corruption of real spool files."""
+    held = 0
     for t in range(n_random):
         kind = CORRUPTIONS[t % len(CORRUPTIONS)]
         inst = cluster.instance(tpl, f"s5-{kind}{t}")
@@ -122,6 +123,7 @@ def corruptions(
                 if not any(a < o.offset + o.length and o.offset < a + n for a, n in touched):
                     intact.add(key)
             final_ingest_and_check(cluster, inst, c)
+            held += len(held_exits(read_spool_files(inst.launches_root)))
             have = {
                 (r["writer_id"], r["seq"])
                 for r in journal_rows(inst.journal, "SELECT writer_id, seq FROM events")
@@ -130,7 +132,10 @@ def corruptions(
             if missing:
                 c.lost += len(missing)
                 c.note(f"{kind} in {rel}: {len(missing)} untouched records lost")
-    return f"{n_random} random corruptions ({', '.join(CORRUPTIONS)})"
+    return (
+        f"{n_random} random corruptions ({', '.join(CORRUPTIONS)}; {held} exits kept pending, their "
+        "completion among the quarantined bytes)"
+    )
 
 
 def bad_inputs(cluster: Cluster, res: ScenarioResult, tpl: Template) -> str:
