@@ -50,3 +50,14 @@ def test_the_readme_gives_rlaunch_exit_codes_as_the_code_defines_them() -> None:
     assert rows == EXIT_CODES
     documented = {int(code) for code in re.findall(r"^\| (\d+) \|", every_command, re.M)}
     assert set(EXIT_CODES) <= documented
+
+
+def test_the_readme_names_every_field_fwspool_adds_to_launchpad_documents() -> None:
+    """What a user finds on a workflow or Firework behind a push killed halfway is explained."""
+    from fwspool.launchpad.locks import LOCK_FIELD
+    from fwspool.launchpad.undo import UNDO_FIELD, UNDOING_FIELD
+
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## What fwspool writes on the LaunchPad", 1)[1].split("\n### ", 1)[0]
+    for name in (LOCK_FIELD, UNDO_FIELD, UNDOING_FIELD):
+        assert f"`{name}`" in section, name
