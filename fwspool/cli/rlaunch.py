@@ -139,7 +139,13 @@ def rlaunch(
     unknown = [w for w in extra if w not in RLAUNCH_WORDS]
     if unknown:
         raise click.UsageError(f"unexpected arguments: {' '.join(unknown)}")
-    settings = runner.LaunchSettings(fworker_file, config_dir, ping_seconds, spool_mode, inbox_dir)
+    settings = runner.LaunchSettings(
+        fworker_file=fworker_file,
+        config_dir=config_dir,
+        ping_seconds=ping_seconds,
+        spool_mode=spool_mode,
+        inbox_dir=inbox_dir,
+    )
     if block_dir is not None:
         if fw_id is not None:
             raise click.UsageError("--fw_id and --block exclude each other: a block names its Fireworks")

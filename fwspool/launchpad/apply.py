@@ -104,7 +104,12 @@ class LaunchPadApplier:
             for event in launch.events:
                 # The spool spells NaN and ±Infinity as Extended JSON does; the LaunchPad keeps floats.
                 event.payload = untag_nonfinite(event.payload)
-        view = self._read([launch.launch_id for launch in launches], result)
+        lids = [launch.launch_id for launch in launches]
+        launch_docs = self._read_launches(lids)
+        # Before the Fireworks are read: another journal's half-written completion behind a
+        # broken lock is taken back, so these launches are routed by what the LaunchPad will be.
+        result.problems.extend(take_back_broken_writes(self.lp, self.owner, _fw_ids(launch_docs)))
+        view = self._read(lids, launch_docs)
         reopen = self._reopened(launches, view.launches)
         routes = self._route(launches, view, reopen, result)
         apply_running(self.lp, routes.running, now, result, reopen, held=routes.held_fireworks)
@@ -119,15 +124,13 @@ class LaunchPadApplier:
         result.pushed = pushed_launches(launches, view.launches, view.fireworks, reopen, result)
         return result
 
-    def _read(self, lids: list[int], result: ApplyResult) -> _LaunchPadView:
+    def _read_launches(self, lids: list[int]) -> dict[int, dict[str, Any]]:
+        return {d["launch_id"]: d for d in self.lp.launches.find({"launch_id": {"$in": lids}}, {"action": 0})}
+
+    def _read(self, lids: list[int], launch_docs: dict[int, dict[str, Any]]) -> _LaunchPadView:
+        """The Fireworks and offline runs of these launches, with the launches themselves."""
         lp = self.lp
-        launch_docs = {
-            d["launch_id"]: d for d in lp.launches.find({"launch_id": {"$in": lids}}, {"action": 0})
-        }
-        fw_ids = sorted({d["fw_id"] for d in launch_docs.values()})
-        # Before the Fireworks are read: another journal's half-written completion behind a
-        # broken lock is taken back, so these launches are routed by what the LaunchPad will be.
-        result.problems.extend(take_back_broken_writes(lp, self.owner, fw_ids))
+        fw_ids = _fw_ids(launch_docs)
         fw_docs = {
             d["fw_id"]: d
             for d in lp.fireworks.find(
@@ -240,3 +243,7 @@ class LaunchPadApplier:
             lp.offline_runs.update_many(
                 {"launch_id": {"$in": touched}}, {"$set": {"updated_on": now.isoformat()}}
             )
+
+
+def _fw_ids(launch_docs: dict[int, dict[str, Any]]) -> list[int]:
+    return sorted({d["fw_id"] for d in launch_docs.values()})

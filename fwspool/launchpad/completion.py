@@ -137,9 +137,12 @@ def plan_completions(
     plan, oversized = _plan(endings, Prefetched(docs.fireworks, dict(docs.launches)), *args)
     if not oversized:
         return plan
-    keep = [e for e in endings if held[e.doc["fw_id"]]["_id"] not in oversized]
+    keep: list[Ending] = []
+    too_large: list[Ending] = []
+    for e in endings:
+        (too_large if held[e.doc["fw_id"]]["_id"] in oversized else keep).append(e)
     plan, _ = _plan(keep, Prefetched(docs.fireworks, dict(docs.launches)), *args)
-    plan.too_large.extend(e for e in endings if held[e.doc["fw_id"]]["_id"] in oversized)
+    plan.too_large.extend(too_large)
     return plan
 
 
