@@ -1,5 +1,5 @@
 -- fwspool journal schema (generated from fwspool/journal/schema.py; do not edit by hand).
--- PRAGMA user_version = 3; auto_vacuum = INCREMENTAL; journal_mode = WAL; synchronous = FULL.
+-- PRAGMA user_version = 4; auto_vacuum = INCREMENTAL; journal_mode = WAL; synchronous = FULL.
 
 CREATE TABLE forget_requests (
 	request_id INTEGER NOT NULL,
@@ -28,10 +28,15 @@ CREATE TABLE launches (
 	outcome TEXT,
 	outcome_detail TEXT,
 	pushed_state_at TEXT,
+	confirmed_at TEXT,
+	held TEXT,
+	history_at TEXT,
 	PRIMARY KEY (launch_id),
 	CONSTRAINT launches_learned_from CHECK (learned_from IN ('spool', 'fw_offline', 'registry', 'inbox')),
 	CONSTRAINT launches_outcome CHECK (outcome IS NULL OR outcome IN ('running', 'completed', 'fizzled', 'killed', 'exited', 'lost', 'released', 'superseded'))
 );
+
+CREATE INDEX launches_by_fw ON launches (fw_id);
 
 CREATE TABLE meta (
 	"key" TEXT NOT NULL,
@@ -62,8 +67,8 @@ CREATE TABLE sources (
 	first_seen_at TEXT NOT NULL,
 	updated_at TEXT NOT NULL,
 	PRIMARY KEY (source_id),
-	CONSTRAINT sources_kind CHECK (kind IN ('spool', 'fw_offline', 'fw_ping')),
-	CONSTRAINT sources_status CHECK (status IN ('active', 'torn', 'replaced', 'truncated', 'missing', 'refused', 'unreadable')),
+	CONSTRAINT sources_kind CHECK (kind IN ('spool', 'fw_offline', 'fw_ping', 'pointer')),
+	CONSTRAINT sources_status CHECK (status IN ('active', 'torn', 'replaced', 'truncated', 'missing', 'refused', 'unreadable', 'stray')),
 	UNIQUE (path),
 	FOREIGN KEY(launch_id) REFERENCES launches (launch_id)
 );
@@ -84,7 +89,7 @@ CREATE TABLE events (
 	push_outcome TEXT,
 	push_detail TEXT,
 	PRIMARY KEY (event_id),
-	CONSTRAINT events_push_outcome CHECK (push_outcome IS NULL OR push_outcome IN ('applied', 'superseded', 'skipped')),
+	CONSTRAINT events_push_outcome CHECK (push_outcome IS NULL OR push_outcome IN ('applied', 'superseded', 'skipped', 'stray')),
 	FOREIGN KEY(source_id) REFERENCES sources (source_id)
 );
 
@@ -127,7 +132,7 @@ SELECT l.launch_id, l.fw_id, l.fw_name, l.launch_dir, l.learned_from, l.first_se
        (SELECT count(*) FROM events AS e WHERE e.launch_id = l.launch_id
         AND e.push_outcome = 'superseded') AS superseded,
        l.forgotten_at IS NOT NULL AS forgotten, l.forgotten_at,
-       l.terminal_at
+       l.terminal_at, l.held, l.history_at, l.confirmed_at
 FROM launches AS l
 ORDER BY l.launch_id;
 

@@ -9,6 +9,7 @@ import sqlite3
 from pathlib import Path
 
 import msgspec
+import pytest
 
 from fwspool import events
 from fwspool.journal import SCHEMA_VERSION, Journal, schema_sql
@@ -90,7 +91,7 @@ def test_a_version_2_journal_is_upgraded_in_place_keeping_every_row(tmp_path):
         db.execute("INSERT INTO meta (key, value) VALUES ('last_successful_push', 'then')")
         db.execute("PRAGMA user_version = 2")
     with Journal.open(str(path)) as journal:
-        assert journal.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 3
+        assert journal.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 4
         assert journal.query(
             "SELECT launch_id, fw_id, launch_dir, learned_from, batch_job_id, batch_system, terminal_at, "
             "fw_name, pushed_state, outcome FROM launches"
@@ -114,6 +115,47 @@ def test_a_version_2_journal_is_upgraded_in_place_keeping_every_row(tmp_path):
         assert journal.count_events() == 1 and journal.get_meta("last_successful_push") == "then"
         assert journal.query("PRAGMA foreign_key_check") == []
     Journal.open(str(path)).close()  # opened again: nothing to do
+    fresh = tmp_path / "fresh.sqlite3"
+    Journal.open(str(fresh)).close()
+    assert _ddl(path) == _ddl(fresh)
+
+
+def test_a_version_3_journal_is_upgraded_in_place_keeping_every_row_and_both_directories(tmp_path):
+    """Version 4 knows a launch's identity (fwspool.identity): three columns of ``launches`` and
+    one more value in three CHECKs, changed in place (tests/data/journal-v3.sql is version 3 as
+    released). A journal that already merged two directories under one launch id keeps both
+    sets of events: nothing ingested is dropped."""
+    path = tmp_path / "v3.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript((DATA / "journal-v3.sql").read_text())
+        db.execute(
+            "INSERT INTO launches (launch_id, fw_id, launch_dir, learned_from, first_seen_at, outcome) "
+            "VALUES (1, 1, '/lpA/l/1', 'inbox', '2026-01-01T00:00:00Z', 'running')"
+        )
+        for sid, where in ((1, "/lpA/l/1"), (2, "/lpB/launcher_x")):
+            db.execute(
+                "INSERT INTO sources (source_id, path, kind, launch_id, first_seen_at, updated_at) "
+                f"VALUES ({sid}, '{where}/fwspool-{sid:032x}.spool', 'spool', 1, 'now', 'now')"
+            )
+            for seq in (1, 2):
+                db.execute(
+                    "INSERT INTO events (event_id, writer_id, seq, launch_id, fw_id, type, occurred_at, payload, "
+                    "source_id, ingested_at) VALUES (?, ?, ?, 1, 1, 'ping', 't', '{}', ?, 'now')",
+                    (f"{sid:032x}-{seq:010d}", f"{sid:032x}", seq, sid),
+                )
+        db.execute("PRAGMA user_version = 3")
+    with Journal.open(str(path)) as journal:
+        assert journal.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 4
+        assert journal.count_events("pushed_at IS NULL") == 4
+        assert journal.query("SELECT launch_id, confirmed_at, held, history_at, pending FROM launch_status") == [
+            {"launch_id": 1, "confirmed_at": None, "held": None, "history_at": None, "pending": 4}
+        ]
+        # The wider CHECKs take the new values, and still refuse others.
+        journal.db.execute("UPDATE sources SET status = 'stray' WHERE source_id = 2")
+        journal.db.execute("UPDATE events SET push_outcome = 'stray' WHERE source_id = 2")
+        with pytest.raises(sqlite3.IntegrityError):
+            journal.db.execute("UPDATE sources SET status = 'lost' WHERE source_id = 1")
+        assert journal.query("PRAGMA integrity_check") == [{"integrity_check": "ok"}]
     fresh = tmp_path / "fresh.sqlite3"
     Journal.open(str(fresh)).close()
     assert _ddl(path) == _ddl(fresh)

@@ -29,7 +29,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from fwspool.errors import JournalError
 
 #: ``PRAGMA user_version`` of a journal this code writes.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 metadata = MetaData()
 
@@ -58,6 +58,15 @@ launches = Table(
     Column("outcome", Text),
     Column("outcome_detail", Text),
     Column("pushed_state_at", Text),
+    # When the LaunchPad confirmed that its launch of this id runs in launch_dir (a registry pull
+    # or a push): until then the launch is only what a directory claimed (fwspool.identity).
+    Column("confirmed_at", Text),
+    # Why the last push left the launch's events pending (not on this LaunchPad yet, a completion
+    # waiting for quarantined records...), in words; NULL once they are applied.
+    Column("held", Text),
+    # When the LaunchPad was seen to have moved past the launch (a rerun, a later launch of its
+    # Firework, a released reservation reserved again): history, not attention.
+    Column("history_at", Text),
     CheckConstraint(
         "learned_from IN ('spool', 'fw_offline', 'registry', 'inbox')", name="launches_learned_from"
     ),
@@ -67,6 +76,9 @@ launches = Table(
         name="launches_outcome",
     ),
 )
+
+# A push finds a Firework's earlier launches (history) and `forget --fw-id` its launches.
+Index("launches_by_fw", launches.c.fw_id)
 
 sources = Table(
     "sources",
@@ -88,9 +100,10 @@ sources = Table(
     Column("status_detail", Text),
     Column("first_seen_at", Text, nullable=False),
     Column("updated_at", Text, nullable=False),
-    CheckConstraint("kind IN ('spool', 'fw_offline', 'fw_ping')", name="sources_kind"),
+    # 'pointer': an inbox pointer this journal set aside (it names another LaunchPad's launch).
+    CheckConstraint("kind IN ('spool', 'fw_offline', 'fw_ping', 'pointer')", name="sources_kind"),
     CheckConstraint(
-        "status IN ('active', 'torn', 'replaced', 'truncated', 'missing', 'refused', 'unreadable')",
+        "status IN ('active', 'torn', 'replaced', 'truncated', 'missing', 'refused', 'unreadable', 'stray')",
         name="sources_status",
     ),
 )
@@ -114,11 +127,13 @@ events = Table(
     Column("ingested_at", Text, nullable=False),
     Column("pushed_at", Text),
     # applied: the LaunchPad reflects it; superseded: the LaunchPad moved on (rerun, defuse...)
-    # and the event was deliberately not applied; skipped: nothing to apply (notes).
+    # and the event was deliberately not applied; skipped: nothing to apply (notes); stray: its
+    # file ran in a directory that is not this LaunchPad's launch of that id (set aside, never
+    # applied; fwspool.identity).
     Column("push_outcome", Text),
     Column("push_detail", Text),
     CheckConstraint(
-        "push_outcome IS NULL OR push_outcome IN ('applied', 'superseded', 'skipped')",
+        "push_outcome IS NULL OR push_outcome IN ('applied', 'superseded', 'skipped', 'stray')",
         name="events_push_outcome",
     ),
     # No UNIQUE (writer_id, seq): event_id is "<writer_id>-<seq>", so the primary key already
@@ -197,7 +212,7 @@ SELECT l.launch_id, l.fw_id, l.fw_name, l.launch_dir, l.learned_from, l.first_se
        (SELECT count(*) FROM events AS e WHERE e.launch_id = l.launch_id
         AND e.push_outcome = 'superseded') AS superseded,
        l.forgotten_at IS NOT NULL AS forgotten, l.forgotten_at,
-       l.terminal_at
+       l.terminal_at, l.held, l.history_at, l.confirmed_at
 FROM launches AS l
 ORDER BY l.launch_id""",
     "quarantined": """
@@ -255,11 +270,13 @@ def create_or_upgrade(db: sqlite3.Connection, path: str) -> None:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
-    if _version(db) in (1, 2):
-        try:
+    try:
+        if _version(db) in (1, 2):
             _rebuild_launches(db, path)
-        except sqlite3.Error as exc:
-            raise JournalError(f"cannot upgrade journal {path}: {exc}") from exc
+        if _version(db) == 3:
+            _widen_to_4(db, path)
+    except sqlite3.Error as exc:
+        raise JournalError(f"cannot upgrade journal {path}: {exc}") from exc
 
 
 def _version(db: sqlite3.Connection) -> int:
@@ -267,7 +284,7 @@ def _version(db: sqlite3.Connection) -> int:
 
 
 def _rebuild_launches(db: sqlite3.Connection, path: str) -> None:
-    """Bring a journal of schema version 1 or 2 to this version, keeping every row.
+    """Bring a journal of schema version 1 or 2 to version 3, keeping every row.
 
     Version 2 added the batch job columns and ``'inbox'`` to the CHECK of ``learned_from``;
     version 3 what the last push left (``fw_name``, ``pushed_state``, ``outcome``...) and the
@@ -283,20 +300,24 @@ def _rebuild_launches(db: sqlite3.Connection, path: str) -> None:
         if _version(db) not in (1, 2):
             db.execute("ROLLBACK")  # another process upgraded it meanwhile
             return
+        new_columns = [c.name for c in launches.c if c.name not in _ADDED_IN_4]
         for name in VIEWS:
             db.execute(f"DROP VIEW IF EXISTS {name}")
-        ddl = str(CreateTable(launches).compile(dialect=sqlite.dialect())).strip()
-        db.execute(ddl.replace("CREATE TABLE launches ", "CREATE TABLE launches_new ", 1))
+        # Version 3's launches; _widen_to_4 then takes it to this version's.
+        v3 = Table("launches_v3", MetaData(), *(c._copy() for c in launches.c if c.name in new_columns))
+        for constraint in launches.constraints:
+            if isinstance(constraint, CheckConstraint):
+                v3.append_constraint(CheckConstraint(constraint.sqltext, name=constraint.name))
+        ddl = str(CreateTable(v3).compile(dialect=sqlite.dialect())).strip()
+        db.execute(ddl.replace("CREATE TABLE launches_v3 ", "CREATE TABLE launches_new ", 1))
         columns = ", ".join(map(quote, old))
         db.execute(f"INSERT INTO launches_new ({columns}) SELECT {columns} FROM launches")
         db.execute("DROP TABLE launches")
         db.execute("ALTER TABLE launches_new RENAME TO launches")
-        for view in VIEWS.values():
-            db.execute(view)
         problems = db.execute("PRAGMA foreign_key_check").fetchall()
         if problems:
             raise JournalError(f"journal {path}: migration found broken references {problems[:3]}")
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.execute("PRAGMA user_version = 3")
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
@@ -304,6 +325,58 @@ def _rebuild_launches(db: sqlite3.Connection, path: str) -> None:
         raise
     finally:
         db.execute("PRAGMA foreign_keys = ON")
+
+
+#: Columns version 4 added to ``launches`` (at its end, as ALTER TABLE adds them).
+_ADDED_IN_4 = ("confirmed_at", "held", "history_at")
+
+
+def _widen_to_4(db: sqlite3.Connection, path: str) -> None:
+    """Bring a journal of schema version 3 to version 4, in place, keeping every row.
+
+    Version 4 knows a launch's identity (fwspool.identity): three new columns of ``launches``
+    and an index of its ``fw_id``, and one more value in three CHECKs (``sources.kind`` 'pointer', ``sources.status`` and
+    ``events.push_outcome`` 'stray'). The columns are added with ALTER TABLE. A CHECK that only
+    admits more values is changed in the stored schema text, the procedure SQLite's ALTER TABLE
+    documentation gives for constraint changes that leave the file format alone: copying a
+    year's ``events`` table to widen one CHECK would take minutes and double the file. Every row
+    already satisfies the wider CHECK, so nothing needs checking but the schema itself
+    (``PRAGMA integrity_check`` before the commit). One IMMEDIATE transaction.
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if _version(db) != 3:
+            db.execute("ROLLBACK")  # another process upgraded it meanwhile
+            return
+        have = {r[1] for r in db.execute('PRAGMA table_info("launches")')}
+        for column in _ADDED_IN_4:
+            if column not in have:
+                db.execute(f"ALTER TABLE launches ADD COLUMN {column} TEXT")
+        version = int(db.execute("PRAGMA schema_version").fetchone()[0])
+        db.execute("PRAGMA writable_schema = ON")
+        for table in (launches, sources, events):
+            ddl = str(CreateTable(table).compile(dialect=sqlite.dialect())).strip()
+            db.execute(
+                "UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = ?", (ddl, table.name)
+            )
+        db.execute(f"PRAGMA schema_version = {version + 1}")
+        db.execute("PRAGMA writable_schema = OFF")
+        for index in sorted(launches.indexes, key=lambda i: str(i.name)):
+            db.execute(str(CreateIndex(index).compile(dialect=sqlite.dialect())).strip())
+        for name, view in VIEWS.items():
+            db.execute(f"DROP VIEW IF EXISTS {name}")
+            db.execute(view)
+        problems = [r[0] for r in db.execute("PRAGMA integrity_check")]
+        if problems != ["ok"]:
+            raise JournalError(f"journal {path}: the upgrade to schema 4 found {problems[:3]}")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    finally:
+        db.execute("PRAGMA writable_schema = OFF")
 
 
 def quote(column: str) -> str:
