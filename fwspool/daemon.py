@@ -275,8 +275,9 @@ class Loop:
                 self._say(summary.line())
 
         summary = self.push(journal, uplink_factory, before_pass=ingest_once)
-        if summary is not None and summary.registered and not self.stop():
-            # The push taught the journal new launch directories: read them now, not next run.
+        if summary is not None and (summary.registered or summary.moved) and not self.stop():
+            # The push taught the journal new launch directories (or corrected one, fwspool.identity):
+            # read them now, not next run.
             dataclasses.replace(self, watch=False).push(journal, uplink_factory, before_pass=ingest_once)
 
     def status_line(self, journal: Journal) -> str:

@@ -84,6 +84,9 @@ class Started(msgspec.Struct, tag="started", tag_field="type", forbid_unknown_fi
     #: How many times the batch system restarted the job (``SLURM_RESTART_COUNT``): a requeued
     #: job runs the same launch again, in the same launch directory.
     restart_count: int | None = None
+    #: The directory the run started in: a launch is its LaunchPad, its id and its directory
+    #: (:mod:`fwspool.identity`), and a directory moved before ingest read it is recognised by this.
+    launch_dir: str | None = None
 
 
 class Ping(msgspec.Struct, tag="ping", tag_field="type"):

@@ -9,15 +9,30 @@ filesystem, and ingest lists the inbox: its cost grows with the launches still o
 the size of any tree.
 
 The inbox is ``$FWSPOOL_INBOX``, by default ``~/.fwspool/inbox``: on HPC systems the home
-directory is the filesystem that compute and login nodes share. A pointer is
-``launch-<launch_id>.json``, written under a temporary name and renamed (atomic on one
-filesystem), so ingest never sees half of one; a requeued job rewrites it with the same content.
-Ingest believes a pointer only as it believes a spool file (:mod:`fwspool.trust`): yours, not
-world-writable, not a symbolic link. It removes a pointer once its launch is final in the journal.
+directory is the filesystem that compute and login nodes share. It is shared by everything the
+user runs: several LaunchPads, journals deleted long ago, campaigns before an ``lpad reset``. So
+a pointer is named for its launch id *and* its directory (``launch-<launch id>-<dir tag>.json``,
+:func:`fwspool.identity.dir_tag`): two launches never overwrite each other's. It is written under
+a temporary name and renamed (atomic on one filesystem), so ingest never sees half of one; a
+requeued job rewrites it with the same content. Ingest believes a pointer only as it believes a
+spool file (:mod:`fwspool.trust`): yours, not world-writable, not a symbolic link.
+
+A pointer is an announcement; the data is in the directory. Which journal may remove one:
+
+- the journal whose launch it is (id and directory agree: :mod:`fwspool.identity`), once the
+  launch is final or forgotten there;
+- any journal, when the pointer's directory is gone, or when the launch's own files say it has
+  been over (completed, exited, released) for longer than the retention horizon
+  (:func:`over_since`): no journal can still need it.
+
+Any other pointer stays, for the journal whose launch it is; the journal that is not its owner
+sets it aside with one line, once. Pointers named ``launch-<launch id>.json`` (schema/SPOOL.md,
+inbox version 1) are renamed to the new form by the first journal that reads them.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import os
 import re
@@ -26,11 +41,21 @@ from dataclasses import dataclass
 
 import msgspec
 
+from fwspool.events import RawRecord
+from fwspool.identity import dir_tag
+from fwspool.spool import SPOOL_NAME_RE, scan
 from fwspool.trust import SYMLINK_REASON
 
-POINTER_RE = re.compile(r"^launch-(-?[0-9]{1,19})\.json$")
+#: ``launch-<launch id>-<dir tag>.json``; version 1 inboxes named pointers ``launch-<launch id>.json``.
+POINTER_RE = re.compile(r"^launch-(-?[0-9]{1,19})(?:-([0-9a-f]{16}))?\.json$")
 #: A pointer is a few hundred bytes; anything much larger is not one.
 MAX_POINTER = 64 * 1024
+#: The pointer format this fwspool writes (schema/SPOOL.md, "The inbox").
+POINTER_VERSION = 2
+#: Events that end a launch's run, as any journal can read them in its spool files.
+_ENDINGS = frozenset({"completed", "exited", "released"})
+#: Spool files larger than this are not read to decide whether a stray pointer may go.
+_MAX_SCAN = 64 * 1024 * 1024
 
 
 class Pointer(msgspec.Struct, forbid_unknown_fields=False):
@@ -40,6 +65,16 @@ class Pointer(msgspec.Struct, forbid_unknown_fields=False):
     launch_id: int
     launch_dir: str
     fw_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """One pointer file as its name shows it."""
+
+    launch_id: int
+    #: Its directory's tag; None for a version 1 name (``launch-<launch id>.json``).
+    tag: str | None
+    path: str
 
 
 @dataclass(slots=True)
@@ -55,8 +90,8 @@ def default_inbox() -> str:
     return os.environ.get("FWSPOOL_INBOX") or os.path.join(os.path.expanduser("~"), ".fwspool", "inbox")
 
 
-def pointer_path(inbox: str, launch_id: int) -> str:
-    return os.path.join(inbox, f"launch-{launch_id}.json")
+def pointer_path(inbox: str, launch_id: int, launch_dir: str) -> str:
+    return os.path.join(inbox, f"launch-{launch_id}-{dir_tag(launch_dir)}.json")
 
 
 def write_pointer(
@@ -68,9 +103,11 @@ def write_pointer(
     registry and ``--root`` still find the launch once the database is back).
     """
     os.makedirs(inbox, mode=0o700, exist_ok=True)
-    final = pointer_path(inbox, launch_id)
-    data = msgspec.json.encode(Pointer(v=1, launch_id=launch_id, launch_dir=launch_dir, fw_id=fw_id))
-    tmp = os.path.join(inbox, f".launch-{launch_id}.json.{os.getpid()}.tmp")
+    final = pointer_path(inbox, launch_id, launch_dir)
+    data = msgspec.json.encode(
+        Pointer(v=POINTER_VERSION, launch_id=launch_id, launch_dir=launch_dir, fw_id=fw_id)
+    )
+    tmp = os.path.join(inbox, f".{os.path.basename(final)}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     try:
         os.write(fd, data + b"\n")
@@ -81,8 +118,8 @@ def write_pointer(
     return final
 
 
-def list_inbox(inbox: str) -> list[tuple[int, str]]:
-    """The pointers in the inbox as (launch id, path), by launch id; a missing inbox is empty."""
+def list_inbox(inbox: str) -> list[Listed]:
+    """The pointers in the inbox, by launch id and path; a missing inbox is empty."""
     try:
         names = os.listdir(inbox)
     except FileNotFoundError:
@@ -91,8 +128,8 @@ def list_inbox(inbox: str) -> list[tuple[int, str]]:
     for name in names:
         m = POINTER_RE.match(name)
         if m:
-            found.append((int(m.group(1)), os.path.join(inbox, name)))
-    return sorted(found)
+            found.append(Listed(int(m.group(1)), m.group(2), os.path.join(inbox, name)))
+    return sorted(found, key=lambda x: (x.launch_id, x.path))
 
 
 def read_pointer(path: str, refusal: Callable[[str, int, os.stat_result], str | None]) -> InboxEntry:
@@ -124,8 +161,65 @@ def read_pointer(path: str, refusal: Callable[[str, int, os.stat_result], str | 
 
 
 def remove_pointer(path: str) -> None:
-    """Forget a pointer whose launch is final in the journal (gone already is fine)."""
+    """Remove a pointer no journal needs any more (gone already is fine)."""
     try:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def rename_version_1(entry: InboxEntry, inbox: str, mode: int = 0o600) -> InboxEntry:
+    """Give a version 1 pointer (``launch-<launch id>.json``) its version 2 name, keeping what it
+    says: written anew under the new name first, then the old name removed, so that a journal
+    killed in between leaves both, never neither. Two journals doing it at once write the same
+    bytes."""
+    p = entry.pointer
+    assert p is not None
+    new = write_pointer(inbox, p.launch_id, p.fw_id, p.launch_dir, mode=mode)
+    remove_pointer(entry.path)
+    return InboxEntry(new, p)
+
+
+def over_since(launch_dir: str, launch_id: int) -> dt.datetime | None:
+    """When the launch's own spool files say its last run ended (completed, exited, or released
+    by its packed job, with no run started after it); None while it may still run, or when they
+    cannot tell. Raises FileNotFoundError when the directory is gone.
+
+    What any journal can read, whichever LaunchPad the launch is of: it decides whether a
+    pointer that is not this journal's may be removed (:mod:`fwspool.inbox`).
+    """
+    ended: dt.datetime | None = None
+    started: dt.datetime | None = None
+    for name in os.listdir(launch_dir):
+        if not SPOOL_NAME_RE.match(name):
+            continue
+        try:
+            with open(os.path.join(launch_dir, name), "rb") as f:
+                data = f.read(_MAX_SCAN + 1)
+        except OSError:
+            return None  # unreadable: nothing can be said
+        if len(data) > _MAX_SCAN:
+            return None
+        for _offset, _length, payload in scan(data, True).frames:
+            try:
+                rec = _raw.decode(payload)
+                kind = _kind.decode(rec.event).type
+            except msgspec.DecodeError:
+                continue
+            if rec.launch_id != launch_id:
+                continue
+            if kind == "started":
+                started = max(started or rec.at, rec.at)
+            elif kind in _ENDINGS:
+                ended = max(ended or rec.at, rec.at)
+    if ended is None or (started is not None and started > ended):
+        return None
+    return ended
+
+
+class _Kind(msgspec.Struct, forbid_unknown_fields=False):
+    type: str
+
+
+_raw = msgspec.json.Decoder(RawRecord)
+_kind = msgspec.json.Decoder(_Kind)

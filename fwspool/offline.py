@@ -34,6 +34,7 @@ from fwspool.events import (
     as_utc,
     tag_nonfinite,
 )
+from fwspool.identity import normal_dir
 from fwspool.trust import DEFAULT_MAX_DEPTH, SYMLINK_REASON, Refused, depth_problem
 
 #: Checks an opened file (path, fd, fstat) and says why it must not be believed, or None.
@@ -71,9 +72,17 @@ class NotYet(Exception):
     """A file is missing or half-written; read it again on the next pass."""
 
 
-def offline_writer_id(launch_id: int) -> str:
-    """The writer id of all facts derived from one launch's FireWorks offline files."""
-    return uuid.uuid5(_NAMESPACE, f"fireworks-offline/{launch_id}").hex
+def offline_writer_id(launch_id: int, launch_dir: str | None = None) -> str:
+    """The writer id of all facts derived from one launch's FireWorks offline files.
+
+    Launch ids are per LaunchPad (:mod:`fwspool.identity`): two LaunchPads' launch 1 run in two
+    directories, so the directory is part of the id. Without it (``launch_dir`` None) it is the
+    id journals before schema 4 gave, kept for the files they already read, so that a newer
+    version of such a file adds only what is new.
+    """
+    if launch_dir is None:
+        return uuid.uuid5(_NAMESPACE, f"fireworks-offline/{launch_id}").hex
+    return uuid.uuid5(_NAMESPACE, f"fireworks-offline/{launch_id}/{normal_dir(launch_dir)}").hex
 
 
 def find_offline_file(launch_dir: str) -> str | None:
@@ -182,8 +191,12 @@ def snapshot(
     now: dt.datetime,
     check: FileCheck | None = None,
     max_depth: int = DEFAULT_MAX_DEPTH,
+    *,
+    legacy_writer: bool = False,
 ) -> OfflineSnapshot:
-    """Read ``FW_offline.json[.gz]`` and ``FW_ping.json`` beside it, and derive their events.
+    """Read ``FW_offline.json[.gz]`` and ``FW_ping.json`` beside it, and derive their events
+    (their writer: :func:`offline_writer_id` of the launch and its directory; ``legacy_writer``:
+    of the launch alone, for a file a journal older than schema 4 read).
 
     Raises :class:`NotYet` for a half-written or vanished file, :class:`ValueError` for one that
     can never be read (not JSON of the expected shape even when complete), :class:`Refused` for
@@ -226,7 +239,7 @@ def snapshot(
         ping_raw = b""
     digest = hashlib.sha256(raw + b"\0" + ping_raw).hexdigest()
     snap = OfflineSnapshot(offline_path, data.launch_id, digest, refused_ping=refused_ping)
-    writer = offline_writer_id(data.launch_id)
+    writer = offline_writer_id(data.launch_id, None if legacy_writer else launch_dir)
 
     def add(seq: int, at: dt.datetime, event: Event) -> None:
         snap.records.append(

@@ -12,14 +12,35 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+from fwspool.binding import Binding, WrongLaunchPad, refusal
 from fwspool.errors import UplinkUnavailable
 from fwspool.events import as_utc, iso, utcnow
 from fwspool.failpoints import failpoint
 from fwspool.journal import LAST_PUSH_KEY, Journal
+from fwspool.launchpad import ApplyResult
+from fwspool.runs import LaunchEvents
 from fwspool.uplink import Uplink
 
-__all__ = ["LAST_PUSH_KEY", "PushSummary", "Pusher", "age"]
+__all__ = ["LAST_FOLLOW_KEY", "LAST_PUSH_KEY", "PushSummary", "Pusher", "age"]
+
+#: The ``meta`` key of the last look at launches the LaunchPad may have moved past.
+LAST_FOLLOW_KEY = "last_follow"
+
+
+def _held(launches: list[LaunchEvents], result: ApplyResult) -> dict[int, str]:
+    """The launches whose events the application left pending, with why: as it said, else the
+    general reason (a workflow locked by another process, a write the database refused)."""
+    done = {event_id for event_id, _, _ in result.outcomes}
+    held = dict(result.held)
+    for launch in launches:
+        if launch.launch_id not in held and any(e.event_id not in done for e in launch.events):
+            held[launch.launch_id] = (
+                f"launch {launch.launch_id}: the last push left events pending (a workflow locked by another "
+                "process, or a write the database refused); tried again next pass"
+            )
+    return held
 
 
 @dataclass(slots=True)
@@ -32,6 +53,11 @@ class PushSummary:
     forgets_applied: int = 0
     #: Reservations handed back (their batch job never started them): the Firework is READY again.
     released: int = 0
+    #: Ended launches the LaunchPad has moved past (rerun, reserved again): history now.
+    history: int = 0
+    #: Launches whose directory the LaunchPad corrected, or that it does not have: what came
+    #: from elsewhere was set aside (fwspool.identity).
+    moved: int = 0
     problems: list[str] = field(default_factory=list)
 
     def changed(self) -> bool:
@@ -43,6 +69,8 @@ class PushSummary:
             or self.registered
             or self.forgets_applied
             or self.released
+            or self.history
+            or self.moved
         )
 
     def line(self) -> str:
@@ -103,6 +131,7 @@ class Pusher:
         summary = PushSummary()
         try:
             self.uplink.check()
+            self._check_binding()
             for redo_id, write_set in self.journal.pending_redo():
                 # A pass died between writing a bulk completion and marking it: finish its writes
                 # (or learn that they are no longer its to finish: its events stay pending).
@@ -113,7 +142,11 @@ class Pusher:
                     continue
                 self.journal.mark_pushed([], done_redo=[redo_id])
             self._apply_forgets(summary)
-            summary.registered = self.journal.register_offline_runs(self.uplink.open_offline_runs())
+            runs = self.uplink.open_offline_runs()
+            moved = self._settle_identities(runs)
+            summary.problems.extend(moved)
+            summary.moved = len(moved)
+            summary.registered = self.journal.register_offline_runs(runs)
             total, _ = self.journal.pending_summary()
             done = 0
             after: int | None = None
@@ -128,7 +161,13 @@ class Pusher:
                 )
                 failpoint("push.before_mark")
                 # Only now, with the database's acknowledgement in hand.
-                self.journal.mark_pushed(result.outcomes, done_redo=saved, launches=result.pushed)
+                self.journal.mark_pushed(
+                    result.outcomes,
+                    done_redo=saved,
+                    launches=result.pushed,
+                    batch=[launch.launch_id for launch in launches],
+                    held=_held(launches, result),
+                )
                 summary.launches += len(launches)
                 for _, outcome, _detail in result.outcomes:
                     if outcome == "applied":
@@ -142,10 +181,55 @@ class Pusher:
                 done += sum(len(launch.events) for launch in launches)
                 if progress:
                     progress(min(done, total), total)
+            self._follow(summary)
         except UplinkUnavailable as exc:
             raise self.unavailable(exc) from None
         self.journal.set_meta(LAST_PUSH_KEY, iso(self.clock()))
         return summary
+
+    def _check_binding(self) -> None:
+        """One journal, one LaunchPad (:mod:`fwspool.binding`): bind on the first push, refuse
+        another LaunchPad or a reset one on every later push, before anything is written."""
+        bound = self.journal.binding()
+        seen = self.uplink.identity(claim=bound is None)
+        if bound is None:
+            if seen.epoch is None:
+                raise UplinkUnavailable(f"LaunchPad {seen.where} gave no epoch; trying again next pass")
+            self.journal.bind(
+                Binding(seen.where, seen.epoch, self.uplink.launchpad_file(), iso(self.clock()))
+            )
+            return
+        problem = refusal(bound, seen, self.journal.path)
+        if problem is not None:
+            raise WrongLaunchPad(problem)
+
+    def _settle_identities(self, runs: list[dict[str, Any]]) -> list[str]:
+        """Ask the LaunchPad where its launches of the journal's unconfirmed ids run, and let the
+        journal confirm them or set aside what is not this LaunchPad's (:mod:`fwspool.identity`).
+        Costs nothing once every launch is confirmed."""
+        asked = self.journal.unconfirmed_launches()
+        if not asked:
+            return []
+        from_registry = {r["launch_id"]: r for r in runs}
+        homes, next_launch_id = self.uplink.launch_homes([lid for lid in asked if lid not in from_registry])
+        homes.update((lid, from_registry[lid]) for lid in asked if lid in from_registry)
+        return self.journal.settle_identities(asked, homes, next_launch_id)
+
+    #: Seconds between two looks at whether the LaunchPad moved past ended launches.
+    FOLLOW_EVERY = 60.0
+
+    def _follow(self, summary: PushSummary) -> None:
+        """Launches the LaunchPad moved past (a rerun, a reservation taken again) become history
+        in the journal, so that ``fwspool status`` describes the Fireworks as they are now."""
+        now = self.clock()
+        last = self.journal.get_meta(LAST_FOLLOW_KEY)
+        if last is not None and (now - as_utc(last)).total_seconds() < self.FOLLOW_EVERY:
+            return
+        followed = self.journal.launches_to_follow()
+        if followed:
+            fireworks = self.uplink.fireworks_of(sorted({fw_id for _, fw_id in followed}))
+            summary.history = self.journal.follow(fireworks, followed)
+        self.journal.set_meta(LAST_FOLLOW_KEY, iso(now))
 
     def _redo_saver(self, saved: list[int]) -> Callable[[bytes], None]:
         """Keeps a write set in the journal before the uplink writes it; remembers its id."""

@@ -242,6 +242,7 @@ class SpoolLaunchPad:
                 batch_job_id=self.batch_job.job_id,
                 batch_system=self.batch_job.system,
                 restart_count=self.batch_job.restart_count,
+                launch_dir=launch_dir,
             )
         )
         spec = self.firework.spec

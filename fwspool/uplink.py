@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from fwspool.binding import EPOCH_FIELD, LaunchPadIdentity, launchpad_file_of
 from fwspool.config import LaunchPadConfig, redact
 from fwspool.errors import NotALaunchPad, UplinkAuthError, UplinkTLSError, UplinkUnavailable
 from fwspool.launchpad import ApplyResult, LaunchPadApplier, WriteSet
@@ -53,6 +54,9 @@ class Uplink(Protocol):
     def where(self) -> str:
         """Where the database is, credentials redacted."""
 
+    def launchpad_file(self) -> str | None:
+        """The launchpad file the settings came from (absolute), or None (``--uri``, defaults)."""
+
     def check(self) -> None:
         """Connect and make sure this is a LaunchPad; raise UplinkUnavailable/UplinkAuthError/NotALaunchPad."""
 
@@ -77,6 +81,17 @@ class Uplink(Protocol):
 
     def set_deprecated(self, kind: str, values: Sequence[int], deprecated: bool) -> None:
         """``lpad forget_offline`` (or its undo) for these Firework or launch ids."""
+
+    def identity(self, *, claim: bool) -> LaunchPadIdentity:
+        """Which LaunchPad this is (:mod:`fwspool.binding`); with ``claim``, give it an epoch when
+        it has none (one conditional update: the first of several journals draws it)."""
+
+    def launch_homes(self, launch_ids: Sequence[int]) -> tuple[dict[int, dict[str, Any]], int]:
+        """The LaunchPad's launches of these ids (``launch_id``, ``fw_id``, ``launch_dir``) and the
+        next launch id it will hand out: an id below it that it does not have is not its launch."""
+
+    def fireworks_of(self, fw_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """These Fireworks' ``state`` and ``launches`` (the current ones), by fw_id."""
 
     def close(self) -> None: ...
 
@@ -211,6 +226,9 @@ class MongoUplink:
     def where(self) -> str:
         return self.config.where()
 
+    def launchpad_file(self) -> str | None:
+        return launchpad_file_of(self.config.source)
+
     def _call(self, fn: Callable[[], Any]) -> Any:
         try:
             return fn()
@@ -298,6 +316,50 @@ class MongoUplink:
             )
         )
 
+    def identity(self, *, claim: bool) -> LaunchPadIdentity:
+        def read() -> LaunchPadIdentity:
+            assigner = self.lp.db.fw_id_assigner
+            doc = assigner.find_one({}, {"_id": 1, EPOCH_FIELD: 1})
+            if doc is None:
+                raise NotALaunchPad(
+                    f"{self.where()} is not a FireWorks LaunchPad (no fw_id_assigner; run `lpad reset` to make one)"
+                )
+            if doc.get(EPOCH_FIELD) is None and claim:
+                import uuid
+
+                assigner.update_one(
+                    {"_id": doc["_id"], EPOCH_FIELD: {"$exists": False}},
+                    {"$set": {EPOCH_FIELD: uuid.uuid4().hex}},
+                )
+                doc = assigner.find_one({}, {"_id": 1, EPOCH_FIELD: 1}) or doc
+            return LaunchPadIdentity(self.where(), doc.get(EPOCH_FIELD))
+
+        return self._call(read)
+
+    def launch_homes(self, launch_ids: Sequence[int]) -> tuple[dict[int, dict[str, Any]], int]:
+        def read() -> tuple[dict[int, dict[str, Any]], int]:
+            homes = {
+                d["launch_id"]: d
+                for d in self.lp.launches.find(
+                    {"launch_id": {"$in": list(launch_ids)}},
+                    {"_id": 0, "launch_id": 1, "fw_id": 1, "launch_dir": 1},
+                )
+            }
+            counters = self.lp.db.fw_id_assigner.find_one({}, {"next_launch_id": 1}) or {}
+            return homes, int(counters.get("next_launch_id") or 1)
+
+        return self._call(read)
+
+    def fireworks_of(self, fw_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        return self._call(
+            lambda: {
+                d["fw_id"]: d
+                for d in self.lp.fireworks.find(
+                    {"fw_id": {"$in": list(fw_ids)}}, {"_id": 0, "fw_id": 1, "state": 1, "launches": 1}
+                )
+            }
+        )
+
     def close(self) -> None:
         self.lp.connection.close()
 
@@ -326,6 +388,9 @@ class FlakyUplink:
 
     def where(self) -> str:
         return self.inner.where()
+
+    def launchpad_file(self) -> str | None:
+        return self.inner.launchpad_file()
 
     def check(self) -> None:
         if self.fail_check:
@@ -363,6 +428,15 @@ class FlakyUplink:
 
     def set_deprecated(self, kind: str, values: Sequence[int], deprecated: bool) -> None:
         self.inner.set_deprecated(kind, values, deprecated)
+
+    def identity(self, *, claim: bool) -> LaunchPadIdentity:
+        return self.inner.identity(claim=claim)
+
+    def launch_homes(self, launch_ids: Sequence[int]) -> tuple[dict[int, dict[str, Any]], int]:
+        return self.inner.launch_homes(launch_ids)
+
+    def fireworks_of(self, fw_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        return self.inner.fireworks_of(fw_ids)
 
     def close(self) -> None:
         self.inner.close()

@@ -23,6 +23,7 @@ from fwspool.batch import (
 )
 from fwspool.devslurm import DevSlurm
 from fwspool.errors import ConfigError, InputError
+from fwspool.identity import dir_tag
 from fwspool.ingest import Ingester
 from fwspool.journal import SCHEMA_VERSION, Journal
 from fwspool.push import Pusher
@@ -169,9 +170,10 @@ def test_inbox_pointers_are_believed_like_spool_files_and_dropped_when_the_launc
     launchpad.add_wf(Firework(ScriptTask.from_str("echo hi"), name="announced"))
     d = tmp_path / "launch"
     fw, launch_id = reserved_and_run(launchpad, str(d))
-    pointer = inbox.pointer_path(private_inbox, launch_id)
+    pointer = inbox.pointer_path(private_inbox, launch_id, str(d))
+    assert os.path.basename(pointer) == f"launch-{launch_id}-{dir_tag(str(d))}.json"
     assert json.loads(Path(pointer).read_text()) == {
-        "v": 1,
+        "v": 2,
         "launch_id": launch_id,
         "launch_dir": str(d),
         "fw_id": fw.fw_id,
@@ -179,8 +181,8 @@ def test_inbox_pointers_are_believed_like_spool_files_and_dropped_when_the_launc
     # Not one of yours, a symbolic link, not a pointer: each refused, said once, the pass goes on.
     foreign = inbox.write_pointer(private_inbox, 90, None, str(tmp_path / "x"))
     os.chown(foreign, 65534, 65534)
-    os.symlink(pointer, inbox.pointer_path(private_inbox, 91))
-    Path(inbox.pointer_path(private_inbox, 92)).write_text("{not json")
+    os.symlink(pointer, inbox.pointer_path(private_inbox, 91, str(tmp_path / "y")))
+    Path(inbox.pointer_path(private_inbox, 92, str(tmp_path / "z"))).write_text("{not json")
     with Journal.open(journal_path) as journal:
         ingester = Ingester(journal, inbox_dir=private_inbox)
         first = ingester.run_pass()
@@ -191,12 +193,15 @@ def test_inbox_pointers_are_believed_like_spool_files_and_dropped_when_the_launc
         ) == [{"learned_from": "inbox", "launch_dir": str(d)}]
         second = ingester.run_pass()
         assert not any("inbox pointer" in p for p in second.problems)
-        assert not os.path.exists(pointer)  # the launch is over: its pointer goes
+        # Over, but only the LaunchPad can say it is this journal's launch: the pointer stays.
+        assert os.path.exists(pointer)
         uplink = uplink_for(mongo_uri, launchpad.db.name)
         try:
             Pusher(journal, uplink).run_pass()
         finally:
             uplink.close()
+        ingester.run_pass()
+        assert not os.path.exists(pointer)  # confirmed, and over: its pointer goes
     assert launchpad.get_fw_by_id(fw.fw_id).state == "COMPLETED"
 
 
@@ -220,7 +225,7 @@ def test_a_version_1_journal_is_upgraded_keeping_every_row(tmp_path: Path) -> No
     db.commit()
     db.close()
     with Journal.open(str(path)) as journal:
-        assert journal.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 3
+        assert journal.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 4
         assert journal.query("SELECT launch_id, fw_id, launch_dir, batch_job_id FROM launches") == [
             {"launch_id": 7, "fw_id": 3, "launch_dir": "/runs/a", "batch_job_id": None}
         ]
@@ -265,8 +270,12 @@ def test_a_launch_of_another_launchpad_announced_in_a_shared_inbox_is_never_appl
                 summary = Pusher(journal, uplink).run_pass()
             finally:
                 uplink.close()
-            assert any("another LaunchPad's launch?" in p for p in summary.problems), summary.problems
-            assert journal.count_events("pushed_at IS NULL") >= 3  # kept, not lost
+            # A's launch 1 runs in a/: what B's job wrote in b/ is set aside, said, kept, never applied.
+            assert any("set aside" in p and str(tmp_path / "b") in p for p in summary.problems), summary.problems
+            assert journal.count_events("push_outcome = 'stray'") >= 3  # kept, not lost
+            assert journal.query("SELECT launch_dir, confirmed_at IS NOT NULL AS c FROM launches") == [
+                {"launch_dir": str(tmp_path / "a"), "c": 1}
+            ]
         assert lp_a.get_fw_by_id(1).state == "RESERVED"
         with Journal.open(str(tmp_path / "b.sqlite3")) as journal:
             Ingester(journal, inbox_dir=private_inbox).run_pass()

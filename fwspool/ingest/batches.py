@@ -42,6 +42,9 @@ class IngestSummary:
     released: int = 0
     #: Quarantined records a retry with larger limits turned into events.
     recovered: int = 0
+    #: Inbox pointers of other journals' launches removed: their directory is gone, or their
+    #: launch has been over for longer than the retention horizon (fwspool.inbox).
+    pointers_removed: int = 0
     #: One line per file that needs a person's attention (replaced, truncated, refused...).
     problems: list[str] = field(default_factory=list)
 
@@ -55,6 +58,7 @@ class IngestSummary:
         self.lost += other.lost
         self.released += other.released
         self.recovered += other.recovered
+        self.pointers_removed += other.pointers_removed
         self.problems.extend(other.problems)
 
     def changed(self) -> bool:
@@ -66,6 +70,7 @@ class IngestSummary:
             or self.lost
             or self.released
             or self.recovered
+            or self.pointers_removed
         )
 
     def line(self) -> str:
@@ -76,6 +81,7 @@ class IngestSummary:
                 (self.lost, "lost runs"),
                 (self.released, "reservations to release"),
                 (self.recovered, "records recovered from quarantine"),
+                (self.pointers_removed, "inbox pointers of finished launches of other journals removed"),
             )
             if n
         )

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 from collections.abc import Callable, Iterable, Mapping
 
 from fwspool import inbox, offline
 from fwspool.batch import BatchSystem
 from fwspool.errors import InputError
 from fwspool.events import utcnow
+from fwspool.identity import LaunchHome, agrees, dir_tag, normal_dir
 from fwspool.ingest.batch_jobs import BatchJobCheck
 from fwspool.ingest.batches import BatchBuilder, Committer, IngestSummary
 from fwspool.ingest.offline_file import read_offline_file
@@ -31,6 +33,9 @@ from fwspool.trust import DEFAULT_MAX_DEPTH, TrustPolicy
 #: Seconds a batch job must have been gone before its launch is judged lost or released: NFS
 #: attribute caches can hide a finished job's last records for up to a minute.
 DEFAULT_LOST_AFTER = 300.0
+#: A pointer of another journal's launch goes once its launch has been over this long: the
+#: journal's default retention horizon (``fwspool prune``), after which no journal keeps it.
+DEFAULT_STRAY_HORIZON = dt.timedelta(days=30)
 
 
 class Ingester:
@@ -56,7 +61,13 @@ class Ingester:
         default_batch_system: str | None = None,
         lost_after: float = DEFAULT_LOST_AFTER,
         retry_quarantined: bool = False,
+        stray_horizon: dt.timedelta = DEFAULT_STRAY_HORIZON,
     ) -> None:
+        #: How long a launch of another journal must have been over before any journal may
+        #: remove its inbox pointer (the retention horizon: :mod:`fwspool.inbox`).
+        self.stray_horizon = stray_horizon
+        #: When each set-aside pointer's directory may be looked at again (monotonic seconds).
+        self._stray_looked: dict[str, float] = {}
         #: Read quarantined records again at the start of the next pass (once).
         self.retry_pending = retry_quarantined
         #: Where ``fwspool rlaunch`` announces launches (fwspool.inbox); None: not read.
@@ -99,7 +110,9 @@ class Ingester:
 
         def wanted(path: str) -> bool:
             row = known.get(path)
-            if row is None or row.forgotten_at:
+            if row is None or row.forgotten_at or row.status == "stray":
+                # A stray file ran in a directory that is not its launch's (fwspool.identity): it
+                # is read again only once a push found that it is the launch after all.
                 return row is None
             # A finished launch's files are settled, except a torn tail still waiting for its
             # bytes (e.g. the runner's own file while its exit was recorded in another one).
@@ -228,27 +241,136 @@ class Ingester:
             summary.problems.append(problem)
 
     def _read_inbox(self, summary: IngestSummary) -> None:
-        """Learn the launches announced in the inbox; drop the pointers of launches that are over."""
+        """Learn the launches announced in the inbox; remove the pointers no journal needs.
+
+        A pointer whose launch id and directory agree with one of this journal's launches is
+        that launch's: removed once the LaunchPad confirmed it and it is over. One of a launch id
+        this journal does not know is learned (the push then asks the LaunchPad whether it is its
+        launch), unless pointers name that id in several directories: then the LaunchPad's
+        registry says which at the next push. Any other is another LaunchPad's (or from before an
+        ``lpad reset``): set aside with one line, and left for its own journal. Whichever it is,
+        a pointer whose directory is gone, or whose launch its own files show over for longer
+        than the retention horizon, goes (:mod:`fwspool.inbox`).
+        """
         assert self.inbox_dir is not None
         listed = inbox.list_inbox(self.inbox_dir)
         if not listed:
             return
-        settled = self.journal.settled_launches([lid for lid, _ in listed])
-        learned = []
-        for launch_id, path in listed:
-            if launch_id in settled:
-                if settled[launch_id]:
-                    inbox.remove_pointer(path)
+        homes = self.journal.launch_homes(sorted({x.launch_id for x in listed}))
+        strays = self.journal.stray_pointers()
+        unknown: dict[int, list[inbox.Pointer]] = {}
+        for item in listed:
+            known = homes.get(item.launch_id)
+            if known is not None and item.tag in {dir_tag(d) for d in known[0].dirs()}:
+                self._own_pointer(item.path, *known, summary)
                 continue
-            entry = inbox.read_pointer(path, self.rules.trust.refusal)
-            if entry.problem is not None:
-                self._report_once(summary, entry.problem)
-            if entry.pointer is not None and entry.pointer.launch_id == launch_id:
-                p = entry.pointer
-                learned.append(LaunchRow(p.launch_id, p.fw_id, p.launch_dir, "inbox"))
+            if item.path in strays:
+                self._clean_up(item.path, None, summary)
+                continue
+            entry = self._read_pointer(item, summary)
+            if entry is None or entry.pointer is None:
+                continue
+            p = entry.pointer
+            if known is not None:
+                self._pointer_of_known(entry.path, p, *known, summary)
+            elif not self._clean_up(entry.path, None, summary, p, record=False):
+                unknown.setdefault(p.launch_id, []).append(p)
+        self._learn(unknown, summary)
+
+    def _own_pointer(self, path: str, home: LaunchHome, over: bool, summary: IngestSummary) -> None:
+        """A pointer named for one of the journal's launches and its directory."""
+        if home.confirmed and over:
+            inbox.remove_pointer(path)
+        elif not home.confirmed:
+            # Until the LaunchPad says it is this journal's, it may be another's.
+            self._clean_up(path, None, summary, record=False)
+
+    def _read_pointer(self, item: inbox.Listed, summary: IngestSummary) -> inbox.InboxEntry | None:
+        """The pointer's content, believed (else its problem said once); a version 1 one renamed."""
+        assert self.inbox_dir is not None
+        entry = inbox.read_pointer(item.path, self.rules.trust.refusal)
+        if entry.problem is not None:
+            self._report_once(summary, entry.problem)
+        if entry.pointer is None or entry.pointer.launch_id != item.launch_id:
+            return None
+        return inbox.rename_version_1(entry, self.inbox_dir) if item.tag is None else entry
+
+    def _pointer_of_known(
+        self, path: str, p: inbox.Pointer, home: LaunchHome, over: bool, summary: IngestSummary
+    ) -> None:
+        """A pointer of a launch id the journal knows, not named for its directory."""
+        if agrees(home, p.launch_dir):
+            if home.confirmed and over:
+                inbox.remove_pointer(path)
+            return
+        reason = (
+            f"inbox pointer {path} announces launch {p.launch_id} in {p.launch_dir}, but this journal's "
+            f"launch {p.launch_id} runs in {home.launch_dir}: another LaunchPad's launch (or one from before "
+            "an lpad reset); set aside, left for its own journal"
+        )
+        self._clean_up(path, reason, summary, p)
+
+    def _learn(self, unknown: dict[int, list[inbox.Pointer]], summary: IngestSummary) -> None:
+        """Launches the journal did not know, each announced in one directory only."""
+        learned = []
+        for launch_id, announced in unknown.items():
+            if len({normal_dir(p.launch_dir) for p in announced}) > 1:
+                self._report_once(
+                    summary,
+                    f"{len(announced)} inbox pointers announce launch {launch_id} in different directories "
+                    "(several LaunchPads share this inbox): it is learned once its LaunchPad says which is its own",
+                )
+                continue
+            p = announced[0]
+            learned.append(LaunchRow(p.launch_id, p.fw_id, p.launch_dir, "inbox"))
         if learned:
             self.journal.commit_ingest(IngestBatch(launches=learned))
             summary.announced += len(learned)
+
+    #: Seconds between two looks at one set-aside pointer's directory (is it gone, or long over?).
+    STRAY_LOOK_EVERY = 600.0
+
+    def _clean_up(
+        self,
+        path: str,
+        reason: str | None,
+        summary: IngestSummary,
+        pointer: inbox.Pointer | None = None,
+        *,
+        record: bool = True,
+    ) -> bool:
+        """A pointer that is not (or not yet known to be) this journal's: remove it when no journal
+        can need it any more (its directory gone, or its launch over for longer than the horizon);
+        else, with ``record``, remember it as set aside, saying so once (``reason``: it was just
+        found). Whether it was removed."""
+        now = time.monotonic()
+        if reason is None and now < self._stray_looked.get(path, 0.0):
+            return False
+        self._stray_looked[path] = now + self.STRAY_LOOK_EVERY
+        if pointer is None:
+            entry = inbox.read_pointer(path, self.rules.trust.refusal)
+            if entry.pointer is None:
+                if entry.problem is None and record:  # removed meanwhile
+                    self.journal.set_aside_pointer(path, None)
+                return entry.problem is None
+            pointer = entry.pointer
+        try:
+            ended = inbox.over_since(pointer.launch_dir, pointer.launch_id)
+            gone = False
+        except FileNotFoundError:
+            ended, gone = None, True
+        except OSError:
+            ended, gone = None, False
+        if gone or (ended is not None and self.clock() - ended > self.stray_horizon):
+            inbox.remove_pointer(path)
+            if record:
+                self.journal.set_aside_pointer(path, None)
+            summary.pointers_removed += 1
+            return True
+        if reason is not None:
+            self.journal.set_aside_pointer(path, reason)
+            self._report_once(summary, reason)
+        return False
 
 
 def _utf8(path: str) -> bool:

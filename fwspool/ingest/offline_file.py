@@ -37,8 +37,15 @@ def read_offline_file(
     ``known`` is every known source's row by path: the file's own, and its ``FW_ping.json``'s.
     """
     row = known.get(path)
+    # A file a journal before schema 4 read keeps the writer id it had then (fwspool.offline).
+    legacy = row is not None and (
+        row.writer_id is None
+        or (row.launch_id is not None and row.writer_id == offline.offline_writer_id(row.launch_id))
+    )
     try:
-        snap = offline.snapshot(path, rules.max_record, now, rules.trust.refusal, rules.max_depth)
+        snap = offline.snapshot(
+            path, rules.max_record, now, rules.trust.refusal, rules.max_depth, legacy_writer=legacy
+        )
     except offline.NotYet:
         summary.torn_waiting += 1
         return
@@ -70,7 +77,12 @@ def read_offline_file(
     if snap.finished:
         batch.terminal.add(snap.launch_id)
     batch.sources[path] = SourceRow(
-        path, "fw_offline", launch_id=snap.launch_id, content_hash=snap.content_hash, status="active"
+        path,
+        "fw_offline",
+        launch_id=snap.launch_id,
+        content_hash=snap.content_hash,
+        status="active",
+        writer_id=offline.offline_writer_id(snap.launch_id, None if legacy else launch_dir),
     )
     # Also when the file was known: the launch may have been registered earlier by another
     # route without its fw_id.

@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import heapq
 import json
+import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from fwspool.binding import META_KEY, Binding
 from fwspool.events import iso, utcnow
+from fwspool.identity import agrees, same_dir
 from fwspool.journal.database import JournalDatabase, in_chunks
+from fwspool.journal.homes import read_homes, set_aside
 from fwspool.journal.rows import ForgetRequest
 from fwspool.journal.store import forget_late_launches
 from fwspool.outcomes import PushedLaunch
@@ -36,11 +40,28 @@ SELECT e.launch_id, json_extract(e.payload, '$.launch_dir') FROM events AS e
 JOIN launches AS l ON l.launch_id = e.launch_id
 WHERE l.learned_from = 'inbox' AND e.type = 'launch_dir_changed' AND e.launch_id IN ({marks})"""
 
+#: Launches the LaunchPad has not confirmed (fwspool.identity) that still matter.
+_UNCONFIRMED = """
+SELECT l.launch_id FROM launches AS l
+WHERE l.confirmed_at IS NULL AND l.forgotten_at IS NULL
+  AND (l.terminal_at IS NULL OR EXISTS (
+      SELECT 1 FROM events AS e WHERE e.launch_id = l.launch_id AND e.pushed_at IS NULL))
+ORDER BY l.launch_id"""
+
+#: Ended launches whose Firework may have moved on (fwspool status: history, not attention).
+_TO_FOLLOW = """
+SELECT l.launch_id, l.fw_id FROM launches AS l
+WHERE l.history_at IS NULL AND l.fw_id IS NOT NULL AND l.forgotten_at IS NULL
+  AND l.outcome IN ('fizzled', 'killed', 'exited', 'lost', 'released', 'superseded')
+  AND NOT EXISTS (SELECT 1 FROM events AS e WHERE e.launch_id = l.launch_id AND e.pushed_at IS NULL)
+ORDER BY l.launch_id"""
+
 #: The reservation's job; a run's own (its started event) is newer and stays.
 _REGISTRY_UPSERT = """
-INSERT INTO launches (launch_id, fw_id, launch_dir, learned_from, first_seen_at, batch_job_id, fw_name)
-VALUES (?, ?, ?, 'registry', ?, ?, ?)
+INSERT INTO launches (launch_id, fw_id, launch_dir, learned_from, first_seen_at, batch_job_id, fw_name, confirmed_at)
+VALUES (?, ?, ?, 'registry', ?, ?, ?, ?)
 ON CONFLICT (launch_id) DO UPDATE SET
+    confirmed_at = coalesce(launches.confirmed_at, excluded.confirmed_at),
     fw_id = coalesce(launches.fw_id, excluded.fw_id),
     launch_dir = coalesce(launches.launch_dir, excluded.launch_dir),
     batch_job_id = coalesce(launches.batch_job_id, excluded.batch_job_id),
@@ -108,18 +129,33 @@ class Outbox(JournalDatabase):
         *,
         done_redo: Sequence[int] = (),
         launches: Sequence[PushedLaunch] = (),
+        batch: Sequence[int] = (),
+        held: Mapping[int, str] | None = None,
     ) -> None:
         """Record that the LaunchPad acknowledged these events (call only after it did), and drop
         the redo records of the writes that carried them, in the same transaction.
 
         ``outcomes``: (event id, 'applied' | 'superseded' | 'skipped', detail or None).
         ``launches``: what those writes left of each launch, remembered with the mark
-        (:func:`remember_pushed`).
+        (:func:`remember_pushed`). ``batch``: the launch ids the push looked at; ``held``: those
+        whose events it left pending, with why (the others are held no longer).
         """
-        if not outcomes and not done_redo and not launches:
+        held = held or {}
+        if not outcomes and not done_redo and not launches and not held and not batch:
             return
         now = iso(utcnow())
         with self.transaction() as db:
+            # Why each launch of the batch stays pending, if it does (``fwspool status``).
+            db.executemany(
+                "UPDATE launches SET held = ? WHERE launch_id = ? AND held IS NOT ?",
+                [(reason[:500], lid, reason[:500]) for lid, reason in held.items()],
+            )
+            free = [lid for lid in batch if lid not in held]
+            for chunk, marks in in_chunks(free):
+                db.execute(
+                    f"UPDATE launches SET held = NULL WHERE launch_id IN ({marks}) AND held IS NOT NULL",
+                    tuple(chunk),
+                )
             db.executemany(
                 "UPDATE events SET pushed_at = ?, push_outcome = ?, push_detail = ? "
                 "WHERE event_id = ? AND pushed_at IS NULL",
@@ -191,12 +227,106 @@ class Outbox(JournalDatabase):
                         now,
                         r.get("batch_job_id"),
                         r.get("fw_name"),
+                        now,
                     )
                     for r in new
                 ],
             )
             forget_late_launches(db, now)
         return len(new)
+
+    # -- which LaunchPad, and which of its launches (fwspool.binding, fwspool.identity) -------
+
+    def binding(self) -> Binding | None:
+        """The LaunchPad this journal pushes to, once a push recorded it."""
+        text = self.get_meta(META_KEY)
+        return Binding.from_json(text) if text else None
+
+    def bind(self, binding: Binding) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (META_KEY, binding.to_json()),
+            )
+
+    def unconfirmed_launches(self) -> list[int]:
+        """Launches whose directory the LaunchPad has not confirmed yet (learned from a file or the
+        inbox) and that still matter: not forgotten, and not over or with events to push."""
+        with self.reading() as db:
+            return [r[0] for r in db.execute(_UNCONFIRMED)]
+
+    def settle_identities(
+        self, asked: Sequence[int], lp_launches: Mapping[int, Mapping[str, Any]], next_launch_id: int
+    ) -> list[str]:
+        """Hold each unconfirmed launch of ``asked`` against the LaunchPad's launch of its id
+        (``lp_launches``: ``launch_dir`` and ``fw_id`` by launch id, as the LaunchPad answered for
+        ``asked``), and return a line for each one it moved.
+
+        - The same directory (or one it moved to): confirmed.
+        - Another directory: the launch is the LaunchPad's. What came from elsewhere is set aside
+          (kept, never applied: :func:`~fwspool.journal.homes.set_aside`), files already set
+          aside in the LaunchPad's directory are read again from their start, and the launch
+          starts again from what the LaunchPad says.
+        - No launch of that id, below the next id the LaunchPad hands out: it will never be this
+          LaunchPad's; everything of it is set aside and the launch row goes.
+        - No launch of that id yet: it stays as it is (a reservation the pull has not seen).
+        """
+        now = iso(utcnow())
+        lines: list[str] = []
+        with self.transaction() as db:
+            still = {r[0] for r in db.execute(_UNCONFIRMED)}
+            ids = [lid for lid in asked if lid in still]
+            homes = read_homes(db, ids)
+            for lid in ids:
+                home, doc = homes[lid], lp_launches.get(lid)
+                lp_dir = doc.get("launch_dir") if doc is not None else None
+                if doc is not None and (home.launch_dir is None or not lp_dir or agrees(home, lp_dir)):
+                    db.execute(
+                        "UPDATE launches SET confirmed_at = ?, launch_dir = coalesce(launch_dir, ?), "
+                        "fw_id = coalesce(fw_id, ?) WHERE launch_id = ?",
+                        (now, lp_dir, doc.get("fw_id"), lid),
+                    )
+                elif doc is not None:
+                    assert lp_dir is not None
+                    lines.append(_rehome(db, home, lp_dir, doc.get("fw_id"), now))
+                elif lid < next_launch_id:
+                    reason = (
+                        f"launch {lid} is not on this journal's LaunchPad, which has handed out launch ids up "
+                        f"to {next_launch_id - 1}: what ran in {home.launch_dir} is another LaunchPad's "
+                        "(or from before an lpad reset); set aside"
+                    )
+                    n = set_aside(db, home, (), reason, now)
+                    db.execute("UPDATE sources SET launch_id = NULL WHERE launch_id = ?", (lid,))
+                    db.execute("DELETE FROM launches WHERE launch_id = ?", (lid,))
+                    lines.append(f"{reason} ({n} events kept in the journal, never applied)")
+        return lines
+
+    def launches_to_follow(self) -> list[tuple[int, int]]:
+        """(launch id, fw_id) of ended launches the LaunchPad may have moved past since (a rerun
+        of a failure, a released reservation reserved again): not yet history, nothing pending."""
+        with self.reading() as db:
+            return [(r[0], r[1]) for r in db.execute(_TO_FOLLOW)]
+
+    def follow(self, fireworks: Mapping[int, Mapping[str, Any]], followed: Sequence[tuple[int, int]]) -> int:
+        """Mark as history the followed launches whose Firework moved past them (gone, or no
+        longer listing them as current, or a later launch of it), and record the state of the
+        others' Fireworks as last seen; returns how many became history."""
+        now = iso(utcnow())
+        history, states = [], []
+        for lid, fw_id in followed:
+            fw = fireworks.get(fw_id)
+            current = (fw or {}).get("launches") or []
+            if fw is None or lid not in current or max(current) > lid:
+                history.append(lid)
+            elif fw.get("state"):
+                states.append((fw["state"], lid, fw["state"]))
+        with self.transaction() as db:
+            for chunk, marks in in_chunks(history):
+                db.execute(f"UPDATE launches SET history_at = ? WHERE launch_id IN ({marks})", (now, *chunk))
+            db.executemany(
+                "UPDATE launches SET pushed_state = ? WHERE launch_id = ? AND pushed_state IS NOT ?", states
+            )
+        return len(history)
 
     def request_forget(
         self, fw_ids: Sequence[int], launch_ids: Sequence[int], *, undo: bool = False
@@ -244,6 +374,39 @@ class Outbox(JournalDatabase):
                 )
 
 
+def _rehome(db: Any, home: Any, lp_dir: str, fw_id: int | None, now: str) -> str:
+    """Make launch ``home.launch_id`` the LaunchPad's, in ``lp_dir`` (see settle_identities)."""
+    lid = home.launch_id
+    reason = (
+        f"ran in {home.launch_dir}, but launch {lid} of this journal's LaunchPad runs in {lp_dir}: another "
+        "LaunchPad's launch (or one from before an lpad reset); set aside"
+    )
+    n = set_aside(db, home, (lp_dir,), reason, now)
+    db.execute(
+        "UPDATE launches SET launch_dir = ?, fw_id = ?, confirmed_at = ?, terminal_at = NULL, batch_job_id = NULL, "
+        "batch_system = NULL, batch_gone_at = NULL, fw_name = NULL, pushed_state = NULL, outcome = NULL, "
+        "outcome_detail = NULL, pushed_state_at = NULL, held = NULL, history_at = NULL WHERE launch_id = ?",
+        (lp_dir, fw_id, now, lid),
+    )
+    again = [
+        sid
+        for sid, path in db.execute(
+            "SELECT source_id, path FROM sources WHERE status = 'stray' AND kind != 'pointer'"
+        )
+        if same_dir(os.path.dirname(path), lp_dir)
+    ]
+    for chunk, marks in in_chunks(again):
+        db.execute(
+            "UPDATE sources SET status = 'active', status_detail = NULL, committed_offset = 0, content_hash = NULL, "
+            f"updated_at = ? WHERE source_id IN ({marks})",
+            (now, *chunk),
+        )
+    return (
+        f"launch {lid}: what this journal had of it {reason} ({n} events kept in the journal, never applied); "
+        f"it is now read from {lp_dir}"
+    )
+
+
 def remember_pushed(db: Any, launches: Sequence[PushedLaunch], now: str) -> None:
     """What a push left of each launch on the LaunchPad, for ``fwspool status`` and the
     ``launch_status`` view; no part of exactly-once (nothing reads it back to decide anything)."""
@@ -251,6 +414,11 @@ def remember_pushed(db: Any, launches: Sequence[PushedLaunch], now: str) -> None
         "UPDATE launches SET fw_id = coalesce(fw_id, ?), fw_name = coalesce(?, fw_name), pushed_state = ?, "
         "outcome = ?, outcome_detail = ?, pushed_state_at = ? WHERE launch_id = ?",
         [(r.fw_id, r.fw_name, r.state, r.outcome, r.detail, now, r.launch_id) for r in launches],
+    )
+    # A later launch of the same Firework on the LaunchPad: the earlier ones are history.
+    db.executemany(
+        "UPDATE launches SET history_at = ? WHERE fw_id = ? AND launch_id < ? AND history_at IS NULL",
+        [(now, r.fw_id, r.launch_id) for r in launches if r.fw_id is not None and r.outcome != "superseded"],
     )
 
 

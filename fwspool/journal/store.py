@@ -9,12 +9,16 @@ one row; SQLite's change count says how many were really new.
 
 from __future__ import annotations
 
+import json
+import os
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
 from fwspool.events import iso, utcnow
+from fwspool.identity import LaunchHome, agrees
 from fwspool.journal.database import JournalDatabase, in_chunks, insert_rows
+from fwspool.journal.homes import read_homes, writer_has_events
 from fwspool.journal.rows import (
     EVENT_ROW_COLUMNS,
     BatchLaunch,
@@ -26,6 +30,7 @@ from fwspool.journal.rows import (
     LaunchRow,
     QuarantinedRecord,
     QuarantineRow,
+    SourceRow,
 )
 from fwspool.journal.schema import quote
 
@@ -106,6 +111,9 @@ class IngestStore(JournalDatabase):
         counts = IngestCounts()
         now = iso(utcnow())
         with self.transaction() as db:
+            # Before anything is written: what ran in another directory than its launch's is
+            # set aside, never merged into it (fwspool.identity).
+            _set_aside_strays(db, batch, counts)
             if batch.launches:
                 insert_rows(
                     db, "launches", _LAUNCH_COLUMNS, [(*r, now) for r in batch.launches], _LAUNCH_UPSERT
@@ -182,17 +190,161 @@ class IngestStore(JournalDatabase):
             _mark_terminal(db, view.terminal, now)
         return new
 
+    def launch_homes(self, launch_ids: Sequence[int]) -> dict[int, tuple[LaunchHome, bool]]:
+        """For each of these launch ids the journal knows: where it runs, and whether it is over
+        (final or forgotten)."""
+        with self.reading() as db:
+            homes = read_homes(db, launch_ids)
+            settled = self._settled(db, list(homes))
+        return {lid: (home, settled.get(lid, False)) for lid, home in homes.items()}
+
+    def stray_pointers(self) -> dict[str, str]:
+        """Inbox pointers this journal set aside (another LaunchPad's launches), with why."""
+        with self.reading() as db:
+            return dict(
+                db.execute(
+                    "SELECT path, status_detail FROM sources WHERE kind = 'pointer' AND status = 'stray'"
+                )
+            )
+
+    def set_aside_pointer(self, path: str, reason: str | None) -> None:
+        """Remember an inbox pointer as not this journal's (``reason``), or forget it (None: gone)."""
+        now = iso(utcnow())
+        with self.transaction() as db:
+            if reason is None:
+                db.execute("DELETE FROM sources WHERE path = ? AND kind = 'pointer'", (path,))
+            else:
+                _upsert_sources(
+                    db,
+                    IngestBatch(
+                        sources=[SourceRow(path, "pointer", status="stray", status_detail=reason[:500])]
+                    ),
+                    now,
+                )
+
+    @staticmethod
+    def _settled(db: sqlite3.Connection, launch_ids: Sequence[int]) -> dict[int, bool]:
+        out: dict[int, bool] = {}
+        for chunk, marks in in_chunks(launch_ids):
+            for launch_id, terminal_at, forgotten_at in db.execute(
+                f"SELECT launch_id, terminal_at, forgotten_at FROM launches WHERE launch_id IN ({marks})",
+                tuple(chunk),
+            ):
+                out[launch_id] = terminal_at is not None or forgotten_at is not None
+        return out
+
     def settled_launches(self, launch_ids: Sequence[int]) -> dict[int, bool]:
         """For each of these launch ids the journal knows: whether it is over (final or forgotten)."""
-        out: dict[int, bool] = {}
         with self.reading() as db:
-            for chunk, marks in in_chunks(launch_ids):
-                for launch_id, terminal_at, forgotten_at in db.execute(
-                    f"SELECT launch_id, terminal_at, forgotten_at FROM launches WHERE launch_id IN ({marks})",
-                    tuple(chunk),
-                ):
-                    out[launch_id] = terminal_at is not None or forgotten_at is not None
-        return out
+            return self._settled(db, launch_ids)
+
+
+#: Event types after which ingest stops reading a launch's directory (see BatchBuilder.terminal).
+_ENDING_TYPES = frozenset({"exited", "released", "completed"})
+
+
+def _set_aside_strays(db: sqlite3.Connection, batch: IngestBatch, counts: IngestCounts) -> None:
+    """Take out of ``batch`` every file whose launch runs in another directory (fwspool.identity):
+    its source row becomes ``stray`` (not read again, offset 0, so that it is read whole should
+    the LaunchPad say it is the launch after all), its events and its claim on the launch
+    (directory, batch job, end) are dropped, and one line says so. Launches new to the journal
+    take the first directory that claims them, here the batch's own launch row."""
+    if not batch.events and not batch.launches:
+        return
+    homes = read_homes(db, {*(r.launch_id for r in batch.launches), *_launch_of_files(batch).values()})
+    first_claims = {r.launch_id: r for r in reversed(batch.launches)}
+    for launch_id, row in first_claims.items():
+        homes.setdefault(launch_id, LaunchHome(launch_id, row.launch_dir))
+    known = _source_rows(db, list(batch.events))
+    stray: dict[str, tuple[int, str]] = {}
+    for path, launch_id in _launch_of_files(batch).items():
+        was = known.get(path)
+        if was is not None and was[1] == "stray":
+            stray[path] = (launch_id, was[2] or "set aside before")
+            continue
+        if was is not None and was[0] == launch_id:
+            continue  # agreed when it was first read
+        home, directory, rows = homes[launch_id], os.path.dirname(path), batch.events[path]
+        claimed = [_claimed_dir(r.payload) for r in rows if r.type in ("started", "launch_dir_changed")]
+        if agrees(home, directory, claimed_dirs=[d for d in claimed if d]):
+            continue
+        if writer_has_events(db, rows[0].writer_id, launch_id):
+            continue
+        stray[path] = (
+            launch_id,
+            f"launch {launch_id} of this journal's LaunchPad runs in {home.launch_dir}, not in {directory}: "
+            "set aside (another LaunchPad's launch, or one before an lpad reset)",
+        )
+    if not stray:
+        return
+    for path, (_, reason) in stray.items():
+        del batch.events[path]
+        kind = next((s.kind for s in batch.sources if s.path == path), "spool")
+        batch.sources = [s for s in batch.sources if s.path != path]
+        batch.sources.append(
+            SourceRow(
+                path,
+                kind,
+                status="stray",
+                status_detail=reason[:500],
+                launch_id=None,
+                committed_offset=0,
+                content_hash=None,
+            )
+        )
+        if known.get(path, (None, None, None))[1] != "stray":
+            counts.problems.append(f"{path}: {reason}")
+    # A launch row claimed by a stray file keeps the journal's directory and no batch job but one
+    # a file of the launch itself started under.
+    strays_of = {launch_id for launch_id, _ in stray.values()}
+    batch.launches = [
+        _without_strays(r, homes[r.launch_id], batch) if r.launch_id in strays_of else r
+        for r in batch.launches
+    ]
+    still_ending = {r.launch_id for rows in batch.events.values() for r in rows if r.type in _ENDING_TYPES}
+    for launch_id, _ in stray.values():
+        if launch_id not in still_ending:
+            batch.terminal_launches.discard(launch_id)
+            batch.signal_exits.discard(launch_id)
+
+
+def _without_strays(row: LaunchRow, home: LaunchHome, batch: IngestBatch) -> LaunchRow:
+    """``row`` as the launch's own files of this batch (strays taken out) would have made it."""
+    job = system = None
+    for rows in batch.events.values():
+        for r in rows:
+            if r.launch_id == row.launch_id and r.type == "started":
+                payload = json.loads(r.payload)
+                job, system = payload.get("batch_job_id") or job, payload.get("batch_system") or system
+    return row._replace(launch_dir=home.launch_dir, batch_job_id=job, batch_system=system)
+
+
+def _launch_of_files(batch: IngestBatch) -> dict[str, int]:
+    """The launch each file of the batch is of (a spool file is one launch's; its first event
+    says). Events handed over without a file (an absolute path) have no directory to compare."""
+    return {path: rows[0].launch_id for path, rows in batch.events.items() if rows and os.path.isabs(path)}
+
+
+def _claimed_dir(payload: str) -> str | None:
+    try:
+        value = json.loads(payload).get("launch_dir")
+    except ValueError:
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _source_rows(
+    db: sqlite3.Connection, paths: Sequence[str]
+) -> dict[str, tuple[int | None, str, str | None]]:
+    """(launch id, status, status detail) of these paths' source rows."""
+    out: dict[str, tuple[int | None, str, str | None]] = {}
+    for chunk, marks in in_chunks(sorted(paths)):
+        for path, launch_id, status, detail in db.execute(
+            f"SELECT path, launch_id, status, status_detail FROM sources WHERE path IN ({marks})",
+            tuple(chunk),
+        ):
+            out[path] = (launch_id, status, detail)
+    return out
 
 
 def forget_late_launches(db: sqlite3.Connection, now: str) -> None:

@@ -50,12 +50,19 @@ class ApplyResult:
     released_launches: list[int] = field(default_factory=list)
     #: What the application left of each launch it moved, for ``fwspool status`` (filled last).
     pushed: list[PushedLaunch] = field(default_factory=list)
+    #: Launches whose events stay pending, with why (``fwspool status``: need attention).
+    held: dict[int, str] = field(default_factory=dict)
 
     def applied(self, launch: LaunchEvents) -> None:
         """Every pending event of this launch is on the LaunchPad now (notes are only skipped)."""
         self.outcomes.extend(
             (e.event_id, "skipped" if e.type == "note" else "applied", None) for e in launch.events
         )
+
+    def hold(self, launch: LaunchEvents, reason: str) -> None:
+        """This launch's events stay pending, for ``reason`` (said now, and by ``fwspool status``)."""
+        self.problems.append(reason)
+        self.held[launch.launch_id] = reason
 
     def superseded(self, launch: LaunchEvents, reason: str, *, deprecate: bool = True) -> None:
         """None of this launch's events will be applied; ``deprecate`` its offline run too, so
@@ -183,14 +190,16 @@ class LaunchPadApplier:
             if fw is not None and fw.get("state") in HELD_FW_STATES:
                 routes.held_fireworks.add(fw["fw_id"])
             if doc is None:
-                result.problems.append(
-                    f"launch {launch.launch_id} is not on this LaunchPad: its {len(launch.events)} events stay pending"
+                result.hold(
+                    launch,
+                    f"launch {launch.launch_id} is not on this LaunchPad (yet): its {len(launch.events)} events stay pending",
                 )
             elif not same_launch(launch, doc):
-                result.problems.append(
-                    f"launch {launch.launch_id} on this LaunchPad runs in {doc.get('launch_dir')}, but the inbox "
-                    f"announced it in {', '.join(launch.announced_dirs)}: another LaunchPad's launch? Its events "
-                    "stay pending (give each LaunchPad its own FWSPOOL_INBOX, then `fwspool forget --launch-id`)"
+                result.hold(
+                    launch,
+                    f"launch {launch.launch_id} on this LaunchPad runs in {doc.get('launch_dir')}, but its files are "
+                    f"in {', '.join(launch.announced_dirs)}: its events stay pending until the next push sets aside "
+                    "what is not this LaunchPad's",
                 )
             elif (reason := superseded_reason(doc, fw, view.offline_runs.get(launch.launch_id))) is not None:
                 result.superseded(launch, reason)
@@ -215,11 +224,12 @@ class LaunchPadApplier:
         result: ApplyResult,
     ) -> None:
         """Apply what the launch did while running; keep its exit pending, visibly, every pass."""
-        result.problems.append(
+        result.hold(
+            launch,
             f"launch {launch.launch_id} (Firework {doc.get('fw_id')}): its job exited cleanly but its "
             f"completion is not in the journal and {launch.quarantined} of its records are quarantined; "
             "it waits: see `fwspool status` and the quarantined view, then raise --max-record and run "
-            "`fwspool ingest --retry-quarantined` (or rerun the Firework)"
+            "`fwspool ingest --retry-quarantined` (or rerun the Firework)",
         )
         running = [e for e in launch.events if e is not exit_event]
         if running:
