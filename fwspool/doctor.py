@@ -89,8 +89,12 @@ class DoctorInputs:
 
 
 def run_checks(inputs: DoctorInputs) -> list[Check]:
-    """Every check, in the order a new user fixes things."""
-    config, checks = check_launchpad(inputs.launchpad_file, inputs.uri, inputs.name)
+    """Every check, in the order a new user fixes things. Without -l or --uri, the LaunchPad is
+    the journal's own (the launchpad file of its first push: :mod:`fwspool.binding`)."""
+    launchpad_file = inputs.launchpad_file
+    if launchpad_file is None and inputs.uri is None and not os.environ.get("FWSPOOL_MONGODB_URI"):
+        launchpad_file = _journals_launchpad_file(inputs.journal)
+    config, checks = check_launchpad(launchpad_file, inputs.uri, inputs.name)
     if config is not None:
         checks.append(check_database(config, inputs.timeout))
     else:
@@ -108,7 +112,7 @@ def run_checks(inputs: DoctorInputs) -> list[Check]:
             skipped("fwspool in the job", why),
             skipped("batch system", why),
         ]
-    checks.append(check_inbox(inputs.inbox))
+    checks.append(check_inbox(inputs.inbox, inputs.journal))
     checks += check_roots(inputs.roots)
     return checks
 
@@ -373,8 +377,51 @@ def check_batch_system(adapter: dict[str, Any]) -> Check:
 # -- what ingest reads ----------------------------------------------------------------------------
 
 
-def check_inbox(inbox: str | None) -> Check:
-    """The inbox, where ``fwspool rlaunch`` announces launches, is (or will be) readable."""
+def _journals_launchpad_file(journal_path: str | None) -> str | None:
+    """The launchpad file the journal's first push was given, if the journal and file exist."""
+    path = journal_path or default_journal_path()
+    if not os.path.exists(path):
+        return None
+    from fwspool.journal import Journal
+
+    try:
+        with Journal.open(path, create=False) as journal:
+            binding = journal.binding()
+    except FwspoolError:
+        return None
+    if binding is None or not binding.launchpad_file or not os.path.isfile(binding.launchpad_file):
+        return None
+    return binding.launchpad_file
+
+
+def other_launchpads_pointers(inbox: str, journal_path: str | None) -> tuple[int, int]:
+    """(pointers in the inbox, how many of them announce no launch of the journal's LaunchPad):
+    those the journal set aside, and those whose launch id it knows in another directory."""
+    from fwspool.identity import dir_tag
+    from fwspool.inbox import list_inbox
+
+    listed = list_inbox(inbox)
+    path = journal_path or default_journal_path()
+    if not listed or not os.path.exists(path):
+        return len(listed), 0
+    from fwspool.journal import Journal
+
+    with Journal.open(path, create=False) as journal:
+        homes = journal.launch_homes(sorted({x.launch_id for x in listed}))
+        strays = journal.stray_pointers()
+    others = 0
+    for x in listed:
+        known = homes.get(x.launch_id)
+        if x.path in strays or (
+            known is not None and x.tag is not None and x.tag not in {dir_tag(d) for d in known[0].dirs()}
+        ):
+            others += 1
+    return len(listed), others
+
+
+def check_inbox(inbox: str | None, journal_path: str | None = None) -> Check:
+    """The inbox, where ``fwspool rlaunch`` announces launches, is (or will be) readable; how
+    many of its pointers are other LaunchPads' (or from before an ``lpad reset``)."""
     from fwspool.inbox import default_inbox
 
     path = os.path.abspath(os.path.expanduser(inbox or default_inbox()))
@@ -388,9 +435,23 @@ def check_inbox(inbox: str | None) -> Check:
                 "set FWSPOOL_INBOX to a shared directory you own",
             )
         return ok(what, "not created yet: the first `fwspool rlaunch` creates it (mode 700)")
-    return _readable_directory(
+    check = _readable_directory(
         what, path, "set FWSPOOL_INBOX (for the jobs and for sync) to a directory you own"
     )
+    if check.status != "ok":
+        return check
+    try:
+        total, others = other_launchpads_pointers(path, journal_path)
+    except FwspoolError:
+        return check
+    if others:
+        return ok(
+            what,
+            f"{total} pointers, {others} of them for launches of other LaunchPads (or from before an lpad reset): "
+            "they stay for their own journals, and go once their directory is gone or their launch has been "
+            "over for 30 days",
+        )
+    return check
 
 
 def check_roots(roots: Sequence[str]) -> list[Check]:

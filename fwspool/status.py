@@ -167,8 +167,13 @@ def collect(
         for r in rows
     ]
     totals = journal.event_totals()
+    # History (the LaunchPad moved past it) and launches this LaunchPad does not have (yet) are
+    # not its Fireworks as they are now.
+    current = [x for x in launches if not x["history"] and not x["elsewhere"]]
     totals.update(
         launches=len(launches),
+        history_launches=sum(1 for x in launches if x["history"]),
+        elsewhere_launches=sum(1 for x in launches if x["elsewhere"]),
         pending_launches=sum(1 for x in launches if x["pending"] and not x["forgotten"]),
         forgotten_launches=sum(1 for x in launches if x["forgotten"]),
         need_attention=sum(1 for x in launches if x["attention"]),
@@ -179,8 +184,11 @@ def collect(
         "journal": journal.path,
         "now": iso(now),
         "totals": totals,
-        "by_state": dict(sorted(Counter(x["state"] or "not pushed" for x in launches).items())),
-        "by_outcome": dict(sorted(Counter(x["outcome"] for x in launches).items())),
+        # The Fireworks as last seen: each by its latest launch the LaunchPad has not moved past.
+        "by_state": dict(
+            sorted(Counter(x["state"] or "not pushed" for x in _latest_per_firework(current)).items())
+        ),
+        "by_outcome": dict(sorted(Counter(x["outcome"] for x in current).items())),
         "oldest_pending": journal.oldest_pending(),
         "last_successful_push": last_push,
         "database": database,
@@ -188,6 +196,18 @@ def collect(
         "blocks": _packed_blocks(journal.blocks()),
         "launches": listed,
     }
+
+
+def _latest_per_firework(launches: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One launch per Firework (its newest), and every launch whose Firework is not known."""
+    latest: dict[int, dict[str, Any]] = {}
+    rest = []
+    for x in launches:
+        if x["fw_id"] is None:
+            rest.append(x)
+        elif x["fw_id"] not in latest or latest[x["fw_id"]]["launch_id"] < x["launch_id"]:
+            latest[x["fw_id"]] = x
+    return rest + list(latest.values())
 
 
 def _packed_blocks(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -241,6 +261,13 @@ def _launch(
         "superseded": row["superseded"],
         "forgotten": bool(row["forgotten"]),
         "quarantined": quarantined,
+        "held": row["held"],
+        "history": row["history_at"] is not None,
+        "history_at": row["history_at"],
+        "confirmed": row["confirmed_at"] is not None,
+        # Announced (a pointer, a file) under an id this LaunchPad has not handed out yet: held,
+        # and set aside once it does, unless it is this LaunchPad's (fwspool.identity).
+        "elsewhere": bool(row["held"]) and row["confirmed_at"] is None,
     }
     attention, notes = _notes(launch, last_push, now)
     launch.update(attention=attention, note="; ".join(notes) or None)
@@ -277,8 +304,21 @@ def _notes(launch: dict[str, Any], last_push: str | None, now: dt.datetime) -> t
         return False, [
             f"{launch['outcome_detail']}; its {launch['pending']} unpushed events stay in the journal"
         ]
+    if launch["history"]:
+        return False, [
+            f"history: the LaunchPad moved past this launch (a rerun, or a later launch of Firework "
+            f"{launch['fw_id']}; seen {age(launch['history_at'], now)} ago)"
+        ]
+    if launch["elsewhere"]:
+        return False, [
+            f"{launch['held']}; announced in {launch['launch_dir']}, probably another LaunchPad's launch "
+            "(or one from before an lpad reset): set aside once this LaunchPad hands out its id to another launch"
+        ]
     notes: list[str] = []
     attention = False
+    if launch["held"] and launch["pending"]:
+        attention = True
+        notes.append(f"held: {launch['held']}")
     if launch["pending_state"]:
         notes.append(f"{launch['pending_state']} once its {launch['pending']} pending events are pushed")
     left = (
@@ -286,7 +326,7 @@ def _notes(launch: dict[str, Any], last_push: str | None, now: dt.datetime) -> t
         and last_push
         and as_utc(launch["oldest_pending_at"]) + LEFT_BY_PUSH < as_utc(last_push)
     )
-    if left:
+    if left and not launch["held"]:
         attention = True
         notes.append(
             f"{launch['pending']} events not applied by the last push ({age(last_push, now)} ago; its output says "
@@ -384,6 +424,14 @@ def _summary(report: dict[str, Any], now: dt.datetime) -> list[str]:
         f"last successful push: {last + ' (' + age(last, now) + ' ago)' if last else 'never'}",
         _database_line(report["database"]),
         f"quarantined: {t['quarantined']} ranges; forgotten: {t['forgotten_launches']} launches",
+        *(
+            [
+                f"not on this LaunchPad (yet): {t['elsewhere_launches']} launches announced under ids it has "
+                "not handed out (another LaunchPad's, or from before an lpad reset; --all lists them)"
+            ]
+            if t["elsewhere_launches"]
+            else []
+        ),
     ]
     return [f"journal {report['journal']}"] + [
         ln

@@ -271,6 +271,24 @@ class UplinkOptions:
 
         return resolve(self.launchpad_file, self.uri, self.name)
 
+    def given(self) -> bool:
+        """Whether the command line or the environment names a LaunchPad."""
+        import os
+
+        return bool(self.launchpad_file or self.uri or os.environ.get("FWSPOOL_MONGODB_URI"))
+
+    def or_journals(self, journal: Journal) -> UplinkOptions:
+        """These options, or, when they name no LaunchPad, the journal's own (the launchpad file
+        its first push was given: :mod:`fwspool.binding`), if that file is still there."""
+        import os
+
+        binding = journal.binding()
+        if self.given() or binding is None or not binding.launchpad_file:
+            return self
+        if not os.path.isfile(binding.launchpad_file):
+            return self
+        return dataclasses.replace(self, launchpad_file=binding.launchpad_file)
+
     def open(self) -> MongoUplink:
         from fwspool.uplink import MongoUplink
 

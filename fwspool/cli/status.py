@@ -73,6 +73,9 @@ def status(
 
     filters = Filters(states, fw_ids, pending, since, every)
     with open_journal(journal_path) as journal:
+        uplink = uplink.or_journals(journal)
+        if not no_check:
+            uplink.config()  # a launchpad file that is not there is an error, not a status line
         database = None
         if not no_check:
             # Server selection gives up well within the budget, so that its own reason (refused,
