@@ -101,6 +101,8 @@ def test_a_three_step_workflow_advances_with_sync_watch_alone_through_a_database
         Firework(ScriptTask.from_str("echo three > step.txt"), name="step3", fw_id=3),
     ]
     lp.add_wf(Workflow(steps, {1: [2], 2: [3]}))
+    # The default inbox already holds another LaunchPad's pointers with launch ids 1, 2 and 3.
+    others = s.leave_other_launchpads_pointers()
     s.start_sync()
     try:
         for fw_id in (1, 2, 3):
@@ -123,8 +125,25 @@ def test_a_three_step_workflow_advances_with_sync_watch_alone_through_a_database
         assert "cannot reach MongoDB" in s.log()
     finally:
         s.stop_sync()
+    # The other LaunchPad's pointers stay for its own journal; none was applied here.
+    assert others <= set(os.listdir(s.home / ".fwspool" / "inbox"))
+    applied_from_others = (
+        "SELECT count(*) FROM events AS e JOIN sources AS s ON s.source_id = e.source_id "
+        "WHERE s.path LIKE '%/other-launchpad/%' AND e.push_outcome = 'applied'"
+    )
+    assert s.events(applied_from_others) == [(0,)]
+    # What was read of them before the LaunchPad said whose launches 1-3 are is kept, set aside;
+    # nothing of this LaunchPad's own jobs is.
+    set_aside_of_ours = (
+        "SELECT count(*) FROM events AS e JOIN sources AS s ON s.source_id = e.source_id "
+        "WHERE e.push_outcome = 'stray' AND s.path NOT LIKE '%/other-launchpad/%'"
+    )
+    assert s.events(set_aside_of_ours) == [(0,)]
     started = [
-        json.loads(p) for (p,) in s.events("SELECT payload FROM events WHERE type = 'started' ORDER BY fw_id")
+        json.loads(p)
+        for (p,) in s.events(
+            "SELECT payload FROM events WHERE type = 'started' AND push_outcome IS NOT 'stray' ORDER BY fw_id"
+        )
     ]
     assert [st["batch_system"] for st in started] == ["slurm"] * 3
     assert [st["restart_count"] for st in started] == [0] * 3

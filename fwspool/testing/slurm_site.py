@@ -168,6 +168,27 @@ class Site:
         self.daemon: subprocess.Popen[bytes] | None = None
         self.inbox = inbox
 
+    def leave_other_launchpads_pointers(self, launch_ids: tuple[int, ...] = (1, 2, 3)) -> set[str]:
+        """What the default inbox holds after earlier runs on this machine: pointers of another
+        LaunchPad's launches with these ids, in its own directories (launch 1 still running, 2
+        completed, 3 killed), as ``fwspool rlaunch`` leaves them. Returns their file names."""
+        from fwspool import inbox
+        from fwspool.events import Completed, Exited, Started, utcnow
+        from fwspool.spool import SpoolWriter
+
+        where = str(self.home / ".fwspool" / "inbox")
+        names = set()
+        for launch_id in launch_ids:
+            d = self.home / "other-launchpad" / f"launcher_{launch_id}"
+            d.mkdir(parents=True)
+            with SpoolWriter(str(d), launch_id, launch_id) as w:
+                w.append(Started(started_on=utcnow(), launch_dir=str(d)))
+                if launch_id % 3 == 2:
+                    w.append(Completed(state="COMPLETED", action={"stored_data": {}}, completed_on=utcnow()))
+                    w.append(Exited(returncode=0))
+            names.add(os.path.basename(inbox.write_pointer(where, launch_id, launch_id, str(d))))
+        return names
+
     def write_qadapter(self, pre_rocket: str | None = None, name: str = "my_qadapter.yaml") -> Path:
         path = self.fw / name
         path.write_text(qadapter_file_text(self.rocket_launch_line, pre_rocket))
