@@ -59,5 +59,7 @@ def test_the_readme_names_every_field_fwspool_adds_to_launchpad_documents() -> N
 
     readme = (REPO / "README.md").read_text()
     section = readme.split("## What fwspool writes on the LaunchPad", 1)[1].split("\n### ", 1)[0]
-    for name in (LOCK_FIELD, UNDO_FIELD, UNDOING_FIELD):
+    from fwspool.binding import EPOCH_FIELD
+
+    for name in (LOCK_FIELD, UNDO_FIELD, UNDOING_FIELD, EPOCH_FIELD):
         assert f"`{name}`" in section, name
