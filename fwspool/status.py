@@ -167,9 +167,9 @@ def collect(
         for r in rows
     ]
     totals = journal.event_totals()
-    # History (the LaunchPad moved past it) and launches this LaunchPad does not have (yet) are
-    # not its Fireworks as they are now.
-    current = [x for x in launches if not x["history"] and not x["elsewhere"]]
+    # Launches this LaunchPad does not have (yet) are not its Fireworks; each Firework counts
+    # once, by its latest launch (a rerun's or a new reservation's, not the one it moved past).
+    current = [x for x in launches if not x["elsewhere"]]
     totals.update(
         launches=len(launches),
         history_launches=sum(1 for x in launches if x["history"]),
@@ -305,6 +305,8 @@ def _notes(launch: dict[str, Any], last_push: str | None, now: dt.datetime) -> t
             f"{launch['outcome_detail']}; its {launch['pending']} unpushed events stay in the journal"
         ]
     if launch["history"]:
+        if outcome == SUPERSEDED and launch["outcome_detail"]:
+            return False, [launch["outcome_detail"]]  # it says how the LaunchPad moved past it
         return False, [
             f"history: the LaunchPad moved past this launch (a rerun, or a later launch of Firework "
             f"{launch['fw_id']}; seen {age(launch['history_at'], now)} ago)"

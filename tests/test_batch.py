@@ -271,7 +271,9 @@ def test_a_launch_of_another_launchpad_announced_in_a_shared_inbox_is_never_appl
             finally:
                 uplink.close()
             # A's launch 1 runs in a/: what B's job wrote in b/ is set aside, said, kept, never applied.
-            assert any("set aside" in p and str(tmp_path / "b") in p for p in summary.problems), summary.problems
+            assert any("set aside" in p and str(tmp_path / "b") in p for p in summary.problems), (
+                summary.problems
+            )
             assert journal.count_events("push_outcome = 'stray'") >= 3  # kept, not lost
             assert journal.query("SELECT launch_dir, confirmed_at IS NOT NULL AS c FROM launches") == [
                 {"launch_dir": str(tmp_path / "a"), "c": 1}

@@ -147,9 +147,9 @@ def test_a_version_3_journal_is_upgraded_in_place_keeping_every_row_and_both_dir
     with Journal.open(str(path)) as journal:
         assert journal.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 4
         assert journal.count_events("pushed_at IS NULL") == 4
-        assert journal.query("SELECT launch_id, confirmed_at, held, history_at, pending FROM launch_status") == [
-            {"launch_id": 1, "confirmed_at": None, "held": None, "history_at": None, "pending": 4}
-        ]
+        assert journal.query(
+            "SELECT launch_id, confirmed_at, held, history_at, pending FROM launch_status"
+        ) == [{"launch_id": 1, "confirmed_at": None, "held": None, "history_at": None, "pending": 4}]
         # The wider CHECKs take the new values, and still refuse others.
         journal.db.execute("UPDATE sources SET status = 'stray' WHERE source_id = 2")
         journal.db.execute("UPDATE events SET push_outcome = 'stray' WHERE source_id = 2")

@@ -301,7 +301,8 @@ def test_no_command_prints_a_password_nor_writes_it_to_the_journal(mongo_server_
         (["sync", "--root", d, "-l", lpad["bad_alias"]], {}, 78),
         (["status", "--uri", alice_uri(server, WRONG)], {}, 0),
         (["status", "--json", "-l", lpad["nonuri_wrong"]], {}, 0),
-        (["status", "--json", "-l", lpad["bad_alias"]], {}, 0),
+        # A launchpad file that cannot be read is exit 78 for every command (#18), status too.
+        (["status", "--json", "-l", lpad["bad_alias"]], {}, 78),
         (["status", "-l", lpad["uri_unescaped"]], {}, 0),
         (["status", "--json", "-l", lpad["nonuri_dead"], "--timeout", "1"], {}, 0),
         (["status", "--json"], {"FWSPOOL_MONGODB_URI": alice_uri(server, WRONG)}, 0),

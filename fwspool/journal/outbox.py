@@ -318,7 +318,7 @@ class Outbox(JournalDatabase):
             current = (fw or {}).get("launches") or []
             if fw is None or lid not in current or max(current) > lid:
                 history.append(lid)
-            elif fw.get("state"):
+            if fw is not None and fw.get("state"):
                 states.append((fw["state"], lid, fw["state"]))
         with self.transaction() as db:
             for chunk, marks in in_chunks(history):
