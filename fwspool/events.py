@@ -131,6 +131,27 @@ class Exited(msgspec.Struct, tag="exited", tag_field="type"):
     run: str | None = None
 
 
+class BatchEnd(msgspec.Struct, forbid_unknown_fields=False):
+    """How the batch system says a job ended, from its own record of the job (Grid Engine's
+    ``qacct -j``, Slurm's ``scontrol show job``)."""
+
+    #: fwspool's word for it: ``walltime``, ``killed``, ``exited``, ``completed``,
+    #: ``rescheduled``, ``limit``, ``failed to start``, ``node failure``, ``out of memory``,
+    #: ``preempted``, ``cancelled``.
+    cause: str
+    #: The batch system's own words: ``failed 37 : qmaster enforced h_rt limit, exit_status 137``.
+    words: str
+    #: The command asked: ``qacct -j`` or ``scontrol show job``.
+    source: str
+    #: The job script's exit status (128 + N: killed by signal N).
+    exit_status: int | None = None
+    #: Grid Engine's ``failed`` code (0: the job ran and ended on its own).
+    failed: int | None = None
+    #: Slurm's ``JobState`` and ``Reason``.
+    state: str | None = None
+    reason: str | None = None
+
+
 class Lost(msgspec.Struct, tag="lost", tag_field="type"):
     """Inferred on the login node, never written by a job: the batch job of a started launch is
     no longer queued or running, and the launch recorded no end (SIGKILL, OOM killer, node
@@ -140,6 +161,9 @@ class Lost(msgspec.Struct, tag="lost", tag_field="type"):
     #: When the batch system was first seen not to have the job.
     gone_since: dt.datetime
     batch_system: str | None = None
+    #: How the batch job ended, in the batch system's words; None when its record says nothing
+    #: (yet): the job is gone all the same.
+    batch_end: BatchEnd | None = None
 
 
 class Released(msgspec.Struct, tag="released", tag_field="type"):

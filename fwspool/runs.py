@@ -88,6 +88,13 @@ def why_ended(event: PendingEvent) -> tuple[str, str | None]:
     ('exited with return code 65', the error it recorded), ('vanished', why fwspool thinks so)."""
     p = event.payload
     if event.type == "lost":
+        end = p.get("batch_end")
+        if isinstance(end, dict) and end.get("cause"):
+            # The batch system's own record: "walltime (qacct -j: failed 37 : qmaster enforced ...)".
+            return "vanished", (
+                f"batch job {p.get('batch_job_id')} ended without the launch recording it: "
+                f"{end['cause']} ({end.get('source')}: {end.get('words')})"
+            )
         return "vanished", (
             f"batch job {p.get('batch_job_id')} is no longer queued or running and the launch "
             "recorded no end (killed with SIGKILL, out of memory, or its node failed)"

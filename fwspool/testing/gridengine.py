@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from fwspool.batch import parse_qacct
 from fwspool.devserver import free_port
 
 #: Debian's real binaries (``/usr/bin/q*`` are wrappers that honour SGE_ROOT/SGE_CELL too).
@@ -326,7 +327,7 @@ class DevGridEngine:
     def qsub(self, script_path: str, *args: str, cwd: str | None = None) -> str:
         """Submit a job script; returns the job id."""
         res = self.run("qsub", *args, script_path, cwd=cwd)
-        match = re.search(r"Your job (\d+)", res.stdout)
+        match = re.search(r"Your job(?:-array)? (\d+)", res.stdout)
         if not match:
             raise RuntimeError(f"qsub said: {res.stdout}{res.stderr}")
         return match.group(1)
@@ -446,22 +447,6 @@ class DevGridEngine:
         self.stop()
 
 
-def parse_qacct(text: str) -> list[dict[str, str]]:
-    """``qacct -j`` output: records separated by a line of ``=``, each line ``name  value``."""
-    records: list[dict[str, str]] = []
-    current: dict[str, str] | None = None
-    for line in text.splitlines():
-        if line.startswith("=========="):
-            current = {}
-            records.append(current)
-            continue
-        if current is None or not line.strip():
-            continue
-        name, _, value = line.partition(" ")
-        current[name] = value.strip()
-    return records
-
-
 def _override(template: str, values: dict[str, Any]) -> str:
     """A Grid Engine config file (``name value`` lines) with some values replaced."""
     lines = []
@@ -500,4 +485,3 @@ def _processes() -> dict[int, tuple[int, int, str, list[bytes]]]:
             continue
         found[int(name)] = (int(fields[1]), int(fields[3]), comm, env)
     return found
-
