@@ -84,6 +84,9 @@ class Started(msgspec.Struct, tag="started", tag_field="type", forbid_unknown_fi
     #: How many times the batch system restarted the job (``SLURM_RESTART_COUNT``): a requeued
     #: job runs the same launch again, in the same launch directory.
     restart_count: int | None = None
+    #: Whether this run is a restart of the job (Grid Engine's ``RESTARTED`` flag, which does not
+    #: count: each run has a writer of its own, which tells one run from the next).
+    restarted: bool | None = None
 
 
 class Ping(msgspec.Struct, tag="ping", tag_field="type"):
@@ -129,6 +132,9 @@ class Exited(msgspec.Struct, tag="exited", tag_field="type"):
     #: The writer id of the run this ends, when another writer records it (the signal handler
     #: writes a file of its own): pairs an exit with its run whatever the node's clock did.
     run: str | None = None
+    #: What the signal means on the job's batch system, in words ("Grid Engine's soft walltime
+    #: (s_rt) passed"): :data:`fwspool.rlaunch.SIGNAL_MEANINGS`.
+    meaning: str | None = None
 
 
 class BatchEnd(msgspec.Struct, forbid_unknown_fields=False):

@@ -17,6 +17,8 @@ The cell is set up as FireWorks and fwspool need it:
   (``localhost`` for 127.0.0.1 on most machines) and refuses one whose own name differs.
 - Root may run jobs (``min_uid 0``), the shebang is honoured (``unix_behavior``), accounting
   is written at once (``qacct`` answers as soon as a job ends), the scheduler runs every second.
+- A job's ``HOME`` is its submitter's (``SGE_O_HOME``, through the queue's ``starter_method``):
+  each test's user has a home of its own, which the README's ``$HOME/fw`` lines mean in the job.
 
 :meth:`DevGridEngine.stop` ends everything by pid: each job's process group and shepherd, then
 both daemons. Never the packages' init scripts, which kill every ``sge_qmaster`` on the machine
@@ -270,12 +272,24 @@ class DevGridEngine:
             "min_cpu_interval 00:05:00\nprocessors UNDEFINED\nqtype BATCH INTERACTIVE\nckpt_list NONE\n"
             f"pe_list make smp mpi\nrerun FALSE\nslots {self.slots}\ntmpdir {self._path('tmp')}\n"
             "shell /bin/sh\nprolog NONE\nepilog NONE\nshell_start_mode unix_behavior\n"
-            "starter_method NONE\nsuspend_method NONE\nresume_method NONE\nterminate_method NONE\n"
+            f"starter_method {self._starter()}\nsuspend_method NONE\nresume_method NONE\nterminate_method NONE\n"
             f"notify 00:00:{NOTIFY_SECONDS:02d}\nowner_list NONE\nuser_lists NONE\nxuser_lists NONE\n"
             "subordinate_list NONE\ncomplex_values NONE\nprojects NONE\nxprojects NONE\ncalendar NONE\n"
             f"initial_state default\n{limits}",
         )
         self.run("qconf", "-Aq", conf)
+
+    def _starter(self) -> str:
+        """The queue's ``starter_method``: the job runs with the submitter's ``HOME``.
+
+        Grid Engine sets a job's ``HOME`` from the password file (``/root`` here), whatever the
+        submitter's environment says; on a real site that is the user's home on the login node
+        too. The tests' users each have a home of their own (a temporary directory), which the
+        README's ``$HOME/fw/...`` lines must mean in the job as well: ``SGE_O_HOME`` is it."""
+        path = self._path("starter.sh")
+        self._write(path, '#!/bin/sh\n[ -n "$SGE_O_HOME" ] && HOME=$SGE_O_HOME && export HOME\nexec "$@"\n')
+        os.chmod(path, 0o755)
+        return path
 
     def _execd_reports(self) -> bool:
         out = self.run("qhost", "-h", self.host, check=False).stdout.splitlines()
@@ -296,7 +310,7 @@ class DevGridEngine:
         out = []
         for log in (
             os.path.join(self.qmaster_spool, "messages"),
-            os.path.join(self.execd_spool, self.host, "messages"),
+            os.path.join(self._execd_host_spool(), "messages"),
         ):
             try:
                 with open(log, "rb") as f:
@@ -355,6 +369,25 @@ class DevGridEngine:
 
     def qdel(self, job_id: str, *args: str) -> None:
         self.run("qdel", *args, job_id)
+
+    def _execd_host_spool(self) -> str:
+        """The execd's own spool directory, named as the cell names this host (the alias's first
+        column, or what the address resolves to)."""
+        try:
+            names = sorted(os.listdir(self.execd_spool))
+        except OSError:
+            names = []
+        return os.path.join(self.execd_spool, names[0] if names else self.host)
+
+    def job_pid(self, job_id: str, task: str = "1") -> int | None:
+        """The pid of a running job's script (the leader of the job's process group), as its
+        shepherd recorded it; None when the job does not run here."""
+        path = os.path.join(self._execd_host_spool(), "active_jobs", f"{job_id}.{task}", "job_pid")
+        try:
+            with open(path) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
 
     def accounting(self, job_id: str) -> list[dict[str, str]]:
         """``qacct -j``'s records of the job (one per run), each as field -> value."""
@@ -419,7 +452,7 @@ class DevGridEngine:
         shepherds (they carry the marker, inherited from execd), and every process in a session
         a shepherd started."""
         found: set[int] = set()
-        active = os.path.join(self.execd_spool, self.host, "active_jobs")
+        active = os.path.join(self._execd_host_spool(), "active_jobs")
         try:
             jobs = os.listdir(active)
         except OSError:
