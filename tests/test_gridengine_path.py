@@ -299,3 +299,63 @@ def test_a_packed_job_s_walltime_ends_it_inside_the_pack(
     assert exit_facts["signal_name"] == "SIGTERM" and "h_rt" in exit_facts["meaning"]
     # The one not started is handed back when the job ends (the block releases it).
     wait_for(lambda: fw_state(lp, 3) == "READY", 60, "the Firework the pack never started READY")
+
+
+# -- fwspool doctor on a Grid Engine site -----------------------------------------------------------
+
+
+def doctor_lines(site: GridEngineSite, qadapter: Path, **env: str) -> tuple[int, dict[str, str]]:
+    """The README's doctor line (with this queue adapter): its exit code, and each check's line by name."""
+    [line] = [
+        ln.strip() for ln in README.splitlines() if ln.strip().startswith("$HOME/fw/.venv/bin/fwspool doctor")
+    ]
+    line = line.replace("$HOME/fw/my_qadapter.yaml", str(qadapter))
+    res = subprocess.run(
+        ["bash", "-c", line], cwd=site.fw, env=site.env(**env), capture_output=True, text=True, timeout=120
+    )
+    assert "Traceback" not in res.stderr, res.stderr
+    found = {}
+    for out in res.stdout.splitlines():
+        if out[:2] in ("✓ ", "✗ ", "- "):
+            found[out[2:].split(":", 1)[0].split(" /", 1)[0]] = out
+    return res.returncode, found
+
+
+def test_doctor_passes_the_readme_sge_site_and_wants_cwd_from_the_template_or_the_cell(
+    site: GridEngineSite, mongo_uri: str, db_name: str, tmp_path: Path
+) -> None:
+    make_launchpad(mongo_uri, db_name).connection.close()
+    code, checks = doctor_lines(site, site.qadapter)
+    assert code == 0, checks
+    assert (
+        checks["job directory (-cwd)"]
+        == f"✓ job directory (-cwd): the job template {site.fw}/SGE_template.txt has -cwd"
+    )
+    assert checks["batch system (sge)"].startswith(
+        "✓ batch system (sge): qstat lists 0 of your jobs; queues: all.q"
+    )
+    # FireWorks' own SGE template has no -cwd: the cell's default options must give it.
+    default_template = site.fw / "default_template_qadapter.yaml"
+    default_template.write_text(
+        "\n".join(
+            ln for ln in site.qadapter.read_text().splitlines() if not ln.startswith("_fw_template_file")
+        )
+    )
+    code, checks = doctor_lines(site, default_template)
+    assert code == 0, checks
+    sge_request = f"{site.cell.root}/{site.cell.cell}/common/sge_request"
+    assert checks["job directory (-cwd)"].endswith(f"but {sge_request} gives every job -cwd")
+    # A cell without that default: FW_job.out would land in the home directory. One ✗ line, exit 1.
+    empty = tmp_path / "other-cell"
+    (empty / "default" / "common").mkdir(parents=True)
+    (empty / "default" / "common" / "sge_request").write_text("# no defaults\n-j y\n")
+    code, checks = doctor_lines(site, default_template, SGE_ROOT=str(empty), SGE_CELL="default")
+    assert code == 1
+    line = checks["job directory (-cwd)"]
+    assert (
+        line.startswith("✗ job directory (-cwd): neither the job template ")
+        and "FW_job.out lands there" in line
+    )
+    assert line.endswith(
+        "; fix: add the line `#$ -cwd` to the job template (README, Batch systems: SGE_template.txt)"
+    )
