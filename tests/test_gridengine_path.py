@@ -239,11 +239,16 @@ def test_qmod_rj_reruns_the_job_as_the_same_launch_which_ends_as_the_run_that_fi
     assert fw_state(lp, 2) == "READY"
     launch = the_launch(lp, 1)
     assert [h["state"] for h in launch["state_history"]] == ["RESERVED", "RUNNING", "COMPLETED"]
-    [interrupted] = launch["state_history"][1]["interrupted_runs"]
+    events = site.events("SELECT event_id, type, occurred_at, payload FROM events ORDER BY occurred_at")
+    interrupted_runs = launch["state_history"][1].get("interrupted_runs")
+    assert interrupted_runs and len(interrupted_runs) == 1, (launch, events)
+    interrupted = interrupted_runs[0]
     assert interrupted["exit"]["signal_name"] == "SIGTERM"
     runs = sorted(started_events(site), key=lambda st: st["started_on"])
     # The same job id twice; RESTARTED tells the rerun (a flag, not a count: each run has its own writer).
     assert [(st["batch_job_id"], st["restarted"]) for st in runs] == [(job, False), (job, True)]
+    # Grid Engine's record: the rescheduling, then the rerun's own end (written as the job ends).
+    wait_for(lambda: len(site.cell.accounting(job)) == 2, 30, "the rerun's accounting record")
     assert [r["failed"].split()[0] for r in site.cell.accounting(job)] == ["25", "0"]
 
 

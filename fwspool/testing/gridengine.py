@@ -189,7 +189,7 @@ class DevGridEngine:
             "min_uid": "0",
             "min_gid": "0",
             "shell_start_mode": "unix_behavior",
-            "load_report_time": "00:00:05",
+            "load_report_time": "00:00:01",
             "max_unheard": "00:01:00",
             "execd_params": "NOTIFY_KILL=TERM",
             "reporting_params": "accounting=true reporting=false flush_time=00:00:01 "
