@@ -33,7 +33,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from fwspool.batch import parse_qacct
@@ -328,19 +328,25 @@ class DevGridEngine:
 
     # -- using the cell ------------------------------------------------------------------------
 
-    def run(self, *cmd: str, cwd: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Run a Grid Engine client command (``qsub``, ``qstat``...) against this cell."""
+    def run(
+        self, *cmd: str, cwd: str | None = None, check: bool = True, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a Grid Engine client command (``qsub``, ``qstat``...) against this cell, in ``env``
+        (default: this process's environment) with the cell's settings."""
         exe = os.path.join(BIN, cmd[0]) if os.sep not in cmd[0] else cmd[0]
+        environ = self.environ() if env is None else {**env, **self.env}
         res = subprocess.run(
-            [exe, *cmd[1:]], cwd=cwd, env=self.environ(), capture_output=True, text=True, timeout=30
+            [exe, *cmd[1:]], cwd=cwd, env=environ, capture_output=True, text=True, timeout=30
         )
         if check and res.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed (exit {res.returncode}): {res.stdout}{res.stderr}")
         return res
 
-    def qsub(self, script_path: str, *args: str, cwd: str | None = None) -> str:
-        """Submit a job script; returns the job id."""
-        res = self.run("qsub", *args, script_path, cwd=cwd)
+    def qsub(
+        self, script_path: str, *args: str, cwd: str | None = None, env: Mapping[str, str] | None = None
+    ) -> str:
+        """Submit a job script (from ``env``, which ``-V`` passes on to the job); returns the job id."""
+        res = self.run("qsub", *args, script_path, cwd=cwd, env=env)
         match = re.search(r"Your job(?:-array)? (\d+)", res.stdout)
         if not match:
             raise RuntimeError(f"qsub said: {res.stdout}{res.stderr}")

@@ -154,8 +154,10 @@ def _on_grid_engine(
     with open(script, "w", encoding="utf-8") as f:
         f.write(f"#!/bin/bash\n{command}\n")
     os.chmod(script, 0o755)
-    # -V: the job sees the harness's environment (the inbox, the cell), as child processes do.
-    job = cell.qsub(script, "-V", "-r", "y", "-o", "job.out", "-j", "y", cwd=block_dir)
+    # -V: the job sees the trial's environment (its inbox, the cell), as its child processes do.
+    # (Not a real Slurm job's settings, should the harness run in one: the job is Grid Engine's.)
+    job_env = {k: v for k, v in env.items() if not k.startswith("SLURM_")}
+    job = cell.qsub(script, "-V", "-r", "y", "-o", "job.out", "-j", "y", cwd=block_dir, env=job_env)
     cell.wait_for_state(job, {"r"}, 60)
     time.sleep(rng.uniform(1.0, 2.5))
     landed = False
