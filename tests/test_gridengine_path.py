@@ -219,6 +219,11 @@ def test_kill_9_of_the_job_is_lost_and_grid_engine_says_killed(
         137,
     )
     assert "is gone and the launch recorded no end: lost (killed: qacct -j says failed 100" in site.log()
+    # fwspool status says it in the same words.
+    res = site.fwspool("status", "--json", "--no-check", "--journal", str(site.journal))
+    [mine] = [x for x in json.loads(res.stdout)["launches"] if x["fw_id"] == 1]
+    assert mine["outcome"] == "lost", mine
+    assert "killed (qacct -j: failed 100 : assumedly after job, exit_status 137)" in mine["outcome_detail"]
 
 
 def test_qmod_rj_reruns_the_job_as_the_same_launch_which_ends_as_the_run_that_finished(
