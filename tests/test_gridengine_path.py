@@ -369,3 +369,29 @@ def test_doctor_passes_the_readme_sge_site_and_wants_cwd_from_the_template_or_th
     assert line.endswith(
         "; fix: add the line `#$ -cwd` to the job template (README, Batch systems: SGE_template.txt)"
     )
+
+
+def test_sigusr2_is_recorded_as_grid_engine_s_notify_warning(
+    site: GridEngineSite, mongo_uri: str, db_name: str
+) -> None:
+    """A cell with the default NOTIFY_KILL sends SIGUSR2 to the job's process group before the
+    kill of h_rt or qdel (this cell sends SIGTERM: the signal is sent here as that cell would)."""
+    lp = lp_of(site, mongo_uri, db_name)
+    lp.add_wf(sleeper("warned", 600))
+    site.start_sync()
+    site.qlaunch("singleshot")
+    job = reserved_job(lp, 1)
+    wait_for(lambda: fw_state(lp, 1) == "RUNNING", 60, "Firework 1 RUNNING")
+    job_pid = site.cell.job_pid(job)
+    assert job_pid is not None
+    os.killpg(job_pid, signal.SIGUSR2)
+    wait_for(lambda: fw_state(lp, 1) == "FIZZLED", 60, "the warned job FIZZLED")
+    exit_facts = the_launch(lp, 1)["action"]["stored_data"]["_fwspool_exit"]
+    assert exit_facts["signal_name"] == "SIGUSR2"
+    assert (
+        exit_facts["meaning"] == "Grid Engine's -notify warning: a kill (h_rt, qdel) or a suspension follows"
+    )
+    # The job's shell ignored it (the README's template): the script went on and ended on its own.
+    site.cell.wait_for_state(job, {"GONE"}, 30)
+    [record] = site.cell.wait_for_accounting(job)
+    assert record["failed"].split()[0] == "0", record
