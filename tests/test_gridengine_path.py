@@ -140,7 +140,9 @@ def test_h_rt_walltime_is_recorded_with_notify_and_found_lost_as_walltime_withou
     site: GridEngineSite, mongo_uri: str, db_name: str, notify: bool
 ) -> None:
     lp = lp_of(site, mongo_uri, db_name)
-    queue = {"walltime": "00:00:08"} if notify else {"walltime": "00:00:08", "sge_options": "-r y"}
+    # (The job's clock starts with its shell: fwspool rlaunch must have started by then, on a
+    # loaded machine too, or it dies of the signal before its handler is there.)
+    queue = {"walltime": "00:00:12"} if notify else {"walltime": "00:00:12", "sge_options": "-r y"}
     lp.add_wf(sleeper("long", 600, _queueadapter=queue))
     site.start_sync()
     site.qlaunch("singleshot")
@@ -261,7 +263,7 @@ def test_s_rt_is_recorded_as_grid_engine_s_soft_walltime(
     site: GridEngineSite, mongo_uri: str, db_name: str
 ) -> None:
     lp = lp_of(site, mongo_uri, db_name)
-    lp.add_wf(sleeper("soft", 600, _queueadapter={"sge_options": "-r y -l s_rt=0:0:4"}))
+    lp.add_wf(sleeper("soft", 600, _queueadapter={"sge_options": "-r y -l s_rt=0:0:10"}))
     site.start_sync()
     site.qlaunch("singleshot")
     wait_for(lambda: fw_state(lp, 1) == "FIZZLED", 60, "the soft walltime on the LaunchPad")
@@ -274,7 +276,7 @@ def test_a_packed_job_s_walltime_ends_it_inside_the_pack(
     site: GridEngineSite, mongo_uri: str, db_name: str
 ) -> None:
     lp = lp_of(site, mongo_uri, db_name)
-    short = {"walltime": "00:00:12"}
+    short = {"walltime": "00:00:20"}
     for fw in (sleeper("done", 1, _queueadapter=short), sleeper("cut", 600, _queueadapter=short)):
         lp.add_wf(fw)
     lp.add_wf(sleeper("rest", 0, _queueadapter=short))
