@@ -3,21 +3,26 @@
 A job killed with SIGKILL (the OOM killer, a node failure) writes nothing, and a job cancelled
 while pending never starts ``fwspool rlaunch``: only the batch system knows it is gone. Ingest
 asks it once per pass — one call for all open launches, never one per launch — through the
-small :class:`BatchSystem` interface: :class:`SlurmBatch` is the real one (``squeue``),
-:class:`FlakyBatch` fails on command for tests. A query that fails or times out decides
-nothing (:class:`BatchQueryError`).
+small :class:`BatchSystem` interface: :class:`SlurmBatch` (``squeue``) and
+:class:`GridEngineBatch` (``qstat -xml``) are the real ones, :class:`FlakyBatch` fails on
+command for tests. A query that fails or times out decides nothing (:class:`BatchQueryError`).
+Of a job that is gone, the batch system's own record says how it ended (:meth:`BatchSystem.how_ended`:
+``scontrol show job``, ``qacct -j``); no record says nothing yet.
 """
 
 from __future__ import annotations
 
 import os
 import pwd
+import re
 import subprocess
 from collections.abc import Collection
 from typing import Protocol
+from xml.etree import ElementTree
 
 from fwspool.config import load_settings_file
 from fwspool.errors import ConfigError, InputError
+from fwspool.events import BatchEnd
 
 #: Slurm job states in which the job may still run the launch (``squeue --states``).
 SLURM_ALIVE = frozenset(
@@ -57,6 +62,31 @@ class BatchSystem(Protocol):
     def active_jobs(self, job_ids: Collection[str]) -> set[str]:
         """The ids among ``job_ids`` that are still queued or running. Raises BatchQueryError."""
 
+    def how_ended(self, job_id: str) -> BatchEnd | None:
+        """How a job that is no longer queued or running ended, from the batch system's own
+        record of it; None when there is no record (yet). Raises BatchQueryError."""
+
+
+def _run(cmd: list[str], what: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run a batch-system command; one that cannot run or does not answer is a BatchQueryError."""
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except FileNotFoundError:
+        raise BatchQueryError(f"{cmd[0]} not found: is {what}'s client on PATH?") from None
+    except subprocess.TimeoutExpired:
+        raise BatchQueryError(f"{cmd[0]} did not answer within {timeout:g}s") from None
+    except OSError as exc:
+        raise BatchQueryError(f"cannot run {cmd[0]}: {exc.strerror or exc}") from None
+
+
+def _failed(cmd: list[str], out: subprocess.CompletedProcess[str]) -> BatchQueryError:
+    why = (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1]
+    return BatchQueryError(f"{cmd[0]} failed: {why[:300]}")
+
+
+def _user() -> str:
+    return pwd.getpwuid(os.getuid()).pw_name
+
 
 class SlurmBatch:
     """Slurm through ``squeue``: one call lists every job of this user (``SLURM_CONF`` and the
@@ -64,26 +94,18 @@ class SlurmBatch:
 
     name = "slurm"
 
-    def __init__(self, *, squeue: str = "squeue", timeout: float = 30.0) -> None:
+    def __init__(self, *, squeue: str = "squeue", scontrol: str = "scontrol", timeout: float = 30.0) -> None:
         self.squeue = squeue
+        self.scontrol = scontrol
         self.timeout = timeout
 
     def active_jobs(self, job_ids: Collection[str]) -> set[str]:
         if not job_ids:
             return set()
-        user = pwd.getpwuid(os.getuid()).pw_name
-        cmd = [self.squeue, "--noheader", "--array", "--format=%i %T", f"--user={user}", "--states=all"]
-        try:
-            out = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout, check=False)
-        except FileNotFoundError:
-            raise BatchQueryError(f"{self.squeue} not found: is Slurm's client on PATH?") from None
-        except subprocess.TimeoutExpired:
-            raise BatchQueryError(f"{self.squeue} did not answer within {self.timeout:g}s") from None
-        except OSError as exc:
-            raise BatchQueryError(f"cannot run {self.squeue}: {exc.strerror or exc}") from None
+        cmd = [self.squeue, "--noheader", "--array", "--format=%i %T", f"--user={_user()}", "--states=all"]
+        out = _run(cmd, "Slurm", self.timeout)
         if out.returncode != 0:
-            why = (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1]
-            raise BatchQueryError(f"{self.squeue} failed: {why[:300]}")
+            raise _failed(cmd, out)
         wanted = set(job_ids)
         alive = set()
         for line in out.stdout.splitlines():
@@ -91,6 +113,162 @@ class SlurmBatch:
             if len(parts) == 2 and parts[0] in wanted and parts[1] in SLURM_ALIVE:
                 alive.add(parts[0])
         return alive
+
+    def how_ended(self, job_id: str) -> BatchEnd | None:
+        """``scontrol show job``: the controller keeps a finished job for ``MinJobAge`` seconds."""
+        cmd = [self.scontrol, "show", "job", "-o", job_id]
+        out = _run(cmd, "Slurm", self.timeout)
+        if out.returncode != 0:
+            if "Invalid job id" in out.stderr:
+                return None
+            raise _failed(cmd, out)
+        fields = dict(re.findall(r"\b(JobState|Reason|ExitCode)=(\S+)", out.stdout))
+        state = fields.get("JobState")
+        if state is None or state in SLURM_ALIVE:
+            return None
+        code, _, sig = fields.get("ExitCode", "").partition(":")
+        exit_status = int(code) if code.isdigit() else None
+        if sig.isdigit() and int(sig):
+            exit_status = 128 + int(sig)
+        words = f"JobState={state} Reason={fields.get('Reason')} ExitCode={fields.get('ExitCode')}"
+        return BatchEnd(
+            cause=SLURM_CAUSES.get(state, state.lower()),
+            words=words,
+            source="scontrol show job",
+            exit_status=exit_status,
+            state=state,
+            reason=fields.get("Reason"),
+        )
+
+
+#: Slurm's end states in fwspool's words (:class:`fwspool.events.BatchEnd`).
+SLURM_CAUSES = {
+    "COMPLETED": "completed",
+    "FAILED": "exited",
+    "TIMEOUT": "walltime",
+    "DEADLINE": "walltime",
+    "CANCELLED": "cancelled",
+    "NODE_FAIL": "node failure",
+    "OUT_OF_MEMORY": "out of memory",
+    "PREEMPTED": "preempted",
+    "BOOT_FAIL": "failed to start",
+}
+
+
+class GridEngineBatch:
+    """Grid Engine (SGE, SoGE, OGS, UGE) through ``qstat -xml``, which lists every job of this user
+    at once (it cannot filter by id), and ``qacct -j`` for a job that is gone (``SGE_ROOT``,
+    ``SGE_CELL`` and the rest of the environment as the user's own commands see them).
+
+    Every job ``qstat`` lists may still run the launch: queued, held, running, rescheduled,
+    suspended, in error, or being deleted (``dr``: a ``-notify`` job has its warning signal and
+    still runs). A job id is Grid Engine's ``JOB_ID``, or ``JOB_ID.SGE_TASK_ID`` for a task of
+    an array job.
+    """
+
+    name = "sge"
+
+    def __init__(self, *, qstat: str = "qstat", qacct: str = "qacct", timeout: float = 30.0) -> None:
+        self.qstat = qstat
+        self.qacct = qacct
+        self.timeout = timeout
+
+    def active_jobs(self, job_ids: Collection[str]) -> set[str]:
+        if not job_ids:
+            return set()
+        cmd = [self.qstat, "-xml", "-u", _user()]
+        out = _run(cmd, "Grid Engine", self.timeout)
+        if out.returncode != 0:
+            raise _failed(cmd, out)
+        try:
+            root = ElementTree.fromstring(out.stdout)
+        except ElementTree.ParseError as exc:
+            raise BatchQueryError(f"{self.qstat} -xml answered no readable XML: {exc}") from None
+        listed: dict[str, list[str | None]] = {}
+        for job in root.iter("job_list"):
+            number = (job.findtext("JB_job_number") or "").strip()
+            if number:
+                listed.setdefault(number, []).append(job.findtext("tasks"))
+        alive = set()
+        for job_id in job_ids:
+            number, _, task = job_id.partition(".")
+            if number in listed and (not task or any(_has_task(t, task) for t in listed[number])):
+                alive.add(job_id)
+        return alive
+
+    def how_ended(self, job_id: str) -> BatchEnd | None:
+        """The last ``qacct -j`` record of the job (a rescheduled job has one per run). The
+        accounting file can lag behind ``qstat``, and a job deleted while pending has none."""
+        number, _, task = job_id.partition(".")
+        cmd = [self.qacct, "-j", number]
+        out = _run(cmd, "Grid Engine", self.timeout)
+        if out.returncode != 0:
+            if "not found" in out.stderr:
+                return None
+            raise _failed(cmd, out)
+        records = [r for r in parse_qacct(out.stdout) if not task or r.get("taskid") == task]
+        return grid_engine_end(records[-1]) if records else None
+
+
+def _has_task(tasks: str | None, task: str) -> bool:
+    """Whether ``qstat``'s ``<tasks>`` (``3``, ``1-10:1``, ``4,7-9:2``) includes the task."""
+    if tasks is None:
+        return True  # the whole job is listed (qstat lists a pending array's tasks as one entry)
+    if not task.isdigit():
+        return False
+    n = int(task)
+    for part in tasks.split(","):
+        match = re.fullmatch(r"\s*(\d+)(?:-(\d+)(?::(\d+))?)?\s*", part)
+        if match is None:
+            continue
+        first = int(match.group(1))
+        last = int(match.group(2) or first)
+        step = int(match.group(3) or 1)
+        if first <= n <= last and (n - first) % step == 0:
+            return True
+    return False
+
+
+def parse_qacct(text: str) -> list[dict[str, str]]:
+    """``qacct -j``'s records (separated by a line of ``=``), each as field name -> value."""
+    records: list[dict[str, str]] = []
+    current: dict[str, str] | None = None
+    for line in text.splitlines():
+        if line.startswith("=========="):
+            current = {}
+            records.append(current)
+            continue
+        name, _, value = line.partition(" ")
+        if current is not None and name:
+            current[name] = value.strip()
+    return records
+
+
+def grid_engine_end(record: dict[str, str]) -> BatchEnd:
+    """A ``qacct`` record in fwspool's words. ``failed 0``: the job ended on its own; 37: a
+    limit the qmaster enforced (``h_rt``: walltime); 100 with exit 137: ``qdel`` or a SIGKILL
+    (Grid Engine cannot tell them apart: killed); 25: rescheduled (``qmod -rj``); 1-24 and
+    26-29: the job could not be started."""
+    code_text, _, text = record.get("failed", "").partition(":")
+    code = int(code_text) if code_text.strip().isdigit() else None
+    status_text = record.get("exit_status", "").split()
+    exit_status = int(status_text[0]) if status_text and status_text[0].isdigit() else None
+    text = text.strip()
+    if code == 0:
+        cause = "completed" if exit_status == 0 else "exited"
+    elif code == 37:
+        cause = "walltime" if "h_rt" in text else "limit"
+    elif code == 25:
+        cause = "rescheduled"
+    elif code == 100:
+        cause = "killed"
+    elif code is not None and code < 30:
+        cause = "failed to start"
+    else:
+        cause = "failed"
+    words = f"failed {code if code is not None else '?'}" + (f" : {text}" if text else "")
+    words += f", exit_status {exit_status if exit_status is not None else '?'}"
+    return BatchEnd(cause=cause, words=words, source="qacct -j", exit_status=exit_status, failed=code)
 
 
 class FlakyBatch:
@@ -102,12 +280,19 @@ class FlakyBatch:
         self.fail_next = fail_next
         self.queries = 0
 
-    def active_jobs(self, job_ids: Collection[str]) -> set[str]:
+    def _fault(self) -> None:
         self.queries += 1
         if self.fail_next > 0:
             self.fail_next -= 1
-            raise BatchQueryError("injected fault: squeue timed out")
+            raise BatchQueryError(f"injected fault: {self.name}'s query timed out")
+
+    def active_jobs(self, job_ids: Collection[str]) -> set[str]:
+        self._fault()
         return self.inner.active_jobs(job_ids)
+
+    def how_ended(self, job_id: str) -> BatchEnd | None:
+        self._fault()
+        return self.inner.how_ended(job_id)
 
 
 def system_of_queue_adapter(path: str) -> str:
@@ -147,5 +332,5 @@ def _system_of_script(path: str) -> str | None:
 
 
 def available_systems() -> dict[str, BatchSystem]:
-    """The batch systems fwspool can ask (Slurm; PBS, LSF, SGE and Cobalt not yet)."""
-    return {"slurm": SlurmBatch()}
+    """The batch systems fwspool can ask (Slurm and Grid Engine; PBS, LSF and Cobalt not)."""
+    return {"slurm": SlurmBatch(), "sge": GridEngineBatch()}

@@ -45,6 +45,7 @@ import msgspec
 from fwspool import inbox
 from fwspool.errors import EX_OK, EX_SOFTWARE, DataError, FwspoolError, InputError
 from fwspool.events import Released
+from fwspool.rlaunch import ENDING_SIGNALS as RLAUNCH_ENDING_SIGNALS
 from fwspool.rlaunch import BatchJob, LaunchSettings
 
 #: The manifest's file name in the block directory.
@@ -56,7 +57,7 @@ DEFAULT_MARGIN = 60.0
 #: The spec key of a Firework's own estimate of its run time, in seconds (optional).
 ESTIMATE_KEY = "_fwspool_estimate"
 #: The signals that end a job (as :func:`fwspool.rlaunch._install_exit_recorder` records them).
-ENDING_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGXCPU})
+ENDING_SIGNALS = frozenset(RLAUNCH_ENDING_SIGNALS)
 #: The exit code of a block in which some launch did not run (see :data:`fwspool.rlaunch.EXIT_CODES`).
 EX_SOME_NOT_RUN = 1
 

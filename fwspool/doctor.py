@@ -9,8 +9,8 @@ The checks: the launchpad file parses and its database answers and is a LaunchPa
 (or will be) on local disk, readable by its owner only; the queue adapter's ``rocket_launch`` line
 works with ``qlaunch -r`` (``singleshot`` and ``--offline``) and names an ``fwspool`` the batch
 job will find (an absolute path, or a ``pre_rocket`` that activates a venv holding it: README,
-"Migrating from FireWorks' offline mode"); the inbox and the ``--root`` trees are readable; the
-batch system answers.
+"Migrating from FireWorks' offline mode"); a Grid Engine job starts in its launch directory
+(``-cwd``); the inbox and the ``--root`` trees are readable; the batch system answers.
 """
 
 from __future__ import annotations
@@ -104,7 +104,10 @@ def run_checks(inputs: DoctorInputs) -> list[Check]:
     adapter, adapter_check = check_queue_adapter(adapter_path)
     checks.append(adapter_check)
     if adapter is not None:
-        checks += [check_rocket_launch(adapter), check_fwspool_found(adapter), check_batch_system(adapter)]
+        checks += [check_rocket_launch(adapter), check_fwspool_found(adapter)]
+        if adapter["_fw_q_type"] == "SGE":
+            checks.append(check_job_directory(adapter))
+        checks.append(check_batch_system(adapter))
     else:
         why = "no usable queue adapter file"
         checks += [
@@ -334,41 +337,93 @@ def _activated_venv(pre_rocket: Any) -> str | None:
     return None
 
 
+def check_job_directory(adapter: dict[str, Any]) -> Check:
+    """Grid Engine: the job starts in its launch directory (``-cwd``), in the job template (with
+    the adapter's values put in, as ``qlaunch`` puts them) or the cell's default options
+    (``$SGE_ROOT/$SGE_CELL/common/sge_request``, ``~/.sge_request``). FireWorks' SGE template has
+    a relative ``-o FW_job.out`` and no ``-cwd``: without it the output lands in the home directory."""
+    from fireworks.user_objects.queue_adapters.common_adapter import CommonAdapter
+
+    what = "job directory (-cwd)"
+    given = adapter.get("_fw_template_file")
+    template = os.path.abspath(str(given)) if given else str(CommonAdapter._get_default_template_file("SGE"))
+    try:
+        with open(template, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError as exc:
+        return failed(
+            what, f"cannot read the job template {template}: {exc.strerror or exc}", "fix _fw_template_file"
+        )
+    for key, value in adapter.items():
+        text = text.replace(f"$${{{key}}}", str(value))
+    if any(line.startswith("#$") and "-cwd" in _words(line[2:]) for line in text.splitlines()):
+        return ok(what, f"the job template {template} has -cwd")
+    root, cell = os.environ.get("SGE_ROOT"), os.environ.get("SGE_CELL") or "default"
+    defaults = [os.path.join(root, cell, "common", "sge_request")] if root else []
+    defaults.append(os.path.expanduser("~/.sge_request"))
+    for path in defaults:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                options = [w for line in f if not line.lstrip().startswith("#") for w in _words(line)]
+        except OSError:
+            continue
+        if "-cwd" in options:
+            return ok(what, f"the job template has none, but {path} gives every job -cwd")
+    fix = "add the line `#$ -cwd` to the job template (README, Batch systems: SGE_template.txt)"
+    why = (
+        f"neither the job template {template} nor {' nor '.join(defaults)} has -cwd: the job starts in "
+        "your home directory, and FireWorks' -o FW_job.out lands there"
+    )
+    return failed(what, why, fix)
+
+
 # -- the batch system -----------------------------------------------------------------------------
 
 
 def check_batch_system(adapter: dict[str, Any]) -> Check:
-    """The batch system answers ``squeue`` and ``sinfo`` (Slurm; the others cannot be asked yet)."""
+    """The batch system answers: Slurm ``squeue`` and ``sinfo``, Grid Engine ``qstat`` and
+    ``qconf -sql`` (the others cannot be asked)."""
     from fwspool.batch import Q_TYPES
 
     system = Q_TYPES[adapter["_fw_q_type"]]
     what = f"batch system ({system})"
-    if system != "slurm":
+    if system not in ("slurm", "sge"):
         return skipped(
-            what, "fwspool asks only Slurm so far: lost runs and jobs that never started are not detected"
+            what,
+            "fwspool asks only Slurm and Grid Engine: lost runs and jobs that never started are not detected",
         )
     user = pwd.getpwuid(os.getuid()).pw_name
+    if system == "sge":
+        commands = [["qstat", "-u", user], ["qconf", "-sql"]]
+        name, fix = "Grid Engine", "check SGE_ROOT, SGE_CELL and that sge_qmaster answers (`qstat`)"
+    else:
+        commands = [
+            ["squeue", "--noheader", f"--user={user}", "--format=%i"],
+            ["sinfo", "--noheader", "--format=%P %a"],
+        ]
+        name, fix = "Slurm", "check SLURM_CONF and that slurmctld answers (`scontrol ping`)"
     answers = []
-    for cmd in (
-        ["squeue", "--noheader", f"--user={user}", "--format=%i"],
-        ["sinfo", "--noheader", "--format=%P %a"],
-    ):
+    for cmd in commands:
         try:
             res = subprocess.run(cmd, capture_output=True, text=True, timeout=BATCH_TIMEOUT, check=False)
         except FileNotFoundError:
-            return failed(what, f"{cmd[0]} not found", "put Slurm's client commands on PATH for fwspool sync")
+            return failed(
+                what, f"{cmd[0]} not found", f"put {name}'s client commands on PATH for fwspool sync"
+            )
         except subprocess.TimeoutExpired:
             return failed(
-                what, f"{cmd[0]} did not answer within {BATCH_TIMEOUT:g} s", "ask your site why Slurm is slow"
+                what,
+                f"{cmd[0]} did not answer within {BATCH_TIMEOUT:g} s",
+                f"ask your site why {name} is slow",
             )
         if res.returncode != 0:
             why = (res.stderr.strip().splitlines() or [f"exit {res.returncode}"])[-1][:200]
-            return failed(
-                what,
-                f"{cmd[0]} failed: {why}",
-                "check SLURM_CONF and that slurmctld answers (`scontrol ping`)",
-            )
+            return failed(what, f"{cmd[0]} failed: {why}", fix)
         answers.append(res.stdout.split("\n"))
+    if system == "sge":
+        jobs = sum(1 for line in answers[0][2:] if line.strip())
+        queues = ", ".join(line.strip() for line in answers[1] if line.strip()) or "none"
+        return ok(what, f"qstat lists {jobs} of your jobs; queues: {queues}")
     jobs = sum(1 for line in answers[0] if line.strip())
     partitions = ", ".join(line.strip().replace(" ", " is ") for line in answers[1] if line.strip()) or "none"
     return ok(what, f"squeue lists {jobs} of your jobs; sinfo: {partitions}")

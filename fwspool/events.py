@@ -87,6 +87,9 @@ class Started(msgspec.Struct, tag="started", tag_field="type", forbid_unknown_fi
     #: The directory the run started in: a launch is its LaunchPad, its id and its directory
     #: (:mod:`fwspool.identity`), and a directory moved before ingest read it is recognised by this.
     launch_dir: str | None = None
+    #: Whether this run is a restart of the job (Grid Engine's ``RESTARTED`` flag, which does not
+    #: count: each run has a writer of its own, which tells one run from the next).
+    restarted: bool | None = None
 
 
 class Ping(msgspec.Struct, tag="ping", tag_field="type"):
@@ -132,6 +135,30 @@ class Exited(msgspec.Struct, tag="exited", tag_field="type"):
     #: The writer id of the run this ends, when another writer records it (the signal handler
     #: writes a file of its own): pairs an exit with its run whatever the node's clock did.
     run: str | None = None
+    #: What the signal means on the job's batch system, in words ("Grid Engine's soft walltime
+    #: (s_rt) passed"): :data:`fwspool.rlaunch.SIGNAL_MEANINGS`.
+    meaning: str | None = None
+
+
+class BatchEnd(msgspec.Struct, forbid_unknown_fields=False):
+    """How the batch system says a job ended, from its own record of the job (Grid Engine's
+    ``qacct -j``, Slurm's ``scontrol show job``)."""
+
+    #: fwspool's word for it: ``walltime``, ``killed``, ``exited``, ``completed``,
+    #: ``rescheduled``, ``limit``, ``failed to start``, ``node failure``, ``out of memory``,
+    #: ``preempted``, ``cancelled``.
+    cause: str
+    #: The batch system's own words: ``failed 37 : qmaster enforced h_rt limit, exit_status 137``.
+    words: str
+    #: The command asked: ``qacct -j`` or ``scontrol show job``.
+    source: str
+    #: The job script's exit status (128 + N: killed by signal N).
+    exit_status: int | None = None
+    #: Grid Engine's ``failed`` code (0: the job ran and ended on its own).
+    failed: int | None = None
+    #: Slurm's ``JobState`` and ``Reason``.
+    state: str | None = None
+    reason: str | None = None
 
 
 class Lost(msgspec.Struct, tag="lost", tag_field="type"):
@@ -143,6 +170,9 @@ class Lost(msgspec.Struct, tag="lost", tag_field="type"):
     #: When the batch system was first seen not to have the job.
     gone_since: dt.datetime
     batch_system: str | None = None
+    #: How the batch job ended, in the batch system's words; None when its record says nothing
+    #: (yet): the job is gone all the same.
+    batch_end: BatchEnd | None = None
 
 
 class Released(msgspec.Struct, tag="released", tag_field="type"):

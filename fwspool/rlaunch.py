@@ -90,18 +90,69 @@ class BatchJob:
     system: str | None = None
     #: ``SLURM_RESTART_COUNT``: 0 for the first run, 1 after one requeue...; None when unknown.
     restart_count: int | None = None
+    #: Whether this run is a restart (Slurm: a restart count above 0; Grid Engine: ``RESTARTED=1``).
+    restarted: bool | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> BatchJob:
         for variable, system in BATCH_JOB_VARIABLES:
             job_id = environ.get(variable)
             if job_id:
+                if system == "sge":
+                    # An array job's task: JOB_ID.SGE_TASK_ID, as qstat and qacct name it.
+                    task = environ.get("SGE_TASK_ID", "undefined")
+                    if task.isdigit():
+                        job_id = f"{job_id}.{task}"
+                    flag = environ.get("RESTARTED")
+                    return cls(job_id, system, restarted=flag == "1" if flag in ("0", "1") else None)
                 if system != "slurm":
                     return cls(job_id, system)
                 # Slurm sets SLURM_RESTART_COUNT only from the first requeue on: unset means 0.
                 restarts = environ.get("SLURM_RESTART_COUNT", "0")
-                return cls(job_id, system, int(restarts) if restarts.isdigit() else None)
+                count = int(restarts) if restarts.isdigit() else None
+                return cls(job_id, system, count, None if count is None else count > 0)
         return cls()
+
+
+#: The signals that end a run: the handler records ``exited`` with the signal and its meaning,
+#: then the process dies of it (a packed job's runner watches the same: :mod:`fwspool.block`).
+ENDING_SIGNALS = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGHUP,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGXCPU,
+)
+
+#: What each ending signal means, by batch system (``None``: any other, or none).
+SIGNAL_MEANINGS: dict[signal.Signals, dict[str | None, str]] = {
+    signal.SIGTERM: {
+        None: "the batch system ended the job (walltime, a cancel, preemption or a requeue)",
+        "sge": "Grid Engine ended the job: h_rt or qdel of a -notify job (NOTIFY_KILL=TERM), or its "
+        "terminate_method",
+    },
+    signal.SIGINT: {None: "interrupted"},
+    signal.SIGHUP: {None: "the job's session hung up"},
+    signal.SIGUSR1: {
+        None: "the batch system's warning signal: the job's end is near",
+        "sge": "Grid Engine's soft walltime (s_rt) passed",
+    },
+    signal.SIGUSR2: {
+        None: "the batch system's warning signal: the job's end is near",
+        "sge": "Grid Engine's -notify warning: a kill (h_rt, qdel) or a suspension follows",
+    },
+    signal.SIGXCPU: {None: "the job's CPU-time limit passed"},
+}
+
+
+def signal_meaning(signum: int, system: str | None) -> str | None:
+    """What ``signum`` means on ``system`` (:data:`SIGNAL_MEANINGS`)."""
+    try:
+        meanings = SIGNAL_MEANINGS[signal.Signals(signum)]
+    except (KeyError, ValueError):
+        return None
+    return meanings.get(system) or meanings[None]
 
 
 def jsonable(value: Any) -> Any:
@@ -243,6 +294,7 @@ class SpoolLaunchPad:
                 batch_system=self.batch_job.system,
                 restart_count=self.batch_job.restart_count,
                 launch_dir=launch_dir,
+                restarted=self.batch_job.restarted,
             )
         )
         spec = self.firework.spec
@@ -410,7 +462,9 @@ def _run_rocket(
     writer = SpoolWriter(launch_dir, launch_id, firework.fw_id, mode=spool_mode)
     lp = SpoolLaunchPad(writer, firework, launch_id, host=host, ip=ip, batch_job=batch_job)
     restore = (
-        _install_exit_recorder(launch_dir, launch_id, firework.fw_id, spool_mode, writer.writer_id)
+        _install_exit_recorder(
+            launch_dir, launch_id, firework.fw_id, spool_mode, writer.writer_id, batch_job.system
+        )
         if install_signal_handlers
         else None
     )
@@ -502,15 +556,20 @@ def recorded_events(launch_dir: str, launch_id: int, types: tuple[str, ...]) -> 
 
 
 def _install_exit_recorder(
-    launch_dir: str, launch_id: int, fw_id: int | None, mode: int, run: str | None = None
+    launch_dir: str,
+    launch_id: int,
+    fw_id: int | None,
+    mode: int,
+    run: str | None = None,
+    system: str | None = None,
 ) -> Callable[[], None]:
-    """On SIGTERM/SIGINT/SIGHUP (batch-system walltime), record ``exited`` with the signal, then die
-    of that same signal.
+    """On an ending signal (:data:`ENDING_SIGNALS`: batch-system walltime, cancel, warning),
+    record ``exited`` with the signal and what it means on ``system``, then die of that same signal.
 
     The record goes to a spool file of its own: the main writer may be in the middle of a
     record (or hold its lock) when the signal arrives, and one file has only one writer.
     """
-    signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGXCPU)
+    signals = ENDING_SIGNALS
     previous = {sig: signal.getsignal(sig) for sig in signals}
     dying: list[int] = []
 
@@ -521,7 +580,14 @@ def _install_exit_recorder(
         dying.append(signum)
         try:
             with SpoolWriter(launch_dir, launch_id, fw_id, mode=mode) as w:
-                w.append(Exited(signal=signum, signal_name=signal.Signals(signum).name, run=run))
+                w.append(
+                    Exited(
+                        signal=signum,
+                        signal_name=signal.Signals(signum).name,
+                        run=run,
+                        meaning=signal_meaning(signum, system),
+                    )
+                )
         finally:
             signal.signal(signum, signal.SIG_DFL)
             sys.stderr.flush()

@@ -88,10 +88,14 @@ def why_ended(event: PendingEvent) -> tuple[str, str | None]:
     ('exited with return code 65', the error it recorded), ('vanished', why fwspool thinks so)."""
     p = event.payload
     if event.type == "lost":
-        return "vanished", (
-            f"batch job {p.get('batch_job_id')} is no longer queued or running and the launch "
-            "recorded no end (killed with SIGKILL, out of memory, or its node failed)"
+        end = p.get("batch_end")
+        gone = (
+            f"batch job {p.get('batch_job_id')} is no longer queued or running and the launch recorded no end"
         )
+        if isinstance(end, dict) and end.get("cause"):
+            # The batch system's own record: "walltime (qacct -j: failed 37 : qmaster enforced ...)".
+            return "vanished", f"{gone}: {end['cause']} ({end.get('source')}: {end.get('words')})"
+        return "vanished", f"{gone} (killed with SIGKILL, out of memory, or its node failed)"
     if p.get("signal") is not None:
         return f"was killed by {p.get('signal_name') or 'signal ' + str(p['signal'])}", p.get("error")
     return f"exited with return code {p.get('returncode')}", p.get("error")

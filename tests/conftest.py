@@ -18,6 +18,7 @@ import pytest
 from fwspool.devserver import DevServer
 from fwspool.devslurm import DevSlurm
 from fwspool.testing import commands
+from fwspool.testing.gridengine import DevGridEngine
 from fwspool.testing.launchpad import make_launchpad, throwaway_launchpad
 
 # The jobs the tests start import the tests' own FireTasks (fw_tasks, dyn_tasks) from here.
@@ -98,6 +99,24 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevSlurm
         yield cluster
     finally:
         cluster.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def gridengine_cell(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevGridEngine]:
+    """One private Grid Engine cell for the session (about 3 s to start); from its first use
+    every subprocess sees its SGE_ROOT, SGE_CELL and ports."""
+    cell = DevGridEngine(str(tmp_path_factory.mktemp("sge"))).start()
+    saved = {k: os.environ.get(k) for k in cell.env}
+    os.environ.update(cell.env)
+    try:
+        yield cell
+    finally:
+        cell.stop()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)

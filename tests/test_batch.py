@@ -93,7 +93,11 @@ def test_a_running_job_is_left_alone_and_a_lost_one_is_judged_once(
                 ingester.run_pass()
             lost = journal.query("SELECT launch_id, payload FROM events WHERE type = 'lost'")
             assert [r["launch_id"] for r in lost] == [2]
-            assert json.loads(lost[0]["payload"])["batch_job_id"] == gone
+            payload = json.loads(lost[0]["payload"])
+            assert payload["batch_job_id"] == gone
+            # How it ended, from the batch system's own record (the job exited 0: it "completed").
+            assert payload["batch_end"]["source"] == "scontrol show job"
+            assert payload["batch_end"]["cause"] == "completed"
             assert (
                 journal.query("SELECT batch_gone_at FROM launches WHERE launch_id = 1")[0]["batch_gone_at"]
                 is None

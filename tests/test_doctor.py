@@ -129,7 +129,7 @@ def test_each_mistake_is_one_line_with_its_fix_and_the_exit_code_says_so(
 ) -> None:
     res = doctor(tmp_path, files, GOOD)
     assert res.exit_code == 0, res.output  # PBS cannot be asked: not a failure, said so
-    assert "- batch system (pbs): not checked: fwspool asks only Slurm so far" in res.output
+    assert "- batch system (pbs): not checked: fwspool asks only Slurm and Grid Engine" in res.output
     cases: list[tuple[str, tuple[str, ...], dict[str, Any], str, str]] = [
         (
             "rlaunch -w my_fworker.yaml singleshot --offline",

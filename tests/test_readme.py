@@ -22,6 +22,10 @@ def test_the_test_script_runs_the_linters_and_the_tests() -> None:
         "-m venv",
         "-e '.[test]'",
         "apt-get install -y -qq slurm-wlm munge",
+        # Grid Engine, with no system cell and no service started (not even exim4, via bsd-mailx).
+        "gridengine-common shared/gridengineconfig boolean false",
+        "exit 101",
+        "apt-get install -y -qq gridengine-master gridengine-exec gridengine-client",
         "ruff check",
         "mypy fwspool",
         "python -m pytest -q -x --durations=15",

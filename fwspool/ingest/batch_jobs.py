@@ -16,7 +16,7 @@ import msgspec
 
 from fwspool import batch
 from fwspool.batch import BatchQueryError, BatchSystem
-from fwspool.events import Event, Lost, Released, as_utc, event_id, iso
+from fwspool.events import BatchEnd, Event, Lost, Released, as_utc, event_id, iso
 from fwspool.ingest.batches import IngestSummary
 from fwspool.journal import BatchLaunch, BatchView, EventRow, Journal
 
@@ -62,7 +62,8 @@ class BatchJobCheck:
                 view.terminal.append(launch.launch_id)  # nobody to ask whether it runs again
             elif system is not None:
                 self.report_once(
-                    summary, f"cannot ask {system} which jobs still run: fwspool knows only Slurm so far"
+                    summary,
+                    f"cannot ask {system} which jobs still run: fwspool knows only Slurm and Grid Engine",
                 )
         for system, group in groups.items():
             try:
@@ -71,13 +72,19 @@ class BatchJobCheck:
                 summary.problems.append(f"cannot ask {system} which jobs still run ({exc}); nothing decided")
                 continue
             for launch in group:
-                self._judge(launch, launch.batch_job_id in alive, now, view, summary)
+                self._judge(launch, launch.batch_job_id in alive, now, view, summary, self.systems[system])
         summary.lost += sum(1 for row in view.inferred if row.type == "lost")
         summary.released += sum(1 for row in view.inferred if row.type == "released")
         self.journal.record_batch_view(view)
 
     def _judge(
-        self, launch: BatchLaunch, alive: bool, now: dt.datetime, view: BatchView, summary: IngestSummary
+        self,
+        launch: BatchLaunch,
+        alive: bool,
+        now: dt.datetime,
+        view: BatchView,
+        summary: IngestSummary,
+        system: BatchSystem,
     ) -> None:
         if alive:
             if launch.batch_gone_at is not None:
@@ -98,14 +105,29 @@ class BatchJobCheck:
             view.terminal.append(launch.launch_id)
             summary.problems.append(f"{what} ended without starting it: its reservation is released")
         elif launch.last_run_event == "started":
+            end = _how_ended(system, launch.batch_job_id, summary)
             event = Lost(
-                batch_job_id=launch.batch_job_id, gone_since=gone_since, batch_system=launch.batch_system
+                batch_job_id=launch.batch_job_id,
+                gone_since=gone_since,
+                batch_system=launch.batch_system or system.name,
+                batch_end=end,
             )
-            summary.problems.append(f"{what} is gone and the launch recorded no end: lost")
+            said = f" ({end.cause}: {end.source} says {end.words})" if end is not None else ""
+            summary.problems.append(f"{what} is gone and the launch recorded no end: lost{said}")
         else:
             view.terminal.append(launch.launch_id)  # ended by a signal and not requeued: over
             return
         view.inferred.append(_inferred_event(launch, event, now))
+
+
+def _how_ended(system: BatchSystem, job_id: str, summary: IngestSummary) -> BatchEnd | None:
+    """The batch system's record of how the job ended, when it has one and can be asked: the
+    job is gone all the same (its record may lag, or be kept nowhere)."""
+    try:
+        return system.how_ended(job_id)
+    except BatchQueryError as exc:
+        summary.problems.append(f"cannot ask {system.name} how job {job_id} ended ({exc})")
+        return None
 
 
 def _inferred_event(launch: BatchLaunch, event: Event, now: dt.datetime) -> EventRow:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from fwspool.devslurm import DevSlurm
 
@@ -133,6 +133,12 @@ def running_sync(
                 sync.wait(60)
 
 
+class Cluster(Protocol):
+    """What a site needs of its batch system (DevSlurm, DevGridEngine): its commands' environment."""
+
+    def environ(self) -> dict[str, str]: ...
+
+
 class Site:
     """A user's `$HOME/fw` on the login node, set up as the README says, against one LaunchPad.
 
@@ -145,7 +151,7 @@ class Site:
         tmp_path: Path,
         uri: str,
         db: str,
-        slurm: DevSlurm,
+        slurm: Cluster,
         rocket_launch_line: str,
         *,
         inbox: bool = False,
