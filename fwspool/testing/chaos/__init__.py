@@ -30,7 +30,8 @@ After every trial the invariants are checked:
     Fireworks (state, spec, launches...), launches (state, the whole state history with its times,
     action, host...), workflows (nodes, links, fw_states, state...), offline_runs and the id
     counters, field by field; ignored are only the ``_id`` s, the launch directory (each run has
-    its own) and the ``updated_on`` that FireWorks sets to the time of the write;
+    its own), the ``updated_on`` that FireWorks sets to the time of the write and the LaunchPad's
+    epoch (``fwspool.binding``: the first push of each run draws its own);
 (c) nothing is left pending that should have been pushed, no workflow is left locked, and the
     quarantine holds exactly the bytes that are damaged (or records that are invalid).
 

@@ -10,6 +10,7 @@ import datetime as dt
 import json
 from typing import Any
 
+from fwspool.binding import EPOCH_FIELD
 from fwspool.events import iso
 
 COLLECTIONS = ("fireworks", "launches", "workflows", "offline_runs", "fw_id_assigner")
@@ -19,7 +20,8 @@ VOLATILE = {
     "launches": frozenset({"_id", "launch_dir"}),
     "workflows": frozenset({"_id", "updated_on"}),
     "offline_runs": frozenset({"_id", "updated_on"}),
-    "fw_id_assigner": frozenset({"_id"}),
+    # The epoch the first push of a journal draws (fwspool.binding): each run draws its own.
+    "fw_id_assigner": frozenset({"_id", EPOCH_FIELD}),
 }
 
 
