@@ -452,3 +452,71 @@ def test_another_launchpads_completion_set_aside_does_not_swallow_this_launchs_w
     fw = launchpad.get_fw_by_id(1)
     assert fw.state == "FIZZLED", fw.state
     assert "killed by SIGTERM" in fw.launches[-1].action.stored_data["_message"]
+
+
+def test_another_launchpads_start_set_aside_does_not_hide_this_launchs_legacy_offline_file(
+    launchpad: Any, tmp_path: Path, mongo_uri: str, private_inbox: str
+) -> None:
+    """A journal that first read another LaunchPad's launch 1 from the shared inbox (a spool file
+    with a start) sets it aside at the push; this LaunchPad's launch 1 is an unmodified FireWorks
+    offline job (``rlaunch singleshot --offline``: FW_offline.json, no spool file). Its offline
+    file, read once before the job ran, must be read again when the job has run: the set-aside
+    start must not make it "driven by a spool file"."""
+    from fwspool.ingest import Ingester
+    from fwspool.journal import Journal
+    from fwspool.push import Pusher
+    from fwspool.testing.launchpad import uplink_for
+
+    launchpad.add_wf(Firework(ScriptTask.from_str("echo legacy"), name="legacy"))
+    own = tmp_path / "own" / "l1"
+    _, launch_id = reserve_offline(launchpad, str(own))
+    at = utcnow()
+    other = tmp_path / "other-launchpad" / "l1"
+    other.mkdir(parents=True)
+    with SpoolWriter(str(other), launch_id, 7, clock=lambda: at) as w:
+        w.append(Started(started_on=at, host="elsewhere"))
+    inbox.write_pointer(private_inbox, launch_id, 7, str(other))
+    uplink = uplink_for(mongo_uri, launchpad.name)
+    try:
+        with Journal.open(str(tmp_path / "journal.sqlite3")) as journal:
+            Ingester(journal, inbox_dir=private_inbox).run_pass()
+            Pusher(journal, uplink).run_pass()  # launch 1 is the LaunchPad's in `own`: set aside
+            Ingester(journal, inbox_dir=private_inbox).run_pass()  # FW_offline.json as reserved
+            res = run_fireworks_offline(str(own))
+            assert res.returncode == 0, res.stderr[-2000:]
+            for _ in range(2):
+                Ingester(journal, inbox_dir=private_inbox).run_pass()
+                Pusher(journal, uplink).run_pass()
+    finally:
+        uplink.close()
+    assert launchpad.get_fw_by_id(1).state == "COMPLETED"
+
+
+def test_another_launchpads_run_set_aside_is_not_what_the_batch_check_judges(
+    tmp_path: Path, private_inbox: str
+) -> None:
+    """The batch-system check decides a launch's fate from its last run event: lost (it started),
+    released (it never did), nothing (it ended). Another LaunchPad's run of the same launch id,
+    set aside at the push, must not count: here it ended, and this launch's batch job, which never
+    started it, would never have been judged (its reservation held for good)."""
+    from fwspool.ingest import Ingester
+    from fwspool.journal import Journal
+
+    at = utcnow()
+    other = tmp_path / "other-launchpad" / "l1"
+    other.mkdir(parents=True)
+    with SpoolWriter(str(other), 1, 7, clock=lambda: at) as w:
+        w.append(Started(started_on=at, host="elsewhere"))
+        w.append(Exited(signal=9, signal_name="SIGKILL"))
+    inbox.write_pointer(private_inbox, 1, 7, str(other))
+    own = tmp_path / "own" / "l1"
+    own.mkdir(parents=True)
+    with Journal.open(str(tmp_path / "journal.sqlite3")) as journal:
+        Ingester(journal, inbox_dir=private_inbox).run_pass()
+        # The push: the LaunchPad's launch 1 runs in `own`, reserved for batch job 123.
+        assert journal.settle_identities([1], {1: {"launch_id": 1, "fw_id": 1, "launch_dir": str(own)}}, 2)
+        journal.register_offline_runs(
+            [{"launch_id": 1, "fw_id": 1, "launch_dir": str(own), "batch_job_id": "123", "fw_name": "x"}]
+        )
+        [launch] = journal.batch_launches()
+    assert (launch.launch_id, launch.batch_job_id, launch.last_run_event) == (1, "123", None)
