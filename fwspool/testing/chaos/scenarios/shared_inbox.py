@@ -317,10 +317,10 @@ class Trial:
     # -- forget ----------------------------------------------------------------------------
 
     def forget(self, pad: Pad) -> None:
-        """``fwspool forget --launch-id`` of one of the pad's launches, after a clean push (so
+        """``fwspool forget --launch-id`` of one of the pad's launches, after a clean sync (so
         that its journal knows exactly what of the launch the LaunchPad has)."""
         self.stop_login(pad)
-        expect_ok(pad.run(pad.push_cmd(), "push-before-forget"), self.c, f"{pad.label}: push before a forget")
+        expect_ok(pad.run(pad.sync_cmd(), "sync-before-forget"), self.c, f"{pad.label}: sync before a forget")
         never_ends = [li for li in pad.tpl.launches if li.outcome == "running"]
         li = self.rng.choice(never_ends if never_ends and self.rng.random() < 0.5 else pad.tpl.launches)
         p = pad.run(fwspool_cmd("forget", "--launch-id", str(li.launch_id)), "forget")
