@@ -639,9 +639,12 @@ def run(cluster: Cluster, trials: int, rng: random.Random, full: bool) -> Scenar
             c.other += 1
             where = traceback.extract_tb(exc.__traceback__)[-1]
             c.note(f"trial s13-t{t} failed: {type(exc).__name__}: {exc} (line {where.lineno})")
+        story = f"trial {t}: {len(tr.pads)} LaunchPads; " + ", ".join(tr.steps)
         if c.failed:
-            c.notes.insert(0, f"trial {t}: {len(tr.pads)} LaunchPads; " + ", ".join(tr.steps))
+            c.notes.insert(0, story)
             log(f"FAILED s13-t{t}: {c.notes[:6]}")
+        else:
+            log(story)
         for pad in tr.pads:
             tr.stop_login(pad)
         for kind, n in tr.landed.items():
