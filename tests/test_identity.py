@@ -394,3 +394,129 @@ def test_status_shows_a_held_launch_in_words_and_history_after_a_rerun(
     finally:
         for lp in lps.values():
             lp.connection.drop_database(lp.db.name)
+
+
+def test_another_launchpads_completion_set_aside_does_not_swallow_this_launchs_walltime_exit(
+    launchpad: Any, tmp_path: Path, mongo_uri: str, private_inbox: str
+) -> None:
+    """Found by chaos scenario 13: a journal that first read another LaunchPad's launch 1 (its
+    pointer in the shared inbox: started, completed, exited) set those events aside once the push
+    learned that its LaunchPad's launch 1 runs elsewhere; then this launch's own job was killed at
+    its walltime. Its exit was marked applied and changed nothing: the set-aside completion
+    counted as the launch's ("a later exit adds nothing"), and the Firework stayed RUNNING for
+    good instead of FIZZLED."""
+    from fwspool.events import Completed, Ping
+    from fwspool.ingest import Ingester
+    from fwspool.journal import Journal
+    from fwspool.push import Pusher
+    from fwspool.testing.launchpad import uplink_for
+
+    launchpad.add_wf(Firework(ScriptTask.from_str("sleep 1000"), name="walltime"))
+    own = tmp_path / "own" / "l1"
+    _, launch_id = reserve_offline(launchpad, str(own))
+    at = utcnow()
+    other = tmp_path / "other-launchpad" / "l1"  # its launch 1, announced in the same inbox
+    other.mkdir(parents=True)
+    with SpoolWriter(str(other), launch_id, 7, clock=lambda: at) as w:
+        w.append(Started(started_on=at, host="elsewhere"))
+        w.append(Completed(state="COMPLETED", action={}, completed_on=at))
+        w.append(Exited(returncode=0))
+    inbox.write_pointer(private_inbox, launch_id, 7, str(other))
+    uplink = uplink_for(mongo_uri, launchpad.name)
+    try:
+        with Journal.open(str(tmp_path / "journal.sqlite3")) as journal:
+            Ingester(journal, inbox_dir=private_inbox).run_pass()
+            Pusher(journal, uplink).run_pass()  # launch 1 is the LaunchPad's in `own`: set aside
+            assert launchpad.get_fw_by_id(1).state == "RESERVED"
+            # This launch's job: started, pinged, killed at its walltime (the signal handler's
+            # exit is a writer of its own, naming the run it ends).
+            with SpoolWriter(str(own), launch_id, 1, clock=lambda: at) as run:
+                run.append(Started(started_on=at, host="here"))
+                run.append(Ping(ping_time=at))
+            with SpoolWriter(str(own), launch_id, 1, clock=lambda: at) as handler:
+                handler.append(Exited(signal=15, signal_name="SIGTERM", run=run.writer_id))
+            for _ in range(2):
+                Ingester(journal, inbox_dir=private_inbox).run_pass()
+                Pusher(journal, uplink).run_pass()
+            outcomes = journal.query("SELECT type, push_outcome FROM events ORDER BY type, push_outcome")
+    finally:
+        uplink.close()
+    assert sorted((r["type"], r["push_outcome"]) for r in outcomes) == [
+        ("completed", "stray"),
+        ("exited", "applied"),
+        ("exited", "stray"),
+        ("ping", "applied"),
+        ("started", "applied"),
+        ("started", "stray"),
+    ]
+    fw = launchpad.get_fw_by_id(1)
+    assert fw.state == "FIZZLED", fw.state
+    assert "killed by SIGTERM" in fw.launches[-1].action.stored_data["_message"]
+
+
+def test_another_launchpads_start_set_aside_does_not_hide_this_launchs_legacy_offline_file(
+    launchpad: Any, tmp_path: Path, mongo_uri: str, private_inbox: str
+) -> None:
+    """A journal that first read another LaunchPad's launch 1 from the shared inbox (a spool file
+    with a start) sets it aside at the push; this LaunchPad's launch 1 is an unmodified FireWorks
+    offline job (``rlaunch singleshot --offline``: FW_offline.json, no spool file). Its offline
+    file, read once before the job ran, must be read again when the job has run: the set-aside
+    start must not make it "driven by a spool file"."""
+    from fwspool.ingest import Ingester
+    from fwspool.journal import Journal
+    from fwspool.push import Pusher
+    from fwspool.testing.launchpad import uplink_for
+
+    launchpad.add_wf(Firework(ScriptTask.from_str("echo legacy"), name="legacy"))
+    own = tmp_path / "own" / "l1"
+    _, launch_id = reserve_offline(launchpad, str(own))
+    at = utcnow()
+    other = tmp_path / "other-launchpad" / "l1"
+    other.mkdir(parents=True)
+    with SpoolWriter(str(other), launch_id, 7, clock=lambda: at) as w:
+        w.append(Started(started_on=at, host="elsewhere"))
+    inbox.write_pointer(private_inbox, launch_id, 7, str(other))
+    uplink = uplink_for(mongo_uri, launchpad.name)
+    try:
+        with Journal.open(str(tmp_path / "journal.sqlite3")) as journal:
+            Ingester(journal, inbox_dir=private_inbox).run_pass()
+            Pusher(journal, uplink).run_pass()  # launch 1 is the LaunchPad's in `own`: set aside
+            Ingester(journal, inbox_dir=private_inbox).run_pass()  # FW_offline.json as reserved
+            res = run_fireworks_offline(str(own))
+            assert res.returncode == 0, res.stderr[-2000:]
+            for _ in range(2):
+                Ingester(journal, inbox_dir=private_inbox).run_pass()
+                Pusher(journal, uplink).run_pass()
+    finally:
+        uplink.close()
+    assert launchpad.get_fw_by_id(1).state == "COMPLETED"
+
+
+def test_another_launchpads_run_set_aside_is_not_what_the_batch_check_judges(
+    tmp_path: Path, private_inbox: str
+) -> None:
+    """The batch-system check decides a launch's fate from its last run event: lost (it started),
+    released (it never did), nothing (it ended). Another LaunchPad's run of the same launch id,
+    set aside at the push, must not count: here it ended, and this launch's batch job, which never
+    started it, would never have been judged (its reservation held for good)."""
+    from fwspool.ingest import Ingester
+    from fwspool.journal import Journal
+
+    at = utcnow()
+    other = tmp_path / "other-launchpad" / "l1"
+    other.mkdir(parents=True)
+    with SpoolWriter(str(other), 1, 7, clock=lambda: at) as w:
+        w.append(Started(started_on=at, host="elsewhere"))
+        w.append(Exited(signal=9, signal_name="SIGKILL"))
+    inbox.write_pointer(private_inbox, 1, 7, str(other))
+    own = tmp_path / "own" / "l1"
+    own.mkdir(parents=True)
+    with Journal.open(str(tmp_path / "journal.sqlite3")) as journal:
+        Ingester(journal, inbox_dir=private_inbox).run_pass()
+        # The push: the LaunchPad's launch 1 runs in `own`, reserved for batch job 123.
+        assert journal.settle_identities([1], {1: {"launch_id": 1, "fw_id": 1, "launch_dir": str(own)}}, 2)
+        journal.register_offline_runs(
+            [{"launch_id": 1, "fw_id": 1, "launch_dir": str(own), "batch_job_id": "123", "fw_name": "x"}]
+        )
+        [launch] = journal.batch_launches()
+    assert (launch.launch_id, launch.batch_job_id, launch.last_run_event) == (1, "123", None)

@@ -90,10 +90,13 @@ class Outbox(JournalDatabase):
                 f"WHERE pushed_at IS NULL AND launch_id IN ({marks}) ORDER BY launch_id, writer_id, seq",
                 lids,
             ).fetchall()
+            # A completion set aside (another LaunchPad's launch of this id: fwspool.identity)
+            # is not this launch's: counting it left a walltime exit unapplied, for good.
             completed = {
                 r[0]
                 for r in db.execute(
-                    f"SELECT DISTINCT launch_id FROM events WHERE type = 'completed' AND launch_id IN ({marks})",
+                    "SELECT DISTINCT launch_id FROM events WHERE type = 'completed' "
+                    f"AND push_outcome IS NOT 'stray' AND launch_id IN ({marks})",
                     lids,
                 )
             }

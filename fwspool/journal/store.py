@@ -61,14 +61,15 @@ SELECT s.path, s.kind, s.launch_id, s.writer_id, s.dev, s.ino, s.fingerprint, s.
        s.content_hash, s.status, s.status_detail, l.terminal_at, l.forgotten_at,
        s.kind = 'fw_offline' AND EXISTS (
            SELECT 1 FROM events AS e
-           WHERE e.launch_id = s.launch_id AND e.type = 'started' AND e.source_offset IS NOT NULL)
+           WHERE e.launch_id = s.launch_id AND e.type = 'started' AND e.source_offset IS NOT NULL
+             AND e.push_outcome IS NOT 'stray')
 FROM sources AS s LEFT JOIN launches AS l ON l.launch_id = s.launch_id"""
 
 _BATCH_LAUNCHES = """
 SELECT l.launch_id, l.fw_id, l.launch_dir, l.batch_job_id, l.batch_system, l.batch_gone_at,
        (SELECT e.type || ':' || coalesce(json_extract(e.payload, '$.signal'), '')
         FROM events AS e
-        WHERE e.launch_id = l.launch_id
+        WHERE e.launch_id = l.launch_id AND e.push_outcome IS NOT 'stray'
           AND e.type IN ('started', 'exited', 'completed', 'lost', 'released')
         ORDER BY e.occurred_at DESC, e.event_id DESC LIMIT 1) AS last
 FROM launches AS l

@@ -10,7 +10,8 @@ Everything is real: ``fwspool`` processes (``python -m fwspool.cli ...``) killed
 files written by writer processes (``SpoolWriter``, one file per writer, killed mid-record too) and
 by real ``fwspool rlaunch`` runs, a real SQLite journal, and real SecantusDB servers started here
 (``fwspool.devserver.DevServer``; scenario 3 kills and restarts one of its own, scenario 10 injects
-``failCommand`` faults into one of its own).
+``failCommand`` faults into one of its own; scenario 13 runs two or three LaunchPads on one server,
+each with its own journal, whose jobs all announce themselves in one inbox).
 
 The workload: a LaunchPad with two-step workflows and workflows with two parallel roots, every
 root reserved offline as ``qlaunch -r`` does; the compute side of each launch is simulated by
@@ -30,12 +31,15 @@ After every trial the invariants are checked:
     Fireworks (state, spec, launches...), launches (state, the whole state history with its times,
     action, host...), workflows (nodes, links, fw_states, state...), offline_runs and the id
     counters, field by field; ignored are only the ``_id`` s, the launch directory (each run has
-    its own) and the ``updated_on`` that FireWorks sets to the time of the write;
+    its own), the ``updated_on`` that FireWorks sets to the time of the write and the LaunchPad's
+    epoch (``fwspool.binding``: the first push of each run draws its own);
 (c) nothing is left pending that should have been pushed, no workflow is left locked, and the
     quarantine holds exactly the bytes that are damaged (or records that are invalid).
 
 Per scenario it prints trials, faults that landed, events written, lost, duplicated, mismatched
-LaunchPad documents and other invariant failures, and exits 1 on any of them.
+LaunchPad documents, merged (events of another LaunchPad's launch directory held or applied as
+this one's), stalled (launches that did not reach the clean run's state) and other invariant
+failures, and exits 1 on any of them.
 
 The package, one module per concept: ``processes`` (the processes it starts), ``children`` (the
 harness's own child processes: writers, a push that strikes at its N-th write, a push that records

@@ -1,7 +1,8 @@
 """The harness's own child processes, started as ``python -m fwspool.testing.chaos.children``:
 
 - ``_writer PLAN.json``: writer processes appending a plan's records to spool files, as the
-  compute side of each launch would (torn into pieces, for kills mid-record, with ``"tear"``);
+  compute side of each launch would (torn into pieces, for kills mid-record, with ``"tear"``;
+  a stream with an ``"inbox"`` first leaves its launch's pointer there, as ``fwspool rlaunch`` does);
 - ``_killer N WHEN TARGET ARGS...``: ``fwspool ARGS`` that kills itself (or the database) at its
   N-th database write command;
 - ``_fake_fstype FSTYPE ARGS...``: ``fwspool ARGS`` as if every path were on a FSTYPE filesystem;
@@ -28,6 +29,7 @@ from typing import Any
 import msgspec
 
 from fwspool.events import Event
+from fwspool.inbox import write_pointer
 from fwspool.spool import OsSpoolFile, SpoolWriter
 from fwspool.testing.chaos.workload import T0
 
@@ -74,6 +76,9 @@ def writer_main(plan_path: str) -> int:
             i = rng.choice(candidates)
             s = streams[i]
             if i not in writers:
+                if s.get("inbox"):
+                    # What `fwspool rlaunch` does before its first record: announce the launch.
+                    write_pointer(s["inbox"], s["launch_id"], s.get("fw_id"), s["dir"])
                 writers[i] = SpoolWriter(
                     s["dir"],
                     s["launch_id"],

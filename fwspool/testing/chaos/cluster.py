@@ -130,27 +130,55 @@ class Cluster:
 
     # -- templates and instances -----------------------------------------------------------
 
-    def template(self, seed: int, n_chain: int = 12, n_pair: int = 5, storm: bool = False) -> Template:
-        if self.shared_templates:
+    def template(
+        self,
+        seed: int,
+        n_chain: int = 12,
+        n_pair: int = 5,
+        storm: bool = False,
+        *,
+        own: bool = False,
+        golden: bool = True,
+    ) -> Template:
+        """A workload (built once). ``own``: this one even in the short run, where the scenarios
+        otherwise share two (for a scenario that needs two different workloads at once);
+        ``golden``: also write its golden spool files (a scenario whose instances have no spool
+        files of the template's need none, and the template is built in a second)."""
+        if self.shared_templates and not own:
             # The short run: two workloads for every scenario (building one costs seconds).
             seed, n_chain, n_pair = (11, 12, 5) if storm else (22, 8, 4)
-        key = f"{seed}/{n_chain}/{n_pair}/{storm}"
+        key = f"{seed}/{n_chain}/{n_pair}/{storm}" + ("" if golden else "/no-golden")
         if key not in self.templates:
-            self.templates[key] = build_template(self.root, self.uri, seed, n_chain, n_pair, storm)
+            self.templates[key] = build_template(
+                self.root, self.uri, seed, n_chain, n_pair, storm, golden=golden
+            )
         return self.templates[key]
 
-    def instance(self, tpl: Template, tag: str, *, spool: bool = True, uri: str | None = None) -> Instance:
+    def instance(
+        self,
+        tpl: Template,
+        tag: str,
+        *,
+        spool: bool = True,
+        uri: str | None = None,
+        parent: str | None = None,
+        db: str | None = None,
+    ) -> Instance:
+        """A clone of the template: its launch directories (with the golden spool files unless
+        not ``spool``) under ``parent`` (default: the cluster's ``trials``), its LaunchPad in a
+        new database, or in ``db``, which must hold no LaunchPad documents (one reset and
+        emptied)."""
         import pymongo
 
         self._n += 1
-        root = os.path.join(self.root, "trials", f"{tag}-{self._n}")
+        root = os.path.join(parent or os.path.join(self.root, "trials"), f"{tag}-{self._n}")
         src_launches = os.path.join(tpl.root, "launches")
 
         def ignore(d: str, names: list[str]) -> list[str]:
             return [n for n in names if not spool and SPOOL_NAME_RE.match(n)]
 
         shutil.copytree(src_launches, os.path.join(root, "launches"), ignore=ignore)
-        db = f"{tag.replace('-', '_')}_{self._n}_{random.randrange(16**6):06x}"[:60]
+        db = db or f"{tag.replace('-', '_')}_{self._n}_{random.randrange(16**6):06x}"[:60]
         uri = uri or self.uri
         src: Any = pymongo.MongoClient(self.uri, serverSelectionTimeoutMS=20000)
         dst: Any = src if uri == self.uri else pymongo.MongoClient(uri, serverSelectionTimeoutMS=20000)

@@ -114,6 +114,10 @@ class Check:
     pending_left: int = 0
     bad_quarantine: int = 0
     other: int = 0
+    #: Events of another LaunchPad's launch directory held (or applied) as one of this one's.
+    merged: int = 0
+    #: Launches of this LaunchPad that did not reach the clean run's state (held by another's files).
+    stalled: int = 0
     notes: list[str] = field(default_factory=list)
 
     def add(self, other: Check) -> None:

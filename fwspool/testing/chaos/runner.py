@@ -41,7 +41,20 @@ def run_scenario(
 
 
 def table(results: Sequence[ScenarioResult]) -> str:
-    head = ("#", "scenario", "trials", "faults", "events", "lost", "dup", "mismatched", "other", "secs")
+    head = (
+        "#",
+        "scenario",
+        "trials",
+        "faults",
+        "events",
+        "lost",
+        "dup",
+        "mismatched",
+        "merged",
+        "stalled",
+        "other",
+        "secs",
+    )
     rows: list[tuple[str, ...]] = [head]
     for r in results:
         x = r.row()
@@ -55,11 +68,13 @@ def table(results: Sequence[ScenarioResult]) -> str:
                 str(x["lost"]),
                 str(x["duplicated"]),
                 str(x["mismatched"]),
+                str(x["merged"]),
+                str(x["stalled"]),
                 str(x["other"]),
                 f"{x['seconds']:.0f}",
             )
         )
-    tot = [sum(int(r[i]) for r in rows[1:]) for i in range(2, 10)]
+    tot = [sum(int(r[i]) for r in rows[1:]) for i in range(2, len(head))]
     rows.append(("", "total", *map(str, tot)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     out = []

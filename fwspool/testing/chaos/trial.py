@@ -47,6 +47,8 @@ class ScenarioResult:
             "lost": c.lost,
             "duplicated": c.duplicated,
             "mismatched": c.mismatched,
+            "merged": c.merged,
+            "stalled": c.stalled,
             "other": c.extra + c.pending_left + c.bad_quarantine + c.other,
             "seconds": round(self.seconds, 1),
             "detail": self.detail,

@@ -226,10 +226,11 @@ OUTCOMES = (
 
 
 def build_template(
-    cluster_root: str, uri: str, seed: int, n_chain: int, n_pair: int, storm: bool
+    cluster_root: str, uri: str, seed: int, n_chain: int, n_pair: int, storm: bool, *, golden: bool = True
 ) -> Template:
-    """A workload's template, built in the cluster's directory on the cluster's server (``uri``)."""
-    key = f"s{seed}c{n_chain}p{n_pair}{'storm' if storm else ''}"
+    """A workload's template, built in the cluster's directory on the cluster's server (``uri``);
+    without ``golden``, its spool files are not written (its ``golden`` stays empty)."""
+    key = f"s{seed}c{n_chain}p{n_pair}{'storm' if storm else ''}{'' if golden else '-nogolden'}"
     root = os.path.join(cluster_root, "templates", key)
     db = f"tpl_{key}"
     t0 = time.monotonic()
@@ -254,6 +255,9 @@ def build_template(
     for li in launches:
         if li.kind == "synthetic":
             li.streams = plan_streams(li, random.Random(f"{seed}/{li.launch_id}"), seed, storm)
+    if not golden:
+        log(f"template {key}: {len(launches)} launches, no spool files, {time.monotonic() - t0:.1f}s")
+        return tpl
     # The golden spool files: the writers' and real rlaunch runs' bytes, written once.
     logdir = os.path.join(root, "logs")
     procs = start_writers(tpl, root, logdir, procs=2, pace=(0.0, 0.0), seed=seed)

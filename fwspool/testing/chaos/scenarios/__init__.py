@@ -13,6 +13,7 @@ from fwspool.testing.chaos.scenarios import (
     network_faults,
     packed_kills,
     push_kills,
+    shared_inbox,
     spool_damage,
     two_login_nodes,
 )
@@ -33,6 +34,7 @@ REGISTRY: dict[int, Scenario] = {
         command_faults.SCENARIO,
         two_login_nodes.SCENARIO,
         packed_kills.SCENARIO,
+        shared_inbox.SCENARIO,
     )
 }
 #: Each scenario's name, by number.
