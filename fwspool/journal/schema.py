@@ -201,9 +201,10 @@ CREATE VIEW IF NOT EXISTS launch_status AS
 SELECT l.launch_id, l.fw_id, l.fw_name, l.launch_dir, l.learned_from, l.first_seen_at,
        l.pushed_state, l.outcome, l.outcome_detail, l.pushed_state_at,
        l.batch_job_id, l.batch_system, l.batch_gone_at,
-       (SELECT e.type FROM events AS e WHERE e.launch_id = l.launch_id
+       (SELECT e.type FROM events AS e WHERE e.launch_id = l.launch_id AND e.push_outcome IS NOT 'stray'
         ORDER BY e.occurred_at DESC, e.event_id DESC LIMIT 1) AS last_event,
-       (SELECT max(e.occurred_at) FROM events AS e WHERE e.launch_id = l.launch_id) AS last_event_at,
+       (SELECT max(e.occurred_at) FROM events AS e WHERE e.launch_id = l.launch_id
+        AND e.push_outcome IS NOT 'stray') AS last_event_at,
        (SELECT count(*) FROM events AS e WHERE e.launch_id = l.launch_id AND e.pushed_at IS NULL) AS pending,
        (SELECT min(e.ingested_at) FROM events AS e WHERE e.launch_id = l.launch_id
         AND e.pushed_at IS NULL) AS oldest_pending_at,

@@ -26,6 +26,7 @@ SELECT launch_id, event_id, type, occurred_at,
        CASE WHEN type = 'completed' THEN json_extract(payload, '$.action.stored_data._message') END
 FROM events
 WHERE launch_id IN ({marks}) AND type IN ('started', 'exited', 'lost', 'released', 'completed')
+  AND push_outcome IS NOT 'stray'
 ORDER BY launch_id, occurred_at, event_id"""
 
 _PAYLOAD_FIELDS = ("state", "signal", "signal_name", "returncode", "error", "run", "batch_job_id", "reason")
@@ -174,10 +175,11 @@ BLOCK_COUNTS = ("completed", "fizzled", "running", "ended", "released", "not_sta
 _BLOCK_LAUNCHES = """
 SELECT l.launch_id, l.launch_dir, l.batch_job_id,
        (SELECT json_extract(e.payload, '$.state') FROM events AS e
-        WHERE e.launch_id = l.launch_id AND e.type = 'completed'
+        WHERE e.launch_id = l.launch_id AND e.type = 'completed' AND e.push_outcome IS NOT 'stray'
         ORDER BY e.occurred_at DESC, e.event_id DESC LIMIT 1) AS completed_state,
        (SELECT e.type FROM events AS e
         WHERE e.launch_id = l.launch_id AND e.type IN ('started', 'exited', 'completed', 'lost', 'released')
+          AND e.push_outcome IS NOT 'stray'
         ORDER BY e.occurred_at DESC, e.event_id DESC LIMIT 1) AS last_run
 FROM launches AS l
 WHERE l.launch_dir IS NOT NULL AND l.forgotten_at IS NULL
