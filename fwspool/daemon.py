@@ -35,6 +35,7 @@ from fwspool.errors import FwspoolError, UplinkUnavailable
 from fwspool.events import as_utc, utcnow
 from fwspool.ingest import DEFAULT_LOST_AFTER, Ingester, IngestSummary
 from fwspool.journal import LAST_PRUNE_KEY, Journal, JournalSummary
+from fwspool.plural import counted
 from fwspool.push import Pusher, PushSummary, age
 
 #: Seconds between the passes of every ``--watch`` command (ingest, push, sync): one ``squeue``
@@ -353,9 +354,9 @@ def summary_line(summary: JournalSummary, now: dt.datetime) -> str:
     oldest = f" (oldest ingested {age(s.oldest_pending, now)} ago)" if s.pending else ""
     last_push = f"{age(s.last_push, now)} ago" if s.last_push else "never"
     return (
-        f"{s.launches} launches ({s.open} open, {s.final} final, {s.forgotten} forgotten), "
-        f"{s.events} events, {s.pending} pending{oldest}, last push {last_push}, "
-        f"{s.quarantined} quarantined ranges"
+        f"{counted(s.launches, 'launch')} ({s.open} open, {s.final} final, {s.forgotten} forgotten), "
+        f"{counted(s.events, 'event')}, {s.pending} pending{oldest}, last push {last_push}, "
+        f"{counted(s.quarantined, 'quarantined range')}"
     )
 
 

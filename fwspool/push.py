@@ -17,6 +17,7 @@ from fwspool.errors import UplinkUnavailable
 from fwspool.events import as_utc, iso, utcnow
 from fwspool.failpoints import failpoint
 from fwspool.journal import LAST_PUSH_KEY, Journal
+from fwspool.plural import counted
 from fwspool.uplink import Uplink
 
 __all__ = ["LAST_PUSH_KEY", "PushSummary", "Pusher", "age"]
@@ -47,10 +48,11 @@ class PushSummary:
 
     def line(self) -> str:
         return (
-            f"push: {self.launches} launches, {self.applied} events applied, {self.superseded} superseded, "
-            f"{self.skipped} skipped, {self.registered} offline runs registered, "
-            f"{self.forgets_applied} forget requests applied"
-            + (f", {self.released} reservations released" if self.released else "")
+            f"push: {counted(self.launches, 'launch')}, {counted(self.applied, 'event')} applied, "
+            f"{self.superseded} superseded, {self.skipped} skipped, "
+            f"{counted(self.registered, 'offline run')} registered, "
+            f"{counted(self.forgets_applied, 'forget request')} applied"
+            + (f", {counted(self.released, 'reservation')} released" if self.released else "")
         )
 
 
@@ -88,7 +90,7 @@ class Pusher:
         """The one line for an unreachable database: where, how much waits, and since when."""
         pending, oldest = self.journal.pending_summary()
         waiting = (
-            f"{pending} events pending in the journal, oldest ingested {age(oldest, self.clock())} ago"
+            f"{counted(pending, 'event')} pending in the journal, oldest ingested {age(oldest, self.clock())} ago"
             if pending
             else "no events pending in the journal"
         )

@@ -32,6 +32,7 @@ from typing import Any
 from fwspool.block import ESTIMATE_KEY, BlockLaunch, BlockManifest, write_manifest
 from fwspool.errors import ConfigError, FwspoolError
 from fwspool.events import utcnow
+from fwspool.plural import counted
 from fwspool.reserve import prepare_offline
 
 __all__ = ["PackJob", "SubmissionError", "rapidfire", "submit_pack", "walltime_seconds"]
@@ -342,7 +343,7 @@ def submit_pack(
         qa.clear()
         qa.update(settings)
     say(
-        f"fwspool qlaunch: batch job {job}: {n} Fireworks "
+        f"fwspool qlaunch: batch job {job}: {counted(n, 'Firework')} "
         f"({', '.join(str(bl.fw_id) for bl in manifest.launches)}) in {block_dir}"
     )
     return PackJob(str(job), block_dir, list(manifest.launches), submitted)
@@ -394,7 +395,9 @@ def rapidfire(
     while True:
         while launchpad.run_exists(fworker) and not timed_out():
             if maxjobs_queue and jobs_in_queue(qadapter) >= maxjobs_queue:
-                say(f"fwspool qlaunch: {maxjobs_queue} jobs in the queue already (--maxjobs_queue)")
+                say(
+                    f"fwspool qlaunch: {counted(maxjobs_queue, 'job')} in the queue already (--maxjobs_queue)"
+                )
                 break
             job = submit_pack(
                 launchpad,

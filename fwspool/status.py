@@ -37,6 +37,7 @@ from fwspool.outcomes import (
     Implied,
     implied,
 )
+from fwspool.plural import counted
 from fwspool.push import LAST_PUSH_KEY, age
 from fwspool.runs import PendingEvent
 
@@ -341,12 +342,15 @@ def render(report: dict[str, Any], filters: Filters = Filters()) -> str:
     lines = _summary(report, now)
     launches = report["launches"]
     if filters.given():
-        shown, title = launches, f"{len(launches)} launches match"
+        shown, title = (
+            launches,
+            f"{counted(len(launches), 'launch')} {'matches' if len(launches) == 1 else 'match'}",
+        )
     elif filters.every:
-        shown, title = launches, f"all {len(launches)} launches"
+        shown, title = launches, f"all {counted(len(launches), 'launch')}"
     else:
         shown = [x for x in launches if x["attention"]]
-        title = f"{len(shown)} launches need attention" + (
+        title = f"{counted(len(shown), 'launch')} {'needs' if len(shown) == 1 else 'need'} attention" + (
             f" (--all lists all {len(launches)})" if len(shown) < len(launches) else ""
         )
     lines += _block_lines(report["blocks"])
@@ -378,12 +382,12 @@ def _summary(report: dict[str, Any], now: dt.datetime) -> list[str]:
     parts = [
         f"launches: {t['launches']}" + (f"; as last pushed: {by_state}" if t["launches"] else ""),
         *([f"outcomes: {by_outcome}"] if t["launches"] else []),
-        f"events: {t['events']}: {t['pending']} pending ({t['pending_launches']} launches), {t['pushed']} pushed, "
+        f"events: {t['events']}: {t['pending']} pending ({counted(t['pending_launches'], 'launch')}), {t['pushed']} pushed, "
         f"{t['superseded']} superseded, {t['skipped']} skipped",
         lag,
         f"last successful push: {last + ' (' + age(last, now) + ' ago)' if last else 'never'}",
         _database_line(report["database"]),
-        f"quarantined: {t['quarantined']} ranges; forgotten: {t['forgotten_launches']} launches",
+        f"quarantined: {counted(t['quarantined'], 'range')}; forgotten: {counted(t['forgotten_launches'], 'launch')}",
     ]
     return [f"journal {report['journal']}"] + [
         ln

@@ -121,8 +121,8 @@ def test_a_status_request_is_answered_at_once_while_the_loop_waits_and_silence_g
             warn=said.append,
         )
         assert time.monotonic() - started < 30  # not the 60 s interval
-    assert said[0].startswith("push: 1 launches")
-    assert said[1].startswith("status (SIGUSR1): 1 launches (0 open, 1 final, 0 forgotten)")
+    assert said[0].startswith("push: 1 launch,")
+    assert said[1].startswith("status (SIGUSR1): 1 launch (0 open, 1 final, 0 forgotten)")
     assert said[2].startswith("idle: nothing new for ") and len(said) == 3, said
 
 

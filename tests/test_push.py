@@ -276,7 +276,7 @@ def test_forgetting_what_the_journal_does_not_know_says_so(launchpad, tmp_path, 
     assert "fwspool: warning: the journal knows no launch of Firework 999: not forgotten" in res.output
     assert "1 known launches forgotten; the LaunchPad follows on the next push" in res.output
     res = invoke("push", env=env)
-    assert res.exit_code == 0 and "1 forget requests applied" in res.output, res.output
+    assert res.exit_code == 0 and "1 forget request applied" in res.output, res.output
     assert launchpad.offline_runs.find_one({"launch_id": 1})["deprecated"] is True
     res = invoke("forget", "--undo", "--launch-id", "1", env=env)
     assert res.exit_code == 0 and "1 known launches resumed" in res.output, res.output
@@ -429,7 +429,7 @@ def test_status_shows_launches_totals_and_the_database(launchpad, tmp_path, jour
     import re
 
     assert "launches: 1; as last pushed: not pushed 1" in res.output, res.output
-    total = re.search(r"events: (\d+): (\d+) pending \(1 launches\)", res.output)
+    total = re.search(r"events: (\d+): (\d+) pending \(1 launch\)", res.output)
     assert total and total.group(1) == total.group(2) and int(total.group(1)) >= 5, res.output
     assert "last successful push: never" in res.output
     assert "database: answers at mongodb://127.0.0.1" in res.output

@@ -44,6 +44,9 @@ def reports_errors(func: F) -> F:
         except FwspoolError as exc:
             LOG.line(f"fwspool: {redact(exc.message)}", err=True)
             sys.exit(exc.exit_code)
+        except BrokenPipeError:
+            # The reader went away (`fwspool status | head`): click ends quietly, as Unix tools do.
+            raise
         except OSError as exc:
             # Disk full or a read-only filesystem where fwspool writes: still one line.
             where = f" ({exc.filename})" if exc.filename else ""

@@ -11,6 +11,7 @@ import click
 from fwspool import qlaunch as packing
 from fwspool.cli.common import reports_errors, say
 from fwspool.errors import ConfigError, InputError, UplinkUnavailable
+from fwspool.plural import counted
 
 HELP = """Reserve Fireworks and submit them to the batch system, K per job (login node).
 
@@ -262,4 +263,5 @@ def rapidfire(
         say=say,
         **site.packing(),
     )
-    say(f"fwspool qlaunch: {len(jobs)} jobs, {sum(len(j.launches) for j in jobs)} Fireworks submitted")
+    fireworks = sum(len(j.launches) for j in jobs)
+    say(f"fwspool qlaunch: {counted(len(jobs), 'job')}, {counted(fireworks, 'Firework')} submitted")

@@ -1,0 +1,58 @@
+"""A user's first week (issue 24): each rough edge a new user hit, through the command line, against
+the real server, FireWorks and, where it matters, the private Slurm cluster."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from fireworks import Firework, ScriptTask
+
+from fwspool.testing.commands import fwspool_cmd, invoke, reserved_and_run, unstamped
+
+
+def one_run_launch(lp: Any, tmp_path: Path) -> tuple[int, str]:
+    """A Firework reserved as `qlaunch -r` does and run by `fwspool rlaunch`: (fw_id, launch dir)."""
+    lp.add_wf(Firework(ScriptTask.from_str("echo hi"), name="one"))
+    launch_dir = str(tmp_path / "launch")
+    fw, _launch_id = reserved_and_run(lp, launch_dir)
+    return int(fw.fw_id), launch_dir
+
+
+def env_for(journal_path: str, mongo_uri: str, lp: Any) -> dict[str, str]:
+    return {
+        "FWSPOOL_JOURNAL": journal_path,
+        "FWSPOOL_MONGODB_URI": mongo_uri,
+        "FWSPOOL_MONGODB_NAME": lp.name,
+    }
+
+
+# -- item 10: small things ------------------------------------------------------------------------
+
+
+def test_one_of_a_thing_is_singular(
+    launchpad: Any, tmp_path: Path, journal_path: str, mongo_uri: str
+) -> None:
+    _fw_id, launch_dir = one_run_launch(launchpad, tmp_path)
+    env = env_for(journal_path, mongo_uri, launchpad)
+    res = invoke("sync", "--root", launch_dir, env=env)
+    assert res.exit_code == 0, res.output
+    assert "push: 1 launch, " in res.output and "1 launches" not in res.output, res.output
+    res = invoke("status", "--all", "--no-check", env=env)
+    assert "all 1 launch:" in res.output and "1 launches" not in res.output, res.output
+
+
+def test_status_into_a_pipe_whose_reader_left_ends_quietly(tmp_path: Path, journal_path: str) -> None:
+    """`fwspool status | head`: no `fwspool: Broken pipe` on the terminal, as Unix tools do."""
+    assert invoke("ingest", "--journal", journal_path, "--root", str(tmp_path)).exit_code == 0
+    proc = subprocess.Popen(
+        fwspool_cmd("status", "--no-check", "--journal", journal_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before the first line
+    err = proc.stderr.read().decode()
+    assert proc.wait(60) == 1
+    assert unstamped(err) == "", err
