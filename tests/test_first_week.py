@@ -28,6 +28,30 @@ def env_for(journal_path: str, mongo_uri: str, lp: Any) -> dict[str, str]:
     }
 
 
+# -- item 4: forget says what happens to the Firework, and what to run next --------------------
+
+
+def test_forget_says_what_becomes_of_the_firework_and_what_to_run_next(
+    launchpad: Any, tmp_path: Path, journal_path: str, mongo_uri: str
+) -> None:
+    fw_id, launch_dir = one_run_launch(launchpad, tmp_path)
+    env = env_for(journal_path, mongo_uri, launchpad)
+    assert invoke("sync", "--root", launch_dir, env=env).exit_code == 0
+    res = invoke("forget", str(fw_id), env=env)
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines() == [
+        f"1 known launch forgotten: Firework {fw_id} (COMPLETED as last pushed)",
+        "its events stay in the journal, unpushed; the next push marks its offline run forgotten (as `lpad "
+        "forget_offline`), and the LaunchPad keeps the Firework as it is for good (a RUNNING or RESERVED one "
+        f"never ends): `lpad rerun_fws -i {fw_id}` makes it READY to run again, `lpad defuse_fws -i {fw_id}` "
+        f"stops it; `fwspool forget --undo {fw_id}` takes this back",
+    ]
+    res = invoke("forget", "--undo", str(fw_id), env=env)
+    assert res.exit_code == 0 and res.output.startswith(f"1 known launch resumed: Firework {fw_id} ("), (
+        res.output
+    )
+
+
 # -- item 10: small things ------------------------------------------------------------------------
 
 
