@@ -12,8 +12,9 @@ options and prints. The rules:
 - SIGINT/SIGTERM (:class:`StopFlag`) stop the loop between batches, never inside one.
 - SIGUSR1 asks for the journal's summary and SIGHUP reopens the log file (:mod:`fwspool.log`):
   requests answered between passes, and at once while the loop waits.
-- With ``watch``: one line per pass that changed something, and while idle a line at most every
-  :data:`HEARTBEAT` seconds saying so; ``sync`` applies the retention policy
+- One line per pass that changed something, once or with ``watch`` (a pass that changed nothing
+  says nothing, unless ``idle_lines``: a one-shot at a terminal); with ``watch``, while idle, a
+  line at most every :data:`HEARTBEAT` seconds saying so; ``sync`` applies the retention policy
   (:mod:`fwspool.journal.retention`) once every :data:`PRUNE_EVERY` seconds.
 """
 
@@ -195,7 +196,8 @@ class Loop:
     ``say`` gets the summary lines, ``warn`` the problems (one line each); ``run_pass`` runs each
     pass given how to report its progress. ``heartbeat``: with ``watch``, the longest silence
     while idle (seconds). ``retain``: the retention horizon of ``sync`` in seconds (0: keep
-    everything).
+    everything). ``idle_lines``: say the line of a pass that changed nothing too (someone at a
+    terminal waits for an answer; a cron log wants only what changed).
     """
 
     watch: bool
@@ -206,6 +208,7 @@ class Loop:
     run_pass: PassRunner = _without_progress
     heartbeat: float = HEARTBEAT
     retain: float = 0.0
+    idle_lines: bool = False
     _state: _LoopState = field(default_factory=_LoopState)
 
     def ingest(self, ingester: Ingester) -> IngestSummary:
@@ -255,7 +258,8 @@ class Loop:
                 backoff.reset()
                 self._warn_all(summary.problems)
                 if not self.watch or self.stop():
-                    self._say(summary.line())
+                    if summary.changed() or self.watch or self.idle_lines:
+                        self._say(summary.line())
                     return summary
                 if summary.changed():
                     self._say(summary.line())
@@ -272,7 +276,7 @@ class Loop:
             self._prune_if_due(journal)
             summary = ingester.run_pass(should_stop=self.stop)
             self._warn_all(summary.problems)
-            if summary.changed() or not self.watch:
+            if summary.changed() or self.idle_lines:
                 self._say(summary.line())
 
         summary = self.push(journal, uplink_factory, before_pass=ingest_once)

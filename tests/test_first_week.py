@@ -3,13 +3,15 @@ the real server, FireWorks and, where it matters, the private Slurm cluster."""
 
 from __future__ import annotations
 
+import os
+import pty
 import subprocess
 from pathlib import Path
 from typing import Any
 
 from fireworks import Firework, ScriptTask
 
-from fwspool.testing.commands import fwspool_cmd, invoke, reserved_and_run, unstamped
+from fwspool.testing.commands import fwspool_cmd, invoke, job_env, reserved_and_run, unstamped
 
 
 def one_run_launch(lp: Any, tmp_path: Path) -> tuple[int, str]:
@@ -50,6 +52,48 @@ def test_forget_says_what_becomes_of_the_firework_and_what_to_run_next(
     assert res.exit_code == 0 and res.output.startswith(f"1 known launch resumed: Firework {fw_id} ("), (
         res.output
     )
+
+
+# -- item 5: a cron one-shot with nothing to do prints nothing ---------------------------------
+
+
+def test_an_idle_cron_one_shot_prints_nothing(
+    launchpad: Any, tmp_path: Path, journal_path: str, mongo_uri: str
+) -> None:
+    """The README's promise: a line per pass that changed something (576 idle lines a day, else)."""
+    _fw_id, launch_dir = one_run_launch(launchpad, tmp_path)
+    env = job_env(**env_for(journal_path, mongo_uri, launchpad))
+    log = tmp_path / "sync.log"
+
+    def cron() -> None:
+        with open(log, "ab") as out:  # `>> sync.log 2>&1`
+            res = subprocess.run(
+                fwspool_cmd("sync", "--root", launch_dir),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                timeout=120,
+            )
+        assert res.returncode == 0, log.read_text()
+
+    cron()
+    first = unstamped(log.read_text()).splitlines()
+    assert [line.split(":")[0] for line in first] == ["ingest", "push"], first
+    cron()
+    cron()
+    assert unstamped(log.read_text()).splitlines() == first  # the idle passes added nothing
+    # At a terminal someone waits for an answer: the idle one-shot says its passes.
+    leader, follower = pty.openpty()
+    try:
+        res = subprocess.run(
+            fwspool_cmd("sync", "--root", launch_dir), stdout=follower, stderr=follower, env=env, timeout=120
+        )
+        assert res.returncode == 0
+        said = os.read(leader, 4096).decode()
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert "ingest: " in said and "push: 0 launches" in said, said
 
 
 # -- item 10: small things ------------------------------------------------------------------------

@@ -133,7 +133,8 @@ def login_loop(
     heartbeat: float | None = None,
     retain: float = 0.0,
 ) -> Loop:
-    """The :class:`~fwspool.daemon.Loop` of a login-node command, its log started, stopped by
+    """The :class:`~fwspool.daemon.Loop` of a login-node command (a one-shot at a terminal says
+    its passes' lines even when they changed nothing), its log started, stopped by
     SIGINT/SIGTERM from now on (before the journal is opened: a signal meanwhile ends the command
     after one pass), answering SIGUSR1 and reopening its log on SIGHUP."""
     from fwspool.daemon import DEFAULT_INTERVAL, HEARTBEAT, Loop, StopFlag
@@ -143,6 +144,7 @@ def login_loop(
     stop.install(reopen_log=LOG.reopen)
     return Loop(
         watch=watch,
+        idle_lines=not watch and log_file is None and sys.stdout.isatty(),
         interval=DEFAULT_INTERVAL if interval is None else interval,
         stop=stop,
         say=say,
