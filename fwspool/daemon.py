@@ -379,6 +379,22 @@ def startup_line(command: str, journal: str, where: str, interval: float, *detai
     )
 
 
+def watch_command(pid: int) -> str | None:
+    """The command line of process ``pid`` when it is an fwspool ``--watch`` command (a daemon: it
+    holds the journal until stopped); None otherwise, or when it cannot be read (not Linux)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            words = [w.decode(errors="replace") for w in f.read().split(b"\0") if w]
+    except OSError:
+        return None
+    if "--watch" not in words:
+        return None
+    for i, word in enumerate(words):
+        if os.path.basename(word) == "fwspool" or word == "fwspool.cli":
+            return " ".join(["fwspool", *words[i + 1 :]])
+    return None
+
+
 def _duration(seconds: float) -> str:
     seconds = int(seconds)
     if seconds < 120:

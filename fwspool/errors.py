@@ -58,7 +58,14 @@ class JournalError(FwspoolError):
 
 
 class JournalBusy(FwspoolError):
+    """Another fwspool process holds the journal's lock for this role."""
+
     exit_code = EX_TEMPFAIL
+
+    def __init__(self, message: str, holder_pid: int | None = None) -> None:
+        super().__init__(message)
+        #: The pid the holder wrote in the lock file, when it is a number.
+        self.holder_pid = holder_pid
 
 
 class UplinkUnavailable(FwspoolError):

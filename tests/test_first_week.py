@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pty
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 from fireworks import Firework, ScriptTask
 
 from fwspool.testing.commands import fwspool_cmd, invoke, job_env, reserved_and_run, unstamped
+from fwspool.testing.waiting import wait_for
 
 
 def one_run_launch(lp: Any, tmp_path: Path) -> tuple[int, str]:
@@ -94,6 +96,50 @@ def test_an_idle_cron_one_shot_prints_nothing(
         os.close(leader)
         os.close(follower)
     assert "ingest: " in said and "push: 0 launches" in said, said
+
+
+# -- item 7: two syncs at once ------------------------------------------------------------------
+
+
+def test_a_typo_is_reported_before_the_lock_and_a_watch_daemon_holding_it_is_named(
+    launchpad: Any, tmp_path: Path, journal_path: str, mongo_uri: str
+) -> None:
+    where = ["--uri", mongo_uri, "--name", launchpad.name]
+    log = tmp_path / "daemon.log"
+    with open(log, "ab") as out:
+        daemon = subprocess.Popen(
+            fwspool_cmd("sync", "--watch", "--journal", journal_path, *where),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(lambda: "sync --watch started" in log.read_text(), 60, "the daemon's start-up line")
+        # The arguments first: a mistyped -l, --root or -q is what the user must fix.
+        for args, expected in (
+            (["sync", "-l", str(tmp_path / "my_lanchpad.yaml")], "my_lanchpad.yaml does not exist"),
+            (["push", "-l", str(tmp_path / "my_lanchpad.yaml")], "my_lanchpad.yaml does not exist"),
+            (["sync", *where, "--root", str(tmp_path / "nowhere")], "nowhere is not a directory"),
+            (["ingest", "-q", str(tmp_path / "my_qadaptr.yaml")], "my_qadaptr.yaml does not exist"),
+        ):
+            res = invoke(*args, "--journal", journal_path)
+            assert res.exit_code in (66, 78) and expected in res.output, (args, res.output)
+            assert "is using journal" not in res.output and "daemon" not in res.output, (args, res.output)
+        # The lock: its holder never finishes, and the line says so.
+        for args in (["sync", *where], ["push", *where], ["ingest"]):
+            res = invoke(*args, "--journal", journal_path)
+            assert res.exit_code == 75, (args, res.output)
+            line = unstamped(res.output)
+            assert line.startswith(
+                f"fwspool: a daemon holds journal {journal_path}: `fwspool sync --watch "
+            ), line
+            assert (
+                f"(pid {daemon.pid})" in line
+                and "until it is stopped" in line
+                and f"`kill {daemon.pid}`" in line
+            )
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(60) == 0, log.read_text()
 
 
 # -- item 10: small things ------------------------------------------------------------------------

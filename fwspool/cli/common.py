@@ -8,17 +8,18 @@ through :data:`fwspool.log.LOG`, which stamps the login-node commands' lines (:f
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from fwspool.config import redact
-from fwspool.errors import EX_SOFTWARE, FwspoolError
+from fwspool.errors import EX_SOFTWARE, FwspoolError, JournalBusy
 from fwspool.journal import Journal, default_journal_path
 from fwspool.log import LOG
 
@@ -213,6 +214,30 @@ journal_option = click.option(
     metavar="PATH",
     help=f"Journal database on the login node's local disk [env FWSPOOL_JOURNAL; default {default_journal_path()}].",
 )
+
+
+@contextlib.contextmanager
+def journal_locked(journal: Journal, *roles: str, wait: float = 0.0) -> Iterator[None]:
+    """The journal's locks for these roles (:meth:`Journal.lock`); when a ``--watch`` daemon holds
+    one, the error says so: it never finishes, so "try again when it finishes" would not do."""
+    from fwspool.daemon import watch_command
+
+    with contextlib.ExitStack() as locks:
+        for role in roles:
+            try:
+                locks.enter_context(journal.lock(role, wait=wait))
+            except JournalBusy as exc:
+                command = watch_command(exc.holder_pid) if exc.holder_pid else None
+                if command is None:
+                    raise
+                pid = exc.holder_pid
+                raise JournalBusy(
+                    f"a daemon holds journal {journal.path}: `{command}` (pid {pid}) {role}s there until it is "
+                    f"stopped, so this would wait for good; it does this work already (drop this command, e.g. "
+                    f"a cron line beside it), or stop it first (`kill {pid}`, or `systemctl --user stop fwspool`)",
+                    pid,
+                ) from None
+        yield
 
 
 def open_journal(path: str | None, *, create: bool = False) -> Journal:
