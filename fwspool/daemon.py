@@ -21,6 +21,7 @@ options and prints. The rules:
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import datetime as dt
 import os
@@ -28,11 +29,11 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from fwspool.errors import FwspoolError, UplinkUnavailable
+from fwspool.errors import FwspoolError, Interrupted, UplinkUnavailable
 from fwspool.events import as_utc, utcnow
 from fwspool.ingest import DEFAULT_LOST_AFTER, Ingester, IngestSummary
 from fwspool.journal import LAST_PRUNE_KEY, Journal, JournalSummary
@@ -68,6 +69,9 @@ class StopFlag:
         self.event = threading.Event()
         #: The signal that stopped the command, by name ("SIGTERM"), if one did.
         self.signal_name: str | None = None
+        self.signal_number = 0
+        #: Inside :meth:`waiting`: a stop signal ends the wait at once.
+        self._waiting = 0
         #: (STATUS, "") or (SAY, a line), oldest first.
         self.requests: collections.deque[tuple[str, str]] = collections.deque()
         self._wake = threading.Event()
@@ -78,7 +82,10 @@ class StopFlag:
 
         def stop(signum: int, _frame: Any) -> None:
             self.signal_name = signal.Signals(signum).name
+            self.signal_number = signum
             self.set()
+            if self._waiting:
+                raise StoppedWaiting(self.signal_name)
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, stop)
@@ -89,6 +96,19 @@ class StopFlag:
     def set(self) -> None:
         self.event.set()
         self._wake.set()
+
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[None]:
+        """A wait that a stop signal ends at once (:class:`StoppedWaiting`), rather than between
+        batches: a push's first contact with a database that is down, which lasts up to the
+        uplink's timeout and writes nothing."""
+        if self.event.is_set():
+            raise StoppedWaiting(self.signal_name or "a signal")
+        self._waiting += 1
+        try:
+            yield
+        finally:
+            self._waiting -= 1
 
     def ask(self, kind: str, line: str = "") -> None:
         """Queue a request for the loop (from a signal handler: appending to a deque is safe)."""
@@ -104,6 +124,12 @@ class StopFlag:
             return
         self._wake.wait(seconds)
         self._wake.clear()  # a request that came meanwhile is in self.requests: seen before any wait
+
+
+class StoppedWaiting(BaseException):
+    """Raised by the stop signal's handler inside :meth:`StopFlag.waiting`. A BaseException, as
+    KeyboardInterrupt is: no ``except Exception`` on the way (pymongo's) may take it for an error
+    of its own."""
 
 
 #: Kinds of :attr:`StopFlag.requests`: print the status summary; print the line given.
@@ -239,7 +265,7 @@ class Loop:
         backoff = Backoff()
         uplink = uplink_factory()
         try:
-            pusher = Pusher(journal, uplink)
+            pusher = Pusher(journal, uplink, connecting=self.stop.waiting)
             while True:
                 if before_pass is not None:
                     before_pass()
@@ -247,6 +273,15 @@ class Loop:
                     summary: PushSummary = self.run_pass(
                         lambda progress: pusher.run_pass(should_stop=self.stop, progress=progress)
                     )
+                except StoppedWaiting as stopped:
+                    if self.watch:
+                        return None
+                    exc = pusher.unavailable(
+                        UplinkUnavailable(
+                            f"stopped by {stopped} while waiting for MongoDB at {uplink.where()}: nothing pushed"
+                        )
+                    )
+                    raise Interrupted(exc.message, 128 + (self.stop.signal_number or signal.SIGINT)) from None
                 except UplinkUnavailable as exc:
                     if not self.watch:
                         raise

@@ -74,6 +74,14 @@ class UplinkUnavailable(FwspoolError):
     exit_code = EX_TEMPFAIL
 
 
+class Interrupted(FwspoolError):
+    """SIGINT or SIGTERM ended a one-shot before its push reached the database (which was down):
+    nothing is lost, the journal keeps everything; exit 128 + the signal's number, as a shell
+    reports a command a signal ended."""
+
+    exit_code = 128 + 2  # SIGINT; SIGTERM: 143
+
+
 class UplinkAuthError(FwspoolError):
     exit_code = EX_NOPERM
 

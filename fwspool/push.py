@@ -9,9 +9,12 @@ re-applying what was applied but not marked changes nothing (see :mod:`fwspool.l
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import Any
 
 from fwspool.errors import UplinkUnavailable
 from fwspool.events import as_utc, iso, utcnow
@@ -80,11 +83,15 @@ class Pusher:
         *,
         batch_launches: int = 500,
         clock: Callable[[], dt.datetime] = utcnow,
+        connecting: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
     ) -> None:
         self.journal = journal
         self.uplink = uplink
         self.batch_launches = batch_launches
         self.clock = clock
+        #: Around each pass's first contact with the database, which waits up to the uplink's
+        #: timeout while it is down: the daemon lets a stop signal end that wait (StopFlag.waiting).
+        self.connecting = connecting
 
     def unavailable(self, exc: UplinkUnavailable) -> UplinkUnavailable:
         """The one line for an unreachable database: where, how much waits, and since when."""
@@ -104,7 +111,8 @@ class Pusher:
     ) -> PushSummary:
         summary = PushSummary()
         try:
-            self.uplink.check()
+            with self.connecting():
+                self.uplink.check()
             for redo_id, write_set in self.journal.pending_redo():
                 # A pass died between writing a bulk completion and marking it: finish its writes
                 # (or learn that they are no longer its to finish: its events stay pending).

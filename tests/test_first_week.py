@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import os
 import pty
+import re
 import signal
+import socket
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +99,59 @@ def test_an_idle_cron_one_shot_prints_nothing(
         os.close(leader)
         os.close(follower)
     assert "ingest: " in said and "push: 0 launches" in said, said
+
+
+# -- item 6: Ctrl-C while the database is down ---------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def holds(pid: int, name: str) -> bool:
+    """Whether process ``pid`` has a file whose path ends with ``name`` open."""
+    try:
+        return any(os.readlink(f"/proc/{pid}/fd/{fd}").endswith(name) for fd in os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return False
+
+
+def test_ctrl_c_while_the_database_is_down_ends_at_once_and_says_so(
+    launchpad: Any, tmp_path: Path, journal_path: str
+) -> None:
+    _fw_id, launch_dir = one_run_launch(launchpad, tmp_path)
+    down = f"mongodb://127.0.0.1:{free_port()}/"
+    for watch in ((), ("--watch",)):
+        cmd = fwspool_cmd("sync", *watch, "--journal", journal_path, "--root", launch_dir, "--uri", down)
+        proc = subprocess.Popen(
+            [*cmd, "--name", "fireworks", "--timeout", "20"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=job_env(),
+        )
+        pid = proc.pid
+        wait_for(lambda: holds(pid, ".push.lock"), 60, "the push lock taken")  # noqa: B023 - waited for here
+        time.sleep(1.0)  # in the pass's first contact with the database, which waits up to 20 s
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+        took = time.monotonic() - started
+        assert took < 5, (took, out)
+        lines = unstamped(out).splitlines()
+        if watch:
+            assert proc.returncode == 0 and lines[-1] == "stopped by SIGINT", out
+        else:
+            assert proc.returncode == 130, out
+            assert lines[-1].startswith(f"fwspool: stopped by SIGINT while waiting for MongoDB at {down} "), (
+                out
+            )
+            assert re.search(
+                r": nothing pushed; \d+ events pending in the journal, oldest ingested ", lines[-1]
+            ), out
+            assert "events pending in the journal" in lines[-1] and "cannot reach MongoDB" not in out, out
 
 
 # -- item 7: two syncs at once ------------------------------------------------------------------
