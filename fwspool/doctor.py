@@ -9,15 +9,15 @@ The checks: the launchpad file parses and its database answers and is a LaunchPa
 (or will be) on local disk, readable by its owner only; the queue adapter's ``rocket_launch`` line
 works with ``qlaunch -r`` (``singleshot`` and ``--offline``) and names an ``fwspool`` the batch
 job will find (an absolute path, or a ``pre_rocket`` that activates a venv holding it: README,
-"Migrating from FireWorks' offline mode"); the inbox and the ``--root`` trees are readable; the
-batch system answers.
+"Migrating from FireWorks' offline mode"), and every file it names exists as the job will see it;
+the inbox and the ``--root`` trees are readable; the batch system answers. No launchpad file (so
+FireWorks' default, localhost) is a warning: it may be what the user wants.
 """
 
 from __future__ import annotations
 
 import os
 import pwd
-import shlex
 import sqlite3
 import stat
 import subprocess
@@ -29,6 +29,7 @@ from typing import Any, Literal
 from fwspool.config import DEFAULT_LPAD_YAML, LaunchPadConfig, load_settings_file, redact, resolve
 from fwspool.errors import FwspoolError
 from fwspool.journal import NETWORK_FILESYSTEMS, SCHEMA_VERSION, default_journal_path, filesystem_type
+from fwspool.qlaunch import fwspool_here, line_words
 
 __all__ = ["Check", "DoctorInputs", "run_checks"]
 
@@ -37,8 +38,8 @@ DEFAULT_QADAPTER_YAML = "my_qadapter.yaml"
 #: Seconds the batch system has to answer.
 BATCH_TIMEOUT = 20.0
 
-Status = Literal["ok", "failed", "skipped"]
-MARKS = {"ok": "✓", "failed": "✗", "skipped": "-"}
+Status = Literal["ok", "warning", "failed", "skipped"]
+MARKS = {"ok": "✓", "warning": "!", "failed": "✗", "skipped": "-"}
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,8 @@ class Check:
         return self.status == "failed"
 
     def line(self) -> str:
-        """``✓ what: found``, or ``✗ what: found; fix: ...``, or ``- what: not checked: why``."""
+        """``✓ what: found``, ``✗ what: found; fix: ...``, ``! what: found; fix: ...`` (a warning:
+        it may be what you want, and does not fail), or ``- what: not checked: why``."""
         return redact(
             f"{MARKS[self.status]} {self.what}: {self.found}" + (f"; fix: {self.fix}" if self.fix else "")
         )
@@ -68,6 +70,10 @@ def ok(what: str, found: str) -> Check:
 
 def failed(what: str, found: str, fix: str) -> Check:
     return Check(what, "failed", found, fix)
+
+
+def warning(what: str, found: str, fix: str) -> Check:
+    return Check(what, "warning", found, fix)
 
 
 def skipped(what: str, why: str) -> Check:
@@ -100,12 +106,18 @@ def run_checks(inputs: DoctorInputs) -> list[Check]:
     adapter, adapter_check = check_queue_adapter(adapter_path)
     checks.append(adapter_check)
     if adapter is not None:
-        checks += [check_rocket_launch(adapter), check_fwspool_found(adapter), check_batch_system(adapter)]
+        checks += [
+            check_rocket_launch(adapter),
+            check_fwspool_found(adapter),
+            check_rocket_launch_files(adapter),
+            check_batch_system(adapter),
+        ]
     else:
         why = "no usable queue adapter file"
         checks += [
             skipped("rocket_launch", why),
             skipped("fwspool in the job", why),
+            skipped("files in rocket_launch", why),
             skipped("batch system", why),
         ]
     checks.append(check_inbox(inputs.inbox))
@@ -126,9 +138,9 @@ def check_launchpad(
     except FwspoolError as exc:
         return None, [failed(what, exc.message, "fix the file, or name the right one with -l FILE")]
     if config.source == "FireWorks' default":
-        return config, [
-            ok(what, f"no launchpad file (-l, {DEFAULT_LPAD_YAML} here, LAUNCHPAD_LOC): {config.where()}")
-        ]
+        found = f"no launchpad file (-l, {DEFAULT_LPAD_YAML} here, LAUNCHPAD_LOC): FireWorks' default, {config.where()}"
+        fix = "give -l FILE, the launchpad file lpad uses, unless your LaunchPad really is on this node's port 27017"
+        return config, [warning(what, found, fix)]
     return config, [ok(what, f"from {config.source}: {config.where()}")]
 
 
@@ -253,37 +265,35 @@ def check_queue_adapter(path: str | None) -> tuple[dict[str, Any] | None, Check]
     return dict(data, _path=path), ok(what, f"{path}: {q_type}")
 
 
-def _the_line(adapter: dict[str, Any]) -> str:
-    return f"rocket_launch: {adapter['rocket_launch']}"
-
-
-def _fwspool_here() -> str:
-    """The absolute path of this ``fwspool``: what the fixes suggest."""
-    return os.path.join(os.path.dirname(sys.executable), "fwspool")
-
-
-def _words(text: str) -> list[str]:
-    try:
-        return shlex.split(text)
-    except ValueError:
-        return text.split()
-
-
 def check_rocket_launch(adapter: dict[str, Any]) -> Check:
-    """The line runs ``fwspool rlaunch`` and keeps the words ``qlaunch -r`` needs."""
-    what = "rocket_launch"
-    words = _words(adapter["rocket_launch"])
-    good = f"rocket_launch: {_fwspool_here()} rlaunch -w /path/to/my_fworker.yaml singleshot --offline"
-    if not words or os.path.basename(words[0]) != "fwspool" or words[1:2] != ["rlaunch"]:
-        runs = f"runs {words[0]!r}" if words else "is empty"
-        return failed(what, f"{_the_line(adapter)!r} {runs}, not `fwspool rlaunch`", f"make it {good}")
-    missing = [w for w in ("singleshot", "--offline") if w not in words]
-    if missing:
-        why = "qlaunch -r refuses a line without singleshot, and reserves offline only with --offline"
-        return failed(
-            what, f"{_the_line(adapter)!r} lacks {' and '.join(missing)} ({why})", f"make it {good}"
-        )
-    return ok(what, "runs fwspool rlaunch, with singleshot and --offline for qlaunch -r")
+    """The line runs ``fwspool rlaunch`` and keeps the words ``qlaunch -r`` needs (the rule
+    ``fwspool qlaunch`` refuses a line by: :func:`fwspool.qlaunch.rocket_launch_problem`)."""
+    from fwspool.qlaunch import rocket_launch_problem
+
+    problem = rocket_launch_problem(adapter["rocket_launch"])
+    if problem is not None:
+        return failed("rocket_launch", *problem)
+    return ok("rocket_launch", "runs fwspool rlaunch, with singleshot and --offline for qlaunch -r")
+
+
+def check_rocket_launch_files(adapter: dict[str, Any]) -> Check:
+    """Every file the line names (``-w`` FWorker file, ``-l``, ``-c``) exists as the batch job
+    will see it: an absolute path once its shell expands ``$HOME`` (:func:`fwspool.qlaunch.
+    rocket_launch_files_problem`); an FWorker file reads as one."""
+    from fwspool.qlaunch import rocket_launch_files_problem, rocket_launch_paths
+
+    what = "files in rocket_launch"
+    words = line_words(adapter["rocket_launch"])
+    if not words or os.path.basename(words[0]) != "fwspool":
+        return skipped(what, "rocket_launch does not run fwspool")
+    paths = rocket_launch_paths(adapter["rocket_launch"])
+    if not paths:
+        return ok(what, "names none (-w: FireWorks' default FWorker)")
+    problem = rocket_launch_files_problem(adapter["rocket_launch"])
+    if problem is not None:
+        return failed(what, *problem)
+    named = ", ".join(f"{option} {written}" for option, _what, written in paths)
+    return ok(what, f"{named}: {'exists' if len(paths) == 1 else 'exist'}")
 
 
 def check_fwspool_found(adapter: dict[str, Any]) -> Check:
@@ -291,12 +301,12 @@ def check_fwspool_found(adapter: dict[str, Any]) -> Check:
     ``pre_rocket`` that activates a venv whose ``bin`` holds it. Job scripts usually start a
     login shell, which resets ``PATH``: nothing else is taken for granted."""
     what = "fwspool in the job"
-    words = _words(adapter["rocket_launch"])
+    words = line_words(adapter["rocket_launch"])
     if not words or os.path.basename(words[0]) != "fwspool":
         return skipped(what, "rocket_launch does not run fwspool")
     command = os.path.expanduser(os.path.expandvars(words[0]))
     fix = (
-        f"name it by its absolute path (rocket_launch: {_fwspool_here()} rlaunch ...), or activate its venv "
+        f"name it by its absolute path (rocket_launch: {fwspool_here()} rlaunch ...), or activate its venv "
         f"first (pre_rocket: source {os.path.dirname(sys.executable)}/activate)"
     )
     if "/" in command:
@@ -324,7 +334,7 @@ def _activated_venv(pre_rocket: Any) -> str | None:
     lines = pre_rocket if isinstance(pre_rocket, list) else str(pre_rocket or "").splitlines()
     for line in lines:
         for command in str(line).replace("&&", ";").split(";"):
-            words = _words(command)
+            words = line_words(command)
             if len(words) >= 2 and words[0] in ("source", ".") and words[1].endswith("/bin/activate"):
                 return os.path.expanduser(os.path.expandvars(words[1]))
     return None

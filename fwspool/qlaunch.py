@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -87,12 +89,93 @@ def queueadapter_settings(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_rocket_launch(qadapter: Any, path: str = "the queue adapter") -> None:
+    """Refuse a queue adapter whose ``rocket_launch`` line ``fwspool doctor`` fails (the words
+    :func:`rocket_launch_problem` wants, the files :func:`rocket_launch_files_problem` checks):
+    every job would die of it. The error has the fix doctor gives."""
     line = str(qadapter.get("rocket_launch") or "")
-    if "rlaunch" not in line or "singleshot" not in line:
-        raise ConfigError(
-            f"{path}: rocket_launch must be the `fwspool rlaunch ... singleshot --offline` line "
-            f"(README, 'Migrating from FireWorks' offline mode'); it is {line!r}"
-        )
+    problem = rocket_launch_problem(line) or rocket_launch_files_problem(line)
+    if problem is not None:
+        found, fix = problem
+        raise ConfigError(f"{path}: {found}; fix: {fix}")
+
+
+def line_words(text: str) -> list[str]:
+    try:
+        return shlex.split(text)
+    except ValueError:
+        return text.split()
+
+
+def fwspool_here() -> str:
+    """The absolute path of this ``fwspool``: what the fixes suggest."""
+    return os.path.join(os.path.dirname(sys.executable), "fwspool")
+
+
+def rocket_launch_problem(line: str) -> tuple[str, str] | None:
+    """What is wrong with a queue adapter's ``rocket_launch`` line for ``qlaunch -r`` and
+    ``fwspool qlaunch``, and its fix; None when it runs ``fwspool rlaunch`` with the words
+    ``singleshot`` and ``--offline``."""
+    words = line_words(line)
+    the_line = f"rocket_launch: {line}"
+    good = f"rocket_launch: {fwspool_here()} rlaunch -w /path/to/my_fworker.yaml singleshot --offline"
+    if not words or os.path.basename(words[0]) != "fwspool" or words[1:2] != ["rlaunch"]:
+        runs = f"runs {words[0]!r}" if words else "is empty"
+        return f"{the_line!r} {runs}, not `fwspool rlaunch`", f"make it {good}"
+    missing = [w for w in ("singleshot", "--offline") if w not in words]
+    if missing:
+        why = "qlaunch -r refuses a line without singleshot, and reserves offline only with --offline"
+        return f"{the_line!r} lacks {' and '.join(missing)} ({why})", f"make it {good}"
+    return None
+
+
+#: ``fwspool rlaunch``'s options that name a file or a directory, and which.
+PATH_OPTIONS = {
+    "-w": "FWorker file",
+    "--fworker-file": "FWorker file",
+    "--fworker_file": "FWorker file",
+    "-l": "launchpad file",
+    "--launchpad-file": "launchpad file",
+    "--launchpad_file": "launchpad file",
+    "-c": "config directory",
+    "--config-dir": "config directory",
+    "--config_dir": "config directory",
+}
+
+
+def rocket_launch_paths(line: str) -> list[tuple[str, str, str]]:
+    """The files and directories a ``rocket_launch`` line names: (option, what, path as written)."""
+    words = line_words(line)
+    found = []
+    for i, word in enumerate(words):
+        option, _, value = word.partition("=")
+        if option in PATH_OPTIONS:
+            if not value and i + 1 < len(words):
+                value = words[i + 1]
+            if value:
+                found.append((option, PATH_OPTIONS[option], value))
+    return found
+
+
+def rocket_launch_files_problem(line: str) -> tuple[str, str] | None:
+    """What is wrong with the files a ``rocket_launch`` line names, as the batch job will see them
+    (its shell expands ``$HOME``; it runs in its launch directory, so a relative path is wrong),
+    and the fix; None when each exists (an FWorker file must also read as one)."""
+    from fwspool.rlaunch import read_fworker
+
+    for option, what, written in rocket_launch_paths(line):
+        path = os.path.expanduser(os.path.expandvars(written))
+        fix = f"name an existing {what} by its absolute path ({option} $HOME/fw/...)"
+        if not os.path.isabs(path):
+            return f"{option} {written}: a relative path, which the job reads in its launch directory", fix
+        exists = os.path.isdir(path) if what == "config directory" else os.path.isfile(path)
+        if not exists:
+            return f"{option} {written}: {what} {path} does not exist (every job would exit 66)", fix
+        if what == "FWorker file":
+            try:
+                read_fworker(path)
+            except FwspoolError as exc:
+                return f"{option} {written}: {exc.message}", "fix the FWorker file (name, category, query)"
+    return None
 
 
 def _restricted(fworker: Any, fw_ids: list[int]) -> Any:

@@ -13,7 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fireworks import Firework, ScriptTask
+from test_doctor import BIN, doctor, files, lines_by_check  # noqa: F401 - files: the fixture
 
 from fwspool.testing.commands import fwspool_cmd, invoke, job_env, reserved_and_run, unstamped
 from fwspool.testing.waiting import wait_for
@@ -196,6 +198,66 @@ def test_a_typo_is_reported_before_the_lock_and_a_watch_daemon_holding_it_is_nam
     finally:
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(60) == 0, log.read_text()
+
+
+# -- item 8: doctor checks every file of the rocket_launch line; localhost is a warning ----------
+
+
+def test_doctor_checks_the_fworker_file_of_the_rocket_launch_line(
+    tmp_path: Path,
+    files: dict[str, str],  # noqa: F811 - test_doctor's fixture
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    home = tmp_path / "home"
+    (home / "fw").mkdir(parents=True)
+    (home / "fw" / "my_fworker.yaml").write_text("name: cluster\ncategory: ''\nquery: '{}'\n")
+    (home / "fw" / "bad_fworker.yaml").write_text("category: [unclosed\n")
+    monkeypatch.setenv("HOME", str(home))
+    line = f"{BIN}/fwspool rlaunch -w $HOME/fw/my_fworker.yaml singleshot --offline"
+    res = doctor(tmp_path, files, line)
+    assert res.exit_code == 0, res.output
+    assert lines_by_check(res.output)["files in rocket_launch"] == (
+        "✓ files in rocket_launch: -w $HOME/fw/my_fworker.yaml: exists"
+    )
+    for written, expected in (
+        (
+            "$HOME/fw/my_fwroker.yaml",
+            f"✗ files in rocket_launch: -w $HOME/fw/my_fwroker.yaml: FWorker file {home}/fw/my_fwroker.yaml does not "
+            "exist (every job would exit 66); fix: name an existing FWorker file by its absolute path (-w $HOME/fw/...)",
+        ),
+        (
+            "my_fworker.yaml",
+            "✗ files in rocket_launch: -w my_fworker.yaml: a relative path, which the job reads in its launch "
+            "directory; fix: name an existing FWorker file by its absolute path (-w $HOME/fw/...)",
+        ),
+        (
+            "$HOME/fw/bad_fworker.yaml",
+            f"✗ files in rocket_launch: -w $HOME/fw/bad_fworker.yaml: FWorker file {home}",
+        ),
+    ):
+        res = doctor(tmp_path, files, line.replace("$HOME/fw/my_fworker.yaml", written))
+        assert res.exit_code == 1, res.output
+        assert lines_by_check(res.output)["files in rocket_launch"].startswith(expected), res.output
+        assert res.output.count("✗ ") == 1, res.output
+
+
+def test_doctor_warns_when_no_launchpad_file_means_localhost(tmp_path: Path) -> None:
+    env = job_env(HOME=str(tmp_path), FW_CONFIG_FILE=str(tmp_path / "none.yaml"))
+    env.pop("FWSPOOL_MONGODB_URI", None)
+    res = subprocess.run(
+        fwspool_cmd("doctor", "--timeout", "0.5"),
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    line = lines_by_check(res.stdout)["LaunchPad settings"]
+    assert line == (
+        "! LaunchPad settings: no launchpad file (-l, my_launchpad.yaml here, LAUNCHPAD_LOC): FireWorks' default, "
+        "mongodb://localhost:27017 (database fireworks); fix: give -l FILE, the launchpad file lpad uses, unless your LaunchPad really "
+        "is on this node's port 27017"
+    ), res.stdout
 
 
 # -- item 10: small things ------------------------------------------------------------------------
