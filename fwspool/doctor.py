@@ -16,6 +16,7 @@ FireWorks' default, localhost) is a warning: it may be what the user wants.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import pwd
 import sqlite3
@@ -102,6 +103,9 @@ def run_checks(inputs: DoctorInputs) -> list[Check]:
     else:
         checks.append(skipped("database", "no usable LaunchPad settings"))
     checks.append(check_journal(inputs.journal))
+    checks.append(
+        check_old_recovery(config if _passed(checks, "database") else None, inputs.journal, inputs.timeout)
+    )
     adapter_path = find_queue_adapter(inputs.queueadapter)
     adapter, adapter_check = check_queue_adapter(adapter_path)
     checks.append(adapter_check)
@@ -168,6 +172,10 @@ def check_database(config: LaunchPadConfig, timeout: float) -> Check:
     return ok(what, f"MongoDB at {config.where()} answers and holds a LaunchPad")
 
 
+def _passed(checks: list[Check], what: str) -> bool:
+    return any(c.what == what and c.status == "ok" for c in checks)
+
+
 # -- the journal ----------------------------------------------------------------------------------
 
 
@@ -224,6 +232,110 @@ def _schema_version(path: str) -> int | str:
             db.close()
     except sqlite3.Error as exc:
         return str(exc)
+
+
+# -- FireWorks' own recovery, still running beside fwspool ---------------------------------------
+
+#: How much later than this journal's last push of it an offline run's ``updated_on`` must be to
+#: have been written by something else (clocks of one login node; FireWorks writes it last).
+TOUCH_SLACK = dt.timedelta(seconds=2)
+
+
+def check_old_recovery(config: LaunchPadConfig | None, journal: str | None, timeout: float) -> Check:
+    """Nothing but fwspool recovers the journal's launches: no ``lpad recover_offline`` left in the
+    crontab, and no offline run of a launch the journal knows updated on the LaunchPad after this
+    journal's last push of it (``recover_offline`` sets ``offline_runs.updated_on`` on every pass,
+    fwspool only when it pushes). Both at once rewrite every running launch twice a pass."""
+    what = "lpad recover_offline"
+    fix = (
+        "remove the old `lpad recover_offline` line from your crontab (`crontab -e`): `fwspool sync` replaces "
+        "it (README, Migrating from FireWorks' offline mode)"
+    )
+    cron = [
+        line.strip() for line in _crontab() if "recover_offline" in line and not line.lstrip().startswith("#")
+    ]
+    touched = _touched_by_another(config, journal, timeout) if config is not None else None
+    if cron or touched:
+        found = []
+        if touched:
+            launch_id, fw_id, when = touched[0]
+            more = f" (and {len(touched) - 1} more)" if len(touched) > 1 else ""
+            found.append(
+                f"the offline run of launch {launch_id} (Firework {fw_id}), which fwspool pushes, was updated on "
+                f"the LaunchPad at {when:%Y-%m-%d %H:%M:%S} UTC by something else{more}"
+            )
+        if cron:
+            found.append(f"your crontab still runs it: {cron[0]!r}")
+        return failed(what, "; ".join(found), fix)
+    if config is None:
+        return skipped(what, "the database did not answer: only the crontab was read")
+    return ok(what, "not in your crontab, and no offline run of the journal's launches was recovered by it")
+
+
+def _crontab() -> list[str]:
+    """This user's crontab, as ``crontab -l`` prints it; [] when there is none or no ``crontab``."""
+    try:
+        res = subprocess.run(
+            ["crontab", "-l"], capture_output=True, text=True, timeout=BATCH_TIMEOUT, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return res.stdout.splitlines() if res.returncode == 0 else []
+
+
+def _touched_by_another(
+    config: LaunchPadConfig, journal: str | None, timeout: float
+) -> list[tuple[int, int | None, dt.datetime]]:
+    """The journal's launches whose offline run was updated later than this journal pushed them:
+    (launch id, Firework id, when), oldest first."""
+    from fwspool.events import as_utc
+    from fwspool.uplink import MongoUplink
+
+    path = os.path.abspath(os.path.expanduser(journal or default_journal_path()))
+    if not os.path.isfile(path):
+        return []
+    # Read without writing: no -shm file means no process has the journal open, and a read-only
+    # open would create one (doctor writes nothing).
+    immutable = "" if os.path.exists(f"{path}-shm") else "&immutable=1"
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro{immutable}", uri=True)
+        try:
+            rows = db.execute(
+                "SELECT l.launch_id, l.fw_id, max(coalesce(l.pushed_state_at, ''), coalesce(max(e.pushed_at), '')) "
+                "FROM launches AS l LEFT JOIN events AS e ON e.launch_id = l.launch_id "
+                "WHERE l.forgotten_at IS NULL GROUP BY l.launch_id"
+            ).fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return []
+    pushed = {launch_id: (fw_id, last) for launch_id, fw_id, last in rows}
+    if not pushed:
+        return []
+    found = []
+    try:
+        uplink = MongoUplink(config, timeout=timeout)
+        try:
+            runs = list(
+                uplink.lp.offline_runs.find(
+                    {"launch_id": {"$in": sorted(pushed)}, "deprecated": False},
+                    {"_id": 0, "launch_id": 1, "created_on": 1, "updated_on": 1},
+                )
+            )
+        finally:
+            uplink.close()
+    except Exception:  # noqa: BLE001 - the database check above says what is wrong with it
+        return []
+    for run in runs:
+        fw_id, last = pushed[run["launch_id"]]
+        try:
+            updated = as_utc(run["updated_on"])
+            since = max(as_utc(t) for t in (run["created_on"], last) if t)
+        except (KeyError, TypeError, ValueError):
+            continue
+        if updated > since + TOUCH_SLACK:
+            found.append((run["launch_id"], fw_id, updated))
+    return sorted(found, key=lambda x: x[2])
 
 
 # -- the queue adapter ----------------------------------------------------------------------------

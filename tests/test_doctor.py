@@ -58,6 +58,7 @@ def test_a_site_set_up_as_the_readme_says_passes_every_check(
         "LaunchPad settings",
         "database",
         "journal",
+        "lpad recover_offline",
         "queue adapter file",
         "rocket_launch",
         "fwspool in the job",

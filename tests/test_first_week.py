@@ -17,7 +17,9 @@ import pytest
 from fireworks import Firework, ScriptTask
 from test_doctor import BIN, doctor, files, lines_by_check  # noqa: F401 - files: the fixture
 
+from fwspool.reserve import reserve_offline
 from fwspool.testing.commands import fwspool_cmd, invoke, job_env, reserved_and_run, unstamped
+from fwspool.testing.launchpad import recover_offline
 from fwspool.testing.waiting import wait_for
 
 
@@ -258,6 +260,52 @@ def test_doctor_warns_when_no_launchpad_file_means_localhost(tmp_path: Path) -> 
         "mongodb://localhost:27017 (database fireworks); fix: give -l FILE, the launchpad file lpad uses, unless your LaunchPad really "
         "is on this node's port 27017"
     ), res.stdout
+
+
+# -- item 12: the old `lpad recover_offline` left in cron ----------------------------------------
+
+
+def test_doctor_spots_fireworks_own_recovery_still_running_beside_fwspool(
+    launchpad: Any, tmp_path: Path, journal_path: str, mongo_uri: str
+) -> None:
+    launchpad.add_wf(Firework(ScriptTask.from_str("sleep 1"), name="one"))
+    reserve_offline(launchpad, str(tmp_path / "launch"))  # its job is queued, or runs
+    time.sleep(2.5)
+    where = ["--uri", mongo_uri, "--name", launchpad.name, "--journal", journal_path]
+    assert invoke("sync", *where).exit_code == 0  # the registry: the journal knows the launch
+
+    def recovery_line(**kwargs: Any) -> str:
+        return lines_by_check(invoke("doctor", *where, **kwargs).output)["lpad recover_offline"]
+
+    assert recovery_line().startswith("✓ lpad recover_offline: not in your crontab, and no offline run"), (
+        recovery_line()
+    )
+    recover_offline(launchpad)  # `lpad recover_offline`, from the old cron line
+    line = recovery_line()
+    assert line.startswith(
+        "✗ lpad recover_offline: the offline run of launch 1 (Firework 1), which fwspool pushes, was updated on "
+        "the LaunchPad at "
+    ), line
+    assert line.endswith(
+        "by something else; fix: remove the old `lpad recover_offline` line from your crontab (`crontab -e`): "
+        "`fwspool sync` replaces it (README, Migrating from FireWorks' offline mode)"
+    ), line
+    # The crontab itself, as `crontab -l` prints it.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    cron_line = "*/5 * * * * cd $HOME/fw && lpad -l my_launchpad.yaml recover_offline >> recover.log 2>&1"
+    (bin_dir / "crontab").write_text(f"#!/bin/sh\necho '# m h dom mon dow command'\necho '{cron_line}'\n")
+    (bin_dir / "crontab").chmod(0o755)
+    other = tmp_path / "other.sqlite3"  # a journal with no launches: only the crontab tells
+    res = invoke(
+        "doctor", "--uri", mongo_uri, "--name", launchpad.name, "--journal", str(other),
+        env={"PATH": f"{bin_dir}:{os.environ['PATH']}"},
+    )  # fmt: skip
+    assert lines_by_check(res.output)["lpad recover_offline"] == (
+        f"✗ lpad recover_offline: your crontab still runs it: {cron_line!r}; fix: remove the old `lpad "
+        "recover_offline` line from your crontab (`crontab -e`): `fwspool sync` replaces it (README, Migrating "
+        "from FireWorks' offline mode)"
+    ), res.output
 
 
 # -- item 10: small things ------------------------------------------------------------------------
