@@ -366,7 +366,6 @@ def submit_pack(
     after handing every reservation back.
     """
     from fireworks.fw_config import QUEUE_JOBNAME_MAXLEN, SUBMIT_SCRIPT_NAME
-    from fireworks.utilities.fw_utilities import get_slug
 
     check_rocket_launch(qadapter)
     block = reserve_block(launchpad, fworker, launch_root, pack)
@@ -378,10 +377,8 @@ def submit_pack(
     qa = qadapter
     settings = dict(qa)
     try:
-        first = block.reserved[0][0]
         n = len(block.reserved)
-        name = get_slug(first.name) if n == 1 else get_slug(f"{first.name}+{n - 1}")
-        qa.update(job_name=name[0:QUEUE_JOBNAME_MAXLEN])
+        qa.update(job_name=job_name([fw.name for fw, _l, _d in block.reserved])[0:QUEUE_JOBNAME_MAXLEN])
         if block.queueadapter:
             qa.update(block.queueadapter)
         qa["rocket_launch"] += f" --block {block_dir}"
@@ -430,6 +427,16 @@ def submit_pack(
         f"({', '.join(str(bl.fw_id) for bl in manifest.launches)}) in {block_dir}"
     )
     return PackJob(str(job), block_dir, list(manifest.launches), submitted)
+
+
+def job_name(fw_names: list[str]) -> str:
+    """The batch job's name: its Firework's, as ``qlaunch`` names a job; for more than one, how
+    many and the first one's (``3fws_relax_1``), which no Firework name looks like (``relax_1+2``
+    became ``relax_12``)."""
+    from fireworks.utilities.fw_utilities import get_slug
+
+    first = get_slug(fw_names[0])
+    return first if len(fw_names) == 1 else f"{len(fw_names)}fws_{first}"
 
 
 def _estimate(spec: dict[str, Any]) -> float | None:

@@ -192,9 +192,15 @@ def collect(
 
 
 def _packed_blocks(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The jobs of ``fwspool qlaunch --pack`` (a block of more than one launch), each with how many
-    of its launches completed, fizzled, run, ended, were released or have not started."""
-    return [b for b in blocks if b["launches"] > 1]
+    """The jobs of ``fwspool qlaunch`` (their block directory has its manifest, even with one
+    Firework) and any other block of more than one launch, each with how many of its launches
+    completed, fizzled, run, ended, were released or have not started. (FireWorks' own
+    ``qlaunch rapidfire`` puts one launch per job in its block directories.)"""
+    from fwspool.block import MANIFEST_NAME
+
+    return [
+        b for b in blocks if b["launches"] > 1 or os.path.exists(os.path.join(b["block_dir"], MANIFEST_NAME))
+    ]
 
 
 def _filters_as_data(filters: Filters) -> dict[str, Any]:

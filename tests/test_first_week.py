@@ -16,10 +16,13 @@ from typing import Any
 import pytest
 from fireworks import Firework, ScriptTask
 from test_doctor import BIN, doctor, files, lines_by_check  # noqa: F401 - files: the fixture
+from test_slurm_pack import add, jobs_of, qlaunch, site  # noqa: F401 - site: the fixture
+from test_slurm_path import fw_state, launchpad_of, sleeper
 
 from fwspool.reserve import reserve_offline
 from fwspool.testing.commands import fwspool_cmd, invoke, job_env, reserved_and_run, unstamped
-from fwspool.testing.launchpad import recover_offline
+from fwspool.testing.launchpad import make_launchpad, recover_offline
+from fwspool.testing.slurm_site import Site
 from fwspool.testing.waiting import wait_for
 
 
@@ -306,6 +309,36 @@ def test_doctor_spots_fireworks_own_recovery_still_running_beside_fwspool(
         "recover_offline` line from your crontab (`crontab -e`): `fwspool sync` replaces it (README, Migrating "
         "from FireWorks' offline mode)"
     ), res.output
+
+
+# -- item 9: packing polish ---------------------------------------------------------------------
+
+
+def test_packed_jobs_are_named_counted_and_a_line_without_offline_is_refused(site: Site) -> None:  # noqa: F811
+    lp = make_launchpad(*launchpad_of(site))
+    ids = add(lp, sleeper("pack_1", 0), sleeper("pack_2", 0), sleeper("pack_3", 0))
+    # A rocket_launch line without --offline: doctor fails it, and fwspool qlaunch refuses it with the same fix.
+    good = site.qadapter.read_text()
+    site.qadapter.write_text(good.replace(" --offline", ""))
+    refused = qlaunch(site, "--pack", "2", "singleshot", check=False)
+    assert refused.returncode == 78, refused.stdout + refused.stderr
+    doctor_line = site.fwspool("doctor", "-q", str(site.qadapter), check=False).stdout
+    fix = doctor_line.split("✗ rocket_launch: ", 1)[1].split("\n", 1)[0]
+    assert "lacks --offline" in fix and unstamped(refused.stderr) == f"fwspool: {site.qadapter}: {fix}\n"
+    assert [fw_state(lp, i) for i in ids] == ["READY"] * 3  # nothing reserved
+    site.qadapter.write_text(good)
+    # Three Fireworks, two per job: a job of two and a job of one, named for what they run.
+    jobs = jobs_of(qlaunch(site, "--pack", "2", "rapidfire", "--nlaunches", "2").stdout)
+    assert len(jobs) == 2
+    names = sorted(
+        re.search(r"--job-name=(\S+)", script.read_text()).group(1)  # type: ignore[union-attr]
+        for script in site.runs.glob("block_*/FW_submit.script")
+    )
+    assert names == ["2fws_pack_1", "pack_3"], names
+    # Both are fwspool qlaunch's jobs, the one of one Firework too.
+    site.fwspool("sync", "-l", str(site.launchpad_file), "--journal", str(site.journal))
+    table = site.fwspool("status", "--no-check", "--journal", str(site.journal)).stdout
+    assert re.search(r"packed jobs: 2, \d with launches running or not started", table), table
 
 
 # -- item 10: small things ------------------------------------------------------------------------
