@@ -468,26 +468,33 @@ def rapidfire(
     sleep_seconds: float | None = None,
     timeout: float | None = None,
     say: Callable[[str], None] = print,
+    submitted: list[PackJob] | None = None,
 ) -> list[PackJob]:
     """Submit packed jobs while Fireworks are READY, as FireWorks' ``qlaunch rapidfire`` submits
     single ones: ``nlaunches`` jobs at most (0: until nothing is READY or WAITING; -1: forever),
     never more than ``maxjobs_queue`` of the user's jobs in the queue (0: no limit), sleeping
-    ``sleep_seconds`` between rounds."""
+    ``sleep_seconds`` between rounds, and no round started after ``timeout`` seconds (None or 0:
+    none). Before each sleep, one line says what it waits for and when it looks again, as
+    FireWorks' ``sleeping for 60 secs``; a sleep never goes past the timeout. ``submitted``, when
+    given, is the list the jobs go in (what was submitted, should the caller be interrupted)."""
     from fireworks.fw_config import QUEUE_UPDATE_INTERVAL, RAPIDFIRE_SLEEP_SECS
 
     sleep_seconds = RAPIDFIRE_SLEEP_SECS if sleep_seconds is None else sleep_seconds
     started = time.monotonic()
-    jobs: list[PackJob] = []
+    jobs: list[PackJob] = [] if submitted is None else submitted
+
+    def left() -> float | None:
+        return None if not timeout else timeout - (time.monotonic() - started)
 
     def timed_out() -> bool:
-        return timeout is not None and time.monotonic() - started >= timeout
+        remaining = left()
+        return remaining is not None and remaining <= 0
 
     while True:
+        waiting = "nothing READY for this FWorker"
         while launchpad.run_exists(fworker) and not timed_out():
             if maxjobs_queue and jobs_in_queue(qadapter) >= maxjobs_queue:
-                say(
-                    f"fwspool qlaunch: {counted(maxjobs_queue, 'job')} in the queue already (--maxjobs_queue)"
-                )
+                waiting = f"{counted(maxjobs_queue, 'job')} in the queue already (--maxjobs_queue)"
                 break
             job = submit_pack(
                 launchpad,
@@ -505,6 +512,19 @@ def rapidfire(
             if nlaunches > 0 and len(jobs) >= nlaunches:
                 return jobs
             time.sleep(QUEUE_UPDATE_INTERVAL)  # FireWorks' wait for the queue to show the job
-        if timed_out() or (nlaunches == 0 and not launchpad.future_run_exists(fworker)):
+        if timed_out():
+            say(f"fwspool qlaunch: --timeout {timeout:g} s reached")
             return jobs
-        time.sleep(sleep_seconds)
+        if nlaunches == 0 and not launchpad.future_run_exists(fworker):
+            return jobs
+        remaining = left()
+        pause = sleep_seconds if remaining is None else max(0.0, min(sleep_seconds, remaining))
+        if nlaunches == 0:
+            goal = "; Fireworks WAITING on RESERVED or RUNNING ones may become READY"
+        elif nlaunches > 0:
+            goal = f"; {len(jobs)} of {counted(nlaunches, 'job')} submitted (--nlaunches)"
+        else:
+            goal = " (--nlaunches infinite)"
+        until = "" if remaining is None else f", until --timeout ({remaining:.0f} s left)"
+        say(f"fwspool qlaunch: {waiting}{goal}; looking again in {pause:.0f} s{until}")
+        time.sleep(pause)

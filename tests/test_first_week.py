@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fireworks import Firework, ScriptTask
+from fireworks import Firework, ScriptTask, Workflow
 from test_doctor import BIN, doctor, files, lines_by_check  # noqa: F401 - files: the fixture
 from test_slurm_pack import add, jobs_of, qlaunch, site  # noqa: F401 - site: the fixture
 from test_slurm_path import fw_state, launchpad_of, sleeper
@@ -40,6 +40,64 @@ def env_for(journal_path: str, mongo_uri: str, lp: Any) -> dict[str, str]:
         "FWSPOOL_MONGODB_URI": mongo_uri,
         "FWSPOOL_MONGODB_NAME": lp.name,
     }
+
+
+# -- item 1: `fwspool qlaunch ... rapidfire` with nothing READY -----------------------------------
+
+
+def rapidfire(s: Site, *args: str) -> subprocess.Popen[str]:
+    cmd = [str(s.fw / ".venv" / "bin" / "fwspool"), "qlaunch", "-r", "-l", str(s.launchpad_file)]
+    cmd += [
+        "-w",
+        str(s.fw / "my_fworker.yaml"),
+        "-q",
+        str(s.qadapter),
+        "--pack",
+        "2",
+        "rapidfire",
+        *args,
+    ]
+    return subprocess.Popen(
+        cmd, cwd=s.runs, env=s.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def test_rapidfire_with_nothing_ready_says_what_it_waits_for_and_when_it_looks_again(site: Site) -> None:  # noqa: F811
+    lp = make_launchpad(*launchpad_of(site))
+    parent = Firework(ScriptTask.from_str("true"), name="parent")
+    lp.add_wf(Workflow([parent, Firework(ScriptTask.from_str("true"), name="child", parents=[parent])]))
+    reserve_offline(lp, str(site.home / "parent"))  # its job is queued: the child WAITING on it
+    # --nlaunches 0 (the default): it waits while a Firework WAITING may become READY, as qlaunch.
+    started = time.monotonic()
+    out, _ = rapidfire(site, "--sleep", "1", "--timeout", "3").communicate(timeout=120)
+    took = time.monotonic() - started
+    lines = unstamped(out).splitlines()
+    assert lines[0] == (
+        "fwspool qlaunch: nothing READY for this FWorker; Fireworks WAITING on RESERVED or RUNNING ones may "
+        "become READY; looking again in 1 s, until --timeout (3 s left)"
+    ), out
+    assert lines[-2:] == [
+        "fwspool qlaunch: --timeout 3 s reached",
+        "fwspool qlaunch: 0 jobs, 0 Fireworks submitted",
+    ]
+    assert 3 <= took < 30, took
+    # --nlaunches N: it waits for N jobs; a sleep never goes past the timeout.
+    out, _ = rapidfire(site, "--nlaunches", "2", "--sleep", "60", "--timeout", "2").communicate(timeout=120)
+    assert unstamped(out).splitlines()[0] == (
+        "fwspool qlaunch: nothing READY for this FWorker; 0 of 2 jobs submitted (--nlaunches); looking again in "
+        "2 s, until --timeout (2 s left)"
+    ), out
+    # Ctrl-C while it waits: a line saying so, not `Aborted!`.
+    proc = rapidfire(site, "--nlaunches", "infinite", "--sleep", "60")
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    assert "(--nlaunches infinite); looking again in 60 s" in first, first
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, rest
+    assert unstamped(rest).splitlines() == [
+        "fwspool qlaunch: stopped by SIGINT: 0 jobs, 0 Fireworks submitted"
+    ]
 
 
 # -- item 4: forget says what happens to the Firework, and what to run next --------------------
