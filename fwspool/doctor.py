@@ -404,8 +404,11 @@ def check_rocket_launch_files(adapter: dict[str, Any]) -> Check:
     problem = rocket_launch_files_problem(adapter["rocket_launch"])
     if problem is not None:
         return failed(what, *problem)
-    named = ", ".join(f"{option} {written}" for option, _what, written in paths)
-    return ok(what, f"{named}: {'exists' if len(paths) == 1 else 'exist'}")
+    found = []
+    for option, _what, written in paths:
+        unset = "$" in os.path.expanduser(os.path.expandvars(written))
+        found.append(f"{option} {written}: {'not checked (a variable not set here)' if unset else 'exists'}")
+    return ok(what, "; ".join(found))
 
 
 def check_fwspool_found(adapter: dict[str, Any]) -> Check:

@@ -159,11 +159,14 @@ def rocket_launch_paths(line: str) -> list[tuple[str, str, str]]:
 def rocket_launch_files_problem(line: str) -> tuple[str, str] | None:
     """What is wrong with the files a ``rocket_launch`` line names, as the batch job will see them
     (its shell expands ``$HOME``; it runs in its launch directory, so a relative path is wrong),
-    and the fix; None when each exists (an FWorker file must also read as one)."""
+    and the fix; None when each exists (an FWorker file must also read as one). A path with a
+    variable this login node does not set (``$SCRATCH`` of the job's environment) is not judged."""
     from fwspool.rlaunch import read_fworker
 
     for option, what, written in rocket_launch_paths(line):
         path = os.path.expanduser(os.path.expandvars(written))
+        if "$" in path:
+            continue
         fix = f"name an existing {what} by its absolute path ({option} $HOME/fw/...)"
         if not os.path.isabs(path):
             return f"{option} {written}: a relative path, which the job reads in its launch directory", fix

@@ -282,6 +282,10 @@ def test_doctor_checks_the_fworker_file_of_the_rocket_launch_line(
     assert lines_by_check(res.output)["files in rocket_launch"] == (
         "✓ files in rocket_launch: -w $HOME/fw/my_fworker.yaml: exists"
     )
+    res = doctor(tmp_path, files, line.replace("$HOME/fw", "$JOB_ONLY_DIR"))  # set in the job alone
+    assert lines_by_check(res.output)["files in rocket_launch"] == (
+        "✓ files in rocket_launch: -w $JOB_ONLY_DIR/my_fworker.yaml: not checked (a variable not set here)"
+    ), res.output
     for written, expected in (
         (
             "$HOME/fw/my_fwroker.yaml",
