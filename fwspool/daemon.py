@@ -9,7 +9,8 @@ options and prints. The rules:
 - The database unreachable (:class:`~fwspool.errors.UplinkUnavailable`): with ``watch``, wait
   (capped, jittered exponential backoff) and try again; without, the error goes to the caller.
 - Refused credentials and configuration errors are never retried: they do not fix themselves.
-- SIGINT/SIGTERM (:class:`StopFlag`) stop the loop between batches, never inside one.
+- SIGINT/SIGTERM (:class:`StopFlag`) stop the loop between batches, never inside one; and at
+  once while a push pass waits for a database that does not answer (:meth:`StopFlag.waiting`).
 - SIGUSR1 asks for the journal's summary and SIGHUP reopens the log file (:mod:`fwspool.log`):
   requests answered between passes, and at once while the loop waits.
 - One line per pass that changed something, once or with ``watch`` (a pass that changed nothing
