@@ -246,7 +246,7 @@ def test_a_typo_is_reported_before_the_lock_and_a_watch_daemon_holding_it_is_nam
             assert res.exit_code in (66, 78) and expected in res.output, (args, res.output)
             assert "is using journal" not in res.output and "daemon" not in res.output, (args, res.output)
         # The lock: its holder never finishes, and the line says so.
-        for args in (["sync", *where], ["push", *where], ["ingest"]):
+        for args in (["sync", *where], ["push", *where], ["ingest"], ["prune"]):
             res = invoke(*args, "--journal", journal_path)
             assert res.exit_code == 75, (args, res.output)
             line = unstamped(res.output)
