@@ -45,6 +45,7 @@ import msgspec
 from fwspool import inbox
 from fwspool.errors import EX_OK, EX_SOFTWARE, DataError, FwspoolError, InputError
 from fwspool.events import Released
+from fwspool.plural import counted
 from fwspool.rlaunch import ENDING_SIGNALS as RLAUNCH_ENDING_SIGNALS
 from fwspool.rlaunch import BatchJob, LaunchSettings
 
@@ -388,7 +389,7 @@ def run_block(
         )
         until = f", until {dt.datetime.fromtimestamp(deadline, dt.UTC):%H:%M:%S} UTC" if deadline else ""
         say(
-            f"fwspool rlaunch: block {block_dir}: {len(manifest.launches)} launches, "
+            f"fwspool rlaunch: block {block_dir}: {counted(len(manifest.launches), 'launch')}, "
             f"{manifest.parallel} at a time{until}"
         )
         outcome = runner.run()

@@ -9,17 +9,20 @@ options and prints. The rules:
 - The database unreachable (:class:`~fwspool.errors.UplinkUnavailable`): with ``watch``, wait
   (capped, jittered exponential backoff) and try again; without, the error goes to the caller.
 - Refused credentials and configuration errors are never retried: they do not fix themselves.
-- SIGINT/SIGTERM (:class:`StopFlag`) stop the loop between batches, never inside one.
+- SIGINT/SIGTERM (:class:`StopFlag`) stop the loop between batches, never inside one; and at
+  once while a push pass waits for a database that does not answer (:meth:`StopFlag.waiting`).
 - SIGUSR1 asks for the journal's summary and SIGHUP reopens the log file (:mod:`fwspool.log`):
   requests answered between passes, and at once while the loop waits.
-- With ``watch``: one line per pass that changed something, and while idle a line at most every
-  :data:`HEARTBEAT` seconds saying so; ``sync`` applies the retention policy
+- One line per pass that changed something, once or with ``watch`` (a pass that changed nothing
+  says nothing, unless ``idle_lines``: a one-shot at a terminal); with ``watch``, while idle, a
+  line at most every :data:`HEARTBEAT` seconds saying so; ``sync`` applies the retention policy
   (:mod:`fwspool.journal.retention`) once every :data:`PRUNE_EVERY` seconds.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import datetime as dt
 import os
@@ -27,14 +30,15 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from fwspool.errors import FwspoolError, UplinkUnavailable
+from fwspool.errors import FwspoolError, Interrupted, UplinkUnavailable
 from fwspool.events import as_utc, utcnow
 from fwspool.ingest import DEFAULT_LOST_AFTER, Ingester, IngestSummary
 from fwspool.journal import LAST_PRUNE_KEY, Journal, JournalSummary
+from fwspool.plural import counted
 from fwspool.push import Pusher, PushSummary, age
 
 #: Seconds between the passes of every ``--watch`` command (ingest, push, sync): one ``squeue``
@@ -66,6 +70,9 @@ class StopFlag:
         self.event = threading.Event()
         #: The signal that stopped the command, by name ("SIGTERM"), if one did.
         self.signal_name: str | None = None
+        self.signal_number = 0
+        #: Inside :meth:`waiting`: a stop signal ends the wait at once.
+        self._waiting = 0
         #: (STATUS, "") or (SAY, a line), oldest first.
         self.requests: collections.deque[tuple[str, str]] = collections.deque()
         self._wake = threading.Event()
@@ -76,7 +83,10 @@ class StopFlag:
 
         def stop(signum: int, _frame: Any) -> None:
             self.signal_name = signal.Signals(signum).name
+            self.signal_number = signum
             self.set()
+            if self._waiting:
+                raise StoppedWaiting(self.signal_name)
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, stop)
@@ -87,6 +97,19 @@ class StopFlag:
     def set(self) -> None:
         self.event.set()
         self._wake.set()
+
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[None]:
+        """A wait that a stop signal ends at once (:class:`StoppedWaiting`), rather than between
+        batches: a push's first contact with a database that is down, which lasts up to the
+        uplink's timeout and writes nothing."""
+        if self.event.is_set():
+            raise StoppedWaiting(self.signal_name or "a signal")
+        self._waiting += 1
+        try:
+            yield
+        finally:
+            self._waiting -= 1
 
     def ask(self, kind: str, line: str = "") -> None:
         """Queue a request for the loop (from a signal handler: appending to a deque is safe)."""
@@ -102,6 +125,12 @@ class StopFlag:
             return
         self._wake.wait(seconds)
         self._wake.clear()  # a request that came meanwhile is in self.requests: seen before any wait
+
+
+class StoppedWaiting(BaseException):
+    """Raised by the stop signal's handler inside :meth:`StopFlag.waiting`. A BaseException, as
+    KeyboardInterrupt is: no ``except Exception`` on the way (pymongo's) may take it for an error
+    of its own."""
 
 
 #: Kinds of :attr:`StopFlag.requests`: print the status summary; print the line given.
@@ -194,7 +223,8 @@ class Loop:
     ``say`` gets the summary lines, ``warn`` the problems (one line each); ``run_pass`` runs each
     pass given how to report its progress. ``heartbeat``: with ``watch``, the longest silence
     while idle (seconds). ``retain``: the retention horizon of ``sync`` in seconds (0: keep
-    everything).
+    everything). ``idle_lines``: say the line of a pass that changed nothing too (someone at a
+    terminal waits for an answer; a cron log wants only what changed).
     """
 
     watch: bool
@@ -205,6 +235,7 @@ class Loop:
     run_pass: PassRunner = _without_progress
     heartbeat: float = HEARTBEAT
     retain: float = 0.0
+    idle_lines: bool = False
     _state: _LoopState = field(default_factory=_LoopState)
 
     def ingest(self, ingester: Ingester) -> IngestSummary:
@@ -235,7 +266,7 @@ class Loop:
         backoff = Backoff()
         uplink = uplink_factory()
         try:
-            pusher = Pusher(journal, uplink)
+            pusher = Pusher(journal, uplink, connecting=self.stop.waiting)
             while True:
                 if before_pass is not None:
                     before_pass()
@@ -243,6 +274,15 @@ class Loop:
                     summary: PushSummary = self.run_pass(
                         lambda progress: pusher.run_pass(should_stop=self.stop, progress=progress)
                     )
+                except StoppedWaiting as stopped:
+                    if self.watch:
+                        return None
+                    exc = pusher.unavailable(
+                        UplinkUnavailable(
+                            f"stopped by {stopped} while waiting for MongoDB at {uplink.where()}: nothing pushed"
+                        )
+                    )
+                    raise Interrupted(exc.message, 128 + (self.stop.signal_number or signal.SIGINT)) from None
                 except UplinkUnavailable as exc:
                     if not self.watch:
                         raise
@@ -254,7 +294,8 @@ class Loop:
                 backoff.reset()
                 self._warn_all(summary.problems)
                 if not self.watch or self.stop():
-                    self._say(summary.line())
+                    if summary.changed() or self.watch or self.idle_lines:
+                        self._say(summary.line())
                     return summary
                 if summary.changed():
                     self._say(summary.line())
@@ -271,7 +312,7 @@ class Loop:
             self._prune_if_due(journal)
             summary = ingester.run_pass(should_stop=self.stop)
             self._warn_all(summary.problems)
-            if summary.changed() or not self.watch:
+            if summary.changed() or self.idle_lines:
                 self._say(summary.line())
 
         summary = self.push(journal, uplink_factory, before_pass=ingest_once)
@@ -354,9 +395,9 @@ def summary_line(summary: JournalSummary, now: dt.datetime) -> str:
     oldest = f" (oldest ingested {age(s.oldest_pending, now)} ago)" if s.pending else ""
     last_push = f"{age(s.last_push, now)} ago" if s.last_push else "never"
     return (
-        f"{s.launches} launches ({s.open} open, {s.final} final, {s.forgotten} forgotten), "
-        f"{s.events} events, {s.pending} pending{oldest}, last push {last_push}, "
-        f"{s.quarantined} quarantined ranges"
+        f"{counted(s.launches, 'launch')} ({s.open} open, {s.final} final, {s.forgotten} forgotten), "
+        f"{counted(s.events, 'event')}, {s.pending} pending{oldest}, last push {last_push}, "
+        f"{counted(s.quarantined, 'quarantined range')}"
     )
 
 
@@ -373,6 +414,22 @@ def startup_line(command: str, journal: str, where: str, interval: float, *detai
             *details,
         )
     )
+
+
+def watch_command(pid: int) -> str | None:
+    """The command line of process ``pid`` when it is an fwspool ``--watch`` command (a daemon: it
+    holds the journal until stopped); None otherwise, or when it cannot be read (not Linux)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            words = [w.decode(errors="replace") for w in f.read().split(b"\0") if w]
+    except OSError:
+        return None
+    if "--watch" not in words:
+        return None
+    for i, word in enumerate(words):
+        if os.path.basename(word) == "fwspool" or word == "fwspool.cli":
+            return " ".join(["fwspool", *words[i + 1 :]])
+    return None
 
 
 def _duration(seconds: float) -> str:

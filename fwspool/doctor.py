@@ -9,15 +9,17 @@ The checks: the launchpad file parses and its database answers and is a LaunchPa
 (or will be) on local disk, readable by its owner only; the queue adapter's ``rocket_launch`` line
 works with ``qlaunch -r`` (``singleshot`` and ``--offline``) and names an ``fwspool`` the batch
 job will find (an absolute path, or a ``pre_rocket`` that activates a venv holding it: README,
-"Migrating from FireWorks' offline mode"); a Grid Engine job starts in its launch directory
-(``-cwd``); the inbox and the ``--root`` trees are readable; the batch system answers.
+"Migrating from FireWorks' offline mode"), and every file it names exists as the job will see it;
+a Grid Engine job starts in its launch directory (``-cwd``); the inbox and the ``--root`` trees
+are readable; the batch system answers. No launchpad file (so FireWorks' default, localhost) is a
+warning: it may be what the user wants.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import pwd
-import shlex
 import sqlite3
 import stat
 import subprocess
@@ -29,6 +31,7 @@ from typing import Any, Literal
 from fwspool.config import DEFAULT_LPAD_YAML, LaunchPadConfig, load_settings_file, redact, resolve
 from fwspool.errors import FwspoolError
 from fwspool.journal import NETWORK_FILESYSTEMS, SCHEMA_VERSION, default_journal_path, filesystem_type
+from fwspool.qlaunch import fwspool_here, line_words
 
 __all__ = ["Check", "DoctorInputs", "run_checks"]
 
@@ -37,8 +40,8 @@ DEFAULT_QADAPTER_YAML = "my_qadapter.yaml"
 #: Seconds the batch system has to answer.
 BATCH_TIMEOUT = 20.0
 
-Status = Literal["ok", "failed", "skipped"]
-MARKS = {"ok": "✓", "failed": "✗", "skipped": "-"}
+Status = Literal["ok", "warning", "failed", "skipped"]
+MARKS = {"ok": "✓", "warning": "!", "failed": "✗", "skipped": "-"}
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,8 @@ class Check:
         return self.status == "failed"
 
     def line(self) -> str:
-        """``✓ what: found``, or ``✗ what: found; fix: ...``, or ``- what: not checked: why``."""
+        """``✓ what: found``, ``✗ what: found; fix: ...``, ``! what: found; fix: ...`` (a warning:
+        it may be what you want, and does not fail), or ``- what: not checked: why``."""
         return redact(
             f"{MARKS[self.status]} {self.what}: {self.found}" + (f"; fix: {self.fix}" if self.fix else "")
         )
@@ -68,6 +72,10 @@ def ok(what: str, found: str) -> Check:
 
 def failed(what: str, found: str, fix: str) -> Check:
     return Check(what, "failed", found, fix)
+
+
+def warning(what: str, found: str, fix: str) -> Check:
+    return Check(what, "warning", found, fix)
 
 
 def skipped(what: str, why: str) -> Check:
@@ -100,11 +108,18 @@ def run_checks(inputs: DoctorInputs) -> list[Check]:
     else:
         checks.append(skipped("database", "no usable LaunchPad settings"))
     checks.append(check_journal(inputs.journal))
+    checks.append(
+        check_old_recovery(config if _passed(checks, "database") else None, inputs.journal, inputs.timeout)
+    )
     adapter_path = find_queue_adapter(inputs.queueadapter)
     adapter, adapter_check = check_queue_adapter(adapter_path)
     checks.append(adapter_check)
     if adapter is not None:
-        checks += [check_rocket_launch(adapter), check_fwspool_found(adapter)]
+        checks += [
+            check_rocket_launch(adapter),
+            check_fwspool_found(adapter),
+            check_rocket_launch_files(adapter),
+        ]
         if adapter["_fw_q_type"] == "SGE":
             checks.append(check_job_directory(adapter))
         checks.append(check_batch_system(adapter))
@@ -113,6 +128,7 @@ def run_checks(inputs: DoctorInputs) -> list[Check]:
         checks += [
             skipped("rocket_launch", why),
             skipped("fwspool in the job", why),
+            skipped("files in rocket_launch", why),
             skipped("batch system", why),
         ]
     checks.append(check_inbox(inputs.inbox, inputs.journal))
@@ -133,9 +149,9 @@ def check_launchpad(
     except FwspoolError as exc:
         return None, [failed(what, exc.message, "fix the file, or name the right one with -l FILE")]
     if config.source == "FireWorks' default":
-        return config, [
-            ok(what, f"no launchpad file (-l, {DEFAULT_LPAD_YAML} here, LAUNCHPAD_LOC): {config.where()}")
-        ]
+        found = f"no launchpad file (-l, {DEFAULT_LPAD_YAML} here, LAUNCHPAD_LOC): FireWorks' default, {config.where()}"
+        fix = "give -l FILE, the launchpad file lpad uses, unless your LaunchPad really is on this node's port 27017"
+        return config, [warning(what, found, fix)]
     return config, [ok(what, f"from {config.source}: {config.where()}")]
 
 
@@ -161,6 +177,10 @@ def check_database(config: LaunchPadConfig, timeout: float) -> Check:
     except FwspoolError as exc:
         return failed(what, exc.message, "fix the settings it names")
     return ok(what, f"MongoDB at {config.where()} answers and holds a LaunchPad")
+
+
+def _passed(checks: list[Check], what: str) -> bool:
+    return any(c.what == what and c.status == "ok" for c in checks)
 
 
 # -- the journal ----------------------------------------------------------------------------------
@@ -221,6 +241,110 @@ def _schema_version(path: str) -> int | str:
         return str(exc)
 
 
+# -- FireWorks' own recovery, still running beside fwspool ---------------------------------------
+
+#: How much later than this journal's last push of it an offline run's ``updated_on`` must be to
+#: have been written by something else (clocks of one login node; FireWorks writes it last).
+TOUCH_SLACK = dt.timedelta(seconds=2)
+
+
+def check_old_recovery(config: LaunchPadConfig | None, journal: str | None, timeout: float) -> Check:
+    """Nothing but fwspool recovers the journal's launches: no ``lpad recover_offline`` left in the
+    crontab, and no offline run of a launch the journal knows updated on the LaunchPad after this
+    journal's last push of it (``recover_offline`` sets ``offline_runs.updated_on`` on every pass,
+    fwspool only when it pushes). Both at once rewrite every running launch twice a pass."""
+    what = "lpad recover_offline"
+    fix = (
+        "remove the old `lpad recover_offline` line from your crontab (`crontab -e`): `fwspool sync` replaces "
+        "it (README, Migrating from FireWorks' offline mode)"
+    )
+    cron = [
+        line.strip() for line in _crontab() if "recover_offline" in line and not line.lstrip().startswith("#")
+    ]
+    touched = _touched_by_another(config, journal, timeout) if config is not None else None
+    if cron or touched:
+        found = []
+        if touched:
+            launch_id, fw_id, when = touched[0]
+            more = f" (and {len(touched) - 1} more)" if len(touched) > 1 else ""
+            found.append(
+                f"the offline run of launch {launch_id} (Firework {fw_id}), which fwspool pushes, was updated on "
+                f"the LaunchPad at {when:%Y-%m-%d %H:%M:%S} UTC by something else{more}"
+            )
+        if cron:
+            found.append(f"your crontab still runs it: {cron[0]!r}")
+        return failed(what, "; ".join(found), fix)
+    if config is None:
+        return skipped(what, "the database did not answer: only the crontab was read")
+    return ok(what, "not in your crontab, and no offline run of the journal's launches was recovered by it")
+
+
+def _crontab() -> list[str]:
+    """This user's crontab, as ``crontab -l`` prints it; [] when there is none or no ``crontab``."""
+    try:
+        res = subprocess.run(
+            ["crontab", "-l"], capture_output=True, text=True, timeout=BATCH_TIMEOUT, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return res.stdout.splitlines() if res.returncode == 0 else []
+
+
+def _touched_by_another(
+    config: LaunchPadConfig, journal: str | None, timeout: float
+) -> list[tuple[int, int | None, dt.datetime]]:
+    """The journal's launches whose offline run was updated later than this journal pushed them:
+    (launch id, Firework id, when), oldest first."""
+    from fwspool.events import as_utc
+    from fwspool.uplink import MongoUplink
+
+    path = os.path.abspath(os.path.expanduser(journal or default_journal_path()))
+    if not os.path.isfile(path):
+        return []
+    # Read without writing: no -shm file means no process has the journal open, and a read-only
+    # open would create one (doctor writes nothing).
+    immutable = "" if os.path.exists(f"{path}-shm") else "&immutable=1"
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro{immutable}", uri=True)
+        try:
+            rows = db.execute(
+                "SELECT l.launch_id, l.fw_id, max(coalesce(l.pushed_state_at, ''), coalesce(max(e.pushed_at), '')) "
+                "FROM launches AS l LEFT JOIN events AS e ON e.launch_id = l.launch_id "
+                "WHERE l.forgotten_at IS NULL GROUP BY l.launch_id"
+            ).fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return []
+    pushed = {launch_id: (fw_id, last) for launch_id, fw_id, last in rows}
+    if not pushed:
+        return []
+    found = []
+    try:
+        uplink = MongoUplink(config, timeout=timeout)
+        try:
+            runs = list(
+                uplink.lp.offline_runs.find(
+                    {"launch_id": {"$in": sorted(pushed)}, "deprecated": False},
+                    {"_id": 0, "launch_id": 1, "created_on": 1, "updated_on": 1},
+                )
+            )
+        finally:
+            uplink.close()
+    except Exception:  # noqa: BLE001 - the database check above says what is wrong with it
+        return []
+    for run in runs:
+        fw_id, last = pushed[run["launch_id"]]
+        try:
+            updated = as_utc(run["updated_on"])
+            since = max(as_utc(t) for t in (run["created_on"], last) if t)
+        except (KeyError, TypeError, ValueError):
+            continue
+        if updated > since + TOUCH_SLACK:
+            found.append((run["launch_id"], fw_id, updated))
+    return sorted(found, key=lambda x: x[2])
+
+
 # -- the queue adapter ----------------------------------------------------------------------------
 
 
@@ -260,37 +384,38 @@ def check_queue_adapter(path: str | None) -> tuple[dict[str, Any] | None, Check]
     return dict(data, _path=path), ok(what, f"{path}: {q_type}")
 
 
-def _the_line(adapter: dict[str, Any]) -> str:
-    return f"rocket_launch: {adapter['rocket_launch']}"
-
-
-def _fwspool_here() -> str:
-    """The absolute path of this ``fwspool``: what the fixes suggest."""
-    return os.path.join(os.path.dirname(sys.executable), "fwspool")
-
-
-def _words(text: str) -> list[str]:
-    try:
-        return shlex.split(text)
-    except ValueError:
-        return text.split()
-
-
 def check_rocket_launch(adapter: dict[str, Any]) -> Check:
-    """The line runs ``fwspool rlaunch`` and keeps the words ``qlaunch -r`` needs."""
-    what = "rocket_launch"
-    words = _words(adapter["rocket_launch"])
-    good = f"rocket_launch: {_fwspool_here()} rlaunch -w /path/to/my_fworker.yaml singleshot --offline"
-    if not words or os.path.basename(words[0]) != "fwspool" or words[1:2] != ["rlaunch"]:
-        runs = f"runs {words[0]!r}" if words else "is empty"
-        return failed(what, f"{_the_line(adapter)!r} {runs}, not `fwspool rlaunch`", f"make it {good}")
-    missing = [w for w in ("singleshot", "--offline") if w not in words]
-    if missing:
-        why = "qlaunch -r refuses a line without singleshot, and reserves offline only with --offline"
-        return failed(
-            what, f"{_the_line(adapter)!r} lacks {' and '.join(missing)} ({why})", f"make it {good}"
-        )
-    return ok(what, "runs fwspool rlaunch, with singleshot and --offline for qlaunch -r")
+    """The line runs ``fwspool rlaunch`` and keeps the words ``qlaunch -r`` needs (the rule
+    ``fwspool qlaunch`` refuses a line by: :func:`fwspool.qlaunch.rocket_launch_problem`)."""
+    from fwspool.qlaunch import rocket_launch_problem
+
+    problem = rocket_launch_problem(adapter["rocket_launch"])
+    if problem is not None:
+        return failed("rocket_launch", *problem)
+    return ok("rocket_launch", "runs fwspool rlaunch, with singleshot and --offline for qlaunch -r")
+
+
+def check_rocket_launch_files(adapter: dict[str, Any]) -> Check:
+    """Every file the line names (``-w`` FWorker file, ``-l``, ``-c``) exists as the batch job
+    will see it: an absolute path once its shell expands ``$HOME`` (:func:`fwspool.qlaunch.
+    rocket_launch_files_problem`); an FWorker file reads as one."""
+    from fwspool.qlaunch import rocket_launch_files_problem, rocket_launch_paths
+
+    what = "files in rocket_launch"
+    words = line_words(adapter["rocket_launch"])
+    if not words or os.path.basename(words[0]) != "fwspool":
+        return skipped(what, "rocket_launch does not run fwspool")
+    paths = rocket_launch_paths(adapter["rocket_launch"])
+    if not paths:
+        return ok(what, "names none (-w: FireWorks' default FWorker)")
+    problem = rocket_launch_files_problem(adapter["rocket_launch"])
+    if problem is not None:
+        return failed(what, *problem)
+    found = []
+    for option, _what, written in paths:
+        unset = "$" in os.path.expanduser(os.path.expandvars(written))
+        found.append(f"{option} {written}: {'not checked (a variable not set here)' if unset else 'exists'}")
+    return ok(what, "; ".join(found))
 
 
 def check_fwspool_found(adapter: dict[str, Any]) -> Check:
@@ -298,12 +423,12 @@ def check_fwspool_found(adapter: dict[str, Any]) -> Check:
     ``pre_rocket`` that activates a venv whose ``bin`` holds it. Job scripts usually start a
     login shell, which resets ``PATH``: nothing else is taken for granted."""
     what = "fwspool in the job"
-    words = _words(adapter["rocket_launch"])
+    words = line_words(adapter["rocket_launch"])
     if not words or os.path.basename(words[0]) != "fwspool":
         return skipped(what, "rocket_launch does not run fwspool")
     command = os.path.expanduser(os.path.expandvars(words[0]))
     fix = (
-        f"name it by its absolute path (rocket_launch: {_fwspool_here()} rlaunch ...), or activate its venv "
+        f"name it by its absolute path (rocket_launch: {fwspool_here()} rlaunch ...), or activate its venv "
         f"first (pre_rocket: source {os.path.dirname(sys.executable)}/activate)"
     )
     if "/" in command:
@@ -331,7 +456,7 @@ def _activated_venv(pre_rocket: Any) -> str | None:
     lines = pre_rocket if isinstance(pre_rocket, list) else str(pre_rocket or "").splitlines()
     for line in lines:
         for command in str(line).replace("&&", ";").split(";"):
-            words = _words(command)
+            words = line_words(command)
             if len(words) >= 2 and words[0] in ("source", ".") and words[1].endswith("/bin/activate"):
                 return os.path.expanduser(os.path.expandvars(words[1]))
     return None
@@ -356,7 +481,7 @@ def check_job_directory(adapter: dict[str, Any]) -> Check:
         )
     for key, value in adapter.items():
         text = text.replace(f"$${{{key}}}", str(value))
-    if any(line.startswith("#$") and "-cwd" in _words(line[2:]) for line in text.splitlines()):
+    if any(line.startswith("#$") and "-cwd" in line_words(line[2:]) for line in text.splitlines()):
         return ok(what, f"the job template {template} has -cwd")
     root, cell = os.environ.get("SGE_ROOT"), os.environ.get("SGE_CELL") or "default"
     defaults = [os.path.join(root, cell, "common", "sge_request")] if root else []
@@ -364,7 +489,7 @@ def check_job_directory(adapter: dict[str, Any]) -> Check:
     for path in defaults:
         try:
             with open(path, encoding="utf-8", errors="replace") as f:
-                options = [w for line in f if not line.lstrip().startswith("#") for w in _words(line)]
+                options = [w for line in f if not line.lstrip().startswith("#") for w in line_words(line)]
         except OSError:
             continue
         if "-cwd" in options:

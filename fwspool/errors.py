@@ -58,13 +58,28 @@ class JournalError(FwspoolError):
 
 
 class JournalBusy(FwspoolError):
+    """Another fwspool process holds the journal's lock for this role."""
+
     exit_code = EX_TEMPFAIL
+
+    def __init__(self, message: str, holder_pid: int | None = None) -> None:
+        super().__init__(message)
+        #: The pid the holder wrote in the lock file, when it is a number.
+        self.holder_pid = holder_pid
 
 
 class UplinkUnavailable(FwspoolError):
     """The database cannot be reached now; everything stays in the journal."""
 
     exit_code = EX_TEMPFAIL
+
+
+class Interrupted(FwspoolError):
+    """SIGINT or SIGTERM ended a one-shot before its push reached the database (which was down):
+    nothing is lost, the journal keeps everything; exit 128 + the signal's number, as a shell
+    reports a command a signal ended."""
+
+    exit_code = 128 + 2  # SIGINT; SIGTERM: 143
 
 
 class UplinkAuthError(FwspoolError):

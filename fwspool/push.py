@@ -9,8 +9,10 @@ re-applying what was applied but not marked changes nothing (see :mod:`fwspool.l
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +22,7 @@ from fwspool.events import as_utc, iso, utcnow
 from fwspool.failpoints import failpoint
 from fwspool.journal import LAST_PUSH_KEY, Journal
 from fwspool.launchpad import ApplyResult
+from fwspool.plural import counted
 from fwspool.runs import LaunchEvents
 from fwspool.uplink import Uplink
 
@@ -75,10 +78,11 @@ class PushSummary:
 
     def line(self) -> str:
         return (
-            f"push: {self.launches} launches, {self.applied} events applied, {self.superseded} superseded, "
-            f"{self.skipped} skipped, {self.registered} offline runs registered, "
-            f"{self.forgets_applied} forget requests applied"
-            + (f", {self.released} reservations released" if self.released else "")
+            f"push: {counted(self.launches, 'launch')}, {counted(self.applied, 'event')} applied, "
+            f"{self.superseded} superseded, {self.skipped} skipped, "
+            f"{counted(self.registered, 'offline run')} registered, "
+            f"{counted(self.forgets_applied, 'forget request')} applied"
+            + (f", {counted(self.released, 'reservation')} released" if self.released else "")
         )
 
 
@@ -106,17 +110,21 @@ class Pusher:
         *,
         batch_launches: int = 500,
         clock: Callable[[], dt.datetime] = utcnow,
+        connecting: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
     ) -> None:
         self.journal = journal
         self.uplink = uplink
         self.batch_launches = batch_launches
         self.clock = clock
+        #: Around each pass's first contact with the database, which waits up to the uplink's
+        #: timeout while it is down: the daemon lets a stop signal end that wait (StopFlag.waiting).
+        self.connecting = connecting
 
     def unavailable(self, exc: UplinkUnavailable) -> UplinkUnavailable:
         """The one line for an unreachable database: where, how much waits, and since when."""
         pending, oldest = self.journal.pending_summary()
         waiting = (
-            f"{pending} events pending in the journal, oldest ingested {age(oldest, self.clock())} ago"
+            f"{counted(pending, 'event')} pending in the journal, oldest ingested {age(oldest, self.clock())} ago"
             if pending
             else "no events pending in the journal"
         )
@@ -130,7 +138,8 @@ class Pusher:
     ) -> PushSummary:
         summary = PushSummary()
         try:
-            self.uplink.check()
+            with self.connecting():
+                self.uplink.check()
             self._check_binding()
             for redo_id, write_set in self.journal.pending_redo():
                 # A pass died between writing a bulk completion and marking it: finish its writes

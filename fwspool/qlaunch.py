@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +34,7 @@ from typing import Any
 from fwspool.block import ESTIMATE_KEY, BlockLaunch, BlockManifest, write_manifest
 from fwspool.errors import ConfigError, FwspoolError
 from fwspool.events import utcnow
+from fwspool.plural import counted
 from fwspool.reserve import prepare_offline
 
 __all__ = ["PackJob", "SubmissionError", "rapidfire", "submit_pack", "walltime_seconds"]
@@ -86,12 +89,96 @@ def queueadapter_settings(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_rocket_launch(qadapter: Any, path: str = "the queue adapter") -> None:
+    """Refuse a queue adapter whose ``rocket_launch`` line ``fwspool doctor`` fails (the words
+    :func:`rocket_launch_problem` wants, the files :func:`rocket_launch_files_problem` checks):
+    every job would die of it. The error has the fix doctor gives."""
     line = str(qadapter.get("rocket_launch") or "")
-    if "rlaunch" not in line or "singleshot" not in line:
-        raise ConfigError(
-            f"{path}: rocket_launch must be the `fwspool rlaunch ... singleshot --offline` line "
-            f"(README, 'Migrating from FireWorks' offline mode'); it is {line!r}"
-        )
+    problem = rocket_launch_problem(line) or rocket_launch_files_problem(line)
+    if problem is not None:
+        found, fix = problem
+        raise ConfigError(f"{path}: {found}; fix: {fix}")
+
+
+def line_words(text: str) -> list[str]:
+    try:
+        return shlex.split(text)
+    except ValueError:
+        return text.split()
+
+
+def fwspool_here() -> str:
+    """The absolute path of this ``fwspool``: what the fixes suggest."""
+    return os.path.join(os.path.dirname(sys.executable), "fwspool")
+
+
+def rocket_launch_problem(line: str) -> tuple[str, str] | None:
+    """What is wrong with a queue adapter's ``rocket_launch`` line for ``qlaunch -r`` and
+    ``fwspool qlaunch``, and its fix; None when it runs ``fwspool rlaunch`` with the words
+    ``singleshot`` and ``--offline``."""
+    words = line_words(line)
+    the_line = f"rocket_launch: {line}"
+    good = f"rocket_launch: {fwspool_here()} rlaunch -w /path/to/my_fworker.yaml singleshot --offline"
+    if not words or os.path.basename(words[0]) != "fwspool" or words[1:2] != ["rlaunch"]:
+        runs = f"runs {words[0]!r}" if words else "is empty"
+        return f"{the_line!r} {runs}, not `fwspool rlaunch`", f"make it {good}"
+    missing = [w for w in ("singleshot", "--offline") if w not in words]
+    if missing:
+        why = "qlaunch -r refuses a line without singleshot, and reserves offline only with --offline"
+        return f"{the_line!r} lacks {' and '.join(missing)} ({why})", f"make it {good}"
+    return None
+
+
+#: ``fwspool rlaunch``'s options that name a file or a directory, and which.
+PATH_OPTIONS = {
+    "-w": "FWorker file",
+    "--fworker-file": "FWorker file",
+    "--fworker_file": "FWorker file",
+    "-l": "launchpad file",
+    "--launchpad-file": "launchpad file",
+    "--launchpad_file": "launchpad file",
+    "-c": "config directory",
+    "--config-dir": "config directory",
+    "--config_dir": "config directory",
+}
+
+
+def rocket_launch_paths(line: str) -> list[tuple[str, str, str]]:
+    """The files and directories a ``rocket_launch`` line names: (option, what, path as written)."""
+    words = line_words(line)
+    found = []
+    for i, word in enumerate(words):
+        option, _, value = word.partition("=")
+        if option in PATH_OPTIONS:
+            if not value and i + 1 < len(words):
+                value = words[i + 1]
+            if value:
+                found.append((option, PATH_OPTIONS[option], value))
+    return found
+
+
+def rocket_launch_files_problem(line: str) -> tuple[str, str] | None:
+    """What is wrong with the files a ``rocket_launch`` line names, as the batch job will see them
+    (its shell expands ``$HOME``; it runs in its launch directory, so a relative path is wrong),
+    and the fix; None when each exists (an FWorker file must also read as one). A path with a
+    variable this login node does not set (``$SCRATCH`` of the job's environment) is not judged."""
+    from fwspool.rlaunch import read_fworker
+
+    for option, what, written in rocket_launch_paths(line):
+        path = os.path.expanduser(os.path.expandvars(written))
+        if "$" in path:
+            continue
+        fix = f"name an existing {what} by its absolute path ({option} $HOME/fw/...)"
+        if not os.path.isabs(path):
+            return f"{option} {written}: a relative path, which the job reads in its launch directory", fix
+        exists = os.path.isdir(path) if what == "config directory" else os.path.isfile(path)
+        if not exists:
+            return f"{option} {written}: {what} {path} does not exist (every job would exit 66)", fix
+        if what == "FWorker file":
+            try:
+                read_fworker(path)
+            except FwspoolError as exc:
+                return f"{option} {written}: {exc.message}", "fix the FWorker file (name, category, query)"
+    return None
 
 
 def _restricted(fworker: Any, fw_ids: list[int]) -> Any:
@@ -282,7 +369,6 @@ def submit_pack(
     after handing every reservation back.
     """
     from fireworks.fw_config import QUEUE_JOBNAME_MAXLEN, SUBMIT_SCRIPT_NAME
-    from fireworks.utilities.fw_utilities import get_slug
 
     check_rocket_launch(qadapter)
     block = reserve_block(launchpad, fworker, launch_root, pack)
@@ -294,10 +380,8 @@ def submit_pack(
     qa = qadapter
     settings = dict(qa)
     try:
-        first = block.reserved[0][0]
         n = len(block.reserved)
-        name = get_slug(first.name) if n == 1 else get_slug(f"{first.name}+{n - 1}")
-        qa.update(job_name=name[0:QUEUE_JOBNAME_MAXLEN])
+        qa.update(job_name=job_name([fw.name for fw, _l, _d in block.reserved])[0:QUEUE_JOBNAME_MAXLEN])
         if block.queueadapter:
             qa.update(block.queueadapter)
         qa["rocket_launch"] += f" --block {block_dir}"
@@ -342,10 +426,20 @@ def submit_pack(
         qa.clear()
         qa.update(settings)
     say(
-        f"fwspool qlaunch: batch job {job}: {n} Fireworks "
+        f"fwspool qlaunch: batch job {job}: {counted(n, 'Firework')} "
         f"({', '.join(str(bl.fw_id) for bl in manifest.launches)}) in {block_dir}"
     )
     return PackJob(str(job), block_dir, list(manifest.launches), submitted)
+
+
+def job_name(fw_names: list[str]) -> str:
+    """The batch job's name: its Firework's, as ``qlaunch`` names a job; for more than one, how
+    many and the first one's (``3fws_relax_1``), which no Firework name looks like (``relax_1+2``
+    became ``relax_12``)."""
+    from fireworks.utilities.fw_utilities import get_slug
+
+    first = get_slug(fw_names[0])
+    return first if len(fw_names) == 1 else f"{len(fw_names)}fws_{first}"
 
 
 def _estimate(spec: dict[str, Any]) -> float | None:
@@ -377,24 +471,33 @@ def rapidfire(
     sleep_seconds: float | None = None,
     timeout: float | None = None,
     say: Callable[[str], None] = print,
+    submitted: list[PackJob] | None = None,
 ) -> list[PackJob]:
     """Submit packed jobs while Fireworks are READY, as FireWorks' ``qlaunch rapidfire`` submits
     single ones: ``nlaunches`` jobs at most (0: until nothing is READY or WAITING; -1: forever),
     never more than ``maxjobs_queue`` of the user's jobs in the queue (0: no limit), sleeping
-    ``sleep_seconds`` between rounds."""
+    ``sleep_seconds`` between rounds, and no round started after ``timeout`` seconds (None or 0:
+    none). Before each sleep, one line says what it waits for and when it looks again, as
+    FireWorks' ``sleeping for 60 secs``; a sleep never goes past the timeout. ``submitted``, when
+    given, is the list the jobs go in (what was submitted, should the caller be interrupted)."""
     from fireworks.fw_config import QUEUE_UPDATE_INTERVAL, RAPIDFIRE_SLEEP_SECS
 
     sleep_seconds = RAPIDFIRE_SLEEP_SECS if sleep_seconds is None else sleep_seconds
     started = time.monotonic()
-    jobs: list[PackJob] = []
+    jobs: list[PackJob] = [] if submitted is None else submitted
+
+    def left() -> float | None:
+        return None if not timeout else timeout - (time.monotonic() - started)
 
     def timed_out() -> bool:
-        return timeout is not None and time.monotonic() - started >= timeout
+        remaining = left()
+        return remaining is not None and remaining <= 0
 
     while True:
+        waiting = "nothing READY for this FWorker"
         while launchpad.run_exists(fworker) and not timed_out():
             if maxjobs_queue and jobs_in_queue(qadapter) >= maxjobs_queue:
-                say(f"fwspool qlaunch: {maxjobs_queue} jobs in the queue already (--maxjobs_queue)")
+                waiting = f"{counted(maxjobs_queue, 'job')} in the queue already (--maxjobs_queue)"
                 break
             job = submit_pack(
                 launchpad,
@@ -412,6 +515,19 @@ def rapidfire(
             if nlaunches > 0 and len(jobs) >= nlaunches:
                 return jobs
             time.sleep(QUEUE_UPDATE_INTERVAL)  # FireWorks' wait for the queue to show the job
-        if timed_out() or (nlaunches == 0 and not launchpad.future_run_exists(fworker)):
+        if timed_out():
+            say(f"fwspool qlaunch: --timeout {timeout:g} s reached")
             return jobs
-        time.sleep(sleep_seconds)
+        if nlaunches == 0 and not launchpad.future_run_exists(fworker):
+            return jobs
+        remaining = left()
+        pause = sleep_seconds if remaining is None else max(0.0, min(sleep_seconds, remaining))
+        if nlaunches == 0:
+            goal = "; Fireworks WAITING on RESERVED or RUNNING ones may become READY"
+        elif nlaunches > 0:
+            goal = f"; {len(jobs)} of {counted(nlaunches, 'job')} submitted (--nlaunches)"
+        else:
+            goal = " (--nlaunches infinite)"
+        until = "" if remaining is None else f", until --timeout ({remaining:.0f} s left)"
+        say(f"fwspool qlaunch: {waiting}{goal}; looking again in {pause:.0f} s{until}")
+        time.sleep(pause)

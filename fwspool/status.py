@@ -37,6 +37,7 @@ from fwspool.outcomes import (
     Implied,
     implied,
 )
+from fwspool.plural import counted
 from fwspool.push import LAST_PUSH_KEY, age
 from fwspool.runs import PendingEvent
 
@@ -211,9 +212,15 @@ def _latest_per_firework(launches: list[dict[str, Any]]) -> list[dict[str, Any]]
 
 
 def _packed_blocks(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The jobs of ``fwspool qlaunch --pack`` (a block of more than one launch), each with how many
-    of its launches completed, fizzled, run, ended, were released or have not started."""
-    return [b for b in blocks if b["launches"] > 1]
+    """The jobs of ``fwspool qlaunch`` (their block directory has its manifest, even with one
+    Firework) and any other block of more than one launch, each with how many of its launches
+    completed, fizzled, run, ended, were released or have not started. (FireWorks' own
+    ``qlaunch rapidfire`` puts one launch per job in its block directories.)"""
+    from fwspool.block import MANIFEST_NAME
+
+    return [
+        b for b in blocks if b["launches"] > 1 or os.path.exists(os.path.join(b["block_dir"], MANIFEST_NAME))
+    ]
 
 
 def _filters_as_data(filters: Filters) -> dict[str, Any]:
@@ -383,12 +390,15 @@ def render(report: dict[str, Any], filters: Filters = Filters()) -> str:
     lines = _summary(report, now)
     launches = report["launches"]
     if filters.given():
-        shown, title = launches, f"{len(launches)} launches match"
+        shown, title = (
+            launches,
+            f"{counted(len(launches), 'launch')} {'matches' if len(launches) == 1 else 'match'}",
+        )
     elif filters.every:
-        shown, title = launches, f"all {len(launches)} launches"
+        shown, title = launches, f"all {counted(len(launches), 'launch')}"
     else:
         shown = [x for x in launches if x["attention"]]
-        title = f"{len(shown)} launches need attention" + (
+        title = f"{counted(len(shown), 'launch')} {'needs' if len(shown) == 1 else 'need'} attention" + (
             f" (--all lists all {len(launches)})" if len(shown) < len(launches) else ""
         )
     lines += _block_lines(report["blocks"])
@@ -420,16 +430,16 @@ def _summary(report: dict[str, Any], now: dt.datetime) -> list[str]:
     parts = [
         f"launches: {t['launches']}" + (f"; as last pushed: {by_state}" if t["launches"] else ""),
         *([f"outcomes: {by_outcome}"] if t["launches"] else []),
-        f"events: {t['events']}: {t['pending']} pending ({t['pending_launches']} launches), {t['pushed']} pushed, "
+        f"events: {t['events']}: {t['pending']} pending ({counted(t['pending_launches'], 'launch')}), {t['pushed']} pushed, "
         f"{t['superseded']} superseded, {t['skipped']} skipped",
         lag,
         f"last successful push: {last + ' (' + age(last, now) + ' ago)' if last else 'never'}",
         _database_line(report["database"]),
-        f"quarantined: {t['quarantined']} ranges; forgotten: {t['forgotten_launches']} launches",
+        f"quarantined: {counted(t['quarantined'], 'range')}; forgotten: {counted(t['forgotten_launches'], 'launch')}",
         *(
             [
-                f"not on this LaunchPad (yet): {t['elsewhere_launches']} launches announced under ids it has "
-                "not handed out (another LaunchPad's, or from before an lpad reset; --all lists them)"
+                f"not on this LaunchPad (yet): {counted(t['elsewhere_launches'], 'launch')} announced under ids "
+                "it has not handed out (another LaunchPad's, or from before an lpad reset; --all lists them)"
             ]
             if t["elsewhere_launches"]
             else []

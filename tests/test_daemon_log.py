@@ -85,12 +85,12 @@ def test_sync_watch_logs_its_start_its_changes_its_silence_and_answers_its_signa
         text = log.read_text()
         between = text.split(first_idle[0], 1)[1].split("idle: nothing new for", 1)[0]
         assert "ingest:" not in between and "push:" not in between, text
-        assert "1 launches (0 open, 1 final, 0 forgotten)" in first_idle[0] and "0 pending" in first_idle[0]
+        assert "1 launch (0 open, 1 final, 0 forgotten)" in first_idle[0] and "0 pending" in first_idle[0]
 
         proc.send_signal(signal.SIGUSR1)
         status = wait_for(lambda: logged(log, "status (SIGUSR1): "), 30, "the status line")
         assert re.search(
-            r"status \(SIGUSR1\): 1 launches \(0 open, 1 final, 0 forgotten\), \d+ events, 0 pending, "
+            r"status \(SIGUSR1\): 1 launch \(0 open, 1 final, 0 forgotten\), \d+ events, 0 pending, "
             r"last push \d+s ago, 0 quarantined ranges$",
             status[0],
         ), status
@@ -127,10 +127,8 @@ def test_sync_watch_logs_its_start_its_changes_its_silence_and_answers_its_signa
         assert part in start, (part, start)
     pass_lines = [unstamped(line) for line in every if re.search(r"Z (ingest|push|prune): ", line)]
     # (how many events: the job pings as often as its run takes)
-    assert any(re.match(r"ingest: \d+ files, [1-9]\d* new events", line) for line in pass_lines), pass_lines
-    assert any(re.match(r"push: 1 launches, [1-9]\d* events applied", line) for line in pass_lines), (
-        pass_lines
-    )
+    assert any(re.match(r"ingest: \d+ files?, [1-9]\d* new events?", line) for line in pass_lines), pass_lines
+    assert any(re.match(r"push: 1 launch, [1-9]\d* events? applied", line) for line in pass_lines), pass_lines
     assert len(pass_lines) <= 5, pass_lines  # the passes that changed something, not every pass
     assert NEWT not in rotated.read_text() + log.read_text() and "Traceback" not in log.read_text()
 
@@ -151,11 +149,11 @@ def test_sync_watch_logs_a_registry_pull_and_an_applied_forget(
     # fmt: on
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        registered = wait_for(lambda: logged(log, "1 offline runs registered"), 60, "the registry pull")
+        registered = wait_for(lambda: logged(log, "1 offline run registered"), 60, "the registry pull")
         assert " push: 0 launches, 0 events applied" in registered[0]
         forgot = invoke("forget", "--journal", journal_path, str(fw.fw_id))
         assert forgot.exit_code == 0, forgot.output
-        applied = wait_for(lambda: logged(log, "1 forget requests applied"), 60, "the forget applied")
+        applied = wait_for(lambda: logged(log, "1 forget request applied"), 60, "the forget applied")
         assert STAMPED.match(applied[0])
         assert launchpad.offline_runs.find_one({"launch_id": launch_id})["deprecated"] is True
     finally:
@@ -219,17 +217,18 @@ def test_a_stdout_redirected_to_a_file_is_reopened_by_its_name_on_sighup(
 def test_lines_are_stamped_except_on_a_terminal_and_in_the_systemd_journal(
     launchpad: Any, mongo_uri: str, db_name: str, tmp_path: Path, journal_path: str
 ) -> None:
-    cmd = fwspool_cmd("push", "--journal", journal_path, "--uri", mongo_uri, "--name", db_name)
+    # (ingest: its total is a line even when nothing changed; an idle push or sync says nothing)
+    cmd = fwspool_cmd("ingest", "--journal", journal_path, "--root", str(tmp_path))
     # A pipe (and a file, under cron): stamped.
     piped = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert piped.returncode == 0 and STAMPED.match(piped.stdout), piped.stdout
-    assert unstamped(piped.stdout).startswith("push: 0 launches, 0 events applied")
+    assert unstamped(piped.stdout).startswith("ingest: 0 files, 0 new events")
     # A terminal: as before.
     leader, follower = pty.openpty()
     try:
         on_tty = subprocess.run(cmd, stdout=follower, stderr=follower, timeout=120)
         assert on_tty.returncode == 0
-        assert os.read(leader, 4096).decode().startswith("push: 0 launches")
+        assert os.read(leader, 4096).decode().startswith("ingest: 0 files")
     finally:
         os.close(leader)
         os.close(follower)
@@ -239,7 +238,7 @@ def test_lines_are_stamped_except_on_a_terminal_and_in_the_systemd_journal(
         st = os.fstat(out.fileno())
         env = dict(os.environ, JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino}")
         assert subprocess.run(cmd, stdout=out, stderr=out, env=env, timeout=120).returncode == 0
-    assert journal_file.read_text().startswith("push: 0 launches")
+    assert journal_file.read_text().startswith("ingest: 0 files")
 
 
 def test_sighup_with_no_log_file_says_so_and_the_daemon_goes_on(

@@ -38,7 +38,7 @@ def lines_by_check(output: str) -> dict[str, str]:
     """Each check's line by its name (``journal``, ``rocket_launch``...), the mark first."""
     found = {}
     for line in output.splitlines():
-        if line[:2] in ("✓ ", "✗ ", "- "):
+        if line[:2] in ("✓ ", "✗ ", "! ", "- "):
             found[line[2:].split(":", 1)[0].split(" /", 1)[0]] = line
     return found
 
@@ -58,9 +58,11 @@ def test_a_site_set_up_as_the_readme_says_passes_every_check(
         "LaunchPad settings",
         "database",
         "journal",
+        "lpad recover_offline",
         "queue adapter file",
         "rocket_launch",
         "fwspool in the job",
+        "files in rocket_launch",
         "batch system (slurm)",
         "inbox",
         "launch roots",
@@ -121,7 +123,9 @@ def doctor(
     return invoke("doctor", "-q", str(qadapter), *args)
 
 
-GOOD = f"{BIN}/fwspool rlaunch -w my_fworker.yaml singleshot --offline"
+#: An FWorker file, named by its absolute path as the job needs it.
+FWORKER = REPO / "tests" / "data" / "my_fworker.yaml"
+GOOD = f"{BIN}/fwspool rlaunch -w {FWORKER} singleshot --offline"
 
 
 def test_each_mistake_is_one_line_with_its_fix_and_the_exit_code_says_so(

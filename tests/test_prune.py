@@ -154,7 +154,7 @@ def test_pruned_pings_read_again_come_back_as_no_ops_and_the_launchpad_does_not_
     shutil.copy(spool, spool + ".new")
     os.replace(spool + ".new", spool)
     res = cli(*sync, "--root", str(runs))
-    assert " 0 new events" in res.output
+    assert res.output == ""  # nothing new: the pass says nothing
     assert events_by_type(journal_path, launch_id) == {"started": 1, "completed": 1, "exited": 1}
 
     # A copy of the launch directory at another path is read from 0: the pruned events return.

@@ -236,7 +236,7 @@ def test_forget_while_the_database_is_down(mongo_server_factory, tmp_path, journ
     assert runner.invoke(main, ["ingest", "--root", d], env=env).exit_code == 0
     server.stop()
     res = runner.invoke(main, ["forget", str(fw_id)], env=env)
-    assert res.exit_code == 0 and "1 known launches forgotten" in res.output
+    assert res.exit_code == 0 and "1 known launch forgotten" in res.output
     assert runner.invoke(main, ["push", "--timeout", "1"], env=env).exit_code == EX_TEMPFAIL
     server.start()
     res = runner.invoke(main, ["push"], env=env)
@@ -274,12 +274,12 @@ def test_forgetting_what_the_journal_does_not_know_says_so(launchpad, tmp_path, 
     res = invoke("forget", str(fw_id), "999", env=env)
     assert res.exit_code == 0, res.output
     assert "fwspool: warning: the journal knows no launch of Firework 999: not forgotten" in res.output
-    assert "1 known launches forgotten; the LaunchPad follows on the next push" in res.output
+    assert "1 known launch forgotten: Firework" in res.output
     res = invoke("push", env=env)
-    assert res.exit_code == 0 and "1 forget requests applied" in res.output, res.output
+    assert res.exit_code == 0 and "1 forget request applied" in res.output, res.output
     assert launchpad.offline_runs.find_one({"launch_id": 1})["deprecated"] is True
     res = invoke("forget", "--undo", "--launch-id", "1", env=env)
-    assert res.exit_code == 0 and "1 known launches resumed" in res.output, res.output
+    assert res.exit_code == 0 and "1 known launch resumed" in res.output, res.output
     assert invoke("forget", "--undo", "7", env=env).exit_code == 66
 
 
@@ -429,7 +429,7 @@ def test_status_shows_launches_totals_and_the_database(launchpad, tmp_path, jour
     import re
 
     assert "launches: 1; as last pushed: not pushed 1" in res.output, res.output
-    total = re.search(r"events: (\d+): (\d+) pending \(1 launches\)", res.output)
+    total = re.search(r"events: (\d+): (\d+) pending \(1 launch\)", res.output)
     assert total and total.group(1) == total.group(2) and int(total.group(1)) >= 5, res.output
     assert "last successful push: never" in res.output
     assert "database: answers at mongodb://127.0.0.1" in res.output

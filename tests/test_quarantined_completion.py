@@ -101,7 +101,7 @@ def test_a_completion_over_the_record_limit_waits_then_completes_after_a_retry(
     # The README's line, word for word (the journal from FWSPOOL_JOURNAL).
     retried = invoke(*readme_retry_line()[1:], env={"FWSPOOL_JOURNAL": journal_path}, catch_exceptions=False)
     assert retried.exit_code == 0, retried.output
-    assert "1 records recovered from quarantine" in retried.output
+    assert "1 record recovered from quarantine" in retried.output
     assert query(journal_path, "SELECT count(*) AS n FROM quarantine") == [{"n": 0}]
     assert fwspool(*push).exit_code == 0
     assert states(fws) == states(ref) == {1: "COMPLETED", 2: "READY"}

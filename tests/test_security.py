@@ -382,7 +382,7 @@ def test_no_command_prints_a_password_nor_writes_it_to_the_journal(mongo_server_
     }
     # The work really was pushed, with the launchpad file's username/password/authsource.
     pushed = by_args[("push", "-l", lpad["nonuri_good"])]
-    assert "push: 1 launches" in pushed.stdout, pushed.stdout
+    assert "push: 1 launch," in pushed.stdout, pushed.stdout
     with Journal.open(good_env["FWSPOOL_JOURNAL"]) as journal:
         assert journal.count_events("pushed_at IS NULL") == 0
     check = pymongo.MongoClient(alice_uri(server))
@@ -503,7 +503,7 @@ def test_tls_with_authentication_from_a_launchpad_file_and_a_uri(mongo_server_fa
     )
     res = fwspool("sync", "--root", d, "-l", lpad, env=env)
     assert res.returncode == 0, res.stderr
-    assert "push: 1 launches" in res.stdout and not leaks(res.stdout + res.stderr)
+    assert "push: 1 launch," in res.stdout and not leaks(res.stdout + res.stderr)
     # The same through --uri, and FireWorks 1.x's top-level ssl keys.
     uri = alice_uri(server, extra=f"&tls=true&tlsCAFile={quote(pki['ca'])}")
     res = fwspool("status", "--json", "--uri", uri, env=env)

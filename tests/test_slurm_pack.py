@@ -263,7 +263,7 @@ def test_rapidfire_keeps_to_maxjobs_queue(site: Site) -> None:
     site.start_sync()
     res = qlaunch(site, "--pack", "2", "rapidfire", "-m", "1", "--nlaunches", "2", "--sleep", "1")
     first, second = jobs_of(res.stdout)
-    assert "1 jobs in the queue already" in res.stdout
+    assert "1 job in the queue already" in res.stdout
     all_in(lp, ids, "COMPLETED")
     in_first = [i for i in ids if str(lp.get_reservation_id_from_fw_id(i)) == first]
     in_second = [i for i in ids if str(lp.get_reservation_id_from_fw_id(i)) == second]

@@ -381,7 +381,7 @@ def test_the_readme_cron_and_systemd_lines_recover_a_job_reserved_just_before_an
     )
     assert down.returncode == 75, down
     log = (s.fw / "sync.log").read_text()
-    assert "1 launches from the inbox" in log and "cannot reach MongoDB" in log
+    assert "1 launch from the inbox" in log and "cannot reach MongoDB" in log
     server.start()
     daemon = subprocess.Popen(
         systemd_exec_start(s.home), cwd=s.fw, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT

@@ -140,7 +140,7 @@ def test_outcomes_are_told_apart_with_the_state_as_pushed_and_as_pending_events_
     assert names_of("--since", "1h") == sorted(names)
     assert names_of("--since", iso(utcnow() + dt.timedelta(days=1))) == []
     res = invoke("status", "--no-check", "--state", "killed", env=env)
-    assert "1 launches match:" in res.output and " killed " in res.output and " ok " not in res.output
+    assert "1 launch matches:" in res.output and " killed " in res.output and " ok " not in res.output
     res = invoke("status", "--no-check", "--all", env=env)
     assert "all 8 launches:" in res.output
     assert sum(1 for ln in res.output.splitlines() if ln[:7].strip().isdigit()) == 8
@@ -200,7 +200,7 @@ def test_a_job_that_died_before_its_first_event_and_a_lost_one_on_the_real_slurm
     vanished = now["vanished"]
     assert (vanished["state"], vanished["pending_state"], vanished["outcome"]) == (None, "RUNNING", "running")
     text = invoke("status", "--no-check", env=env).output
-    assert "1 launches need attention (--all lists all 2):" in text
+    assert "1 launch needs attention (--all lists all 2):" in text
     assert f"batch job {jobs['never-started']} is gone since" in text
     sync = ("sync", "-q", str(qadapter), "--lost-after", "0")
     assert invoke(*sync, env=env).exit_code == 0  # gone for --lost-after: lost, and released

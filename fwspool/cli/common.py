@@ -8,17 +8,18 @@ through :data:`fwspool.log.LOG`, which stamps the login-node commands' lines (:f
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from fwspool.config import redact
-from fwspool.errors import EX_SOFTWARE, FwspoolError
+from fwspool.errors import EX_SOFTWARE, FwspoolError, JournalBusy
 from fwspool.journal import Journal, default_journal_path
 from fwspool.log import LOG
 
@@ -44,6 +45,9 @@ def reports_errors(func: F) -> F:
         except FwspoolError as exc:
             LOG.line(f"fwspool: {redact(exc.message)}", err=True)
             sys.exit(exc.exit_code)
+        except BrokenPipeError:
+            # The reader went away (`fwspool status | head`): click ends quietly, as Unix tools do.
+            raise
         except OSError as exc:
             # Disk full or a read-only filesystem where fwspool writes: still one line.
             where = f" ({exc.filename})" if exc.filename else ""
@@ -130,7 +134,8 @@ def login_loop(
     heartbeat: float | None = None,
     retain: float = 0.0,
 ) -> Loop:
-    """The :class:`~fwspool.daemon.Loop` of a login-node command, its log started, stopped by
+    """The :class:`~fwspool.daemon.Loop` of a login-node command (a one-shot at a terminal says
+    its passes' lines even when they changed nothing), its log started, stopped by
     SIGINT/SIGTERM from now on (before the journal is opened: a signal meanwhile ends the command
     after one pass), answering SIGUSR1 and reopening its log on SIGHUP."""
     from fwspool.daemon import DEFAULT_INTERVAL, HEARTBEAT, Loop, StopFlag
@@ -140,6 +145,7 @@ def login_loop(
     stop.install(reopen_log=LOG.reopen)
     return Loop(
         watch=watch,
+        idle_lines=not watch and log_file is None and sys.stdout.isatty(),
         interval=DEFAULT_INTERVAL if interval is None else interval,
         stop=stop,
         say=say,
@@ -208,6 +214,30 @@ journal_option = click.option(
     metavar="PATH",
     help=f"Journal database on the login node's local disk [env FWSPOOL_JOURNAL; default {default_journal_path()}].",
 )
+
+
+@contextlib.contextmanager
+def journal_locked(journal: Journal, *roles: str, wait: float = 0.0) -> Iterator[None]:
+    """The journal's locks for these roles (:meth:`Journal.lock`); when a ``--watch`` daemon holds
+    one, the error says so: it never finishes, so "try again when it finishes" would not do."""
+    from fwspool.daemon import watch_command
+
+    with contextlib.ExitStack() as locks:
+        for role in roles:
+            try:
+                locks.enter_context(journal.lock(role, wait=wait))
+            except JournalBusy as exc:
+                command = watch_command(exc.holder_pid) if exc.holder_pid else None
+                if command is None:
+                    raise
+                pid = exc.holder_pid
+                raise JournalBusy(
+                    f"a daemon holds journal {journal.path}: `{command}` (pid {pid}) {role}s there until it is "
+                    f"stopped, so this would wait for good; it does this work already (drop this command, e.g. "
+                    f"a cron line beside it), or stop it first (`kill {pid}`, or `systemctl --user stop fwspool`)",
+                    pid,
+                ) from None
+        yield
 
 
 def open_journal(path: str | None, *, create: bool = False) -> Journal:

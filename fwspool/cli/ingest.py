@@ -10,6 +10,7 @@ from fwspool.cli.common import (
     heartbeat_option,
     ingest_options,
     interval_option,
+    journal_locked,
     journal_option,
     lock_wait_option,
     log_option,
@@ -51,14 +52,16 @@ def ingest(
 
     # stdout is for the total alone: the lines of --watch passes go to stderr.
     loop = login_loop(watch, interval, log_file, say=say_on_stderr, heartbeat=heartbeat)
-    with open_journal(journal_path, create=True) as journal, journal.lock("ingest", wait=lock_wait):
-        if watch:
-            say_on_stderr(
-                startup_line(
-                    "ingest", journal.path, "no LaunchPad", loop.interval, ingest_settings.describe()
+    with open_journal(journal_path, create=True) as journal:
+        ingester = ingest_settings.ingester(journal)  # --root and -q checked before the lock
+        with journal_locked(journal, "ingest", wait=lock_wait):
+            if watch:
+                say_on_stderr(
+                    startup_line(
+                        "ingest", journal.path, "no LaunchPad", loop.interval, ingest_settings.describe()
+                    )
                 )
-            )
-        total = loop.ingest(ingest_settings.ingester(journal))
+            total = loop.ingest(ingester)
     if watch and loop.stop.signal_name:
         say_on_stderr(f"stopped by {loop.stop.signal_name}")
     say(total.line())

@@ -9,6 +9,7 @@ import re
 import click
 
 from fwspool.cli.common import (
+    journal_locked,
     journal_option,
     lock_wait_option,
     log_option,
@@ -57,9 +58,5 @@ def prune(journal_path: str | None, older_than: str, lock_wait: float, log_file:
     seconds = parse_age(older_than, "--older-than")
     start_log(log_file)
     now = utcnow()
-    with (
-        open_journal(journal_path) as journal,
-        journal.lock("ingest", wait=lock_wait),
-        journal.lock("push", wait=lock_wait),
-    ):
+    with open_journal(journal_path) as journal, journal_locked(journal, "ingest", "push", wait=lock_wait):
         say(journal.prune(now - dt.timedelta(seconds=seconds), now=now).line())

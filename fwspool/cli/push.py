@@ -8,6 +8,7 @@ from fwspool.cli.common import (
     UplinkOptions,
     heartbeat_option,
     interval_option,
+    journal_locked,
     journal_option,
     lock_wait_option,
     log_option,
@@ -43,8 +44,9 @@ def push(
     """Replay the journal's pending events to the LaunchPad."""
     from fwspool.daemon import startup_line
 
+    uplink.config()  # a mistyped -l is the error to show, not another process's lock
     loop = login_loop(watch, interval, log_file, heartbeat=heartbeat)
-    with open_journal(journal_path) as journal, journal.lock("push", wait=lock_wait):
+    with open_journal(journal_path) as journal, journal_locked(journal, "push", wait=lock_wait):
         if watch:
             say(startup_line("push", journal.path, uplink.describe(), loop.interval))
         loop.push(journal, uplink.open)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,7 @@ import click
 from fwspool import qlaunch as packing
 from fwspool.cli.common import reports_errors, say
 from fwspool.errors import ConfigError, InputError, UplinkUnavailable
+from fwspool.plural import counted
 
 HELP = """Reserve Fireworks and submit them to the batch system, K per job (login node).
 
@@ -233,7 +235,10 @@ def singleshot(ctx: click.Context, launch_dir: str) -> None:
     help="Seconds between rounds [default: FireWorks' RAPIDFIRE_SLEEP_SECS].",
 )
 @click.option(
-    "--timeout", type=click.FloatRange(min=0), default=None, help="Stop submitting after this many seconds."
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Stop submitting after this many seconds (0: never, as qlaunch).",
 )
 @click.pass_context
 @reports_errors
@@ -253,13 +258,25 @@ def rapidfire(
     else:
         raise click.BadParameter("a number of jobs, or 'infinite'", param_hint="--nlaunches")
     site = _site(ctx)
-    jobs = packing.rapidfire(
-        launch_root=launch_dir,
-        nlaunches=count,
-        maxjobs_queue=maxjobs_queue,
-        sleep_seconds=sleep_seconds,
-        timeout=timeout,
-        say=say,
-        **site.packing(),
-    )
-    say(f"fwspool qlaunch: {len(jobs)} jobs, {sum(len(j.launches) for j in jobs)} Fireworks submitted")
+    jobs: list[packing.PackJob] = []
+    try:
+        packing.rapidfire(
+            launch_root=launch_dir,
+            nlaunches=count,
+            maxjobs_queue=maxjobs_queue,
+            sleep_seconds=sleep_seconds,
+            timeout=timeout,
+            say=say,
+            submitted=jobs,
+            **site.packing(),
+        )
+    except KeyboardInterrupt:
+        # Ctrl-C, most likely while it waits: a reservation under way was handed back.
+        say(f"fwspool qlaunch: stopped by SIGINT: {_submitted(jobs)}")
+        sys.exit(130)
+    say(f"fwspool qlaunch: {_submitted(jobs)}")
+
+
+def _submitted(jobs: list[packing.PackJob]) -> str:
+    fireworks = sum(len(j.launches) for j in jobs)
+    return f"{counted(len(jobs), 'job')}, {counted(fireworks, 'Firework')} submitted"

@@ -11,6 +11,7 @@ from fwspool.cli.common import (
     heartbeat_option,
     ingest_options,
     interval_option,
+    journal_locked,
     journal_option,
     lock_wait_option,
     log_option,
@@ -64,22 +65,21 @@ def sync(
     from fwspool.daemon import startup_line
 
     retain_seconds = parse_age(retain, "--retain")
+    uplink.config()  # a mistyped -l is the error to show, not another process's lock
     loop = login_loop(watch, interval, log_file, heartbeat=heartbeat, retain=retain_seconds)
-    with (
-        open_journal(journal_path, create=True) as journal,
-        journal.lock("ingest", wait=lock_wait),
-        journal.lock("push", wait=lock_wait),
-    ):
-        if watch:
-            say(
-                startup_line(
-                    "sync",
-                    journal.path,
-                    uplink.describe(),
-                    loop.interval,
-                    ingest_settings.describe(),
-                    f"retain {retain if retain_seconds else 'everything'}",
+    with open_journal(journal_path, create=True) as journal:
+        ingester = ingest_settings.ingester(journal)  # --root and -q checked before the lock too
+        with journal_locked(journal, "ingest", "push", wait=lock_wait):
+            if watch:
+                say(
+                    startup_line(
+                        "sync",
+                        journal.path,
+                        uplink.describe(),
+                        loop.interval,
+                        ingest_settings.describe(),
+                        f"retain {retain if retain_seconds else 'everything'}",
+                    )
                 )
-            )
-        loop.sync(journal, ingest_settings.ingester(journal), uplink.open)
+            loop.sync(journal, ingester, uplink.open)
     said_stopped(loop)

@@ -24,6 +24,7 @@ from fwspool.journal import (
     QuarantineRow,
     SourceRow,
 )
+from fwspool.plural import counted
 from fwspool.spool import SourceFile
 
 
@@ -75,19 +76,20 @@ class IngestSummary:
 
     def line(self) -> str:
         extra = "".join(
-            f", {n} {what}"
-            for n, what in (
-                (self.announced, "launches from the inbox"),
-                (self.lost, "lost runs"),
-                (self.released, "reservations to release"),
-                (self.recovered, "records recovered from quarantine"),
-                (self.pointers_removed, "inbox pointers of finished launches of other journals removed"),
+            f", {counted(n, noun)}{what}"
+            for n, noun, what in (
+                (self.announced, "launch", " from the inbox"),
+                (self.lost, "lost run", ""),
+                (self.released, "reservation", " to release"),
+                (self.recovered, "record", " recovered from quarantine"),
+                (self.pointers_removed, "inbox pointer", " of other journals' finished launches removed"),
             )
             if n
         )
         return (
-            f"ingest: {self.files} files, {self.new_events} new events, {self.duplicates} duplicates skipped, "
-            f"{self.quarantined} quarantined, {self.torn_waiting} torn tails waiting{extra}"
+            f"ingest: {counted(self.files, 'file')}, {counted(self.new_events, 'new event')}, "
+            f"{counted(self.duplicates, 'duplicate')} skipped, {self.quarantined} quarantined, "
+            f"{counted(self.torn_waiting, 'torn tail')} waiting{extra}"
         )
 
 

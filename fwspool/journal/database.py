@@ -182,7 +182,8 @@ class JournalDatabase:
                         holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
                         raise JournalBusy(
                             f"another fwspool {role} (pid {holder}) is using journal {self.path}; "
-                            "try again when it finishes"
+                            "try again when it finishes",
+                            int(holder) if holder.isdigit() else None,
                         ) from None
                     time.sleep(0.1)
             os.ftruncate(fd, 0)
