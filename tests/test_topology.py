@@ -1,0 +1,73 @@
+"""The site on network namespaces (fwspool.testing.topology) is what the cluster tests claim it is.
+
+A compute host has no route to the database, and even given one, the login host forwards
+nothing; the login host reaches it; the root namespace refuses every test address (the guard
+routes), and without them the topology refuses to start. Slurm runs a job on each compute
+host, under that host's name and address.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+from pathlib import Path
+
+import pymongo
+import pytest
+from pymongo.errors import ServerSelectionTimeoutError
+
+from fwspool.testing.topology import COMPUTE, LOCK_DIR, GuardRouteMissing, Topology, connect_error
+from fwspool.testing.waiting import wait_for
+
+
+def test_compute_hosts_cannot_reach_the_database_and_the_login_host_can(topology: Topology) -> None:
+    db, port = topology.address("db"), 27017
+    for node in COMPUTE:
+        with topology.entered(node):
+            err, took = connect_error(db, port)
+        assert (err, took < 0.5) == (errno.ENETUNREACH, True), (node, err, took)
+    with topology.entered("cn1"):
+        client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
+            topology.db_uri, serverSelectionTimeoutMS=1000
+        )
+        with pytest.raises(ServerSelectionTimeoutError, match="Network is unreachable"):
+            client.admin.command("ping")
+        client.close()
+    with topology.entered("login"):
+        assert connect_error(db, port)[0] is None
+        client = pymongo.MongoClient(topology.db_uri, serverSelectionTimeoutMS=3000)
+        assert client.admin.command("ping")["ok"] == 1
+        client.close()
+    # A compute host given a route through the login host still gets nowhere: ip_forward=0.
+    topology.run(
+        "cn1", "ip", "route", "add", str(topology.subnets["A"]), "via", topology.address("login", "B")
+    )
+    with topology.entered("cn1"):
+        assert connect_error(db, port, timeout=1.0)[0] == errno.ETIMEDOUT
+    # The root namespace: the guard route fails the slip at once, nothing leaves the machine.
+    err, took = connect_error(db, port)
+    assert err == errno.EHOSTUNREACH and took < 0.5
+
+
+def test_the_topology_refuses_to_start_without_its_guard_routes(tmp_path: Path) -> None:
+    topo = Topology(str(tmp_path), guard=False)
+    with pytest.raises(GuardRouteMissing, match="refusing to start: the root namespace routes 10.213"):
+        topo.start()
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    assert not any(name in namespaces for name in topo.names.values())
+    assert not [f for f in os.listdir(LOCK_DIR) if f.startswith(str(topo.subnets["A"].network_address))]
+
+
+def test_slurm_runs_a_job_on_each_compute_host_under_its_name(topology: Topology, tmp_path: Path) -> None:
+    slurm = topology.slurm
+    assert slurm is not None
+    script = tmp_path / "where.sh"
+    script.write_text("#!/bin/bash\necho $(hostname) $(ip -4 -o addr show eth0 | awk '{print $4}')\n")
+    for node in COMPUTE:
+        job = slurm.sbatch(str(script), "-w", node, f"--output={tmp_path}/{node}.out", cwd=str(tmp_path))
+        slurm.wait_for_state(job, {"COMPLETED"}, 30)
+    for node in COMPUTE:
+        out = tmp_path / f"{node}.out"
+        wait_for(out.exists, 10, f"{node}'s output")
+        assert out.read_text() == f"{node} {topology.address(node)}/24\n"
