@@ -6,6 +6,10 @@ asks it once per pass â€” one call for all open launches, never one per launch â
 small :class:`BatchSystem` interface: :class:`SlurmBatch` is the real one (``squeue``),
 :class:`FlakyBatch` fails on command for tests. A query that fails or times out decides
 nothing (:class:`BatchQueryError`).
+
+When a launch is judged lost, its job's record is asked for once (:func:`job_record`): why it
+ended in the batch system's own terms (Slurm: ``scontrol show job`` State, Reason and ExitCode
+while ``MinJobAge`` keeps the job, else ``sacct`` where accounting is configured).
 """
 
 from __future__ import annotations
@@ -64,8 +68,17 @@ class SlurmBatch:
 
     name = "slurm"
 
-    def __init__(self, *, squeue: str = "squeue", timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        *,
+        squeue: str = "squeue",
+        scontrol: str = "scontrol",
+        sacct: str = "sacct",
+        timeout: float = 30.0,
+    ) -> None:
         self.squeue = squeue
+        self.scontrol = scontrol
+        self.sacct = sacct
         self.timeout = timeout
 
     def active_jobs(self, job_ids: Collection[str]) -> set[str]:
@@ -92,6 +105,78 @@ class SlurmBatch:
                 alive.add(parts[0])
         return alive
 
+    def job_record(self, job_id: str) -> dict[str, str]:
+        """The job's end in Slurm's terms, from ``scontrol show job`` (slurmctld keeps a finished
+        job for ``MinJobAge`` seconds; no accounting is assumed). Raises BatchQueryError."""
+        source = "scontrol show job"
+        cmd = [self.scontrol, "show", "job", "--oneliner", job_id]
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout, check=False)
+        except FileNotFoundError:
+            raise BatchQueryError(f"{self.scontrol} not found: is Slurm's client on PATH?") from None
+        except subprocess.TimeoutExpired:
+            raise BatchQueryError(f"{self.scontrol} did not answer within {self.timeout:g}s") from None
+        except OSError as exc:
+            raise BatchQueryError(f"cannot run {self.scontrol}: {exc.strerror or exc}") from None
+        if out.returncode != 0:
+            if "Invalid job id" in out.stderr:
+                return self._accounting_record(job_id)  # past MinJobAge: only accounting remembers
+            why = (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1]
+            raise BatchQueryError(f"{self.scontrol} failed: {why[:300]}")
+        fields = dict(f.split("=", 1) for f in out.stdout.split() if "=" in f)
+        state = fields.get("JobState", "")
+        if not state:
+            return {"why": UNKNOWN_JOB, "source": source}
+        record = {"state": state, "reason": fields.get("Reason", ""), "exit_code": fields.get("ExitCode", "")}
+        return {"why": SLURM_ENDINGS.get(state, state.lower()), **record, "source": source}
+
+    def _accounting_record(self, job_id: str) -> dict[str, str]:
+        """The job from ``sacct`` (accounting), or :data:`UNKNOWN_JOB` where it has none."""
+        source = "sacct"
+        cmd = [self.sacct, "--noheader", "--parsable2", "-X", "--format=State,Reason,ExitCode", "-j", job_id]
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return {"why": UNKNOWN_JOB, "source": "scontrol show job, sacct"}
+        lines = out.stdout.strip().splitlines()
+        if out.returncode != 0 or not lines or len(lines[-1].split("|")) != 3:
+            return {"why": UNKNOWN_JOB, "source": "scontrol show job, sacct"}
+        state, reason, exit_code = lines[-1].split("|")
+        # sacct says "CANCELLED by 1234": who, where it knows.
+        base = state.split()[0] if state else ""
+        record = {"state": state, "reason": reason, "exit_code": exit_code}
+        return {"why": SLURM_ENDINGS.get(base, base.lower()), **record, "source": source}
+
+
+#: What a Slurm job state that ended a job means, in the words of Slurm's own documentation of
+#: its job states (``squeue(1)``, "JOB STATE CODES"), cut short.
+SLURM_ENDINGS = {
+    "NODE_FAIL": "node failure",
+    "TIMEOUT": "walltime: the job reached its time limit",
+    "CANCELLED": "cancelled",
+    "OUT_OF_MEMORY": "out of memory",
+    "PREEMPTED": "preempted",
+    "BOOT_FAIL": "failed to start: its node failed to boot",
+    "DEADLINE": "deadline reached",
+    "FAILED": "failed: non-zero exit code or other failure",
+    "COMPLETED": "the job script ended with exit code zero",
+}
+#: ``why`` of a job the batch system has no record of (any more).
+UNKNOWN_JOB = "the batch system no longer knows the job"
+
+
+def job_record(system: BatchSystem, job_id: str) -> dict[str, str]:
+    """Why a batch job ended, from the batch system's own record: ``{"why": ..., "source": ...}``
+    plus the record's ``state``, ``reason`` and ``exit_code`` when it has them. A batch system
+    fwspool cannot ask for records, or a query that fails, says so in ``why``."""
+    ask = getattr(system, "job_record", None)
+    if ask is None:
+        return {"why": f"fwspool cannot ask {system.name} why a job ended", "source": "none"}
+    try:
+        return dict(ask(job_id))
+    except BatchQueryError as exc:
+        return {"why": f"{system.name} could not be asked why the job ended ({exc})", "source": "none"}
+
 
 class FlakyBatch:
     """Wraps a batch system and fails the next ``fail_next`` queries (tests)."""
@@ -108,6 +193,9 @@ class FlakyBatch:
             self.fail_next -= 1
             raise BatchQueryError("injected fault: squeue timed out")
         return self.inner.active_jobs(job_ids)
+
+    def job_record(self, job_id: str) -> dict[str, str]:
+        return job_record(self.inner, job_id)
 
 
 def system_of_queue_adapter(path: str) -> str:

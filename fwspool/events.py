@@ -140,6 +140,10 @@ class Lost(msgspec.Struct, tag="lost", tag_field="type"):
     #: When the batch system was first seen not to have the job.
     gone_since: dt.datetime
     batch_system: str | None = None
+    #: Why the job ended, in the batch system's own terms (:func:`fwspool.batch.job_record`):
+    #: ``why`` ("node failure", "walltime"...; "the batch system no longer knows the job"), the
+    #: record's ``state``, ``reason`` and ``exit_code`` where it had one, and its ``source``.
+    batch_record: dict[str, str] | None = None
 
 
 class Released(msgspec.Struct, tag="released", tag_field="type"):

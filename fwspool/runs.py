@@ -88,9 +88,17 @@ def why_ended(event: PendingEvent) -> tuple[str, str | None]:
     ('exited with return code 65', the error it recorded), ('vanished', why fwspool thinks so)."""
     p = event.payload
     if event.type == "lost":
-        return "vanished", (
-            f"batch job {p.get('batch_job_id')} is no longer queued or running and the launch "
-            "recorded no end (killed with SIGKILL, out of memory, or its node failed)"
+        gone = (
+            f"batch job {p.get('batch_job_id')} is no longer queued or running and the launch recorded no end"
+        )
+        record = p.get("batch_record") or {}
+        if not record.get("why"):
+            return "vanished", f"{gone} (killed with SIGKILL, out of memory, or its node failed)"
+        said = " ".join(f"{k}={record[k]}" for k in ("state", "reason", "exit_code") if record.get(k))
+        source = f"{said}, from {record['source']}" if said else f"from {record.get('source')}"
+        return (
+            "vanished",
+            f"{gone}; {p.get('batch_system') or 'the batch system'} says: {record['why']} ({source})",
         )
     if p.get("signal") is not None:
         return f"was killed by {p.get('signal_name') or 'signal ' + str(p['signal'])}", p.get("error")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fwspool.batch import BatchQueryError, BatchSystem, FlakyBatch, SlurmBatch
+from fwspool.batch import UNKNOWN_JOB, BatchQueryError, BatchSystem, FlakyBatch, SlurmBatch, job_record
 from fwspool.devslurm import DevSlurm
 
 #: Each implementation, made from the ``squeue`` it runs.
@@ -50,6 +50,21 @@ def test_a_running_job_is_active_and_a_finished_or_unknown_one_is_not(
         assert batch.active_jobs({finished}) == set()
     finally:
         slurm_cluster.scancel(running)
+
+
+def test_the_record_of_an_ended_job_says_why_in_slurms_terms(
+    make_batch: Callable[..., BatchSystem], slurm_cluster: DevSlurm, tmp_path: Path
+) -> None:
+    failed = job(slurm_cluster, tmp_path, "exit 3", "FAILED")
+    assert job_record(make_batch(), failed) == {
+        "why": "failed: non-zero exit code or other failure",
+        "state": "FAILED",
+        "reason": "NonZeroExitCode",
+        "exit_code": "3:0",
+        "source": "scontrol show job",
+    }
+    # Unknown to slurmctld, and no accounting to ask: said so, not guessed.
+    assert job_record(make_batch(), "999999") == {"why": UNKNOWN_JOB, "source": "scontrol show job, sacct"}
 
 
 def test_asking_about_no_job_asks_nothing(make_batch: Callable[..., BatchSystem], tmp_path: Path) -> None:
