@@ -17,7 +17,7 @@ from test_slurm_path import ROCKET_LAUNCH, fw_state, reserved_job, sleeper, the_
 
 from fwspool.testing.launchpad import make_launchpad
 from fwspool.testing.slurm_site import Site
-from fwspool.testing.topology import Topology
+from fwspool.testing.topology import COMPUTE, Topology
 from fwspool.testing.waiting import wait_for
 
 
@@ -77,3 +77,78 @@ def test_a_chain_runs_on_both_compute_hosts_through_a_database_outage(
     started = [json.loads(p) for (p,) in site.events("SELECT payload FROM events WHERE type = 'started'")]
     assert sorted(st["host"] for st in started) == ["cn1", "cn1", "cn2"]
     assert (site.runs / "step3" / "step.txt").read_text() == "three\n"
+
+
+def test_a_node_crash_loses_a_job_that_cannot_requeue_and_reruns_one_that_can_on_the_other_node(
+    on_login: Topology, tmp_path: Path, db_name: str
+) -> None:
+    """The node's slurmd and every process on it are killed. Slurm marks the node DOWN after
+    SlurmdTimeout: the ``--no-requeue`` job ends NODE_FAIL and its Firework is FIZZLED as lost,
+    saying why in Slurm's words; the other job is requeued, runs on the other node as the same
+    launch, and completes."""
+    topology = on_login
+    slurm = topology.slurm
+    assert slurm is not None
+    lp, site = site_on(topology, tmp_path, db_name)
+    # The first run would sleep for ten minutes; the rerun (SLURM_RESTART_COUNT=1) ends at once.
+    script = "sleep $(( ${SLURM_RESTART_COUNT:-0} ? 0 : 600 ))"
+    lp.add_wf(
+        Workflow(
+            [Firework(ScriptTask.from_str(script), name="rerun", fw_id=1), sleeper("child", 0, fw_id=2)],
+            {1: [2]},
+        )
+    )
+    site.start_sync()
+    try:
+        (site.runs / "rerun").mkdir()
+        site.qlaunch("singleshot", cwd=site.runs / "rerun")
+        requeued = reserved_job(lp, 1)
+        slurm.wait_for_state(requeued, {"RUNNING"}, 30)
+        node = slurm.job_record(requeued)["NodeList"]
+        [other] = set(COMPUTE) - {node}
+        lp.add_wf(
+            Workflow(
+                [sleeper("doomed", 600, fw_id=3, **on_node(node)), sleeper("child", 0, fw_id=4)], {3: [4]}
+            )
+        )
+        [doomed_fw] = lp.get_fw_ids({"name": "doomed"})
+        (site.runs / "doomed").mkdir()
+        site.qlaunch("singleshot", cwd=site.runs / "doomed", SBATCH_NO_REQUEUE="1")
+        doomed = reserved_job(lp, doomed_fw)
+        wait_for(
+            lambda: fw_state(lp, 1) == fw_state(lp, doomed_fw) == "RUNNING", 60, "both Fireworks RUNNING"
+        )
+        assert topology.crash(node)
+        wait_for(lambda: fw_state(lp, doomed_fw) == "FIZZLED", 60, "the job on the crashed node lost")
+        wait_for(lambda: fw_state(lp, 1) == "COMPLETED", 60, "the requeued job COMPLETED on the other node")
+    finally:
+        site.stop_sync()
+    record = slurm.job_record(doomed)
+    assert (record["JobState"], record["Reason"]) == ("NODE_FAIL", "NodeDown")
+    stored = the_launch(lp, doomed_fw)["action"]["stored_data"]
+    assert stored["_fwspool_lost"]["batch_record"] == {
+        "why": "node failure",
+        "state": "NODE_FAIL",
+        "reason": "NodeDown",
+        "exit_code": record["ExitCode"],
+        "source": "scontrol show job",
+    }
+    assert stored["_message"].endswith(
+        f"slurm says: node failure (state=NODE_FAIL reason=NodeDown exit_code={record['ExitCode']}, "
+        "from scontrol show job)"
+    ), stored["_message"]
+    assert "lost (node failure)" in site.log()
+    # The requeued job: the same launch, run again on the other node, and its child is READY.
+    launch = the_launch(lp, 1)
+    assert launch["host"] == other and fw_state(lp, 2) == "READY"
+    assert [h["state"] for h in launch["state_history"]] == ["RESERVED", "RUNNING", "COMPLETED"]
+    starts = [
+        json.loads(p)
+        for (p,) in site.events(
+            f"SELECT payload FROM events WHERE type = 'started' AND launch_id = {launch['launch_id']} "
+            "ORDER BY occurred_at"
+        )
+    ]
+    assert [(st["host"], st["restart_count"]) for st in starts] == [(node, 0), (other, 1)]
+    again = slurm.job_record(requeued)
+    assert (again["JobState"], again["NodeList"], again["Restarts"]) == ("COMPLETED", other, "1")

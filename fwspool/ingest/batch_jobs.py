@@ -71,13 +71,19 @@ class BatchJobCheck:
                 summary.problems.append(f"cannot ask {system} which jobs still run ({exc}); nothing decided")
                 continue
             for launch in group:
-                self._judge(launch, launch.batch_job_id in alive, now, view, summary)
+                self._judge(launch, launch.batch_job_id in alive, now, view, summary, self.systems[system])
         summary.lost += sum(1 for row in view.inferred if row.type == "lost")
         summary.released += sum(1 for row in view.inferred if row.type == "released")
         self.journal.record_batch_view(view)
 
     def _judge(
-        self, launch: BatchLaunch, alive: bool, now: dt.datetime, view: BatchView, summary: IngestSummary
+        self,
+        launch: BatchLaunch,
+        alive: bool,
+        now: dt.datetime,
+        view: BatchView,
+        summary: IngestSummary,
+        system: BatchSystem | None = None,
     ) -> None:
         if alive:
             if launch.batch_gone_at is not None:
@@ -98,10 +104,16 @@ class BatchJobCheck:
             view.terminal.append(launch.launch_id)
             summary.problems.append(f"{what} ended without starting it: its reservation is released")
         elif launch.last_run_event == "started":
+            # Why, in the batch system's own words, asked once: the launch is lost only once.
+            record = batch.job_record(system, launch.batch_job_id) if system is not None else None
             event = Lost(
-                batch_job_id=launch.batch_job_id, gone_since=gone_since, batch_system=launch.batch_system
+                batch_job_id=launch.batch_job_id,
+                gone_since=gone_since,
+                batch_system=launch.batch_system,
+                batch_record=record,
             )
-            summary.problems.append(f"{what} is gone and the launch recorded no end: lost")
+            why = f" ({record['why']})" if record else ""
+            summary.problems.append(f"{what} is gone and the launch recorded no end: lost{why}")
         else:
             view.terminal.append(launch.launch_id)  # ended by a signal and not requeued: over
             return
