@@ -9,11 +9,12 @@ reaches the LaunchPad went through the spool and the login host.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 from fireworks import Firework, ScriptTask, Workflow
-from test_slurm_path import ROCKET_LAUNCH, fw_state, reserved_job, sleeper, the_launch
+from test_slurm_path import ROCKET_LAUNCH, fw_state, kill_rlaunch, reserved_job, sleeper, the_launch
 
 from fwspool.testing.launchpad import make_launchpad
 from fwspool.testing.slurm_site import Site
@@ -64,7 +65,10 @@ def test_a_chain_runs_on_both_compute_hosts_through_a_database_outage(
                 )
                 topology.db.start()
             wait_for(lambda fw_id=fw_id: fw_state(lp, fw_id) == "COMPLETED", 60, f"step {fw_id} COMPLETED")
-        assert lp.workflows.find_one({"nodes": 1})["state"] == "COMPLETED"
+        # The pusher writes a Firework before its workflow: wait for the workflow too.
+        wait_for(
+            lambda: lp.workflows.find_one({"nodes": 1})["state"] == "COMPLETED", 10, "workflow COMPLETED"
+        )
         assert "cannot reach MongoDB" in site.log()
     finally:
         site.stop_sync()
@@ -152,3 +156,55 @@ def test_a_node_crash_loses_a_job_that_cannot_requeue_and_reruns_one_that_can_on
     assert [(st["host"], st["restart_count"]) for st in starts] == [(node, 0), (other, 1)]
     again = slurm.job_record(requeued)
     assert (again["JobState"], again["NodeList"], again["Restarts"]) == ("COMPLETED", other, "1")
+
+
+def test_a_push_stuck_on_a_cut_link_holds_up_neither_ingest_nor_the_batch_checks(
+    on_login: Topology, tmp_path: Path, db_name: str
+) -> None:
+    """The database host's cable is pulled at the switch (silent: no reset, no unreachable): a
+    push then waits on its connection up to the uplink's socket timeout (30 s). Meanwhile ingest
+    reads a job's end and the batch-system check finds a SIGKILLed job lost, each within a few
+    intervals; when the cable is back, the pushes finish and the LaunchPad is complete."""
+    topology = on_login
+    slurm = topology.slurm
+    assert slurm is not None
+    lp, site = site_on(topology, tmp_path, db_name)
+    lp.add_wf(Workflow([sleeper("ends", 4, fw_id=1), sleeper("child", 0, fw_id=2)], {1: [2]}))
+    lp.add_wf(Workflow([sleeper("killed", 600, fw_id=3)], {}))
+    site.start_sync(interval="1")
+    try:
+        jobs = {}
+        for fw_id, name in ((1, "ends"), (3, "killed")):
+            (site.runs / name).mkdir()
+            site.qlaunch("singleshot", cwd=site.runs / name)
+            jobs[fw_id] = reserved_job(lp, fw_id)
+        wait_for(lambda: fw_state(lp, 1) == fw_state(lp, 3) == "RUNNING", 60, "both Fireworks RUNNING")
+        topology.cut("db")
+        try:
+            wait_for(
+                lambda: site.events("SELECT 1 FROM events WHERE type = 'completed' AND fw_id = 1"),
+                15,
+                "the job's end in the journal during the cut",
+            )
+            time.sleep(1.5)  # the push of that end is under way now, on a dead connection
+            kill_rlaunch(slurm, jobs[3])
+            killed_at = time.monotonic()
+            # squeue every second, gone for --lost-after 3 s: well before the push gives up.
+            wait_for(
+                lambda: site.events("SELECT 1 FROM events WHERE type = 'lost' AND fw_id = 3"),
+                12,
+                "the killed job found lost while the push hangs",
+            )
+            assert time.monotonic() - killed_at < 12
+            # ... while the end read first has not reached the database: its push still hangs.
+            assert site.events("SELECT pushed_at FROM events WHERE type = 'completed'") == [(None,)]
+        finally:
+            topology.cut("db", up=True)
+        wait_for(lambda: fw_state(lp, 2) == "READY", 90, "the child READY after the cut")
+        wait_for(lambda: fw_state(lp, 3) == "FIZZLED", 30, "the lost job FIZZLED")
+    finally:
+        site.stop_sync()
+    assert fw_state(lp, 1) == "COMPLETED"
+    assert the_launch(lp, 3)["action"]["stored_data"]["_fwspool_lost"]["batch_record"]["source"] == (
+        "scontrol show job"
+    )
