@@ -208,3 +208,39 @@ def test_a_push_stuck_on_a_cut_link_holds_up_neither_ingest_nor_the_batch_checks
     assert the_launch(lp, 3)["action"]["stored_data"]["_fwspool_lost"]["batch_record"]["source"] == (
         "scontrol show job"
     )
+
+
+def test_the_login_host_cut_off_by_a_silent_drop_push_says_one_line_and_watch_resumes(
+    on_login: Topology, tmp_path: Path, db_name: str
+) -> None:
+    """An nft rule on the login host drops every packet from the database host: nothing answers,
+    nothing is refused. A one-shot sync exits 75 with one line; ``sync --watch`` started during
+    the cut retries and finishes the work once the rule is gone."""
+    topology = on_login
+    slurm = topology.slurm
+    assert slurm is not None
+    lp, site = site_on(topology, tmp_path, db_name)
+    lp.add_wf(Workflow([sleeper("parent", 0, fw_id=1), sleeper("child", 0, fw_id=2)], {1: [2]}))
+    site.qlaunch("singleshot")
+    slurm.wait_for_state(reserved_job(lp, 1), {"COMPLETED"}, 30)
+    topology.drop("login", topology.address("db"))
+    try:
+        once = site.fwspool(
+            "sync", "-l", str(site.launchpad_file), "--journal", str(site.journal), check=False
+        )
+        assert once.returncode == 75, once
+        [line] = once.stderr.strip().splitlines()
+        assert "MongoDB at mongodb://" in line and "Traceback" not in once.stderr
+        assert site.events("SELECT type FROM events WHERE pushed_at IS NULL ORDER BY occurred_at")[-1] == (
+            "exited",
+        )
+        site.start_sync(interval="1")
+        wait_for(lambda: "retrying in" in site.log(), 30, "the daemon's retry line during the cut")
+    finally:
+        topology.drop("login", topology.address("db"), on=False)
+    try:
+        wait_for(lambda: fw_state(lp, 2) == "READY", 60, "the child READY once the drop is gone")
+    finally:
+        site.stop_sync()
+    assert fw_state(lp, 1) == "COMPLETED"
+    assert site.events("SELECT count(*) FROM events WHERE pushed_at IS NULL") == [(0,)]

@@ -449,8 +449,8 @@ class Topology:
         table = f"fwspool_drop_{source.replace('.', '_')}"
         if on:
             rules = (
-                f"table inet {table} {{ chain input {{ type filter hook input priority 0; "
-                f"ip saddr {source} drop; }} }}"
+                f"table inet {table} {{\n  chain input {{\n    type filter hook input priority 0;\n"
+                f"    ip saddr {source} drop\n  }}\n}}\n"
             )
             self.run(host, "nft", "-f", "-", input=rules)
             self._dropped.add((host, table))
