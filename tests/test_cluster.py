@@ -9,11 +9,13 @@ reaches the LaunchPad went through the spool and the login host.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 from fireworks import Firework, ScriptTask, Workflow
+from test_slurm_pack import add, jobs_of, launch, spool_started
 from test_slurm_path import ROCKET_LAUNCH, fw_state, kill_rlaunch, reserved_job, sleeper, the_launch
 
 from fwspool.testing.launchpad import make_launchpad
@@ -244,3 +246,43 @@ def test_the_login_host_cut_off_by_a_silent_drop_push_says_one_line_and_watch_re
         site.stop_sync()
     assert fw_state(lp, 1) == "COMPLETED"
     assert site.events("SELECT count(*) FROM events WHERE pushed_at IS NULL") == [(0,)]
+
+
+def test_a_packed_job_whose_node_crashes_loses_its_running_launch_and_releases_the_rest(
+    on_login: Topology, tmp_path: Path, db_name: str
+) -> None:
+    """README, "Packing many Fireworks into one job": a job killed with SIGKILL records nothing;
+    its running launch is lost and its launches not started are released once the job is gone."""
+    topology = on_login
+    slurm = topology.slurm
+    assert slurm is not None
+    lp, site = site_on(topology, tmp_path, db_name)
+    ids = add(lp, sleeper("done", 0), sleeper("running", 600), sleeper("r1", 0), sleeper("r2", 0))
+    site.start_sync(interval="1")
+    try:
+        cmd = [str(site.fw / ".venv" / "bin" / "fwspool"), "qlaunch", "-r", "-l", str(site.launchpad_file)]
+        cmd += ["-w", str(site.fw / "my_fworker.yaml"), "-q", str(site.qadapter), "--pack", "4", "singleshot"]
+        res = subprocess.run(
+            cmd,
+            cwd=site.runs,
+            env=site.env(SBATCH_NO_REQUEUE="1"),
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert res.returncode == 0, res.stdout + res.stderr
+        [job] = jobs_of(res.stdout)
+        wait_for(lambda: spool_started(lp, ids[1]), 60, "the second Firework started")
+        node = slurm.job_record(job)["NodeList"]
+        assert topology.crash(node)
+        wait_for(lambda: fw_state(lp, ids[1]) == "FIZZLED", 60, "the running launch lost")
+        wait_for(
+            lambda: all(fw_state(lp, i) == "READY" for i in ids[2:]), 30, "the launches not started released"
+        )
+    finally:
+        site.stop_sync()
+    assert fw_state(lp, ids[0]) == "COMPLETED"
+    lost = launch(lp, ids[1])["action"]["stored_data"]["_fwspool_lost"]
+    assert (lost["batch_job_id"], lost["batch_record"]["why"]) == (job, "node failure")
+    released = [json.loads(p) for (p,) in site.events("SELECT payload FROM events WHERE type = 'released'")]
+    assert len(released) == 2 and all(r["batch_job_id"] == job for r in released)
