@@ -286,3 +286,57 @@ def test_a_packed_job_whose_node_crashes_loses_its_running_launch_and_releases_t
     assert (lost["batch_job_id"], lost["batch_record"]["why"]) == (job, "node failure")
     released = [json.loads(p) for (p,) in site.events("SELECT payload FROM events WHERE type = 'released'")]
     assert len(released) == 2 and all(r["batch_job_id"] == job for r in released)
+
+
+def test_a_node_cut_off_has_its_job_requeued_and_the_stray_copy_finishing_later_changes_nothing(
+    on_login: Topology, tmp_path: Path, db_name: str
+) -> None:
+    """The node's cable is pulled at the switch; its slurmd and the job live on. Slurm declares
+    the node DOWN and requeues the job onto the other node, where it runs again as the same
+    launch and completes. Then the stray first run, still running on the cut-off node, completes
+    too and records its completion in the same launch directory (the filesystem is shared). The
+    launch stays the run that finished first: ingest reads no more of a launch that is over."""
+    topology = on_login
+    slurm = topology.slurm
+    assert slurm is not None
+    lp, site = site_on(topology, tmp_path, db_name)
+    # The rerun (SLURM_RESTART_COUNT=1) ends at once; the first run ends 5 s after it.
+    script = (
+        'if [ "${SLURM_RESTART_COUNT:-0}" = 0 ]; then until [ -e rerun ]; do sleep 0.2; done; sleep 5; '
+        "else touch rerun; fi; echo run ${SLURM_RESTART_COUNT:-0} >> runs.txt"
+    )
+    lp.add_wf(
+        Workflow(
+            [Firework(ScriptTask.from_str(script), name="cut", fw_id=1), sleeper("child", 0, fw_id=2)],
+            {1: [2]},
+        )
+    )
+    site.start_sync(interval="1")
+    runs = site.runs / "runs.txt"
+    try:
+        site.qlaunch("singleshot")
+        job = reserved_job(lp, 1)
+        wait_for(lambda: fw_state(lp, 1) == "RUNNING", 60, "the Firework RUNNING")
+        node = slurm.job_record(job)["NodeList"]
+        [other] = set(COMPUTE) - {node}
+        topology.cut(node)
+        try:
+            wait_for(lambda: fw_state(lp, 1) == "COMPLETED", 60, "the rerun COMPLETED on the other node")
+            first = the_launch(lp, 1)
+            wait_for(lambda: runs.exists() and "run 0" in runs.read_text(), 40, "the stray run's end")
+            spools = sorted(site.runs.glob("fwspool-*.spool"))
+            wait_for(
+                lambda: all(b'"type":"exited"' in p.read_bytes() for p in spools), 10, "both runs' exits"
+            )
+        finally:
+            topology.cut(node, up=True)
+    finally:
+        site.stop_sync()
+    # One more full pass after the stray run's last record: nothing changes.
+    site.fwspool("sync", "-l", str(site.launchpad_file), "--journal", str(site.journal))
+    assert [p.read_bytes().count(b'"type":"completed"') for p in spools] == [1, 1]
+    assert runs.read_text().splitlines() == ["run 1", "run 0"]
+    launch = the_launch(lp, 1)
+    assert launch["host"] == other and launch == first
+    assert fw_state(lp, 2) == "READY"
+    assert site.events("SELECT count(*) FROM events WHERE type = 'completed' OR pushed_at IS NULL") == [(1,)]
