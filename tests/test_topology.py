@@ -40,6 +40,7 @@ def test_compute_hosts_cannot_reach_the_database_and_the_login_host_can(topology
         assert client.admin.command("ping")["ok"] == 1
         client.close()
     # A compute host given a route through the login host still gets nowhere: ip_forward=0.
+    assert topology.run("login", "cat", "/proc/sys/net/ipv4/ip_forward").stdout == "0\n"
     topology.run(
         "cn1", "ip", "route", "add", str(topology.subnets["A"]), "via", topology.address("login", "B")
     )

@@ -75,6 +75,13 @@ CABLES = (
 )
 
 
+#: Each host: no IPv4 forwarding (the login host must not route compute traffic), no IPv6.
+_NO_FORWARDING = (
+    "echo 0 > /proc/sys/net/ipv4/ip_forward && echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6"
+    " && echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6"
+)
+
+
 class GuardRouteMissing(RuntimeError):
     """The root namespace would route a test subnet out of the machine: refuse to start."""
 
@@ -86,6 +93,8 @@ def available() -> str | None:
     for tool in ("ip", "nsenter", "unshare", "nft"):
         if shutil.which(tool) is None and shutil.which(tool, path="/usr/sbin:/sbin") is None:
             return f"{tool} is not installed (apt-get install iproute2 util-linux nftables)"
+    if not os.path.exists("/proc/sys/net/ipv6"):
+        return "this kernel has no IPv6 settings to turn off (/proc/sys/net/ipv6)"
     return None
 
 
@@ -349,7 +358,8 @@ class Topology:
             _ip("netns", "add", name)
             self._created.append(name)
             _ip("-n", name, "link", "set", "lo", "up")
-            self.run(host, "sysctl", "-qw", "net.ipv4.ip_forward=0", "net.ipv6.conf.all.disable_ipv6=1")
+            # /proc/sys/net is the opener's namespace's: written from inside, it is this host's.
+            self.run(host, "sh", "-c", _NO_FORWARDING)
         sw = self.ns("sw")
         for br in ("brA", "brB"):
             _ip("-n", sw, "link", "add", br, "type", "bridge")  # STP off: ports forward at once
