@@ -163,8 +163,9 @@ class NetnsSlurm(DevSlurm):
             self._spawn("slurmd", ["-D", "-c", "-f", self.conf_path, "-N", node], key=f"slurmd-{node}")
         self._wait(deadline, self._nodes_idle, f"nodes {', '.join(self.nodes)} idle")
 
-    def start_node(self, node: str, timeout: float = 60.0) -> None:
-        """Start a node's slurmd again (after :meth:`Topology.crash`)."""
+    def start_node(self, node: str) -> None:
+        """Start a node's slurmd again (after :meth:`Topology.crash`); it returns to service
+        when it registers (``ReturnToService=2``)."""
         self._spawn("slurmd", ["-D", "-f", self.conf_path, "-N", node], key=f"slurmd-{node}")
 
     def _nodes_idle(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fwspool.testing.chaos.scenarios import (
     bad_cli,
     clocks,
+    cluster_faults,
     command_faults,
     concurrent_processes,
     database_outages,
@@ -33,6 +34,7 @@ REGISTRY: dict[int, Scenario] = {
         command_faults.SCENARIO,
         two_login_nodes.SCENARIO,
         packed_kills.SCENARIO,
+        cluster_faults.SCENARIO,
     )
 }
 #: Each scenario's name, by number.
