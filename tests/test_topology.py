@@ -11,13 +11,14 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pymongo
 import pytest
 from pymongo.errors import ServerSelectionTimeoutError
 
-from fwspool.testing.topology import COMPUTE, LOCK_DIR, GuardRouteMissing, Topology, connect_error
+from fwspool.testing.topology import COMPUTE, HOSTS, LOCK_DIR, GuardRouteMissing, Topology, connect_error
 from fwspool.testing.waiting import wait_for
 
 
@@ -72,3 +73,41 @@ def test_slurm_runs_a_job_on_each_compute_host_under_its_name(topology: Topology
         out = tmp_path / f"{node}.out"
         wait_for(out.exists, 10, f"{node}'s output")
         assert out.read_text() == f"{node} {topology.address(node)}/24\n"
+
+
+def test_what_a_killed_instance_left_behind_is_swept_by_the_next_start(tmp_path: Path) -> None:
+    """A test session killed with SIGKILL (a CI timeout) never runs stop(): its namespaces, the
+    daemons in them, its munged, its guard routes and its lock stay. The next start sweeps them."""
+    code = (
+        "import sys, time\nfrom fwspool.testing.topology import Topology\n"
+        "t = Topology(sys.argv[1]).start()\nprint(t.token, t.subnets['A'], flush=True)\ntime.sleep(600)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path / "dead")], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    token, net = proc.stdout.readline().split()
+    proc.kill()
+    proc.wait()
+    names = [f"fwt{token}-{host}" for host in HOSTS]
+
+    def left() -> list[str]:
+        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+        return [n for n in names if n in listed]
+
+    munged_pid = int((tmp_path / "dead" / "slurm" / "munge" / "munged.pid").read_text())
+    assert left() == names and os.path.exists(f"/proc/{munged_pid}")
+    with Topology(str(tmp_path / "next")) as topo:
+        assert left() == []
+        if str(topo.subnets["A"]) != net:  # (1 in 63: the next instance took the same subnets)
+            assert subprocess.run(["ip", "route", "show", net], capture_output=True, text=True).stdout == ""
+            assert not os.path.exists(os.path.join(LOCK_DIR, net.split("/")[0] + ".lock"))
+        wait_for(lambda: not os.path.exists(f"/proc/{munged_pid}") or _zombie(munged_pid), 5, "munged gone")
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except OSError:
+        return True

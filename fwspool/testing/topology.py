@@ -270,6 +270,7 @@ class Topology:
         missing = available()
         if missing:
             raise RuntimeError(missing)
+        sweep_all()  # what instances killed before their stop() left behind
         self._claim_subnets()
         try:
             if self.guard:
@@ -330,23 +331,18 @@ class Topology:
             return
         raise RuntimeError(f"no free subnet pair 10.{SECOND_OCTET}.x.0/24 (see {LOCK_DIR})")
 
-    @staticmethod
-    def _take_lock(path: str) -> bool:
+    def _take_lock(self, path: str) -> bool:
+        """The lock file holds the owner's pid and namespace token; a dead owner's is swept."""
         for _ in range(2):
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             except FileExistsError:
-                try:
-                    with open(path) as f:
-                        owner = int(f.read().strip() or 0)
-                    os.kill(owner, 0)
+                if _owner_alive(path):
                     return False  # another live instance holds it
-                except (OSError, ValueError):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(path)  # its owner is gone: a leftover
-                    continue
+                sweep(path)
+                continue
             with os.fdopen(fd, "w") as f:
-                f.write(str(os.getpid()))
+                f.write(f"{os.getpid()} {self.token} {self.base_dir}\n")
             return True
         return False
 
@@ -468,6 +464,66 @@ class Topology:
         else:
             self.run(host, "nft", "delete", "table", "inet", table)
             self._dropped.discard((host, table))
+
+
+def _owner_alive(lock: str) -> bool:
+    try:
+        with open(lock) as f:
+            os.kill(int(f.read().split()[0]), 0)
+        return True
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+def sweep(lock: str) -> None:
+    """What an instance that died without :meth:`Topology.stop` (SIGKILL, a CI timeout) left:
+    the processes in its namespaces (found by the token in its lock file), the namespaces, its
+    guard routes, the lock. Only a lock whose owner is dead is swept."""
+    if _owner_alive(lock):
+        return
+    try:
+        with open(lock) as f:
+            _pid, token, base_dir = f.read().split(maxsplit=2)
+    except (OSError, ValueError):
+        token = base_dir = ""
+    if base_dir:
+        _kill_munged(os.path.join(base_dir.strip(), "slurm", "munge"))
+    if token:
+        for host in HOSTS:
+            name = f"fwt{token}-{host}"
+            out = _ip("netns", "pids", name, check=False).stdout
+            for pid in (int(p) for p in out.split()):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            _ip("netns", "del", name, check=False)
+    a = ipaddress.IPv4Network(f"{os.path.basename(lock).removesuffix('.lock')}/24")
+    for net in (a, ipaddress.IPv4Network((int(a.network_address) + 256, 24))):
+        _ip("route", "del", "unreachable", str(net), check=False)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(lock)
+
+
+def _kill_munged(munge_dir: str) -> None:
+    """The munged of a dead instance (root namespace): by its pid file, if that pid is still a
+    munged on this instance's socket."""
+    try:
+        with open(os.path.join(munge_dir, "munged.pid")) as f:
+            pid = int(f.read().strip())
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read()
+    except (OSError, ValueError):
+        return
+    if b"munged" in cmdline and os.path.join(munge_dir, "munge.socket.2").encode() in cmdline:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def sweep_all() -> None:
+    """:func:`sweep` every lock in :data:`LOCK_DIR` whose owner is dead (every start does this)."""
+    if os.path.isdir(LOCK_DIR):
+        for name in os.listdir(LOCK_DIR):
+            if name.endswith(".lock"):
+                sweep(os.path.join(LOCK_DIR, name))
 
 
 def connect_error(host: str, port: int, timeout: float = 5.0) -> tuple[int | None, float]:
