@@ -9,7 +9,8 @@ nothing (:class:`BatchQueryError`).
 
 When a launch is judged lost, its job's record is asked for once (:func:`job_record`): why it
 ended in the batch system's own terms (Slurm: ``scontrol show job`` State, Reason and ExitCode
-while ``MinJobAge`` keeps the job, else ``sacct`` where accounting is configured).
+while ``MinJobAge`` keeps the job, else ``sacct`` where accounting is configured), with the
+last lines of the job's stdout and stderr files.
 """
 
 from __future__ import annotations
@@ -128,6 +129,13 @@ class SlurmBatch:
         if not state:
             return {"why": UNKNOWN_JOB, "source": source}
         record = {"state": state, "reason": fields.get("Reason", ""), "exit_code": fields.get("ExitCode", "")}
+        # The job's own output, where the batch system wrote it: the user need not find the files.
+        for stream, key in (("stdout", "StdOut"), ("stderr", "StdErr")):
+            path = fields.get(key, "")
+            tail = file_tail(path) if path else None
+            if tail is not None:
+                record[stream] = path
+                record[f"{stream}_tail"] = tail
         return {"why": SLURM_ENDINGS.get(state, state.lower()), **record, "source": source}
 
     def _accounting_record(self, job_id: str) -> dict[str, str]:
@@ -163,6 +171,22 @@ SLURM_ENDINGS = {
 }
 #: ``why`` of a job the batch system has no record of (any more).
 UNKNOWN_JOB = "the batch system no longer knows the job"
+#: The end of a job's stdout and stderr kept in its record: at most so many lines and bytes each.
+TAIL_LINES, TAIL_BYTES = 20, 4096
+
+
+def file_tail(path: str, lines: int = TAIL_LINES, limit: int = TAIL_BYTES) -> str | None:
+    """The last ``lines`` lines (at most ``limit`` bytes) of a file of this user's, or None."""
+    try:
+        with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_uid != os.getuid():
+                return None  # only the user's own files are read (fwspool.trust)
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - limit))
+            data = f.read(limit)
+    except OSError:
+        return None
+    return "\n".join(data.decode("utf-8", errors="replace").splitlines()[-lines:])
 
 
 def job_record(system: BatchSystem, job_id: str) -> dict[str, str]:

@@ -55,12 +55,19 @@ def test_a_running_job_is_active_and_a_finished_or_unknown_one_is_not(
 def test_the_record_of_an_ended_job_says_why_in_slurms_terms(
     make_batch: Callable[..., BatchSystem], slurm_cluster: DevSlurm, tmp_path: Path
 ) -> None:
-    failed = job(slurm_cluster, tmp_path, "exit 3", "FAILED")
+    body = "for i in $(seq 30); do echo out $i; done; echo the error >&2; exit 3"
+    failed = job(slurm_cluster, tmp_path, body, "FAILED")
+    out = str(tmp_path / f"slurm-{failed}.out")
     assert job_record(make_batch(), failed) == {
         "why": "failed: non-zero exit code or other failure",
         "state": "FAILED",
         "reason": "NonZeroExitCode",
         "exit_code": "3:0",
+        # sbatch's default: stdout and stderr in one file. Its last 20 lines.
+        "stdout": out,
+        "stdout_tail": "\n".join([*(f"out {i}" for i in range(12, 31)), "the error"]),
+        "stderr": out,
+        "stderr_tail": "\n".join([*(f"out {i}" for i in range(12, 31)), "the error"]),
         "source": "scontrol show job",
     }
     # Unknown to slurmctld, and no accounting to ask: said so, not guessed.

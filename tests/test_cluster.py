@@ -132,13 +132,17 @@ def test_a_node_crash_loses_a_job_that_cannot_requeue_and_reruns_one_that_can_on
     record = slurm.job_record(doomed)
     assert (record["JobState"], record["Reason"]) == ("NODE_FAIL", "NodeDown")
     stored = the_launch(lp, doomed_fw)["action"]["stored_data"]
-    assert stored["_fwspool_lost"]["batch_record"] == {
+    said = stored["_fwspool_lost"]["batch_record"]
+    assert {k: said[k] for k in ("why", "state", "reason", "exit_code", "source")} == {
         "why": "node failure",
         "state": "NODE_FAIL",
         "reason": "NodeDown",
         "exit_code": record["ExitCode"],
         "source": "scontrol show job",
     }
+    # The end of the job's own output (the queue adapter's doomed-<job>.out), on the LaunchPad.
+    assert said["stdout"] == str(site.runs / "doomed" / f"doomed-{doomed}.out")
+    assert f"RUNNING fw_id: {doomed_fw} in directory" in said["stdout_tail"], said
     assert stored["_message"].endswith(
         f"slurm says: node failure (state=NODE_FAIL reason=NodeDown exit_code={record['ExitCode']}, "
         "from scontrol show job)"
