@@ -18,7 +18,7 @@ from fireworks import Firework, ScriptTask, Workflow
 from test_slurm_pack import add, jobs_of, launch, spool_started
 from test_slurm_path import ROCKET_LAUNCH, fw_state, kill_rlaunch, reserved_job, sleeper, the_launch
 
-from fwspool.testing.launchpad import make_launchpad
+from fwspool.testing.launchpad import make_launchpad, snapshot
 from fwspool.testing.slurm_site import Site
 from fwspool.testing.topology import COMPUTE, Topology
 from fwspool.testing.waiting import wait_for
@@ -250,6 +250,14 @@ def test_the_login_host_cut_off_by_a_silent_drop_push_says_one_line_and_watch_re
         site.stop_sync()
     assert fw_state(lp, 1) == "COMPLETED"
     assert site.events("SELECT count(*) FROM events WHERE pushed_at IS NULL") == [(0,)]
+    # Field by field, the LaunchPad is a clean run's: the same workflow run with no cut.
+    clean_lp = make_launchpad(topology.db_uri, db_name + "_c")
+    clean_lp.add_wf(Workflow([sleeper("parent", 0, fw_id=1), sleeper("child", 0, fw_id=2)], {1: [2]}))
+    clean = Site(tmp_path / "clean", topology.db_uri, db_name + "_c", slurm, ROCKET_LAUNCH)
+    clean.qlaunch("singleshot")
+    slurm.wait_for_state(reserved_job(clean_lp, 1), {"COMPLETED"}, 30)
+    clean.fwspool("sync", "-l", str(clean.launchpad_file), "--journal", str(clean.journal))
+    assert snapshot(lp, (str(site.runs),)) == snapshot(clean_lp, (str(clean.runs),))
 
 
 def test_a_packed_job_whose_node_crashes_loses_its_running_launch_and_releases_the_rest(
