@@ -192,6 +192,8 @@ class _LoopState:
     prune_failed_at: float | None = None
     #: Set by an ingest pass that found something: the pushing thread ends its wait.
     push_due: threading.Event = field(default_factory=threading.Event)
+    #: A push pass is under way (on the pushing thread of ``sync --watch``): not idle.
+    pushing: bool = False
 
 
 @dataclass(frozen=True)
@@ -248,11 +250,13 @@ class Loop:
                 if before_pass is not None:
                     before_pass()
                 tried_at = time.monotonic()
+                self._state.pushing = True
                 try:
                     summary: PushSummary = self.run_pass(
                         lambda progress: pusher.run_pass(should_stop=self.stop, progress=progress)
                     )
                 except UplinkUnavailable as exc:
+                    self._state.pushing = False
                     if not self.watch:
                         raise
                     delay = backoff.next_delay()
@@ -261,6 +265,8 @@ class Loop:
                     if self._pause(journal, delay):
                         return None
                     continue
+                finally:
+                    self._state.pushing = False
                 backoff.reset()
                 self._warn_all(summary.problems)
                 if not self.watch or self.stop():
@@ -318,6 +324,7 @@ class Loop:
                 self.stop.ask(SAY, "")  # wake the loop, which raises it
 
         ingest_once()
+        self._state.pushing = True  # until its first pass ends: connecting is part of it
         thread = threading.Thread(target=push_forever, name="fwspool-push", daemon=True)
         thread.start()
         try:
@@ -371,7 +378,8 @@ class Loop:
             elif line:  # an empty line only wakes the loop
                 self._say(line)
         quiet = time.monotonic() - self._state.said_at
-        if self.watch and not self.stop() and quiet >= self.heartbeat:
+        # A push under way on its own thread is not idleness, even when it says nothing yet.
+        if self.watch and not self.stop() and quiet >= self.heartbeat and not self._state.pushing:
             self._say_status(journal, f"idle: nothing new for {_duration(quiet)}")
 
     def _say_status(self, journal: Journal, what: str) -> None:

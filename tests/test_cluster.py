@@ -175,7 +175,9 @@ def test_a_push_stuck_on_a_cut_link_holds_up_neither_ingest_nor_the_batch_checks
     slurm = topology.slurm
     assert slurm is not None
     lp, site = site_on(topology, tmp_path, db_name)
-    lp.add_wf(Workflow([sleeper("ends", 4, fw_id=1), sleeper("child", 0, fw_id=2)], {1: [2]}))
+    # "ends" ends when the test says so (a file "go" in its launch directory): during the cut.
+    gated = Firework(ScriptTask.from_str("until [ -e go ]; do sleep 0.2; done"), name="ends", fw_id=1)
+    lp.add_wf(Workflow([gated, sleeper("child", 0, fw_id=2)], {1: [2]}))
     lp.add_wf(Workflow([sleeper("killed", 600, fw_id=3)], {}))
     site.start_sync(interval="1")
     try:
@@ -187,6 +189,7 @@ def test_a_push_stuck_on_a_cut_link_holds_up_neither_ingest_nor_the_batch_checks
         wait_for(lambda: fw_state(lp, 1) == fw_state(lp, 3) == "RUNNING", 60, "both Fireworks RUNNING")
         topology.cut("db")
         try:
+            (site.runs / "ends" / "go").touch()
             wait_for(
                 lambda: site.events("SELECT 1 FROM events WHERE type = 'completed' AND fw_id = 1"),
                 15,
