@@ -44,7 +44,13 @@ def test_a_chain_runs_on_both_compute_hosts_through_a_database_outage(
     nodes = {1: "cn1", 2: "cn2", 3: "cn1"}
     steps = [
         Firework(ScriptTask.from_str("echo one > step.txt"), name="step1", fw_id=1, spec=on_node("cn1")),
-        sleeper("step2", 3, fw_id=2, **on_node("cn2")),
+        # Step 2 ends when the test says so (a file "go" in its launch directory): during the outage.
+        Firework(
+            ScriptTask.from_str("until [ -e go ]; do sleep 0.2; done"),
+            name="step2",
+            fw_id=2,
+            spec=on_node("cn2"),
+        ),
         Firework(ScriptTask.from_str("echo three > step.txt"), name="step3", fw_id=3, spec=on_node("cn1")),
     ]
     lp.add_wf(Workflow(steps, {1: [2], 2: [3]}))
@@ -59,6 +65,7 @@ def test_a_chain_runs_on_both_compute_hosts_through_a_database_outage(
             if fw_id == 2:
                 topology.slurm.wait_for_state(job, {"RUNNING"}, 30)
                 topology.db.stop()  # step 2 runs and ends on cn2 while the database is down
+                (d / "go").touch()
                 topology.slurm.wait_for_state(job, {"COMPLETED"}, 60)
                 wait_for(
                     lambda: site.events("SELECT 1 FROM events WHERE type = 'exited' AND fw_id = 2"),
