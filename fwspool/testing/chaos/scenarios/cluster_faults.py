@@ -147,7 +147,10 @@ def _strike(topo: Any, site: Any, lp: Any, rng: random.Random, faults: int, c: C
     """``faults`` faults one after another while jobs run; how many struck running jobs."""
     slurm = topo.slurm
     landed = 0
-    time.sleep(rng.uniform(2, 5))
+    deadline = time.monotonic() + 60  # the first fault waits for a running job (a loaded machine)
+    while time.monotonic() < deadline and not slurm.run("squeue", "-h", "-t", "R", check=False).stdout:
+        time.sleep(0.5)
+    time.sleep(rng.uniform(1, 3))
     for _ in range(faults):
         kind = rng.choice(FAULTS)
         running = slurm.run("squeue", "-h", "-t", "R", "-o", "%N", check=False).stdout.split()
