@@ -94,9 +94,17 @@ class SlurmBatch:
 
     name = "slurm"
 
-    def __init__(self, *, squeue: str = "squeue", scontrol: str = "scontrol", timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        *,
+        squeue: str = "squeue",
+        scontrol: str = "scontrol",
+        sacct: str = "sacct",
+        timeout: float = 30.0,
+    ) -> None:
         self.squeue = squeue
         self.scontrol = scontrol
+        self.sacct = sacct
         self.timeout = timeout
 
     def active_jobs(self, job_ids: Collection[str]) -> set[str]:
@@ -120,9 +128,9 @@ class SlurmBatch:
         out = _run(cmd, "Slurm", self.timeout)
         if out.returncode != 0:
             if "Invalid job id" in out.stderr:
-                return None
+                return self._accounting_end(job_id)  # past MinJobAge: only accounting remembers
             raise _failed(cmd, out)
-        fields = dict(re.findall(r"\b(JobState|Reason|ExitCode)=(\S+)", out.stdout))
+        fields = dict(re.findall(r"\b(JobState|Reason|ExitCode|StdOut|StdErr)=(\S+)", out.stdout))
         state = fields.get("JobState")
         if state is None or state in SLURM_ALIVE:
             return None
@@ -131,6 +139,13 @@ class SlurmBatch:
         if sig.isdigit() and int(sig):
             exit_status = 128 + int(sig)
         words = f"JobState={state} Reason={fields.get('Reason')} ExitCode={fields.get('ExitCode')}"
+        # The job's own output, where Slurm wrote it: the user need not find the files.
+        tails: dict[str, str | None] = {}
+        for stream, key in (("stdout", "StdOut"), ("stderr", "StdErr")):
+            path = fields.get(key)
+            tail = file_tail(path) if path else None
+            if tail is not None:
+                tails[stream], tails[f"{stream}_tail"] = path, tail
         return BatchEnd(
             cause=SLURM_CAUSES.get(state, state.lower()),
             words=words,
@@ -138,7 +153,54 @@ class SlurmBatch:
             exit_status=exit_status,
             state=state,
             reason=fields.get("Reason"),
+            stdout=tails.get("stdout"),
+            stdout_tail=tails.get("stdout_tail"),
+            stderr=tails.get("stderr"),
+            stderr_tail=tails.get("stderr_tail"),
         )
+
+    def _accounting_end(self, job_id: str) -> BatchEnd | None:
+        """The job from ``sacct`` (accounting, where configured), or None where it has none."""
+        cmd = [self.sacct, "--noheader", "--parsable2", "-X", "--format=State,Reason,ExitCode", "-j", job_id]
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        lines = out.stdout.strip().splitlines()
+        if out.returncode != 0 or not lines or len(lines[-1].split("|")) != 3:
+            return None
+        state, reason, exit_code = lines[-1].split("|")
+        base = state.split()[0] if state else ""  # sacct says "CANCELLED by 1234": who, where it knows
+        code, _, sig = exit_code.partition(":")
+        exit_status = (
+            128 + int(sig) if sig.isdigit() and int(sig) else (int(code) if code.isdigit() else None)
+        )
+        return BatchEnd(
+            cause=SLURM_CAUSES.get(base, base.lower()),
+            words=f"State={state} Reason={reason} ExitCode={exit_code}",
+            source="sacct",
+            exit_status=exit_status,
+            state=base,
+            reason=reason,
+        )
+
+
+#: The end of a job's stdout and stderr kept with its end: at most so many lines and bytes each.
+TAIL_LINES, TAIL_BYTES = 20, 4096
+
+
+def file_tail(path: str, lines: int = TAIL_LINES, limit: int = TAIL_BYTES) -> str | None:
+    """The last ``lines`` lines (at most ``limit`` bytes) of a file of this user's, or None."""
+    try:
+        with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_uid != os.getuid():
+                return None  # only the user's own files are read (fwspool.trust)
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - limit))
+            data = f.read(limit)
+    except OSError:
+        return None
+    return "\n".join(data.decode("utf-8", errors="replace").splitlines()[-lines:])
 
 
 #: Slurm's end states in fwspool's words (:class:`fwspool.events.BatchEnd`).

@@ -17,6 +17,11 @@ options and prints. The rules:
   says nothing, unless ``idle_lines``: a one-shot at a terminal); with ``watch``, while idle, a
   line at most every :data:`HEARTBEAT` seconds saying so; ``sync`` applies the retention policy
   (:mod:`fwspool.journal.retention`) once every :data:`PRUNE_EVERY` seconds.
+- ``sync --watch`` pushes on a thread of its own, over a journal connection of its own: ingest
+  and the batch-system checks keep their interval while a push waits on a dead connection (a
+  network cut holds a push up to the uplink's socket timeout). An ingest pass that found
+  something starts the next push at once.
+- The retry line says when the next try starts, and how long the failed one took.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import collections
 import contextlib
 import dataclasses
 import datetime as dt
+import math
 import os
 import random
 import signal
@@ -213,6 +219,10 @@ class _LoopState:
     said_at: float = field(default_factory=time.monotonic)
     #: When a prune failed (disk full for its VACUUM...): tried again a day later, not every pass.
     prune_failed_at: float | None = None
+    #: Set by an ingest pass that found something: the pushing thread ends its wait.
+    push_due: threading.Event = field(default_factory=threading.Event)
+    #: A push pass is under way (on the pushing thread of ``sync --watch``): not idle.
+    pushing: bool = False
 
 
 @dataclass(frozen=True)
@@ -270,6 +280,8 @@ class Loop:
             while True:
                 if before_pass is not None:
                     before_pass()
+                tried_at = time.monotonic()
+                self._state.pushing = True
                 try:
                     summary: PushSummary = self.run_pass(
                         lambda progress: pusher.run_pass(should_stop=self.stop, progress=progress)
@@ -284,13 +296,17 @@ class Loop:
                     )
                     raise Interrupted(exc.message, 128 + (self.stop.signal_number or signal.SIGINT)) from None
                 except UplinkUnavailable as exc:
+                    self._state.pushing = False
                     if not self.watch:
                         raise
                     delay = backoff.next_delay()
-                    self._warn_all([f"{exc.message}; retrying in {delay:.0f}s"])
+                    took = time.monotonic() - tried_at
+                    self._warn_all([f"{exc.message} (this try took {took:.1f}s); retrying in {delay:.1f}s"])
                     if self._pause(journal, delay):
                         return None
                     continue
+                finally:
+                    self._state.pushing = False
                 backoff.reset()
                 self._warn_all(summary.problems)
                 if not self.watch or self.stop():
@@ -299,10 +315,15 @@ class Loop:
                     return summary
                 if summary.changed():
                     self._say(summary.line())
-                if self._pause(journal):
+                if self._pause(journal, until=self._take_push_due):
                     return None
         finally:
             uplink.close()
+
+    def _take_push_due(self) -> bool:
+        due = self._state.push_due.is_set()
+        self._state.push_due.clear()
+        return due
 
     def sync(self, journal: Journal, ingester: Ingester, uplink_factory: Callable[[], Any]) -> None:
         """Ingest, then push, once or (``watch``) until stopped: ``fwspool sync``; the retention
@@ -314,12 +335,52 @@ class Loop:
             self._warn_all(summary.problems)
             if summary.changed() or self.idle_lines:
                 self._say(summary.line())
+                self._state.push_due.set()
 
+        if self.watch:
+            self._sync_watch(journal, ingest_once, uplink_factory)
+            return
         summary = self.push(journal, uplink_factory, before_pass=ingest_once)
         if summary is not None and (summary.registered or summary.moved) and not self.stop():
             # The push taught the journal new launch directories (or corrected one, fwspool.identity):
             # read them now, not next run.
             dataclasses.replace(self, watch=False).push(journal, uplink_factory, before_pass=ingest_once)
+
+    def _sync_watch(
+        self, journal: Journal, ingest_once: Callable[[], None], uplink_factory: Callable[[], Any]
+    ) -> None:
+        """``sync --watch``: ingest passes here every ``interval``, push passes on a thread of
+        their own (its own journal connection, its own backoff), so that a push waiting on a
+        dead connection never holds up ingest and the batch-system checks. Signals are answered
+        here; an error the push cannot retry (refused credentials...) ends the loop and is raised."""
+        halt = StopFlag()  # the pushing thread's: set when this loop ends
+        failed: list[BaseException] = []
+        pushing = dataclasses.replace(self, stop=halt, heartbeat=math.inf)  # the same _state
+
+        def push_forever() -> None:
+            try:
+                with Journal.open(journal.path, create=False, allow_network_fs=True) as own:
+                    pushing.push(own, uplink_factory)
+            except BaseException as exc:  # noqa: BLE001 - handed to the loop's thread
+                failed.append(exc)
+                self.stop.ask(SAY, "")  # wake the loop, which raises it
+
+        ingest_once()
+        self._state.pushing = True  # until its first pass ends: connecting is part of it
+        thread = threading.Thread(target=push_forever, name="fwspool-push", daemon=True)
+        thread.start()
+        try:
+            while not failed:
+                if self._pause(journal, until=lambda: bool(failed)) or failed:
+                    break
+                ingest_once()
+                if self._state.push_due.is_set():
+                    halt.ask(SAY, "")  # wake the pushing thread from its wait
+        finally:
+            halt.set()
+            thread.join()
+        if failed:
+            raise failed[0]
 
     def status_line(self, journal: Journal) -> str:
         """The journal's summary in one line (SIGUSR1, the heartbeat)."""
@@ -334,14 +395,17 @@ class Loop:
             self._state.said_at = time.monotonic()
             self.warn(problem)
 
-    def _pause(self, journal: Journal, seconds: float | None = None) -> bool:
-        """Wait ``seconds`` (default ``interval``) between passes, answering requests and
-        keeping the heartbeat meanwhile; whether a signal stopped the loop."""
+    def _pause(
+        self, journal: Journal, seconds: float | None = None, until: Callable[[], bool] | None = None
+    ) -> bool:
+        """Wait ``seconds`` (default ``interval``) between passes, or until ``until()`` says
+        so, answering requests and keeping the heartbeat meanwhile; whether a signal stopped
+        the loop."""
         deadline = time.monotonic() + (self.interval if seconds is None else seconds)
         while True:
             self._answer(journal)
             now = time.monotonic()
-            if self.stop() or now >= deadline:
+            if self.stop() or now >= deadline or (until is not None and until()):
                 return self.stop()
             heartbeat_due = self._state.said_at + self.heartbeat if self.watch else deadline
             self.stop.sleep(max(0.0, min(deadline, heartbeat_due) - now))
@@ -353,10 +417,11 @@ class Loop:
             kind, line = requests.popleft()
             if kind == STATUS:
                 self._say_status(journal, "status (SIGUSR1)")
-            else:
+            elif line:  # an empty line only wakes the loop
                 self._say(line)
         quiet = time.monotonic() - self._state.said_at
-        if self.watch and not self.stop() and quiet >= self.heartbeat:
+        # A push under way on its own thread is not idleness, even when it says nothing yet.
+        if self.watch and not self.stop() and quiet >= self.heartbeat and not self._state.pushing:
             self._say_status(journal, f"idle: nothing new for {_duration(quiet)}")
 
     def _say_status(self, journal: Journal, what: str) -> None:

@@ -32,8 +32,14 @@ class DevServer:
         port: int | None = None,
         extra_args: tuple[str, ...] = (),
         tls_ca_file: str | None = None,
+        host: str = "127.0.0.1",
+        prefix: tuple[str, ...] = (),
     ) -> None:
         self.storage_path = storage_path
+        #: The address it listens on and clients use, and the command that execs it (a network
+        #: namespace's, for fwspool.testing.topology; the pid stays the server's).
+        self.host = host
+        self.prefix = prefix
         self.port = port or free_port()
         self.extra_args = extra_args
         #: The CA a client trusts for this server's certificate (a server started with
@@ -55,7 +61,7 @@ class DevServer:
     @property
     def plain_uri(self) -> str:
         """The URI without TLS options."""
-        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+        return f"mongodb://{self.host}:{self.port}/?directConnection=true"
 
     def start(self, timeout: float = 60.0) -> DevServer:
         if self.proc is not None and self.proc.poll() is None:
@@ -65,11 +71,12 @@ class DevServer:
         except ImportError as exc:
             raise RuntimeError("SecantusDB is not installed: pip install 'fwspool[test]'") from exc
         cmd = [
+            *self.prefix,
             sys.executable,
             "-m",
             "secantus",
             "--host",
-            "127.0.0.1",
+            self.host,
             "--port",
             str(self.port),
             "--storage-path",
@@ -94,7 +101,7 @@ class DevServer:
                     tail = f.read()[-2000:].decode(errors="replace")
                 raise RuntimeError(f"SecantusDB exited with {self.proc.returncode}:\n{tail}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                with socket.create_connection((self.host, self.port), timeout=0.2):
                     pass
                 if self._ping():
                     return

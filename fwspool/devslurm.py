@@ -92,12 +92,16 @@ class DevSlurm:
             self._wait(deadline, lambda: os.path.exists(self.munge_socket), "munged socket")
             self._spawn("slurmctld", ["-D", "-c", "-i", "-f", self.conf_path])
             self._wait(deadline, self._controller_up, "slurmctld answering scontrol ping")
-            self._spawn("slurmd", ["-D", "-c", "-f", self.conf_path, "-N", self.node_name])
-            self._wait(deadline, self._node_idle, f"node {self.node_name} idle")
+            self._start_nodes(deadline)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _start_nodes(self, deadline: float) -> None:
+        """One slurmd per node, then wait until every node is idle (a subclass may have more)."""
+        self._spawn("slurmd", ["-D", "-c", "-f", self.conf_path, "-N", self.node_name])
+        self._wait(deadline, self._node_idle, f"node {self.node_name} idle")
 
     def _write_munge_key(self) -> None:
         key = os.path.join(self.munge_dir, "munged.key")
@@ -108,11 +112,18 @@ class DevSlurm:
             f.write(os.urandom(1024))
 
     def _write_conf(self) -> None:
+        settings = self._conf_settings()
+        text = "".join(f"{k}={v}\n" for k, v in settings.items()) + self._conf_nodes()
+        with open(self.conf_path, "w") as f:
+            f.write(text)
+
+    def _conf_settings(self) -> dict[str, object]:
+        """``slurm.conf``'s settings, by name (a subclass changes some)."""
         p = self._path
         ctld_port, slurmd_port = free_port(), free_port()
         # cred_expire also delays a requeued job's restart (default 120 s, minimum 5).
         auth = f"socket={self.munge_socket},cred_expire=5"
-        lines = {
+        lines: dict[str, object] = {
             "ClusterName": self.cluster_name,
             "SlurmctldHost": f"{self.node_name}(127.0.0.1)",
             "SlurmctldPort": ctld_port,
@@ -155,23 +166,27 @@ class DevSlurm:
             "SlurmdTimeout": 300,
             "MessageTimeout": 10,
         }
-        text = "".join(f"{k}={v}\n" for k, v in lines.items())
-        text += (
+        return lines
+
+    def _conf_nodes(self) -> str:
+        """``slurm.conf``'s node and partition lines."""
+        return (
             f"NodeName={self.node_name} NodeHostname={self.node_name} NodeAddr=127.0.0.1"
             f" CPUs={self.cpus} RealMemory=1000 State=UNKNOWN\n"
             f"PartitionName={self.partition} Nodes={self.node_name} Default=YES MaxTime=INFINITE State=UP\n"
         )
-        with open(self.conf_path, "w") as f:
-            f.write(text)
 
-    def _spawn(self, name: str, args: list[str]) -> None:
+    def _spawn(self, name: str, args: list[str], *, key: str | None = None) -> None:
+        """Start daemon ``name`` as ``procs[key or name]``, through :meth:`daemon_prefix`."""
         exe = _which(name)
         assert exe is not None
+        key = key or name
+        prefix = self.daemon_prefix(key)
         # The marker is inherited by slurmstepd (which slurmd detaches), so stop() can find it.
         env = {**self.environ(), _MARKER: self.base_dir}
-        with open(self._path("log", f"{name}.out"), "ab") as out:
-            self.procs[name] = subprocess.Popen(
-                [exe, *args], stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        with open(self._path("log", f"{key}.out"), "ab") as out:
+            self.procs[key] = subprocess.Popen(
+                [*prefix, exe, *args], stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
             )
 
     def _wait(self, deadline: float, ready: Callable[[], bool], what: str) -> None:
@@ -187,7 +202,7 @@ class DevSlurm:
     def log_tails(self, chars: int = 1500) -> str:
         """The end of each daemon's output (with -D/-F it holds all of its log, early errors too)."""
         out = []
-        for log in (f"log/{d}.out" for d in _DAEMONS):
+        for log in (f"log/{d}.out" for d in self.procs or _DAEMONS):
             try:
                 with open(self._path(log), "rb") as f:
                     f.seek(0, os.SEEK_END)
@@ -200,8 +215,23 @@ class DevSlurm:
     def run(self, *cmd: str, cwd: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run a Slurm client command against this cluster."""
         return subprocess.run(
-            list(cmd), cwd=cwd, env=self.environ(), capture_output=True, text=True, check=check, timeout=30
+            [*self.client_prefix(), *cmd],
+            cwd=cwd,
+            env=self.environ(),
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=30,
         )
+
+    def daemon_prefix(self, key: str) -> list[str]:
+        """The command that execs daemon ``key`` where it runs (here: nothing; a subclass enters
+        a network namespace this way, and the pid stays the daemon's)."""
+        return []
+
+    def client_prefix(self) -> list[str]:
+        """The command that runs a client where the controller is reachable (here: nothing)."""
+        return []
 
     def _controller_up(self) -> bool:
         return "UP" in self.run("scontrol", "ping", check=False).stdout
@@ -261,10 +291,8 @@ class DevSlurm:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and self.run("squeue", "-h", "-o", "%i", check=False).stdout:
                 time.sleep(0.1)
-        for name in reversed(_DAEMONS):
-            proc = self.procs.pop(name, None)
-            if proc is None:
-                continue
+        for name in reversed(list(self.procs)):  # nodes first, munged last
+            proc = self.procs.pop(name)
             if proc.poll() is None:
                 proc.terminate()
                 try:

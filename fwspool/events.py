@@ -159,6 +159,13 @@ class BatchEnd(msgspec.Struct, forbid_unknown_fields=False):
     #: Slurm's ``JobState`` and ``Reason``.
     state: str | None = None
     reason: str | None = None
+    #: The job's output files, as the record names them (Slurm's ``StdOut``/``StdErr``), and
+    #: their last lines (:data:`fwspool.batch.TAIL_LINES`, at most :data:`fwspool.batch.TAIL_BYTES`):
+    #: shown by ``lpad get_fws -d all``, so nobody has to log in and find them.
+    stdout: str | None = None
+    stdout_tail: str | None = None
+    stderr: str | None = None
+    stderr_tail: str | None = None
 
 
 class Lost(msgspec.Struct, tag="lost", tag_field="type"):

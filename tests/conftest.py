@@ -134,3 +134,24 @@ def twins(mongo_uri: str, db_name: str) -> Iterator[tuple[Any, Any]]:
     for lp in (ref, fws):
         lp.connection.drop_database(lp.name)
         lp.connection.close()
+
+
+@pytest.fixture
+def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A site on network namespaces (fwspool.testing.topology): database, login and two compute
+    hosts, Slurm across them; torn down by pid and by its own namespaces."""
+    from fwspool.testing.topology import Topology
+
+    topo = Topology(str(tmp_path_factory.mktemp("net"))).start()
+    try:
+        yield topo
+    finally:
+        topo.stop()
+
+
+@pytest.fixture
+def on_login(topology: Any) -> Iterator[Any]:
+    """The test runs on the topology's login host: its sockets, the processes it starts (qlaunch,
+    sync, Slurm's commands) and pymongo's threads are there, as a user's would be."""
+    with topology.entered("login"):
+        yield topology

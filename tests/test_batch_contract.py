@@ -136,6 +136,24 @@ def test_a_gone_job_says_how_it_ended(real: Cluster, tmp_path: Path) -> None:
     assert failed.words and failed.source and killed.words != failed.words
 
 
+def test_a_slurm_jobs_end_carries_the_last_lines_of_its_output(
+    slurm_cluster: DevSlurm, tmp_path: Path
+) -> None:
+    """Slurm's record names the job's output files: their last 20 lines go with its end, so that
+    nobody has to log in and find them (``lpad get_fws -d all`` shows them)."""
+    cluster = slurm(slurm_cluster)
+    body = "for i in $(seq 30); do echo out $i; done; echo the error >&2; exit 3"
+    failed = cluster.submit(script(tmp_path, "noisy", body), tmp_path, False)
+    cluster.wait_gone(failed)
+    end = SlurmBatch().how_ended(failed)
+    assert end is not None
+    assert (end.cause, end.state, end.reason, end.exit_status) == ("exited", "FAILED", "NonZeroExitCode", 3)
+    tail = "\n".join([*(f"out {i}" for i in range(12, 31)), "the error"])
+    assert end.stdout and end.stdout_tail == tail and end.stderr_tail == tail  # sbatch: one file for both
+    # Unknown to slurmctld, and no accounting to ask: nothing said, nothing guessed.
+    assert SlurmBatch().how_ended("999999") is None
+
+
 def test_no_record_of_a_job_says_nothing(real: Cluster) -> None:
     assert real.make(None).how_ended("999999") is None
 

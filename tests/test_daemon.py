@@ -76,6 +76,46 @@ def test_sync_ingests_before_each_push_and_reads_what_the_registry_taught_it(
     assert [line.split(":")[0] for line in said] == ["push", "ingest", "push"]
 
 
+def test_the_retry_line_says_how_long_the_try_took_and_the_next_try_starts_when_it_says(
+    journal_path: str,
+) -> None:
+    """A database that refuses connections: each try takes the uplink's server-selection timeout,
+    and the next one starts after the delay the line announced, not later."""
+    import re
+    import time
+
+    from fwspool.devserver import free_port
+
+    warned: list[tuple[float, str]] = []
+    stop = StopFlag()
+
+    def warn(line: str) -> None:
+        warned.append((time.monotonic(), line))
+        if len(warned) == 3:
+            stop.set()
+
+    nobody = f"mongodb://127.0.0.1:{free_port()}/?directConnection=true"
+    with Journal.open(journal_path) as journal:
+        push_loop(
+            journal,
+            lambda: uplink_for(nobody, "nowhere", timeout=0.5),
+            watch=True,
+            interval=0.1,
+            stop=stop,
+            say=lambda line: None,
+            warn=warn,
+        )
+    numbers = [re.search(r"\(this try took ([\d.]+)s\); retrying in ([\d.]+)s$", line) for _, line in warned]
+    assert all(numbers), warned
+    took = [float(m.group(1)) for m in numbers if m]
+    delay = [float(m.group(2)) for m in numbers if m]
+    assert all(0.4 <= t <= 1.5 for t in took), took
+    for i in (1, 2):
+        # This line came the announced delay after the last one, plus this try's own length.
+        gap = warned[i][0] - warned[i - 1][0]
+        assert abs(gap - (delay[i - 1] + took[i])) < 0.25, (gap, delay, took)
+
+
 def test_backoff_doubles_with_jitter_up_to_its_cap_and_resets() -> None:
     import random
 

@@ -3,6 +3,7 @@
 
     python tools/bench_latency.py                    # 24 jobs, sync --watch --interval 5
     python tools/bench_latency.py --jobs 40 --interval 2 --json
+    python tools/bench_latency.py --topology         # on the network-namespace site
 
 Everything is real and started here: a throwaway MongoDB-wire server (fwspool.devserver), a
 private single-node Slurm cluster (fwspool.devslurm, needs root and Debian's slurm-wlm + munge),
@@ -14,6 +15,10 @@ batch job. For each parent the latency is the time from its ``completed`` event 
 the compute node's clock: the same machine here) to the moment its child is first seen READY on
 the LaunchPad (polled every 50 ms, so figures are up to 50 ms late). Target: worst <= S + 2 s.
 Exit status 1 when a workflow did not finish; a missed target exits 1 only with ``--check``.
+
+With ``--topology`` the same runs on the site of fwspool.testing.topology: the database on its
+own host, ``qlaunch`` and ``sync --watch`` on the login host (this process moves there), the jobs
+on two compute hosts that have no route to the database.
 """
 
 from __future__ import annotations
@@ -44,24 +49,36 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """The whole measurement, in a new work directory: a server, a Slurm cluster, the workflows,
     the daemon and ``qlaunch``; the latencies seen."""
     work = tempfile.mkdtemp(prefix="fwspool-bench-latency-")
+    if args.topology:
+        from fwspool.testing.topology import Topology
+
+        with Topology(os.path.join(work, "net")) as topo, topo.entered("login"):
+            assert topo.slurm is not None
+            log(f"on the network-namespace site: database {topo.db_uri}, compute hosts cn1, cn2")
+            return measure(args, work, topo.db_uri, topo.slurm)
     with DevServer(os.path.join(work, "mongo")) as server, DevSlurm(os.path.join(work, "slurm")) as slurm:
-        db = "bench_latency"
-        lp = make_launchpad(server.uri, db)
-        children = add_workflows(lp, args.jobs, args.seed)
-        # The FWorker's category keeps rapidfire from reserving the children: only parents are jobs.
-        files = site_files(work, server.uri, db, category="bench", queue_update_interval=0.2)
-        env = {
-            **slurm.environ(),
-            "FWSPOOL_INBOX": os.path.join(work, "inbox"),
-            "FW_CONFIG_FILE": files["fw_config"],
-        }
-        journal = os.path.join(work, "journal.sqlite3")
-        with running_sync(work, files["launchpad"], journal, env, args.interval):
-            log(f"{args.jobs} jobs, sync --watch --interval {args.interval}, work dir {work}")
-            qlaunch = start_qlaunch(work, files, env, args.jobs)
-            ready_at = watch_children_become_ready(lp, children, args.timeout)
-            qlaunch.wait(60)
-            return summary(args, completion_to_ready_seconds(lp, children, ready_at))
+        return measure(args, work, server.uri, slurm)
+
+
+def measure(args: argparse.Namespace, work: str, uri: str, slurm: DevSlurm) -> dict[str, Any]:
+    """The workflows, the daemon and ``qlaunch`` against the LaunchPad at ``uri``; the latencies seen."""
+    db = "bench_latency"
+    lp = make_launchpad(uri, db)
+    children = add_workflows(lp, args.jobs, args.seed)
+    # The FWorker's category keeps rapidfire from reserving the children: only parents are jobs.
+    files = site_files(work, uri, db, category="bench", queue_update_interval=0.2)
+    env = {
+        **slurm.environ(),
+        "FWSPOOL_INBOX": os.path.join(work, "inbox"),
+        "FW_CONFIG_FILE": files["fw_config"],
+    }
+    journal = os.path.join(work, "journal.sqlite3")
+    with running_sync(work, files["launchpad"], journal, env, args.interval):
+        log(f"{args.jobs} jobs, sync --watch --interval {args.interval}, work dir {work}")
+        qlaunch = start_qlaunch(work, files, env, args.jobs)
+        ready_at = watch_children_become_ready(lp, children, args.timeout)
+        qlaunch.wait(60)
+        return summary(args, completion_to_ready_seconds(lp, children, ready_at))
 
 
 def add_workflows(lp: Any, jobs: int, seed: int) -> dict[int, int]:
@@ -135,6 +152,7 @@ def summary(args: argparse.Namespace, latencies: list[float]) -> dict[str, Any]:
         "worst_s": round(max(latencies), 3) if latencies else None,
         "best_s": round(min(latencies), 3) if latencies else None,
         "target_worst_s": args.interval + 2,
+        "site": "network namespaces: db, login, cn1, cn2" if args.topology else "one host",
     }
 
 
@@ -146,6 +164,9 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--check", action="store_true", help="exit 1 when the target is missed")
+    ap.add_argument(
+        "--topology", action="store_true", help="run on the network-namespace site (fwspool.testing.topology)"
+    )
     args = ap.parse_args()
     if not available():
         log("Slurm is not installed: apt-get install -y slurm-wlm munge (as root)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fwspool.testing.chaos.scenarios import (
     bad_cli,
     clocks,
+    cluster_faults,
     command_faults,
     concurrent_processes,
     database_outages,
@@ -35,6 +36,7 @@ REGISTRY: dict[int, Scenario] = {
         two_login_nodes.SCENARIO,
         packed_kills.SCENARIO,
         shared_inbox.SCENARIO,
+        cluster_faults.SCENARIO,
     )
 }
 #: Each scenario's name, by number.
