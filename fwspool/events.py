@@ -180,6 +180,9 @@ class Lost(msgspec.Struct, tag="lost", tag_field="type"):
     #: How the batch job ended, in the batch system's words; None when its record says nothing
     #: (yet): the job is gone all the same.
     batch_end: BatchEnd | None = None
+    #: The launch directory was gone when the run was judged lost: deleted, or moved where no
+    #: ``--root`` looked. Nothing can be read of the run any more, so the launch ends here.
+    launch_dir_gone: str | None = None
 
 
 class Released(msgspec.Struct, tag="released", tag_field="type"):

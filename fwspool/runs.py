@@ -92,6 +92,11 @@ def why_ended(event: PendingEvent) -> tuple[str, str | None]:
         gone = (
             f"batch job {p.get('batch_job_id')} is no longer queued or running and the launch recorded no end"
         )
+        if p.get("launch_dir_gone"):
+            return "vanished", (
+                f"{gone}, and its launch directory {p['launch_dir_gone']} is gone: deleted, or moved (then "
+                "`fwspool sync --root DIR`, DIR holding it, reads it where it is now)"
+            )
         if isinstance(end, dict) and end.get("cause"):
             # The batch system's own record: "walltime (qacct -j: failed 37 : qmaster enforced ...)".
             return "vanished", f"{gone}: {end['cause']} ({end.get('source')}: {end.get('words')})"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import pty
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -431,3 +432,55 @@ def test_status_into_a_pipe_whose_reader_left_ends_quietly(tmp_path: Path, journ
     err = proc.stderr.read().decode()
     assert proc.wait(60) == 1
     assert unstamped(err) == "", err
+
+
+# -- items 2 and 3: a launch directory deleted, or moved, before ingest read its end ---------------
+
+
+def test_a_deleted_launch_directory_ends_its_launch_as_lost_saying_why_and_a_moved_one_gets_a_hint(
+    site: Site,  # noqa: F811
+) -> None:
+    uri, name = launchpad_of(site)
+    lp = make_launchpad(uri, name)
+    lp.add_wf(Workflow([sleeper("deleted", 4, fw_id=1)]))
+    d = site.runs / "deleted"
+    d.mkdir()
+    site.qlaunch("singleshot", cwd=d)
+    job = str(wait_for(lambda: lp.get_reservation_id_from_fw_id(1), 30, "the reservation"))
+    site.slurm.wait_for_state(job, {"RUNNING"}, 60)
+    sync = ("sync", "-l", str(site.launchpad_file), "--journal", str(site.journal), "--lost-after", "0")
+    wait_for(lambda: any(d.glob("fwspool-*.spool")), 30, "the spool file")
+    first = site.fwspool(*sync)  # the run's start is in the journal
+    assert fw_state(lp, 1) == "RUNNING", first.stdout + first.stderr
+    site.slurm.wait_for_state(job, {"COMPLETED", "GONE"}, 60)
+    shutil.rmtree(d)  # deleted before ingest read the end
+    said = ""
+    for _ in range(3):
+        res = site.fwspool(*sync)
+        said += unstamped(res.stdout + res.stderr)
+    lines = [ln for ln in said.splitlines() if "launch dir vanished" in ln]
+    assert 1 <= len(lines) <= 2, said  # once per run until the launch ends, then never again
+    assert "if it was moved, `fwspool sync --root DIR`" in lines[0], lines[0]
+    assert fw_state(lp, 1) == "FIZZLED"
+    message = lp.get_fw_by_id(1).launches[-1].action.stored_data["_message"]
+    assert f"its launch directory {d} is gone: deleted, or moved" in message, message
+    assert "killed with SIGKILL" not in message
+    last = site.fwspool(*sync)
+    assert "launch dir vanished" not in last.stdout + last.stderr
+    # The same with the directory moved, and a --root over where it went: read there, no line.
+    lp.add_wf(Workflow([sleeper("moved", 4, fw_id=2)]))
+    m = site.runs / "moved"
+    m.mkdir()
+    site.qlaunch("singleshot", cwd=m)
+    job = str(wait_for(lambda: lp.get_reservation_id_from_fw_id(2), 30, "the reservation"))
+    site.slurm.wait_for_state(job, {"RUNNING"}, 60)
+    wait_for(lambda: any(m.glob("fwspool-*.spool")), 30, "the spool file")
+    site.fwspool(*sync)
+    site.slurm.wait_for_state(job, {"COMPLETED", "GONE"}, 60)
+    elsewhere = site.home / "archive"
+    elsewhere.mkdir()
+    shutil.move(str(m), str(elsewhere / "moved"))
+    for _ in range(2):  # the first may only learn that the batch job is gone
+        res = site.fwspool(*sync, "--root", str(elsewhere))
+        assert "launch dir vanished" not in res.stdout + res.stderr, res.stdout + res.stderr
+    assert fw_state(lp, 2) == "COMPLETED"

@@ -10,6 +10,7 @@ same conclusion drawn twice one event.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Callable, Mapping
 
 import msgspec
@@ -106,13 +107,21 @@ class BatchJobCheck:
             summary.problems.append(f"{what} ended without starting it: its reservation is released")
         elif launch.last_run_event == "started":
             end = _how_ended(system, launch.batch_job_id, summary)
+            # A directory that is gone can never give the run's end: the launch ends with it.
+            gone_dir = (
+                launch.launch_dir if launch.launch_dir and not os.path.isdir(launch.launch_dir) else None
+            )
             event = Lost(
                 batch_job_id=launch.batch_job_id,
                 gone_since=gone_since,
                 batch_system=launch.batch_system or system.name,
                 batch_end=end,
+                launch_dir_gone=gone_dir,
             )
             said = f" ({end.cause}: {end.source} says {end.words})" if end is not None else ""
+            if gone_dir is not None:
+                view.terminal.append(launch.launch_id)
+                said = f": its launch directory {gone_dir} is gone, so its results can never be read"
             summary.problems.append(f"{what} is gone and the launch recorded no end: lost{said}")
         else:
             view.terminal.append(launch.launch_id)  # ended by a signal and not requeued: over

@@ -147,11 +147,12 @@ class Ingester:
         for path, row in known.items():
             if row.kind == "spool" and row.status == "torn" and row.terminal_at and wanted(path):
                 spool_files[path] = None
-        for _launch_id, directory in dirs:
+        vanished: list[tuple[int, str]] = []
+        for launch_id, directory in dirs:
             try:
                 names = os.listdir(directory)
             except FileNotFoundError:
-                summary.problems.append(f"launch dir vanished: {directory}")
+                vanished.append((launch_id, directory))
                 continue
             except OSError as exc:
                 summary.problems.append(f"cannot list {directory}: {exc.strerror}")
@@ -161,7 +162,39 @@ class Ingester:
             for directory, subdirs, names in os.walk(root):
                 subdirs.sort()
                 look_at(directory, names)
+        self._report_vanished(vanished, known, spool_files, summary)
         return list(spool_files), list(offline_files)
+
+    def _report_vanished(
+        self,
+        vanished: list[tuple[int, str]],
+        known: Mapping[str, KnownSource],
+        found: Mapping[str, None],
+        summary: IngestSummary,
+    ) -> None:
+        """Say once that a launch directory is gone, unless this pass found its spool files
+        elsewhere (a ``--root`` over where it was moved): then it is read there, nothing to say."""
+        if not vanished:
+            return
+        found_names = {os.path.basename(p) for p in found}
+        for launch_id, directory in vanished:
+            names = {
+                os.path.basename(p)
+                for p, row in known.items()
+                if row.launch_id == launch_id and row.kind == "spool"
+            }
+            if names & found_names:
+                continue  # moved: its files are read where they are now
+            hint = (
+                ""
+                if self.roots
+                else "; if it was moved, `fwspool sync --root DIR` (DIR holding it) reads it there"
+            )
+            self._report_once(
+                summary,
+                f"launch dir vanished: {directory} (launch {launch_id}){hint}; once its batch job is gone the "
+                "launch ends as lost",
+            )
 
     # -- one pass ----------------------------------------------------------------------------
 
