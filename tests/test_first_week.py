@@ -205,7 +205,7 @@ def test_ctrl_c_while_the_database_is_down_ends_at_once_and_says_so(
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
         took = time.monotonic() - started
-        assert took < 5, (took, out)
+        assert took < 10, (took, out)  # not the --timeout of 20 s (the machine may be loaded)
         lines = unstamped(out).splitlines()
         if watch:
             assert proc.returncode == 0 and lines[-1] == "stopped by SIGINT", out

@@ -336,7 +336,7 @@ def test_status_shows_a_held_launch_in_words_and_history_after_a_rerun(
         sync("-l", files["a"], "--max-record", "8192")
         assert lps["a"].get_fw_by_id(1).state == "RUNNING"
         res = invoke("status", "--no-check")
-        assert "1 launch" in res.output and "need attention" in res.output, res.output
+        assert "1 launch needs attention" in res.output, res.output
         assert "held: launch 1 (Firework 1): its job exited cleanly but its completion" in " ".join(
             res.output.split()
         ), res.output
