@@ -399,10 +399,16 @@ def _rehome(db: Any, home: Any, lp_dir: str, fw_id: int | None, now: str) -> str
         if same_dir(os.path.dirname(path), lp_dir)
     ]
     for chunk, marks in in_chunks(again):
+        # What was set aside of them is the launch's after all: pending again, and read on.
         db.execute(
             "UPDATE sources SET status = 'active', status_detail = NULL, committed_offset = 0, content_hash = NULL, "
             f"updated_at = ? WHERE source_id IN ({marks})",
             (now, *chunk),
+        )
+        db.execute(
+            "UPDATE events SET pushed_at = NULL, push_outcome = NULL, push_detail = NULL "
+            f"WHERE source_id IN ({marks}) AND push_outcome = 'stray' AND launch_id = ?",
+            (*chunk, lid),
         )
     return (
         f"launch {lid}: what this journal had of it {reason} ({n} events kept in the journal, never applied); "

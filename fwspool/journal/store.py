@@ -114,7 +114,7 @@ class IngestStore(JournalDatabase):
         with self.transaction() as db:
             # Before anything is written: what ran in another directory than its launch's is
             # set aside, never merged into it (fwspool.identity).
-            _set_aside_strays(db, batch, counts)
+            stray = _set_aside_strays(db, batch, counts)
             if batch.launches:
                 insert_rows(
                     db, "launches", _LAUNCH_COLUMNS, [(*r, now) for r in batch.launches], _LAUNCH_UPSERT
@@ -137,6 +137,7 @@ class IngestStore(JournalDatabase):
                 )
             if counts.duplicates:
                 _quarantine_conflicts(db, batch, source_ids, now, counts)
+            _mark_stray(db, stray, source_ids, now)
             for chunk, marks in in_chunks(batch.unquarantined):
                 db.execute(f"DELETE FROM quarantine WHERE quarantine_id IN ({marks})", tuple(chunk))
             if batch.launches:
@@ -244,14 +245,15 @@ class IngestStore(JournalDatabase):
 _ENDING_TYPES = frozenset({"exited", "released", "completed"})
 
 
-def _set_aside_strays(db: sqlite3.Connection, batch: IngestBatch, counts: IngestCounts) -> None:
-    """Take out of ``batch`` every file whose launch runs in another directory (fwspool.identity):
-    its source row becomes ``stray`` (not read again, offset 0, so that it is read whole should
-    the LaunchPad say it is the launch after all), its events and its claim on the launch
-    (directory, batch job, end) are dropped, and one line says so. Launches new to the journal
-    take the first directory that claims them, here the batch's own launch row."""
+def _set_aside_strays(db: sqlite3.Connection, batch: IngestBatch, counts: IngestCounts) -> dict[str, str]:
+    """Find in ``batch`` every file whose launch runs in another directory (fwspool.identity): its
+    source row becomes ``stray`` (not read again), its claim on the launch (directory, batch job,
+    end) is dropped, and one line says so. Its events are kept: the caller marks them ``stray``
+    once inserted (:func:`_mark_stray`), so that they are in the journal, never applied, and
+    quarantined like any other when their id clashes. Launches new to the journal take the first
+    directory that claims them, here the batch's own launch row. Returns the reason by path."""
     if not batch.events and not batch.launches:
-        return
+        return {}
     homes = read_homes(db, {*(r.launch_id for r in batch.launches), *_launch_of_files(batch).values()})
     first_claims = {r.launch_id: r for r in reversed(batch.launches)}
     for launch_id, row in first_claims.items():
@@ -277,22 +279,11 @@ def _set_aside_strays(db: sqlite3.Connection, batch: IngestBatch, counts: Ingest
             "set aside (another LaunchPad's launch, or one before an lpad reset)",
         )
     if not stray:
-        return
+        return {}
     for path, (_, reason) in stray.items():
-        del batch.events[path]
-        kind = next((s.kind for s in batch.sources if s.path == path), "spool")
-        batch.sources = [s for s in batch.sources if s.path != path]
-        batch.sources.append(
-            SourceRow(
-                path,
-                kind,
-                status="stray",
-                status_detail=reason[:500],
-                launch_id=None,
-                committed_offset=0,
-                content_hash=None,
-            )
-        )
+        source = next((x for x in batch.sources if x.path == path), SourceRow(path, "spool"))
+        batch.sources = [x for x in batch.sources if x.path != path]
+        batch.sources.append(source.but(status="stray", status_detail=reason[:500], launch_id=None))
         if known.get(path, (None, None, None))[1] != "stray":
             counts.problems.append(f"{path}: {reason}")
     # A launch row claimed by a stray file keeps the journal's directory and no batch job but one
@@ -302,11 +293,27 @@ def _set_aside_strays(db: sqlite3.Connection, batch: IngestBatch, counts: Ingest
         _without_strays(r, homes[r.launch_id], batch) if r.launch_id in strays_of else r
         for r in batch.launches
     ]
-    still_ending = {r.launch_id for rows in batch.events.values() for r in rows if r.type in _ENDING_TYPES}
+    still_ending = {
+        r.launch_id
+        for path, rows in batch.events.items()
+        if path not in stray
+        for r in rows
+        if r.type in _ENDING_TYPES
+    }
     for launch_id, _ in stray.values():
         if launch_id not in still_ending:
             batch.terminal_launches.discard(launch_id)
             batch.signal_exits.discard(launch_id)
+    return {path: reason for path, (_, reason) in stray.items()}
+
+
+def _mark_stray(db: sqlite3.Connection, stray: dict[str, str], source_ids: dict[str, int], now: str) -> None:
+    """The events just inserted from files set aside: in the journal, never applied."""
+    db.executemany(
+        "UPDATE events SET pushed_at = ?, push_outcome = 'stray', push_detail = ? "
+        "WHERE source_id = ? AND pushed_at IS NULL",
+        [(now, reason[:500], source_ids[path]) for path, reason in stray.items() if path in source_ids],
+    )
 
 
 def _without_strays(row: LaunchRow, home: LaunchHome, batch: IngestBatch) -> LaunchRow:
