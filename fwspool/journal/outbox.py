@@ -24,6 +24,7 @@ from fwspool.journal.database import JournalDatabase, in_chunks
 from fwspool.journal.homes import read_homes, set_aside
 from fwspool.journal.rows import ForgetRequest
 from fwspool.journal.store import forget_late_launches
+from fwspool.journal.summary import mark_events
 from fwspool.outcomes import PushedLaunch
 from fwspool.runs import LaunchEvents, PendingEvent
 
@@ -156,11 +157,7 @@ class Outbox(JournalDatabase):
                     f"UPDATE launches SET held = NULL WHERE launch_id IN ({marks}) AND held IS NOT NULL",
                     tuple(chunk),
                 )
-            db.executemany(
-                "UPDATE events SET pushed_at = ?, push_outcome = ?, push_detail = ? "
-                "WHERE event_id = ? AND pushed_at IS NULL",
-                [(now, outcome, detail, eid) for eid, outcome, detail in outcomes],
-            )
+            mark_events(db, [(now, outcome, detail, eid) for eid, outcome, detail in outcomes])
             for chunk, marks in in_chunks(done_redo):
                 db.execute(f"DELETE FROM redo WHERE redo_id IN ({marks})", tuple(chunk))
             remember_pushed(db, launches, now)

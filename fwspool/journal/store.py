@@ -33,6 +33,7 @@ from fwspool.journal.rows import (
     SourceRow,
 )
 from fwspool.journal.schema import quote
+from fwspool.journal.summary import add_inserted, events_high_water
 
 #: At most this many quarantined bytes are copied into the journal; the spool keeps the rest.
 QUARANTINE_KEEP = 1024 * 1024
@@ -125,9 +126,12 @@ class IngestStore(JournalDatabase):
                 for path, of_path in batch.events.items():
                     tail = (source_ids.get(path), now)
                     event_rows += [row + tail for row in of_path]  # one C-level concatenation each
+                high_water = events_high_water(db)
                 counts.new_events = insert_rows(
                     db, "events", _EVENT_COLUMNS, event_rows, "ON CONFLICT DO NOTHING"
                 )
+                if counts.new_events:
+                    add_inserted(db, high_water)  # what status reads, in the same transaction
                 counts.duplicates = len(event_rows) - counts.new_events
             if batch.quarantine:
                 damaged = [(source_ids.get(q.path), *q, now) for q in batch.quarantine]
@@ -186,7 +190,10 @@ class IngestStore(JournalDatabase):
                     f"UPDATE launches SET batch_gone_at = NULL WHERE launch_id IN ({marks})", tuple(chunk)
                 )
             rows = [(*row, None, now) for row in view.inferred]
+            high_water = events_high_water(db)
             new = insert_rows(db, "events", _EVENT_COLUMNS, rows, "ON CONFLICT DO NOTHING")
+            if new:
+                add_inserted(db, high_water)
             _mark_terminal(db, view.terminal, now)
         return new
 
