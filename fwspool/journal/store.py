@@ -57,6 +57,15 @@ _SCAN_DIRS = """
 SELECT launch_id, launch_dir FROM launches
 WHERE terminal_at IS NULL AND forgotten_at IS NULL AND launch_dir IS NOT NULL"""
 
+#: Open launches whose directory may hold a file ingest does not know yet, even between the
+#: passes that list every directory: no run started yet (its first spool file is still to come),
+#: or the batch system no longer runs its job (a requeued job writes a second spool file).
+_MUST_LIST = """
+SELECT l.launch_id FROM launches AS l
+WHERE l.terminal_at IS NULL AND l.forgotten_at IS NULL AND l.launch_dir IS NOT NULL
+  AND (l.batch_gone_at IS NOT NULL
+       OR NOT EXISTS (SELECT 1 FROM events AS e WHERE e.launch_id = l.launch_id AND e.type = 'started'))"""
+
 _KNOWN_SOURCES = """
 SELECT s.path, s.kind, s.launch_id, s.writer_id, s.dev, s.ino, s.fingerprint, s.committed_offset,
        s.content_hash, s.status, s.status_detail, l.terminal_at, l.forgotten_at,
@@ -106,6 +115,12 @@ class IngestStore(JournalDatabase):
                 row[0]: KnownSource._make((*row[:-1], bool(row[-1]))) for row in db.execute(_KNOWN_SOURCES)
             }
         return dirs, known
+
+    def launches_to_list(self) -> set[int]:
+        """Open launches whose directory an ingest pass lists even when it lists no other
+        (``_MUST_LIST``: no run started yet, or its batch job is gone)."""
+        with self.reading() as db:
+            return {row[0] for row in db.execute(_MUST_LIST)}
 
     def commit_ingest(self, batch: IngestBatch) -> IngestCounts:
         """Commit one ingest batch atomically: launches, events, source offsets, quarantine."""
