@@ -280,9 +280,21 @@ def run(args: argparse.Namespace, work: str) -> dict[str, Any]:
     expected = args.launches * args.events + args.open * 5
     r: dict[str, Any] = {"launches": args.launches, "events": args.events, "open": args.open}
 
+    import resource
+
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall, rss, _ = fwspool("ingest", "--journal", journal, "--root", root, env=env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = (after.ru_utime - cpu.ru_utime) + (after.ru_stime - cpu.ru_stime)
     got = sqlite3.connect(journal).execute("SELECT count(*) FROM events").fetchone()[0]
-    r["ingest"] = {"seconds": wall, "events_per_s": got / wall, "peak_rss_mib": rss / 1024, "events": got}
+    r["ingest"] = {
+        "seconds": wall,
+        "events_per_s": got / wall,
+        "cpu_s": cpu_s,
+        "events_per_cpu_s": got / cpu_s,
+        "peak_rss_mib": rss / 1024,
+        "events": got,
+    }
     log(f"first ingest: {got:,} events in {wall:.1f} s ({got / wall:,.0f}/s), peak RSS {rss / 1024:.0f} MiB")
     r["ok"] = got == expected
 
@@ -312,6 +324,7 @@ def table(r: dict[str, Any]) -> str:
         f"fwspool at scale: {r['launches']:,} launches x {r['events']:,} events, {r['open']:,} open",
         f"  first ingest            {i['events_per_s']:>12,.0f} ev/s  ({i['events']:,} events, {i['seconds']:.1f} s, "
         f"peak RSS {i['peak_rss_mib']:.0f} MiB)",
+        f"  first ingest, per CPU s {i['events_per_cpu_s']:>12,.0f} ev    ({i['cpu_s']:.1f} s of CPU: the machine's load aside)",
         f"  push marks (journal)    {r['push_marks']['cpu_ms_per_launch']:>12.2f} ms CPU per launch",
         f"  status summary          {s['summary_s']:>12.3f} s",
         f"  status (default view)   {s['default_s']:>12.3f} s  ({s['default_in_process_s']:.3f} s of it "

@@ -48,7 +48,11 @@ FULL_PASS_EVERY = 10
 
 def _unchanged(path: str, row: KnownSource) -> bool:
     """Whether a known spool file is as its journal row left it: the same file ((dev, ino)), every
-    byte of it settled (its size is the committed offset), no torn tail waiting. One ``lstat``."""
+    byte of it settled (its size is the committed offset), no torn tail waiting. One ``lstat``.
+
+    A file replaced in place by one of the same size that got the same inode back, or a size an
+    NFS client's attribute cache still shows stale, is read by the next full pass (FULL_PASS_EVERY).
+    """
     if row.status != "active" or row.dev is None:
         return False
     try:
