@@ -18,7 +18,7 @@ import textwrap
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -386,6 +386,11 @@ _ROW = "{:>7} {:>6} {:<16} {:<9} {:<10} {:<9} {:<10} {:>6}"
 def render(report: dict[str, Any], filters: Filters = Filters()) -> str:
     """The report for an 80-column terminal: the summary, then the launches that need attention
     (every launch with ``--all``, those matching the filters when some are given)."""
+    return "\n".join(render_lines(report, filters))
+
+
+def render_lines(report: dict[str, Any], filters: Filters = Filters()) -> Iterator[str]:
+    """:func:`render`, line by line as each is made (``--all`` over a year's launches)."""
     now = as_utc(report["now"])
     lines = _summary(report, now)
     launches = report["launches"]
@@ -408,11 +413,11 @@ def render(report: dict[str, Any], filters: Filters = Filters()) -> str:
         hidden, shown = len(shown) - ATTENTION_SHOWN, shown[:ATTENTION_SHOWN]
     if shown:
         lines.append(_ROW.format("launch", "fw", "name", "state", "outcome", "job", "last event", "age"))
-        for launch in shown:
-            lines += _launch_lines(launch, now, with_dir=launch["attention"])
+    yield from lines
+    for launch in shown:
+        yield from _launch_lines(launch, now, with_dir=launch["attention"])
     if hidden:
-        lines.append(f"... and {hidden} more: --state, --fw-id, --since or --pending pick among them")
-    return "\n".join(lines)
+        yield f"... and {hidden} more: --state, --fw-id, --since or --pending pick among them"
 
 
 def _summary(report: dict[str, Any], now: dt.datetime) -> list[str]:

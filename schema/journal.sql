@@ -1,5 +1,5 @@
 -- fwspool journal schema (generated from fwspool/journal/schema.py; do not edit by hand).
--- PRAGMA user_version = 4; auto_vacuum = INCREMENTAL; journal_mode = WAL; synchronous = FULL.
+-- PRAGMA user_version = 5; auto_vacuum = INCREMENTAL; journal_mode = WAL; synchronous = FULL.
 
 CREATE TABLE forget_requests (
 	request_id INTEGER NOT NULL,
@@ -10,6 +10,27 @@ CREATE TABLE forget_requests (
 	applied_at TEXT,
 	PRIMARY KEY (request_id),
 	CONSTRAINT forget_requests_kind CHECK (kind IN ('fw_id', 'launch_id'))
+);
+
+CREATE TABLE launch_summary (
+	launch_id INTEGER NOT NULL,
+	events INTEGER DEFAULT 0 NOT NULL,
+	pending INTEGER DEFAULT 0 NOT NULL,
+	pushed INTEGER DEFAULT 0 NOT NULL,
+	superseded INTEGER DEFAULT 0 NOT NULL,
+	skipped INTEGER DEFAULT 0 NOT NULL,
+	stray INTEGER DEFAULT 0 NOT NULL,
+	oldest_pending_at TEXT,
+	last_event TEXT,
+	last_event_at TEXT,
+	last_event_id TEXT,
+	last_run TEXT,
+	last_run_at TEXT,
+	last_run_id TEXT,
+	completed_state TEXT,
+	completed_at TEXT,
+	completed_id TEXT,
+	PRIMARY KEY (launch_id)
 );
 
 CREATE TABLE launches (
@@ -121,20 +142,11 @@ CREATE VIEW IF NOT EXISTS launch_status AS
 SELECT l.launch_id, l.fw_id, l.fw_name, l.launch_dir, l.learned_from, l.first_seen_at,
        l.pushed_state, l.outcome, l.outcome_detail, l.pushed_state_at,
        l.batch_job_id, l.batch_system, l.batch_gone_at,
-       (SELECT e.type FROM events AS e WHERE e.launch_id = l.launch_id AND e.push_outcome IS NOT 'stray'
-        ORDER BY e.occurred_at DESC, e.event_id DESC LIMIT 1) AS last_event,
-       (SELECT max(e.occurred_at) FROM events AS e WHERE e.launch_id = l.launch_id
-        AND e.push_outcome IS NOT 'stray') AS last_event_at,
-       (SELECT count(*) FROM events AS e WHERE e.launch_id = l.launch_id AND e.pushed_at IS NULL) AS pending,
-       (SELECT min(e.ingested_at) FROM events AS e WHERE e.launch_id = l.launch_id
-        AND e.pushed_at IS NULL) AS oldest_pending_at,
-       (SELECT count(*) FROM events AS e WHERE e.launch_id = l.launch_id
-        AND e.push_outcome = 'applied') AS pushed,
-       (SELECT count(*) FROM events AS e WHERE e.launch_id = l.launch_id
-        AND e.push_outcome = 'superseded') AS superseded,
+       s.last_event, s.last_event_at, coalesce(s.pending, 0) AS pending, s.oldest_pending_at,
+       coalesce(s.pushed, 0) AS pushed, coalesce(s.superseded, 0) AS superseded,
        l.forgotten_at IS NOT NULL AS forgotten, l.forgotten_at,
        l.terminal_at, l.held, l.history_at, l.confirmed_at
-FROM launches AS l
+FROM launches AS l LEFT JOIN launch_summary AS s ON s.launch_id = l.launch_id
 ORDER BY l.launch_id;
 
 CREATE VIEW IF NOT EXISTS quarantined AS

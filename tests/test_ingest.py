@@ -1108,3 +1108,54 @@ def test_offline_writer_ids_are_valid_spool_writer_ids() -> None:
     wid = offline.offline_writer_id(12)
     assert len(wid) == 32 and wid == wid.lower() and wid == offline.offline_writer_id(12)
     assert wid != offline.offline_writer_id(13)
+
+
+def test_an_idle_pass_opens_no_unchanged_file_and_finds_a_second_run_within_ten_passes(
+    journal_path, tmp_path
+):
+    """Between the passes that list every directory (the first, then every 10th), a known spool
+    file whose (dev, ino) and size are as its row left it is not opened; one that grew, or was
+    replaced by another file of the same size, is read; a second run's file in a launch
+    directory the journal already reads is found by the next full pass; final launches cost
+    nothing."""
+    from fwspool.ingest.ingester import FULL_PASS_EVERY
+
+    root = tmp_path / "runs"
+    opened: list[str] = []
+
+    def counting(path: str) -> OsSourceFile:
+        opened.append(os.path.basename(os.path.dirname(path)))
+        return OsSourceFile(path)
+
+    done = launch_dir(root, 1)
+    run_launch(done, 1)  # final
+    running = launch_dir(root, 2)
+    with SpoolWriter(str(running), 2, None, clock=lambda: T0) as w:
+        w.append(Started(started_on=T0, host="nid001", ip="10.0.0.1"))
+    with Journal.open(journal_path) as journal:
+        ingester = Ingester(journal, roots=[], opener=counting, inbox_dir=None)
+        # The journal learns the launches from a first pass over the root.
+        Ingester(journal, roots=[str(root)]).run_pass()
+        ingester.run_pass()  # a full pass: lists and opens the running launch's file
+        opened.clear()
+        for _ in range(3):
+            assert ingester.run_pass().new_events == 0
+        assert opened == []  # unchanged: one lstat each, never opened; the final launch not at all
+        with SpoolWriter(str(running), 2, None, clock=lambda: T0) as w2:  # a requeued run's file
+            w2.append(Started(started_on=T0, host="nid002", ip="10.0.0.2"))
+        first = os.path.join(running, spool_file_name(w.writer_id))
+        with open(first, "ab") as f:  # the first run grew too
+            f.write(framed(w.writer_id, 2, 2, Ping(ping_time=T0)))
+        assert ingester.run_pass().new_events == 1  # the grown file, not yet the new one
+        new = 0
+        for _ in range(FULL_PASS_EVERY):
+            new += ingester.run_pass().new_events
+        assert new == 1  # the second run's file, by the next full pass
+        # Replaced (renamed over) by another file of the same size: (dev, ino) differ, so it is
+        # read again. (One that reused the inode is looked into by the next full pass.)
+        Path(first + ".new").write_bytes(Path(first).read_bytes())
+        os.replace(first + ".new", first)
+        opened.clear()
+        ingester.run_pass()
+        assert opened == [running.name]
+        assert query(journal_path, "SELECT count(*) AS n FROM events WHERE launch_id = 2")[0]["n"] == 3

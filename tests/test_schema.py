@@ -91,7 +91,7 @@ def test_a_version_2_journal_is_upgraded_in_place_keeping_every_row(tmp_path):
         db.execute("INSERT INTO meta (key, value) VALUES ('last_successful_push', 'then')")
         db.execute("PRAGMA user_version = 2")
     with Journal.open(str(path)) as journal:
-        assert journal.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 4
+        assert journal.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 5
         assert journal.query(
             "SELECT launch_id, fw_id, launch_dir, learned_from, batch_job_id, batch_system, terminal_at, "
             "fw_name, pushed_state, outcome FROM launches"
@@ -145,7 +145,7 @@ def test_a_version_3_journal_is_upgraded_in_place_keeping_every_row_and_both_dir
                 )
         db.execute("PRAGMA user_version = 3")
     with Journal.open(str(path)) as journal:
-        assert journal.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 4
+        assert journal.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 5
         assert journal.count_events("pushed_at IS NULL") == 4
         assert journal.query(
             "SELECT launch_id, confirmed_at, held, history_at, pending FROM launch_status"
@@ -220,3 +220,140 @@ def test_block_md_documents_the_manifest_fields_of_the_code():
     assert _table_fields(doc, "## Fields") == set(BlockManifest.__struct_fields__)
     assert _table_fields(doc, "Each element of `launches`") == set(BlockLaunch.__struct_fields__)
     assert "`fwspool-block.json`" in doc and "version 1" in doc
+
+
+def _summary_from_events(db: sqlite3.Connection) -> list[tuple[object, ...]]:
+    """launch_summary as the events themselves give it (what the triggers must keep)."""
+    rows = db.execute(
+        """SELECT launch_id, count(*), sum(pushed_at IS NULL), sum(push_outcome IS 'applied'),
+                  sum(push_outcome IS 'superseded'), sum(push_outcome IS 'skipped'),
+                  sum(push_outcome IS 'stray'), min(CASE WHEN pushed_at IS NULL THEN ingested_at END),
+                  (SELECT type FROM events AS x WHERE x.launch_id = e.launch_id
+                   ORDER BY occurred_at DESC, event_id DESC LIMIT 1),
+                  max(occurred_at),
+                  (SELECT type FROM events AS x WHERE x.launch_id = e.launch_id
+                   AND type IN ('started', 'exited', 'completed', 'lost', 'released')
+                   ORDER BY occurred_at DESC, event_id DESC LIMIT 1),
+                  (SELECT json_extract(payload, '$.state') FROM events AS x WHERE x.launch_id = e.launch_id
+                   AND type = 'completed' ORDER BY occurred_at DESC, event_id DESC LIMIT 1)
+           FROM events AS e GROUP BY launch_id ORDER BY launch_id"""
+    ).fetchall()
+    return [tuple(r) for r in rows]
+
+
+def _summary_kept(db: sqlite3.Connection) -> list[tuple[object, ...]]:
+    rows = db.execute(
+        """SELECT launch_id, events, pending, pushed, superseded, skipped, stray, oldest_pending_at,
+                  last_event, last_event_at, last_run, completed_state
+           FROM launch_summary WHERE events > 0 ORDER BY launch_id"""
+    ).fetchall()
+    return [tuple(r) for r in rows]
+
+
+def _insert_events(db: sqlite3.Connection, rows: list[tuple[object, ...]]) -> None:
+    db.executemany(
+        "INSERT INTO events (event_id, writer_id, seq, launch_id, type, occurred_at, payload, ingested_at) "
+        "VALUES (?, 'w', ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        rows,
+    )
+
+
+def test_launch_summary_is_kept_in_the_transactions_that_insert_mark_and_delete_events(journal_path):
+    """What status reads instead of events (launch_summary) is the events' own summary after any
+    mix of inserts (duplicates, clocks out of order, equal times), push marks (an event marked
+    twice), deletes (the last event included), and a transaction rolled back halfway (a kill)."""
+    import random
+
+    from fwspool.journal.summary import add_inserted, differences, events_high_water, mark_events, summarize
+
+    rng = random.Random(23)
+    Journal.open(journal_path).close()
+    db = sqlite3.connect(journal_path, isolation_level=None)
+    types = ["started", "ping", "checkpoint", "completed", "exited", "lost", "released", "ping"]
+    seq = 0
+    for round_ in range(30):
+        rows = []
+        for _ in range(rng.randint(1, 40)):
+            seq += 1
+            t = rng.choice(types)
+            payload = (
+                json.dumps({"state": rng.choice(["COMPLETED", "FIZZLED"])}) if t == "completed" else "{}"
+            )
+            rows.append(
+                (
+                    f"w-{seq:05d}",
+                    seq,
+                    rng.randint(1, 5),
+                    t,
+                    f"t{rng.randint(0, 9)}",
+                    payload,
+                    f"i{round_:02d}",
+                )
+            )
+        rows.append(rows[0])  # read twice: one row
+        db.execute("BEGIN IMMEDIATE")
+        high_water = events_high_water(db)
+        _insert_events(db, rows)
+        add_inserted(db, high_water)
+        ids = [r[0] for r in db.execute("SELECT event_id FROM events WHERE pushed_at IS NULL")]
+        marks = [
+            ("p", rng.choice(["applied", "superseded", "skipped", "stray"]), None, eid)
+            for eid in rng.sample(ids, len(ids) // 3)
+        ]
+        mark_events(db, marks + marks[:2])
+        if round_ % 4 == 3:
+            gone = [
+                r[0] for r in db.execute("SELECT DISTINCT launch_id FROM events ORDER BY random() LIMIT 2")
+            ]
+            db.execute(
+                f"DELETE FROM events WHERE launch_id IN ({','.join(map(str, gone))}) AND type = 'ping'"
+            )
+            summarize(db, gone)
+        if round_ % 5 == 4:
+            db.execute("ROLLBACK")  # killed before the commit: events and summary both as before
+        else:
+            db.execute("COMMIT")
+        assert _summary_kept(db) == _summary_from_events(db)
+        assert differences(db) == []
+    db.close()
+
+
+def test_a_version_4_journal_is_upgraded_in_place_with_its_launch_summary(tmp_path):
+    """Version 5 adds launch_summary (what status reads instead of events) and its triggers,
+    filled from the events already there (tests/data/journal-v4.sql is version 4 as on main)."""
+    path = tmp_path / "v4.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript((DATA / "journal-v4.sql").read_text())
+        db.execute(
+            "INSERT INTO launches (launch_id, fw_id, launch_dir, learned_from, first_seen_at) "
+            "VALUES (1, 1, '/l/1', 'spool', '2026-01-01T00:00:00Z'), (2, 2, '/l/2', 'spool', '2026-01-01T00:00:00Z')"
+        )
+        _insert_events(
+            db,
+            [
+                ("w-1", 1, 1, "started", "t1", "{}", "i1"),
+                ("w-2", 2, 1, "ping", "t2", "{}", "i1"),
+                ("w-3", 3, 1, "completed", "t3", '{"state": "FIZZLED"}', "i2"),
+                ("w-4", 4, 2, "started", "t1", "{}", "i3"),
+            ],
+        )
+        db.execute(
+            "UPDATE events SET pushed_at = 'p', push_outcome = 'applied' WHERE event_id IN ('w-1', 'w-2')"
+        )
+        db.execute("PRAGMA user_version = 4")
+    with Journal.open(str(path)) as journal:
+        assert journal.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 5
+        assert _summary_kept(journal.db) == _summary_from_events(journal.db)
+        assert journal.query(
+            "SELECT launch_id, last_event, pending, pushed, oldest_pending_at FROM launch_status"
+        ) == [
+            {"launch_id": 1, "last_event": "completed", "pending": 1, "pushed": 2, "oldest_pending_at": "i2"},
+            {"launch_id": 2, "last_event": "started", "pending": 1, "pushed": 0, "oldest_pending_at": "i3"},
+        ]
+        journal.mark_pushed([("w-3", "applied", None)])
+        assert _summary_kept(journal.db) == _summary_from_events(journal.db)
+        assert journal.query("PRAGMA integrity_check") == [{"integrity_check": "ok"}]
+    Journal.open(str(path)).close()  # opened again: nothing to do
+    fresh = tmp_path / "fresh.sqlite3"
+    Journal.open(str(fresh)).close()
+    assert _ddl(path) == _ddl(fresh)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import click
@@ -69,7 +70,7 @@ def status(
     event and its age. The summary: counts by state and outcome, the oldest pending event, the
     last successful push, the database.
     """
-    from fwspool.status import CHECK_SECONDS, Filters, check_database, collect, render
+    from fwspool.status import CHECK_SECONDS, Filters, check_database, collect, render_lines
 
     filters = Filters(states, fw_ids, pending, since, every)
     with open_journal(journal_path) as journal:
@@ -84,7 +85,21 @@ def status(
             quick = dataclasses.replace(uplink, timeout=min(uplink.timeout, 0.4 * CHECK_SECONDS))
             database = check_database(quick.open)
         report = collect(journal, database, filters)
+    # Written as it is encoded: every launch of a year's journal is not one string first.
     if as_json:
-        click.echo(json.dumps(report, indent=2, sort_keys=True))
+        _echo_chunks(json.JSONEncoder(indent=2, sort_keys=True).iterencode(report), end="\n")
     else:
-        click.echo(render(report, filters))
+        _echo_chunks(line + "\n" for line in render_lines(report, filters))
+
+
+def _echo_chunks(parts: Iterable[str], end: str = "", size: int = 1 << 16) -> None:
+    """Echo ``parts`` in pieces of about ``size`` characters, as they come."""
+    buffer: list[str] = []
+    held = 0
+    for part in parts:
+        buffer.append(part)
+        held += len(part)
+        if held >= size:
+            click.echo("".join(buffer), nl=False)
+            buffer, held = [], 0
+    click.echo("".join(buffer) + end, nl=False)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import stat
 import time
 from collections.abc import Callable, Iterable, Mapping
 
@@ -36,6 +37,33 @@ DEFAULT_LOST_AFTER = 300.0
 #: A pointer of another journal's launch goes once its launch has been over this long: the
 #: journal's default retention horizon (``fwspool prune``), after which no journal keeps it.
 DEFAULT_STRAY_HORIZON = dt.timedelta(days=30)
+
+
+#: Every this many passes (the first included), an ingest pass lists every open launch's directory
+#: and opens each of its files; the passes between look at each known spool file with one
+#: ``lstat`` and list only the directories that may hold a new file (``launches_to_list``). A new
+#: run's second spool file, or a size an NFS client cached stale, is seen within this many passes.
+FULL_PASS_EVERY = 10
+
+
+def _unchanged(path: str, row: KnownSource) -> bool:
+    """Whether a known spool file is as its journal row left it: the same file ((dev, ino)), every
+    byte of it settled (its size is the committed offset), no torn tail waiting. One ``lstat``.
+
+    A file replaced in place by one of the same size that got the same inode back, or a size an
+    NFS client's attribute cache still shows stale, is read by the next full pass (FULL_PASS_EVERY).
+    """
+    if row.status != "active" or row.dev is None:
+        return False
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False  # the reader says what happened to it
+    return (
+        stat.S_ISREG(st.st_mode)
+        and (st.st_dev, st.st_ino) == (row.dev, row.ino)
+        and st.st_size == row.committed_offset
+    )
 
 
 class Ingester:
@@ -98,15 +126,32 @@ class Ingester:
         # should_stop() check.
         self._committer = Committer(journal, IngestSummary())
         self._flushed = False
+        #: Passes run so far: every FULL_PASS_EVERY-th one (the first included) lists every open
+        #: launch's directory and opens each of its files.
+        self._passes = 0
 
     # -- discovery ---------------------------------------------------------------------------
 
     def _candidates(
-        self, dirs: list[tuple[int, str]], known: Mapping[str, KnownSource], summary: IngestSummary
+        self,
+        dirs: list[tuple[int, str]],
+        known: Mapping[str, KnownSource],
+        summary: IngestSummary,
+        to_list: set[int] | None = None,
     ) -> tuple[list[str], list[str]]:
-        """Spool files and FireWorks offline files to read in this pass."""
+        """Spool files and FireWorks offline files to read in this pass.
+
+        ``to_list``: the launches whose directory is listed, the others' known files are looked
+        at instead (a spool file unchanged since it was read is not even opened: :func:`_unchanged`);
+        None: every directory is listed and every file opened.
+        """
         spool_files: dict[str, None] = {}
         offline_files: dict[str, None] = {}
+        known_in: dict[str, list[str]] = {}
+        if to_list is not None:
+            for path, row in known.items():
+                if row.launch_id is not None and row.kind in ("spool", "fw_offline"):
+                    known_in.setdefault(os.path.dirname(path), []).append(path)
 
         def wanted(path: str) -> bool:
             row = known.get(path)
@@ -149,6 +194,18 @@ class Ingester:
                 spool_files[path] = None
         vanished: list[tuple[int, str]] = []
         for launch_id, directory in dirs:
+            files = known_in.get(directory)
+            if to_list is not None and launch_id not in to_list and files:
+                for path in files:
+                    row = known[path]
+                    if not wanted(path) or row.launch_id != launch_id:
+                        continue
+                    if row.kind == "fw_offline":
+                        if not row.spool_driven:
+                            offline_files[path] = None
+                    elif not _unchanged(path, row):
+                        spool_files[path] = None
+                continue
             try:
                 names = os.listdir(directory)
             except FileNotFoundError:
@@ -212,7 +269,10 @@ class Ingester:
         if self.inbox_dir is not None:
             self._read_inbox(summary)
         dirs, known = self.journal.scan_targets()
-        spool_files, offline_files = self._candidates(dirs, known, summary)
+        full = self._passes % FULL_PASS_EVERY == 0
+        self._passes += 1
+        to_list = None if full else self.journal.launches_to_list()
+        spool_files, offline_files = self._candidates(dirs, known, summary, to_list)
         total = len(spool_files) + len(offline_files)
         batch = BatchBuilder()
         done = 0

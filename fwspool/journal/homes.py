@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 
 from fwspool.identity import LaunchHome, same_dir
 from fwspool.journal.database import in_chunks
+from fwspool.journal.summary import summarize
 
 _MOVES = """
 SELECT launch_id, json_extract(payload, '$.launch_dir') FROM events
@@ -82,4 +83,6 @@ def set_aside(db: sqlite3.Connection, home: LaunchHome, keep: Sequence[str], rea
             "WHERE launch_id = ? AND source_id IS NULL AND type IN ('lost', 'released') AND pushed_at IS NULL",
             (now, reason[:500], lid),
         ).rowcount
+    if n:
+        summarize(db, [lid])  # what status reads, in the same transaction
     return n

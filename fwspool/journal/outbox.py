@@ -24,6 +24,7 @@ from fwspool.journal.database import JournalDatabase, in_chunks
 from fwspool.journal.homes import read_homes, set_aside
 from fwspool.journal.rows import ForgetRequest
 from fwspool.journal.store import forget_late_launches
+from fwspool.journal.summary import mark_events, summarize
 from fwspool.outcomes import PushedLaunch
 from fwspool.runs import LaunchEvents, PendingEvent
 
@@ -159,11 +160,7 @@ class Outbox(JournalDatabase):
                     f"UPDATE launches SET held = NULL WHERE launch_id IN ({marks}) AND held IS NOT NULL",
                     tuple(chunk),
                 )
-            db.executemany(
-                "UPDATE events SET pushed_at = ?, push_outcome = ?, push_detail = ? "
-                "WHERE event_id = ? AND pushed_at IS NULL",
-                [(now, outcome, detail, eid) for eid, outcome, detail in outcomes],
-            )
+            mark_events(db, [(now, outcome, detail, eid) for eid, outcome, detail in outcomes])
             for chunk, marks in in_chunks(done_redo):
                 db.execute(f"DELETE FROM redo WHERE redo_id IN ({marks})", tuple(chunk))
             remember_pushed(db, launches, now)
@@ -410,6 +407,7 @@ def _rehome(db: Any, home: Any, lp_dir: str, fw_id: int | None, now: str) -> str
             f"WHERE source_id IN ({marks}) AND push_outcome = 'stray' AND launch_id = ?",
             (*chunk, lid),
         )
+    summarize(db, [lid])  # what status reads, in the same transaction
     return (
         f"launch {lid}: what this journal had of it {reason} ({n} events kept in the journal, never applied); "
         f"it is now read from {lp_dir}"

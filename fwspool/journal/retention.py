@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from fwspool.errors import JournalError
 from fwspool.events import iso, utcnow
 from fwspool.journal.database import JournalDatabase, in_chunks
+from fwspool.journal.summary import summarize
 
 #: The ``meta`` key of the last prune (its time, ISO-8601 UTC): ``sync`` prunes once a day.
 LAST_PRUNE_KEY = "last_prune"
@@ -107,6 +108,8 @@ class Retention(JournalDatabase):
                     tuple(chunk),
                 ).rowcount
             summary.launches = len(launch_ids)
+            if summary.events:
+                summarize(db, launch_ids)  # what status reads, in the same transaction
             # Empty, not NULL: a NULL copy marks a refused file, which --retry-quarantined skips.
             summary.quarantined, summary.quarantined_bytes = db.execute(
                 "SELECT count(*), coalesce(sum(length(bytes)), 0) FROM quarantine "

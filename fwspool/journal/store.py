@@ -33,6 +33,7 @@ from fwspool.journal.rows import (
     SourceRow,
 )
 from fwspool.journal.schema import quote
+from fwspool.journal.summary import add_inserted, events_high_water, summarize
 
 #: At most this many quarantined bytes are copied into the journal; the spool keeps the rest.
 QUARANTINE_KEEP = 1024 * 1024
@@ -55,6 +56,15 @@ _LAUNCH_UPSERT = (
 _SCAN_DIRS = """
 SELECT launch_id, launch_dir FROM launches
 WHERE terminal_at IS NULL AND forgotten_at IS NULL AND launch_dir IS NOT NULL"""
+
+#: Open launches whose directory may hold a file ingest does not know yet, even between the
+#: passes that list every directory: no run started yet (its first spool file is still to come),
+#: or the batch system no longer runs its job (a requeued job writes a second spool file).
+_MUST_LIST = """
+SELECT l.launch_id FROM launches AS l
+WHERE l.terminal_at IS NULL AND l.forgotten_at IS NULL AND l.launch_dir IS NOT NULL
+  AND (l.batch_gone_at IS NOT NULL
+       OR NOT EXISTS (SELECT 1 FROM events AS e WHERE e.launch_id = l.launch_id AND e.type = 'started'))"""
 
 _KNOWN_SOURCES = """
 SELECT s.path, s.kind, s.launch_id, s.writer_id, s.dev, s.ino, s.fingerprint, s.committed_offset,
@@ -107,6 +117,12 @@ class IngestStore(JournalDatabase):
             }
         return dirs, known
 
+    def launches_to_list(self) -> set[int]:
+        """Open launches whose directory an ingest pass lists even when it lists no other
+        (``_MUST_LIST``: no run started yet, or its batch job is gone)."""
+        with self.reading() as db:
+            return {row[0] for row in db.execute(_MUST_LIST)}
+
     def commit_ingest(self, batch: IngestBatch) -> IngestCounts:
         """Commit one ingest batch atomically: launches, events, source offsets, quarantine."""
         counts = IngestCounts()
@@ -126,9 +142,12 @@ class IngestStore(JournalDatabase):
                 for path, of_path in batch.events.items():
                     tail = (source_ids.get(path), now)
                     event_rows += [row + tail for row in of_path]  # one C-level concatenation each
+                high_water = events_high_water(db)
                 counts.new_events = insert_rows(
                     db, "events", _EVENT_COLUMNS, event_rows, "ON CONFLICT DO NOTHING"
                 )
+                if counts.new_events:
+                    add_inserted(db, high_water)  # what status reads, in the same transaction
                 counts.duplicates = len(event_rows) - counts.new_events
             if batch.quarantine:
                 damaged = [(source_ids.get(q.path), *q, now) for q in batch.quarantine]
@@ -137,7 +156,7 @@ class IngestStore(JournalDatabase):
                 )
             if counts.duplicates:
                 _quarantine_conflicts(db, batch, source_ids, now, counts)
-            _mark_stray(db, stray, source_ids, now)
+            _mark_stray(db, stray, batch, source_ids, now)
             for chunk, marks in in_chunks(batch.unquarantined):
                 db.execute(f"DELETE FROM quarantine WHERE quarantine_id IN ({marks})", tuple(chunk))
             if batch.launches:
@@ -188,7 +207,10 @@ class IngestStore(JournalDatabase):
                     f"UPDATE launches SET batch_gone_at = NULL WHERE launch_id IN ({marks})", tuple(chunk)
                 )
             rows = [(*row, None, now) for row in view.inferred]
+            high_water = events_high_water(db)
             new = insert_rows(db, "events", _EVENT_COLUMNS, rows, "ON CONFLICT DO NOTHING")
+            if new:
+                add_inserted(db, high_water)
             _mark_terminal(db, view.terminal, now)
         return new
 
@@ -307,13 +329,18 @@ def _set_aside_strays(db: sqlite3.Connection, batch: IngestBatch, counts: Ingest
     return {path: reason for path, (_, reason) in stray.items()}
 
 
-def _mark_stray(db: sqlite3.Connection, stray: dict[str, str], source_ids: dict[str, int], now: str) -> None:
+def _mark_stray(
+    db: sqlite3.Connection, stray: dict[str, str], batch: IngestBatch, source_ids: dict[str, int], now: str
+) -> None:
     """The events just inserted from files set aside: in the journal, never applied."""
+    if not stray:
+        return
     db.executemany(
         "UPDATE events SET pushed_at = ?, push_outcome = 'stray', push_detail = ? "
         "WHERE source_id = ? AND pushed_at IS NULL",
         [(now, reason[:500], source_ids[path]) for path, reason in stray.items() if path in source_ids],
     )
+    summarize(db, sorted({r.launch_id for path in stray for r in batch.events.get(path, ())}))
 
 
 def _without_strays(row: LaunchRow, home: LaunchHome, batch: IngestBatch) -> LaunchRow:

@@ -34,16 +34,31 @@ _PAYLOAD_FIELDS = ("state", "signal", "signal_name", "returncode", "error", "run
 #: The ``meta`` key of the last push pass that reached the database (its end, ISO-8601 UTC).
 LAST_PUSH_KEY = "last_successful_push"
 
+#: Every count from ``launch_summary`` (kept by triggers as events come and go): never ``events``.
+#: Pending counts leave forgotten launches out, as the ``pending_events`` view does.
 _SUMMARY = """
 SELECT (SELECT count(*) FROM launches) AS launches,
        (SELECT count(*) FROM launches WHERE terminal_at IS NULL AND forgotten_at IS NULL) AS open,
        (SELECT count(*) FROM launches WHERE terminal_at IS NOT NULL AND forgotten_at IS NULL) AS final,
        (SELECT count(*) FROM launches WHERE forgotten_at IS NOT NULL) AS forgotten,
-       (SELECT count(*) FROM events) AS events,
-       (SELECT count(*) FROM pending_events) AS pending,
-       (SELECT min(ingested_at) FROM pending_events) AS oldest_pending,
+       (SELECT coalesce(sum(events), 0) FROM launch_summary) AS events,
+       (SELECT coalesce(sum(s.pending), 0) FROM launch_summary AS s JOIN launches AS l
+        ON l.launch_id = s.launch_id WHERE s.pending > 0 AND l.forgotten_at IS NULL) AS pending,
+       (SELECT min(s.oldest_pending_at) FROM launch_summary AS s JOIN launches AS l
+        ON l.launch_id = s.launch_id WHERE s.pending > 0 AND l.forgotten_at IS NULL) AS oldest_pending,
        (SELECT value FROM meta WHERE key = ?) AS last_push,
        (SELECT count(*) FROM quarantine) AS quarantined"""
+
+#: The pending event ingested first, among the pending events of the launches whose oldest it
+#: is (``events_pending``).
+_OLDEST_PENDING = """
+SELECT e.launch_id, e.type, e.occurred_at, e.ingested_at
+FROM launch_summary AS s JOIN launches AS l ON l.launch_id = s.launch_id
+JOIN events AS e ON e.event_id = (
+    SELECT p.event_id FROM events AS p WHERE p.launch_id = s.launch_id AND p.pushed_at IS NULL
+    ORDER BY p.ingested_at, p.occurred_at LIMIT 1)
+WHERE s.pending > 0 AND l.forgotten_at IS NULL AND s.oldest_pending_at = ?
+ORDER BY e.ingested_at, e.occurred_at LIMIT 1"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,26 +103,23 @@ class OperatorViews(JournalDatabase):
 
     def pending_summary(self) -> tuple[int, str | None]:
         """How many events wait to be pushed, and the oldest one's ingest time."""
-        rows = self.query("SELECT count(*) AS n, min(ingested_at) AS oldest FROM pending_events")
-        return int(rows[0]["n"]), rows[0]["oldest"]
+        s = self.summary()
+        return s.pending, s.oldest_pending
 
     def oldest_pending(self) -> dict[str, Any] | None:
         """The pending event ingested first (the push's lag): its launch, type and times."""
-        rows = self.query(
-            "SELECT launch_id, type, occurred_at, ingested_at FROM pending_events "
-            "ORDER BY ingested_at, occurred_at LIMIT 1"
-        )
+        oldest = self.summary().oldest_pending
+        if oldest is None:
+            return None
+        rows = self.query(_OLDEST_PENDING, (oldest,))
         return rows[0] if rows else None
 
     def event_totals(self) -> dict[str, int]:
-        """Events in the journal: all, pending, and pushed by outcome."""
+        """Events in the journal: all, pending, and pushed by outcome (``launch_summary``)."""
         row = self.query(
-            """SELECT count(*) AS events,
-                      sum(pushed_at IS NULL) AS pending,
-                      sum(push_outcome = 'applied') AS pushed,
-                      sum(push_outcome = 'superseded') AS superseded,
-                      sum(push_outcome = 'skipped') AS skipped
-               FROM events"""
+            """SELECT sum(events) AS events, sum(pending) AS pending, sum(pushed) AS pushed,
+                      sum(superseded) AS superseded, sum(skipped) AS skipped
+               FROM launch_summary"""
         )[0]
         return {k: int(v or 0) for k, v in row.items()}
 
@@ -173,15 +185,8 @@ class OperatorViews(JournalDatabase):
 BLOCK_COUNTS = ("completed", "fizzled", "running", "ended", "released", "not_started")
 
 _BLOCK_LAUNCHES = """
-SELECT l.launch_id, l.launch_dir, l.batch_job_id,
-       (SELECT json_extract(e.payload, '$.state') FROM events AS e
-        WHERE e.launch_id = l.launch_id AND e.type = 'completed' AND e.push_outcome IS NOT 'stray'
-        ORDER BY e.occurred_at DESC, e.event_id DESC LIMIT 1) AS completed_state,
-       (SELECT e.type FROM events AS e
-        WHERE e.launch_id = l.launch_id AND e.type IN ('started', 'exited', 'completed', 'lost', 'released')
-          AND e.push_outcome IS NOT 'stray'
-        ORDER BY e.occurred_at DESC, e.event_id DESC LIMIT 1) AS last_run
-FROM launches AS l
+SELECT l.launch_id, l.launch_dir, l.batch_job_id, s.completed_state, s.last_run
+FROM launches AS l LEFT JOIN launch_summary AS s ON s.launch_id = l.launch_id
 WHERE l.launch_dir IS NOT NULL AND l.forgotten_at IS NULL
 ORDER BY l.launch_id"""
 

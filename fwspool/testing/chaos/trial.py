@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import sqlite3
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -103,9 +104,25 @@ def final_ingest_and_check(
     if integrity != [{"integrity_check": "ok"}]:
         c.other += 1
         c.note(f"journal integrity: {integrity[:3]}")
+    check_summary(inst.journal, c, "after the final ingest")
     if push:
         expect_ok(inst.run(inst.push("--timeout", "20"), "push-final", timeout=200), c, "final push")
         c.add(check_db(inst, cluster.reference(inst.tpl, read_spool_files(inst.launches_root))))
+        check_summary(inst.journal, c, "after the final push")
+
+
+def check_summary(journal: str, c: Check, when: str) -> None:
+    """What status reads (launch_summary) is what the events say, after every kill of the trial."""
+    from fwspool.journal.summary import differences
+
+    conn = sqlite3.connect(journal, timeout=60, isolation_level=None)
+    try:
+        wrong = differences(conn)
+    finally:
+        conn.close()
+    if wrong:
+        c.other += 1
+        c.note(f"launch_summary {when}: {len(wrong)} launches differ from their events: {wrong[:2]}")
 
 
 def wait_all(procs: Sequence[Proc], c: Check, timeout: float = 300) -> None:

@@ -19,6 +19,7 @@ from fwspool.testing.chaos.processes import killer_cmd
 from fwspool.testing.chaos.trial import (
     Scenario,
     ScenarioResult,
+    check_summary,
     count_push_writes,
     expect_ok,
     no_traceback,
@@ -81,6 +82,7 @@ def run(cluster: Cluster, trials: int, rng: random.Random, full: bool) -> Scenar
             inv = inventory(inst.launches_root)
             c.add(check_journal(inst.journal, inv))
             c.add(check_db(inst, want, skip=skip))
+            check_summary(inst.journal, c, "after the pushes killed and the recovery push")
             if rocket is not None:
                 c.add(check_rocket_kept(inst, rocket))
     res.detail = f"a clean push: {total} write commands, {took:.1f}s; kills landed: " + ", ".join(

@@ -1,0 +1,396 @@
+#!/usr/bin/env python3
+"""Benchmark of fwspool at site scale, through the CLI: a year of journal and many running jobs.
+
+    python tools/bench_scale.py                  # quick: 1,000 launches x 100 events, 1,000 open
+    python tools/bench_scale.py --big            # 10,000 x 1,000 events, 10,000 open launches
+    python tools/bench_scale.py --json           # JSON on stdout (the table goes to stderr)
+    PYTHONPATH=/path/to/other/fwspool python tools/bench_scale.py   # another version, same figures
+
+It builds L finished launches of E events each (spool files in the real record format, as
+``tools/bench_ingest.py`` writes them: started, pings with a checkpoint every tenth, completed,
+exited) and O open launches (started, pings: jobs still running), all under one root on disk.
+Then, each through ``python -m fwspool`` in a child process:
+
+1. first ingest (``fwspool ingest --root``): events/s and the child's peak RSS;
+2. the push's marks: every event of the finished launches applied, the open launches' events
+   but their last ping, with the outcome a push records (set up through the journal's own
+   ``mark_pushed``; its CPU per launch is the journal's share of a push's client CPU, the
+   LaunchPad's share is ``tools/bench_push.py``'s);
+3. status: ``fwspool status --no-check`` (the default view), ``--json``, and the daemon's one-line
+   summary (``Journal.summary``), median of ``--repeat``;
+4. idle passes of a long-running ingest (``fwspool ingest --watch``: one Ingester, its first
+   pass done, nothing new, the launches the journal knows): wall time, and with
+   ``strace -c -f -p`` (when strace is installed) on one pass alone the filesystem calls and the
+   metadata calls (open, stat, directory reads...) per open launch;
+5. the journal's bytes per event, and where they go (SQLite's ``dbstat``: each table and index).
+
+Exit status 1 when a correctness check fails (an event count); missed targets with ``--check``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from bench_ingest import generate  # noqa: E402 - the same spool files as the ingest benchmark
+
+TARGETS = {"status_s": 1.0, "idle_meta_per_launch": 1.2, "idle_s": 1.0, "ingest_events_per_s": 100_000}
+
+#: System calls that ask the filesystem; those that touch metadata (a round trip to a parallel
+#: filesystem's metadata server) are the second set.
+FS_CALLS = {
+    "openat", "open", "close", "read", "pread64", "lseek", "fstat", "newfstatat", "stat", "lstat",
+    "statx", "getdents64", "access", "faccessat", "faccessat2", "readlink", "readlinkat",
+}  # fmt: skip
+META_CALLS = {"openat", "open", "newfstatat", "stat", "lstat", "statx", "getdents64", "access", "faccessat",
+              "faccessat2", "readlink", "readlinkat"}  # fmt: skip
+
+
+def log(msg: str) -> None:
+    print(f"[scale] {msg}", file=sys.stderr, flush=True)
+
+
+def fwspool(*args: str, env: dict[str, str], strace_to: str | None = None) -> tuple[float, int, str]:
+    """Run ``fwspool ARGS``; (wall seconds, peak RSS in KiB, output)."""
+    cmd = [sys.executable, "-m", "fwspool.cli", *args]
+    if strace_to:
+        cmd = ["strace", "-f", "-c", "-o", strace_to, *cmd]
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out, _ = proc.communicate()
+    wall = time.perf_counter() - started
+    rss = _children_rss()  # the largest child so far: the first ingest is the first large one
+    if proc.returncode != 0:
+        raise RuntimeError(f"fwspool {' '.join(args)} exited {proc.returncode}: {out[-2000:]}")
+    return wall, rss, out
+
+
+def _children_rss() -> int:
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+
+
+def strace_counts(path: str) -> dict[str, int]:
+    """``strace -c`` output: calls per system call."""
+    counts: dict[str, int] = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$", line)
+            if m:
+                counts[m.group(2)] = int(m.group(1))
+    return counts
+
+
+def build(work: str, n_launches: int, n_events: int, n_open: int) -> str:
+    root = os.path.join(work, "runs")
+    t = time.perf_counter()
+    size = generate(root, n_launches, n_events, first_id=1, terminal=True, seed=1)
+    size += generate(os.path.join(root, "open"), n_open, 5, first_id=n_launches + 1, terminal=False, seed=2)
+    log(f"generated {n_launches:,} x {n_events:,} events and {n_open:,} open launches, {size / 2**20:.0f} MiB "
+        f"in {time.perf_counter() - t:.1f} s")  # fmt: skip
+    return root
+
+
+def mark_as_pushed(journal_path: str, n_launches: int) -> dict[str, Any]:
+    """Every event of the finished launches applied, each open launch's but its last; the outcome
+    a push records. Returns the journal-side CPU of it per launch."""
+    from fwspool.journal import Journal
+
+    cpu = time.process_time()
+    launches = 0
+    with Journal.open(journal_path) as journal:
+        after = None
+        while True:
+            batch = journal.pending_launches(after, 200)
+            if not batch:
+                break
+            outcomes = []
+            for launch in batch:
+                events = launch.events if launch.launch_id <= n_launches else launch.events[:-1]
+                outcomes += [(e.event_id, "applied", None) for e in events]
+            journal.mark_pushed(outcomes)
+            launches += len(batch)
+            after = batch[-1].launch_id
+    cpu = time.process_time() - cpu
+    db = sqlite3.connect(journal_path)
+    with db:
+        db.execute(
+            "UPDATE launches SET pushed_state = 'COMPLETED', outcome = 'completed', pushed_state_at = first_seen_at, "
+            "fw_name = 'bench' WHERE launch_id <= ?",
+            (n_launches,),
+        )
+        db.execute(
+            "UPDATE launches SET pushed_state = 'RUNNING', outcome = 'running', pushed_state_at = first_seen_at, "
+            "fw_name = 'bench' WHERE launch_id > ?",
+            (n_launches,),
+        )
+        db.execute(
+            "INSERT INTO meta (key, value) VALUES ('last_successful_push', strftime('%Y-%m-%dT%H:%M:%fZ')) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+        )
+    db.close()
+    return {"launches": launches, "cpu_s": cpu, "cpu_ms_per_launch": 1000 * cpu / max(1, launches)}
+
+
+def space(journal_path: str) -> dict[str, Any]:
+    db = sqlite3.connect(journal_path)
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    events = db.execute("SELECT count(*) FROM events").fetchone()[0]
+    size = os.path.getsize(journal_path)
+    out: dict[str, Any] = {"events": events, "bytes": size, "bytes_per_event": size / max(1, events)}
+    try:
+        parts = db.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC").fetchall()
+        out["by_object"] = {name: n / max(1, events) for name, n in parts}
+        out["payload_bytes_per_event"] = db.execute("SELECT avg(length(payload)) FROM events").fetchone()[0]
+    except sqlite3.OperationalError as exc:  # no dbstat in this SQLite
+        out["by_object"] = {"(dbstat unavailable)": str(exc)}
+    db.close()
+    return out
+
+
+def median_run(repeat: int, *args: str, env: dict[str, str]) -> float:
+    return statistics.median(fwspool(*args, env=env)[0] for _ in range(repeat))
+
+
+_STATUS_CHILD = """
+import json, statistics, sys, time
+from fwspool.journal import Journal
+from fwspool.status import collect, render
+journal = Journal.open(sys.argv[1])
+text, js = [], []
+for _ in range(int(sys.argv[2])):
+    t = time.perf_counter()
+    render(collect(journal, None))
+    text.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    json.dumps(collect(journal, None), indent=2, sort_keys=True)
+    js.append(time.perf_counter() - t)
+print(statistics.median(text), statistics.median(js))
+"""
+
+
+def status_in_process(journal_path: str, repeat: int, env: dict[str, str]) -> tuple[float, float]:
+    """``fwspool status`` without the command's start-up: (default view, --json) seconds."""
+    out = subprocess.run(
+        [sys.executable, "-c", _STATUS_CHILD, journal_path, str(repeat)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    text, js = out.stdout.split()
+    return float(text), float(js)
+
+
+def summary_seconds(journal_path: str, repeat: int, env: dict[str, str]) -> float:
+    code = (
+        "import sys, time; from fwspool.journal import Journal\n"
+        "j = Journal.open(sys.argv[1]); t = time.perf_counter(); j.summary(); print(time.perf_counter() - t)"
+    )
+    times = []
+    for _ in range(repeat):
+        out = subprocess.run(
+            [sys.executable, "-c", code, journal_path], env=env, capture_output=True, text=True
+        )
+        times.append(float(out.stdout.strip().splitlines()[-1]))
+    return statistics.median(times)
+
+
+#: A daemon's steady state: one Ingester, its first pass (which lists every directory) done, then
+#: passes with nothing new. The parent attaches strace to the second pass alone.
+_IDLE_CHILD = """
+import statistics, sys, time
+from fwspool.ingest import Ingester
+from fwspool.journal import Journal
+journal = Journal.open(sys.argv[1])
+ingester = Ingester(journal, inbox_dir=sys.argv[2])
+ingester.run_pass()
+print("ready", flush=True)
+sys.stdin.readline()
+ingester.run_pass()
+print("traced", flush=True)
+sys.stdin.readline()
+times = []
+for _ in range(int(sys.argv[3])):
+    t = time.perf_counter()
+    ingester.run_pass()
+    times.append(time.perf_counter() - t)
+print(statistics.median(times), max(times), flush=True)
+"""
+
+
+def idle_passes(journal: str, inbox: str, n_open: int, repeat: int, env: dict[str, str]) -> dict[str, Any]:
+    """Idle passes of a long-running ingest (``fwspool ingest --watch``): wall time (median and
+    slowest of ``max(repeat, 10)`` passes: one in ten lists every directory) and, under strace,
+    the filesystem calls of one pass between two full ones, per open launch."""
+    passes = max(repeat, 10)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _IDLE_CHILD, journal, inbox, str(passes)],
+        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert child.stdin is not None and child.stdout is not None
+    assert child.stdout.readline().strip() == "ready"
+    out: dict[str, Any] = {}
+    tracer = None
+    trace = journal + ".strace"
+    if shutil.which("strace"):
+        tracer = subprocess.Popen(
+            ["strace", "-c", "-f", "-p", str(child.pid), "-o", trace], stderr=subprocess.DEVNULL
+        )
+        time.sleep(1.0)  # attached
+    child.stdin.write("\n")
+    child.stdin.flush()
+    assert child.stdout.readline().strip() == "traced"
+    if tracer is not None:
+        tracer.send_signal(2)  # SIGINT: detach and write the counts
+        tracer.wait()
+        calls = strace_counts(trace)
+        fs = sum(n for c, n in calls.items() if c in FS_CALLS)
+        meta = sum(n for c, n in calls.items() if c in META_CALLS)
+        out.update(
+            fs_per_open_launch=fs / max(1, n_open),
+            meta_per_open_launch=meta / max(1, n_open),
+            calls={c: n for c, n in sorted(calls.items()) if c in FS_CALLS},
+        )
+    child.stdin.write("\n")
+    child.stdin.flush()
+    median, slowest = map(float, child.stdout.readline().split())
+    child.wait()
+    out.update(seconds=median, slowest_s=slowest, passes=passes)
+    return out
+
+
+def run(args: argparse.Namespace, work: str) -> dict[str, Any]:
+    env = {**os.environ, "FWSPOOL_INBOX": os.path.join(work, "inbox")}
+    os.makedirs(env["FWSPOOL_INBOX"], exist_ok=True)
+    root = build(work, args.launches, args.events, args.open)
+    journal = os.path.join(work, "journal.sqlite3")
+    expected = args.launches * args.events + args.open * 5
+    r: dict[str, Any] = {"launches": args.launches, "events": args.events, "open": args.open}
+
+    import resource
+
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall, rss, _ = fwspool("ingest", "--journal", journal, "--root", root, env=env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = (after.ru_utime - cpu.ru_utime) + (after.ru_stime - cpu.ru_stime)
+    got = sqlite3.connect(journal).execute("SELECT count(*) FROM events").fetchone()[0]
+    r["ingest"] = {
+        "seconds": wall,
+        "events_per_s": got / wall,
+        "cpu_s": cpu_s,
+        "events_per_cpu_s": got / cpu_s,
+        "peak_rss_mib": rss / 1024,
+        "events": got,
+    }
+    log(f"first ingest: {got:,} events in {wall:.1f} s ({got / wall:,.0f}/s), peak RSS {rss / 1024:.0f} MiB")
+    r["ok"] = got == expected
+
+    r["push_marks"] = mark_as_pushed(journal, args.launches)
+    log(f"push marks: {r['push_marks']['cpu_ms_per_launch']:.2f} ms CPU per launch")
+
+    r["status"] = {
+        "summary_s": summary_seconds(journal, args.repeat, env),
+        "default_s": median_run(args.repeat, "status", "--journal", journal, "--no-check", env=env),
+        "json_s": median_run(args.repeat, "status", "--journal", journal, "--no-check", "--json", env=env),
+    }
+    r["status"]["default_in_process_s"], r["status"]["json_in_process_s"] = status_in_process(
+        journal, args.repeat, env
+    )
+    r["status"]["startup_s"] = median_run(args.repeat, "--help", env=env)
+    log(f"status: {r['status']}")
+
+    r["idle"] = idle_passes(journal, env["FWSPOOL_INBOX"], args.open, args.repeat, env)
+    log(f"idle pass: {r['idle']}")
+    r["space"] = space(journal)
+    return r
+
+
+def table(r: dict[str, Any]) -> str:
+    i, s, idle, sp = r["ingest"], r["status"], r["idle"], r["space"]
+    rows = [
+        f"fwspool at scale: {r['launches']:,} launches x {r['events']:,} events, {r['open']:,} open",
+        f"  first ingest            {i['events_per_s']:>12,.0f} ev/s  ({i['events']:,} events, {i['seconds']:.1f} s, "
+        f"peak RSS {i['peak_rss_mib']:.0f} MiB)",
+        f"  first ingest, per CPU s {i['events_per_cpu_s']:>12,.0f} ev    ({i['cpu_s']:.1f} s of CPU: the machine's load aside)",
+        f"  push marks (journal)    {r['push_marks']['cpu_ms_per_launch']:>12.2f} ms CPU per launch",
+        f"  status summary          {s['summary_s']:>12.3f} s",
+        f"  status (default view)   {s['default_s']:>12.3f} s  ({s['default_in_process_s']:.3f} s of it "
+        "past the start-up)",
+        f"  status --json           {s['json_s']:>12.3f} s  ({s['json_in_process_s']:.3f} s past the start-up)",
+        f"  (any command's start-up {s['startup_s']:>12.3f} s: Python and imports, `fwspool --help`)",
+        f"  idle pass               {idle['seconds']:>12.3f} s  (median of {idle['passes']}; slowest "
+        f"{idle['slowest_s']:.3f} s)",
+    ]
+    if "meta_per_open_launch" in idle:
+        rows.append(
+            f"  idle pass, per open     {idle['fs_per_open_launch']:>12.2f} filesystem calls, "
+            f"{idle['meta_per_open_launch']:.2f} metadata"
+        )
+        rows.append("    " + ", ".join(f"{c} {n}" for c, n in idle["calls"].items()))
+    rows.append(
+        f"  journal                 {sp['bytes_per_event']:>12.0f} bytes per event ({sp['bytes'] / 2**20:.0f} MiB)"
+    )
+    for name, per in list(sp.get("by_object", {}).items())[:8]:
+        rows.append(f"    {name:<28} {per:>8.1f}" if isinstance(per, float) else f"    {name}: {per}")
+    if "payload_bytes_per_event" in sp:
+        rows.append(
+            f"    (payload JSON text: {sp['payload_bytes_per_event']:.0f} bytes per event on average)"
+        )
+    return "\n".join(rows)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--launches", type=int, default=1000, help="finished launches (L)")
+    ap.add_argument("--events", type=int, default=100, help="events per finished launch (E, >= 3)")
+    ap.add_argument("--open", type=int, default=1000, help="open launches on disk (O)")
+    ap.add_argument("--big", action="store_true", help="10,000 x 1,000 events and 10,000 open launches")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per timing; the median is reported")
+    ap.add_argument("--dir", default=None, help="work directory (default: a new temp dir, removed after)")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--json", action="store_true", help="JSON on stdout (the table goes to stderr)")
+    ap.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    args = ap.parse_args(argv)
+    if args.big:
+        args.launches, args.events, args.open = 10_000, 1_000, 10_000
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    work = args.dir or tempfile.mkdtemp(prefix="fwspool-scale-")
+    os.makedirs(work, exist_ok=True)
+    try:
+        r = run(args, work)
+    finally:
+        if not (args.keep or args.dir):
+            shutil.rmtree(work, ignore_errors=True)
+    print(table(r), file=sys.stderr if args.json else sys.stdout)
+    if args.json:
+        print(json.dumps(r, indent=2))
+    missed = [
+        r["status"]["default_s"] > TARGETS["status_s"],
+        r["idle"].get("meta_per_open_launch", 0) > TARGETS["idle_meta_per_launch"],
+        r["idle"]["seconds"] > TARGETS["idle_s"],
+    ]
+    if not r["ok"]:
+        log("event count differs from what was generated")
+        return 1
+    return 1 if args.check and any(missed) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
