@@ -223,19 +223,22 @@ def test_block_md_documents_the_manifest_fields_of_the_code():
 
 
 def _summary_from_events(db: sqlite3.Connection) -> list[tuple[object, ...]]:
-    """launch_summary as the events themselves give it (what the triggers must keep)."""
+    """launch_summary as the events themselves give it (what the journal must keep); set-aside
+    events (another LaunchPad's) are never a launch's last anything."""
     rows = db.execute(
         """SELECT launch_id, count(*), sum(pushed_at IS NULL), sum(push_outcome IS 'applied'),
                   sum(push_outcome IS 'superseded'), sum(push_outcome IS 'skipped'),
                   sum(push_outcome IS 'stray'), min(CASE WHEN pushed_at IS NULL THEN ingested_at END),
                   (SELECT type FROM events AS x WHERE x.launch_id = e.launch_id
-                   ORDER BY occurred_at DESC, event_id DESC LIMIT 1),
-                  max(occurred_at),
-                  (SELECT type FROM events AS x WHERE x.launch_id = e.launch_id
+                   AND push_outcome IS NOT 'stray' ORDER BY occurred_at DESC, event_id DESC LIMIT 1),
+                  (SELECT max(occurred_at) FROM events AS x WHERE x.launch_id = e.launch_id
+                   AND push_outcome IS NOT 'stray'),
+                  (SELECT type FROM events AS x WHERE x.launch_id = e.launch_id AND push_outcome IS NOT 'stray'
                    AND type IN ('started', 'exited', 'completed', 'lost', 'released')
                    ORDER BY occurred_at DESC, event_id DESC LIMIT 1),
                   (SELECT json_extract(payload, '$.state') FROM events AS x WHERE x.launch_id = e.launch_id
-                   AND type = 'completed' ORDER BY occurred_at DESC, event_id DESC LIMIT 1)
+                   AND push_outcome IS NOT 'stray' AND type = 'completed'
+                   ORDER BY occurred_at DESC, event_id DESC LIMIT 1)
            FROM events AS e GROUP BY launch_id ORDER BY launch_id"""
     ).fetchall()
     return [tuple(r) for r in rows]

@@ -165,6 +165,10 @@ def mark_events(db: sqlite3.Connection, marks: Sequence[tuple[str, str, str | No
             per = moved.setdefault(launch_id, {})
             per[outcome] = per.get(outcome, 0) + 1
     _moved_out_of_pending(db, moved)
+    # An event set aside is no longer its launch's last anything: those launches anew.
+    set_aside = [launch_id for launch_id, per in moved.items() if "stray" in per]
+    if set_aside:
+        summarize(db, set_aside)
     return sum(sum(per.values()) for per in moved.values())
 
 
