@@ -90,24 +90,7 @@ class Outbox(JournalDatabase):
                 f"WHERE pushed_at IS NULL AND launch_id IN ({marks}) ORDER BY launch_id, writer_id, seq",
                 lids,
             ).fetchall()
-            completed = {
-                r[0]
-                for r in db.execute(
-                    f"SELECT DISTINCT launch_id FROM events WHERE type = 'completed' AND launch_id IN ({marks})",
-                    lids,
-                )
-            }
-            quarantined = dict(
-                db.execute(
-                    "SELECT s.launch_id, count(*) FROM quarantine AS q JOIN sources AS s ON s.source_id = q.source_id "
-                    f"WHERE s.kind = 'spool' AND s.launch_id IN ({marks}) GROUP BY s.launch_id",
-                    lids,
-                )
-            )
-            announced: dict[int, set[str]] = {}
-            for launch_id, directory in db.execute(_ANNOUNCED_DIRS.format(marks=marks), (*lids, *lids)):
-                if directory:
-                    announced.setdefault(launch_id, set()).add(directory)
+            completed, quarantined, announced = _what_else_is_known(db, lids, marks)
         by_launch: dict[int, dict[str, list[PendingEvent]]] = {}
         for event_id_, launch_id, etype, occurred_at, payload, writer in rows:
             stream = by_launch.setdefault(launch_id, {}).setdefault(writer, [])
@@ -420,6 +403,31 @@ def remember_pushed(db: Any, launches: Sequence[PushedLaunch], now: str) -> None
         "UPDATE launches SET history_at = ? WHERE fw_id = ? AND launch_id < ? AND history_at IS NULL",
         [(now, r.fw_id, r.launch_id) for r in launches if r.fw_id is not None and r.outcome != "superseded"],
     )
+
+
+def _what_else_is_known(
+    db: Any, lids: Sequence[int], marks: str
+) -> tuple[set[int], dict[int, int], dict[int, set[str]]]:
+    """For these launches: those with a completed event in the journal (pushed or not), how many
+    records of their spool files are quarantined, and the directories the inbox announced."""
+    completed = {
+        r[0]
+        for r in db.execute(
+            f"SELECT DISTINCT launch_id FROM events WHERE type = 'completed' AND launch_id IN ({marks})", lids
+        )
+    }
+    quarantined = dict(
+        db.execute(
+            "SELECT s.launch_id, count(*) FROM quarantine AS q JOIN sources AS s ON s.source_id = q.source_id "
+            f"WHERE s.kind = 'spool' AND s.launch_id IN ({marks}) GROUP BY s.launch_id",
+            lids,
+        )
+    )
+    announced: dict[int, set[str]] = {}
+    for launch_id, directory in db.execute(_ANNOUNCED_DIRS.format(marks=marks), (*lids, *lids)):
+        if directory:
+            announced.setdefault(launch_id, set()).add(directory)
+    return completed, quarantined, announced
 
 
 def _known(db: Any, column: str, values: Sequence[int]) -> set[int]:

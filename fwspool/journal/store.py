@@ -256,6 +256,18 @@ def _set_aside_strays(db: sqlite3.Connection, batch: IngestBatch, counts: Ingest
     for launch_id, row in first_claims.items():
         homes.setdefault(launch_id, LaunchHome(launch_id, row.launch_dir))
     known = _source_rows(db, list(batch.events))
+    stray = _strays(db, batch, homes, known)
+    if stray:
+        _take_out(batch, stray, homes, known, counts)
+
+
+def _strays(
+    db: sqlite3.Connection,
+    batch: IngestBatch,
+    homes: dict[int, LaunchHome],
+    known: dict[str, tuple[Any, ...]],
+) -> dict[str, tuple[int, str]]:
+    """The batch's files that are not their launch's, with their launch and why."""
     stray: dict[str, tuple[int, str]] = {}
     for path, launch_id in _launch_of_files(batch).items():
         was = known.get(path)
@@ -275,8 +287,17 @@ def _set_aside_strays(db: sqlite3.Connection, batch: IngestBatch, counts: Ingest
             f"launch {launch_id} of this journal's LaunchPad runs in {home.launch_dir}, not in {directory}: "
             "set aside (another LaunchPad's launch, or one before an lpad reset)",
         )
-    if not stray:
-        return
+    return stray
+
+
+def _take_out(
+    batch: IngestBatch,
+    stray: dict[str, tuple[int, str]],
+    homes: dict[int, LaunchHome],
+    known: dict[str, tuple[Any, ...]],
+    counts: IngestCounts,
+) -> None:
+    """Take these stray files, their events and their claims on their launches out of the batch."""
     for path, (_, reason) in stray.items():
         del batch.events[path]
         kind = next((s.kind for s in batch.sources if s.path == path), "spool")
