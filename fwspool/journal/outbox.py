@@ -24,7 +24,7 @@ from fwspool.journal.database import JournalDatabase, in_chunks
 from fwspool.journal.homes import read_homes, set_aside
 from fwspool.journal.rows import ForgetRequest
 from fwspool.journal.store import forget_late_launches
-from fwspool.outcomes import PushedLaunch
+from fwspool.outcomes import SUPERSEDED, PushedLaunch
 from fwspool.runs import LaunchEvents, PendingEvent
 
 _LAUNCHES_WITH_PENDING = """
@@ -118,7 +118,9 @@ class Outbox(JournalDatabase):
         """Record that the LaunchPad acknowledged these events (call only after it did), and drop
         the redo records of the writes that carried them, in the same transaction.
 
-        ``outcomes``: (event id, 'applied' | 'superseded' | 'skipped', detail or None).
+        ``outcomes``: (event id, disposition, detail or None), the disposition one of
+        :class:`fwspool.launchpad.Disposition` ('applied', 'superseded', 'skipped'; 'stray' is
+        the journal's own, :meth:`settle_identities`).
         ``launches``: what those writes left of each launch, remembered with the mark
         (:func:`remember_pushed`). ``batch``: the launch ids the push looked at; ``held``: those
         whose events it left pending, with why (the others are held no longer).
@@ -401,7 +403,7 @@ def remember_pushed(db: Any, launches: Sequence[PushedLaunch], now: str) -> None
     # A later launch of the same Firework on the LaunchPad: the earlier ones are history.
     db.executemany(
         "UPDATE launches SET history_at = ? WHERE fw_id = ? AND launch_id < ? AND history_at IS NULL",
-        [(now, r.fw_id, r.launch_id) for r in launches if r.fw_id is not None and r.outcome != "superseded"],
+        [(now, r.fw_id, r.launch_id) for r in launches if r.fw_id is not None and r.outcome != SUPERSEDED],
     )
 
 

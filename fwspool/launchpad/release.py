@@ -24,5 +24,4 @@ def release(lp: Any, routed: Routed, result: ApplyResult) -> None:
         return
     lp.cancel_reservation(lid)
     lp.forget_offline(lid, launch_mode=True)
-    result.released_launches.append(lid)
-    result.applied(launch)
+    result.handed_back(launch)

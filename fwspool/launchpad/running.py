@@ -52,8 +52,7 @@ def apply_running(
         result.retry("some launches changed on the LaunchPad during the push; retrying next pass")
     else:
         for routed in running:
-            result.applied(routed.launch)
-            result.touched_launches.append(routed.launch.launch_id)
+            result.ran(routed.launch)
     if running_fw_ids:
         mark_fireworks_running(lp, sorted(running_fw_ids), now)
 

@@ -138,6 +138,16 @@ class ApplyResult:
         self.completed_launches.append(launch.launch_id)
         self.applied(launch)
 
+    def ran(self, launch: LaunchEvents) -> None:
+        """This launch's running phase is on the LaunchPad, every pending event applied."""
+        self.touched_launches.append(launch.launch_id)
+        self.applied(launch)
+
+    def handed_back(self, launch: LaunchEvents) -> None:
+        """This launch's reservation was handed back (its ``released``), every event applied."""
+        self.released_launches.append(launch.launch_id)
+        self.applied(launch)
+
     def retry(self, problem: str) -> None:
         """Something of this batch waits for the next pass (its events stay pending)."""
         self.problems.append(problem)
