@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from fwspool.runs import LaunchEvents, PendingEvent, last_run_end, why_ended
+from fwspool.runs import LaunchEvents, PendingEvent, ending_of, why_ended
 
 #: Started, no end yet.
 RUNNING = "running"
@@ -95,10 +95,7 @@ def implied(events: Sequence[PendingEvent]) -> Implied | None:
     """What these events of one launch (all of them, in order) make of it once pushed, by the
     rules of :mod:`fwspool.runs`: a completion wins; else the last run's end, unless a requeued
     run started after it; a reservation released; running. None: nothing ran yet."""
-    for event in events:
-        if event.type == "completed":
-            return of_end(event)
-    ending = last_run_end(LaunchEvents(0, list(events)))
+    ending = ending_of(LaunchEvents(0, list(events)))
     if ending is not None:
         return of_end(ending)
     started = any(e.type == "started" for e in events)

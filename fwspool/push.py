@@ -21,7 +21,7 @@ from fwspool.errors import UplinkUnavailable
 from fwspool.events import as_utc, iso, utcnow
 from fwspool.failpoints import failpoint
 from fwspool.journal import LAST_PUSH_KEY, Journal
-from fwspool.launchpad import ApplyResult
+from fwspool.launchpad import ApplyResult, Disposition, Verdict
 from fwspool.plural import counted
 from fwspool.runs import LaunchEvents
 from fwspool.uplink import Uplink
@@ -62,6 +62,16 @@ class PushSummary:
     #: from elsewhere was set aside (fwspool.identity).
     moved: int = 0
     problems: list[str] = field(default_factory=list)
+
+    def count(self, result: ApplyResult) -> None:
+        """Add what a batch did with each event."""
+        for _, outcome, _detail in result.outcomes:
+            if outcome == Disposition.APPLIED:
+                self.applied += 1
+            elif outcome == Disposition.SUPERSEDED:
+                self.superseded += 1
+            else:
+                self.skipped += 1
 
     def changed(self) -> bool:
         """Whether the pass changed anything: on the LaunchPad, or what the journal knows."""
@@ -141,60 +151,70 @@ class Pusher:
             with self.connecting():
                 self.uplink.check()
             self._check_binding()
-            for redo_id, write_set in self.journal.pending_redo():
-                # A pass died between writing a bulk completion and marking it: finish its writes
-                # (or learn that they are no longer its to finish: its events stay pending).
-                if self.uplink.replay(write_set) == "waiting":
-                    summary.problems.append(
-                        "the workflows of an interrupted push are locked by another process; it is finished next pass"
-                    )
-                    continue
-                self.journal.mark_pushed([], done_redo=[redo_id])
+            self._finish_redo(summary)
             self._apply_forgets(summary)
             runs = self.uplink.open_offline_runs()
             moved = self._settle_identities(runs)
             summary.problems.extend(moved)
             summary.moved = len(moved)
             summary.registered = self.journal.register_offline_runs(runs)
-            total, _ = self.journal.pending_summary()
-            done = 0
-            after: int | None = None
-            while not should_stop():
-                launches = self.journal.pending_launches(after, self.batch_launches)
-                if not launches:
-                    break
-                after = launches[-1].launch_id
-                saved: list[int] = []
-                result = self.uplink.apply(
-                    launches, self.clock(), redo=self._redo_saver(saved), owner=self.journal.identity()
-                )
-                failpoint("push.before_mark")
-                # Only now, with the database's acknowledgement in hand.
-                self.journal.mark_pushed(
-                    result.outcomes,
-                    done_redo=saved,
-                    launches=result.pushed,
-                    batch=[launch.launch_id for launch in launches],
-                    held=_held(launches, result),
-                )
-                summary.launches += len(launches)
-                for _, outcome, _detail in result.outcomes:
-                    if outcome == "applied":
-                        summary.applied += 1
-                    elif outcome == "superseded":
-                        summary.superseded += 1
-                    else:
-                        summary.skipped += 1
-                summary.problems.extend(result.problems)
-                summary.released += len(result.released_launches)
-                done += sum(len(launch.events) for launch in launches)
-                if progress:
-                    progress(min(done, total), total)
+            self._push_pending(summary, should_stop, progress)
             self._follow(summary)
         except UplinkUnavailable as exc:
             raise self.unavailable(exc) from None
         self.journal.set_meta(LAST_PUSH_KEY, iso(self.clock()))
         return summary
+
+    def _finish_redo(self, summary: PushSummary) -> None:
+        """A pass died between writing a bulk completion and marking it: finish its writes (or
+        learn that they are no longer its to finish: its events stay pending)."""
+        for redo_id, write_set in self.journal.pending_redo():
+            if self.uplink.replay(write_set) == Verdict.WAITING:
+                summary.problems.append(
+                    "the workflows of an interrupted push are locked by another process; it is finished next pass"
+                )
+                continue
+            self.journal.mark_pushed([], done_redo=[redo_id])
+
+    def _push_pending(
+        self,
+        summary: PushSummary,
+        should_stop: Callable[[], bool],
+        progress: Callable[[int, int], None] | None,
+    ) -> None:
+        """Apply the pending events, ``batch_launches`` launches at a time, each batch marked
+        pushed once the database acknowledged it."""
+        total, _ = self.journal.pending_summary()
+        done = 0
+        after: int | None = None
+        while not should_stop():
+            launches = self.journal.pending_launches(after, self.batch_launches)
+            if not launches:
+                break
+            after = launches[-1].launch_id
+            self._push_batch(launches, summary)
+            done += sum(len(launch.events) for launch in launches)
+            if progress:
+                progress(min(done, total), total)
+
+    def _push_batch(self, launches: list[LaunchEvents], summary: PushSummary) -> None:
+        saved: list[int] = []
+        result = self.uplink.apply(
+            launches, self.clock(), redo=self._redo_saver(saved), owner=self.journal.identity()
+        )
+        failpoint("push.before_mark")
+        # Only now, with the database's acknowledgement in hand.
+        self.journal.mark_pushed(
+            result.outcomes,
+            done_redo=saved,
+            launches=result.pushed,
+            batch=[launch.launch_id for launch in launches],
+            held=_held(launches, result),
+        )
+        summary.launches += len(launches)
+        summary.count(result)
+        summary.problems.extend(result.problems)
+        summary.released += len(result.released_launches)
 
     def _check_binding(self) -> None:
         """One journal, one LaunchPad (:mod:`fwspool.binding`): bind on the first push, refuse

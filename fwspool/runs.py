@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from fwspool.events import FINAL_STATES, as_utc
 
@@ -116,17 +116,12 @@ def ending_action(event: PendingEvent) -> dict[str, Any]:
     return _action({"_message": message, key: facts, "_exited_at": event.occurred_at})
 
 
-def final_of(launch: LaunchEvents) -> tuple[str, dict[str, Any], dt.datetime] | None:
-    """The state, FWAction and time that end this launch, if its pending events end it."""
-    for ev in launch.events:
-        if ev.type == "completed":
-            return ev.payload["state"], ev.payload["action"], as_utc(ev.payload["completed_on"])
-    if launch.has_completion:
-        return None  # the completion was pushed before: a later exit adds nothing
-    ending = last_run_end(launch)
-    if ending is None:
-        return None
-    return "FIZZLED", ending_action(ending), as_utc(ending.occurred_at)
+class Final(NamedTuple):
+    """The state, FWAction and time that end a launch."""
+
+    state: str
+    action: dict[str, Any]
+    completed_on: dt.datetime
 
 
 def last_run_end(launch: LaunchEvents) -> PendingEvent | None:
@@ -140,8 +135,29 @@ def last_run_end(launch: LaunchEvents) -> PendingEvent | None:
     return ending
 
 
-def completion_in_quarantine(launch: LaunchEvents) -> PendingEvent | None:
-    """The exit that must wait because the launch's completion is probably quarantined.
+def ending_of(launch: LaunchEvents) -> PendingEvent | None:
+    """The pending event that ends this launch, if its pending events end it: the one rule.
+
+    A completion wins; after a completion pushed before, a later exit adds nothing; else the
+    end of the last run (:func:`last_run_end`).
+    """
+    completion = next((e for e in launch.events if e.type == "completed"), None)
+    if completion is not None or launch.has_completion:
+        return completion
+    return last_run_end(launch)
+
+
+def final_of_event(ending: PendingEvent) -> Final:
+    """How an ending event ends its launch: a completion with its own state, action and time; an
+    exit or a lost job FIZZLED, with fwspool's action saying why, at the time it was recorded."""
+    if ending.type == "completed":
+        p = ending.payload
+        return Final(p["state"], p["action"], as_utc(p["completed_on"]))
+    return Final("FIZZLED", ending_action(ending), as_utc(ending.occurred_at))
+
+
+def _waits_on_quarantine(launch: LaunchEvents, ending: PendingEvent | None) -> bool:
+    """Whether the launch's end must wait because its completion is probably quarantined.
 
     A run that ended on its own (no signal, no failed start) recorded its completion before it
     exited (`fwspool rlaunch` always does): when no completion is in the journal but some of the
@@ -150,29 +166,52 @@ def completion_in_quarantine(launch: LaunchEvents) -> PendingEvent | None:
     waits instead, until ``fwspool ingest --retry-quarantined`` with a larger limit brings the
     completion in, or the Firework is rerun on the LaunchPad (the launch is then superseded).
     """
-    if not launch.quarantined or launch.has_completion or any(e.type == "completed" for e in launch.events):
-        return None
-    ending = last_run_end(launch)
-    if ending is None or ending.type != "exited":
-        return None
-    if ending.payload.get("signal") is not None or ending.payload.get("error"):
-        return None
-    return ending
+    if not launch.quarantined or ending is None or ending.type != "exited":
+        return False  # an exit is the ending only when no completion is in the journal
+    return ending.payload.get("signal") is None and not ending.payload.get("error")
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchReading:
+    """What a launch's pending events say, read once (:func:`read_launch`) before anything is
+    written: every step of an application reads this instead of the events again."""
+
+    launch: LaunchEvents
+    #: The pending event that ends the launch (:func:`ending_of`); None: it runs on.
+    ending: PendingEvent | None
+    #: How it ends (:func:`final_of_event` of ``ending``).
+    final: Final | None
+    #: A run starts or the real result arrives: an inferred FIZZLED is undone (:meth:`reopens`).
+    restarts: bool
+    #: The clean exit that waits for a quarantined completion; None when nothing waits.
+    waits_on: PendingEvent | None
+    #: Its reservation is handed back (a ``released`` event).
+    released: bool
+
+    def reopens(self, state: str | None, action: dict[str, Any] | None) -> bool:
+        """Whether these events undo a launch that is ``state`` with ``action`` on the LaunchPad:
+        a FIZZLED fwspool inferred, and a new run or the real result."""
+        return state == "FIZZLED" and self.restarts and inferred_end(action)
+
+
+def read_launch(launch: LaunchEvents) -> LaunchReading:
+    """Read a launch's pending events into what they say (:class:`LaunchReading`)."""
+    ending = ending_of(launch)
+    waits = _waits_on_quarantine(launch, ending)
+    return LaunchReading(
+        launch,
+        ending,
+        final_of_event(ending) if ending is not None else None,
+        any(e.type in ("started", "completed") for e in launch.events),
+        ending if waits else None,
+        any(e.type == "released" for e in launch.events),
+    )
 
 
 def inferred_end(action: dict[str, Any] | None) -> bool:
     """Whether a FIZZLED launch's action is fwspool's inference rather than a task's own."""
     stored = (action or {}).get("stored_data") or {}
     return isinstance(stored, dict) and any(k in stored for k in INFERRED_KEYS)
-
-
-def reopens(state: str | None, action: dict[str, Any] | None, launch: LaunchEvents) -> bool:
-    """Whether these pending events undo an inferred FIZZLED: a new run, or the real result."""
-    return (
-        state == "FIZZLED"
-        and inferred_end(action)
-        and any(e.type in ("started", "completed") for e in launch.events)
-    )
 
 
 def stamp_completion(launch_obj: Any, state: str, completed_on: dt.datetime) -> None:

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from fwspool.binding import EPOCH_FIELD, LaunchPadIdentity, launchpad_file_of
 from fwspool.config import LaunchPadConfig, redact
 from fwspool.errors import NotALaunchPad, UplinkAuthError, UplinkTLSError, UplinkUnavailable
-from fwspool.launchpad import ApplyResult, LaunchPadApplier, WriteSet
+from fwspool.launchpad import ApplyResult, LaunchPadApplier, Verdict, WriteSet
 from fwspool.runs import LaunchEvents
 
 #: MongoDB error codes that mean "who you are is not accepted".
@@ -70,9 +70,9 @@ class Uplink(Protocol):
         """Apply pending events; ``redo`` gets a bulk completion's write set before it is written;
         ``owner`` names the journal whose workflow locks these are."""
 
-    def replay(self, write_set: bytes) -> str:
+    def replay(self, write_set: bytes) -> Verdict:
         """Finish the writes of a bulk completion whose push died halfway (idempotent), if they are
-        still its to finish: ``written``, ``waiting`` (try next pass) or ``abandoned`` (see
+        still its to finish: written, waiting (try next pass) or abandoned (see
         :meth:`fwspool.launchpad.WriteSet.replay`)."""
 
     def open_offline_runs(self) -> list[dict[str, Any]]:
@@ -221,7 +221,6 @@ class MongoUplink:
             raise ConfigError(
                 f"cannot use LaunchPad settings from {config.source}: {redact(str(exc), config.secrets)}"
             ) from None
-        self.applier = LaunchPadApplier(self.lp)
 
     def where(self) -> str:
         return self.config.where()
@@ -269,11 +268,11 @@ class MongoUplink:
         redo: Callable[[bytes], None] | None = None,
         owner: str = "fwspool",
     ) -> ApplyResult:
-        self.applier.owner = owner
-        return self._call(lambda: self.applier.apply(launches, now, redo))
+        applier = LaunchPadApplier(self.lp, owner)
+        return self._call(lambda: applier.apply(launches, now, redo))
 
-    def replay(self, write_set: bytes) -> str:
-        return str(self._call(lambda: WriteSet.from_bytes(write_set).replay(self.lp)))
+    def replay(self, write_set: bytes) -> Verdict:
+        return Verdict(self._call(lambda: WriteSet.from_bytes(write_set).replay(self.lp)))
 
     def open_offline_runs(self) -> list[dict[str, Any]]:
         def fetch() -> list[dict[str, Any]]:
@@ -420,7 +419,7 @@ class FlakyUplink:
             raise UplinkUnavailable("injected fault after apply (acknowledgement lost)")
         return result
 
-    def replay(self, write_set: bytes) -> str:
+    def replay(self, write_set: bytes) -> Verdict:
         return self.inner.replay(write_set)
 
     def open_offline_runs(self) -> list[dict[str, Any]]:

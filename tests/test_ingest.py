@@ -958,12 +958,22 @@ def test_lock_wait_waits_for_the_other_ingester(tmp_path: Path, journal_path: st
     j = Journal.open(journal_path)
     held = j.lock("ingest")
     held.__enter__()
-    threading.Timer(0.5, lambda: held.__exit__(None, None, None)).start()
+    before_release: list[int] = []
+
+    def release() -> None:
+        before_release.append(query(journal_path, "SELECT count(*) AS n FROM events")[0]["n"])
+        held.__exit__(None, None, None)
+
+    threading.Timer(0.5, release).start()
+    started = time.monotonic()
     try:
         r = cli("ingest", "--journal", journal_path, "--root", str(root), "--lock-wait", "10")
     finally:
         j.close()
+    waited = time.monotonic() - started
     assert r.exit_code == 0 and "7 new events" in r.stdout
+    # It waited for the lock: nothing ingested while it was held, done only after its release.
+    assert before_release == [0] and waited >= 0.5, (before_release, waited)
 
 
 # -- signals -----------------------------------------------------------------------------------
@@ -1159,3 +1169,55 @@ def test_an_idle_pass_opens_no_unchanged_file_and_finds_a_second_run_within_ten_
         ingester.run_pass()
         assert opened == [running.name]
         assert query(journal_path, "SELECT count(*) AS n FROM events WHERE launch_id = 2")[0]["n"] == 3
+
+
+# -- regressions the fault-injection suite found (tools/chaos.py) ----------------------------
+
+
+def test_a_directory_whose_name_is_not_utf8_is_named_and_the_rest_ingested(tmp_path: Path) -> None:
+    """It used to fail the whole pass (UnicodeEncodeError storing the path), every pass: nothing
+    at all was ingested any more."""
+    root = tmp_path / "spool"
+    good = root / "good"
+    good.mkdir(parents=True)
+    bad = os.fsdecode(os.path.join(os.fsencode(root), b"bad-\xff-dir"))
+    os.mkdir(bad)
+    for d, lid in ((str(good), 1), (bad, 2)):
+        with SpoolWriter(d, lid, lid, clock=lambda: T0) as w:
+            w.append(Started(started_on=T0, host="h", ip="1.2.3.4"))
+            w.append(Exited(returncode=0))
+    with Journal.open(str(tmp_path / "j.sqlite3")) as journal:
+        for _ in range(2):
+            s = Ingester(journal, roots=[str(root)]).run_pass()
+            assert [p for p in s.problems if "not valid UTF-8" in p and "bad-\\xff-dir" in p], s.problems
+        assert journal.query("SELECT DISTINCT launch_id FROM events") == [{"launch_id": 1}]
+
+
+def test_records_of_a_second_file_claiming_a_writer_id_are_quarantined_not_dropped(tmp_path: Path) -> None:
+    """They used to be counted as duplicates and silently dropped (same event ids)."""
+    root = tmp_path / "spool"
+    wid = "ab" * 16
+    files = []
+    for name, lid in (("a", 1), ("b", 2)):
+        d = root / name
+        d.mkdir(parents=True)
+        with SpoolWriter(str(d), lid, lid, writer_id=wid, clock=lambda: T0) as w:
+            w.append(Started(started_on=T0, host=name, ip="1.2.3.4"))
+            w.append(Exited(returncode=lid))
+        files.append(w.path)
+    copy = root / "c-copy"
+    copy.mkdir()
+    (copy / os.path.basename(files[0])).write_bytes(Path(files[0]).read_bytes())  # an exact copy
+    with Journal.open(str(tmp_path / "j.sqlite3")) as journal:
+        s = Ingester(journal, roots=[str(root)]).run_pass()
+        assert (s.new_events, s.duplicates, s.quarantined) == (2, 2, 2)
+        assert [p for p in s.problems if "2 records of " + files[1] in p and files[0] in p], s.problems
+        q = journal.query('SELECT path, "offset", length, reason, bytes FROM quarantine ORDER BY "offset"')
+        data = Path(files[1]).read_bytes()
+        assert [(r["path"], r["bytes"]) for r in q] == [
+            (files[1], data[r["offset"] : r["offset"] + r["length"]]) for r in q
+        ]
+        assert all("two writers claim writer id " + wid in r["reason"] for r in q)
+        # Read again: nothing new, nothing quarantined twice.
+        s = Ingester(journal, roots=[str(root)]).run_pass()
+        assert (s.new_events, s.quarantined) == (0, 0)

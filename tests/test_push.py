@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,10 +17,12 @@ from fireworks import Firework, ScriptTask, Workflow
 
 from fwspool.cli import main
 from fwspool.errors import EX_CONFIG, EX_TEMPFAIL, UplinkUnavailable
+from fwspool.events import Checkpoint, Completed, Exited, Ping, Started
 from fwspool.ingest import Ingester
 from fwspool.journal import Journal
 from fwspool.push import Pusher
 from fwspool.reserve import reserve_offline
+from fwspool.spool import SpoolWriter
 from fwspool.testing.commands import (
     fwspool_cmd,
     invoke,
@@ -492,3 +496,26 @@ def test_kill_9_in_the_middle_of_a_bulk_completion_is_redone(
         assert killed.workflows.count_documents({"locked": {"$exists": True}}) == 0
         assert snapshot(killed, tuple(dirs["k"])) == snapshot(clean, tuple(dirs["c"]))
         assert killed.fireworks.count_documents({}) == 3 * 4
+
+
+# -- pending events: a writer's own order, not its clock's (found by tools/chaos.py) ------------
+
+
+def test_pending_events_keep_each_writers_order_when_its_clock_steps_back(tmp_path: Path) -> None:
+    T0 = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)  # noqa: N806
+    d = tmp_path / "launch"
+    d.mkdir()
+    now = [T0]
+    with SpoolWriter(str(d), 7, 7, clock=lambda: now[0]) as w:
+        w.append(Started(started_on=T0, host="h", ip="1.2.3.4"))
+        now[0] = T0 - dt.timedelta(hours=2)  # NTP stepped the node's clock back
+        w.append(Ping(ping_time=now[0]))
+        w.append(Checkpoint(checkpoint={"_task_n": 0}, ping_time=now[0]))
+        w.append(Completed(state="COMPLETED", action={}, completed_on=now[0]))
+    now[0] = T0 + dt.timedelta(hours=1)
+    with SpoolWriter(str(d), 7, 7, clock=lambda: now[0]) as w:  # another writer: `fwspool emit`
+        w.append(Exited(returncode=0))
+    with Journal.open(str(tmp_path / "j.sqlite3")) as journal:
+        Ingester(journal, roots=[str(d)]).run_pass()
+        [batch] = journal.pending_launches(None, 10)
+    assert [e.type for e in batch.events] == ["started", "ping", "checkpoint", "completed", "exited"]

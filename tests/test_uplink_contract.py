@@ -19,6 +19,7 @@ from fwspool.journal import Journal
 from fwspool.push import Pusher
 from fwspool.reserve import reserve_offline
 from fwspool.testing.commands import reserved_and_run
+from fwspool.testing.db_commands import CommandCounter
 from fwspool.testing.launchpad import uplink_for
 from fwspool.uplink import FlakyUplink, Uplink
 
@@ -118,9 +119,12 @@ def test_a_push_through_it_applies_a_finished_launch_once(
 def test_apply_of_nothing_writes_nothing(
     connect: Callable[..., Uplink], mongo_uri: str, launchpad: Any
 ) -> None:
-    uplink = connect(mongo_uri, launchpad.name)
+    counter = CommandCounter(attribute=False)
+    uplink = connect(mongo_uri, launchpad.name, event_listeners=[counter])
     before = list(launchpad.fireworks.find({}))
-    uplink.apply([], dt.datetime.now(dt.UTC))
+    with counter.counting():
+        uplink.apply([], dt.datetime.now(dt.UTC))
+    assert counter.writes() == 0, counter.commands
     assert list(launchpad.fireworks.find({})) == before
 
 

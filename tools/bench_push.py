@@ -338,6 +338,8 @@ class Pass:
     by_path: list[tuple[str, str, int]] = field(default_factory=list)
     ingest_s: float | None = None
     push_s: float | None = None
+    #: CPU seconds of this (client) process during the push, per launch pushed.
+    push_cpu_per_launch_ms: float | None = None
     ingest_commands: int | None = None
     ingest_writes: int | None = None
 
@@ -492,15 +494,17 @@ def fwspool_pass(journal: Journal, uplink: Any, counter: CommandCounter, twins: 
         t_ing = time.perf_counter() - t
         ingest_commands = len(counter.commands)
         ingest_writes = counter.writes()
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         summary = Pusher(journal, uplink).run_pass()
-        t_push = time.perf_counter() - t
+        t_push, cpu_push = time.perf_counter() - t, time.process_time() - cpu
     p = _pass(counter, t_ing + t_push)
     p.ingest_s, p.push_s = t_ing, t_push
+    p.push_cpu_per_launch_ms = 1000 * cpu_push / max(1, twins.n)
     p.ingest_commands, p.ingest_writes = ingest_commands, ingest_writes
     log(
         f"N={twins.n}: fwspool {label} pass: ingest {t_ing:.2f} s ({ing.new_events} new events), "
-        f"push {t_push:.2f} s, {p.commands} commands; {summary.line()}"
+        f"push {t_push:.2f} s ({p.push_cpu_per_launch_ms:.2f} ms client CPU per launch), "
+        f"{p.commands} commands; {summary.line()}"
     )
     if summary.problems:
         log(f"N={twins.n}: push problems: {summary.problems[:5]}")

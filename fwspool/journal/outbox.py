@@ -25,7 +25,7 @@ from fwspool.journal.homes import read_homes, set_aside
 from fwspool.journal.rows import ForgetRequest
 from fwspool.journal.store import forget_late_launches
 from fwspool.journal.summary import mark_events, summarize
-from fwspool.outcomes import PushedLaunch
+from fwspool.outcomes import SUPERSEDED, PushedLaunch
 from fwspool.runs import LaunchEvents, PendingEvent
 
 _LAUNCHES_WITH_PENDING = """
@@ -91,27 +91,7 @@ class Outbox(JournalDatabase):
                 f"WHERE pushed_at IS NULL AND launch_id IN ({marks}) ORDER BY launch_id, writer_id, seq",
                 lids,
             ).fetchall()
-            # A completion set aside (another LaunchPad's launch of this id: fwspool.identity)
-            # is not this launch's: counting it left a walltime exit unapplied, for good.
-            completed = {
-                r[0]
-                for r in db.execute(
-                    "SELECT DISTINCT launch_id FROM events WHERE type = 'completed' "
-                    f"AND push_outcome IS NOT 'stray' AND launch_id IN ({marks})",
-                    lids,
-                )
-            }
-            quarantined = dict(
-                db.execute(
-                    "SELECT s.launch_id, count(*) FROM quarantine AS q JOIN sources AS s ON s.source_id = q.source_id "
-                    f"WHERE s.kind = 'spool' AND s.launch_id IN ({marks}) GROUP BY s.launch_id",
-                    lids,
-                )
-            )
-            announced: dict[int, set[str]] = {}
-            for launch_id, directory in db.execute(_ANNOUNCED_DIRS.format(marks=marks), (*lids, *lids)):
-                if directory:
-                    announced.setdefault(launch_id, set()).add(directory)
+            completed, quarantined, announced = _what_else_is_known(db, lids, marks)
         by_launch: dict[int, dict[str, list[PendingEvent]]] = {}
         for event_id_, launch_id, etype, occurred_at, payload, writer in rows:
             stream = by_launch.setdefault(launch_id, {}).setdefault(writer, [])
@@ -139,7 +119,9 @@ class Outbox(JournalDatabase):
         """Record that the LaunchPad acknowledged these events (call only after it did), and drop
         the redo records of the writes that carried them, in the same transaction.
 
-        ``outcomes``: (event id, 'applied' | 'superseded' | 'skipped', detail or None).
+        ``outcomes``: (event id, disposition, detail or None), the disposition one of
+        :class:`fwspool.launchpad.Disposition` ('applied', 'superseded', 'skipped'; 'stray' is
+        the journal's own, :meth:`settle_identities`).
         ``launches``: what those writes left of each launch, remembered with the mark
         (:func:`remember_pushed`). ``batch``: the launch ids the push looked at; ``held``: those
         whose events it left pending, with why (the others are held no longer).
@@ -425,8 +407,37 @@ def remember_pushed(db: Any, launches: Sequence[PushedLaunch], now: str) -> None
     # A later launch of the same Firework on the LaunchPad: the earlier ones are history.
     db.executemany(
         "UPDATE launches SET history_at = ? WHERE fw_id = ? AND launch_id < ? AND history_at IS NULL",
-        [(now, r.fw_id, r.launch_id) for r in launches if r.fw_id is not None and r.outcome != "superseded"],
+        [(now, r.fw_id, r.launch_id) for r in launches if r.fw_id is not None and r.outcome != SUPERSEDED],
     )
+
+
+def _what_else_is_known(
+    db: Any, lids: Sequence[int], marks: str
+) -> tuple[set[int], dict[int, int], dict[int, set[str]]]:
+    """For these launches: those with a completed event in the journal (pushed or not), how many
+    records of their spool files are quarantined, and the directories the inbox announced."""
+    completed = {
+        r[0]
+        for r in db.execute(
+            # A completion set aside (another LaunchPad's launch of this id: fwspool.identity) is
+            # not this launch's: counting it left a walltime exit unapplied, for good.
+            "SELECT DISTINCT launch_id FROM events WHERE type = 'completed' "
+            f"AND push_outcome IS NOT 'stray' AND launch_id IN ({marks})",
+            lids,
+        )
+    }
+    quarantined = dict(
+        db.execute(
+            "SELECT s.launch_id, count(*) FROM quarantine AS q JOIN sources AS s ON s.source_id = q.source_id "
+            f"WHERE s.kind = 'spool' AND s.launch_id IN ({marks}) GROUP BY s.launch_id",
+            lids,
+        )
+    )
+    announced: dict[int, set[str]] = {}
+    for launch_id, directory in db.execute(_ANNOUNCED_DIRS.format(marks=marks), (*lids, *lids)):
+        if directory:
+            announced.setdefault(launch_id, set()).add(directory)
+    return completed, quarantined, announced
 
 
 def _known(db: Any, column: str, values: Sequence[int]) -> set[int]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fwspool.events import iso, utcnow
@@ -281,6 +281,19 @@ def _set_aside_strays(db: sqlite3.Connection, batch: IngestBatch, counts: Ingest
     for launch_id, row in first_claims.items():
         homes.setdefault(launch_id, LaunchHome(launch_id, row.launch_dir))
     known = _source_rows(db, list(batch.events))
+    stray = _strays(db, batch, homes, known)
+    if stray:
+        _take_out(batch, stray, homes, known, counts)
+    return {path: reason for path, (_, reason) in stray.items()}
+
+
+def _strays(
+    db: sqlite3.Connection,
+    batch: IngestBatch,
+    homes: dict[int, LaunchHome],
+    known: dict[str, tuple[Any, ...]],
+) -> dict[str, tuple[int, str]]:
+    """The batch's files that are not their launch's, with their launch and why."""
     stray: dict[str, tuple[int, str]] = {}
     for path, launch_id in _launch_of_files(batch).items():
         was = known.get(path)
@@ -300,8 +313,18 @@ def _set_aside_strays(db: sqlite3.Connection, batch: IngestBatch, counts: Ingest
             f"launch {launch_id} of this journal's LaunchPad runs in {home.launch_dir}, not in {directory}: "
             "set aside (another LaunchPad's launch, or one before an lpad reset)",
         )
-    if not stray:
-        return {}
+    return stray
+
+
+def _take_out(
+    batch: IngestBatch,
+    stray: dict[str, tuple[int, str]],
+    homes: dict[int, LaunchHome],
+    known: dict[str, tuple[Any, ...]],
+    counts: IngestCounts,
+) -> None:
+    """Mark these stray files' source rows, and take their claims on their launches (directory,
+    batch job, end) out of the batch; their events stay, for :func:`_mark_stray`."""
     for path, (_, reason) in stray.items():
         source = next((x for x in batch.sources if x.path == path), SourceRow(path, "spool"))
         batch.sources = [x for x in batch.sources if x.path != path]
@@ -312,7 +335,7 @@ def _set_aside_strays(db: sqlite3.Connection, batch: IngestBatch, counts: Ingest
     # a file of the launch itself started under.
     strays_of = {launch_id for launch_id, _ in stray.values()}
     batch.launches = [
-        _without_strays(r, homes[r.launch_id], batch) if r.launch_id in strays_of else r
+        _without_strays(r, homes[r.launch_id], batch, stray) if r.launch_id in strays_of else r
         for r in batch.launches
     ]
     still_ending = {
@@ -326,7 +349,6 @@ def _set_aside_strays(db: sqlite3.Connection, batch: IngestBatch, counts: Ingest
         if launch_id not in still_ending:
             batch.terminal_launches.discard(launch_id)
             batch.signal_exits.discard(launch_id)
-    return {path: reason for path, (_, reason) in stray.items()}
 
 
 def _mark_stray(
@@ -343,10 +365,14 @@ def _mark_stray(
     summarize(db, sorted({r.launch_id for path in stray for r in batch.events.get(path, ())}))
 
 
-def _without_strays(row: LaunchRow, home: LaunchHome, batch: IngestBatch) -> LaunchRow:
-    """``row`` as the launch's own files of this batch (strays taken out) would have made it."""
+def _without_strays(
+    row: LaunchRow, home: LaunchHome, batch: IngestBatch, stray: Mapping[str, object]
+) -> LaunchRow:
+    """``row`` as the launch's own files of this batch (not the stray ones) would have made it."""
     job = system = None
-    for rows in batch.events.values():
+    for path, rows in batch.events.items():
+        if path in stray:
+            continue
         for r in rows:
             if r.launch_id == row.launch_id and r.type == "started":
                 payload = json.loads(r.payload)

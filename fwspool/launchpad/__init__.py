@@ -15,6 +15,10 @@ step of the decision, in the order :meth:`LaunchPadApplier.apply` takes them:
   ``complete_launch``;
 - :mod:`~fwspool.launchpad.release` — a reservation handed back (``released``).
 
+What they share (the result of applying a batch, each event's disposition, the replay verdict,
+the lock token, a routed launch) is :mod:`~fwspool.launchpad.vocabulary`, a leaf they all import;
+what a launch's events say is read once, by :func:`fwspool.runs.read_launch`, before routing.
+
 Every FireWorks call that is not public API goes through
 :mod:`~fwspool.launchpad.fireworks_internals`, so a FireWorks upgrade touches one file.
 
@@ -26,8 +30,9 @@ by FireWorks' own refresh, which applies an FWAction only when the Firework's st
 A bulk completion killed halfway is finished from its write set, saved in the journal first.
 """
 
-from fwspool.launchpad.apply import ApplyResult, LaunchPadApplier
+from fwspool.launchpad.apply import LaunchPadApplier
 from fwspool.launchpad.locks import LOCK_FIELD
+from fwspool.launchpad.vocabulary import ApplyResult, Disposition, LockToken, Verdict
 from fwspool.launchpad.writeset import WriteSet
 
-__all__ = ["LOCK_FIELD", "ApplyResult", "LaunchPadApplier", "WriteSet"]
+__all__ = ["LOCK_FIELD", "ApplyResult", "Disposition", "LaunchPadApplier", "LockToken", "Verdict", "WriteSet"]

@@ -18,58 +18,17 @@ from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 from fwspool.events import FINAL_STATES, untag_nonfinite
-from fwspool.launchpad.completion import Ending, complete_in_bulk
+from fwspool.launchpad.completion import complete_in_bulk
 from fwspool.launchpad.one_by_one import complete_one_by_one
 from fwspool.launchpad.pushed import pushed_launches
 from fwspool.launchpad.release import release
 from fwspool.launchpad.running import apply_running
 from fwspool.launchpad.supersede import HELD_FW_STATES, same_launch, superseded_reason
 from fwspool.launchpad.undo import take_back_broken_writes
-from fwspool.outcomes import PushedLaunch
-from fwspool.runs import (
-    INFERRED_KEYS,
-    LaunchEvents,
-    PendingEvent,
-    completion_in_quarantine,
-    final_of,
-    reopens,
-)
+from fwspool.launchpad.vocabulary import ApplyResult, Routed
+from fwspool.runs import INFERRED_KEYS, LaunchEvents, LaunchReading, read_launch
 
 __all__ = ["ApplyResult", "LaunchPadApplier"]
-
-
-@dataclass(slots=True)
-class ApplyResult:
-    #: (event_id, outcome, detail): outcome is "applied", "superseded" or "skipped".
-    outcomes: list[tuple[str, str, str | None]] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    completed_launches: list[int] = field(default_factory=list)
-    superseded_launches: list[int] = field(default_factory=list)
-    touched_launches: list[int] = field(default_factory=list)
-    #: Reservations handed back (``released`` events): the Firework is READY again.
-    released_launches: list[int] = field(default_factory=list)
-    #: What the application left of each launch it moved, for ``fwspool status`` (filled last).
-    pushed: list[PushedLaunch] = field(default_factory=list)
-    #: Launches whose events stay pending, with why (``fwspool status``: need attention).
-    held: dict[int, str] = field(default_factory=dict)
-
-    def applied(self, launch: LaunchEvents) -> None:
-        """Every pending event of this launch is on the LaunchPad now (notes are only skipped)."""
-        self.outcomes.extend(
-            (e.event_id, "skipped" if e.type == "note" else "applied", None) for e in launch.events
-        )
-
-    def hold(self, launch: LaunchEvents, reason: str) -> None:
-        """This launch's events stay pending, for ``reason`` (said now, and by ``fwspool status``)."""
-        self.problems.append(reason)
-        self.held[launch.launch_id] = reason
-
-    def superseded(self, launch: LaunchEvents, reason: str, *, deprecate: bool = True) -> None:
-        """None of this launch's events will be applied; ``deprecate`` its offline run too, so
-        that ``recover_offline`` does not apply them either (FireWorks #326)."""
-        self.outcomes.extend((e.event_id, "superseded", reason) for e in launch.events)
-        if deprecate:
-            self.superseded_launches.append(launch.launch_id)
 
 
 class _LaunchPadView(NamedTuple):
@@ -84,21 +43,25 @@ class _LaunchPadView(NamedTuple):
 class _Routes:
     """Where each launch of a batch goes, in the order they are applied."""
 
-    running: list[tuple[LaunchEvents, dict[str, Any]]] = field(default_factory=list)
-    ending: list[Ending] = field(default_factory=list)
-    one_by_one: list[tuple[LaunchEvents, dict[str, Any]]] = field(default_factory=list)
-    releasing: list[tuple[LaunchEvents, dict[str, Any]]] = field(default_factory=list)
+    running: list[Routed] = field(default_factory=list)
+    ending: list[Routed] = field(default_factory=list)
+    one_by_one: list[Routed] = field(default_factory=list)
+    releasing: list[Routed] = field(default_factory=list)
     #: Fireworks a user paused or defused: their launches take events, they keep their state.
     held_fireworks: set[int] = field(default_factory=set)
 
 
 class LaunchPadApplier:
-    """Applies batches of journal events to one FireWorks LaunchPad."""
+    """Applies batches of journal events to one FireWorks LaunchPad, for one owner."""
 
     def __init__(self, launchpad: Any, owner: str = "fwspool") -> None:
         self.lp = launchpad
-        #: Identifies this pusher's workflow locks (one pusher per journal at a time).
-        self.owner = owner
+        self._owner = owner
+
+    @property
+    def owner(self) -> str:
+        """Whose workflow locks this applier takes: one journal (one pusher at a time)."""
+        return self._owner
 
     def apply(
         self, launches: list[LaunchEvents], now: dt.datetime, redo: Callable[[bytes], None] | None = None
@@ -107,28 +70,24 @@ class LaunchPadApplier:
         the bulk completion before it is written (see :class:`~fwspool.launchpad.writeset.WriteSet`);
         None skips saving it."""
         result = ApplyResult()
-        for launch in launches:
-            for event in launch.events:
-                # The spool spells NaN and ±Infinity as Extended JSON does; the LaunchPad keeps floats.
-                event.payload = untag_nonfinite(event.payload)
+        readings = [read_launch(_untagged(launch)) for launch in launches]
         lids = [launch.launch_id for launch in launches]
         launch_docs = self._read_launches(lids)
         # Before the Fireworks are read: another journal's half-written completion behind a
         # broken lock is taken back, so these launches are routed by what the LaunchPad will be.
         result.problems.extend(take_back_broken_writes(self.lp, self.owner, _fw_ids(launch_docs)))
         view = self._read(lids, launch_docs)
-        reopen = self._reopened(launches, view.launches)
-        routes = self._route(launches, view, reopen, result)
-        apply_running(self.lp, routes.running, now, result, reopen, held=routes.held_fireworks)
+        reopen = self._reopened(readings, view.launches)
+        routes = self._route(readings, view, reopen, result)
+        apply_running(self.lp, routes.running, now, result, held=routes.held_fireworks)
         if routes.ending:
-            for e in complete_in_bulk(self.lp, self.owner, routes.ending, result, redo, reopen):
-                routes.one_by_one.append((e.launch, e.doc))
-        for launch, doc in routes.one_by_one:
-            complete_one_by_one(self.lp, self.owner, launch, doc, result)
-        for launch, doc in routes.releasing:
-            release(self.lp, launch, doc, result)
+            routes.one_by_one.extend(complete_in_bulk(self.lp, self.owner, routes.ending, result, redo))
+        for routed in routes.one_by_one:
+            complete_one_by_one(self.lp, self.owner, routed, result)
+        for routed in routes.releasing:
+            release(self.lp, routed, result)
         self._update_offline_runs(result, now)
-        result.pushed = pushed_launches(launches, view.launches, view.fireworks, reopen, result)
+        result.pushed = pushed_launches(readings, view.launches, view.fireworks, reopen, result)
         return result
 
     def _read_launches(self, lids: list[int]) -> dict[int, dict[str, Any]]:
@@ -151,27 +110,25 @@ class LaunchPadApplier:
         return _LaunchPadView(launch_docs, fw_docs, offline)
 
     def _reopened(
-        self, launches: list[LaunchEvents], launch_docs: dict[int, dict[str, Any]]
+        self, readings: list[LaunchReading], launch_docs: dict[int, dict[str, Any]]
     ) -> frozenset[int]:
         """The launches FIZZLED by fwspool's own inference (an exit, a lost job) that these events
         reopen: a requeued job's new run, or the real result arriving late (fwspool.runs)."""
-        candidates = [
-            launch.launch_id
-            for launch in launches
-            if (launch_docs.get(launch.launch_id) or {}).get("state") == "FIZZLED"
-            and any(e.type in ("started", "completed") for e in launch.events)
-        ]
+        candidates = {
+            r.launch.launch_id: r
+            for r in readings
+            if (launch_docs.get(r.launch.launch_id) or {}).get("state") == "FIZZLED" and r.restarts
+        }
         if not candidates:
             return frozenset()
         actions = {
             d["launch_id"]: d.get("action")
             for d in self.lp.launches.find(
-                {"launch_id": {"$in": candidates}},
+                {"launch_id": {"$in": list(candidates)}},
                 {"launch_id": 1, **{f"action.stored_data.{k}": 1 for k in INFERRED_KEYS}},
             )
         }
-        by_id = {launch.launch_id: launch for launch in launches}
-        reopen = frozenset(lid for lid in candidates if reopens("FIZZLED", actions.get(lid), by_id[lid]))
+        reopen = frozenset(lid for lid, r in candidates.items() if r.reopens("FIZZLED", actions.get(lid)))
         if reopen:
             # Undoing the inferred end keeps it in interrupted_runs: read the action too.
             launch_docs.update(
@@ -180,11 +137,12 @@ class LaunchPadApplier:
         return reopen
 
     def _route(
-        self, launches: list[LaunchEvents], view: _LaunchPadView, reopen: frozenset[int], result: ApplyResult
+        self, readings: list[LaunchReading], view: _LaunchPadView, reopen: frozenset[int], result: ApplyResult
     ) -> _Routes:
         """Send each launch its way; those that cannot be applied now are noted or superseded."""
         routes = _Routes()
-        for launch in launches:
+        for reading in readings:
+            launch = reading.launch
             doc = view.launches.get(launch.launch_id)
             fw = view.fireworks.get(doc["fw_id"]) if doc is not None else None
             if fw is not None and fw.get("state") in HELD_FW_STATES:
@@ -203,27 +161,29 @@ class LaunchPadApplier:
                 )
             elif (reason := superseded_reason(doc, fw, view.offline_runs.get(launch.launch_id))) is not None:
                 result.superseded(launch, reason)
-            elif any(e.type == "released" for e in launch.events):
-                routes.releasing.append((launch, doc))
-            elif doc.get("state") in FINAL_STATES and launch.launch_id not in reopen:
-                routes.one_by_one.append((launch, doc))  # applied before: the idempotent re-check
-            elif (waiting := completion_in_quarantine(launch)) is not None:
-                self._hold_for_quarantine(launch, waiting, doc, routes, result)
-            elif (final := final_of(launch)) is not None:
-                routes.ending.append(Ending(launch, doc, *final))
             else:
-                routes.running.append((launch, doc))
+                self._route_applicable(Routed(reading, doc, launch.launch_id in reopen), routes, result)
         return routes
 
+    @classmethod
+    def _route_applicable(cls, routed: Routed, routes: _Routes, result: ApplyResult) -> None:
+        """A launch this LaunchPad has, still current: where its events go."""
+        reading, doc = routed.reading, routed.doc
+        if reading.released:
+            routes.releasing.append(routed)
+        elif doc.get("state") in FINAL_STATES and not routed.reopen:
+            routes.one_by_one.append(routed)  # applied before: the idempotent re-check
+        elif reading.waits_on is not None:
+            cls._hold_for_quarantine(routed, routes, result)
+        elif reading.final is not None:
+            routes.ending.append(routed)
+        else:
+            routes.running.append(routed)
+
     @staticmethod
-    def _hold_for_quarantine(
-        launch: LaunchEvents,
-        exit_event: PendingEvent,
-        doc: dict[str, Any],
-        routes: _Routes,
-        result: ApplyResult,
-    ) -> None:
+    def _hold_for_quarantine(routed: Routed, routes: _Routes, result: ApplyResult) -> None:
         """Apply what the launch did while running; keep its exit pending, visibly, every pass."""
+        launch, doc = routed.launch, routed.doc
         result.hold(
             launch,
             f"launch {launch.launch_id} (Firework {doc.get('fw_id')}): its job exited cleanly but its "
@@ -231,9 +191,11 @@ class LaunchPadApplier:
             "it waits: see `fwspool status` and the quarantined view, then raise --max-record and run "
             "`fwspool ingest --retry-quarantined` (or rerun the Firework)",
         )
-        running = [e for e in launch.events if e is not exit_event]
+        running = [e for e in launch.events if e is not routed.reading.waits_on]
         if running:
-            routes.running.append((replace(launch, events=running), doc))
+            # Only its running phase goes on: the reading stays (the exit still waits).
+            trimmed = replace(routed.reading, launch=replace(launch, events=running))
+            routes.running.append(routed._replace(reading=trimmed))
 
     def _update_offline_runs(self, result: ApplyResult, now: dt.datetime) -> None:
         """The offline runs as recover_offline leaves them: completed, forgotten, touched."""
@@ -253,6 +215,13 @@ class LaunchPadApplier:
             lp.offline_runs.update_many(
                 {"launch_id": {"$in": touched}}, {"$set": {"updated_on": now.isoformat()}}
             )
+
+
+def _untagged(launch: LaunchEvents) -> LaunchEvents:
+    """The spool spells NaN and ±Infinity as Extended JSON does; the LaunchPad keeps floats."""
+    for event in launch.events:
+        event.payload = untag_nonfinite(event.payload)
+    return launch
 
 
 def _fw_ids(launch_docs: dict[int, dict[str, Any]]) -> list[int]:

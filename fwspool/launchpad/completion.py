@@ -8,44 +8,32 @@ lock, four reads, three bulk writes, and one id allocation per completion that a
 It happens in two steps. :func:`plan_completions` is the decision, as data: from documents
 read in bulk it computes the :class:`~fwspool.launchpad.writeset.WriteSet`, running FireWorks'
 own Workflow, Firework and Launch objects and their refresh/apply_action logic on them.
-:func:`complete_in_bulk` does the I/O around it: lock, read, plan, save the write set for a
-redo, write, unlock. Launches are completed in journal order, as one-by-one completion would,
+:func:`complete_in_bulk` does the I/O around it, in named steps: lock, partition (bulk, one by
+one, or the next pass), prefetch, plan (from a :class:`PlanInputs`), save the write set for a
+redo then write it, unlock. Launches are completed in journal order, as one-by-one completion would,
 so new Fireworks get the same ids.
 """
 
 from __future__ import annotations
 
 import copy
-import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import bson
 
 from fwspool.launchpad.fireworks_internals import PrefetchedCollection, load_workflow, renumber_new_fireworks
 from fwspool.launchpad.locks import WorkflowLocks
 from fwspool.launchpad.undo import UNDO_FIELD, undo_mark
+from fwspool.launchpad.vocabulary import ApplyResult, Routed
 from fwspool.launchpad.writeset import WriteSet
 from fwspool.runs import LaunchEvents, apply_running_phase, stamp_completion
 
-if TYPE_CHECKING:
-    from fwspool.launchpad.apply import ApplyResult
-
-__all__ = ["CompletionPlan", "Ending", "complete_in_bulk", "plan_completions"]
+__all__ = ["CompletionPlan", "PlanInputs", "Prefetched", "complete_in_bulk", "plan_completions"]
 
 #: Launch documents larger than this go through FireWorks' own complete_launch (GridFS spill).
 MAX_BULK_DOC = 12 * 1024 * 1024
-
-
-class Ending(NamedTuple):
-    """A launch whose pending events end it, with its LaunchPad document and how it ends."""
-
-    launch: LaunchEvents
-    doc: dict[str, Any]
-    state: str
-    action: dict[str, Any]
-    completed_on: dt.datetime
 
 
 @dataclass(slots=True)
@@ -55,7 +43,7 @@ class CompletionPlan:
     write_set: WriteSet
     completed: list[LaunchEvents] = field(default_factory=list)
     #: Too large for a bulk write: FireWorks' own complete_launch spills their action to GridFS.
-    too_large: list[Ending] = field(default_factory=list)
+    too_large: list[Routed] = field(default_factory=list)
 
 
 class Prefetched(NamedTuple):
@@ -65,134 +53,176 @@ class Prefetched(NamedTuple):
     launches: dict[int, dict[str, Any]]
 
 
+@dataclass(frozen=True, slots=True)
+class PlanInputs:
+    """What a plan is computed from, besides the launches: read once, never written to."""
+
+    #: Each Firework's (locked) workflow document.
+    held: dict[int, dict[str, Any]]
+    #: The Fireworks and launches of those workflows.
+    docs: Prefetched
+    #: The lock token, which the write set and its undo marks carry.
+    token: str
+    #: FireWorks' GridFS fallback, where a large action of an existing launch lives.
+    gridfs: Any
+    #: Reads the Firework id counter; called only if a completion adds Fireworks.
+    read_next_fw_id: Callable[[], int]
+
+
+class _Split(NamedTuple):
+    """The launches of a bulk completion, by the path they take."""
+
+    #: In workflows this run locked.
+    mine: list[Routed]
+    #: Shared by several Fireworks (FireWorks' duplicate detection): FireWorks' own completion.
+    one_by_one: list[Routed]
+
+
 def complete_in_bulk(
-    lp: Any,
-    owner: str,
-    endings: list[Ending],
-    result: ApplyResult,
-    redo: Callable[[bytes], None] | None,
-    reopen: frozenset[int] = frozenset(),
-) -> list[Ending]:
-    """Complete these launches in bulk; returns those that must take the one-by-one path."""
+    lp: Any, owner: str, endings: list[Routed], result: ApplyResult, redo: Callable[[bytes], None] | None
+) -> list[Routed]:
+    """Complete these launches in bulk: lock, partition, plan, save then write. Returns those
+    that must take the one-by-one path."""
     with WorkflowLocks(lp, owner) as locks:
         held = locks.acquire(sorted({e.doc["fw_id"] for e in endings}))
-        shared = _launches_of_several_fireworks(lp, endings)
-        one_by_one = [e for e in endings if e.launch.launch_id in shared]
-        mine = []
-        for e in endings:
-            if e.launch.launch_id in shared:
-                continue
-            if e.doc["fw_id"] in held:
-                mine.append(e)
-            else:
-                result.problems.append(
-                    f"workflow of Firework {e.doc['fw_id']} is locked by another process; "
-                    f"launch {e.launch.launch_id} is retried next pass"
-                )
-        if not mine:
-            return one_by_one
-        plan = plan_completions(
-            mine, held, _prefetch(lp, held), locks.token, lp.gridfs_fallback, lambda: _next_fw_id(lp), reopen
+        split = _partition(lp, endings, held, result)
+        if not split.mine:
+            return split.one_by_one
+        inputs = PlanInputs(
+            held, _prefetch(lp, held), str(locks.token), lp.gridfs_fallback, lambda: _next_fw_id(lp)
         )
-        one_by_one.extend(plan.too_large)
-        if redo is not None:
-            redo(plan.write_set.to_bytes())
-            # From here on the write set is the next pass's to finish: its workflows stay
-            # locked if this write dies halfway.
-            locks.keep(d["_id"] for d in plan.write_set.workflows)
-        written = plan.write_set.write(lp)
-        locks.keep(())
-        if not written:
-            result.problems.append(
-                "new Firework ids were taken by another process during the push; "
-                f"{len(plan.completed)} completions are retried next pass"
+        plan = plan_completions(split.mine, inputs)
+        _save_then_write(lp, plan, locks, redo, result)
+        return split.one_by_one + plan.too_large
+
+
+def _partition(
+    lp: Any, endings: list[Routed], held: dict[int, dict[str, Any]], result: ApplyResult
+) -> _Split:
+    """Which launches this run completes in bulk, which go one by one; those in a workflow
+    someone else holds wait for the next pass."""
+    shared = _launches_of_several_fireworks(lp, endings)
+    split = _Split([], [e for e in endings if e.launch.launch_id in shared])
+    for e in endings:
+        if e.launch.launch_id in shared:
+            continue
+        if e.doc["fw_id"] in held:
+            split.mine.append(e)
+        else:
+            result.retry(
+                f"workflow of Firework {e.doc['fw_id']} is locked by another process; "
+                f"launch {e.launch.launch_id} is retried next pass"
             )
-            return one_by_one
-        for launch in plan.completed:
-            result.completed_launches.append(launch.launch_id)
-            result.applied(launch)
-        return one_by_one
+    return split
 
 
-def plan_completions(
-    endings: list[Ending],
-    held: dict[int, dict[str, Any]],
-    docs: Prefetched,
-    token: str,
-    gridfs: Any,
-    read_next_fw_id: Callable[[], int],
-    reopen: frozenset[int] = frozenset(),
-) -> CompletionPlan:
-    """The write set that completes these launches, computed from prefetched documents alone.
+def _save_then_write(
+    lp: Any,
+    plan: CompletionPlan,
+    locks: WorkflowLocks,
+    redo: Callable[[bytes], None] | None,
+    result: ApplyResult,
+) -> None:
+    """Save the write set for a redo (its workflows then stay locked until it is written), write
+    it, and say which launches it completed."""
+    if redo is not None:
+        redo(plan.write_set.to_bytes())
+        # From here on the write set is the next pass's to finish: its workflows stay
+        # locked if this write dies halfway.
+        locks.keep(d["_id"] for d in plan.write_set.workflows)
+    written = plan.write_set.write(lp)
+    locks.keep(())
+    if not written:
+        result.retry(
+            "new Firework ids were taken by another process during the push; "
+            f"{len(plan.completed)} completions are retried next pass"
+        )
+        return
+    for launch in plan.completed:
+        result.completed(launch)
 
-    ``held`` maps each Firework to its (locked) workflow document; ``read_next_fw_id`` reads the
-    id counter, called only if a completion adds Fireworks.
+
+def plan_completions(endings: list[Routed], inputs: PlanInputs) -> CompletionPlan:
+    """The write set that completes these launches, computed from prefetched documents alone
+    (nothing is read from the LaunchPad but, if a completion adds Fireworks, the id counter).
 
     A Firework written in bulk carries what it replaced until its workflow is written (its undo
     mark): a large spec that the action changes would take it over MongoDB's document limit.
     The launches of such a workflow go through FireWorks' own complete_launch instead
-    (``too_large``), and the rest is planned again without them.
+    (``too_large``), and the rest is planned again without them (FireWorks' objects were
+    refreshed in place by the first plan: planning afresh is the only way to leave them out).
     """
-    args = (held, token, gridfs, read_next_fw_id, reopen)
-    plan, oversized = _plan(endings, Prefetched(docs.fireworks, dict(docs.launches)), *args)
+    plan, oversized = _plan(endings, inputs)
     if not oversized:
         return plan
-    keep: list[Ending] = []
-    too_large: list[Ending] = []
-    for e in endings:
-        (too_large if held[e.doc["fw_id"]]["_id"] in oversized else keep).append(e)
-    plan, _ = _plan(keep, Prefetched(docs.fireworks, dict(docs.launches)), *args)
-    plan.too_large.extend(too_large)
+    keep = [e for e in endings if inputs.held[e.doc["fw_id"]]["_id"] not in oversized]
+    plan, _ = _plan(keep, inputs)
+    plan.too_large.extend(e for e in endings if inputs.held[e.doc["fw_id"]]["_id"] in oversized)
     return plan
 
 
-def _plan(
-    endings: list[Ending],
-    docs: Prefetched,
-    held: dict[int, dict[str, Any]],
-    token: str,
-    gridfs: Any,
-    read_next_fw_id: Callable[[], int],
-    reopen: frozenset[int],
-) -> tuple[CompletionPlan, set[Any]]:
-    """The plan, and the workflows with a Firework document over :data:`MAX_BULK_DOC`.
-    ``docs.launches`` is updated as each launch completes, so a later refresh in the same
-    workflow sees it completed."""
-    plan = CompletionPlan(WriteSet(token=token))
-    oversized: set[Any] = set()
-    fireworks = PrefetchedCollection(docs.fireworks, "fw_id")
-    launches = PrefetchedCollection(docs.launches, "launch_id")
-    new_ids = _NewIds(plan.write_set, read_next_fw_id)
-    workflows: dict[Any, tuple[Any, set[int]]] = {}
+def _plan(endings: list[Routed], inputs: PlanInputs) -> tuple[CompletionPlan, set[Any]]:
+    """The plan, and the workflows with a Firework document over :data:`MAX_BULK_DOC`."""
+    plan = CompletionPlan(WriteSet(token=inputs.token))
+    # Each completed launch replaces its prior here, so that a later refresh in the same
+    # workflow sees it completed; the inputs stay as they were read.
+    launches = dict(inputs.docs.launches)
+    workflows = _Workflows(inputs, launches, _NewIds(plan.write_set, inputs.read_next_fw_id))
     for ending in endings:
         lid = ending.launch.launch_id
-        new_doc = _completed_launch_doc(ending, docs.launches[lid], lid in reopen)
+        new_doc = _completed_launch_doc(ending, launches[lid])
         if len(bson.encode(new_doc)) > MAX_BULK_DOC:
             plan.too_large.append(ending)
             continue
-        plan.write_set.prior_launches.append([lid, docs.launches[lid]["state"]])
-        docs.launches[lid] = new_doc
+        plan.write_set.prior_launches.append([lid, launches[lid]["state"]])
+        launches[lid] = new_doc
         plan.write_set.launches.append(new_doc)
-        wf_doc = held[ending.doc["fw_id"]]
-        if wf_doc["_id"] not in workflows:
-            workflows[wf_doc["_id"]] = (load_workflow(wf_doc, fireworks, launches, gridfs), set())
-        wf, updated = workflows[wf_doc["_id"]]
-        updated |= _refresh(wf, ending.doc["fw_id"], new_ids)
+        workflows.refresh(ending.doc["fw_id"])
         plan.completed.append(ending.launch)
-    for wf_id, (wf, updated) in workflows.items():
-        for i in sorted(updated):
-            doc = wf.id_fw[i].to_db_dict()
-            doc[UNDO_FIELD] = undo_mark(token, wf_id, docs.fireworks.get(i), doc)
-            if len(bson.encode(doc)) > MAX_BULK_DOC:
-                oversized.add(wf_id)
-            plan.write_set.fireworks.append(doc)
-        plan.write_set.workflows.append(dict(wf.to_db_dict(), _id=wf_id))
-    plan.write_set.prior_fireworks = [
-        [i, docs.fireworks[i].get("state"), docs.fireworks[i].get("updated_on")]
-        for i in sorted(d["fw_id"] for d in plan.write_set.fireworks)
-        if i in docs.fireworks
-    ]
+    oversized = workflows.write_into(plan.write_set)
     return plan, oversized
+
+
+class _Workflows:
+    """FireWorks' Workflows of a plan, loaded once each from the prefetched documents, and the
+    Fireworks each completion's refresh changed in them."""
+
+    def __init__(self, inputs: PlanInputs, launches: dict[int, dict[str, Any]], new_ids: _NewIds) -> None:
+        self.inputs = inputs
+        self.fireworks = PrefetchedCollection(inputs.docs.fireworks, "fw_id")
+        self.launches = PrefetchedCollection(launches, "launch_id")
+        self.new_ids = new_ids
+        self.loaded: dict[Any, tuple[Any, set[int]]] = {}
+
+    def refresh(self, fw_id: int) -> None:
+        """FireWorks' refresh of this Firework's workflow after its launch completed."""
+        wf_doc = self.inputs.held[fw_id]
+        if wf_doc["_id"] not in self.loaded:
+            wf = load_workflow(wf_doc, self.fireworks, self.launches, self.inputs.gridfs)
+            self.loaded[wf_doc["_id"]] = (wf, set())
+        wf, updated = self.loaded[wf_doc["_id"]]
+        updated |= _refresh(wf, fw_id, self.new_ids)
+
+    def write_into(self, write_set: WriteSet) -> set[Any]:
+        """Their changed Fireworks (with undo marks) and the workflows themselves into the write
+        set, with the prior state of each existing Firework; returns the workflows with a
+        Firework document over :data:`MAX_BULK_DOC`."""
+        prior = self.inputs.docs.fireworks
+        oversized: set[Any] = set()
+        for wf_id, (wf, updated) in self.loaded.items():
+            for i in sorted(updated):
+                doc = wf.id_fw[i].to_db_dict()
+                doc[UNDO_FIELD] = undo_mark(self.inputs.token, wf_id, prior.get(i), doc)
+                if len(bson.encode(doc)) > MAX_BULK_DOC:
+                    oversized.add(wf_id)
+                write_set.fireworks.append(doc)
+            write_set.workflows.append(dict(wf.to_db_dict(), _id=wf_id))
+        write_set.prior_fireworks = [
+            [i, prior[i].get("state"), prior[i].get("updated_on")]
+            for i in sorted(d["fw_id"] for d in write_set.fireworks)
+            if i in prior
+        ]
+        return oversized
 
 
 class _NewIds:
@@ -226,19 +256,20 @@ def _refresh(wf: Any, fw_id: int, new_ids: _NewIds) -> set[int]:
     return {old_new.get(i, i) for i in step}
 
 
-def _completed_launch_doc(ending: Ending, prior: dict[str, Any], reopen: bool) -> dict[str, Any]:
+def _completed_launch_doc(ending: Routed, prior: dict[str, Any]) -> dict[str, Any]:
     """The launch document as FireWorks' complete_launch leaves it, with the real times."""
     from fireworks.core.firework import FWAction, Launch
 
+    final = ending.final
     launch_obj = Launch.from_dict(copy.deepcopy(prior))
-    apply_running_phase(launch_obj, ending.launch.events, reopen=reopen)
-    launch_obj.state = ending.state
-    launch_obj.action = FWAction.from_dict(ending.action)
-    stamp_completion(launch_obj, ending.state, ending.completed_on)
+    apply_running_phase(launch_obj, ending.launch.events, reopen=ending.reopen)
+    launch_obj.state = final.state
+    launch_obj.action = FWAction.from_dict(final.action)
+    stamp_completion(launch_obj, final.state, final.completed_on)
     return dict(launch_obj.to_db_dict(), _id=prior["_id"])
 
 
-def _launches_of_several_fireworks(lp: Any, endings: list[Ending]) -> set[int]:
+def _launches_of_several_fireworks(lp: Any, endings: list[Routed]) -> set[int]:
     """Launches another Firework lists too (FireWorks' duplicate detection shares launches)."""
     completing = [e.launch.launch_id for e in endings]
     owner_of = {e.launch.launch_id: e.doc["fw_id"] for e in endings}

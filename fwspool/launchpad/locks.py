@@ -12,15 +12,17 @@ locked until its replay writes (and so unlocks) them.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
+from fwspool.launchpad.vocabulary import LockToken, lock_holder
+
 __all__ = ["LOCK_FIELD", "WorkflowLocks", "foreign_lock", "unlock_token"]
 
 #: Workflow field naming who holds FireWorks' ``locked`` flag when fwspool set it:
-#: ``<owner>:<run>``; a lock of this owner from an earlier run is stale and reclaimed.
+#: ``<owner>:<run>`` (a :class:`~fwspool.launchpad.vocabulary.LockToken`); a lock of this owner
+#: from an earlier run is stale and reclaimed.
 LOCK_FIELD = "_fwspool_lock"
 
 
@@ -39,15 +41,15 @@ def foreign_lock(launchpad: Any, owner: str, fw_id: int) -> str | None:
     wf = launchpad.workflows.find_one({"nodes": fw_id}, {"locked": 1, LOCK_FIELD: 1})
     if wf is None:
         return None
-    holder = str(wf.get(LOCK_FIELD) or "")
-    if holder.startswith(owner + ":"):
-        unlock_token(launchpad, holder)
+    holder = lock_holder(wf.get(LOCK_FIELD))
+    if holder is None:
+        return "FireWorks" if wf.get("locked") else None
+    if holder.of(owner):
+        unlock_token(launchpad, str(holder))
         return None
-    if holder:
-        # Another journal's push holds it, or held it and died halfway with its lock broken
-        # since: that half is taken back first (fwspool.launchpad.undo), never written over.
-        return holder.rsplit(":", 1)[0]
-    return "FireWorks" if wf.get("locked") else None
+    # Another journal's push holds it, or held it and died halfway with its lock broken
+    # since: that half is taken back first (fwspool.launchpad.undo), never written over.
+    return holder.owner
 
 
 class WorkflowLocks:
@@ -56,7 +58,7 @@ class WorkflowLocks:
     def __init__(self, launchpad: Any, owner: str) -> None:
         self.lp = launchpad
         self.owner = owner
-        self.token = f"{owner}:{uuid.uuid4().hex}"
+        self.token = LockToken.new(owner)
         self._kept: list[Any] = []
 
     def __enter__(self) -> WorkflowLocks:
@@ -69,7 +71,7 @@ class WorkflowLocks:
         # give the locks back; a saved write set's workflows wait for its replay.
         try:
             self.lp.workflows.update_many(
-                {LOCK_FIELD: self.token, "_id": {"$nin": self._kept}},
+                {LOCK_FIELD: str(self.token), "_id": {"$nin": self._kept}},
                 {"$unset": {"locked": "", LOCK_FIELD: ""}},
             )
         except Exception:
@@ -85,21 +87,22 @@ class WorkflowLocks:
         after locking; a Firework missing from the answer is in a workflow someone else holds
         (or held: a workflow still marked by another journal's push is never taken).
         """
+        token = str(self.token)
         self.lp.workflows.update_many(
             {"nodes": {"$in": fw_ids}, "locked": {"$exists": False}, LOCK_FIELD: {"$exists": False}},
-            {"$set": {"locked": True, LOCK_FIELD: self.token}},
+            {"$set": {"locked": True, LOCK_FIELD: token}},
         )
         wf_docs = list(self.lp.workflows.find({"nodes": {"$in": fw_ids}}))
         self._reclaim([wf for wf in wf_docs if self._left_by_earlier_run(wf)])
-        return {n: wf for wf in wf_docs if wf.get(LOCK_FIELD) == self.token for n in wf["nodes"]}
+        return {n: wf for wf in wf_docs if wf.get(LOCK_FIELD) == token for n in wf["nodes"]}
 
     def keep(self, wf_ids: Iterable[Any]) -> None:
         """Leave these workflows locked on exit (their write set is saved; its replay unlocks)."""
         self._kept = list(wf_ids)
 
     def _left_by_earlier_run(self, wf: dict[str, Any]) -> bool:
-        holder = str(wf.get(LOCK_FIELD, ""))
-        return holder.startswith(self.owner + ":") and holder != self.token
+        holder = lock_holder(wf.get(LOCK_FIELD))
+        return holder is not None and holder.of(self.owner) and holder != self.token
 
     def _reclaim(self, stale: list[dict[str, Any]]) -> None:
         """Take over locks a pass of ours left when it died (one pusher per journal at a time)."""
@@ -111,11 +114,11 @@ class WorkflowLocks:
             [
                 UpdateOne(
                     {"_id": wf["_id"], LOCK_FIELD: wf[LOCK_FIELD]},
-                    {"$set": {"locked": True, LOCK_FIELD: self.token}},
+                    {"$set": {"locked": True, LOCK_FIELD: str(self.token)}},
                 )
                 for wf in stale
             ],
             ordered=False,
         )
         for wf in stale:
-            wf[LOCK_FIELD] = self.token
+            wf[LOCK_FIELD] = str(self.token)

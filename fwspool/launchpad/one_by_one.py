@@ -15,54 +15,58 @@ from fwspool.events import FINAL_STATES
 from fwspool.launchpad.fireworks_internals import refresh_workflow
 from fwspool.launchpad.locks import foreign_lock
 from fwspool.launchpad.supersede import HELD_FW_STATES, SUPERSEDING_FW_STATES
-from fwspool.runs import LaunchEvents, apply_running_phase, final_of, stamp_completion
+from fwspool.launchpad.vocabulary import ApplyResult, Routed
+from fwspool.runs import Final, LaunchEvents, apply_running_phase, stamp_completion
 
 if TYPE_CHECKING:
     import datetime as dt
 
-    from fwspool.launchpad.apply import ApplyResult
-
 __all__ = ["complete_one_by_one", "record_completion_time"]
 
 
-def complete_one_by_one(
-    lp: Any, owner: str, launch: LaunchEvents, doc: dict[str, Any], result: ApplyResult
-) -> None:
+def complete_one_by_one(lp: Any, owner: str, routed: Routed, result: ApplyResult) -> None:
     """A launch that ends in this batch (or has ended): running phase, then FireWorks' completion.
 
     Nothing is applied while someone else holds the workflow's lock (another login node's push,
     perhaps one that died halfway): its events wait for the next pass, instead of FireWorks'
     WFLock waiting minutes or this pass marking them applied over a half-written workflow.
     """
-    from fireworks.core.firework import FWAction, Launch
+    from fireworks.core.firework import Launch
 
-    lid = launch.launch_id
+    launch, doc = routed.launch, routed.doc
     launch_obj = Launch.from_dict(doc)
     if launch_obj.state not in FINAL_STATES and apply_running_phase(launch_obj, launch.events):
         lp.launches.replace_one({"_id": doc["_id"], "state": doc["state"]}, launch_obj.to_db_dict())
-    final = final_of(launch)
-    if final is not None:
-        state, action, completed_on = final
-        current = lp.launches.find_one({"launch_id": lid}, {"state": 1, "fw_id": 1})
-        if current["state"] in FINAL_STATES and current["state"] != state:
-            result.superseded(launch, f"launch {lid} is already {current['state']} on the LaunchPad")
-            return
-        holder = foreign_lock(lp, owner, current["fw_id"])
-        if holder is not None:
-            result.problems.append(
-                f"workflow of Firework {current['fw_id']} is locked by {holder}; launch {lid} is retried next pass"
-            )
-            return
-        if current["state"] != state:
-            lp.complete_launch(lid, FWAction.from_dict(action), state)
-        if not _firework_caught_up(lp, current["fw_id"], state):
-            result.problems.append(
-                f"workflow of Firework {current['fw_id']} is locked; launch {lid} is retried next pass"
-            )
-            return
-        record_completion_time(lp, lid, state, completed_on)
-        result.completed_launches.append(lid)
-    result.applied(launch)
+    final = routed.reading.final
+    if final is None:
+        result.applied(launch)
+    elif _complete(lp, owner, launch, final, result):
+        result.completed(launch)
+
+
+def _complete(lp: Any, owner: str, launch: LaunchEvents, final: Final, result: ApplyResult) -> bool:
+    """FireWorks' ``complete_launch`` unless done already, the Firework caught up, the real
+    completion time recorded; False when the launch is superseded or waits for the next pass."""
+    from fireworks.core.firework import FWAction
+
+    lid = launch.launch_id
+    current = lp.launches.find_one({"launch_id": lid}, {"state": 1, "fw_id": 1})
+    if current["state"] in FINAL_STATES and current["state"] != final.state:
+        result.superseded(launch, f"launch {lid} is already {current['state']} on the LaunchPad")
+        return False
+    holder = foreign_lock(lp, owner, current["fw_id"])
+    if holder is not None:
+        result.retry(
+            f"workflow of Firework {current['fw_id']} is locked by {holder}; launch {lid} is retried next pass"
+        )
+        return False
+    if current["state"] != final.state:
+        lp.complete_launch(lid, FWAction.from_dict(final.action), final.state)
+    if not _firework_caught_up(lp, current["fw_id"], final.state):
+        result.retry(f"workflow of Firework {current['fw_id']} is locked; launch {lid} is retried next pass")
+        return False
+    record_completion_time(lp, lid, final.state, final.completed_on)
+    return True
 
 
 def _firework_caught_up(lp: Any, fw_id: int, state: str) -> bool:

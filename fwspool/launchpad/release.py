@@ -7,18 +7,16 @@ that ran out of time before reaching it). FireWorks' own answer to a failed subm
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from fwspool.runs import LaunchEvents
-
-if TYPE_CHECKING:
-    from fwspool.launchpad.apply import ApplyResult
+from fwspool.launchpad.vocabulary import ApplyResult, Routed
 
 __all__ = ["release"]
 
 
-def release(lp: Any, launch: LaunchEvents, doc: dict[str, Any], result: ApplyResult) -> None:
+def release(lp: Any, routed: Routed, result: ApplyResult) -> None:
     """Hand the reservation back if the LaunchPad still has it RESERVED; superseded otherwise."""
+    launch, doc = routed.launch, routed.doc
     lid = launch.launch_id
     if doc.get("state") != "RESERVED":
         reason = f"launch {lid} is {doc.get('state')} on the LaunchPad, not RESERVED: it is not released"
@@ -26,5 +24,4 @@ def release(lp: Any, launch: LaunchEvents, doc: dict[str, Any], result: ApplyRes
         return
     lp.cancel_reservation(lid)
     lp.forget_offline(lid, launch_mode=True)
-    result.released_launches.append(lid)
-    result.applied(launch)
+    result.handed_back(launch)

@@ -9,13 +9,11 @@ leaves them. All of it in bulk writes, each conditional on the document being wh
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fwspool.launchpad.fireworks_internals import refresh_workflow, workflow_state
-from fwspool.runs import LaunchEvents, apply_running_phase
-
-if TYPE_CHECKING:
-    from fwspool.launchpad.apply import ApplyResult
+from fwspool.launchpad.vocabulary import ApplyResult, Routed
+from fwspool.runs import apply_running_phase
 
 __all__ = ["apply_running"]
 
@@ -25,14 +23,14 @@ _RUNNABLE_FW_STATES = ["WAITING", "READY", "RESERVED", "FIZZLED"]
 
 def apply_running(
     lp: Any,
-    running: list[tuple[LaunchEvents, dict[str, Any]]],
+    running: list[Routed],
     now: dt.datetime,
     result: ApplyResult,
-    reopen: frozenset[int] = frozenset(),
     *,
     held: set[int] | frozenset[int] = frozenset(),
 ) -> None:
-    """Apply the running phase of these launches (each with its LaunchPad document).
+    """Apply the running phase of these launches (each with its LaunchPad document, and whether
+    its events undo an inferred FIZZLED).
 
     The Fireworks in ``held`` (paused or defused by the user) keep their state: only their
     launches run, as FireWorks' own refresh leaves a held Firework.
@@ -42,20 +40,19 @@ def apply_running(
 
     replaces: list[Any] = []
     running_fw_ids: set[int] = set()
-    for launch, doc in running:
+    for launch, doc, reopen in ((r.launch, r.doc, r.reopen) for r in running):
         launch_obj = Launch.from_dict(doc)
-        if apply_running_phase(launch_obj, launch.events, reopen=launch.launch_id in reopen):
+        if apply_running_phase(launch_obj, launch.events, reopen=reopen):
             # Optimistic: only if nobody changed the launch's state since we read it.
             replaces.append(ReplaceOne({"_id": doc["_id"], "state": doc["state"]}, launch_obj.to_db_dict()))
         if launch_obj.state == "RUNNING" and doc["fw_id"] not in held:
             running_fw_ids.add(doc["fw_id"])
     if replaces and lp.launches.bulk_write(replaces, ordered=False).matched_count != len(replaces):
         # A launch changed under us: re-apply everything next pass (idempotent).
-        result.problems.append("some launches changed on the LaunchPad during the push; retrying next pass")
+        result.retry("some launches changed on the LaunchPad during the push; retrying next pass")
     else:
-        for launch, _doc in running:
-            result.applied(launch)
-            result.touched_launches.append(launch.launch_id)
+        for routed in running:
+            result.ran(routed.launch)
     if running_fw_ids:
         mark_fireworks_running(lp, sorted(running_fw_ids), now)
 

@@ -28,11 +28,11 @@ dies midway is resumed by the next (its own journal first, anyone once its lock 
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from fwspool.failpoints import failpoint
 from fwspool.launchpad.locks import LOCK_FIELD
+from fwspool.launchpad.vocabulary import LockToken, lock_holder
 
 __all__ = ["UNDOING_FIELD", "UNDO_FIELD", "take_back_broken_writes", "undo_mark"]
 
@@ -70,28 +70,30 @@ def take_back_broken_writes(lp: Any, owner: str, fw_ids: list[int]) -> list[str]
         {"nodes": {"$in": fw_ids}, "$or": [broken, {UNDOING_FIELD: {"$exists": True}}]},
         {"nodes": 1, "locked": 1, LOCK_FIELD: 1, UNDOING_FIELD: 1},
     ):
-        holder = str(wf.get(LOCK_FIELD) or "")
-        ours = holder.startswith(owner + ":")
-        if UNDOING_FIELD in wf:
-            if wf.get("locked") and not ours:
-                continue  # another pusher is taking it back now
-            half_of = wf[UNDOING_FIELD]
-        elif ours:
-            continue  # our redo finishes or drops it
-        else:
-            half_of = holder
-        if _take_back(lp, owner, wf, half_of):
+        half_of = _half_to_take_back(wf, owner)
+        if half_of is not None and _take_back(lp, owner, wf, half_of):
             notes.append(
-                f"workflow of Firework {wf['nodes'][0]}: a push of journal {half_of.rsplit(':', 1)[0]} "
+                f"workflow of Firework {wf['nodes'][0]}: a push of journal {LockToken.parse(half_of).owner} "
                 "died halfway and its lock was broken; its writes are taken back and its launches "
                 "completed afresh"
             )
     return notes
 
 
+def _half_to_take_back(wf: dict[str, Any], owner: str) -> str | None:
+    """The token of the completion whose half-written workflow ``owner`` should take back now,
+    or None: a taking back that died midway is resumed (unless another pusher holds it now);
+    ``owner``'s own half is left to its redo; anyone else's, behind a broken lock, is taken."""
+    holder = lock_holder(wf.get(LOCK_FIELD))
+    ours = holder is not None and holder.of(owner)
+    if UNDOING_FIELD in wf:
+        return None if wf.get("locked") and not ours else str(wf[UNDOING_FIELD])
+    return None if ours else str(wf.get(LOCK_FIELD) or "")
+
+
 def _take_back(lp: Any, owner: str, wf: dict[str, Any], half_of: str) -> bool:
     """Claim the workflow as it was read, restore what ``half_of`` wrote, release it."""
-    token = f"{owner}:{uuid.uuid4().hex}"
+    token = str(LockToken.new(owner))
     as_read = {
         "_id": wf["_id"],
         LOCK_FIELD: wf.get(LOCK_FIELD),

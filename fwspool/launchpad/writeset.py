@@ -18,11 +18,9 @@ from typing import Any
 from fwspool.failpoints import failpoint
 from fwspool.launchpad.locks import LOCK_FIELD, unlock_token
 from fwspool.launchpad.undo import UNDO_FIELD, UNDOING_FIELD
+from fwspool.launchpad.vocabulary import Verdict
 
 __all__ = ["WriteSet"]
-
-#: What :meth:`WriteSet.replay` did with a write set a dead push left.
-WRITTEN, WAITING, ABANDONED = "written", "waiting", "abandoned"
 
 
 @dataclass(slots=True)
@@ -76,37 +74,46 @@ class WriteSet:
             d.get("new_ids", []),
         )
 
-    def replay(self, lp: Any) -> str:
+    def replay(self, lp: Any) -> Verdict:
         """Finish what a dead push of this write set left undone, if it is still this one's to do.
 
-        :data:`WRITTEN` when its workflows are still as it left them (locked by its token, or
-        already written by it); :data:`WAITING` when someone else holds one of them now, or is
+        :attr:`~Verdict.WRITTEN` when its workflows are still as it left them (locked by its token, or
+        already written by it); :attr:`~Verdict.WAITING` when someone else holds one of them now, or is
         taking this write set's half back (:mod:`fwspool.launchpad.undo`): try again next pass;
-        :data:`ABANDONED` when someone else wrote one since (its lock was broken, or it was
+        :attr:`~Verdict.ABANDONED` when someone else wrote one since (its lock was broken, or it was
         written and then written again before the new Fireworks were promoted), or took its half
         back: replaying would write over theirs and duplicate its additions, so nothing is written,
         the new Fireworks it inserted that no workflow holds are removed, those a workflow holds
         get the state it gives them, its undo marks are removed, and the events stay pending.
         """
+        self._retake_broken_locks(lp)
         verdict = self._workflows_verdict(lp)
-        if verdict == WRITTEN and not self.write(lp):
-            verdict = ABANDONED  # its new Fireworks' ids were taken: someone else completed it
-        if verdict == ABANDONED:
+        if verdict == Verdict.WRITTEN and not self.write(lp):
+            verdict = Verdict.ABANDONED  # its new Fireworks' ids were taken: someone else completed it
+        if verdict == Verdict.ABANDONED:
             self._remove_unheld_new_fireworks(lp)
             self._promote_held_new_fireworks(lp)
             self._unmark_fireworks(lp, [])
-        if verdict != WAITING:
+        if verdict != Verdict.WAITING:
             unlock_token(lp, self.token)
         return verdict
 
-    def _workflows_verdict(self, lp: Any) -> str:
-        written_on = {d["_id"]: d.get("updated_on") for d in self.workflows}
-        # Take our broken locks back before deciding, atomically: another journal's push could
-        # otherwise be taking this half-written completion back while we write it forward.
+    def _retake_broken_locks(self, lp: Any) -> None:
+        """Lock again, atomically, this write set's workflows whose lock was broken and that still
+        carry its token: before the verdict, so that another journal's push cannot be taking
+        this half-written completion back while it is written forward (:mod:`~fwspool.launchpad.undo`)."""
         lp.workflows.update_many(
-            {"_id": {"$in": list(written_on)}, LOCK_FIELD: self.token, "locked": {"$exists": False}},
+            {
+                "_id": {"$in": [d["_id"] for d in self.workflows]},
+                LOCK_FIELD: self.token,
+                "locked": {"$exists": False},
+            },
             {"$set": {"locked": True}},
         )
+
+    def _workflows_verdict(self, lp: Any) -> Verdict:
+        """Whether its workflows are still this write set's to write (reads only)."""
+        written_on = {d["_id"]: d.get("updated_on") for d in self.workflows}
         seen = 0
         for doc in lp.workflows.find(
             {"_id": {"$in": list(written_on)}},
@@ -116,10 +123,10 @@ class WriteSet:
             if doc.get(LOCK_FIELD) == self.token:
                 continue  # still ours: locked, or unlocked by hand and untouched since
             if doc.get("locked") or UNDOING_FIELD in doc:
-                return WAITING  # held, or being taken back (its taker died): not ours to touch
+                return Verdict.WAITING  # held, or being taken back (its taker died): not ours to touch
             if doc.get("updated_on") != written_on[doc["_id"]]:
-                return ABANDONED  # rewritten by someone else: FireWorks' writes drop our token
-        return WRITTEN if seen == len(written_on) else ABANDONED
+                return Verdict.ABANDONED  # rewritten by someone else: FireWorks' writes drop our token
+        return Verdict.WRITTEN if seen == len(written_on) else Verdict.ABANDONED
 
     def _new_fireworks(self) -> dict[int, tuple[Any, Any]]:
         """The Fireworks this write set adds, by id: their name and creation time, which tell
@@ -155,7 +162,7 @@ class WriteSet:
     def _promote_held_new_fireworks(self, lp: Any) -> None:
         """The new Fireworks this write set inserted that a workflow holds, still WAITING as
         inserted: the push died after writing their workflow and before promoting them, and
-        someone wrote that workflow since (a verdict of :data:`ABANDONED`). They get the state
+        someone wrote that workflow since (a verdict of :attr:`~Verdict.ABANDONED`). They get the state
         their workflow gives them, as the promotion would have; left WAITING, nobody would ever
         run them (the workflow says READY, the Firework WAITING)."""
         from pymongo import UpdateOne

@@ -1,0 +1,127 @@
+"""A bulk completion's write set (fwspool.launchpad.writeset) against a real server: a push killed
+before saving it, between writing it and marking the journal, and halfway through writing it.
+Each test is a regression the fault-injection suite found (tools/chaos.py). The write set's pure
+parts (its plan, its bytes, its undo marks) are tested without a server in tests/test_plan.py."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dyn_tasks import GrowTask
+from fireworks import Firework, FWorker, ScriptTask, Workflow
+
+from fwspool.ingest import Ingester
+from fwspool.journal import Journal
+from fwspool.launchpad import LaunchPadApplier, WriteSet, writeset
+from fwspool.push import Pusher
+from fwspool.reserve import reserve_offline
+from fwspool.testing.commands import run_fwspool
+from fwspool.testing.launchpad import uplink_for
+
+T0 = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
+
+
+def _completion_ready(lp: Any, tmp_path: Path, journal: Journal) -> None:
+    """A workflow whose first step (an FWAction with an addition and a detour) ran offline and is
+    ingested; the pass that pushes it comes next."""
+    a = Firework([GrowTask(label="g")], name="step1")
+    b = Firework(ScriptTask.from_str("echo two"), name="step2", parents=[a])
+    lp.add_wf(Workflow([a, b], name="grow"))
+    d = str(tmp_path / "launch")
+    reserve_offline(lp, d)
+    res = run_fwspool(d)
+    assert res.returncode == 0, res.stderr[-2000:]
+    Ingester(journal, roots=[d]).run_pass()
+
+
+def _state(lp: Any) -> dict[str, Any]:
+    return {
+        "fireworks": {d["name"]: (d["fw_id"], d["state"]) for d in lp.fireworks.find({})},
+        "next_fw_id": lp.fw_id_assigner.find_one({})["next_fw_id"],
+        "locked": lp.workflows.count_documents({"locked": True}),
+    }
+
+
+class Died(Exception):
+    pass
+
+
+def test_a_push_dying_before_its_write_set_is_saved_wastes_no_firework_ids(
+    launchpad: Any, tmp_path: Path, mongo_uri: str
+) -> None:
+    """New Fireworks' ids used to be taken (get_new_fw_id) before the write set was saved: a push
+    killed there left the counter moved on, and the next push gave the additions other ids."""
+    with Journal.open(str(tmp_path / "j.sqlite3")) as journal:
+        _completion_ready(launchpad, tmp_path, journal)
+        before = _state(launchpad)
+
+        def die(write_set: bytes) -> None:
+            raise Died
+
+        with pytest.raises(Died):
+            LaunchPadApplier(launchpad).apply(journal.pending_launches(None, 10), T0, redo=die)
+        assert _state(launchpad) == before  # nothing written, nothing taken, no lock left
+        uplink = uplink_for(mongo_uri, launchpad.name)
+        Pusher(journal, uplink).run_pass()
+        uplink.close()
+    after = _state(launchpad)
+    assert after["next_fw_id"] == before["next_fw_id"] + 2
+    assert {after["fireworks"][n][0] for n in ("g-addition", "g-detour")} == {
+        before["next_fw_id"],
+        before["next_fw_id"] + 1,
+    }
+
+
+def test_replaying_a_write_set_never_undoes_what_happened_on_the_launchpad_since(
+    launchpad: Any, tmp_path: Path
+) -> None:
+    """A push killed between the database write and the journal mark: the next push replays the
+    write set. It used to replace every document again, putting a Firework a rocket had taken in
+    between back to READY."""
+    saved: list[bytes] = []
+    with Journal.open(str(tmp_path / "j.sqlite3")) as journal:
+        _completion_ready(launchpad, tmp_path, journal)
+        LaunchPadApplier(launchpad).apply(journal.pending_launches(None, 10), T0, redo=saved.append)
+    fw_id = launchpad.fireworks.find_one({"name": "g-detour"})["fw_id"]
+    fw, launch_id = launchpad.checkout_fw(FWorker(), str(tmp_path / "elsewhere"), fw_id=fw_id)
+    assert fw is not None
+    taken = _state(launchpad)
+    WriteSet.from_bytes(saved[0]).write(launchpad)
+    assert _state(launchpad) == taken
+    doc = launchpad.fireworks.find_one({"fw_id": fw_id})
+    assert doc["state"] == "RUNNING" and launch_id in doc["launches"]
+
+
+def test_a_bulk_completion_dying_halfway_shows_no_runnable_orphan_and_keeps_its_locks(
+    launchpad: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed after writing the Fireworks and before the workflow: new Fireworks used to be READY
+    already, with no workflow holding them (a rocket taking one crashed in FireWorks'
+    _refresh_wf), and a write that failed halfway gave its workflow locks back, so the replay could
+    not write the workflow."""
+    saved: list[bytes] = []
+
+    def failpoint(name: str) -> None:
+        if name == "bulk.after_fireworks":
+            raise Died
+
+    with Journal.open(str(tmp_path / "j.sqlite3")) as journal:
+        _completion_ready(launchpad, tmp_path, journal)
+        monkeypatch.setattr(writeset, "failpoint", failpoint)
+        with pytest.raises(Died):
+            LaunchPadApplier(launchpad).apply(journal.pending_launches(None, 10), T0, redo=saved.append)
+        monkeypatch.undo()
+    halfway = _state(launchpad)
+    assert halfway["fireworks"]["g-addition"][1] == halfway["fireworks"]["g-detour"][1] == "WAITING"
+    assert halfway["locked"] == 1
+    assert launchpad.fireworks.count_documents({"state": "READY"}) == 0
+    ws = WriteSet.from_bytes(saved[0])
+    assert ws.write(launchpad)
+    done = _state(launchpad)
+    assert done["locked"] == 0
+    assert (done["fireworks"]["g-addition"][1], done["fireworks"]["g-detour"][1]) == ("READY", "READY")
+    wf = launchpad.workflows.find_one({"name": "grow"})
+    assert {done["fireworks"][n][0] for n in ("g-addition", "g-detour")} <= set(wf["nodes"])
