@@ -23,6 +23,7 @@ from typing import Any, Self
 
 from fwspool.errors import ConfigError, InputError, JournalBusy, JournalError
 from fwspool.journal.schema import columns_of, create_or_upgrade, quote
+from fwspool.journal.summary import summarize
 
 #: Filesystems where SQLite's locking and WAL shared memory are unreliable.
 NETWORK_FILESYSTEMS = frozenset(
@@ -106,7 +107,7 @@ class JournalDatabase:
                 "foreign_keys = ON",
             ):
                 db.execute(f"PRAGMA {pragma}")
-            create_or_upgrade(db, path)
+            create_or_upgrade(db, path, summarize)
         except sqlite3.OperationalError as exc:
             db.close()
             raise JournalError(f"cannot open journal {path}: {exc}") from exc
@@ -249,13 +250,6 @@ def _insert_sql(table: str, columns: tuple[str, ...], n_rows: int, conflict: str
         raise ValueError(f"not columns of {table}: {columns}")
     row = f"({', '.join('?' * len(columns))})"
     return f"INSERT INTO {table} ({', '.join(map(quote, columns))}) VALUES {', '.join([row] * n_rows)} {conflict}"
-
-
-def in_chunks(values: Sequence[Any], size: int = 500) -> Iterator[tuple[Sequence[Any], str]]:
-    """``values`` in chunks of at most ``size``, each with its ``?, ?, …`` placeholder list."""
-    for i in range(0, len(values), size):
-        chunk = values[i : i + size]
-        yield chunk, ",".join("?" * len(chunk))
 
 
 def _check_location(path: str, allow_network_fs: bool | None) -> None:

@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 
 from fwspool.identity import LaunchHome, same_dir
-from fwspool.journal.database import in_chunks
+from fwspool.journal.schema import in_chunks
 from fwspool.journal.summary import summarize
 
 _MOVES = """

@@ -20,9 +20,10 @@ from typing import Any
 from fwspool.binding import META_KEY, Binding
 from fwspool.events import iso, utcnow
 from fwspool.identity import agrees, same_dir
-from fwspool.journal.database import JournalDatabase, in_chunks
+from fwspool.journal.database import JournalDatabase
 from fwspool.journal.homes import read_homes, set_aside
 from fwspool.journal.rows import ForgetRequest
+from fwspool.journal.schema import in_chunks
 from fwspool.journal.store import forget_late_launches
 from fwspool.journal.summary import mark_events, summarize
 from fwspool.outcomes import SUPERSEDED, PushedLaunch

@@ -44,7 +44,8 @@ from dataclasses import dataclass
 
 from fwspool.errors import JournalError
 from fwspool.events import iso, utcnow
-from fwspool.journal.database import JournalDatabase, in_chunks
+from fwspool.journal.database import JournalDatabase
+from fwspool.journal.schema import in_chunks
 from fwspool.journal.summary import summarize
 
 #: The ``meta`` key of the last prune (its time, ISO-8601 UTC): ``sync`` prunes once a day.

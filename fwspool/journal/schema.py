@@ -9,6 +9,8 @@ modules of :mod:`fwspool.journal`): what an operator would type into the ``sqlit
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from sqlalchemy import (
     CheckConstraint,
@@ -271,7 +273,9 @@ def schema_sql() -> str:
     return "\n".join("\n".join(line.rstrip() for line in part.split("\n")) for part in parts)
 
 
-def create_or_upgrade(db: sqlite3.Connection, path: str) -> None:
+def create_or_upgrade(
+    db: sqlite3.Connection, path: str, summarize: Callable[[sqlite3.Connection], None]
+) -> None:
     """Give a new journal the schema, or bring an older one up to :data:`SCHEMA_VERSION`.
 
     Each step is one IMMEDIATE transaction that re-reads the version first: two processes opening
@@ -301,7 +305,7 @@ def create_or_upgrade(db: sqlite3.Connection, path: str) -> None:
         if _version(db) == 3:
             _widen_to_4(db, path)
         if _version(db) == 4:
-            _summarize_to_5(db, path)
+            _summarize_to_5(db, path, summarize)
     except sqlite3.Error as exc:
         raise JournalError(f"cannot upgrade journal {path}: {exc}") from exc
 
@@ -406,7 +410,9 @@ def _widen_to_4(db: sqlite3.Connection, path: str) -> None:
         db.execute("PRAGMA writable_schema = OFF")
 
 
-def _summarize_to_5(db: sqlite3.Connection, path: str) -> None:
+def _summarize_to_5(
+    db: sqlite3.Connection, path: str, summarize: Callable[[sqlite3.Connection], None]
+) -> None:
     """Bring a journal of schema version 4 to version 5, in place, keeping every row.
 
     Version 5 adds ``launch_summary`` (what ``fwspool status`` reads instead of every event,
@@ -424,7 +430,6 @@ def _summarize_to_5(db: sqlite3.Connection, path: str) -> None:
         db.execute(str(CreateTable(launch_summary).compile(dialect=dialect)).strip())
         for index in sorted(launch_summary.indexes, key=lambda i: str(i.name)):
             db.execute(str(CreateIndex(index).compile(dialect=dialect)).strip())
-        from fwspool.journal.summary import summarize  # noqa: PLC0415 - it reads this module
 
         summarize(db)
         for name, view in VIEWS.items():
@@ -446,3 +451,10 @@ def quote(column: str) -> str:
 def columns_of(table: str) -> frozenset[str]:
     """The column names of one of the journal's tables."""
     return frozenset(metadata.tables[table].c.keys())
+
+
+def in_chunks(values: Sequence[Any], size: int = 500) -> Iterator[tuple[Sequence[Any], str]]:
+    """``values`` in chunks of at most ``size``, each with its ``?, ?, …`` placeholder list."""
+    for i in range(0, len(values), size):
+        chunk = values[i : i + size]
+        yield chunk, ",".join("?" * len(chunk))

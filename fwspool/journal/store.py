@@ -17,7 +17,7 @@ from typing import Any
 
 from fwspool.events import iso, utcnow
 from fwspool.identity import LaunchHome, agrees
-from fwspool.journal.database import JournalDatabase, in_chunks, insert_rows
+from fwspool.journal.database import JournalDatabase, insert_rows
 from fwspool.journal.homes import read_homes, writer_has_events
 from fwspool.journal.rows import (
     EVENT_ROW_COLUMNS,
@@ -32,7 +32,7 @@ from fwspool.journal.rows import (
     QuarantineRow,
     SourceRow,
 )
-from fwspool.journal.schema import quote
+from fwspool.journal.schema import in_chunks, quote
 from fwspool.journal.summary import add_inserted, events_high_water, summarize
 
 #: At most this many quarantined bytes are copied into the journal; the spool keeps the rest.

@@ -23,8 +23,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from fwspool.journal.database import in_chunks
-from fwspool.journal.schema import RUN_TYPES
+from fwspool.journal.schema import RUN_TYPES, in_chunks
 
 _RUN = "(" + ", ".join(f"'{t}'" for t in RUN_TYPES) + ")"
 

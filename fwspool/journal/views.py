@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fwspool.journal.database import JournalDatabase, in_chunks
+from fwspool.journal.database import JournalDatabase
+from fwspool.journal.schema import in_chunks
 from fwspool.runs import PendingEvent
 
 #: The events that decide what a launch came to, with the few payload fields that say how (a
