@@ -8,6 +8,7 @@ modules of :mod:`fwspool.journal`): what an operator would type into the ``sqlit
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -314,6 +315,25 @@ def _version(db: sqlite3.Connection) -> int:
     return int(db.execute("PRAGMA user_version").fetchone()[0])
 
 
+@contextlib.contextmanager
+def _step_from(db: sqlite3.Connection, *versions: int) -> Iterator[bool]:
+    """One upgrade step, in one IMMEDIATE transaction that re-reads the version first: yields
+    whether this process takes the journal from one of ``versions`` (another may have done it
+    meanwhile: then nothing is left to do), commits when the step ends, rolls back on any error."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if _version(db) not in versions:
+            db.execute("ROLLBACK")
+            yield False
+            return
+        yield True
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
 def _rebuild_launches(db: sqlite3.Connection, path: str) -> None:
     """Bring a journal of schema version 1 or 2 to version 3, keeping every row.
 
@@ -326,34 +346,28 @@ def _rebuild_launches(db: sqlite3.Connection, path: str) -> None:
     """
     old = [r[1] for r in db.execute('PRAGMA table_info("launches")')]
     db.execute("PRAGMA foreign_keys = OFF")
-    db.execute("BEGIN IMMEDIATE")
     try:
-        if _version(db) not in (1, 2):
-            db.execute("ROLLBACK")  # another process upgraded it meanwhile
-            return
-        new_columns = [c.name for c in launches.c if c.name not in _ADDED_IN_4]
-        for name in VIEWS:
-            db.execute(f"DROP VIEW IF EXISTS {name}")
-        # Version 3's launches; _widen_to_4 then takes it to this version's.
-        v3 = Table("launches_v3", MetaData(), *(c._copy() for c in launches.c if c.name in new_columns))
-        for constraint in launches.constraints:
-            if isinstance(constraint, CheckConstraint):
-                v3.append_constraint(CheckConstraint(constraint.sqltext, name=constraint.name))
-        ddl = str(CreateTable(v3).compile(dialect=sqlite.dialect())).strip()
-        db.execute(ddl.replace("CREATE TABLE launches_v3 ", "CREATE TABLE launches_new ", 1))
-        columns = ", ".join(map(quote, old))
-        db.execute(f"INSERT INTO launches_new ({columns}) SELECT {columns} FROM launches")
-        db.execute("DROP TABLE launches")
-        db.execute("ALTER TABLE launches_new RENAME TO launches")
-        problems = db.execute("PRAGMA foreign_key_check").fetchall()
-        if problems:
-            raise JournalError(f"journal {path}: migration found broken references {problems[:3]}")
-        db.execute("PRAGMA user_version = 3")
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
+        with _step_from(db, 1, 2) as mine:
+            if not mine:
+                return
+            new_columns = [c.name for c in launches.c if c.name not in _ADDED_IN_4]
+            for name in VIEWS:
+                db.execute(f"DROP VIEW IF EXISTS {name}")
+            # Version 3's launches; _widen_to_4 then takes it to this version's.
+            v3 = Table("launches_v3", MetaData(), *(c._copy() for c in launches.c if c.name in new_columns))
+            for constraint in launches.constraints:
+                if isinstance(constraint, CheckConstraint):
+                    v3.append_constraint(CheckConstraint(constraint.sqltext, name=constraint.name))
+            ddl = str(CreateTable(v3).compile(dialect=sqlite.dialect())).strip()
+            db.execute(ddl.replace("CREATE TABLE launches_v3 ", "CREATE TABLE launches_new ", 1))
+            columns = ", ".join(map(quote, old))
+            db.execute(f"INSERT INTO launches_new ({columns}) SELECT {columns} FROM launches")
+            db.execute("DROP TABLE launches")
+            db.execute("ALTER TABLE launches_new RENAME TO launches")
+            problems = db.execute("PRAGMA foreign_key_check").fetchall()
+            if problems:
+                raise JournalError(f"journal {path}: migration found broken references {problems[:3]}")
+            db.execute("PRAGMA user_version = 3")
     finally:
         db.execute("PRAGMA foreign_keys = ON")
 
@@ -374,38 +388,32 @@ def _widen_to_4(db: sqlite3.Connection, path: str) -> None:
     already satisfies the wider CHECK, so nothing needs checking but the schema itself
     (``PRAGMA integrity_check`` before the commit). One IMMEDIATE transaction.
     """
-    db.execute("BEGIN IMMEDIATE")
     try:
-        if _version(db) != 3:
-            db.execute("ROLLBACK")  # another process upgraded it meanwhile
-            return
-        have = {r[1] for r in db.execute('PRAGMA table_info("launches")')}
-        for column in _ADDED_IN_4:
-            if column not in have:
-                db.execute(f"ALTER TABLE launches ADD COLUMN {column} TEXT")
-        version = int(db.execute("PRAGMA schema_version").fetchone()[0])
-        db.execute("PRAGMA writable_schema = ON")
-        for table in (launches, sources, events):
-            ddl = str(CreateTable(table).compile(dialect=sqlite.dialect())).strip()
-            db.execute(
-                "UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = ?", (ddl, table.name)
-            )
-        db.execute(f"PRAGMA schema_version = {version + 1}")
-        db.execute("PRAGMA writable_schema = OFF")
-        for index in sorted(launches.indexes, key=lambda i: str(i.name)):
-            db.execute(str(CreateIndex(index).compile(dialect=sqlite.dialect())).strip())
-        # The views read launch_summary since version 5: _summarize_to_5 makes them anew.
-        for name in VIEWS:
-            db.execute(f"DROP VIEW IF EXISTS {name}")
-        problems = [r[0] for r in db.execute("PRAGMA integrity_check")]
-        if problems != ["ok"]:
-            raise JournalError(f"journal {path}: the upgrade to schema 4 found {problems[:3]}")
-        db.execute("PRAGMA user_version = 4")
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
+        with _step_from(db, 3) as mine:
+            if not mine:
+                return
+            have = {r[1] for r in db.execute('PRAGMA table_info("launches")')}
+            for column in _ADDED_IN_4:
+                if column not in have:
+                    db.execute(f"ALTER TABLE launches ADD COLUMN {column} TEXT")
+            version = int(db.execute("PRAGMA schema_version").fetchone()[0])
+            db.execute("PRAGMA writable_schema = ON")
+            for table in (launches, sources, events):
+                ddl = str(CreateTable(table).compile(dialect=sqlite.dialect())).strip()
+                db.execute(
+                    "UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = ?", (ddl, table.name)
+                )
+            db.execute(f"PRAGMA schema_version = {version + 1}")
+            db.execute("PRAGMA writable_schema = OFF")
+            for index in sorted(launches.indexes, key=lambda i: str(i.name)):
+                db.execute(str(CreateIndex(index).compile(dialect=sqlite.dialect())).strip())
+            # The views read launch_summary since version 5: _summarize_to_5 makes them anew.
+            for name in VIEWS:
+                db.execute(f"DROP VIEW IF EXISTS {name}")
+            problems = [r[0] for r in db.execute("PRAGMA integrity_check")]
+            if problems != ["ok"]:
+                raise JournalError(f"journal {path}: the upgrade to schema 4 found {problems[:3]}")
+            db.execute("PRAGMA user_version = 4")
     finally:
         db.execute("PRAGMA writable_schema = OFF")
 
@@ -422,25 +430,17 @@ def _summarize_to_5(
     takes a minute or two, once.
     """
     dialect = sqlite.dialect()
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        if _version(db) != 4:
-            db.execute("ROLLBACK")  # another process upgraded it meanwhile
+    with _step_from(db, 4) as mine:
+        if not mine:
             return
         db.execute(str(CreateTable(launch_summary).compile(dialect=dialect)).strip())
         for index in sorted(launch_summary.indexes, key=lambda i: str(i.name)):
             db.execute(str(CreateIndex(index).compile(dialect=dialect)).strip())
-
         summarize(db)
         for name, view in VIEWS.items():
             db.execute(f"DROP VIEW IF EXISTS {name}")
             db.execute(view)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
 
 
 def quote(column: str) -> str:
