@@ -117,6 +117,10 @@ class StopFlag:
         finally:
             self._waiting -= 1
 
+    def in_wait(self) -> bool:
+        """Whether a :meth:`waiting` section is under way (in whichever thread)."""
+        return self._waiting > 0
+
     def ask(self, kind: str, line: str = "") -> None:
         """Queue a request for the loop (from a signal handler: appending to a deque is safe)."""
         self.requests.append((kind, line))
@@ -378,7 +382,13 @@ class Loop:
                     halt.ask(SAY, "")  # wake the pushing thread from its wait
         finally:
             halt.set()
-            thread.join()
+            while thread.is_alive():
+                if halt.in_wait():
+                    # Its first contact with a database that does not answer writes nothing: a
+                    # stop ends it at once, as the signal does for a one-shot push (the daemon
+                    # thread ends with the process).
+                    break
+                thread.join(0.1)
         if failed:
             raise failed[0]
 

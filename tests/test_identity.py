@@ -71,6 +71,18 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+def lpad(launchpad_file: str, *args: str) -> None:
+    """FireWorks' own ``lpad -l FILE ARGS``, which must succeed."""
+    res = subprocess.run(
+        [fireworks_command("lpad"), "-l", launchpad_file, *args],
+        capture_output=True,
+        text=True,
+        env=job_env(),
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+
+
 def write_launchpad_file(tmp_path: Path, uri: str, db: str) -> str:
     path = tmp_path / f"{db}_launchpad.yaml"
     path.write_text(launchpad_file_text(uri, db))
@@ -218,14 +230,7 @@ def test_a_new_campaign_after_lpad_reset_completes_past_the_old_campaigns_pointe
         killed = f"launch-1-{dir_tag(str(base / 'c1' / 'l1'))}.json"
         assert killed in pointers()
 
-        reset = subprocess.run(
-            [fireworks_command("lpad"), "-l", lp_file, "reset", "--password", time.strftime("%Y-%m-%d")],
-            capture_output=True,
-            text=True,
-            env=job_env(),
-            timeout=120,
-        )
-        assert reset.returncode == 0, reset.stderr[-2000:]
+        lpad(lp_file, "reset", "--password", time.strftime("%Y-%m-%d"))
         lp.add_wf(chain(3, "s"))
         ref = reference(mongo_uri, db_name + "_ref", tmp_path, chain(3, "s"), (False, False, False))
         try:
@@ -303,14 +308,7 @@ def test_a_push_to_another_launchpad_or_to_a_reset_one_applies_nothing(
                 assert res.exit_code == 78 and len(unstamped(res.output).strip().splitlines()) == 1
 
         # lpad reset: the same database, launch ids from 1 again. Nothing is pushed.
-        reset = subprocess.run(
-            [fireworks_command("lpad"), "-l", files["a"], "reset", "--password", time.strftime("%Y-%m-%d")],
-            capture_output=True,
-            text=True,
-            env=job_env(),
-            timeout=120,
-        )
-        assert reset.returncode == 0, reset.stderr[-2000:]
+        lpad(files["a"], "reset", "--password", time.strftime("%Y-%m-%d"))
         lps["a"].add_wf(Firework(ScriptTask.from_str("echo again"), name="again"))
         step(lps["a"], tmp_path / "a2")
         res = invoke("sync", "-l", files["a"])
@@ -375,14 +373,7 @@ def test_status_shows_a_held_launch_in_words_and_history_after_a_rerun(
         sync("-l", files["a"])
         assert lps["a"].get_fw_by_id(3).state == "FIZZLED"
         assert json.loads(invoke("status", "--json", "--no-check").output)["totals"]["need_attention"] == 1
-        rerun = subprocess.run(
-            [fireworks_command("lpad"), "-l", files["a"], "rerun_fws", "-i", "3"],
-            capture_output=True,
-            text=True,
-            env=job_env(),
-            timeout=120,
-        )
-        assert rerun.returncode == 0, rerun.stderr[-2000:]
+        lpad(files["a"], "rerun_fws", "-i", "3")
         step(lps["a"], tmp_path / "a" / "l4")
         sync("-l", files["a"])
         assert lps["a"].get_fw_by_id(3).state == "COMPLETED"
