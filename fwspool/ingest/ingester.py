@@ -234,13 +234,13 @@ class Ingester:
         if not vanished:
             return
         found_names = {os.path.basename(p) for p in found}
+        gone = {launch_id for launch_id, _ in vanished}
+        names: dict[int, set[str]] = {}
+        for p, row in known.items():
+            if row.launch_id in gone and row.kind == "spool":
+                names.setdefault(row.launch_id, set()).add(os.path.basename(p))
         for launch_id, directory in vanished:
-            names = {
-                os.path.basename(p)
-                for p, row in known.items()
-                if row.launch_id == launch_id and row.kind == "spool"
-            }
-            if names & found_names:
+            if names.get(launch_id, set()) & found_names:
                 continue  # moved: its files are read where they are now
             hint = (
                 ""

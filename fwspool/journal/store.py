@@ -257,11 +257,6 @@ class IngestStore(JournalDatabase):
                 out[launch_id] = terminal_at is not None or forgotten_at is not None
         return out
 
-    def settled_launches(self, launch_ids: Sequence[int]) -> dict[int, bool]:
-        """For each of these launch ids the journal knows: whether it is over (final or forgotten)."""
-        with self.reading() as db:
-            return self._settled(db, launch_ids)
-
 
 #: Event types after which ingest stops reading a launch's directory (see BatchBuilder.terminal).
 _ENDING_TYPES = frozenset({"exited", "released", "completed"})

@@ -15,9 +15,9 @@ then refreshes it from that launch, exactly as after ``recover_offline``.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
+from fwspool.identity import same_dir
 from fwspool.runs import LaunchEvents
 
 __all__ = ["HELD_FW_STATES", "SUPERSEDING_FW_STATES", "same_launch", "superseded_reason"]
@@ -32,8 +32,7 @@ def same_launch(launch: LaunchEvents, doc: dict[str, Any]) -> bool:
     """Whether the LaunchPad's launch of this id is the one the inbox announced (same directory)."""
     if not launch.announced_dirs or not doc.get("launch_dir"):
         return True
-    here = os.path.realpath(doc["launch_dir"])
-    return any(os.path.realpath(d) == here for d in launch.announced_dirs)
+    return any(same_dir(d, doc["launch_dir"]) for d in launch.announced_dirs)
 
 
 def superseded_reason(
