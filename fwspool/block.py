@@ -47,7 +47,7 @@ from fwspool.errors import EX_OK, EX_SOFTWARE, DataError, FwspoolError, InputErr
 from fwspool.events import Released
 from fwspool.plural import counted
 from fwspool.rlaunch import ENDING_SIGNALS as RLAUNCH_ENDING_SIGNALS
-from fwspool.rlaunch import BatchJob, LaunchSettings
+from fwspool.rlaunch import LaunchSettings, SchedulerJob
 
 #: The manifest's file name in the block directory.
 MANIFEST_NAME = "fwspool-block.json"
@@ -382,7 +382,7 @@ def run_block(
             forked_launch(run_one, {signal.SIGCHLD}),
             manifest.margin_seconds if margin is None else margin,
             deadline,
-            BatchJob.from_environ(env).job_id,
+            SchedulerJob.from_environ(env).job_id,
             settings.spool_mode,
             settings.inbox_dir or inbox.default_inbox(),
             say,

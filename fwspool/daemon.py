@@ -198,8 +198,8 @@ class IngestSettings:
     def ingester(self, journal: Journal) -> Ingester:
         """An :class:`~fwspool.ingest.Ingester` into ``journal`` that asks every batch system
         fwspool knows."""
-        from fwspool.batch import available_systems, system_of_queue_adapter
         from fwspool.inbox import default_inbox
+        from fwspool.scheduler import available_systems, system_of_queue_adapter
         from fwspool.spool import DEFAULT_MAX_RECORD
 
         return Ingester(
@@ -208,8 +208,8 @@ class IngestSettings:
             max_record=self.max_record or DEFAULT_MAX_RECORD,
             trust_group=self.trust_group,
             inbox_dir=self.inbox_dir or default_inbox(),
-            batch_systems=available_systems(),
-            default_batch_system=system_of_queue_adapter(self.queueadapter) if self.queueadapter else None,
+            schedulers=available_systems(),
+            default_scheduler=system_of_queue_adapter(self.queueadapter) if self.queueadapter else None,
             lost_after=self.lost_after,
             retry_quarantined=self.retry_quarantined,
         )

@@ -122,7 +122,7 @@ def run_checks(inputs: DoctorInputs) -> list[Check]:
         ]
         if adapter["_fw_q_type"] == "SGE":
             checks.append(check_job_directory(adapter))
-        checks.append(check_batch_system(adapter))
+        checks.append(check_scheduler(adapter))
     else:
         why = "no usable queue adapter file"
         checks += [
@@ -362,7 +362,7 @@ def find_queue_adapter(path: str | None) -> str | None:
 
 def check_queue_adapter(path: str | None) -> tuple[dict[str, Any] | None, Check]:
     """The queue adapter file parses, names a batch system and has a ``rocket_launch`` line."""
-    from fwspool.batch import Q_TYPES
+    from fwspool.scheduler import Q_TYPES
 
     what = "queue adapter file"
     if path is None:
@@ -505,10 +505,10 @@ def check_job_directory(adapter: dict[str, Any]) -> Check:
 # -- the batch system -----------------------------------------------------------------------------
 
 
-def check_batch_system(adapter: dict[str, Any]) -> Check:
+def check_scheduler(adapter: dict[str, Any]) -> Check:
     """The batch system answers: Slurm ``squeue`` and ``sinfo``, Grid Engine ``qstat`` and
     ``qconf -sql`` (the others cannot be asked)."""
-    from fwspool.batch import Q_TYPES
+    from fwspool.scheduler import Q_TYPES
 
     system = Q_TYPES[adapter["_fw_q_type"]]
     what = f"batch system ({system})"

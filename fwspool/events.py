@@ -140,7 +140,7 @@ class Exited(msgspec.Struct, tag="exited", tag_field="type"):
     meaning: str | None = None
 
 
-class BatchEnd(msgspec.Struct, forbid_unknown_fields=False):
+class JobEnd(msgspec.Struct, forbid_unknown_fields=False):
     """How the batch system says a job ended, from its own record of the job (Grid Engine's
     ``qacct -j``, Slurm's ``scontrol show job``)."""
 
@@ -160,7 +160,7 @@ class BatchEnd(msgspec.Struct, forbid_unknown_fields=False):
     state: str | None = None
     reason: str | None = None
     #: The job's output files, as the record names them (Slurm's ``StdOut``/``StdErr``), and
-    #: their last lines (:data:`fwspool.batch.TAIL_LINES`, at most :data:`fwspool.batch.TAIL_BYTES`):
+    #: their last lines (:data:`fwspool.scheduler.TAIL_LINES`, at most :data:`fwspool.scheduler.TAIL_BYTES`):
     #: shown by ``lpad get_fws -d all``, so nobody has to log in and find them.
     stdout: str | None = None
     stdout_tail: str | None = None
@@ -179,7 +179,7 @@ class Lost(msgspec.Struct, tag="lost", tag_field="type"):
     batch_system: str | None = None
     #: How the batch job ended, in the batch system's words; None when its record says nothing
     #: (yet): the job is gone all the same.
-    batch_end: BatchEnd | None = None
+    batch_end: JobEnd | None = None
     #: The launch directory was gone when the run was judged lost: deleted, or moved where no
     #: ``--root`` looked. Nothing can be read of the run any more, so the launch ends here.
     launch_dir_gone: str | None = None

@@ -73,7 +73,7 @@ EXIT_CODES: dict[int, str] = {
 
 #: Where each batch system puts the job id, in the order they are looked for: ``JOB_ID`` (Grid
 #: Engine) is a generic name some other environments set too, so it comes last.
-BATCH_JOB_VARIABLES = (
+SCHEDULER_JOB_VARIABLES = (
     ("SLURM_JOB_ID", "slurm"),
     ("PBS_JOBID", "pbs"),
     ("LSB_JOBID", "lsf"),
@@ -83,7 +83,7 @@ BATCH_JOB_VARIABLES = (
 
 
 @dataclass(frozen=True, slots=True)
-class BatchJob:
+class SchedulerJob:
     """The batch job this process runs in, as its environment tells."""
 
     job_id: str | None = None
@@ -94,8 +94,8 @@ class BatchJob:
     restarted: bool | None = None
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> BatchJob:
-        for variable, system in BATCH_JOB_VARIABLES:
+    def from_environ(cls, environ: Mapping[str, str]) -> SchedulerJob:
+        for variable, system in SCHEDULER_JOB_VARIABLES:
             job_id = environ.get(variable)
             if job_id:
                 if system == "sge":
@@ -264,7 +264,7 @@ class SpoolLaunchPad:
     _: KW_ONLY
     host: str
     ip: str
-    batch_job: BatchJob = field(default_factory=BatchJob)
+    batch_job: SchedulerJob = field(default_factory=SchedulerJob)
     logdir: None = field(default=None, init=False)
     completed_state: str | None = field(default=None, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -402,7 +402,7 @@ def run(
             "earlier run of this job; not running it again"
         )
         return EX_OK
-    batch_job = BatchJob.from_environ(os.environ if environ is None else environ)
+    batch_job = SchedulerJob.from_environ(os.environ if environ is None else environ)
     return _run_rocket(
         launch_dir, launch_id, firework, fworker, batch_job, spool_mode, install_signal_handlers
     )
@@ -446,7 +446,7 @@ def _run_rocket(
     launch_id: int,
     firework: Any,
     fworker: Any,
-    batch_job: BatchJob,
+    batch_job: SchedulerJob,
     spool_mode: int,
     install_signal_handlers: bool,
 ) -> int:

@@ -16,8 +16,8 @@ import pymongo
 import pytest
 
 from fwspool.devserver import DevServer
-from fwspool.devslurm import DevSlurm
 from fwspool.testing import commands
+from fwspool.testing.devslurm import DevSlurm
 from fwspool.testing.gridengine import DevGridEngine
 from fwspool.testing.launchpad import make_launchpad, throwaway_launchpad
 

@@ -1,4 +1,4 @@
-"""The private Slurm cluster (fwspool.devslurm) behaves as the batch tests rely on: real jobs, no mocks.
+"""The private Slurm cluster (fwspool.testing.devslurm) behaves as the batch tests rely on: real jobs, no mocks.
 
 What Slurm does to a job script is what fwspool has to survive: scancel and requeue send SIGTERM
 (then SIGKILL after KillWait), a requeued job runs again in the same directory with
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from fwspool.devslurm import DevSlurm, live_processes
+from fwspool.testing.devslurm import DevSlurm, live_processes
 from fwspool.testing.waiting import wait_for
 
 FINISHED = {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "GONE"}

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from fwspool.devslurm import DevSlurm
 from fwspool.journal import Journal
 from fwspool.testing.commands import invoke
+from fwspool.testing.devslurm import DevSlurm
 from fwspool.testing.launchpad import make_launchpad
 from fwspool.testing.slurm_site import Site, launchpad_file_text, qadapter_file_text
 

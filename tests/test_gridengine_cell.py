@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from fwspool.batch import parse_qacct
+from fwspool.scheduler import parse_qacct
 from fwspool.testing.gridengine import DevGridEngine
 from fwspool.testing.waiting import wait_for
 

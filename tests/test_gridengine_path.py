@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from fireworks import Firework, PyTask, ScriptTask, Workflow
 
-from fwspool.rlaunch import BatchJob
+from fwspool.rlaunch import SchedulerJob
 from fwspool.testing.gridengine import DevGridEngine
 from fwspool.testing.gridengine_site import GridEngineSite, readme_sge_files
 from fwspool.testing.launchpad import make_launchpad
@@ -80,14 +80,14 @@ def started_events(site: GridEngineSite) -> list[dict[str, Any]]:
 
 
 def test_rlaunch_reads_grid_engine_s_job_task_and_restarted_flag() -> None:
-    assert BatchJob.from_environ({"JOB_ID": "12", "SGE_TASK_ID": "undefined", "RESTARTED": "0"}) == BatchJob(
-        "12", "sge", None, False
-    )
-    assert BatchJob.from_environ({"JOB_ID": "12", "SGE_TASK_ID": "3", "RESTARTED": "1"}) == BatchJob(
+    assert SchedulerJob.from_environ(
+        {"JOB_ID": "12", "SGE_TASK_ID": "undefined", "RESTARTED": "0"}
+    ) == SchedulerJob("12", "sge", None, False)
+    assert SchedulerJob.from_environ({"JOB_ID": "12", "SGE_TASK_ID": "3", "RESTARTED": "1"}) == SchedulerJob(
         "12.3", "sge", None, True
     )
     # Slurm's count says the same: a restart or not.
-    assert BatchJob.from_environ({"SLURM_JOB_ID": "7", "SLURM_RESTART_COUNT": "2"}) == BatchJob(
+    assert SchedulerJob.from_environ({"SLURM_JOB_ID": "7", "SLURM_RESTART_COUNT": "2"}) == SchedulerJob(
         "7", "slurm", 2, True
     )
 

@@ -509,5 +509,5 @@ def test_another_launchpads_run_set_aside_is_not_what_the_batch_check_judges(
         journal.register_offline_runs(
             [{"launch_id": 1, "fw_id": 1, "launch_dir": str(own), "batch_job_id": "123", "fw_name": "x"}]
         )
-        [launch] = journal.batch_launches()
+        [launch] = journal.scheduled_launches()
     assert (launch.launch_id, launch.batch_job_id, launch.last_run_event) == (1, "123", None)

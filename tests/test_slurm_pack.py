@@ -18,9 +18,9 @@ import pytest
 from fireworks import Firework, ScriptTask
 from test_slurm_path import ROCKET_LAUNCH, fw_state, launchpad_of, readme, site_with_own_server, sleeper
 
-from fwspool.devslurm import DevSlurm
 from fwspool.events import as_utc
 from fwspool.journal import Journal
+from fwspool.testing.devslurm import DevSlurm
 from fwspool.testing.launchpad import make_launchpad
 from fwspool.testing.slurm_site import Site
 from fwspool.testing.waiting import wait_for

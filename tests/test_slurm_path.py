@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from fireworks import Firework, PyTask, ScriptTask, Workflow
 
-from fwspool.devslurm import DevSlurm, live_processes
+from fwspool.testing.devslurm import DevSlurm, live_processes
 from fwspool.testing.launchpad import make_launchpad
 from fwspool.testing.slurm_site import Site
 from fwspool.testing.waiting import wait_for

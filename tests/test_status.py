@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 from fireworks import Firework, PyTask, ScriptTask
 
-from fwspool.devslurm import DevSlurm
 from fwspool.events import iso, utcnow
 from fwspool.journal import EventRow, IngestBatch, Journal, LaunchRow
 from fwspool.outcomes import PushedLaunch
 from fwspool.reserve import reserve_offline
 from fwspool.status import CHECK_SECONDS, check_database
 from fwspool.testing.commands import invoke, run_fwspool
+from fwspool.testing.devslurm import DevSlurm
 from fwspool.testing.launchpad import make_launchpad
 from fwspool.testing.slurm_site import finished_job, qadapter_file_text
 

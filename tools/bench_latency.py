@@ -6,7 +6,7 @@
     python tools/bench_latency.py --topology         # on the network-namespace site
 
 Everything is real and started here: a throwaway MongoDB-wire server (fwspool.devserver), a
-private single-node Slurm cluster (fwspool.devslurm, needs root and Debian's slurm-wlm + munge),
+private single-node Slurm cluster (fwspool.testing.devslurm, needs root and Debian's slurm-wlm + munge),
 FireWorks' own `qlaunch -r rapidfire` with a CommonAdapter SLURM queue adapter whose
 `rocket_launch` is the README's line, and `fwspool sync --watch --interval S` as the README runs it.
 
@@ -35,8 +35,8 @@ import time
 from typing import Any
 
 from fwspool.devserver import DevServer
-from fwspool.devslurm import DevSlurm, available
 from fwspool.events import as_utc, utcnow
+from fwspool.testing.devslurm import DevSlurm, available
 from fwspool.testing.launchpad import make_launchpad
 from fwspool.testing.slurm_site import qlaunch_command, running_sync, site_files
 

@@ -5,7 +5,7 @@
     python tools/bench_pack.py --fireworks 60 --pack 10 --parallel 2 --json
 
 Everything is real and started here: a throwaway MongoDB-wire server (fwspool.devserver), a
-private single-node Slurm cluster (fwspool.devslurm, needs root and Debian's slurm-wlm + munge),
+private single-node Slurm cluster (fwspool.testing.devslurm, needs root and Debian's slurm-wlm + munge),
 a CommonAdapter SLURM queue adapter whose ``rocket_launch`` is the README's line, and
 ``fwspool sync --watch --interval 0.5``. The same workload (``--fireworks`` Fireworks, each
 sleeping ``--seconds``) runs twice on fresh LaunchPads:
@@ -34,8 +34,8 @@ import time
 from typing import Any
 
 from fwspool.devserver import DevServer
-from fwspool.devslurm import DevSlurm, available
 from fwspool.events import as_utc
+from fwspool.testing.devslurm import DevSlurm, available
 from fwspool.testing.launchpad import make_launchpad
 from fwspool.testing.slurm_site import qlaunch_command, running_sync, site_files
 

@@ -4,7 +4,7 @@
 - :mod:`~fwspool.ingest.spool_file` — one spool file, from its committed offset;
 - :mod:`~fwspool.ingest.offline_file` — one FireWorks offline job, read whole;
 - :mod:`~fwspool.ingest.batches` — the batch being built and the thread that commits it;
-- :mod:`~fwspool.ingest.batch_jobs` — what the batch system says: lost runs, released reservations.
+- :mod:`~fwspool.ingest.scheduler_check` — what the batch system says: lost runs, released reservations.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ or the inbox), plus every ``--root`` tree; reads each spool file from its commit
 EOF (:mod:`~fwspool.ingest.spool_file`) and each FireWorks offline file whole
 (:mod:`~fwspool.ingest.offline_file`); commits events together with the offsets they advance
 (:mod:`~fwspool.ingest.batches`); then asks the batch system about open launches
-(:mod:`~fwspool.ingest.batch_jobs`).
+(:mod:`~fwspool.ingest.scheduler_check`).
 """
 
 from __future__ import annotations
@@ -18,16 +18,16 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 
 from fwspool import inbox, offline
-from fwspool.batch import BatchSystem
 from fwspool.errors import InputError
 from fwspool.events import utcnow
 from fwspool.identity import LaunchHome, agrees, dir_tag, normal_dir
-from fwspool.ingest.batch_jobs import BatchJobCheck
 from fwspool.ingest.batches import BatchBuilder, Committer, IngestSummary
 from fwspool.ingest.offline_file import read_offline_file
 from fwspool.ingest.quarantine_retry import retry_quarantined
+from fwspool.ingest.scheduler_check import SchedulerCheck
 from fwspool.ingest.spool_file import ReadRules, SpoolFileIngest, frame_at
 from fwspool.journal import IngestBatch, Journal, KnownSource, LaunchRow
+from fwspool.scheduler import Scheduler
 from fwspool.spool import DEFAULT_MAX_RECORD, SPOOL_NAME_RE, OsSourceFile
 from fwspool.trust import DEFAULT_MAX_DEPTH, TrustPolicy
 
@@ -85,8 +85,8 @@ class Ingester:
         trust_group: int | None = None,
         max_depth: int = DEFAULT_MAX_DEPTH,
         inbox_dir: str | None = None,
-        batch_systems: Mapping[str, BatchSystem] | None = None,
-        default_batch_system: str | None = None,
+        schedulers: Mapping[str, Scheduler] | None = None,
+        default_scheduler: str | None = None,
         lost_after: float = DEFAULT_LOST_AFTER,
         retry_quarantined: bool = False,
         stray_horizon: dt.timedelta = DEFAULT_STRAY_HORIZON,
@@ -110,14 +110,14 @@ class Ingester:
         self.rules = ReadRules(opener, TrustPolicy(gid=trust_group, roots=self.roots), max_record, max_depth)
         #: Who is asked which jobs still run; without batch systems, nobody (no lost runs).
         self.batch_jobs = (
-            BatchJobCheck(
+            SchedulerCheck(
                 journal,
-                batch_systems,
-                default_system=default_batch_system,
+                schedulers,
+                default_system=default_scheduler,
                 lost_after=lost_after,
                 report_once=self._report_once,
             )
-            if batch_systems
+            if schedulers
             else None
         )
         self.batch_size = batch_size

@@ -26,8 +26,6 @@ from fwspool.journal.retention import LAST_PRUNE_KEY, PRUNED_TYPES, PruneSummary
 from fwspool.journal.rows import (
     EVENT_ROW_COLUMNS,
     KEEP,
-    BatchLaunch,
-    BatchView,
     EventRow,
     ForgetRequest,
     IngestBatch,
@@ -36,6 +34,8 @@ from fwspool.journal.rows import (
     LaunchRow,
     QuarantinedRecord,
     QuarantineRow,
+    ScheduledLaunch,
+    SchedulerView,
     SourceRow,
 )
 from fwspool.journal.schema import SCHEMA_VERSION, schema_sql
@@ -61,8 +61,8 @@ __all__ = [
     "PRUNED_TYPES",
     "QUARANTINE_KEEP",
     "SCHEMA_VERSION",
-    "BatchLaunch",
-    "BatchView",
+    "ScheduledLaunch",
+    "SchedulerView",
     "EventRow",
     "ForgetRequest",
     "IngestBatch",

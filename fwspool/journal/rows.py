@@ -112,7 +112,7 @@ class IngestBatch:
     #: Launches whose last event is in: their directories need not be read again.
     terminal_launches: set[int] = field(default_factory=set)
     #: Launches whose run a signal ended: terminal now unless a batch job may run them again
-    #: (then the batch system decides: :meth:`IngestStore.record_batch_view`).
+    #: (then the batch system decides: :meth:`IngestStore.record_scheduler_view`).
     signal_exits: set[int] = field(default_factory=set)
     #: Quarantined records that a retry (larger limits) turned into events of this batch.
     unquarantined: list[int] = field(default_factory=list)
@@ -132,7 +132,7 @@ class IngestCounts:
     problems: list[str] = field(default_factory=list)
 
 
-class BatchLaunch(NamedTuple):
+class ScheduledLaunch(NamedTuple):
     """An open launch with a batch job, as the batch-system check sees it."""
 
     launch_id: int
@@ -148,7 +148,7 @@ class BatchLaunch(NamedTuple):
 
 
 @dataclass(slots=True)
-class BatchView:
+class SchedulerView:
     """What one batch-system check concluded; committed in one transaction."""
 
     #: launch id -> batch system, learned from the queue adapter or ``FW_submit.script``.

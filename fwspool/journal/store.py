@@ -21,8 +21,6 @@ from fwspool.journal.database import JournalDatabase, insert_rows
 from fwspool.journal.homes import read_homes, writer_has_events
 from fwspool.journal.rows import (
     EVENT_ROW_COLUMNS,
-    BatchLaunch,
-    BatchView,
     EventRow,
     IngestBatch,
     IngestCounts,
@@ -30,6 +28,8 @@ from fwspool.journal.rows import (
     LaunchRow,
     QuarantinedRecord,
     QuarantineRow,
+    ScheduledLaunch,
+    SchedulerView,
     SourceRow,
 )
 from fwspool.journal.schema import in_chunks, quote
@@ -175,7 +175,7 @@ class IngestStore(JournalDatabase):
 
     # -- the batch system's view -------------------------------------------------------------
 
-    def batch_launches(self) -> list[BatchLaunch]:
+    def scheduled_launches(self) -> list[ScheduledLaunch]:
         """Open launches with a batch job whose fate is not decided yet (no lost/released event)."""
         with self.reading() as db:
             rows = db.execute(_BATCH_LAUNCHES).fetchall()
@@ -183,11 +183,11 @@ class IngestStore(JournalDatabase):
         for launch_id, fw_id, launch_dir, job, system, gone_at, last in rows:
             kind, _, sig = (last or "").partition(":")
             out.append(
-                BatchLaunch(launch_id, fw_id, launch_dir, job, system, gone_at, kind or None, bool(sig))
+                ScheduledLaunch(launch_id, fw_id, launch_dir, job, system, gone_at, kind or None, bool(sig))
             )
         return out
 
-    def record_batch_view(self, view: BatchView) -> int:
+    def record_scheduler_view(self, view: SchedulerView) -> int:
         """Commit one batch-system check; returns how many inferred events were new."""
         if view.empty():
             return 0

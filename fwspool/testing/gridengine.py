@@ -1,5 +1,5 @@
 """A private single-host Grid Engine cell (Son of Grid Engine 8.1.9: sge_qmaster + sge_execd) for
-the tests, as :mod:`fwspool.devslurm` is for Slurm.
+the tests, as :mod:`fwspool.testing.devslurm` is for Slurm.
 
 Everything lives in one directory of its own: ``SGE_ROOT`` (symlinks into Debian's install),
 the cell ``tcell`` with classic spooling, the qmaster and execd spools, the jobs' tmpdir, pid
@@ -36,8 +36,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from fwspool.batch import parse_qacct
 from fwspool.devserver import free_port
+from fwspool.scheduler import parse_qacct
 
 #: Debian's real binaries (``/usr/bin/q*`` are wrappers that honour SGE_ROOT/SGE_CELL too).
 BIN = "/usr/lib/gridengine"

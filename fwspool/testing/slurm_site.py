@@ -1,4 +1,4 @@
-"""A FireWorks user's site on the private Slurm cluster (fwspool.devslurm): the launchpad,
+"""A FireWorks user's site on the private Slurm cluster (fwspool.testing.devslurm): the launchpad,
 FWorker and queue adapter files as the README sets them up, FireWorks' own ``qlaunch -r``, and
 ``fwspool sync --watch`` as the README runs it."""
 
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from fwspool.devslurm import DevSlurm
+from fwspool.testing.devslurm import DevSlurm
 
 __all__ = [
     "Site",

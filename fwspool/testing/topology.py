@@ -12,7 +12,7 @@
 The compute hosts have no route to segment A, and the login host would not forward for them
 anyway (``net.ipv4.ip_forward=0``): "the compute node needs no database" is then a fact the
 tests run on, not a claim. Slurm runs across the hosts (:class:`NetnsSlurm`, the private cluster
-of :mod:`fwspool.devslurm` with its daemons placed in the namespaces by ``nsenter --net``: ``ip
+of :mod:`fwspool.testing.devslurm` with its daemons placed in the namespaces by ``nsenter --net``: ``ip
 netns exec`` remounts /sys, and slurmd then dies with "Unable to initialize cgroup plugin"). One
 ``munged`` in the root namespace serves every host through its socket path. The filesystem is
 shared, as an HPC site's home directory is.
@@ -51,7 +51,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from fwspool.devserver import DevServer
-from fwspool.devslurm import DevSlurm
+from fwspool.testing.devslurm import DevSlurm
 
 __all__ = ["COMPUTE", "HOSTS", "LOCK_DIR", "GuardRouteMissing", "NetnsSlurm", "Topology", "available"]
 
@@ -112,7 +112,7 @@ def _setns(fd: int) -> None:
 
 
 class NetnsSlurm(DevSlurm):
-    """:class:`~fwspool.devslurm.DevSlurm` across the topology's hosts: slurmctld on the login
+    """:class:`~fwspool.testing.devslurm.DevSlurm` across the topology's hosts: slurmctld on the login
     host (SlurmctldHost ``login``), ``slurmd -N cnX`` on each compute host, each under its own
     hostname (``unshare --uts``), munged in the root namespace; client commands run on the login
     host. The timeouts are short so that a node failure is seen in seconds: a silent node is

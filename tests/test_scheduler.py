@@ -15,20 +15,20 @@ import pytest
 from fireworks import Firework, ScriptTask
 
 from fwspool import inbox
-from fwspool.batch import (
-    FlakyBatch,
-    SlurmBatch,
-    system_of_launch_dir,
-    system_of_queue_adapter,
-)
-from fwspool.devslurm import DevSlurm
 from fwspool.errors import ConfigError, InputError
 from fwspool.identity import dir_tag
 from fwspool.ingest import Ingester
 from fwspool.journal import SCHEMA_VERSION, Journal
 from fwspool.push import Pusher
 from fwspool.reserve import reserve_offline
+from fwspool.scheduler import (
+    FlakyScheduler,
+    SlurmScheduler,
+    system_of_launch_dir,
+    system_of_queue_adapter,
+)
 from fwspool.testing.commands import reserved_and_run, run_fwspool, unstamped
+from fwspool.testing.devslurm import DevSlurm
 from fwspool.testing.launchpad import make_launchpad, uplink_for
 from fwspool.testing.slurm_site import finished_job
 
@@ -46,30 +46,28 @@ def test_one_query_per_pass_a_failed_query_decides_nothing_and_inference_is_idem
     slurm_cluster: DevSlurm, tmp_path: Path, journal_path: str
 ) -> None:
     job = finished_job(slurm_cluster, tmp_path)
-    batch = FlakyBatch(SlurmBatch(), fail_next=1)
+    scheduler = FlakyScheduler(SlurmScheduler(), fail_next=1)
     with Journal.open(journal_path) as journal:
         for lid in (1, 2, 3):
             d = tmp_path / f"l{lid}"
             d.mkdir()
             register(journal, lid, lid, str(d), job)
-        ingester = Ingester(
-            journal, batch_systems={"slurm": batch}, default_batch_system="slurm", lost_after=0
-        )
+        ingester = Ingester(journal, schedulers={"slurm": scheduler}, default_scheduler="slurm", lost_after=0)
         failed = ingester.run_pass()
-        assert batch.queries == 1
+        assert scheduler.queries == 1
         assert any("nothing decided" in p for p in failed.problems)
         assert (
             journal.query("SELECT count(*) AS n FROM launches WHERE batch_gone_at IS NOT NULL")[0]["n"] == 0
         )
         ingester.run_pass()  # seen gone: since now
-        assert batch.queries == 2
+        assert scheduler.queries == 2
         assert journal.count_events("type = 'released'") == 0
         judged = ingester.run_pass()  # gone for lost_after (0 s): released, never started
-        assert batch.queries == 3 and judged.released == 3
+        assert scheduler.queries == 3 and judged.released == 3
         assert journal.count_events("type = 'released'") == 3
         again = ingester.run_pass()  # decided: not asked again, nothing added
         assert again.released == 0 and journal.count_events("type = 'released'") == 3
-        assert batch.queries == 3
+        assert scheduler.queries == 3
 
 
 def test_a_running_job_is_left_alone_and_a_lost_one_is_judged_once(
@@ -85,9 +83,9 @@ def test_a_running_job_is_left_alone_and_a_lost_one_is_judged_once(
             register(journal, 1, 1, str(tmp_path), alive)
             register(journal, 2, 2, str(tmp_path), gone)
             # Both started (a spool record says so): a vanished one is lost, not released.
-            journal.record_batch_view(_started_view(journal, (1, 2)))
+            journal.record_scheduler_view(_started_view(journal, (1, 2)))
             ingester = Ingester(
-                journal, batch_systems={"slurm": SlurmBatch()}, default_batch_system="slurm", lost_after=0
+                journal, schedulers={"slurm": SlurmScheduler()}, default_scheduler="slurm", lost_after=0
             )
             for _ in range(3):
                 ingester.run_pass()
@@ -107,9 +105,9 @@ def test_a_running_job_is_left_alone_and_a_lost_one_is_judged_once(
 
 
 def _started_view(journal: Journal, launch_ids: tuple[int, ...]) -> Any:
-    from fwspool.journal import BatchView
+    from fwspool.journal import SchedulerView
 
-    view = BatchView()
+    view = SchedulerView()
     for lid in launch_ids:
         view.inferred.append(
             (

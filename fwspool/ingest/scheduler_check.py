@@ -15,22 +15,22 @@ from collections.abc import Callable, Mapping
 
 import msgspec
 
-from fwspool import batch
-from fwspool.batch import BatchQueryError, BatchSystem
-from fwspool.events import BatchEnd, Event, Lost, Released, as_utc, event_id, iso
+from fwspool import scheduler
+from fwspool.events import Event, JobEnd, Lost, Released, as_utc, event_id, iso
 from fwspool.ingest.batches import IngestSummary
-from fwspool.journal import BatchLaunch, BatchView, EventRow, Journal
+from fwspool.journal import EventRow, Journal, ScheduledLaunch, SchedulerView
+from fwspool.scheduler import Scheduler, SchedulerQueryError
 
 _encoder = msgspec.json.Encoder()
 
 
-class BatchJobCheck:
+class SchedulerCheck:
     """Asks the batch systems about a journal's open launches and records what follows."""
 
     def __init__(
         self,
         journal: Journal,
-        systems: Mapping[str, BatchSystem],
+        systems: Mapping[str, Scheduler],
         *,
         default_system: str | None,
         lost_after: float,
@@ -45,15 +45,15 @@ class BatchJobCheck:
         self.report_once = report_once
 
     def run(self, now: dt.datetime, summary: IngestSummary) -> None:
-        view = BatchView()
-        groups: dict[str, list[BatchLaunch]] = {}
-        for launch in self.journal.batch_launches():
+        view = SchedulerView()
+        groups: dict[str, list[ScheduledLaunch]] = {}
+        for launch in self.journal.scheduled_launches():
             if launch.last_run_event in ("lost", "released"):
                 continue
             system = (
                 launch.batch_system
                 or self.default_system
-                or (batch.system_of_launch_dir(launch.launch_dir) if launch.launch_dir else None)
+                or (scheduler.system_of_launch_dir(launch.launch_dir) if launch.launch_dir else None)
             )
             if system is not None and system != launch.batch_system:
                 view.systems[launch.launch_id] = system
@@ -69,23 +69,23 @@ class BatchJobCheck:
         for system, group in groups.items():
             try:
                 alive = self.systems[system].active_jobs({launch.batch_job_id for launch in group})
-            except BatchQueryError as exc:
+            except SchedulerQueryError as exc:
                 summary.problems.append(f"cannot ask {system} which jobs still run ({exc}); nothing decided")
                 continue
             for launch in group:
                 self._judge(launch, launch.batch_job_id in alive, now, view, summary, self.systems[system])
         summary.lost += sum(1 for row in view.inferred if row.type == "lost")
         summary.released += sum(1 for row in view.inferred if row.type == "released")
-        self.journal.record_batch_view(view)
+        self.journal.record_scheduler_view(view)
 
     def _judge(
         self,
-        launch: BatchLaunch,
+        launch: ScheduledLaunch,
         alive: bool,
         now: dt.datetime,
-        view: BatchView,
+        view: SchedulerView,
         summary: IngestSummary,
-        system: BatchSystem,
+        system: Scheduler,
     ) -> None:
         if alive:
             if launch.batch_gone_at is not None:
@@ -129,17 +129,17 @@ class BatchJobCheck:
         view.inferred.append(_inferred_event(launch, event, now))
 
 
-def _how_ended(system: BatchSystem, job_id: str, summary: IngestSummary) -> BatchEnd | None:
+def _how_ended(system: Scheduler, job_id: str, summary: IngestSummary) -> JobEnd | None:
     """The batch system's record of how the job ended, when it has one and can be asked: the
     job is gone all the same (its record may lag, or be kept nowhere)."""
     try:
         return system.how_ended(job_id)
-    except BatchQueryError as exc:
+    except SchedulerQueryError as exc:
         summary.problems.append(f"cannot ask {system.name} how job {job_id} ended ({exc})")
         return None
 
 
-def _inferred_event(launch: BatchLaunch, event: Event, now: dt.datetime) -> EventRow:
+def _inferred_event(launch: ScheduledLaunch, event: Event, now: dt.datetime) -> EventRow:
     """The login node's conclusion as an event of a writer of its own: one per launch and job."""
     kind = str(type(event).__struct_config__.tag)
     writer = f"batch-{kind}-{launch.launch_id}-{launch.batch_job_id}"

@@ -3,10 +3,10 @@
 A job killed with SIGKILL (the OOM killer, a node failure) writes nothing, and a job cancelled
 while pending never starts ``fwspool rlaunch``: only the batch system knows it is gone. Ingest
 asks it once per pass — one call for all open launches, never one per launch — through the
-small :class:`BatchSystem` interface: :class:`SlurmBatch` (``squeue``) and
-:class:`GridEngineBatch` (``qstat -xml``) are the real ones, :class:`FlakyBatch` fails on
-command for tests. A query that fails or times out decides nothing (:class:`BatchQueryError`).
-Of a job that is gone, the batch system's own record says how it ended (:meth:`BatchSystem.how_ended`:
+small :class:`Scheduler` interface: :class:`SlurmScheduler` (``squeue``) and
+:class:`GridEngineScheduler` (``qstat -xml``) are the real ones, :class:`FlakyScheduler` fails on
+command for tests. A query that fails or times out decides nothing (:class:`SchedulerQueryError`).
+Of a job that is gone, the batch system's own record says how it ended (:meth:`Scheduler.how_ended`:
 ``scontrol show job``, ``qacct -j``); no record says nothing yet.
 """
 
@@ -22,7 +22,7 @@ from xml.etree import ElementTree
 
 from fwspool.config import load_settings_file
 from fwspool.errors import ConfigError, InputError
-from fwspool.events import BatchEnd
+from fwspool.events import JobEnd
 
 #: Slurm job states in which the job may still run the launch (``squeue --states``).
 SLURM_ALIVE = frozenset(
@@ -51,44 +51,44 @@ DIRECTIVES = (("#SBATCH", "slurm"), ("#PBS", "pbs"), ("#BSUB", "lsf"), ("#COBALT
 SUBMIT_SCRIPT = "FW_submit.script"
 
 
-class BatchQueryError(Exception):
+class SchedulerQueryError(Exception):
     """The batch system could not be asked (command missing, failed, timed out): decide nothing."""
 
 
-class BatchSystem(Protocol):
+class Scheduler(Protocol):
     #: ``slurm``, ``pbs``...: the name the ``started`` event's ``batch_system`` uses.
     name: str
 
     def active_jobs(self, job_ids: Collection[str]) -> set[str]:
-        """The ids among ``job_ids`` that are still queued or running. Raises BatchQueryError."""
+        """The ids among ``job_ids`` that are still queued or running. Raises SchedulerQueryError."""
 
-    def how_ended(self, job_id: str) -> BatchEnd | None:
+    def how_ended(self, job_id: str) -> JobEnd | None:
         """How a job that is no longer queued or running ended, from the batch system's own
-        record of it; None when there is no record (yet). Raises BatchQueryError."""
+        record of it; None when there is no record (yet). Raises SchedulerQueryError."""
 
 
 def _run(cmd: list[str], what: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    """Run a batch-system command; one that cannot run or does not answer is a BatchQueryError."""
+    """Run a batch-system command; one that cannot run or does not answer is a SchedulerQueryError."""
     try:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     except FileNotFoundError:
-        raise BatchQueryError(f"{cmd[0]} not found: is {what}'s client on PATH?") from None
+        raise SchedulerQueryError(f"{cmd[0]} not found: is {what}'s client on PATH?") from None
     except subprocess.TimeoutExpired:
-        raise BatchQueryError(f"{cmd[0]} did not answer within {timeout:g}s") from None
+        raise SchedulerQueryError(f"{cmd[0]} did not answer within {timeout:g}s") from None
     except OSError as exc:
-        raise BatchQueryError(f"cannot run {cmd[0]}: {exc.strerror or exc}") from None
+        raise SchedulerQueryError(f"cannot run {cmd[0]}: {exc.strerror or exc}") from None
 
 
-def _failed(cmd: list[str], out: subprocess.CompletedProcess[str]) -> BatchQueryError:
+def _failed(cmd: list[str], out: subprocess.CompletedProcess[str]) -> SchedulerQueryError:
     why = (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1]
-    return BatchQueryError(f"{cmd[0]} failed: {why[:300]}")
+    return SchedulerQueryError(f"{cmd[0]} failed: {why[:300]}")
 
 
 def _user() -> str:
     return pwd.getpwuid(os.getuid()).pw_name
 
 
-class SlurmBatch:
+class SlurmScheduler:
     """Slurm through ``squeue``: one call lists every job of this user (``SLURM_CONF`` and the
     rest of the environment as the user's own Slurm commands see it)."""
 
@@ -122,7 +122,7 @@ class SlurmBatch:
                 alive.add(parts[0])
         return alive
 
-    def how_ended(self, job_id: str) -> BatchEnd | None:
+    def how_ended(self, job_id: str) -> JobEnd | None:
         """``scontrol show job``: the controller keeps a finished job for ``MinJobAge`` seconds."""
         cmd = [self.scontrol, "show", "job", "-o", job_id]
         out = _run(cmd, "Slurm", self.timeout)
@@ -146,7 +146,7 @@ class SlurmBatch:
             tail = file_tail(path) if path else None
             if tail is not None:
                 tails[stream], tails[f"{stream}_tail"] = path, tail
-        return BatchEnd(
+        return JobEnd(
             cause=SLURM_CAUSES.get(state, state.lower()),
             words=words,
             source="scontrol show job",
@@ -159,7 +159,7 @@ class SlurmBatch:
             stderr_tail=tails.get("stderr_tail"),
         )
 
-    def _accounting_end(self, job_id: str) -> BatchEnd | None:
+    def _accounting_end(self, job_id: str) -> JobEnd | None:
         """The job from ``sacct`` (accounting, where configured), or None where it has none."""
         cmd = [self.sacct, "--noheader", "--parsable2", "-X", "--format=State,Reason,ExitCode", "-j", job_id]
         try:
@@ -175,7 +175,7 @@ class SlurmBatch:
         exit_status = (
             128 + int(sig) if sig.isdigit() and int(sig) else (int(code) if code.isdigit() else None)
         )
-        return BatchEnd(
+        return JobEnd(
             cause=SLURM_CAUSES.get(base, base.lower()),
             words=f"State={state} Reason={reason} ExitCode={exit_code}",
             source="sacct",
@@ -203,7 +203,7 @@ def file_tail(path: str, lines: int = TAIL_LINES, limit: int = TAIL_BYTES) -> st
     return "\n".join(data.decode("utf-8", errors="replace").splitlines()[-lines:])
 
 
-#: Slurm's end states in fwspool's words (:class:`fwspool.events.BatchEnd`).
+#: Slurm's end states in fwspool's words (:class:`fwspool.events.JobEnd`).
 SLURM_CAUSES = {
     "COMPLETED": "completed",
     "FAILED": "exited",
@@ -217,7 +217,7 @@ SLURM_CAUSES = {
 }
 
 
-class GridEngineBatch:
+class GridEngineScheduler:
     """Grid Engine (SGE, SoGE, OGS, UGE) through ``qstat -xml``, which lists every job of this user
     at once (it cannot filter by id), and ``qacct -j`` for a job that is gone (``SGE_ROOT``,
     ``SGE_CELL`` and the rest of the environment as the user's own commands see them).
@@ -245,7 +245,7 @@ class GridEngineBatch:
         try:
             root = ElementTree.fromstring(out.stdout)
         except ElementTree.ParseError as exc:
-            raise BatchQueryError(f"{self.qstat} -xml answered no readable XML: {exc}") from None
+            raise SchedulerQueryError(f"{self.qstat} -xml answered no readable XML: {exc}") from None
         listed: dict[str, list[str | None]] = {}
         for job in root.iter("job_list"):
             number = (job.findtext("JB_job_number") or "").strip()
@@ -258,7 +258,7 @@ class GridEngineBatch:
                 alive.add(job_id)
         return alive
 
-    def how_ended(self, job_id: str) -> BatchEnd | None:
+    def how_ended(self, job_id: str) -> JobEnd | None:
         """The last ``qacct -j`` record of the job (a rescheduled job has one per run). The
         accounting file can lag behind ``qstat``, and a job deleted while pending has none."""
         number, _, task = job_id.partition(".")
@@ -306,7 +306,7 @@ def parse_qacct(text: str) -> list[dict[str, str]]:
     return records
 
 
-def grid_engine_end(record: dict[str, str]) -> BatchEnd:
+def grid_engine_end(record: dict[str, str]) -> JobEnd:
     """A ``qacct`` record in fwspool's words. ``failed 0``: the job ended on its own; 37: a
     limit the qmaster enforced (``h_rt``: walltime); 100 with exit 137: ``qdel`` or a SIGKILL
     (Grid Engine cannot tell them apart: killed); 25: rescheduled (``qmod -rj``); 1-24 and
@@ -330,13 +330,13 @@ def grid_engine_end(record: dict[str, str]) -> BatchEnd:
         cause = "failed"
     words = f"failed {code if code is not None else '?'}" + (f" : {text}" if text else "")
     words += f", exit_status {exit_status if exit_status is not None else '?'}"
-    return BatchEnd(cause=cause, words=words, source="qacct -j", exit_status=exit_status, failed=code)
+    return JobEnd(cause=cause, words=words, source="qacct -j", exit_status=exit_status, failed=code)
 
 
-class FlakyBatch:
+class FlakyScheduler:
     """Wraps a batch system and fails the next ``fail_next`` queries (tests)."""
 
-    def __init__(self, inner: BatchSystem, *, fail_next: int = 0) -> None:
+    def __init__(self, inner: Scheduler, *, fail_next: int = 0) -> None:
         self.inner = inner
         self.name = inner.name
         self.fail_next = fail_next
@@ -346,13 +346,13 @@ class FlakyBatch:
         self.queries += 1
         if self.fail_next > 0:
             self.fail_next -= 1
-            raise BatchQueryError(f"injected fault: {self.name}'s query timed out")
+            raise SchedulerQueryError(f"injected fault: {self.name}'s query timed out")
 
     def active_jobs(self, job_ids: Collection[str]) -> set[str]:
         self._fault()
         return self.inner.active_jobs(job_ids)
 
-    def how_ended(self, job_id: str) -> BatchEnd | None:
+    def how_ended(self, job_id: str) -> JobEnd | None:
         self._fault()
         return self.inner.how_ended(job_id)
 
@@ -393,6 +393,6 @@ def _system_of_script(path: str) -> str | None:
     return None
 
 
-def available_systems() -> dict[str, BatchSystem]:
+def available_systems() -> dict[str, Scheduler]:
     """The batch systems fwspool can ask (Slurm and Grid Engine; PBS, LSF and Cobalt not)."""
-    return {"slurm": SlurmBatch(), "sge": GridEngineBatch()}
+    return {"slurm": SlurmScheduler(), "sge": GridEngineScheduler()}

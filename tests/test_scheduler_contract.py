@@ -1,8 +1,8 @@
-"""The BatchSystem interface (fwspool.batch), specified once and run against every implementation:
-:class:`SlurmBatch` on the private Slurm cluster, :class:`GridEngineBatch` on the private Grid
-Engine cell, and :class:`FlakyBatch` wrapping each with no fault armed: queued, running, gone, and
+"""The Scheduler interface (fwspool.scheduler), specified once and run against every implementation:
+:class:`SlurmScheduler` on the private Slurm cluster, :class:`GridEngineScheduler` on the private Grid
+Engine cell, and :class:`FlakyScheduler` wrapping each with no fault armed: queued, running, gone, and
 how a gone job ended. Then what only one system has (Grid Engine's array tasks, its qacct words),
-and the fault FlakyBatch injects."""
+and the fault FlakyScheduler injects."""
 
 from __future__ import annotations
 
@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from fwspool.batch import (
-    BatchQueryError,
-    BatchSystem,
-    FlakyBatch,
-    GridEngineBatch,
-    SlurmBatch,
+from fwspool.scheduler import (
+    FlakyScheduler,
+    GridEngineScheduler,
+    Scheduler,
+    SchedulerQueryError,
+    SlurmScheduler,
     grid_engine_end,
 )
-from fwspool.devslurm import DevSlurm
+from fwspool.testing.devslurm import DevSlurm
 from fwspool.testing.gridengine import DevGridEngine
 
 
@@ -37,7 +37,7 @@ class Cluster:
     cancel: Callable[[str], None]
     #: The command active_jobs runs, and the implementation with it replaced.
     query_command: str
-    make: Callable[[str | None], BatchSystem]
+    make: Callable[[str | None], Scheduler]
     #: How_ended's cause of a running job that was cancelled.
     cancelled_cause: str
 
@@ -53,7 +53,7 @@ def slurm(cluster: DevSlurm) -> Cluster:
         wait_gone=lambda job: cluster.wait_for_state(job, {"COMPLETED", "FAILED", "CANCELLED"}, 30) and None,
         cancel=cluster.scancel,
         query_command="squeue",
-        make=lambda squeue: SlurmBatch(squeue=squeue or "squeue"),
+        make=lambda squeue: SlurmScheduler(squeue=squeue or "squeue"),
         cancelled_cause="cancelled",
     )
 
@@ -69,7 +69,7 @@ def gridengine(cell: DevGridEngine) -> Cluster:
         wait_gone=lambda job: cell.wait_for_state(job, {"GONE"}, 30) and None,
         cancel=cell.qdel,
         query_command="qstat",
-        make=lambda qstat: GridEngineBatch(qstat=qstat or "qstat"),
+        make=lambda qstat: GridEngineScheduler(qstat=qstat or "qstat"),
         # qdel is a SIGKILL that Grid Engine's record cannot tell from any other (failed 100).
         cancelled_cause="killed",
     )
@@ -87,7 +87,7 @@ def real(request: pytest.FixtureRequest) -> Iterator[Cluster]:
         cluster = gridengine(request.getfixturevalue("gridengine_cell"))
     if kind.startswith("flaky"):
         inner = cluster.make
-        cluster.make = lambda command: FlakyBatch(inner(command))
+        cluster.make = lambda command: FlakyScheduler(inner(command))
     yield cluster
 
 
@@ -110,9 +110,9 @@ def test_queued_and_running_jobs_are_active_finished_and_unknown_ones_are_not(
         real.wait_running(running)
         finished = real.submit(script(tmp_path, "quick", "true"), tmp_path, False)
         real.wait_gone(finished)
-        batch = real.make(None)
-        assert batch.active_jobs({running, held, finished, "999999"}) == {running, held}
-        assert batch.active_jobs({finished}) == set()
+        scheduler = real.make(None)
+        assert scheduler.active_jobs({running, held, finished, "999999"}) == {running, held}
+        assert scheduler.active_jobs({finished}) == set()
     finally:
         real.cancel(running)
         real.cancel(held)
@@ -126,12 +126,12 @@ def test_a_gone_job_says_how_it_ended(real: Cluster, tmp_path: Path) -> None:
     real.cancel(cancelled)
     for job in (failing, ok, cancelled):
         real.wait_gone(job)
-    batch = real.make(None)
-    failed = batch.how_ended(failing)
+    scheduler = real.make(None)
+    failed = scheduler.how_ended(failing)
     assert failed is not None and (failed.cause, failed.exit_status) == ("exited", 3)
-    completed = batch.how_ended(ok)
+    completed = scheduler.how_ended(ok)
     assert completed is not None and (completed.cause, completed.exit_status) == ("completed", 0)
-    killed = batch.how_ended(cancelled)
+    killed = scheduler.how_ended(cancelled)
     assert killed is not None and killed.cause == real.cancelled_cause
     assert failed.words and failed.source and killed.words != failed.words
 
@@ -145,13 +145,13 @@ def test_a_slurm_jobs_end_carries_the_last_lines_of_its_output(
     body = "for i in $(seq 30); do echo out $i; done; echo the error >&2; exit 3"
     failed = cluster.submit(script(tmp_path, "noisy", body), tmp_path, False)
     cluster.wait_gone(failed)
-    end = SlurmBatch().how_ended(failed)
+    end = SlurmScheduler().how_ended(failed)
     assert end is not None
     assert (end.cause, end.state, end.reason, end.exit_status) == ("exited", "FAILED", "NonZeroExitCode", 3)
     tail = "\n".join([*(f"out {i}" for i in range(12, 31)), "the error"])
     assert end.stdout and end.stdout_tail == tail and end.stderr_tail == tail  # sbatch: one file for both
     # Unknown to slurmctld, and no accounting to ask: nothing said, nothing guessed.
-    assert SlurmBatch().how_ended("999999") is None
+    assert SlurmScheduler().how_ended("999999") is None
 
 
 def test_no_record_of_a_job_says_nothing(real: Cluster) -> None:
@@ -164,12 +164,12 @@ def test_asking_about_no_job_asks_nothing(real: Cluster, tmp_path: Path) -> None
 
 
 def test_the_query_command_missing_or_failing_is_a_query_error(real: Cluster, tmp_path: Path) -> None:
-    with pytest.raises(BatchQueryError, match="not found"):
+    with pytest.raises(SchedulerQueryError, match="not found"):
         real.make(str(tmp_path / "nothing-there")).active_jobs({"1"})
     broken = tmp_path / real.query_command
     broken.write_text("#!/bin/sh\necho 'error: unable to contact the controller' >&2\nexit 1\n")
     broken.chmod(0o755)
-    with pytest.raises(BatchQueryError, match="unable to contact"):
+    with pytest.raises(SchedulerQueryError, match="unable to contact"):
         real.make(str(broken)).active_jobs({"1"})
     assert real.make(None).active_jobs(set()) == set()
 
@@ -181,15 +181,15 @@ def test_grid_engine_array_tasks_are_asked_one_by_one(gridengine_cell: DevGridEn
     path = script(tmp_path, "array", '[ "$SGE_TASK_ID" = 2 ] && exit 0; sleep 600')
     job = gridengine_cell.qsub(str(path), "-t", "1-3", cwd=str(tmp_path))
     try:
-        batch = GridEngineBatch()
+        scheduler = GridEngineScheduler()
         tasks = {f"{job}.{t}" for t in (1, 2, 3, 4)}
         # Task 2 ends at once; 1 and 3 run (or still wait, listed as a range): both are active.
         wait = gridengine_cell.wait_for_accounting
         wait(job)
-        assert batch.active_jobs(tasks) == {f"{job}.1", f"{job}.3"}
-        ended = batch.how_ended(f"{job}.2")
+        assert scheduler.active_jobs(tasks) == {f"{job}.1", f"{job}.3"}
+        ended = scheduler.how_ended(f"{job}.2")
         assert ended is not None and ended.cause == "completed"
-        assert batch.how_ended(f"{job}.1") is None  # still running: no record of it yet
+        assert scheduler.how_ended(f"{job}.1") is None  # still running: no record of it yet
     finally:
         gridengine_cell.qdel(job)
 
@@ -198,8 +198,8 @@ def test_grid_engine_qstat_answering_garbage_is_a_query_error(tmp_path: Path) ->
     garbage = tmp_path / "qstat"
     garbage.write_text("#!/bin/sh\necho '<job_info><queue_info>'\n")
     garbage.chmod(0o755)
-    with pytest.raises(BatchQueryError, match="no readable XML"):
-        GridEngineBatch(qstat=str(garbage)).active_jobs({"1"})
+    with pytest.raises(SchedulerQueryError, match="no readable XML"):
+        GridEngineScheduler(qstat=str(garbage)).active_jobs({"1"})
 
 
 @pytest.mark.parametrize(
@@ -222,19 +222,19 @@ def test_grid_engine_failed_codes_in_fwspools_words(failed: str, exit_status: st
     )
 
 
-# -- FlakyBatch's fault -------------------------------------------------------------------------
+# -- FlakyScheduler's fault -------------------------------------------------------------------------
 
 
 def test_fail_next_fails_that_many_queries_then_answers(slurm_cluster: DevSlurm, tmp_path: Path) -> None:
     running = slurm_cluster.sbatch(str(script(tmp_path, "long", "sleep 600")), cwd=str(tmp_path))
     slurm_cluster.wait_for_state(running, {"RUNNING"}, 30)
     try:
-        batch = FlakyBatch(SlurmBatch(), fail_next=2)
-        with pytest.raises(BatchQueryError, match="injected fault"):
-            batch.active_jobs({running})
-        with pytest.raises(BatchQueryError, match="injected fault"):
-            batch.how_ended(running)
-        assert batch.active_jobs({running}) == {running}
-        assert batch.queries == 3 and batch.fail_next == 0
+        scheduler = FlakyScheduler(SlurmScheduler(), fail_next=2)
+        with pytest.raises(SchedulerQueryError, match="injected fault"):
+            scheduler.active_jobs({running})
+        with pytest.raises(SchedulerQueryError, match="injected fault"):
+            scheduler.how_ended(running)
+        assert scheduler.active_jobs({running}) == {running}
+        assert scheduler.queries == 3 and scheduler.fail_next == 0
     finally:
         slurm_cluster.scancel(running)
