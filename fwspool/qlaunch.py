@@ -434,12 +434,13 @@ def submit_pack(
 
 def job_name(fw_names: list[str]) -> str:
     """The batch job's name: its Firework's, as ``qlaunch`` names a job; for more than one, how
-    many and the first one's (``3fws_relax_1``), which no Firework name looks like (``relax_1+2``
-    became ``relax_12``)."""
+    many and the first one's (``fws3_relax_1``), which no Firework name looks like (``relax_1+2``
+    became ``relax_12``). It starts with a letter: Grid Engine and PBS refuse a job name that
+    starts with a digit."""
     from fireworks.utilities.fw_utilities import get_slug
 
     first = get_slug(fw_names[0])
-    return first if len(fw_names) == 1 else f"{len(fw_names)}fws_{first}"
+    return first if len(fw_names) == 1 else f"fws{len(fw_names)}_{first}"
 
 
 def _estimate(spec: dict[str, Any]) -> float | None:

@@ -397,7 +397,7 @@ def test_packed_jobs_are_named_counted_and_a_line_without_offline_is_refused(sit
         re.search(r"--job-name=(\S+)", script.read_text()).group(1)  # type: ignore[union-attr]
         for script in site.runs.glob("block_*/FW_submit.script")
     )
-    assert names == ["2fws_pack_1", "pack_3"], names
+    assert names == ["fws2_pack_1", "pack_3"], names
     # Both are fwspool qlaunch's jobs, the one of one Firework too.
     site.fwspool("sync", "-l", str(site.launchpad_file), "--journal", str(site.journal))
     table = site.fwspool("status", "--no-check", "--journal", str(site.journal)).stdout
