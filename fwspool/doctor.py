@@ -494,7 +494,7 @@ def check_job_directory(adapter: dict[str, Any]) -> Check:
             continue
         if "-cwd" in options:
             return ok(what, f"the job template has none, but {path} gives every job -cwd")
-    fix = "add the line `#$ -cwd` to the job template (README, Batch systems: SGE_template.txt)"
+    fix = "add the line `#$ -cwd` to the job template (docs/batch-systems.md: SGE_template.txt)"
     why = (
         f"neither the job template {template} nor {' nor '.join(defaults)} has -cwd: the job starts in "
         "your home directory, and FireWorks' -o FW_job.out lands there"

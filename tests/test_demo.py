@@ -1,25 +1,19 @@
 """``fwspool demo``: the whole workflow to its end, the outage included, then ``fwspool status``,
-a journal query, and the README's two lines for this installation."""
+a journal query, and the README's two lines for this installation; and the quick start's install
+line, word for word, in a copy of the project."""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from fwspool.demo import README_FWSPOOL, next_lines
-from fwspool.testing.commands import fwspool_cmd
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def readme_line(startswith: str) -> str:
-    lines = [ln.strip() for ln in (REPO / "README.md").read_text().splitlines()]
-    found = [ln for ln in lines if ln.startswith(startswith)]
-    assert len(found) == 1, found
-    return found[0]
+from fwspool.testing.commands import fwspool_cmd, unstamped
+from fwspool.testing.docs import REPO, code_blocks, doc_line, doc_section
 
 
 def test_the_demo_runs_the_workflow_to_its_end_and_ends_with_the_two_lines_a_user_needs(
@@ -48,6 +42,34 @@ def test_the_demo_runs_the_workflow_to_its_end_and_ends_with_the_two_lines_a_use
     fwspool = os.path.join(os.path.dirname(sys.executable), "fwspool")
     rocket_launch, cron = out.rstrip("\n").splitlines()[-3::2]
     assert (rocket_launch, cron) == next_lines(fwspool)
-    assert rocket_launch == readme_line(f"rocket_launch: {README_FWSPOOL}").replace(README_FWSPOOL, fwspool)
-    assert cron == readme_line("*/5 * * * * ").replace(README_FWSPOOL, fwspool)
+    assert rocket_launch == doc_line(f"rocket_launch: {README_FWSPOOL}").replace(README_FWSPOOL, fwspool)
+    assert cron == doc_line("*/5 * * * * ").replace(README_FWSPOOL, fwspool)
     assert out.rstrip("\n").splitlines()[-1] == cron
+
+    # The quick start's "What you will see": the lines of a `fwspool sync` that did something.
+    [seen] = code_blocks(doc_section("Quick start"), "text")
+    step2 = out.split("    step2: `fwspool rlaunch`, then `fwspool sync`:\n", 1)[1].split("    step3: ", 1)[0]
+    assert unstamped(seen) == unstamped("".join(line.strip() + "\n" for line in step2.splitlines())), out
+
+
+def test_the_quick_start_install_line_sets_up_a_venv_in_the_clone_and_runs_the_demo(
+    tmp_path: Path, private_inbox: str
+) -> None:
+    """The quick start's first line, word for word, in a copy of the project (what a clone holds
+    that ``pip install`` reads): a new venv, the ``demo`` extra, the demo to its end."""
+    clone = tmp_path / "fw"
+    clone.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, clone / name)
+    shutil.copytree(REPO / "fwspool", clone / "fwspool", ignore=shutil.ignore_patterns("__pycache__"))
+    line = doc_line("python3 -m venv .venv && ")
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
+    res = subprocess.run(
+        ["bash", "-c", line], cwd=clone, env=env, capture_output=True, text=True, timeout=1200
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    # The demo's last lines name the fwspool the line installed, in the clone's own venv.
+    fwspool = str(clone / ".venv" / "bin" / "fwspool")
+    rocket_launch, cron = res.stdout.rstrip("\n").splitlines()[-3::2]
+    assert (rocket_launch, cron) == next_lines(fwspool), res.stdout[-2000:]
+    assert "12. The workflow is done: step1 COMPLETED, step2 COMPLETED, step3 COMPLETED" in res.stdout

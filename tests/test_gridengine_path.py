@@ -22,19 +22,14 @@ import pytest
 from fireworks import Firework, PyTask, ScriptTask, Workflow
 
 from fwspool.rlaunch import SchedulerJob
+from fwspool.testing.docs import doc_line
 from fwspool.testing.gridengine import DevGridEngine
 from fwspool.testing.gridengine_site import GridEngineSite, readme_sge_files
 from fwspool.testing.launchpad import make_launchpad
 from fwspool.testing.waiting import wait_for
 
-REPO = Path(__file__).resolve().parent.parent
-README = (REPO / "README.md").read_text()
-[ROCKET_LAUNCH] = [
-    line.strip()
-    for line in README.splitlines()
-    if line.strip().startswith("rocket_launch: $HOME/fw/.venv/bin/fwspool")
-]
-QADAPTER, TEMPLATE = readme_sge_files(README)
+ROCKET_LAUNCH = doc_line("rocket_launch: $HOME/fw/.venv/bin/fwspool")
+QADAPTER, TEMPLATE = readme_sge_files()
 
 
 def make_site(tmp_path: Path, uri: str, db: str, cell: DevGridEngine) -> GridEngineSite:
@@ -318,10 +313,7 @@ def test_a_packed_job_s_walltime_ends_it_inside_the_pack(
 
 def doctor_lines(site: GridEngineSite, qadapter: Path, **env: str) -> tuple[int, dict[str, str]]:
     """The README's doctor line (with this queue adapter): its exit code, and each check's line by name."""
-    [line] = [
-        ln.strip() for ln in README.splitlines() if ln.strip().startswith("$HOME/fw/.venv/bin/fwspool doctor")
-    ]
-    line = line.replace("$HOME/fw/my_qadapter.yaml", str(qadapter))
+    line = doc_line("$HOME/fw/.venv/bin/fwspool doctor").replace("$HOME/fw/my_qadapter.yaml", str(qadapter))
     res = subprocess.run(
         ["bash", "-c", line], cwd=site.fw, env=site.env(**env), capture_output=True, text=True, timeout=120
     )
@@ -369,7 +361,7 @@ def test_doctor_passes_the_readme_sge_site_and_wants_cwd_from_the_template_or_th
         and "FW_job.out lands there" in line
     )
     assert line.endswith(
-        "; fix: add the line `#$ -cwd` to the job template (README, Batch systems: SGE_template.txt)"
+        "; fix: add the line `#$ -cwd` to the job template (docs/batch-systems.md: SGE_template.txt)"
     )
 
 

@@ -4,9 +4,9 @@ README's SGE queue adapter and job template, word for word but for the home dire
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
+from fwspool.testing.docs import code_blocks, doc_section
 from fwspool.testing.gridengine import DevGridEngine
 from fwspool.testing.slurm_site import Site
 
@@ -16,11 +16,12 @@ __all__ = ["README_HOME", "GridEngineSite", "readme_sge_files"]
 README_HOME = "/home/you"
 
 
-def readme_sge_files(readme: str) -> tuple[str, str]:
-    """The README's SGE ``my_qadapter.yaml`` and its ``SGE_template.txt`` ("Batch systems")."""
-    section = readme.split("### Batch systems", 1)[1].split("\n## ", 1)[0]
-    [qadapter] = re.findall(r"```yaml\n(.*?)```", section, re.S)
-    [template] = re.findall(r"```sh\n(#!/bin/bash\n#\$ .*?)```", section, re.S)
+def readme_sge_files() -> tuple[str, str]:
+    """The documented SGE ``my_qadapter.yaml`` and its ``SGE_template.txt`` ("Batch systems",
+    docs/batch-systems.md)."""
+    section = doc_section("Batch systems")
+    [qadapter] = code_blocks(section, "yaml")
+    [template] = [block for block in code_blocks(section, "sh") if block.startswith("#!/bin/bash\n#$ ")]
     return qadapter, template
 
 
