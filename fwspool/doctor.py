@@ -379,7 +379,7 @@ def check_queue_adapter(path: str | None) -> tuple[dict[str, Any] | None, Check]
         fix = f"set _fw_q_type to one of {', '.join(sorted(Q_TYPES))}"
         return None, failed(what, f"{path}: _fw_q_type {q_type!r} is not a batch system FireWorks knows", fix)
     if not isinstance(data.get("rocket_launch"), str):
-        fix = "add the line of README, Migrating from FireWorks' offline mode: rocket_launch: /path/to/fwspool rlaunch ..."
+        fix = "add the line of the README's quick start: rocket_launch: /path/to/fwspool rlaunch ..."
         return None, failed(what, f"{path} has no rocket_launch line", fix)
     return dict(data, _path=path), ok(what, f"{path}: {q_type}")
 

@@ -1,6 +1,6 @@
 """A FireWorks user's site on the private Grid Engine cell (fwspool.testing.gridengine): the
 launchpad and FWorker files as for Slurm (:class:`fwspool.testing.slurm_site.Site`), and the
-README's SGE queue adapter and job template, word for word but for the home directory."""
+SGE queue adapter and job template of docs/batch-systems.md, word for word but for the home directory."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from fwspool.testing.slurm_site import Site
 
 __all__ = ["README_HOME", "GridEngineSite", "readme_sge_files"]
 
-#: How the README's SGE queue adapter spells the user's home directory.
+#: How the documented SGE queue adapter spells the user's home directory.
 README_HOME = "/home/you"
 
 
@@ -26,8 +26,8 @@ def readme_sge_files() -> tuple[str, str]:
 
 
 class GridEngineSite(Site):
-    """A user's ``$HOME/fw``, as for Slurm, whose queue adapter is the README's SGE one (with
-    ``rocket_launch_line`` appended, as the README says), and its job template beside it."""
+    """A user's ``$HOME/fw``, as for Slurm, whose queue adapter is the documented SGE one
+    (with ``rocket_launch_line`` appended, as docs/batch-systems.md says), and its job template beside it."""
 
     def __init__(
         self,
