@@ -376,8 +376,11 @@ def test_the_readme_cron_and_systemd_lines_recover_a_job_reserved_just_before_an
         systemd_exec_start(s.home), cwd=s.fw, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     try:
-        wait_for(lambda: fw_state(lp, 1) == "COMPLETED", 60, "the Firework COMPLETED")
-        assert fw_state(lp, 2) == "READY"
+        # The completion writes the parent, then its child (half a millisecond later): wait for both.
+        both = ("COMPLETED", "READY")
+        wait_for(
+            lambda: (fw_state(lp, 1), fw_state(lp, 2)) == both, 60, "the Firework COMPLETED, its child READY"
+        )
     finally:
         daemon.send_signal(signal.SIGTERM)
         out, _ = daemon.communicate(timeout=60)
