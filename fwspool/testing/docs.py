@@ -22,7 +22,6 @@ __all__ = [
     "doc_files",
     "doc_line",
     "doc_section",
-    "doc_text",
     "headings",
     "link_problems",
     "links",
@@ -60,11 +59,6 @@ class Link:
 def doc_files() -> list[Path]:
     """README.md, then every ``docs/*.md`` by name."""
     return [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-
-
-def doc_text() -> str:
-    """The text of every documentation file, one after another."""
-    return "\n".join(path.read_text() for path in doc_files())
 
 
 def _where(path: Path, line: int) -> str:
