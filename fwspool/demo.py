@@ -6,8 +6,8 @@ database, ingest (the events wait in the journal), fail to push (one clear line)
 database, push, and show the workflow advancing; run steps 2 and 3 the same way, each followed
 by ``fwspool sync`` as cron runs it, to the end of the workflow; show ``fwspool status`` and one
 query of the journal. Everything is removed, and the demo ends with the two lines a user needs
-next: the queue adapter's ``rocket_launch`` line and the cron line (README, "Migrating from
-FireWorks' offline mode").
+next: the queue adapter's ``rocket_launch`` line and the cron line (README, "Quick start",
+steps 2 and 3).
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def run_demo(say: Callable[[str], None] = print, keep: bool = False) -> dict[str
             shutil.rmtree(base, ignore_errors=True)
             say("Cleaned up.")
     rocket_launch, cron = next_lines()
-    say("Next, on your cluster (README, 'Migrating from FireWorks' offline mode'): in my_qadapter.yaml,")
+    say("Next, on your cluster (README, 'Quick start', steps 2 and 3): in my_qadapter.yaml,")
     say(rocket_launch)
     say("and on the login node, in `crontab -e` (or the systemd service of the README):")
     say(cron)

@@ -379,7 +379,7 @@ def check_queue_adapter(path: str | None) -> tuple[dict[str, Any] | None, Check]
         fix = f"set _fw_q_type to one of {', '.join(sorted(Q_TYPES))}"
         return None, failed(what, f"{path}: _fw_q_type {q_type!r} is not a batch system FireWorks knows", fix)
     if not isinstance(data.get("rocket_launch"), str):
-        fix = "add the line of README, Migrating from FireWorks' offline mode: rocket_launch: /path/to/fwspool rlaunch ..."
+        fix = "add the line of the README's quick start: rocket_launch: /path/to/fwspool rlaunch ..."
         return None, failed(what, f"{path} has no rocket_launch line", fix)
     return dict(data, _path=path), ok(what, f"{path}: {q_type}")
 
@@ -494,7 +494,7 @@ def check_job_directory(adapter: dict[str, Any]) -> Check:
             continue
         if "-cwd" in options:
             return ok(what, f"the job template has none, but {path} gives every job -cwd")
-    fix = "add the line `#$ -cwd` to the job template (README, Batch systems: SGE_template.txt)"
+    fix = "add the line `#$ -cwd` to the job template (docs/batch-systems.md: SGE_template.txt)"
     why = (
         f"neither the job template {template} nor {' nor '.join(defaults)} has -cwd: the job starts in "
         "your home directory, and FireWorks' -o FW_job.out lands there"

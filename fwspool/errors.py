@@ -1,7 +1,7 @@
 """Errors a user can cause, each with a one-line message and a documented exit code.
 
 The CLI prints ``fwspool: <message>`` and exits with :attr:`FwspoolError.exit_code`; a
-traceback means a bug. The codes follow BSD ``sysexits.h`` where one fits (README, "Exit codes").
+traceback means a bug. The codes follow BSD ``sysexits.h`` where one fits (docs/commands.md, "Exit codes").
 """
 
 from __future__ import annotations

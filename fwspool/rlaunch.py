@@ -380,7 +380,8 @@ def run(
 
     A batch system that requeues the job runs this again in the same directory: a launch whose
     spool already holds its completion is not run a second time (0, and a line saying so); one
-    that was interrupted runs again as the same launch (README, "Requeue and preemption").
+    that was interrupted runs again as the same launch (docs/batch-systems.md, "Walltime, cancelled jobs,
+    requeue and lost runs").
     """
     launch_dir = os.path.abspath(launch_dir)
     if not os.path.isdir(launch_dir):

@@ -5,7 +5,7 @@ preempts a job runs the same ``FW_submit.script`` again in the same launch direc
 second ``started`` follows the first run's ``exited``. And the end of a run is sometimes only
 inferred: ``lost`` when the batch job vanished without a word (SIGKILL, OOM, node failure).
 
-The rules (README, "Requeue, walltime and lost runs"):
+The rules (docs/batch-systems.md, "Walltime, cancelled jobs, requeue and lost runs"):
 
 - A ``completed`` event ends the launch with its state and FWAction: a real result always wins.
 - Otherwise the last run-ending event (``exited``, ``lost``) ends it as FIZZLED — unless a

@@ -274,7 +274,7 @@ def test_the_login_host_cut_off_by_a_silent_drop_push_says_one_line_and_watch_re
 def test_a_packed_job_whose_node_crashes_loses_its_running_launch_and_releases_the_rest(
     on_login: Topology, tmp_path: Path, db_name: str
 ) -> None:
-    """README, "Packing many Fireworks into one job": a job killed with SIGKILL records nothing;
+    """docs/packing.md, "Packing many Fireworks into one job": a job killed with SIGKILL records nothing;
     its running launch is lost and its launches not started are released once the job is gone."""
     topology = on_login
     slurm = topology.slurm

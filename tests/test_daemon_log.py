@@ -24,6 +24,7 @@ from fwspool.daemon import DEFAULT_INTERVAL
 from fwspool.journal import Journal
 from fwspool.reserve import reserve_offline
 from fwspool.testing.commands import fwspool_cmd, invoke, reserved_and_run, unstamped
+from fwspool.testing.docs import code_blocks, doc_section
 from fwspool.testing.waiting import wait_for
 
 
@@ -329,10 +330,9 @@ def test_sync_waits_for_the_journal_with_lock_wait(
 
 
 def running_the_daemon_lines() -> list[str]:
-    """The ```sh lines of the README's "Running the daemon"."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme.split("\n## Running the daemon\n", 1)[1].split("\n## ", 1)[0]
-    return [line for block in re.findall(r"```sh\n(.*?)\n```", section, re.S) for line in block.splitlines()]
+    """The ```sh lines of "Running the daemon" (docs/daemon.md)."""
+    section = doc_section("Running the daemon")
+    return [line for block in code_blocks(section, "sh") for line in block.splitlines()]
 
 
 def test_the_readme_daemon_and_prune_lines_run_verbatim(

@@ -14,6 +14,7 @@ import pytest
 from fwspool.journal import Journal
 from fwspool.testing.commands import invoke
 from fwspool.testing.devslurm import DevSlurm
+from fwspool.testing.docs import doc_line
 from fwspool.testing.launchpad import make_launchpad
 from fwspool.testing.slurm_site import Site, launchpad_file_text, qadapter_file_text
 
@@ -21,17 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
-def readme_line(startswith: str) -> str:
-    found = [
-        ln.strip()
-        for ln in (REPO / "README.md").read_text().splitlines()
-        if ln.strip().startswith(startswith)
-    ]
-    assert len(found) == 1, (startswith, found)
-    return found[0]
-
-
-README_LINE = readme_line("rocket_launch: $HOME/fw/.venv/bin/fwspool")
+README_LINE = doc_line("rocket_launch: $HOME/fw/.venv/bin/fwspool")
 
 
 def lines_by_check(output: str) -> dict[str, str]:
@@ -48,7 +39,7 @@ def test_a_site_set_up_as_the_readme_says_passes_every_check(
 ) -> None:
     make_launchpad(mongo_uri, db_name).connection.close()
     site = Site(tmp_path, mongo_uri, db_name, slurm_cluster, README_LINE)
-    doctor = readme_line("$HOME/fw/.venv/bin/fwspool doctor")
+    doctor = doc_line("$HOME/fw/.venv/bin/fwspool doctor")
     res = subprocess.run(
         ["bash", "-c", doctor], cwd=site.fw, env=site.env(), capture_output=True, text=True, timeout=120
     )
@@ -81,11 +72,11 @@ def test_a_site_set_up_as_the_readme_says_passes_every_check(
     assert not (site.home / ".local").exists()  # nothing created
     # The README's other way for the job to find fwspool: the venv activated in pre_rocket.
     (site.fw / ".venv" / "bin" / "activate").symlink_to(BIN / "activate")
-    pre_rocket = readme_line("pre_rocket: source $HOME/fw/.venv/bin/activate")
+    pre_rocket = doc_line("pre_rocket: source $HOME/fw/.venv/bin/activate")
     qadapter = site.fw / "activating_qadapter.yaml"
     qadapter.write_text(
         site.qadapter.read_text()
-        .replace(README_LINE, readme_line("rocket_launch: fwspool rlaunch"))
+        .replace(README_LINE, doc_line("rocket_launch: fwspool rlaunch"))
         .replace("pre_rocket: null", pre_rocket)
     )
     res = site.fwspool("doctor", "-l", "my_launchpad.yaml", "-q", str(qadapter))
@@ -126,6 +117,8 @@ def doctor(
 #: An FWorker file, named by its absolute path as the job needs it.
 FWORKER = REPO / "tests" / "data" / "my_fworker.yaml"
 GOOD = f"{BIN}/fwspool rlaunch -w {FWORKER} singleshot --offline"
+#: The line the quick start changes: FireWorks' own offline rocket, which doctor fails with the fix.
+BEFORE = doc_line("rocket_launch: rlaunch ")
 
 
 def test_each_mistake_is_one_line_with_its_fix_and_the_exit_code_says_so(
@@ -136,13 +129,12 @@ def test_each_mistake_is_one_line_with_its_fix_and_the_exit_code_says_so(
     assert "- batch system (pbs): not checked: fwspool asks only Slurm and Grid Engine" in res.output
     cases: list[tuple[str, tuple[str, ...], dict[str, Any], str, str]] = [
         (
-            "rlaunch -w my_fworker.yaml singleshot --offline",
+            BEFORE.removeprefix("rocket_launch: "),
             (),
             {},
             "rocket_launch",
-            "✗ rocket_launch: 'rocket_launch: rlaunch -w my_fworker.yaml singleshot --offline' runs 'rlaunch', "
-            f"not `fwspool rlaunch`; fix: make it rocket_launch: {BIN}/fwspool rlaunch -w /path/to/my_fworker.yaml "
-            "singleshot --offline",
+            f"✗ rocket_launch: {BEFORE!r} runs 'rlaunch', not `fwspool rlaunch`; fix: make it rocket_launch: "
+            f"{BIN}/fwspool rlaunch -w /path/to/my_fworker.yaml singleshot --offline",
         ),
         (
             f"{BIN}/fwspool rlaunch singleshot",

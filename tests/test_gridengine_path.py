@@ -1,8 +1,8 @@
 """The real submission path on Grid Engine: FireWorks' own `qlaunch -r` (`_fw_q_type: SGE`), the
 private Grid Engine cell, `fwspool sync --watch`.
 
-Every test submits with the README's SGE queue adapter and job template ("Batch systems"), word for
-word but for the home directory, with the README's `rocket_launch` line; Grid Engine runs the jobs.
+Every test submits with the SGE queue adapter and job template of docs/batch-systems.md ("Batch systems"),
+word for word but for the home directory, with the README's `rocket_launch` line; Grid Engine runs the jobs.
 The cell sends SIGTERM before `-notify`'s kill (NOTIFY_KILL=TERM), as under Slurm. The LaunchPad is
 checked at the end, as a user would check it; how Grid Engine says a job ended comes from `qacct`.
 """
@@ -22,19 +22,14 @@ import pytest
 from fireworks import Firework, PyTask, ScriptTask, Workflow
 
 from fwspool.rlaunch import SchedulerJob
+from fwspool.testing.docs import doc_line
 from fwspool.testing.gridengine import DevGridEngine
 from fwspool.testing.gridengine_site import GridEngineSite, readme_sge_files
 from fwspool.testing.launchpad import make_launchpad
 from fwspool.testing.waiting import wait_for
 
-REPO = Path(__file__).resolve().parent.parent
-README = (REPO / "README.md").read_text()
-[ROCKET_LAUNCH] = [
-    line.strip()
-    for line in README.splitlines()
-    if line.strip().startswith("rocket_launch: $HOME/fw/.venv/bin/fwspool")
-]
-QADAPTER, TEMPLATE = readme_sge_files(README)
+ROCKET_LAUNCH = doc_line("rocket_launch: $HOME/fw/.venv/bin/fwspool")
+QADAPTER, TEMPLATE = readme_sge_files()
 
 
 def make_site(tmp_path: Path, uri: str, db: str, cell: DevGridEngine) -> GridEngineSite:
@@ -317,11 +312,8 @@ def test_a_packed_job_s_walltime_ends_it_inside_the_pack(
 
 
 def doctor_lines(site: GridEngineSite, qadapter: Path, **env: str) -> tuple[int, dict[str, str]]:
-    """The README's doctor line (with this queue adapter): its exit code, and each check's line by name."""
-    [line] = [
-        ln.strip() for ln in README.splitlines() if ln.strip().startswith("$HOME/fw/.venv/bin/fwspool doctor")
-    ]
-    line = line.replace("$HOME/fw/my_qadapter.yaml", str(qadapter))
+    """The documented doctor line (docs/commands.md, with this queue adapter): its exit code, and each check's line by name."""
+    line = doc_line("$HOME/fw/.venv/bin/fwspool doctor").replace("$HOME/fw/my_qadapter.yaml", str(qadapter))
     res = subprocess.run(
         ["bash", "-c", line], cwd=site.fw, env=site.env(**env), capture_output=True, text=True, timeout=120
     )
@@ -369,7 +361,7 @@ def test_doctor_passes_the_readme_sge_site_and_wants_cwd_from_the_template_or_th
         and "FW_job.out lands there" in line
     )
     assert line.endswith(
-        "; fix: add the line `#$ -cwd` to the job template (README, Batch systems: SGE_template.txt)"
+        "; fix: add the line `#$ -cwd` to the job template (docs/batch-systems.md: SGE_template.txt)"
     )
 
 
@@ -393,7 +385,7 @@ def test_sigusr2_is_recorded_as_grid_engine_s_notify_warning(
     assert (
         exit_facts["meaning"] == "Grid Engine's -notify warning: a kill (h_rt, qdel) or a suspension follows"
     )
-    # The job's shell ignored it (the README's template): the script went on and ended on its own.
+    # The job's shell ignored it (the documented template): the script went on and ended on its own.
     site.cell.wait_for_state(job, {"GONE"}, 30)
     [record] = site.cell.wait_for_accounting(job)
     assert record["failed"].split()[0] == "0", record

@@ -281,7 +281,7 @@ def test_a_push_to_another_launchpad_or_to_a_reset_one_applies_nothing(
         step(lps["a"], tmp_path / "a")
         sync("-l", files["a"])  # binds the default journal to A
         assert lps["a"].get_fw_by_id(1).state == "COMPLETED"
-        # B, given its own inbox as the README advises, synced by mistake with the default journal.
+        # B, given its own inbox as docs/batch-systems.md advises, synced by mistake with the default journal.
         reserve_offline(lps["b"], str(tmp_path / "b"))
         b_inbox = str(tmp_path / "b-inbox")
         assert run_fwspool(str(tmp_path / "b"), env=job_env(FWSPOOL_INBOX=b_inbox)).returncode == 0

@@ -8,7 +8,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "fwspool"
-#: The exactly-once core (README, "How to change the exactly-once core").
+#: The exactly-once core (docs/code.md, "How to change the exactly-once core").
 CORE = [*sorted((PACKAGE / "launchpad").glob("*.py")), *sorted((PACKAGE / "journal").glob("*.py"))]
 CORE += [PACKAGE / "push.py", PACKAGE / "runs.py"]
 MAX_FUNCTION_LINES = 50

@@ -20,6 +20,7 @@ from fw_tasks import ResultTask
 
 from fwspool.reserve import reserve_offline
 from fwspool.testing.commands import invoke, run_fireworks_offline, run_fwspool
+from fwspool.testing.docs import doc_line
 from fwspool.testing.journal_file import query
 from fwspool.testing.launchpad import recover_offline, snapshot
 
@@ -48,10 +49,8 @@ def run_both(twins: Any, tmp_path: Path, wf: Workflow) -> tuple[str, str]:
 
 
 def readme_retry_line() -> list[str]:
-    """The README's `fwspool ingest --retry-quarantined ...` line, split as a shell would."""
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    (line,) = [ln for ln in readme.splitlines() if ln.startswith("fwspool ingest --retry-quarantined")]
-    return shlex.split(line)
+    """The documented `fwspool ingest --retry-quarantined ...` line (docs/launchpad.md), split as a shell would."""
+    return shlex.split(doc_line("fwspool ingest --retry-quarantined"))
 
 
 def fwspool(*args: str) -> Any:
@@ -98,7 +97,7 @@ def test_a_completion_over_the_record_limit_waits_then_completes_after_a_retry(
     assert again.exit_code == 0 and "still quarantined" in again.output + again.stderr
     assert states(fws) == {1: "RUNNING", 2: "WAITING"}
 
-    # The README's line, word for word (the journal from FWSPOOL_JOURNAL).
+    # The documented line, word for word (the journal from FWSPOOL_JOURNAL).
     retried = invoke(*readme_retry_line()[1:], env={"FWSPOOL_JOURNAL": journal_path}, catch_exceptions=False)
     assert retried.exit_code == 0, retried.output
     assert "1 record recovered from quarantine" in retried.output

@@ -238,7 +238,7 @@ def test_spool_matches_fireworks_offline_rocket(
 
     ref, ours = run_all((REFERENCE_CMD, ref_dir), (fwspool_cmd("rlaunch"), our_dir))
     assert ref.returncode == 0, ref.stderr
-    # rlaunch exits 0 even when the Firework fizzled; fwspool says so (README, "Exit codes").
+    # rlaunch exits 0 even when the Firework fizzled; fwspool says so (docs/commands.md, "Exit codes").
     assert ours.returncode == 0, ours.stderr  # as FireWorks' rlaunch, FIZZLED or not
     assert "Traceback" not in ours.stderr or state == "FIZZLED"
     assert "Exception in thread" not in ours.stderr

@@ -16,29 +16,34 @@ from typing import Any
 
 import pytest
 from fireworks import Firework, ScriptTask
-from test_slurm_path import ROCKET_LAUNCH, fw_state, launchpad_of, readme, site_with_own_server, sleeper
+from test_slurm_path import ROCKET_LAUNCH, fw_state, launchpad_of, site_with_own_server, sleeper
 
 from fwspool.events import as_utc
 from fwspool.journal import Journal
 from fwspool.testing.devslurm import DevSlurm
+from fwspool.testing.docs import code_blocks, doc_section
 from fwspool.testing.launchpad import make_launchpad
 from fwspool.testing.slurm_site import Site
 from fwspool.testing.waiting import wait_for
 
-
-def readme_pack_section() -> str:
-    return readme().split("## Packing many Fireworks into one job", 1)[1].split("\n## ", 1)[0]
+#: The section the packing tests run word for word.
+PACKING = "Packing many Fireworks into one job"
 
 
 def readme_pack_line() -> str:
-    [line] = re.findall(r"```sh\n(fwspool qlaunch .*)\n```", readme_pack_section())
+    """The ``fwspool qlaunch`` line of "Packing many Fireworks into one job" (docs/packing.md)."""
+    [line] = [
+        block.strip()
+        for block in code_blocks(doc_section(PACKING), "sh")
+        if block.startswith("fwspool qlaunch ")
+    ]
     return line
 
 
 def readme_pack_qadapter() -> str:
-    """The README's queue adapter example, with the README's rocket_launch line."""
-    [yaml] = re.findall(r"```yaml\n(.*?)```", readme_pack_section(), re.S)
-    return "\n".join(line.strip() for line in yaml.splitlines()) + "\n" + ROCKET_LAUNCH + "\n"
+    """The packing section's queue adapter example, with the quick start's rocket_launch line."""
+    [yaml] = code_blocks(doc_section(PACKING), "yaml")
+    return yaml + ROCKET_LAUNCH + "\n"
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """The real submission path: FireWorks' own `qlaunch -r`, a real Slurm, `fwspool sync --watch`.
 
 Every test here submits with FireWorks' own `qlaunch` (its CommonAdapter, `_fw_q_type: SLURM`)
-and the `rocket_launch` line of the README, word for word; Slurm runs the jobs, and the jobs find
+and the `rocket_launch` line of the README's quick start, word for word; Slurm runs the jobs, and the jobs find
 `fwspool` by that line's absolute path only (their PATH is the login shell's, without the venv).
 The LaunchPad is checked at the end, as a user would check it.
 """
@@ -24,27 +24,16 @@ import pytest
 from fireworks import Firework, PyTask, ScriptTask, Workflow
 
 from fwspool.testing.devslurm import DevSlurm, live_processes
+from fwspool.testing.docs import doc_line
 from fwspool.testing.launchpad import make_launchpad
 from fwspool.testing.slurm_site import Site
 from fwspool.testing.waiting import wait_for
 
-REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 TESTS_DIR = Path(__file__).resolve().parent
 
 
-def readme() -> str:
-    return (REPO / "README.md").read_text()
-
-
-def readme_line(startswith: str) -> str:
-    """The one README line (stripped) that starts with ``startswith``."""
-    found = [line.strip() for line in readme().splitlines() if line.strip().startswith(startswith)]
-    assert len(found) == 1, (startswith, found)
-    return found[0]
-
-
-ROCKET_LAUNCH = readme_line("rocket_launch: $HOME/fw/.venv/bin/fwspool")
+ROCKET_LAUNCH = doc_line("rocket_launch: $HOME/fw/.venv/bin/fwspool")
 
 
 @pytest.fixture
@@ -157,8 +146,8 @@ def test_rapidfire_with_the_venv_activated_in_pre_rocket(site: Site) -> None:
     for i in range(3):
         lp.add_wf(Firework(ScriptTask.from_str(f"echo {i} > out.txt"), name=f"fw{i}"))
     (site.fw / ".venv" / "bin" / "activate").symlink_to(BIN / "activate")
-    pre_rocket = readme_line("pre_rocket: source $HOME/fw/.venv/bin/activate")
-    line = readme_line("rocket_launch: fwspool rlaunch")
+    pre_rocket = doc_line("pre_rocket: source $HOME/fw/.venv/bin/activate")
+    line = doc_line("rocket_launch: fwspool rlaunch")
     qadapter = site.fw / "activating_qadapter.yaml"
     qadapter.write_text(
         site.qadapter.read_text().replace(ROCKET_LAUNCH, line).replace("pre_rocket: null", pre_rocket)
@@ -357,12 +346,12 @@ def test_a_job_that_cannot_load_its_firework_is_reported_not_left_reserved(site:
 
 def cron_command() -> str:
     """The README's cron line without its five schedule fields."""
-    line = readme_line("*/5 * * * * ")
+    line = doc_line("*/5 * * * * ")
     return line.split(None, 5)[5]
 
 
 def systemd_exec_start(home: Path) -> list[str]:
-    line = readme_line("ExecStart=")
+    line = doc_line("ExecStart=%h/fw/.venv/bin/fwspool sync --watch --interval")
     return shlex.split(line[len("ExecStart=") :].replace("%h", str(home)))
 
 
@@ -387,8 +376,11 @@ def test_the_readme_cron_and_systemd_lines_recover_a_job_reserved_just_before_an
         systemd_exec_start(s.home), cwd=s.fw, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     try:
-        wait_for(lambda: fw_state(lp, 1) == "COMPLETED", 60, "the Firework COMPLETED")
-        assert fw_state(lp, 2) == "READY"
+        # The completion writes the parent, then its child (half a millisecond later): wait for both.
+        both = ("COMPLETED", "READY")
+        wait_for(
+            lambda: (fw_state(lp, 1), fw_state(lp, 2)) == both, 60, "the Firework COMPLETED, its child READY"
+        )
     finally:
         daemon.send_signal(signal.SIGTERM)
         out, _ = daemon.communicate(timeout=60)

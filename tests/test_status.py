@@ -24,6 +24,7 @@ from fwspool.reserve import reserve_offline
 from fwspool.status import CHECK_SECONDS, check_database
 from fwspool.testing.commands import invoke, run_fwspool
 from fwspool.testing.devslurm import DevSlurm
+from fwspool.testing.docs import code_blocks, doc_section
 from fwspool.testing.launchpad import make_launchpad
 from fwspool.testing.slurm_site import finished_job, qadapter_file_text
 
@@ -361,11 +362,9 @@ def test_since_takes_a_duration_or_a_time(text: str) -> None:
     assert parse_since(text, now) == expected[text]
 
 
-def readme_block(heading: str, language: str) -> list[str]:
-    """The lines of the first ``language`` code block after ``heading`` in the README."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    after = readme.split(f"\n{heading}\n", 1)[1]
-    block = after.split(f"```{language}\n", 1)[1].split("\n```", 1)[0]
+def documented_block(heading: str, language: str) -> list[str]:
+    """The lines of the first ``language`` code block under ``heading`` in the documentation."""
+    block = code_blocks(doc_section(heading), language)[0]
     return [line for line in block.splitlines() if line.strip()]
 
 
@@ -384,7 +383,7 @@ def test_the_readme_status_lines_and_journal_queries_run_as_written(
         FWSPOOL_MONGODB_NAME=launchpad.name,
     )
     assert invoke("sync", "--root", str(d), env=env).exit_code == 0
-    lines = readme_block("### `fwspool status`", "sh")
+    lines = documented_block("`fwspool status`", "sh")
     assert len(lines) == 5
     for line in lines:
         res = subprocess.run(["bash", "-c", line], env=env, capture_output=True, text=True, timeout=120)
@@ -394,7 +393,7 @@ def test_the_readme_status_lines_and_journal_queries_run_as_written(
         else:
             assert res.stdout.startswith(f"journal {journal_path}\n"), res.stdout
     statements = [
-        ln for ln in readme_block("## The journal, with `sqlite3`", "sql") if not ln.startswith("--")
+        ln for ln in documented_block("The journal, with `sqlite3`", "sql") if not ln.startswith("--")
     ]
     with sqlite3.connect(f"file:{journal_path}?mode=ro", uri=True) as db:
         for statement in statements:

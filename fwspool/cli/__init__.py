@@ -1,7 +1,7 @@
 """The ``fwspool`` command line: a thin layer over the documented Python API.
 
 One module per command (parse the options, call the API, print); :mod:`fwspool.cli.common` holds
-what they share, among it how an error becomes one line and an exit code (README, "Exit codes").
+what they share, among it how an error becomes one line and an exit code (docs/commands.md, "Exit codes").
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 several commands take, opening the journal and the uplink, and the lines they print.
 
 Every error a user can cause is a :class:`~fwspool.errors.FwspoolError`: one line on stderr,
-``fwspool: <message>``, and its documented exit code (README, "Exit codes"). Every line goes
+``fwspool: <message>``, and its documented exit code (docs/commands.md, "Exit codes"). Every line goes
 through :data:`fwspool.log.LOG`, which stamps the login-node commands' lines (:func:`start_log`).
 """
 

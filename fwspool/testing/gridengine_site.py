@@ -1,32 +1,33 @@
 """A FireWorks user's site on the private Grid Engine cell (fwspool.testing.gridengine): the
 launchpad and FWorker files as for Slurm (:class:`fwspool.testing.slurm_site.Site`), and the
-README's SGE queue adapter and job template, word for word but for the home directory."""
+SGE queue adapter and job template of docs/batch-systems.md, word for word but for the home directory."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
+from fwspool.testing.docs import code_blocks, doc_section
 from fwspool.testing.gridengine import DevGridEngine
 from fwspool.testing.slurm_site import Site
 
 __all__ = ["README_HOME", "GridEngineSite", "readme_sge_files"]
 
-#: How the README's SGE queue adapter spells the user's home directory.
+#: How the documented SGE queue adapter spells the user's home directory.
 README_HOME = "/home/you"
 
 
-def readme_sge_files(readme: str) -> tuple[str, str]:
-    """The README's SGE ``my_qadapter.yaml`` and its ``SGE_template.txt`` ("Batch systems")."""
-    section = readme.split("### Batch systems", 1)[1].split("\n## ", 1)[0]
-    [qadapter] = re.findall(r"```yaml\n(.*?)```", section, re.S)
-    [template] = re.findall(r"```sh\n(#!/bin/bash\n#\$ .*?)```", section, re.S)
+def readme_sge_files() -> tuple[str, str]:
+    """The documented SGE ``my_qadapter.yaml`` and its ``SGE_template.txt`` ("Batch systems",
+    docs/batch-systems.md)."""
+    section = doc_section("Batch systems")
+    [qadapter] = code_blocks(section, "yaml")
+    [template] = [block for block in code_blocks(section, "sh") if block.startswith("#!/bin/bash\n#$ ")]
     return qadapter, template
 
 
 class GridEngineSite(Site):
-    """A user's ``$HOME/fw``, as for Slurm, whose queue adapter is the README's SGE one (with
-    ``rocket_launch_line`` appended, as the README says), and its job template beside it."""
+    """A user's ``$HOME/fw``, as for Slurm, whose queue adapter is the documented SGE one
+    (with ``rocket_launch_line`` appended, as docs/batch-systems.md says), and its job template beside it."""
 
     def __init__(
         self,

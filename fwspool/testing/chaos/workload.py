@@ -409,7 +409,7 @@ def _key(payload: bytes) -> tuple[str, int] | None:
 
 
 def held_exits(files: dict[str, bytes]) -> frozenset[tuple[str, int]]:
-    """The exits that stay pending, by (writer, seq) (README, "A result larger than the limits").
+    """The exits that stay pending, by (writer, seq) (docs/launchpad.md, "A result larger than the limits").
 
     A launch with damaged bytes or invalid records in a spool file of its directory (ingest
     quarantines them) and no completion, whose last run end is an exit on its own (no signal, no

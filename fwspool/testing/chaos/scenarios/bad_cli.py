@@ -1,6 +1,6 @@
 """Scenario 9: bad configuration and bad input at the command line.
 
-Every kind of bad configuration and input, each with the exit code the README documents: one
+Every kind of bad configuration and input, each with the exit code docs/commands.md documents: one
 ``fwspool:`` line that says what is wrong, and no traceback.
 """
 
@@ -67,7 +67,7 @@ class CliInputs:
 
 
 def cli_cases(cluster: Cluster, work: str, tpl: Template) -> list[CliCase]:
-    """Every kind of bad configuration and input, with the exit code the README documents."""
+    """Every kind of bad configuration and input, with the exit code docs/commands.md documents."""
     x = prepare_inputs(cluster, work, tpl)
     return launchpad_cases(x) + uri_cases(x) + journal_cases(x) + input_cases(x)
 
