@@ -2,7 +2,8 @@
 
 Once per pass each batch system is asked, in one query, which of the open launches' jobs it
 still has. A job gone for ``lost_after`` seconds that never started its launch releases the
-reservation; one that started it and recorded no end makes it lost (:mod:`fwspool.runs`). A
+reservation; one that started it and recorded no end makes it lost (:mod:`fwspool.runs`); of one
+whose run recorded a signal, the batch system's record of the job is kept (``job_ended``). A
 query that fails decides nothing. The conclusions are journal events with ids that make the
 same conclusion drawn twice one event.
 """
@@ -16,7 +17,7 @@ from collections.abc import Callable, Mapping
 import msgspec
 
 from fwspool import scheduler
-from fwspool.events import Event, JobEnd, Lost, Released, as_utc, event_id, iso
+from fwspool.events import Event, JobEnd, JobEnded, Lost, Released, as_utc, event_id, iso
 from fwspool.ingest.batches import IngestSummary
 from fwspool.journal import EventRow, Journal, ScheduledLaunch, SchedulerView
 from fwspool.scheduler import Scheduler, SchedulerQueryError
@@ -123,8 +124,16 @@ class SchedulerCheck:
                 view.terminal.append(launch.launch_id)
                 said = f": its launch directory {gone_dir} is gone, so its results can never be read"
             summary.problems.append(f"{what} is gone and the launch recorded no end: lost{said}")
+        elif launch.killed_by_signal:
+            # Ended by a signal (scancel, walltime) and not requeued: over. The run recorded
+            # the signal, only the batch system knows why it came: asked once, recorded once.
+            asked = _job_ended(system, launch, summary)
+            if asked is None:
+                return  # the query failed: nothing decided, asked again next pass
+            event = asked
+            view.terminal.append(launch.launch_id)
         else:
-            view.terminal.append(launch.launch_id)  # ended by a signal and not requeued: over
+            view.terminal.append(launch.launch_id)
             return
         view.inferred.append(_inferred_event(launch, event, now))
 
@@ -137,6 +146,19 @@ def _how_ended(system: Scheduler, job_id: str, summary: IngestSummary) -> JobEnd
     except SchedulerQueryError as exc:
         summary.problems.append(f"cannot ask {system.name} how job {job_id} ended ({exc})")
         return None
+
+
+def _job_ended(system: Scheduler, launch: ScheduledLaunch, summary: IngestSummary) -> JobEnded | None:
+    """The batch system's record of a job whose run ended by a signal (no record: ``unknown``);
+    None when it cannot be asked now."""
+    try:
+        end = system.how_ended(launch.batch_job_id) or scheduler.no_record()
+    except SchedulerQueryError as exc:
+        summary.problems.append(f"cannot ask {system.name} how job {launch.batch_job_id} ended ({exc})")
+        return None
+    return JobEnded(
+        batch_job_id=launch.batch_job_id, batch_system=launch.batch_system or system.name, batch_end=end
+    )
 
 
 def _inferred_event(launch: ScheduledLaunch, event: Event, now: dt.datetime) -> EventRow:

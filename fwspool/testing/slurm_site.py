@@ -228,6 +228,19 @@ class Site:
         assert res.returncode == 0, res.stdout + res.stderr
         return res.stdout + res.stderr
 
+    def lpad(self, *args: str) -> str:
+        """FireWorks' own ``lpad -l my_launchpad.yaml ARGS``, as the user runs it; returns its output."""
+        res = subprocess.run(
+            [str(BIN / "lpad"), "-l", str(self.launchpad_file), *args],
+            cwd=self.fw,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert res.returncode == 0, res.stdout + res.stderr
+        return res.stdout
+
     def fwspool(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         res = subprocess.run(
             [str(self.fw / ".venv" / "bin" / "fwspool"), *args],
