@@ -135,7 +135,7 @@ class SchedulerCheck:
         else:
             view.terminal.append(launch.launch_id)
             return
-        view.inferred.append(_inferred_event(launch, event, now))
+        view.inferred.append(inferred_event(launch, event, now))
 
 
 def _how_ended(system: Scheduler, job_id: str, summary: IngestSummary) -> JobEnd | None:
@@ -161,7 +161,7 @@ def _job_ended(system: Scheduler, launch: ScheduledLaunch, summary: IngestSummar
     )
 
 
-def _inferred_event(launch: ScheduledLaunch, event: Event, now: dt.datetime) -> EventRow:
+def inferred_event(launch: ScheduledLaunch, event: Event, now: dt.datetime) -> EventRow:
     """The login node's conclusion as an event of a writer of its own: one per launch and job."""
     kind = str(type(event).__struct_config__.tag)
     writer = f"batch-{kind}-{launch.launch_id}-{launch.batch_job_id}"
