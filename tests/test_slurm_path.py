@@ -191,6 +191,14 @@ def test_walltime_kill_by_slurm_fizzles_the_firework_at_once_with_the_signal(sit
     assert stored["_fwspool_exit"]["signal_name"] == "SIGTERM"
     assert stored["_message"] == "fwspool: the job was killed by SIGTERM before the Firework completed"
     assert fw_state(lp, 2) == "WAITING"
+    # Slurm's record says why the signal came, once the job is gone: the walltime.
+    wait_for(
+        lambda: "batch_end" in the_launch(lp, 1)["action"]["stored_data"]["_fwspool_exit"],
+        60,
+        "Slurm's record of the job on the LaunchPad",
+    )
+    end = the_launch(lp, 1)["action"]["stored_data"]["_fwspool_exit"]["batch_end"]
+    assert (end["cause"], end["state"], end["reason"]) == ("walltime", "TIMEOUT", "TimeLimit"), end
 
 
 def test_scancel_of_a_running_job_fizzles_and_of_a_pending_one_releases_the_reservation(site: Site) -> None:
