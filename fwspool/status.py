@@ -541,22 +541,12 @@ def _launch_lines(launch: dict[str, Any], now: dt.datetime, *, with_dir: bool) -
     )
     out = [row]
     indent = " " * 8
-    if launch["note"]:
-        out += textwrap.wrap(
-            launch["note"],
-            WIDTH,
-            initial_indent=indent,
-            subsequent_indent=indent + "  ",
-            break_on_hyphens=False,
-        )
-    if launch["why"]:
-        out += textwrap.wrap(
-            _why_text(launch["why"]),
-            WIDTH,
-            initial_indent=indent,
-            subsequent_indent=indent + "  ",
-            break_on_hyphens=False,
-        )
+    # Below the row: its note, then why its job died.
+    for text in (launch["note"], _why_text(launch["why"]) if launch["why"] else None):
+        if text:
+            out += textwrap.wrap(
+                text, WIDTH, initial_indent=indent, subsequent_indent=indent + "  ", break_on_hyphens=False
+            )
     if with_dir:
         out.append(indent + (launch["launch_dir"] or "(launch directory not known yet)"))
     return out

@@ -127,10 +127,10 @@ class SchedulerCheck:
         elif launch.killed_by_signal:
             # Ended by a signal (scancel, walltime) and not requeued: over. The run recorded
             # the signal, only the batch system knows why it came: asked once, recorded once.
-            asked = _job_ended(system, launch, summary)
-            if asked is None:
+            ended = _job_ended(system, launch, summary)
+            if ended is None:
                 return  # the query failed: nothing decided, asked again next pass
-            event = asked
+            event = ended
             view.terminal.append(launch.launch_id)
         else:
             view.terminal.append(launch.launch_id)
