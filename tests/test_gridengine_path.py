@@ -167,6 +167,8 @@ def test_h_rt_walltime_is_recorded_with_notify_and_found_lost_as_walltime_withou
             "qacct -j",
         )
         assert "walltime (qacct -j: failed 37 : qmaster enforced h_rt" in stored["_message"]
+        text = site.fwspool("status", "--no-check", "--journal", str(site.journal)).stdout
+        assert "why: walltime, says qacct -j; exit code 137" in text, text
 
 
 def test_qdel_of_a_running_job_fizzles_it_and_of_a_pending_one_releases_it(
