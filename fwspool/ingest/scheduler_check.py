@@ -94,6 +94,8 @@ class SchedulerCheck:
             return
         if launch.batch_gone_at is None:
             view.gone.append(launch.launch_id)
+            if launch.killed_by_signal:
+                _record_fresh(system, launch, now, view)
             return
         gone_since = as_utc(launch.batch_gone_at)
         if (now - gone_since).total_seconds() < self.lost_after:
@@ -148,6 +150,19 @@ def _how_ended(system: Scheduler, job_id: str, summary: IngestSummary) -> JobEnd
         return None
 
 
+def _record_fresh(system: Scheduler, launch: ScheduledLaunch, now: dt.datetime, view: SchedulerView) -> None:
+    """The record of a job whose run ended by a signal, asked as soon as the job is seen gone:
+    Slurm forgets a job ``MinJobAge`` after its end (300 s by default, as long as the default
+    ``--lost-after``). Only a record is kept; no answer now is asked again when the launch is
+    judged (:func:`_job_ended`), and the event's id keeps the first answer."""
+    try:
+        end = system.how_ended(launch.batch_job_id)
+    except SchedulerQueryError:
+        return
+    if end is not None:
+        view.inferred.append(inferred_event(launch, _job_ended_event(system, launch, end), now))
+
+
 def _job_ended(system: Scheduler, launch: ScheduledLaunch, summary: IngestSummary) -> JobEnded | None:
     """The batch system's record of a job whose run ended by a signal (no record: ``unknown``);
     None when it cannot be asked now."""
@@ -156,6 +171,10 @@ def _job_ended(system: Scheduler, launch: ScheduledLaunch, summary: IngestSummar
     except SchedulerQueryError as exc:
         summary.problems.append(f"cannot ask {system.name} how job {launch.batch_job_id} ended ({exc})")
         return None
+    return _job_ended_event(system, launch, end)
+
+
+def _job_ended_event(system: Scheduler, launch: ScheduledLaunch, end: JobEnd) -> JobEnded:
     return JobEnded(
         batch_job_id=launch.batch_job_id, batch_system=launch.batch_system or system.name, batch_end=end
     )
