@@ -194,22 +194,37 @@ class Released(msgspec.Struct, tag="released", tag_field="type"):
     batch_job_id: str | None = None
 
 
+class JobEnded(msgspec.Struct, tag="job_ended", tag_field="type"):
+    """Inferred on the login node, never written by a job: the batch system's record of a job
+    whose run recorded its own end (an ``exited`` by a signal: ``scancel``, walltime) and that is
+    gone. It ends nothing (the ``exited`` did); the pusher adds ``batch_end`` to the FIZZLED
+    launch's ``stored_data._fwspool_exit``, so the LaunchPad says why in the batch system's words."""
+
+    batch_job_id: str
+    batch_system: str | None = None
+    #: What the batch system's record says; ``cause`` ``unknown`` when it has none
+    #: (:func:`fwspool.scheduler.no_record`).
+    batch_end: JobEnd | None = None
+
+
 class Note(msgspec.Struct, tag="note", tag_field="type"):
     """Free-form information from a job script (``fwspool emit note``); never pushed."""
 
     data: Any = None
 
 
-Event = Started | Ping | Checkpoint | LaunchDirChanged | Completed | Exited | Lost | Released | Note
+Event = (
+    Started | Ping | Checkpoint | LaunchDirChanged | Completed | Exited | Lost | Released | JobEnded | Note
+)
 
 #: Event type names, in the order a normal launch produces them.
 EVENT_TYPES: tuple[str, ...] = tuple(
     str(t.__struct_config__.tag)
-    for t in (Started, Ping, Checkpoint, LaunchDirChanged, Completed, Exited, Lost, Released, Note)
+    for t in (Started, Ping, Checkpoint, LaunchDirChanged, Completed, Exited, Lost, Released, JobEnded, Note)
 )
 EVENT_CLASSES: dict[str, type] = {
     str(t.__struct_config__.tag): t
-    for t in (Started, Ping, Checkpoint, LaunchDirChanged, Completed, Exited, Lost, Released, Note)
+    for t in (Started, Ping, Checkpoint, LaunchDirChanged, Completed, Exited, Lost, Released, JobEnded, Note)
 }
 
 #: Events that must reach the disk before the writer goes on (see schema/SPOOL.md).

@@ -185,6 +185,16 @@ class SlurmScheduler:
         )
 
 
+#: What fwspool says of a job the batch system has no record of (past ``MinJobAge``, no
+#: accounting; a Grid Engine job deleted while pending).
+NO_RECORD = "the batch system no longer knows the job"
+
+
+def no_record() -> JobEnd:
+    """The end of a job the batch system has no record of: ``cause`` ``unknown``."""
+    return JobEnd(cause="unknown", words=NO_RECORD, source="no record")
+
+
 #: The end of a job's stdout and stderr kept with its end: at most so many lines and bytes each.
 TAIL_LINES, TAIL_BYTES = 20, 4096
 

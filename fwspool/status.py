@@ -6,7 +6,8 @@ text for a terminal: the summary first, then the launches that need attention (o
 or those the filters pick), readable in 80 columns. Per launch: the Firework's id and name and its
 state on the LaunchPad as the last push left it, the state its pending events imply when that
 differs, what the launch came to (:mod:`fwspool.outcomes`) and why, its batch job and directory,
-its last event and pending events. :func:`check_database` asks the database within a second.
+its last event and pending events, and for a failed one why its job died in the batch system's
+words (:func:`why_died`). :func:`check_database` asks the database within a second.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from fwspool.config import redact
 from fwspool.errors import FwspoolError
@@ -40,6 +43,7 @@ from fwspool.outcomes import (
 from fwspool.plural import counted
 from fwspool.push import LAST_PUSH_KEY, age
 from fwspool.runs import PendingEvent
+from fwspool.scheduler import NO_RECORD, TAIL_BYTES, no_record
 
 #: The most ``fwspool status`` waits for the database.
 CHECK_SECONDS = 1.0
@@ -181,6 +185,7 @@ def collect(
         quarantined=quarantined,
     )
     listed = [x for x in launches if filters.match(x)] if filters.given() else launches
+    _add_why(journal, listed, filters)
     return {
         "journal": journal.path,
         "now": iso(now),
@@ -196,6 +201,40 @@ def collect(
         "filters": _filters_as_data(filters),
         "blocks": _packed_blocks(journal.blocks()),
         "launches": listed,
+    }
+
+
+def _add_why(journal: Journal, listed: list[dict[str, Any]], filters: Filters) -> None:
+    """Why the jobs of the failed launches listed died, in the batch system's words (``why``):
+    read per launch, and only for those that need attention (every failed one listed with
+    ``--all`` or a filter), so the summary never reads the events."""
+    failed = [
+        x for x in listed if x["outcome"] in FAILURES and (x["attention"] or filters.given() or filters.every)
+    ]
+    if not failed:
+        return
+    ends = journal.batch_ends([x["launch_id"] for x in failed])
+    for x in failed:
+        if x["launch_id"] in ends:
+            x["why"] = why_died(ends[x["launch_id"]]["batch_end"])
+
+
+def why_died(end: dict[str, Any] | None) -> dict[str, Any]:
+    """A job's end as ``fwspool status`` gives it (:class:`fwspool.events.JobEnd`, recorded by
+    ingest): the cause in fwspool's words, which record said so (``scontrol show job``,
+    ``sacct``, ``qacct -j``, or ``no record``), the batch system's own words, state, reason and
+    exit code, and the job's output files with their last lines (at most ``TAIL_BYTES`` each)."""
+    end = end or msgspec.to_builtins(no_record())
+    return {
+        "cause": end.get("cause"),
+        "source": end.get("source"),
+        "words": end.get("words"),
+        "state": end.get("state"),
+        "reason": end.get("reason"),
+        "exit_code": end.get("exit_status"),
+        "failed": end.get("failed"),
+        **{k: end.get(k) for k in ("stdout", "stderr")},
+        **{k: (end.get(k) or "")[-TAIL_BYTES:] or None for k in ("stdout_tail", "stderr_tail")},
     }
 
 
@@ -254,6 +293,8 @@ def _launch(
         "batch_job_id": row["batch_job_id"],
         "batch_system": row["batch_system"],
         "batch_gone_at": row["batch_gone_at"],
+        # The batch system's record of the job's end (:func:`why_died`), for failed launches listed.
+        "why": None,
         "launch_dir": row["launch_dir"],
         "learned_from": row["learned_from"],
         "first_seen_at": row["first_seen_at"],
@@ -500,17 +541,25 @@ def _launch_lines(launch: dict[str, Any], now: dt.datetime, *, with_dir: bool) -
     )
     out = [row]
     indent = " " * 8
-    if launch["note"]:
-        out += textwrap.wrap(
-            launch["note"],
-            WIDTH,
-            initial_indent=indent,
-            subsequent_indent=indent + "  ",
-            break_on_hyphens=False,
-        )
+    # Below the row: its note, then why its job died.
+    for text in (launch["note"], _why_text(launch["why"]) if launch["why"] else None):
+        if text:
+            out += textwrap.wrap(
+                text, WIDTH, initial_indent=indent, subsequent_indent=indent + "  ", break_on_hyphens=False
+            )
     if with_dir:
         out.append(indent + (launch["launch_dir"] or "(launch directory not known yet)"))
     return out
+
+
+def _why_text(why: dict[str, Any]) -> str:
+    """``why: walltime (TimeLimit), says scontrol show job; exit code 143``: the batch system's
+    words and the output tails stay in ``--json``."""
+    if why["source"] == "no record":
+        return f"why: {NO_RECORD}"
+    reason = f" ({why['reason']})" if why["reason"] not in (None, "None") else ""
+    code = f"; exit code {why['exit_code']}" if why["exit_code"] is not None else ""
+    return f"why: {why['cause']}{reason}, says {why['source']}{code}"
 
 
 def _cell(value: Any, width: int) -> str:

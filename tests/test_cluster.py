@@ -156,6 +156,16 @@ def test_a_node_crash_loses_a_job_that_cannot_requeue_and_reruns_one_that_can_on
         f": node failure (scontrol show job: JobState=NODE_FAIL Reason=NodeDown ExitCode={record['ExitCode']})"
     ), stored["_message"]
     assert "lost (node failure: scontrol show job says" in site.log()
+    # `fwspool status` says it too: the cause, Slurm's reason, the record, the exit code.
+    report = json.loads(site.fwspool("status", "--json", "--no-check", "--journal", str(site.journal)).stdout)
+    [why] = [x["why"] for x in report["launches"] if x["fw_id"] == doomed_fw]
+    assert (why["cause"], why["reason"], why["source"]) == (
+        "node failure",
+        "NodeDown",
+        "scontrol show job",
+    ), why
+    text = site.fwspool("status", "--no-check", "--journal", str(site.journal)).stdout
+    assert f"why: node failure (NodeDown), says scontrol show job; exit code {why['exit_code']}" in text, text
     # The requeued job: the same launch, run again on the other node, and its child is READY.
     launch = the_launch(lp, 1)
     assert launch["host"] == other and fw_state(lp, 2) == "READY"

@@ -162,6 +162,8 @@ def test_h_rt_walltime_is_recorded_with_notify_and_found_lost_as_walltime_withou
             "qacct -j",
         )
         assert "walltime (qacct -j: failed 37 : qmaster enforced h_rt" in stored["_message"]
+        text = site.fwspool("status", "--no-check", "--journal", str(site.journal)).stdout
+        assert "why: walltime, says qacct -j; exit code 137" in text, text
 
 
 def test_qdel_of_a_running_job_fizzles_it_and_of_a_pending_one_releases_it(
@@ -185,6 +187,16 @@ def test_qdel_of_a_running_job_fizzles_it_and_of_a_pending_one_releases_it(
     wait_for(lambda: fw_state(lp, 1) == "FIZZLED", 60, "the deleted running job FIZZLED")
     exit_facts = the_launch(lp, 1)["action"]["stored_data"]["_fwspool_exit"]
     assert exit_facts["signal_name"] == "SIGTERM" and "qdel" in exit_facts["meaning"]
+    # Once the job is gone, qacct's record of it is added to the launch.
+    wait_for(
+        lambda: "batch_end" in the_launch(lp, 1)["action"]["stored_data"]["_fwspool_exit"],
+        60,
+        "Grid Engine's record of the deleted job on the LaunchPad",
+    )
+    end = the_launch(lp, 1)["action"]["stored_data"]["_fwspool_exit"]["batch_end"]
+    # The job's shell dies of the same SIGTERM (failed 0, exit 143), unless the kill that follows
+    # -notify's warning comes first (failed 100, exit 137): Grid Engine's words either way.
+    assert end["source"] == "qacct -j" and (end["failed"], end["exit_status"]) in {(0, 143), (100, 137)}, end
     # The pending one never started: handed back, READY again, and the next job takes it.
     wait_for(lambda: fw_state(lp, 2) == "READY", 60, "the deleted pending job's Firework READY")
     assert f"batch job {pending_job}" in site.log() and "reservation is released" in site.log()

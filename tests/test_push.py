@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from click.testing import CliRunner
 from dyn_tasks import GrowTask
@@ -17,9 +18,10 @@ from fireworks import Firework, ScriptTask, Workflow
 
 from fwspool.cli import main
 from fwspool.errors import EX_CONFIG, EX_TEMPFAIL, UplinkUnavailable
-from fwspool.events import Checkpoint, Completed, Exited, Ping, Started
+from fwspool.events import Checkpoint, Completed, Exited, JobEnd, JobEnded, Ping, Started, iso, utcnow
 from fwspool.ingest import Ingester
-from fwspool.journal import Journal
+from fwspool.ingest.scheduler_check import inferred_event
+from fwspool.journal import Journal, ScheduledLaunch, SchedulerView
 from fwspool.push import Pusher
 from fwspool.reserve import reserve_offline
 from fwspool.spool import SpoolWriter
@@ -287,7 +289,8 @@ def test_forgetting_what_the_journal_does_not_know_says_so(launchpad, tmp_path, 
     assert invoke("forget", "--undo", "7", env=env).exit_code == 66
 
 
-def test_walltime_sigterm_fizzles_the_launch_at_once(launchpad, tmp_path, journal_path, mongo_uri):
+def sigterm_run(launchpad: Any, tmp_path: Path) -> str:
+    """A Firework reserved offline whose `fwspool rlaunch` got SIGTERM mid-task; its directory."""
     wf = Workflow(
         [
             Firework(ScriptTask.from_str("sleep 60"), name="long"),
@@ -312,6 +315,11 @@ def test_walltime_sigterm_fizzles_the_launch_at_once(launchpad, tmp_path, journa
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == -signal.SIGTERM
+    return d
+
+
+def test_walltime_sigterm_fizzles_the_launch_at_once(launchpad, tmp_path, journal_path, mongo_uri):
+    d = sigterm_run(launchpad, tmp_path)
     ingest_and_push(journal_path, mongo_uri, launchpad.name, roots=(d,))
     fw = launchpad.get_fw_by_id(1)
     assert fw.state == "FIZZLED"
@@ -327,6 +335,54 @@ def test_walltime_sigterm_fizzles_the_launch_at_once(launchpad, tmp_path, journa
     assert launchpad.offline_runs.find_one({"launch_id": 1})["completed"] is True
     launchpad.rerun_fw(1)
     assert launchpad.get_fw_by_id(1).state == "READY"
+
+
+def test_the_batch_systems_record_is_added_to_the_killed_launch_once(
+    launchpad, tmp_path, journal_path, mongo_uri
+):
+    """The batch system's record of a job whose signal FIZZLED its launch (``job_ended``, which
+    ingest infers once the job is gone) is added to the launch by a later push; a push that
+    repeats it (killed before the journal was marked) writes nothing over it."""
+    d = sigterm_run(launchpad, tmp_path)
+    ingest_and_push(journal_path, mongo_uri, launchpad.name, roots=(d,))
+    assert (
+        "batch_end"
+        not in launchpad.launches.find_one({"launch_id": 1})["action"]["stored_data"]["_fwspool_exit"]
+    )
+    end = JobEnd(
+        cause="walltime", words="JobState=TIMEOUT Reason=TimeLimit ExitCode=0:15", source="scontrol show job"
+    )
+    gone = ScheduledLaunch(1, 1, d, "4242", "slurm", iso(utcnow()), "exited", True)
+    with Journal.open(journal_path) as journal:
+        row = inferred_event(
+            gone, JobEnded(batch_job_id="4242", batch_system="slurm", batch_end=end), utcnow()
+        )
+        assert journal.record_scheduler_view(SchedulerView(inferred=[row])) == 1
+        assert journal.record_scheduler_view(SchedulerView(inferred=[row])) == 0  # concluded twice: one event
+    env = job_env(
+        FWSPOOL_JOURNAL=journal_path, FWSPOOL_MONGODB_URI=mongo_uri, FWSPOOL_MONGODB_NAME=launchpad.name
+    )
+    crash = subprocess.run(
+        [*fwspool_cmd(), "push"],
+        env=dict(env, FWSPOOL_FAILPOINTS="push.before_mark=kill"),
+        capture_output=True,
+    )
+    assert crash.returncode == -signal.SIGKILL, crash.stderr
+    stored = launchpad.launches.find_one({"launch_id": 1})["action"]["stored_data"]
+    assert stored["_fwspool_exit"]["batch_end"] == msgspec.to_builtins(end)
+    assert stored["_fwspool_exit"]["signal_name"] == "SIGTERM"  # amended, not replaced
+    # Whoever edits it now, the push that repeats the dead one's work does not write it again.
+    launchpad.launches.update_one(
+        {"launch_id": 1}, {"$set": {"action.stored_data._fwspool_exit.batch_end.words": "edited"}}
+    )
+    again = subprocess.run([*fwspool_cmd(), "push"], env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    doc = launchpad.launches.find_one({"launch_id": 1})
+    assert doc["action"]["stored_data"]["_fwspool_exit"]["batch_end"]["words"] == "edited"
+    assert doc["state"] == "FIZZLED" and launchpad.get_fw_by_id(1).state == "FIZZLED"
+    assert query(journal_path, "SELECT push_outcome FROM events WHERE type = 'job_ended'") == [
+        {"push_outcome": "applied"}
+    ]
 
 
 def test_bad_launchpad_file_is_one_line_exit_78(tmp_path, journal_path):

@@ -104,25 +104,81 @@ def test_a_running_job_is_left_alone_and_a_lost_one_is_judged_once(
         slurm_cluster.scancel(alive)
 
 
-def _started_view(journal: Journal, launch_ids: tuple[int, ...]) -> Any:
+def _started_view(journal: Journal, launch_ids: tuple[int, ...], *then: dict[str, Any]) -> Any:
+    """The launches' runs as their spool records would say: started, then ``then`` (events)."""
     from fwspool.journal import SchedulerView
 
     view = SchedulerView()
     for lid in launch_ids:
-        view.inferred.append(
-            (
-                f"w{lid}-0000000001",
-                f"w{lid}",
-                1,
-                lid,
-                lid,
-                "started",
-                "2026-01-01T00:00:00.000000Z",
-                json.dumps({"type": "started", "started_on": "2026-01-01T00:00:00Z"}),
-                None,
+        for seq, event in enumerate(({"type": "started", "started_on": "2026-01-01T00:00:00Z"}, *then), 1):
+            view.inferred.append(
+                (
+                    f"w{lid}-{seq:010d}",
+                    f"w{lid}",
+                    seq,
+                    lid,
+                    lid,
+                    event["type"],
+                    f"2026-01-01T00:00:0{seq}.000000Z",
+                    json.dumps(event),
+                    None,
+                )
             )
-        )
     return view
+
+
+def test_a_run_killed_by_a_signal_gets_its_jobs_record_once_and_a_failed_query_decides_nothing(
+    slurm_cluster: DevSlurm, tmp_path: Path, journal_path: str
+) -> None:
+    """The run recorded SIGTERM (scancel, walltime); once its job is gone, Slurm's record of the
+    job is asked once and kept as a ``job_ended`` event. A query that fails (no scontrol) decides
+    nothing: the launch stays open and is asked again."""
+    jobs = {lid: finished_job(slurm_cluster, tmp_path) for lid in (1, 2)}
+    sigterm = {"type": "exited", "signal": 15, "signal_name": "SIGTERM"}
+
+    def ended() -> dict[int, dict[str, Any]]:
+        rows = journal.query("SELECT launch_id, payload FROM events WHERE type = 'job_ended'")
+        return {r["launch_id"]: json.loads(r["payload"])["batch_end"] for r in rows}
+
+    def open_launches() -> list[int]:
+        return [
+            r["launch_id"] for r in journal.query("SELECT launch_id FROM launches WHERE terminal_at IS NULL")
+        ]
+
+    with Journal.open(journal_path) as journal:
+        register(journal, 1, 1, str(tmp_path), jobs[1])
+        journal.record_scheduler_view(_started_view(journal, (1,), sigterm))
+
+        def ingester(scheduler: Any, lost_after: float = 0) -> Ingester:
+            return Ingester(
+                journal, schedulers={"slurm": scheduler}, default_scheduler="slurm", lost_after=lost_after
+            )
+
+        broken = ingester(SlurmScheduler(scontrol=str(tmp_path / "no-scontrol")))
+        broken.run_pass()  # gone, since now
+        failed = broken.run_pass()
+        assert any(f"cannot ask slurm how job {jobs[1]} ended" in p for p in failed.problems), failed.problems
+        assert ended() == {} and open_launches() == [1]
+        # Launch 2's job is asked as soon as it is seen gone, long before --lost-after: the record
+        # is freshest then (Slurm forgets a job MinJobAge after its end).
+        register(journal, 2, 2, str(tmp_path), jobs[2])
+        journal.record_scheduler_view(_started_view(journal, (2,), sigterm))
+        ingester(SlurmScheduler(), lost_after=3600).run_pass()
+        assert list(ended()) == [2] and open_launches() == [1, 2]
+        scheduler = FlakyScheduler(SlurmScheduler())
+        asking = ingester(scheduler)
+        asking.run_pass()  # both judged: launch 1 asked now, launch 2 keeps its first answer
+        assert sorted(ended()) == [1, 2] and open_launches() == []
+        for end in ended().values():
+            assert (end["cause"], end["source"], end["state"]) == (
+                "completed",
+                "scontrol show job",
+                "COMPLETED",
+            )
+        asked = scheduler.queries
+        asking.run_pass()
+        asking.run_pass()  # over: never asked again, nothing added
+        assert scheduler.queries == asked and journal.count_events("type = 'job_ended'") == 2
 
 
 def test_the_batch_system_of_a_queue_adapter_and_of_a_launch_directory(tmp_path: Path) -> None:

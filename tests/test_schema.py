@@ -167,6 +167,15 @@ def test_every_event_type_is_documented_in_spool_md():
         assert f"| `{tag}` |" in doc, tag
 
 
+def test_every_field_of_a_job_end_is_documented_in_docs_network_md():
+    """docs/network.md's table of ``batch_end`` names every field of :class:`fwspool.events.JobEnd`."""
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "network.md").read_text()
+    section = doc.split("## Why a job died", 1)[1]
+    rows = set(re.findall(r"^\| `([a-z_]+)`(?:, `([a-z_]+)`)? \|", section, re.M))
+    documented = {name for row in rows for name in row if name}
+    assert documented == set(events.JobEnd.__struct_fields__)
+
+
 def test_spool_md_header_layout_matches_the_code(tmp_path):
     doc = read("SPOOL.md")
     assert f"{MAGIC.decode().strip()} <length> <crc> <payload>" in doc

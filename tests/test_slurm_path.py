@@ -180,6 +180,14 @@ def test_walltime_kill_by_slurm_fizzles_the_firework_at_once_with_the_signal(sit
     assert stored["_fwspool_exit"]["signal_name"] == "SIGTERM"
     assert stored["_message"] == "fwspool: the job was killed by SIGTERM before the Firework completed"
     assert fw_state(lp, 2) == "WAITING"
+    # Slurm's record says why the signal came, once the job is gone: the walltime.
+    wait_for(
+        lambda: "batch_end" in the_launch(lp, 1)["action"]["stored_data"]["_fwspool_exit"],
+        60,
+        "Slurm's record of the job on the LaunchPad",
+    )
+    end = the_launch(lp, 1)["action"]["stored_data"]["_fwspool_exit"]["batch_end"]
+    assert (end["cause"], end["state"], end["reason"]) == ("walltime", "TIMEOUT", "TimeLimit"), end
 
 
 def test_scancel_of_a_running_job_fizzles_and_of_a_pending_one_releases_the_reservation(site: Site) -> None:
@@ -203,6 +211,19 @@ def test_scancel_of_a_running_job_fizzles_and_of_a_pending_one_releases_the_rese
     site.slurm.scancel(running_job)
     wait_for(lambda: fw_state(lp, 1) == "FIZZLED", 60, "the cancelled running job FIZZLED")
     assert the_launch(lp, 1)["action"]["stored_data"]["_fwspool_exit"]["signal_name"] == "SIGTERM"
+    # Once the job is gone, ingest asks Slurm once how it ended (a job_ended event), and the push
+    # adds the answer to the launch its signal FIZZLED: FireWorks' own lpad shows why.
+    wait_for(
+        lambda: "batch_end" in the_launch(lp, 1)["action"]["stored_data"]["_fwspool_exit"],
+        60,
+        "Slurm's record of the cancelled job on the LaunchPad",
+    )
+    shown_text = site.lpad("get_fws", "-i", "1", "-d", "all")  # docs/network.md's example
+    # lpad prints the Firework as JSON, after any warning FireWorks logs on import.
+    [shown] = json.loads(shown_text[re.search(r"^\{", shown_text, re.M).start() :])["launches"]  # type: ignore[union-attr]
+    end = shown["action"]["stored_data"]["_fwspool_exit"]["batch_end"]
+    assert (end["cause"], end["source"], end["state"]) == ("cancelled", "scontrol show job", "CANCELLED"), end
+    assert end["exit_status"] == 128 + signal.SIGTERM and "ExitCode=0:15" in end["words"], end
     # The pending one never started: handed back (FireWorks' cancel_reservation), READY again.
     wait_for(lambda: fw_state(lp, 2) == "READY", 60, "the cancelled pending job's Firework READY")
     assert "reservation is released" in site.log()
@@ -226,6 +247,16 @@ def test_scancel_of_a_running_job_fizzles_and_of_a_pending_one_releases_the_rese
         1: ("FIZZLED", "killed", "killed by SIGTERM", running_job),
         2: ("READY", "released", f"batch job {pending_job} ended without starting the launch", pending_job),
     }
+    # And so does `fwspool status`: the cause, which record said it, the exit code.
+    res = site.fwspool("status", "--json", "--no-check", "--journal", str(site.journal))
+    why = {x["fw_id"]: x["why"] for x in json.loads(res.stdout)["launches"]}
+    assert why[2] is None
+    assert (why[1]["cause"], why[1]["source"], why[1]["exit_code"]) == ("cancelled", "scontrol show job", 143)
+    text = site.fwspool("status", "--no-check", "--journal", str(site.journal)).stdout
+    assert doc_line("why: cancelled, says scontrol") in [ln.strip() for ln in text.splitlines()], (
+        text
+    )  # as documented
+    assert end["words"] not in text  # the record's own words (and the output's tails) are in --json
     (site.runs / "c").mkdir()
     site.qlaunch("singleshot", cwd=site.runs / "c")  # and the next job takes it
     wait_for(lambda: fw_state(lp, 2) == "COMPLETED", 60, "the released Firework COMPLETED by a new job")

@@ -162,7 +162,7 @@ def test_a_job_that_died_before_its_first_event_and_a_lost_one_on_the_real_slurm
 ) -> None:
     """Both jobs are real Slurm jobs that ended: one never started its launch, the other
     started it and vanished without recording an end."""
-    for name in ("never-started", "vanished"):
+    for name in ("never-started", "vanished", "forgotten-job"):
         launchpad.add_wf(Firework(ScriptTask.from_str("true"), name=name))
     jobs, dirs = {}, {}
     for fw in launchpad.fireworks.find({}, {"fw_id": 1, "name": 1}):
@@ -171,6 +171,8 @@ def test_a_job_that_died_before_its_first_event_and_a_lost_one_on_the_real_slurm
         jobs[fw["name"]], dirs[fw["name"]] = finished_job(slurm_cluster, d), d
         launchpad.set_reservation_id(launch_id, jobs[fw["name"]])  # as qlaunch -r does
     emit(dirs["vanished"], "started", {"batch_job_id": jobs["vanished"], "batch_system": "slurm"})
+    # A job Slurm never had (or forgot: past MinJobAge, with no accounting): no record at all.
+    emit(dirs["forgotten-job"], "started", {"batch_job_id": "99999", "batch_system": "slurm"})
     qadapter = tmp_path / "my_qadapter.yaml"
     qadapter.write_text(qadapter_file_text("rocket_launch: fwspool rlaunch singleshot --offline"))
     env = {
@@ -201,7 +203,7 @@ def test_a_job_that_died_before_its_first_event_and_a_lost_one_on_the_real_slurm
     vanished = now["vanished"]
     assert (vanished["state"], vanished["pending_state"], vanished["outcome"]) == (None, "RUNNING", "running")
     text = invoke("status", "--no-check", env=env).output
-    assert "1 launch needs attention (--all lists all 2):" in text
+    assert "1 launch needs attention (--all lists all 3):" in text
     assert f"batch job {jobs['never-started']} is gone since" in text
     sync = ("sync", "-q", str(qadapter), "--lost-after", "0")
     assert invoke(*sync, env=env).exit_code == 0  # gone for --lost-after: lost, and released
@@ -210,6 +212,21 @@ def test_a_job_that_died_before_its_first_event_and_a_lost_one_on_the_real_slurm
     assert (lost["state"], lost["outcome"], lost["batch_job_id"]) == ("FIZZLED", "lost", jobs["vanished"])
     assert lost["attention"] and lost["batch_system"] == "slurm"
     assert lost["outcome_detail"].startswith(f"vanished: batch job {jobs['vanished']} is no longer queued")
+    # Why, in Slurm's words: its job script ended on its own, and `fwspool rlaunch` recorded nothing.
+    why = lost["why"]
+    assert (why["cause"], why["source"], why["state"], why["exit_code"]) == (
+        "completed",
+        "scontrol show job",
+        "COMPLETED",
+        0,
+    ), why
+    assert why["words"] == "JobState=COMPLETED Reason=None ExitCode=0:0"
+    assert why["stdout"] == str(dirs["vanished"] / f"slurm-{jobs['vanished']}.out")
+    nothing = now["forgotten-job"]
+    assert nothing["outcome"] == "lost" and nothing["why"]["source"] == "no record", nothing
+    text = invoke("status", "--no-check", env=env).output
+    assert "why: completed, says scontrol show job; exit code 0" in text, text
+    assert "why: the batch system no longer knows the job" in text, text
     never = now["never-started"]
     assert (never["state"], never["outcome"], never["attention"]) == ("READY", "released", False)
     assert never["note"] == f"batch job {jobs['never-started']} ended without starting the launch"

@@ -2,7 +2,8 @@
 
 Once per pass each batch system is asked, in one query, which of the open launches' jobs it
 still has. A job gone for ``lost_after`` seconds that never started its launch releases the
-reservation; one that started it and recorded no end makes it lost (:mod:`fwspool.runs`). A
+reservation; one that started it and recorded no end makes it lost (:mod:`fwspool.runs`); of one
+whose run recorded a signal, the batch system's record of the job is kept (``job_ended``). A
 query that fails decides nothing. The conclusions are journal events with ids that make the
 same conclusion drawn twice one event.
 """
@@ -16,7 +17,7 @@ from collections.abc import Callable, Mapping
 import msgspec
 
 from fwspool import scheduler
-from fwspool.events import Event, JobEnd, Lost, Released, as_utc, event_id, iso
+from fwspool.events import Event, JobEnd, JobEnded, Lost, Released, as_utc, event_id, iso
 from fwspool.ingest.batches import IngestSummary
 from fwspool.journal import EventRow, Journal, ScheduledLaunch, SchedulerView
 from fwspool.scheduler import Scheduler, SchedulerQueryError
@@ -93,6 +94,8 @@ class SchedulerCheck:
             return
         if launch.batch_gone_at is None:
             view.gone.append(launch.launch_id)
+            if launch.killed_by_signal:
+                _record_fresh(system, launch, now, view)
             return
         gone_since = as_utc(launch.batch_gone_at)
         if (now - gone_since).total_seconds() < self.lost_after:
@@ -123,10 +126,18 @@ class SchedulerCheck:
                 view.terminal.append(launch.launch_id)
                 said = f": its launch directory {gone_dir} is gone, so its results can never be read"
             summary.problems.append(f"{what} is gone and the launch recorded no end: lost{said}")
+        elif launch.killed_by_signal:
+            # Ended by a signal (scancel, walltime) and not requeued: over. The run recorded
+            # the signal, only the batch system knows why it came: asked once, recorded once.
+            ended = _job_ended(system, launch, summary)
+            if ended is None:
+                return  # the query failed: nothing decided, asked again next pass
+            event = ended
+            view.terminal.append(launch.launch_id)
         else:
-            view.terminal.append(launch.launch_id)  # ended by a signal and not requeued: over
+            view.terminal.append(launch.launch_id)
             return
-        view.inferred.append(_inferred_event(launch, event, now))
+        view.inferred.append(inferred_event(launch, event, now))
 
 
 def _how_ended(system: Scheduler, job_id: str, summary: IngestSummary) -> JobEnd | None:
@@ -139,7 +150,37 @@ def _how_ended(system: Scheduler, job_id: str, summary: IngestSummary) -> JobEnd
         return None
 
 
-def _inferred_event(launch: ScheduledLaunch, event: Event, now: dt.datetime) -> EventRow:
+def _record_fresh(system: Scheduler, launch: ScheduledLaunch, now: dt.datetime, view: SchedulerView) -> None:
+    """The record of a job whose run ended by a signal, asked as soon as the job is seen gone:
+    Slurm forgets a job ``MinJobAge`` after its end (300 s by default, as long as the default
+    ``--lost-after``). Only a record is kept; no answer now is asked again when the launch is
+    judged (:func:`_job_ended`), and the event's id keeps the first answer."""
+    try:
+        end = system.how_ended(launch.batch_job_id)
+    except SchedulerQueryError:
+        return
+    if end is not None:
+        view.inferred.append(inferred_event(launch, _job_ended_event(system, launch, end), now))
+
+
+def _job_ended(system: Scheduler, launch: ScheduledLaunch, summary: IngestSummary) -> JobEnded | None:
+    """The batch system's record of a job whose run ended by a signal (no record: ``unknown``);
+    None when it cannot be asked now."""
+    try:
+        end = system.how_ended(launch.batch_job_id) or scheduler.no_record()
+    except SchedulerQueryError as exc:
+        summary.problems.append(f"cannot ask {system.name} how job {launch.batch_job_id} ended ({exc})")
+        return None
+    return _job_ended_event(system, launch, end)
+
+
+def _job_ended_event(system: Scheduler, launch: ScheduledLaunch, end: JobEnd) -> JobEnded:
+    return JobEnded(
+        batch_job_id=launch.batch_job_id, batch_system=launch.batch_system or system.name, batch_end=end
+    )
+
+
+def inferred_event(launch: ScheduledLaunch, event: Event, now: dt.datetime) -> EventRow:
     """The login node's conclusion as an event of a writer of its own: one per launch and job."""
     kind = str(type(event).__struct_config__.tag)
     writer = f"batch-{kind}-{launch.launch_id}-{launch.batch_job_id}"

@@ -53,7 +53,7 @@ def writer_has_events(db: sqlite3.Connection, writer_id: str, launch_id: int) ->
 def set_aside(db: sqlite3.Connection, home: LaunchHome, keep: Sequence[str], reason: str, now: str) -> int:
     """Set aside everything of launch ``home.launch_id`` that did not come from a directory in
     ``keep``: its sources become ``stray`` (never read again under this launch), its events are
-    marked ``stray`` (kept, never applied; one pushed already stays as it was pushed). Events inferred on the login node (lost, released)
+    marked ``stray`` (kept, never applied; one pushed already stays as it was pushed). Events inferred on the login node (lost, released, job_ended)
     belong to the launch row's batch job, so they go with the directory the row named when
     ``keep`` does not include it. Returns how many events were set aside."""
     lid = home.launch_id
@@ -80,7 +80,7 @@ def set_aside(db: sqlite3.Connection, home: LaunchHome, keep: Sequence[str], rea
     if not any(same_dir(home.launch_dir, d) for d in keep):
         n += db.execute(
             "UPDATE events SET pushed_at = ?, push_outcome = 'stray', push_detail = ? "
-            "WHERE launch_id = ? AND source_id IS NULL AND type IN ('lost', 'released') AND pushed_at IS NULL",
+            "WHERE launch_id = ? AND source_id IS NULL AND type IN ('lost', 'released', 'job_ended') AND pushed_at IS NULL",
             (now, reason[:500], lid),
         ).rowcount
     if n:

@@ -6,6 +6,7 @@ The same answers are views in the database itself (``launch_status``, ``pending_
 
 from __future__ import annotations
 
+import json
 import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -153,6 +154,18 @@ class OperatorViews(JournalDatabase):
                     found.setdefault(launch_id, []).append(event)
         return found
 
+    def batch_ends(self, launch_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """The batch system's record of how each of these launches' jobs ended, from its last
+        ``lost`` or ``job_ended`` event: ``{"event": type, "batch_end": JobEnd as a dict, or None
+        when it recorded none}``. One indexed read per launch (``events_by_launch``): status asks
+        it only for the launches it lists as failed."""
+        found: dict[int, dict[str, Any]] = {}
+        with self.reading() as db:
+            for chunk, marks in in_chunks(sorted(launch_ids)):
+                for launch_id, etype, end in db.execute(_BATCH_ENDS.format(marks=marks), tuple(chunk)):
+                    found[launch_id] = {"event": etype, "batch_end": json.loads(end) if end else None}
+        return found
+
     def blocks(self) -> list[dict[str, Any]]:
         """Launches grouped by block directory and batch job (``fwspool qlaunch --pack``: one
         ``block_*`` directory per job, one ``launcher_*`` directory per launch), each group with
@@ -181,6 +194,14 @@ class OperatorViews(JournalDatabase):
             group[_block_count(row["completed_state"], row["last_run"])] += 1
         return sorted(groups.values(), key=lambda g: (g["block_dir"], g["batch_job_id"] or ""))
 
+
+#: The inferred events that carry the batch system's record of a job's end, oldest first (the
+#: last one per launch is the one that counts).
+_BATCH_ENDS = """
+SELECT launch_id, type, json_extract(payload, '$.batch_end')
+FROM events
+WHERE launch_id IN ({marks}) AND type IN ('lost', 'job_ended') AND push_outcome IS NOT 'stray'
+ORDER BY launch_id, occurred_at, event_id"""
 
 #: The counts of :meth:`OperatorViews.blocks`, one per launch.
 BLOCK_COUNTS = ("completed", "fizzled", "running", "ended", "released", "not_started")

@@ -5,8 +5,9 @@ three queries (taking back first what another journal's dead push half-wrote beh
 lock: :mod:`~fwspool.launchpad.undo`), then sends each launch one way: superseded (:mod:`~fwspool.launchpad.supersede`),
 released (:mod:`~fwspool.launchpad.release`), running (:mod:`~fwspool.launchpad.running`),
 ending (:mod:`~fwspool.launchpad.completion`, in bulk) or already ended
-(:mod:`~fwspool.launchpad.one_by_one`, the idempotent re-check). Last, the offline runs are
-marked as ``recover_offline`` would leave them, and what the batch left of each launch is
+(:mod:`~fwspool.launchpad.one_by_one`, the idempotent re-check). Then the batch system's
+record of a job is added to the launch its signal FIZZLED (:mod:`~fwspool.launchpad.job_record`).
+Last, the offline runs are marked as ``recover_offline`` would leave them, and what the batch left of each launch is
 said for the journal (:mod:`~fwspool.launchpad.pushed`).
 """
 
@@ -19,6 +20,7 @@ from typing import Any, NamedTuple
 
 from fwspool.events import FINAL_STATES, untag_nonfinite
 from fwspool.launchpad.completion import complete_in_bulk
+from fwspool.launchpad.job_record import add_batch_ends
 from fwspool.launchpad.one_by_one import complete_one_by_one
 from fwspool.launchpad.pushed import pushed_launches
 from fwspool.launchpad.release import release
@@ -86,6 +88,7 @@ class LaunchPadApplier:
             complete_one_by_one(self.lp, self.owner, routed, result)
         for routed in routes.releasing:
             release(self.lp, routed, result)
+        add_batch_ends(self.lp, readings, result)  # after the FIZZLED it amends
         self._update_offline_runs(result, now)
         result.pushed = pushed_launches(readings, view.launches, view.fireworks, reopen, result)
         return result

@@ -217,29 +217,37 @@ class Site:
         env.update(extra)
         return env
 
+    def as_user(
+        self,
+        cmd: list[str],
+        *,
+        cwd: Path | None = None,
+        check: bool = True,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """A command as the user runs it on the login node: from ``~/fw`` (or ``cwd``), with the
+        login shell's environment (:meth:`env`, plus ``env``)."""
+        res = subprocess.run(
+            cmd, cwd=cwd or self.fw, env=self.env(**(env or {})), capture_output=True, text=True, timeout=120
+        )
+        if check:
+            assert res.returncode == 0, res.stdout + res.stderr
+        return res
+
     def qlaunch(self, *args: str, cwd: Path | None = None, qadapter: Path | None = None, **env: str) -> str:
         """FireWorks' own qlaunch, as the user runs it; returns its output."""
         cmd = qlaunch_command(
             self.launchpad_file, self.fw / "my_fworker.yaml", qadapter or self.qadapter, *args
         )
-        res = subprocess.run(
-            cmd, cwd=cwd or self.runs, env=self.env(**env), capture_output=True, text=True, timeout=120
-        )
-        assert res.returncode == 0, res.stdout + res.stderr
+        res = self.as_user(cmd, cwd=cwd or self.runs, env=env)
         return res.stdout + res.stderr
 
+    def lpad(self, *args: str) -> str:
+        """FireWorks' own ``lpad -l my_launchpad.yaml ARGS``, as the user runs it; returns its output."""
+        return self.as_user([str(BIN / "lpad"), "-l", str(self.launchpad_file), *args]).stdout
+
     def fwspool(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        res = subprocess.run(
-            [str(self.fw / ".venv" / "bin" / "fwspool"), *args],
-            cwd=self.fw,
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if check:
-            assert res.returncode == 0, res.stdout + res.stderr
-        return res
+        return self.as_user([str(self.fw / ".venv" / "bin" / "fwspool"), *args], check=check)
 
     def start_sync(self, *extra: str, interval: str = "0.5", **env: str) -> None:
         """`fwspool sync --watch` as the README runs it (here with a short interval)."""
