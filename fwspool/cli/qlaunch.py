@@ -173,10 +173,23 @@ def qlaunch(
     ctx.obj = (launchpad_file, fworker_file, qadapter_file, config_dir, pack, parallel, margin)
 
 
-def _site(ctx: click.Context) -> Site:
-    launchpad_file, fworker_file, qadapter_file, config_dir, pack, parallel, margin = ctx.obj
+def load_site(
+    launchpad_file: str | None,
+    fworker_file: str | None,
+    qadapter_file: str | None,
+    config_dir: str | None,
+    pack: int = 1,
+    parallel: int = 1,
+    margin: float | None = None,
+) -> Site:
+    """The files FireWorks' qlaunch would read, found and loaded as it finds them (also for
+    ``fwspool sync --watch --submit``)."""
     launchpad, fworker, qadapter = _load(launchpad_file, fworker_file, qadapter_file, config_dir)
     return Site(launchpad, fworker, qadapter, pack, parallel, margin)
+
+
+def _site(ctx: click.Context) -> Site:
+    return load_site(*ctx.obj)
 
 
 @qlaunch.command(help="Submit one job with up to --pack Fireworks.")

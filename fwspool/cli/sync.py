@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from fwspool.cli.common import (
     UplinkOptions,
+    _options_as_one,
     heartbeat_option,
     ingest_options,
     interval_option,
@@ -28,6 +30,111 @@ if TYPE_CHECKING:
     from fwspool.daemon import IngestSettings
 
 
+@dataclass(frozen=True)
+class SubmitOptions:
+    """--submit and the options of ``fwspool qlaunch`` it takes, spelled as FireWorks' qlaunch."""
+
+    submit: bool
+    fworker_file: str | None
+    launch_dir: str
+    maxjobs_queue: int
+    pack: int
+    parallel: int
+    margin: float | None
+
+    def submitter(self, uplink: UplinkOptions, queueadapter: str | None, say: Any, warn: Any) -> Any:
+        """The daemon's :class:`~fwspool.submit.Submitter`, or None without --submit; the files
+        loaded and checked now (a bad queue adapter is the error to show, before the lock)."""
+        if not self.submit:
+            for name, value, default in (
+                ("--maxjobs_queue", self.maxjobs_queue, 0),
+                ("--pack", self.pack, 1),
+                ("--parallel", self.parallel, 1),
+                ("--margin", self.margin, None),
+            ):
+                if value != default:
+                    raise click.UsageError(f"{name} applies to --submit")
+            return None
+        import os
+
+        from fwspool.cli.qlaunch import load_site
+        from fwspool.submit import Submitter
+
+        if not queueadapter:
+            raise click.UsageError("--submit needs the queue adapter file: -q my_qadapter.yaml")
+        site = load_site(
+            uplink.launchpad_file,
+            self.fworker_file,
+            queueadapter,
+            None,
+            self.pack,
+            self.parallel,
+            self.margin,
+        )
+        return Submitter(site, os.path.abspath(self.launch_dir), self.maxjobs_queue, say, warn)
+
+
+submit_options = _options_as_one(
+    "submit_options",
+    lambda: SubmitOptions,
+    click.option(
+        "--submit",
+        is_flag=True,
+        help="Also reserve and submit what is READY (as `fwspool qlaunch rapidfire`), with -q's "
+        "queue adapter: the whole login-node routine in one process.",
+    ),
+    click.option(
+        "-w",
+        "--fworker_file",
+        "--fworker-file",
+        "fworker_file",
+        metavar="FILE",
+        help="With --submit: the FWorker file, as for qlaunch.",
+    ),
+    click.option(
+        "-d",
+        "--launch_dir",
+        "--launch-dir",
+        "launch_dir",
+        default=".",
+        show_default=True,
+        metavar="DIR",
+        help="With --submit: where the jobs' block_* directories are made.",
+    ),
+    click.option(
+        "-m",
+        "--maxjobs_queue",
+        "--maxjobs-queue",
+        "maxjobs_queue",
+        type=click.IntRange(min=0),
+        default=0,
+        show_default=True,
+        help="With --submit: never more of your jobs in the queue (0: no limit).",
+    ),
+    click.option(
+        "--pack",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
+        help="With --submit: Fireworks per job.",
+    ),
+    click.option(
+        "--parallel",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
+        help="With --submit: Fireworks of a job run at once.",
+    ),
+    click.option(
+        "--margin",
+        type=click.FloatRange(min=0),
+        default=None,
+        help="With --submit: seconds before a job's end under which none of its Fireworks starts "
+        "[default: 60].",
+    ),
+)
+
+
 @click.command()
 @journal_option
 @uplink_options
@@ -45,6 +152,7 @@ if TYPE_CHECKING:
 )
 @heartbeat_option
 @ingest_options
+@submit_options
 @reports_errors
 def sync(
     journal_path: str | None,
@@ -56,17 +164,24 @@ def sync(
     retain: str,
     heartbeat: float | None,
     ingest_settings: IngestSettings,
+    submit_options: SubmitOptions,
 ) -> None:
     """Ingest, then push: the login-node daemon (with --watch) or a cron one-shot.
 
     With --watch: SIGTERM or SIGINT stops it between batches, SIGUSR1 logs the journal's summary,
     SIGHUP reopens the --log file (logrotate).
+
+    With --submit (and -q), it also reserves and submits what is READY, as `fwspool qlaunch
+    rapidfire` does (--pack, --parallel, --margin, --maxjobs_queue): one process for the whole
+    routine; a failed submission is one line and retried with backoff; `fwspool status` shows
+    what was submitted.
     """
     from fwspool.daemon import startup_line
 
     retain_seconds = parse_age(retain, "--retain")
     uplink.config()  # a mistyped -l is the error to show, not another process's lock
     loop = login_loop(watch, interval, log_file, heartbeat=heartbeat, retain=retain_seconds)
+    submitter = submit_options.submitter(uplink, ingest_settings.queueadapter, loop.say, loop.warn)
     with open_journal(journal_path, create=True) as journal:
         ingester = ingest_settings.ingester(journal)  # --root and -q checked before the lock too
         with journal_locked(journal, "ingest", "push", wait=lock_wait):
@@ -79,7 +194,8 @@ def sync(
                         loop.interval,
                         ingest_settings.describe(),
                         f"retain {retain if retain_seconds else 'everything'}",
+                        *([submitter.describe()] if submitter is not None else []),
                     )
                 )
-            loop.sync(journal, ingester, uplink.open)
+            loop.sync(journal, ingester, uplink.open, submitter)
     said_stopped(loop)
