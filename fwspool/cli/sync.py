@@ -41,6 +41,10 @@ class SubmitOptions:
     pack: int
     parallel: int
     margin: float | None
+    pilot: str | None
+    pool_size: int
+    pool_ttl: float
+    idle_exit: float
 
     def submitter(self, uplink: UplinkOptions, queueadapter: str | None, say: Any, warn: Any) -> Any:
         """The daemon's :class:`~fwspool.submit.Submitter`, or None without --submit; the files
@@ -51,6 +55,7 @@ class SubmitOptions:
                 ("--pack", self.pack, 1),
                 ("--parallel", self.parallel, 1),
                 ("--margin", self.margin, None),
+                ("--pilot", self.pilot, None),
             ):
                 if value != default:
                     raise click.UsageError(f"{name} applies to --submit")
@@ -71,7 +76,30 @@ class SubmitOptions:
             self.parallel,
             self.margin,
         )
-        return Submitter(site, os.path.abspath(self.launch_dir), self.maxjobs_queue, say, warn)
+        return Submitter(
+            site, os.path.abspath(self.launch_dir), self.maxjobs_queue, say, warn, self._stocker(queueadapter)
+        )
+
+    def _stocker(self, queueadapter: str) -> Any:
+        """With --pilot: the pool's :class:`~fwspool.stock.Stocker`, the pool made if need be."""
+        if self.pilot is None:
+            if self.pool_size != DEFAULT_POOL_SIZE:
+                raise click.UsageError("--pool-size applies to --pilot")
+            return None
+        if self.pack != 1:
+            raise click.UsageError(
+                "--pack and --pilot exclude each other: a pilot takes its launches from the pool"
+            )
+        from fwspool.pool import Pool
+        from fwspool.scheduler import available_systems, system_of_queue_adapter
+        from fwspool.stock import Stocker
+
+        scheduler = available_systems().get(system_of_queue_adapter(queueadapter))
+        return Stocker(Pool.create(self.pilot), self.pool_size, self.pool_ttl, self.idle_exit, scheduler)
+
+
+#: Launches a pool holds in stock unless --pool-size says otherwise.
+DEFAULT_POOL_SIZE = 4
 
 
 submit_options = _options_as_one(
@@ -131,6 +159,37 @@ submit_options = _options_as_one(
         default=None,
         help="With --submit: seconds before a job's end under which none of its Fireworks starts "
         "[default: 60].",
+    ),
+    click.option(
+        "--pilot",
+        metavar="POOL",
+        default=None,
+        help="With --submit: keep this pool directory (on the shared filesystem) stocked with "
+        "reserved launches and submit pilot jobs (`fwspool rlaunch --pilot POOL`) that run them.",
+    ),
+    click.option(
+        "--pool-size",
+        type=click.IntRange(min=1),
+        default=DEFAULT_POOL_SIZE,
+        show_default=True,
+        metavar="K",
+        help="With --pilot: reserved launches kept in stock.",
+    ),
+    click.option(
+        "--pool-ttl",
+        type=click.FloatRange(min=0, min_open=True),
+        default=3600.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="With --pilot: stock no pilot took within this long is handed back (READY).",
+    ),
+    click.option(
+        "--idle-exit",
+        type=click.FloatRange(min=0),
+        default=60.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="With --pilot: a pilot ends once the pool has had nothing for it this long.",
     ),
 )
 
