@@ -38,7 +38,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from fwspool.errors import FwspoolError, Interrupted, UplinkUnavailable
 from fwspool.events import as_utc, utcnow
@@ -47,8 +47,14 @@ from fwspool.journal import LAST_PRUNE_KEY, Journal, JournalSummary
 from fwspool.plural import counted
 from fwspool.push import Pusher, PushSummary, age
 
-if TYPE_CHECKING:
-    from fwspool.submit import Submitter
+
+class Submitter(Protocol):
+    """What ``sync --submit`` runs besides ingest and push (:class:`fwspool.submit.Submitter`)."""
+
+    #: When the next round may start (``time.monotonic()``): later after failures.
+    not_before: float
+
+    def round(self, journal: Journal, should_stop: Callable[[], bool]) -> int: ...
 
 #: Seconds between the passes of every ``--watch`` command (ingest, push, sync): one ``squeue``
 #: per pass for all open launches, which a batch system's controller takes easily every 30 s.
