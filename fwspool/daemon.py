@@ -56,6 +56,7 @@ class Submitter(Protocol):
 
     def round(self, journal: Journal, should_stop: Callable[[], bool]) -> int: ...
 
+
 #: Seconds between the passes of every ``--watch`` command (ingest, push, sync): one ``squeue``
 #: per pass for all open launches, which a batch system's controller takes easily every 30 s.
 DEFAULT_INTERVAL = 30.0

@@ -115,7 +115,7 @@ def note_failure(journal: Journal, message: str) -> None:
 class Submitter:
     """The daemon's submission rounds (see the module's description). ``site`` is what
     ``fwspool qlaunch`` loads (:class:`fwspool.cli.qlaunch.Site`: launchpad, FWorker, queue
-    adapter, pack, parallel, margin); ``pool`` a :class:`fwspool.pool.Stocker` or None."""
+    adapter, pack, parallel, margin); ``pool`` a :class:`fwspool.stock.Stocker` (``--pilot``) or None."""
 
     site: Any
     launch_root: str

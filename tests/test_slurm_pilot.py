@@ -68,10 +68,7 @@ def starts(site: Site) -> list[tuple[int, str]]:
         rows = site.events("SELECT fw_id, payload FROM events WHERE type = 'started'")
     except sqlite3.OperationalError:
         return []  # the journal is being made
-    return [
-        (fw_id, json.loads(p)["batch_job_id"])
-        for fw_id, p in rows
-    ]
+    return [(fw_id, json.loads(p)["batch_job_id"]) for fw_id, p in rows]
 
 
 def listed(directory: Path) -> list[str]:

@@ -7,7 +7,6 @@ import json
 import re
 import shlex
 import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,14 +42,7 @@ TEST_ONLY = ("--interval", "0.5", "--lost-after", "3")
 def start_unit(site: Site, line: str, *extra: str) -> None:
     """The unit's command as systemd runs it (%h is the home directory), logging to sync.log."""
     words = shlex.split(line.replace("%h", str(site.home)))
-    log = open(site.home / "sync.log", "ab")  # noqa: SIM115 - the daemon's, for its lifetime
-    site.daemon = subprocess.Popen(
-        [*words, *TEST_ONLY, "--journal", str(site.journal), *extra],
-        cwd=site.home,
-        env=site.env(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    site.start_daemon([*words, *TEST_ONLY, "--journal", str(site.journal), *extra], cwd=site.home)
 
 
 def queue(slurm: DevSlurm) -> list[str]:

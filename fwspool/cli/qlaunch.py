@@ -108,6 +108,56 @@ def _database_errors(func: Any) -> Any:
     return wrapper
 
 
+#: The options ``fwspool sync --submit`` shares with ``fwspool qlaunch``, spelled as FireWorks'.
+fworker_file_option = click.option(
+    "-w",
+    "--fworker_file",
+    "--fworker-file",
+    "fworker_file",
+    metavar="FILE",
+    help="The FWorker file, as for qlaunch.",
+)
+pack_option = click.option(
+    "--pack", type=click.IntRange(min=1), default=1, show_default=True, help="Fireworks per batch job."
+)
+parallel_option = click.option(
+    "--parallel",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Fireworks of a job run at once.",
+)
+margin_option = click.option(
+    "--margin",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Seconds before the job's end under which no Firework of it starts [default: 60].",
+)
+maxjobs_queue_option = click.option(
+    "-m",
+    "--maxjobs_queue",
+    "--maxjobs-queue",
+    "maxjobs_queue",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Never more of your jobs in the queue (0: no limit).",
+)
+
+
+def launch_dir_option(made: str) -> Any:
+    return click.option(
+        "-d",
+        "--launch_dir",
+        "--launch-dir",
+        "launch_dir",
+        default=".",
+        show_default=True,
+        metavar="DIR",
+        help=f"Where the {made} made.",
+    )
+
+
 @click.group(help=HELP)
 @click.option("-r", "--reserve", is_flag=True, help="Accepted as FireWorks' qlaunch has it: always implied.")
 @click.option(
@@ -118,14 +168,7 @@ def _database_errors(func: Any) -> Any:
     metavar="FILE",
     help="The launchpad file, as for qlaunch.",
 )
-@click.option(
-    "-w",
-    "--fworker_file",
-    "--fworker-file",
-    "fworker_file",
-    metavar="FILE",
-    help="The FWorker file, as for qlaunch.",
-)
+@fworker_file_option
 @click.option(
     "-q",
     "--queueadapter_file",
@@ -142,22 +185,9 @@ def _database_errors(func: Any) -> Any:
     metavar="DIR",
     help="Where to look for my_*.yaml, as for qlaunch.",
 )
-@click.option(
-    "--pack", type=click.IntRange(min=1), default=1, show_default=True, help="Fireworks per batch job."
-)
-@click.option(
-    "--parallel",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Fireworks of a job run at once.",
-)
-@click.option(
-    "--margin",
-    type=click.FloatRange(min=0),
-    default=None,
-    help="Seconds before the job's end under which no Firework of it starts [default: 60].",
-)
+@pack_option
+@parallel_option
+@margin_option
 @click.pass_context
 def qlaunch(
     ctx: click.Context,
@@ -193,16 +223,7 @@ def _site(ctx: click.Context) -> Site:
 
 
 @qlaunch.command(help="Submit one job with up to --pack Fireworks.")
-@click.option(
-    "-d",
-    "--launch_dir",
-    "--launch-dir",
-    "launch_dir",
-    default=".",
-    show_default=True,
-    metavar="DIR",
-    help="Where the block_* directory is made.",
-)
+@launch_dir_option("block_* directory is")
 @click.pass_context
 @reports_errors
 @_database_errors
@@ -214,32 +235,14 @@ def singleshot(ctx: click.Context, launch_dir: str) -> None:
 
 
 @qlaunch.command(help="Submit packed jobs while Fireworks are READY, as qlaunch rapidfire.")
-@click.option(
-    "-d",
-    "--launch_dir",
-    "--launch-dir",
-    "launch_dir",
-    default=".",
-    show_default=True,
-    metavar="DIR",
-    help="Where the block_* directories are made.",
-)
+@launch_dir_option("block_* directories are")
 @click.option(
     "--nlaunches",
     default="0",
     show_default=True,
     help="Jobs to submit; 0: until nothing is READY or WAITING; 'infinite'.",
 )
-@click.option(
-    "-m",
-    "--maxjobs_queue",
-    "--maxjobs-queue",
-    "maxjobs_queue",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Never more of your jobs in the queue (0: no limit).",
-)
+@maxjobs_queue_option
 @click.option(
     "--sleep",
     "sleep_seconds",

@@ -25,6 +25,14 @@ from fwspool.cli.common import (
     uplink_options,
 )
 from fwspool.cli.prune import parse_age
+from fwspool.cli.qlaunch import (
+    fworker_file_option,
+    launch_dir_option,
+    margin_option,
+    maxjobs_queue_option,
+    pack_option,
+    parallel_option,
+)
 
 if TYPE_CHECKING:
     from fwspool.daemon import IngestSettings
@@ -111,55 +119,12 @@ submit_options = _options_as_one(
         help="Also reserve and submit what is READY (as `fwspool qlaunch rapidfire`), with -q's "
         "queue adapter: the whole login-node routine in one process.",
     ),
-    click.option(
-        "-w",
-        "--fworker_file",
-        "--fworker-file",
-        "fworker_file",
-        metavar="FILE",
-        help="With --submit: the FWorker file, as for qlaunch.",
-    ),
-    click.option(
-        "-d",
-        "--launch_dir",
-        "--launch-dir",
-        "launch_dir",
-        default=".",
-        show_default=True,
-        metavar="DIR",
-        help="With --submit: where the jobs' block_* directories are made.",
-    ),
-    click.option(
-        "-m",
-        "--maxjobs_queue",
-        "--maxjobs-queue",
-        "maxjobs_queue",
-        type=click.IntRange(min=0),
-        default=0,
-        show_default=True,
-        help="With --submit: never more of your jobs in the queue (0: no limit).",
-    ),
-    click.option(
-        "--pack",
-        type=click.IntRange(min=1),
-        default=1,
-        show_default=True,
-        help="With --submit: Fireworks per job.",
-    ),
-    click.option(
-        "--parallel",
-        type=click.IntRange(min=1),
-        default=1,
-        show_default=True,
-        help="With --submit: Fireworks of a job run at once.",
-    ),
-    click.option(
-        "--margin",
-        type=click.FloatRange(min=0),
-        default=None,
-        help="With --submit: seconds before a job's end under which none of its Fireworks starts "
-        "[default: 60].",
-    ),
+    fworker_file_option,
+    launch_dir_option("jobs' block_* directories are (--pilot: POOL/launches)"),
+    maxjobs_queue_option,
+    pack_option,
+    parallel_option,
+    margin_option,
     click.option(
         "--pilot",
         metavar="POOL",
