@@ -1,8 +1,8 @@
 """The login daemon's side of a pilot pool (:mod:`fwspool.pool`): ``fwspool sync --watch --submit
 --pilot POOL --pool-size K``. Each submission round (:mod:`fwspool.submit`):
 
-1. *tidies the claims*: a ``claimed/`` entry whose pilot's batch job is gone (its pilot was
-   killed) goes back to ``ready/`` when its launch never started, and is removed when it did
+1. *tidies the claims*: a ``claimed/`` entry whose pilot's batch job is gone (for
+   :data:`GONE_GRACE` seconds: its pilot was killed) goes back to ``ready/`` when its launch never started, and is removed when it did
    (its run is then lost through the batch-system check, as a packed job's);
 2. *hands back stale stock*: an entry no pilot took within ``ttl`` seconds is taken out of
    ``ready/`` and its reservation handed back on the LaunchPad (``cancel_reservation`` and
@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,9 @@ __all__ = ["STOCK_WAIT", "Stocker"]
 
 #: Seconds stock may wait untaken before one more pilot is submitted (when none is queued).
 STOCK_WAIT = 10.0
+#: Seconds a pilot's job must have been missing from the queue before its unstarted claims are
+#: given back: one query that misses a job (a controller restarting) decides nothing.
+GONE_GRACE = 5.0
 
 
 class StockError(FwspoolError):
@@ -62,6 +66,8 @@ class Stocker:
     #: Fireworks whose stock went stale, and when: not stocked again before ``ttl`` has passed
     #: (handed back so that something else may run them, not to be taken back at once).
     handed_back: dict[int, dt.datetime] = field(default_factory=dict)
+    #: Pilot jobs seen missing from the queue, and since when (``time.monotonic()``).
+    gone_since: dict[str, float] = field(default_factory=dict)
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
 
     def describe(self) -> str:
@@ -100,9 +106,11 @@ class Stocker:
                 f"pool: cannot ask {self.scheduler.name} which pilots still run ({exc}); claims left as they are"
             )
             return
+        now = time.monotonic()
+        self.gone_since = {job: self.gone_since.get(job, now) for job in jobs - alive}
         for claim in claims:
             job = job_of_pilot(claim.holder)
-            if job is None or job in alive:
+            if job is None or job in alive or now - self.gone_since[job] < GONE_GRACE:
                 continue
             e = claim.entry
             if recorded_events(e.launch_dir, e.launch_id, ("started",)):

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from fireworks import Firework, ScriptTask, Workflow
-from test_slurm_path import ROCKET_LAUNCH, fw_state, launchpad_of, sleeper
+from test_slurm_path import ROCKET_LAUNCH, fw_state, launchpad_of, site_with_own_server, sleeper
 
 from fwspool.pool import CLAIM_NAME, Pool
 from fwspool.testing.devslurm import DevSlurm
@@ -198,3 +198,30 @@ def test_a_pilot_scancelled_or_sigkilled_mid_launch(site: Site) -> None:
     wait_for(lambda: fw_state(lp, orphan) == "COMPLETED", 120, "the orphan COMPLETED by another pilot")
     assert sorted(fw for fw, _j in starts(site)) == sorted([cancelled, killed, orphan])
     subprocess.run(["true"], check=True)
+
+
+def test_pilots_work_through_the_stock_while_the_database_is_down(
+    tmp_path: Path, mongo_server_factory: Any, db_name: str, slurm_cluster: DevSlurm
+) -> None:
+    server, lp, s = site_with_own_server(tmp_path, mongo_server_factory, db_name, slurm_cluster)
+    ids = add(lp, *(sleeper(f"s{i}", 1) for i in range(6)))
+    partition = slurm_cluster.partition
+    slurm_cluster.run("scontrol", "update", f"PartitionName={partition}", "State=DOWN")
+    try:
+        pool = start_daemon(s, "--pool-size", "6", "--idle-exit", "5")
+        wait_for(lambda: len(listed(pool / "ready")) == 6 and pilot_jobs(s), 60, "6 in stock, a pilot queued")
+        server.stop()
+        slurm_cluster.run("scontrol", "update", f"PartitionName={partition}", "State=UP")
+        wait_for(
+            lambda: len(s.events("SELECT 1 FROM events WHERE type = 'completed'")) == 6,
+            90,
+            "the six completions in the journal while the database is down",
+        )
+        assert "cannot reach MongoDB" in s.log()
+        server.start()
+        wait_for(lambda: all(fw_state(lp, i) == "COMPLETED" for i in ids), 90, "all COMPLETED")
+    finally:
+        slurm_cluster.run("scontrol", "update", f"PartitionName={partition}", "State=UP")
+        s.stop_sync()
+        slurm_cluster.run("scancel", "--user=root", check=False)
+    assert len({job for _fw, job in starts(s)}) == 1
