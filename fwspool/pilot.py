@@ -53,7 +53,7 @@ __all__ = ["DEFAULT_IDLE_EXIT", "PilotRunner", "run_pilot"]
 #: Seconds an empty pool keeps a pilot waiting, unless ``--idle-exit`` says otherwise.
 DEFAULT_IDLE_EXIT = 60.0
 #: How often an idle pilot looks at the pool (seconds).
-POLL_SECONDS = 0.5
+POLL_SECONDS = 0.25
 
 
 class PilotRecord(msgspec.Struct, forbid_unknown_fields=False):
