@@ -11,8 +11,8 @@ CommonAdapter SLURM queue adapter whose ``rocket_launch`` is the README's line. 
 workload (a chain of ``--chain`` Fireworks; a root with ``--fan-out`` children; each sleeping
 ``--seconds``) runs on a fresh LaunchPad in each mode, ingest and push every ``--interval`` s:
 
-- ``pilot``: ``fwspool sync --watch --submit --pilot POOL --pool-size F --parallel P
-  --maxjobs_queue 2`` (pilots pull children as a push makes them READY);
+- ``pilot``: ``fwspool sync --watch --submit --pilot POOL --pool-size K --parallel P
+  --maxjobs_queue 2`` (K: the whole workload, unless ``--pool-size``) (pilots pull children as a push makes them READY);
 - ``pack``: ``fwspool sync --watch --submit --pack F --parallel P`` (one daemon, packed jobs);
 - ``one_per_job``: FireWorks' ``qlaunch -r rapidfire`` and ``fwspool sync --watch``.
 
@@ -68,7 +68,7 @@ def command(mode: str, files: dict[str, str], journal: str, pool: str, args: arg
     )
     submit = ["--submit", "-q", files["qadapter"], "-w", files["fworker"], "--parallel", str(args.parallel)]
     if mode == "pilot":
-        size = str(max(args.fan_out, 1))
+        size = str(args.pool_size or args.chain + args.fan_out + 1)
         return [
             *daemon,
             *submit,
@@ -213,6 +213,9 @@ def main() -> int:
     ap.add_argument("--fan-out", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=1.0, help="each Firework sleeps this long")
     ap.add_argument("--parallel", type=int, default=10)
+    ap.add_argument(
+        "--pool-size", type=int, default=0, help="pilots: launches in stock [default: all the workload's]"
+    )
     ap.add_argument("--interval", type=float, default=0.5, help="ingest and push every this many seconds")
     ap.add_argument("--timeout", type=float, default=900.0)
     ap.add_argument("--only", choices=MODES, action="append")
