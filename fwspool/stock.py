@@ -211,33 +211,38 @@ class Stocker:
         return running
 
     def submit_one(self, submitter: Submitter) -> str:
-        from fireworks.utilities.fw_utilities import create_datestamp_dir, get_fw_logger
+        return submit_pilot(submitter.site, self.pool, self.idle_exit, submitter.say)
 
-        from fwspool.qlaunch import submit_job, walltime_seconds
 
-        site = submitter.site
-        directory = str(
-            create_datestamp_dir(
-                self.pool.path(PILOTS),
-                get_fw_logger("fwspool.stock", stream_level="CRITICAL"),
-                prefix="pilot_",
-            )
+def submit_pilot(site: Any, pool: Pool, idle_exit: float, say: Callable[[str], None]) -> str:
+    """Submit one pilot job for ``pool`` through the site's queue adapter (its ``rocket_launch``
+    line with ``--pilot POOL --idle-exit S``, and ``--walltime``, ``--margin``, ``--parallel``
+    from the site), in a new ``pilots/pilot_*`` directory; its job id."""
+    from fireworks.utilities.fw_utilities import create_datestamp_dir, get_fw_logger
+
+    from fwspool.qlaunch import check_rocket_launch, submit_job, walltime_seconds
+
+    check_rocket_launch(site.qadapter)
+    directory = str(
+        create_datestamp_dir(
+            pool.path(PILOTS), get_fw_logger("fwspool.stock", stream_level="CRITICAL"), prefix="pilot_"
         )
-        walltime = walltime_seconds(site.qadapter.get("walltime"))
-        suffix = f" --pilot {self.pool.root} --idle-exit {self.idle_exit:g}"
-        if walltime is not None:
-            suffix += f" --walltime {walltime:g}"
-        if site.margin is not None:
-            suffix += f" --margin {site.margin:g}"
-        if site.parallel > 1:
-            suffix += f" --parallel {site.parallel}"
-        job, _settings = submit_job(
-            site.qadapter,
-            directory,
-            job_name="fwspool_pilot",
-            settings={},
-            rocket_launch_suffix=suffix,
-            what="the pool keeps its stock",
-        )
-        submitter.say(f"pool: pilot job {job} submitted in {directory}")
-        return job
+    )
+    walltime = walltime_seconds(site.qadapter.get("walltime"))
+    suffix = f" --pilot {pool.root} --idle-exit {idle_exit:g}"
+    if walltime is not None:
+        suffix += f" --walltime {walltime:g}"
+    if site.margin is not None:
+        suffix += f" --margin {site.margin:g}"
+    if site.parallel > 1:
+        suffix += f" --parallel {site.parallel}"
+    job, _settings = submit_job(
+        site.qadapter,
+        directory,
+        job_name="fwspool_pilot",
+        settings={},
+        rocket_launch_suffix=suffix,
+        what="the pool keeps its stock",
+    )
+    say(f"pool: pilot job {job} submitted in {directory}")
+    return job

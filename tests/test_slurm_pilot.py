@@ -134,7 +134,9 @@ def test_stock_nobody_takes_is_handed_back_after_pool_ttl(site: Site) -> None:
     assert fw_state(lp, never) == "READY"  # not stocked again at once
 
 
-def test_two_pilots_racing_for_one_pool_run_each_launch_once(site: Site) -> None:
+def test_four_pilots_racing_for_one_pool_run_each_launch_once(site: Site) -> None:
+    """One pilot from the daemon and three from `fwspool qlaunch singleshot --pilot`, all held
+    until the pool is stocked, then released at once."""
     lp = make_launchpad(*launchpad_of(site))
     ids = add(lp, *(sleeper(f"r{i}", 0.5) for i in range(12)))
     partition = site.slurm.partition
@@ -146,9 +148,11 @@ def test_two_pilots_racing_for_one_pool_run_each_launch_once(site: Site) -> None
             60,
             "12 in stock, a pilot queued",
         )
-        [script] = (pool / "pilots").glob("pilot_*/FW_submit.script")
-        for _ in range(3):  # three more pilots of the same pool: four race
-            site.slurm.sbatch(str(script), cwd=str(script.parent))
+        for _ in range(3):  # three more pilots of the same pool, by hand: four race
+            site.fwspool(
+                "qlaunch", "-r", "-l", str(site.launchpad_file), "-w", str(site.fw / "my_fworker.yaml"),
+                "-q", str(site.qadapter), "singleshot", "--pilot", str(pool), "--idle-exit", "4",
+            )  # fmt: skip
     finally:
         site.slurm.run("scontrol", "update", f"PartitionName={partition}", "State=UP")
     wait_for(lambda: all(fw_state(lp, i) == "COMPLETED" for i in ids), 120, "all COMPLETED")
@@ -157,6 +161,7 @@ def test_two_pilots_racing_for_one_pool_run_each_launch_once(site: Site) -> None
     assert all(len(lp.fireworks.find_one({"fw_id": i})["launches"]) == 1 for i in ids)
     by_job = Counter(job for _fw, job in started)
     assert len(by_job) >= 2, by_job  # they did race
+    assert len(list((pool / "pilots").glob("pilot_*/FW_submit.script"))) == 4
     assert not os.listdir(pool / "claimed")
 
 

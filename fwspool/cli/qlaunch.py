@@ -222,13 +222,38 @@ def _site(ctx: click.Context) -> Site:
     return load_site(*ctx.obj)
 
 
-@qlaunch.command(help="Submit one job with up to --pack Fireworks.")
+@qlaunch.command(help="Submit one job with up to --pack Fireworks (--pilot: one pilot job for a pool).")
 @launch_dir_option("block_* directory is")
+@click.option(
+    "--pilot",
+    metavar="POOL",
+    default=None,
+    help="Submit one pilot job (`fwspool rlaunch --pilot POOL`) for this pool instead: it runs "
+    "what `fwspool sync --watch --submit --pilot POOL` stocks there.",
+)
+@click.option(
+    "--idle-exit",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="With --pilot: the pilot ends once the pool has had nothing for it this long.",
+)
 @click.pass_context
 @reports_errors
 @_database_errors
-def singleshot(ctx: click.Context, launch_dir: str) -> None:
+def singleshot(ctx: click.Context, launch_dir: str, pilot: str | None, idle_exit: float) -> None:
     site = _site(ctx)
+    if pilot is not None:
+        from fwspool.pool import Pool
+        from fwspool.stock import submit_pilot
+
+        if site.pack != 1:
+            raise click.UsageError(
+                "--pack and --pilot exclude each other: a pilot takes its launches from the pool"
+            )
+        submit_pilot(site, Pool.create(pilot), idle_exit, say)
+        return
     job = packing.submit_pack(launch_root=launch_dir, say=say, **site.packing())
     if job is None:
         say("fwspool qlaunch: no READY Firework to submit")
