@@ -146,6 +146,7 @@ class Stocker:
                     self.pool.give_back(claim)  # still in stock; tried again next round
                 raise StockError(f"cannot hand back stale stock: {'; '.join(problems)}")
             self.pool.drop(claim)
+            self.handed_back[e.fw_id] = now
             say(
                 f"pool: launch {e.launch_id} (Firework {e.fw_id}) not taken within {self.ttl:g}s: handed back (READY)"
             )
@@ -158,7 +159,17 @@ class Stocker:
         now = self.clock()
         self.handed_back = {i: t for i, t in self.handed_back.items() if (now - t).total_seconds() < self.ttl}
         if self.handed_back:
-            fworker = restricted(fworker, {"fw_id": {"$nin": sorted(self.handed_back)}})
+            # Only the READY Fireworks not handed back lately, by name ($in, as packing asks:
+            # the database may not know $nin).
+            query = {**fworker.query, "state": "READY"}
+            allowed = [
+                doc["fw_id"]
+                for doc in launchpad.fireworks.find(
+                    query, {"fw_id": 1}, limit=4 * self.size + len(self.handed_back)
+                )
+                if doc["fw_id"] not in self.handed_back
+            ]
+            fworker = restricted(fworker, {"fw_id": {"$in": allowed}})
         stocked = 0
         have = len(self.pool.ready())
         while have + stocked < self.size and not should_stop():
