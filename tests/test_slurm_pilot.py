@@ -9,7 +9,6 @@ import os
 import signal
 import sqlite3
 import time
-import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -163,7 +162,8 @@ def test_four_pilots_racing_for_one_pool_run_each_launch_once(site: Site) -> Non
     assert all(len(lp.fireworks.find_one({"fw_id": i})["launches"]) == 1 for i in ids)
     by_job = Counter(job for _fw, job in started)
     assert len(by_job) >= 2, by_job  # they did race
-    assert len(list((pool / "pilots").glob("pilot_*/FW_submit.script"))) == 4
+    # The daemon may add one of its own once stock has waited (STOCK_WAIT).
+    assert len(list((pool / "pilots").glob("pilot_*/FW_submit.script"))) >= 4
     assert not os.listdir(pool / "claimed")
 
 
@@ -204,7 +204,6 @@ def test_a_pilot_scancelled_or_sigkilled_mid_launch(site: Site) -> None:
     )
     wait_for(lambda: fw_state(lp, orphan) == "COMPLETED", 120, "the orphan COMPLETED by another pilot")
     assert sorted(fw for fw, _j in starts(site)) == sorted([cancelled, killed, orphan])
-    subprocess.run(["true"], check=True)
 
 
 def test_pilots_work_through_the_stock_while_the_database_is_down(
