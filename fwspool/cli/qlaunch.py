@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from fwspool import qlaunch as packing
-from fwspool.cli.common import reports_errors, say
+from fwspool.cli.common import idle_exit_option, reports_errors, say
 from fwspool.errors import ConfigError, InputError, UplinkUnavailable
 from fwspool.plural import counted
 
@@ -231,14 +231,7 @@ def _site(ctx: click.Context) -> Site:
     help="Submit one pilot job (`fwspool rlaunch --pilot POOL`) for this pool instead: it runs "
     "what `fwspool sync --watch --submit --pilot POOL` stocks there.",
 )
-@click.option(
-    "--idle-exit",
-    type=click.FloatRange(min=0),
-    default=60.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="With --pilot: the pilot ends once the pool has had nothing for it this long.",
-)
+@idle_exit_option()
 @click.pass_context
 @reports_errors
 @_database_errors

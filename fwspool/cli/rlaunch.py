@@ -9,7 +9,7 @@ import click
 
 from fwspool import block
 from fwspool import rlaunch as runner
-from fwspool.cli.common import group_readable_option, launch_dir_option, reports_errors
+from fwspool.cli.common import group_readable_option, idle_exit_option, launch_dir_option, reports_errors
 
 #: The words of FireWorks' rlaunch line that ``qlaunch -r`` needs to see, and nothing else.
 RLAUNCH_WORDS = {"singleshot", "--offline"}
@@ -125,13 +125,7 @@ Exit codes:
     help="Run launches from this pilot pool until the job's deadline or --idle-exit "
     "(`fwspool sync --watch --submit --pilot POOL` appends it).",
 )
-@click.option(
-    "--idle-exit",
-    type=click.FloatRange(min=0),
-    default=None,
-    metavar="SECONDS",
-    help="With --pilot: end after the pool has had nothing to take for this long [default: 60].",
-)
+@idle_exit_option(None)
 @click.option(
     "--walltime",
     type=click.FloatRange(min=0, min_open=True),

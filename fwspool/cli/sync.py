@@ -11,6 +11,7 @@ from fwspool.cli.common import (
     UplinkOptions,
     _options_as_one,
     heartbeat_option,
+    idle_exit_option,
     ingest_options,
     interval_option,
     journal_locked,
@@ -148,14 +149,7 @@ submit_options = _options_as_one(
         metavar="SECONDS",
         help="With --pilot: stock no pilot took within this long is handed back (READY).",
     ),
-    click.option(
-        "--idle-exit",
-        type=click.FloatRange(min=0),
-        default=60.0,
-        show_default=True,
-        metavar="SECONDS",
-        help="With --pilot: a pilot ends once the pool has had nothing for it this long.",
-    ),
+    idle_exit_option(),
 )
 
 
