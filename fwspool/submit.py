@@ -20,6 +20,7 @@ also submits, on a thread of its own (:meth:`fwspool.daemon.Loop.sync`), in *rou
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -111,6 +112,29 @@ def note_failure(journal: Journal, message: str) -> None:
     _note(journal, add)
 
 
+class AdapterLines(logging.Filter):
+    """The queue adapter's own log lines (FireWorks' ``qadapter.<name>`` logger), held back: its
+    INFO lines would fill the daemon's log every round, and its error block (a dozen lines per
+    refused submission) is folded into the round's one line (:meth:`reason`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.errors: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            self.errors.append(record.getMessage())
+        return False
+
+    def reason(self) -> str | None:
+        """What the queue said of the last refused submission, in one line, and forget it."""
+        lines = [ln.strip() for msg in self.errors for ln in msg.splitlines() if ln.strip().strip("-|v^")]
+        self.errors.clear()
+        said = [ln for ln in lines if "error response reads" in ln or "error:" in ln.lower()]
+        found = said or lines
+        return found[-1] if found else None
+
+
 @dataclass
 class Submitter:
     """The daemon's submission rounds (see the module's description). ``site`` is what
@@ -126,11 +150,15 @@ class Submitter:
     #: When the next round may start (``time.monotonic()``): later after failures.
     not_before: float = 0.0
     _backoff: Any = field(default=None, repr=False)
+    _adapter_lines: AdapterLines = field(default_factory=AdapterLines, repr=False)
 
     def __post_init__(self) -> None:
         from fwspool.daemon import Backoff
 
         self._backoff = Backoff(cap=BACKOFF_CAP)
+        name = getattr(self.site.qadapter, "q_name", None)
+        if name:
+            logging.getLogger(f"qadapter.{name}").addFilter(self._adapter_lines)
 
     def describe(self) -> str:
         """For the daemon's start-up line."""
@@ -151,6 +179,9 @@ class Submitter:
                 submitted = self._packs(journal, should_stop)
         except Exception as exc:  # noqa: BLE001 - one line each, then backoff
             message = _one_line(exc)
+            said = self._adapter_lines.reason()
+            if said:
+                message += f" (the queue said: {said[:300]})"
             delay = self._backoff.next_delay()
             self.not_before = time.monotonic() + delay
             self.warn(f"submit: {message}; retrying in {delay:.1f}s")
@@ -160,6 +191,7 @@ class Submitter:
                 pass  # the journal's trouble shows in the ingest thread's lines
             return submitted
         self._backoff.reset()
+        self._adapter_lines.errors.clear()
         return submitted
 
     def under_cap(self) -> bool:
