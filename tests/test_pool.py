@@ -84,3 +84,34 @@ def test_an_entry_that_does_not_fit_stays_for_another_pilot(tmp_path: Path) -> N
     claim = pool.claim("7_n1_1_aaaa", "7", lambda e: e.launch_id == 2)
     assert claim is not None and claim.entry.launch_id == 2
     assert [name for name, _e in pool.ready()] == ["1.json"]
+
+
+def test_bad_pilot_and_submit_options_are_one_line_errors(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    fwspool = str(Path(sys.executable).parent / "fwspool")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([fwspool, *args], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+
+    journal = str(tmp_path / "j.sqlite3")
+    cases = [
+        (("rlaunch", "--pilot", str(tmp_path / "nowhere")), 66, "is not a pilot pool"),
+        (("rlaunch", "--pilot", str(tmp_path), "--fw_id", "3"), 2, "--pilot excludes --fw_id"),
+        (("rlaunch", "--idle-exit", "5"), 2, "apply to a pilot"),
+        (
+            ("sync", "--journal", journal, "--uri", "mongodb://127.0.0.1:1", "--pack", "3"),
+            2,
+            "--pack applies to --submit",
+        ),
+        (
+            ("sync", "--journal", journal, "--uri", "mongodb://127.0.0.1:1", "--submit"),
+            2,
+            "needs the queue adapter",
+        ),
+    ]
+    for args, code, words in cases:
+        res = run(*args)
+        assert res.returncode == code and words in res.stderr, (args, res.returncode, res.stderr)
+        assert "Traceback" not in res.stderr
