@@ -19,6 +19,7 @@ steps 1 and 4 still run: pilots work through the stock meanwhile.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import socket
@@ -184,18 +185,25 @@ class Stocker:
     # -- 4. pilots -----------------------------------------------------------------------------
 
     def submit_pilots(self, journal: Journal, submitter: Submitter) -> int:
+        records = self._pilot_records()
+        if self.scheduler is not None and (self.pilot_jobs or records):
+            try:
+                alive = self.scheduler.active_jobs(self.pilot_jobs | set(records))
+            except Exception:  # noqa: BLE001 - unknown: count them all as alive
+                alive = self.pilot_jobs | set(records)
+            self.pilot_jobs &= alive
+            for job in set(records) - alive:
+                # Its pilot was killed before it could remove its record.
+                with contextlib.suppress(OSError):
+                    os.unlink(records.pop(job))
         ready = self.pool.ready()
         if not ready:
             return 0
-        if self.scheduler is not None and self.pilot_jobs:
-            try:
-                self.pilot_jobs &= self.scheduler.active_jobs(self.pilot_jobs)
-            except Exception:  # noqa: BLE001 - unknown: count them all as alive
-                pass
-        running = self._running_pilot_jobs()
+        # Pilots that run, this daemon's or an earlier one's (a restarted daemon knows them so).
+        running = set(records)
         queued = self.pilot_jobs - running
         oldest = min((self.clock() - e.stocked_on).total_seconds() for _n, e in ready)
-        wanted = not self.pilot_jobs or (not queued and oldest >= STOCK_WAIT)
+        wanted = not (self.pilot_jobs | running) or (not queued and oldest >= STOCK_WAIT)
         if not wanted or not submitter.under_cap():
             return 0
         job = self.submit_one(submitter)
@@ -203,23 +211,25 @@ class Stocker:
         submitter.record(journal, job, "pilot", self.pool.root, [])
         return 1
 
-    def _running_pilot_jobs(self) -> set[str]:
+    def _pilot_records(self) -> dict[str, str]:
+        """The pilot records in ``pilots/`` (``schema/POOL.md``): their paths by batch job."""
         import msgspec
 
         from fwspool.pilot import PilotRecord
 
-        running = set()
+        records = {}
         for name in os.listdir(self.pool.path(PILOTS)):
+            path = self.pool.path(PILOTS, name)
             if not name.endswith(".json"):
                 continue
             try:
-                with open(self.pool.path(PILOTS, name), "rb") as f:
+                with open(path, "rb") as f:
                     record = msgspec.json.decode(f.read(), type=PilotRecord)
             except (OSError, msgspec.DecodeError, msgspec.ValidationError):
                 continue
             if record.batch_job_id:
-                running.add(record.batch_job_id)
-        return running
+                records[record.batch_job_id] = path
+        return records
 
     def submit_one(self, submitter: Submitter) -> str:
         return submit_pilot(submitter.site, self.pool, self.idle_exit, submitter.say)

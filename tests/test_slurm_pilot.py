@@ -204,6 +204,7 @@ def test_a_pilot_scancelled_or_sigkilled_mid_launch(site: Site) -> None:
     )
     wait_for(lambda: fw_state(lp, orphan) == "COMPLETED", 120, "the orphan COMPLETED by another pilot")
     assert sorted(fw for fw, _j in starts(site)) == sorted([cancelled, killed, orphan])
+    wait_for(lambda: not record.exists(), 30, "the killed pilot's record removed by the daemon")
 
 
 def test_pilots_work_through_the_stock_while_the_database_is_down(
