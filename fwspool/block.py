@@ -170,10 +170,29 @@ def slurm_end_time(environ: Mapping[str, str], *, timeout: float = 10.0) -> floa
 def deadline_of(manifest: BlockManifest, started: float, batch_end: float | None) -> float | None:
     """The job's end as this block sees it: the walltime counted from ``started``, or the batch
     system's end time when it is earlier (the job waited, or started before this process)."""
+    return deadline_from(manifest.walltime_seconds, started, batch_end)
+
+
+def deadline_from(walltime: float | None, started: float, batch_end: float | None) -> float | None:
+    """The earlier of ``started`` + ``walltime`` and the batch system's end time (either may be
+    unknown: None); a pilot job's deadline too (:mod:`fwspool.pilot`)."""
     candidates = [batch_end] if batch_end is not None else []
-    if manifest.walltime_seconds is not None:
-        candidates.append(started + manifest.walltime_seconds)
+    if walltime is not None:
+        candidates.append(started + walltime)
     return min(candidates) if candidates else None
+
+
+def too_late(deadline: float | None, now: float, margin: float, estimate: float | None) -> str | None:
+    """Why a launch with this ``estimate`` must not start now, or None: less than the margin
+    plus the estimate left before the deadline."""
+    if deadline is None:
+        return None
+    left = deadline - now
+    estimate = estimate or 0.0
+    if left >= margin + estimate:
+        return None
+    needed = f"the margin ({margin:g} s)" + (f" + its estimate ({estimate:g} s)" if estimate else "")
+    return f"not started: {max(left, 0):.0f} s left before the job's deadline, less than {needed}"
 
 
 # -- running a block ---------------------------------------------------------------------------
@@ -240,7 +259,7 @@ class BlockRunner:
             if info is not None and info.si_signo != signal.SIGCHLD and ending is None:
                 ending = signal.Signals(info.si_signo)
                 for pid in running:
-                    _kill(pid, ending)  # each records exited with the signal, and dies of it
+                    signal_child(pid, ending)  # each records exited with the signal, and dies of it
                 for launch in waiting:
                     self._release(
                         launch, f"the batch job was ended ({ending.name}) before the launch started"
@@ -252,14 +271,7 @@ class BlockRunner:
         return EX_OK if all(code == EX_OK for code in self.result.ran.values()) else EX_SOME_NOT_RUN
 
     def _too_late(self, launch: BlockLaunch) -> str | None:
-        if self.deadline is None:
-            return None
-        left = self.deadline - self.clock()
-        estimate = launch.estimate_seconds or 0.0
-        if left >= self.margin + estimate:
-            return None
-        needed = f"the margin ({self.margin:g} s)" + (f" + its estimate ({estimate:g} s)" if estimate else "")
-        return f"not started: {max(left, 0):.0f} s left before the job's deadline, less than {needed}"
+        return too_late(self.deadline, self.clock(), self.margin, launch.estimate_seconds)
 
     def _release(self, launch: BlockLaunch, reason: str) -> None:
         from fwspool.spool import SpoolWriter
@@ -282,25 +294,36 @@ class BlockRunner:
         self.say(f"fwspool rlaunch: launch {launch.launch_id} (Firework {launch.fw_id}) released: {reason}")
 
     def _reap(self, running: dict[int, BlockLaunch]) -> None:
-        while running:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                running.clear()
-                return
-            if pid == 0:
-                return
-            launch = running.pop(pid, None)
-            if launch is None:
-                continue  # not a launch of ours (a grandchild reparented to us cannot be: no subreaper)
-            code = os.waitstatus_to_exitcode(status)
-            self.result.ran[launch.launch_id] = code
-            if code != EX_OK:
-                how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with {code}"
-                self.say(f"fwspool rlaunch: launch {launch.launch_id} (Firework {launch.fw_id}) {how}")
+        reap(running, self.result, self.say)
 
 
-def _kill(pid: int, sig: int) -> None:
+def reap(
+    running: dict[int, BlockLaunch], result: BlockResult, say: Callable[[str], None]
+) -> list[BlockLaunch]:
+    """Collect the launches of ``running`` (by pid) that ended, into ``result``; those launches."""
+    ended: list[BlockLaunch] = []
+    while running:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            ended += running.values()
+            running.clear()
+            break
+        if pid == 0:
+            break
+        launch = running.pop(pid, None)
+        if launch is None:
+            continue  # not a launch of ours (a grandchild reparented to us cannot be: no subreaper)
+        ended.append(launch)
+        code = os.waitstatus_to_exitcode(status)
+        result.ran[launch.launch_id] = code
+        if code != EX_OK:
+            how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with {code}"
+            say(f"fwspool rlaunch: launch {launch.launch_id} (Firework {launch.fw_id}) {how}")
+    return ended
+
+
+def signal_child(pid: int, sig: int) -> None:
     try:
         os.kill(pid, sig)
     except ProcessLookupError:
@@ -373,9 +396,7 @@ def run_block(
     def run_one(launch_dir: str, fw_id: int) -> int:
         return rlaunch.run(launch_dir, settings, fw_id=fw_id, environ=env)
 
-    watched = set(ENDING_SIGNALS) | {signal.SIGCHLD}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, watched)
-    try:
+    def run() -> int | signal.Signals:
         runner = BlockRunner(
             block_dir,
             manifest,
@@ -392,7 +413,18 @@ def run_block(
             f"fwspool rlaunch: block {block_dir}: {counted(len(manifest.launches), 'launch')}, "
             f"{manifest.parallel} at a time{until}"
         )
-        outcome = runner.run()
+        return runner.run()
+
+    return with_signals_watched(run)
+
+
+def with_signals_watched(run: Callable[[], int | signal.Signals]) -> int:
+    """``run()`` with the ending signals and SIGCHLD blocked (it waits for them with
+    ``sigtimedwait``); its exit code, or this process dies of the signal it returns."""
+    watched = set(ENDING_SIGNALS) | {signal.SIGCHLD}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, watched)
+    try:
+        outcome = run()
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     if isinstance(outcome, signal.Signals):

@@ -38,7 +38,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from fwspool.errors import FwspoolError, Interrupted, UplinkUnavailable
 from fwspool.events import as_utc, utcnow
@@ -47,6 +47,16 @@ from fwspool.journal import LAST_PRUNE_KEY, Journal, JournalSummary
 from fwspool.plural import counted
 from fwspool.push import Pusher, PushSummary, age
 
+
+class Submitter(Protocol):
+    """What ``sync --submit`` runs besides ingest and push (:class:`fwspool.submit.Submitter`)."""
+
+    #: When the next round may start (``time.monotonic()``): later after failures.
+    not_before: float
+
+    def round(self, journal: Journal, should_stop: Callable[[], bool]) -> int: ...
+
+
 #: Seconds between the passes of every ``--watch`` command (ingest, push, sync): one ``squeue``
 #: per pass for all open launches, which a batch system's controller takes easily every 30 s.
 DEFAULT_INTERVAL = 30.0
@@ -54,6 +64,8 @@ DEFAULT_INTERVAL = 30.0
 HEARTBEAT = 3600.0
 #: ``sync`` applies the retention policy this often (seconds).
 PRUNE_EVERY = 86400.0
+#: How long a stopping ``sync --watch --submit`` waits for a submission round under way.
+SUBMIT_STOP_WAIT = 120.0
 
 #: Runs one pass, given how to report progress (the CLI draws a bar on a terminal).
 PassRunner = Callable[[Callable[[Callable[[int, int], None] | None], Any]], Any]
@@ -227,6 +239,9 @@ class _LoopState:
     push_due: threading.Event = field(default_factory=threading.Event)
     #: A push pass is under way (on the pushing thread of ``sync --watch``): not idle.
     pushing: bool = False
+    #: Set by a push pass that changed something (children may be READY now), and to wake the
+    #: submitting thread of ``sync --watch --submit`` when the loop ends.
+    submit_due: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass(frozen=True)
@@ -319,6 +334,7 @@ class Loop:
                     return summary
                 if summary.changed():
                     self._say(summary.line())
+                    self._state.submit_due.set()
                 if self._pause(journal, until=self._take_push_due):
                     return None
         finally:
@@ -329,9 +345,16 @@ class Loop:
         self._state.push_due.clear()
         return due
 
-    def sync(self, journal: Journal, ingester: Ingester, uplink_factory: Callable[[], Any]) -> None:
+    def sync(
+        self,
+        journal: Journal,
+        ingester: Ingester,
+        uplink_factory: Callable[[], Any],
+        submitter: Submitter | None = None,
+    ) -> None:
         """Ingest, then push, once or (``watch``) until stopped: ``fwspool sync``; the retention
-        policy once a day (``retain``)."""
+        policy once a day (``retain``); with a ``submitter`` (``--submit``), its rounds too
+        (:mod:`fwspool.submit`): after the push once, or on a thread of their own."""
 
         def ingest_once() -> None:
             self._prune_if_due(journal)
@@ -342,16 +365,32 @@ class Loop:
                 self._state.push_due.set()
 
         if self.watch:
-            self._sync_watch(journal, ingest_once, uplink_factory)
+            self._sync_watch(journal, ingest_once, uplink_factory, submitter)
             return
         summary = self.push(journal, uplink_factory, before_pass=ingest_once)
         if summary is not None and (summary.registered or summary.moved) and not self.stop():
             # The push taught the journal new launch directories (or corrected one, fwspool.identity):
             # read them now, not next run.
             dataclasses.replace(self, watch=False).push(journal, uplink_factory, before_pass=ingest_once)
+        if submitter is not None and not self.stop():
+            submitter.round(journal, self.stop)
+
+    def _submit_forever(self, path: str, submitter: Submitter, halt: StopFlag) -> None:
+        """The submitting thread of ``sync --watch --submit``: a round every ``interval``, at once
+        after a push that changed something, later after a failure (the submitter's backoff)."""
+        with Journal.open(path, create=False, allow_network_fs=True) as own:
+            while not halt():
+                submitter.round(own, halt)
+                wait = max(self.interval, submitter.not_before - time.monotonic())
+                self._state.submit_due.wait(wait)
+                self._state.submit_due.clear()
 
     def _sync_watch(
-        self, journal: Journal, ingest_once: Callable[[], None], uplink_factory: Callable[[], Any]
+        self,
+        journal: Journal,
+        ingest_once: Callable[[], None],
+        uplink_factory: Callable[[], Any],
+        submitter: Submitter | None = None,
     ) -> None:
         """``sync --watch``: ingest passes here every ``interval``, push passes on a thread of
         their own (its own journal connection, its own backoff), so that a push waiting on a
@@ -369,10 +408,22 @@ class Loop:
                 failed.append(exc)
                 self.stop.ask(SAY, "")  # wake the loop, which raises it
 
+        def submit_forever() -> None:
+            try:
+                assert submitter is not None
+                self._submit_forever(journal.path, submitter, halt)
+            except BaseException as exc:  # noqa: BLE001 - handed to the loop's thread
+                failed.append(exc)
+                self.stop.ask(SAY, "")
+
         ingest_once()
         self._state.pushing = True  # until its first pass ends: connecting is part of it
         thread = threading.Thread(target=push_forever, name="fwspool-push", daemon=True)
         thread.start()
+        submitting = None
+        if submitter is not None:
+            submitting = threading.Thread(target=submit_forever, name="fwspool-submit", daemon=True)
+            submitting.start()
         try:
             while not failed:
                 if self._pause(journal, until=lambda: bool(failed)) or failed:
@@ -382,6 +433,11 @@ class Loop:
                     halt.ask(SAY, "")  # wake the pushing thread from its wait
         finally:
             halt.set()
+            self._state.submit_due.set()
+            if submitting is not None:
+                # A round under way finishes: a job submitted, or its reservations handed back
+                # (never a Firework left RESERVED with no job to run it).
+                submitting.join(SUBMIT_STOP_WAIT)
             while thread.is_alive():
                 if halt.in_wait():
                     # Its first contact with a database that does not answer writes nothing: a

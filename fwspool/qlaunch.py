@@ -181,15 +181,16 @@ def rocket_launch_files_problem(line: str) -> tuple[str, str] | None:
     return None
 
 
-def _restricted(fworker: Any, fw_ids: list[int]) -> Any:
-    """``fworker`` whose query also requires one of ``fw_ids``: FireWorks' own atomic checkout
-    (READY only, in its order) among the Fireworks that may join the pack."""
+def restricted(fworker: Any, also: dict[str, Any]) -> Any:
+    """``fworker`` whose query also requires ``also`` (``{"fw_id": {"$in": ids}}``: the
+    Fireworks that may join the pack): FireWorks' own atomic checkout (READY only, in its
+    order) among them."""
     from fireworks.core.fworker import FWorker
 
     class OnlyThese(FWorker):
         @property
         def query(self) -> dict[str, Any]:
-            return {"$and": [FWorker.query.fget(self), {"fw_id": {"$in": fw_ids}}]}
+            return {"$and": [FWorker.query.fget(self), also]}
 
     return OnlyThese(fworker.name, fworker.category, fworker._query, fworker.env)
 
@@ -204,7 +205,7 @@ def _launcher_dir(block_dir: str) -> str:
     )
 
 
-def _reserve_one(launchpad: Any, fworker: Any, block_dir: str) -> tuple[Any, int, str] | None:
+def reserve_one(launchpad: Any, fworker: Any, block_dir: str) -> tuple[Any, int, str] | None:
     """``qlaunch -r``'s reservation of one Firework into a new launcher directory of the block
     (or the spec's ``_launch_dir``); None when nothing READY matches."""
     launcher_dir = _launcher_dir(block_dir)
@@ -227,14 +228,14 @@ def _reserve_one(launchpad: Any, fworker: Any, block_dir: str) -> tuple[Any, int
             os.rmdir(launcher_dir)
         prepare_offline(launchpad, fw, int(launch_id), launch_dir)
     except BaseException:
-        _hand_back(launchpad, [int(launch_id)])
+        hand_back(launchpad, [int(launch_id)])
         raise
     return fw, int(launch_id), launch_dir
 
 
 def reserve_pack(launchpad: Any, fworker: Any, block_dir: str, pack: int) -> list[tuple[Any, int, str]]:
     """Reserve up to ``pack`` Fireworks with the same ``_queueadapter`` into ``block_dir``."""
-    first = _reserve_one(launchpad, fworker, block_dir)
+    first = reserve_one(launchpad, fworker, block_dir)
     if first is None:
         return []
     reserved = [first]
@@ -242,7 +243,7 @@ def reserve_pack(launchpad: Any, fworker: Any, block_dir: str, pack: int) -> lis
         _fill(launchpad, fworker, block_dir, pack, reserved)
     except BaseException:
         # Reserved into a directory no job will run: hand them back.
-        _hand_back(launchpad, [launch_id for _fw, launch_id, _d in reserved])
+        hand_back(launchpad, [launch_id for _fw, launch_id, _d in reserved])
         raise
     return reserved
 
@@ -267,14 +268,14 @@ def _fill(
         ]
         if not candidates:
             break
-        got = _reserve_one(launchpad, _restricted(fworker, candidates), block_dir)
+        got = reserve_one(launchpad, restricted(fworker, {"fw_id": {"$in": candidates}}), block_dir)
         if got is None:
             races += 1  # another qlaunch took them meanwhile: look again
             continue
         reserved.append(got)
 
 
-def _hand_back(launchpad: Any, launch_ids: list[int]) -> list[str]:
+def hand_back(launchpad: Any, launch_ids: list[int]) -> list[str]:
     """FireWorks' answer to a failed submission, for each launch; the problems, if any."""
     problems = []
     for launch_id in launch_ids:
@@ -311,7 +312,7 @@ class Block:
                 os.path.relpath(d, self.block_dir) if os.path.dirname(d) == self.block_dir else d,
                 launch_id,
                 fw.fw_id,
-                _estimate(fw.spec),
+                estimate_of(fw.spec),
             )
             for fw, launch_id, d in self.reserved
         ]
@@ -368,51 +369,41 @@ def submit_pack(
     Raises :class:`SubmissionError` when the queue script cannot be written or submitted,
     after handing every reservation back.
     """
-    from fireworks.fw_config import QUEUE_JOBNAME_MAXLEN, SUBMIT_SCRIPT_NAME
-
     check_rocket_launch(qadapter)
     block = reserve_block(launchpad, fworker, launch_root, pack)
     if block is None:
         return None
     block_dir = block.block_dir
-    # The job's settings on the adapter itself, put back afterwards (qlaunch deserialises a
-    # copy; fwspool deserialises nothing it did not have to: tests/test_security.py).
-    qa = qadapter
-    settings = dict(qa)
-    try:
-        n = len(block.reserved)
-        qa.update(job_name=job_name([fw.name for fw, _l, _d in block.reserved])[0:QUEUE_JOBNAME_MAXLEN])
-        if block.queueadapter:
-            qa.update(block.queueadapter)
-        qa["rocket_launch"] += f" --block {block_dir}"
+    n = len(block.reserved)
+    manifests: list[BlockManifest] = []
+
+    def write_block_manifest(qa: Any) -> None:
         manifest = block.manifest(
             walltime_seconds=walltime_seconds(qa.get("walltime")), parallel=parallel, margin=margin
         )
         write_manifest(block_dir, manifest)
+        manifests.append(manifest)
         if manifest.walltime_seconds is not None and manifest.margin_seconds >= manifest.walltime_seconds:
             say(
                 f"fwspool qlaunch: warning: the margin ({manifest.margin_seconds:g} s) is not shorter than "
                 f"the walltime ({manifest.walltime_seconds:g} s): the job will start none of its "
                 "Fireworks (give a smaller --margin)"
             )
-        script = os.path.join(block_dir, SUBMIT_SCRIPT_NAME)
-        with open(script, "w", encoding="utf-8") as f:
-            f.write(qa.get_script_str(block_dir))
-        cwd = os.getcwd()
-        os.chdir(block_dir)
-        try:
-            job = qa.submit_to_queue(SUBMIT_SCRIPT_NAME)
-        finally:
-            os.chdir(cwd)
-        if not job:
-            raise SubmissionError(
-                f"the queue script {script} could not be submitted (check the queue adapter and the "
-                f"queue); its {n} reservations were handed back"
-            )
+
+    try:
+        job, submitted = submit_job(
+            qadapter,
+            block_dir,
+            job_name=job_name([fw.name for fw, _l, _d in block.reserved]),
+            settings=block.queueadapter,
+            rocket_launch_suffix=f" --block {block_dir}",
+            prepare=write_block_manifest,
+            what=f"its {n} reservations were handed back",
+        )
         for launch_id in block.launch_ids:
             launchpad.set_reservation_id(launch_id, job)
     except BaseException as exc:
-        problems = _hand_back(launchpad, block.launch_ids)
+        problems = hand_back(launchpad, block.launch_ids)
         if problems:
             say(f"fwspool qlaunch: could not hand back: {'; '.join(problems)}")
         if isinstance(exc, FwspoolError) or not isinstance(exc, Exception):
@@ -421,15 +412,63 @@ def submit_pack(
             f"submitting {block_dir} failed ({type(exc).__name__}: {exc}); its "
             f"{len(block.reserved)} reservations were handed back"
         ) from exc
-    finally:
-        submitted = dict(qa)
-        qa.clear()
-        qa.update(settings)
+    manifest = manifests[-1]
     say(
         f"fwspool qlaunch: batch job {job}: {counted(n, 'Firework')} "
         f"({', '.join(str(bl.fw_id) for bl in manifest.launches)}) in {block_dir}"
     )
-    return PackJob(str(job), block_dir, list(manifest.launches), submitted)
+    return PackJob(job, block_dir, list(manifest.launches), submitted)
+
+
+def submit_job(
+    qadapter: Any,
+    directory: str,
+    *,
+    job_name: str,
+    settings: dict[str, Any],
+    rocket_launch_suffix: str,
+    prepare: Callable[[Any], None] = lambda _qa: None,
+    what: str = "nothing was reserved for it",
+) -> tuple[str, dict[str, Any]]:
+    """Write the queue script of one job into ``directory`` and submit it, through the user's own
+    queue adapter (its template, ``get_script_str``, ``submit_to_queue``) changed by ``settings``
+    (a Firework's ``_queueadapter``) and with ``rocket_launch_suffix`` appended to its
+    ``rocket_launch`` line; ``prepare(qa)`` runs on the changed adapter before the script is
+    written. The adapter is put back afterwards. Returns the job id and the settings submitted.
+
+    Raises :class:`SubmissionError` (saying ``what`` became of the reservations) when the queue
+    refuses the script.
+    """
+    from fireworks.fw_config import QUEUE_JOBNAME_MAXLEN, SUBMIT_SCRIPT_NAME
+
+    # The job's settings on the adapter itself, put back afterwards (qlaunch deserialises a
+    # copy; fwspool deserialises nothing it did not have to: tests/test_security.py).
+    qa = qadapter
+    before = dict(qa)
+    try:
+        qa.update(job_name=job_name[0:QUEUE_JOBNAME_MAXLEN])
+        if settings:
+            qa.update(settings)
+        qa["rocket_launch"] += rocket_launch_suffix
+        prepare(qa)
+        script = os.path.join(directory, SUBMIT_SCRIPT_NAME)
+        with open(script, "w", encoding="utf-8") as f:
+            f.write(qa.get_script_str(directory))
+        cwd = os.getcwd()
+        os.chdir(directory)
+        try:
+            job = qa.submit_to_queue(SUBMIT_SCRIPT_NAME)
+        finally:
+            os.chdir(cwd)
+        if not job:
+            raise SubmissionError(
+                f"the queue script {script} could not be submitted (check the queue adapter and the "
+                f"queue); {what}"
+            )
+        return str(job), dict(qa)
+    finally:
+        qa.clear()
+        qa.update(before)
 
 
 def job_name(fw_names: list[str]) -> str:
@@ -443,7 +482,7 @@ def job_name(fw_names: list[str]) -> str:
     return first if len(fw_names) == 1 else f"fws{len(fw_names)}_{first}"
 
 
-def _estimate(spec: dict[str, Any]) -> float | None:
+def estimate_of(spec: dict[str, Any]) -> float | None:
     value = spec.get(ESTIMATE_KEY)
     return float(value) if isinstance(value, int | float) and value >= 0 else None
 

@@ -200,6 +200,7 @@ def collect(
         "database": database,
         "filters": _filters_as_data(filters),
         "blocks": _packed_blocks(journal.blocks()),
+        "submitted": _submitted(journal),
         "launches": listed,
     }
 
@@ -236,6 +237,16 @@ def why_died(end: dict[str, Any] | None) -> dict[str, Any]:
         **{k: end.get(k) for k in ("stdout", "stderr")},
         **{k: (end.get(k) or "")[-TAIL_BYTES:] or None for k in ("stdout_tail", "stderr_tail")},
     }
+
+
+def _submitted(journal: Any) -> dict[str, Any] | None:
+    """What ``sync --watch --submit`` submitted (:mod:`fwspool.submit`); None if it never did."""
+    import msgspec
+
+    from fwspool.submit import read_submitted
+
+    record = read_submitted(journal)
+    return None if record is None else msgspec.to_builtins(record)
 
 
 def _latest_per_firework(launches: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -448,6 +459,13 @@ def render_lines(report: dict[str, Any], filters: Filters = Filters()) -> Iterat
             f" (--all lists all {len(launches)})" if len(shown) < len(launches) else ""
         )
     lines += _block_lines(report["blocks"])
+    if report.get("submitted"):
+        import msgspec
+
+        from fwspool.submit import Submitted
+
+        line = msgspec.convert(report["submitted"], Submitted).line()
+        lines += ["", *textwrap.wrap(line, WIDTH, subsequent_indent="  ", break_long_words=False)]
     lines += ["", title + (":" if shown else ".")]
     hidden = 0
     if not (filters.given() or filters.every) and len(shown) > ATTENTION_SHOWN:

@@ -369,3 +369,20 @@ def test_a_version_4_journal_is_upgraded_in_place_with_its_launch_summary(tmp_pa
     fresh = tmp_path / "fresh.sqlite3"
     Journal.open(str(fresh)).close()
     assert _ddl(path) == _ddl(fresh)
+
+
+def test_pool_md_documents_the_pool_files_of_the_code():
+    from fwspool import pool
+    from fwspool.pilot import PilotRecord
+
+    doc = read("POOL.md")
+    assert _table_fields(doc, "## Pool entry") == set(pool.PoolEntry.__struct_fields__)
+    assert _table_fields(doc, "## Claim record") == set(pool.ClaimRecord.__struct_fields__)
+    assert _table_fields(doc, "## Pilot record") == set(PilotRecord.__struct_fields__)
+    layout_part = doc.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    layout = [ln.split("|")[1].strip().strip("`") for ln in layout_part.splitlines() if ln.startswith("| `")]
+    for sub in (pool.LAUNCHES, pool.READY, pool.CLAIMED, pool.PILOTS):
+        assert any(path.startswith(f"{sub}/") for path in layout), sub
+    assert f"`{pool.CLAIM_NAME}`" in doc and f"version {pool.POOL_VERSION}" in doc
+    assert pool.claimed_name("12.json", "7_node1_99_abcd") == "12.json.7_node1_99_abcd"
+    assert pool.job_of_pilot(pool.pilot_name("7")) == "7" and pool.job_of_pilot(pool.pilot_name(None)) is None

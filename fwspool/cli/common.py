@@ -175,6 +175,20 @@ def interval_option(what: str) -> Callable[[F], F]:
     )
 
 
+def idle_exit_option(default: float | None = 60.0) -> Callable[[F], F]:
+    """``--idle-exit SECONDS``: how long a pilot waits for an empty pool (``fwspool rlaunch``,
+    ``fwspool qlaunch`` and ``fwspool sync`` with ``--pilot``; None: the pilot's own default)."""
+    return click.option(
+        "--idle-exit",
+        type=click.FloatRange(min=0),
+        default=default,
+        show_default=default is not None,
+        metavar="SECONDS",
+        help="With --pilot: a pilot ends once the pool has had nothing for it this long"
+        + (" [default: 60]." if default is None else "."),
+    )
+
+
 def lock_wait_option(what: str) -> Callable[[F], F]:
     return click.option(
         "--lock-wait",

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from fwspool import qlaunch as packing
-from fwspool.cli.common import reports_errors, say
+from fwspool.cli.common import idle_exit_option, reports_errors, say
 from fwspool.errors import ConfigError, InputError, UplinkUnavailable
 from fwspool.plural import counted
 
@@ -108,6 +108,56 @@ def _database_errors(func: Any) -> Any:
     return wrapper
 
 
+#: The options ``fwspool sync --submit`` shares with ``fwspool qlaunch``, spelled as FireWorks'.
+fworker_file_option = click.option(
+    "-w",
+    "--fworker_file",
+    "--fworker-file",
+    "fworker_file",
+    metavar="FILE",
+    help="The FWorker file, as for qlaunch.",
+)
+pack_option = click.option(
+    "--pack", type=click.IntRange(min=1), default=1, show_default=True, help="Fireworks per batch job."
+)
+parallel_option = click.option(
+    "--parallel",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Fireworks of a job run at once.",
+)
+margin_option = click.option(
+    "--margin",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Seconds before the job's end under which no Firework of it starts [default: 60].",
+)
+maxjobs_queue_option = click.option(
+    "-m",
+    "--maxjobs_queue",
+    "--maxjobs-queue",
+    "maxjobs_queue",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Never more of your jobs in the queue (0: no limit).",
+)
+
+
+def launch_dir_option(made: str) -> Any:
+    return click.option(
+        "-d",
+        "--launch_dir",
+        "--launch-dir",
+        "launch_dir",
+        default=".",
+        show_default=True,
+        metavar="DIR",
+        help=f"Where the {made} made.",
+    )
+
+
 @click.group(help=HELP)
 @click.option("-r", "--reserve", is_flag=True, help="Accepted as FireWorks' qlaunch has it: always implied.")
 @click.option(
@@ -118,14 +168,7 @@ def _database_errors(func: Any) -> Any:
     metavar="FILE",
     help="The launchpad file, as for qlaunch.",
 )
-@click.option(
-    "-w",
-    "--fworker_file",
-    "--fworker-file",
-    "fworker_file",
-    metavar="FILE",
-    help="The FWorker file, as for qlaunch.",
-)
+@fworker_file_option
 @click.option(
     "-q",
     "--queueadapter_file",
@@ -142,22 +185,9 @@ def _database_errors(func: Any) -> Any:
     metavar="DIR",
     help="Where to look for my_*.yaml, as for qlaunch.",
 )
-@click.option(
-    "--pack", type=click.IntRange(min=1), default=1, show_default=True, help="Fireworks per batch job."
-)
-@click.option(
-    "--parallel",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Fireworks of a job run at once.",
-)
-@click.option(
-    "--margin",
-    type=click.FloatRange(min=0),
-    default=None,
-    help="Seconds before the job's end under which no Firework of it starts [default: 60].",
-)
+@pack_option
+@parallel_option
+@margin_option
 @click.pass_context
 def qlaunch(
     ctx: click.Context,
@@ -173,60 +203,64 @@ def qlaunch(
     ctx.obj = (launchpad_file, fworker_file, qadapter_file, config_dir, pack, parallel, margin)
 
 
-def _site(ctx: click.Context) -> Site:
-    launchpad_file, fworker_file, qadapter_file, config_dir, pack, parallel, margin = ctx.obj
+def load_site(
+    launchpad_file: str | None,
+    fworker_file: str | None,
+    qadapter_file: str | None,
+    config_dir: str | None,
+    pack: int = 1,
+    parallel: int = 1,
+    margin: float | None = None,
+) -> Site:
+    """The files FireWorks' qlaunch would read, found and loaded as it finds them (also for
+    ``fwspool sync --watch --submit``)."""
     launchpad, fworker, qadapter = _load(launchpad_file, fworker_file, qadapter_file, config_dir)
     return Site(launchpad, fworker, qadapter, pack, parallel, margin)
 
 
-@qlaunch.command(help="Submit one job with up to --pack Fireworks.")
+def _site(ctx: click.Context) -> Site:
+    return load_site(*ctx.obj)
+
+
+@qlaunch.command(help="Submit one job with up to --pack Fireworks (--pilot: one pilot job for a pool).")
+@launch_dir_option("block_* directory is")
 @click.option(
-    "-d",
-    "--launch_dir",
-    "--launch-dir",
-    "launch_dir",
-    default=".",
-    show_default=True,
-    metavar="DIR",
-    help="Where the block_* directory is made.",
+    "--pilot",
+    metavar="POOL",
+    default=None,
+    help="Submit one pilot job (`fwspool rlaunch --pilot POOL`) for this pool instead: it runs "
+    "what `fwspool sync --watch --submit --pilot POOL` stocks there.",
 )
+@idle_exit_option()
 @click.pass_context
 @reports_errors
 @_database_errors
-def singleshot(ctx: click.Context, launch_dir: str) -> None:
+def singleshot(ctx: click.Context, launch_dir: str, pilot: str | None, idle_exit: float) -> None:
     site = _site(ctx)
+    if pilot is not None:
+        from fwspool.pool import Pool
+        from fwspool.stock import submit_pilot
+
+        if site.pack != 1:
+            raise click.UsageError(
+                "--pack and --pilot exclude each other: a pilot takes its launches from the pool"
+            )
+        submit_pilot(site, Pool.create(pilot), idle_exit, say)
+        return
     job = packing.submit_pack(launch_root=launch_dir, say=say, **site.packing())
     if job is None:
         say("fwspool qlaunch: no READY Firework to submit")
 
 
 @qlaunch.command(help="Submit packed jobs while Fireworks are READY, as qlaunch rapidfire.")
-@click.option(
-    "-d",
-    "--launch_dir",
-    "--launch-dir",
-    "launch_dir",
-    default=".",
-    show_default=True,
-    metavar="DIR",
-    help="Where the block_* directories are made.",
-)
+@launch_dir_option("block_* directories are")
 @click.option(
     "--nlaunches",
     default="0",
     show_default=True,
     help="Jobs to submit; 0: until nothing is READY or WAITING; 'infinite'.",
 )
-@click.option(
-    "-m",
-    "--maxjobs_queue",
-    "--maxjobs-queue",
-    "maxjobs_queue",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Never more of your jobs in the queue (0: no limit).",
-)
+@maxjobs_queue_option
 @click.option(
     "--sleep",
     "sleep_seconds",

@@ -9,7 +9,7 @@ import click
 
 from fwspool import block
 from fwspool import rlaunch as runner
-from fwspool.cli.common import group_readable_option, launch_dir_option, reports_errors
+from fwspool.cli.common import group_readable_option, idle_exit_option, launch_dir_option, reports_errors
 
 #: The words of FireWorks' rlaunch line that ``qlaunch -r`` needs to see, and nothing else.
 RLAUNCH_WORDS = {"singleshot", "--offline"}
@@ -117,6 +117,23 @@ Exit codes:
     default=None,
     help="With --block: how many launches run at once [default: the block's, from qlaunch].",
 )
+@click.option(
+    "--pilot",
+    "pilot_pool",
+    metavar="POOL",
+    default=None,
+    help="Run launches from this pilot pool until the job's deadline or --idle-exit "
+    "(`fwspool sync --watch --submit --pilot POOL` appends it).",
+)
+@idle_exit_option(None)
+@click.option(
+    "--walltime",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="With --pilot: the job's walltime, for its deadline (the batch system's end time wins "
+    "when earlier).",
+)
 @group_readable_option
 @click.argument("extra", nargs=-1, type=click.UNPROCESSED)
 @reports_errors
@@ -133,6 +150,9 @@ def rlaunch(
     block_dir: str | None,
     margin: float | None,
     parallel: int | None,
+    pilot_pool: str | None,
+    idle_exit: float | None,
+    walltime: float | None,
     spool_mode: int,
     extra: tuple[str, ...],
 ) -> None:
@@ -146,10 +166,26 @@ def rlaunch(
         spool_mode=spool_mode,
         inbox_dir=inbox_dir,
     )
+    if pilot_pool is not None:
+        from fwspool.pilot import run_pilot
+
+        if fw_id is not None or block_dir is not None:
+            raise click.UsageError(
+                "--pilot excludes --fw_id and --block: a pilot takes its launches from the pool"
+            )
+        sys.exit(
+            run_pilot(
+                pilot_pool, settings, margin=margin, parallel=parallel, idle_exit=idle_exit, walltime=walltime
+            )
+        )
+    if idle_exit is not None or walltime is not None:
+        raise click.UsageError("--idle-exit and --walltime apply to a pilot (--pilot POOL)")
     if block_dir is not None:
         if fw_id is not None:
             raise click.UsageError("--fw_id and --block exclude each other: a block names its Fireworks")
         sys.exit(block.run_block(block_dir, settings, margin=margin, parallel=parallel))
     if margin is not None or parallel is not None:
-        raise click.UsageError("--margin and --parallel apply to a block (--block DIR)")
+        raise click.UsageError(
+            "--margin and --parallel apply to a block (--block DIR) or a pilot (--pilot POOL)"
+        )
     sys.exit(runner.run(launch_dir, settings, fw_id=fw_id))

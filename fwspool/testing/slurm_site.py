@@ -251,8 +251,7 @@ class Site:
 
     def start_sync(self, *extra: str, interval: str = "0.5", **env: str) -> None:
         """`fwspool sync --watch` as the README runs it (here with a short interval)."""
-        log = open(self.home / "sync.log", "ab")  # noqa: SIM115 - the daemon's, for its lifetime
-        self.daemon = subprocess.Popen(
+        self.start_daemon(
             sync_command(
                 self.fw / ".venv" / "bin" / "fwspool",
                 self.launchpad_file,
@@ -262,10 +261,17 @@ class Site:
                 "3",
                 *extra,
             ),
-            cwd=self.fw,
-            env=self.env(**env),
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+    def start_daemon(
+        self, command: list[str], cwd: Path | None = None, env: dict[str, str] | None = None
+    ) -> None:
+        """The login daemon ``command`` (a systemd unit's ExecStart line...), logging to sync.log;
+        :meth:`stop_sync` stops it."""
+        log = open(self.home / "sync.log", "ab")  # noqa: SIM115 - the daemon's, for its lifetime
+        self.daemon = subprocess.Popen(
+            command, cwd=cwd or self.fw, env=self.env(**(env or {})), stdout=log, stderr=subprocess.STDOUT
         )
 
     def stop_sync(self) -> str:

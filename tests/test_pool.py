@@ -1,0 +1,117 @@
+"""The pool's claims (fwspool/pool.py, schema/POOL.md) on a real filesystem, without a batch
+system: processes racing for entries, a rename NFS retried after its first try succeeded, a
+claim record created twice, a claim given back."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from pathlib import Path
+
+from fwspool.pool import CLAIM_NAME, Claim, Pool, claimed_name, read_claim_record
+
+
+def stocked(tmp_path: Path, n: int) -> Pool:
+    pool = Pool.create(str(tmp_path / "pool"))
+    for i in range(1, n + 1):
+        d = tmp_path / "pool" / "launches" / f"launcher_{i}"
+        d.mkdir()
+        pool.stock(i, 100 + i, str(d), None)
+    return pool
+
+
+def claim_all(root: str, name: str, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    pool = Pool(root)
+    mine = []
+    while (claim := pool.claim(name, None, lambda _e: True)) is not None:
+        mine.append(claim.entry.launch_id)
+    out.put((name, mine))
+
+
+def test_four_processes_racing_claim_each_entry_exactly_once(tmp_path: Path) -> None:
+    pool = stocked(tmp_path, 200)
+    out: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
+    workers = [
+        multiprocessing.Process(target=claim_all, args=(pool.root, f"nojob_host_{i}_0000", out))
+        for i in range(4)
+    ]
+    for w in workers:
+        w.start()
+    results = dict(out.get(timeout=60) for _ in workers)
+    for w in workers:
+        w.join(30)
+    claimed = [lid for ids in results.values() for lid in ids]
+    assert sorted(claimed) == list(range(1, 201))  # none twice, none lost
+    assert os.listdir(Path(pool.root) / "ready") == []
+    for name, ids in results.items():
+        for lid in ids:
+            record = read_claim_record(str(Path(pool.root) / "launches" / f"launcher_{lid}"))
+            assert record is not None and record.pilot == name
+
+
+def test_a_rename_nfs_retried_after_it_succeeded_is_still_the_pilots_claim(tmp_path: Path) -> None:
+    pool = stocked(tmp_path, 1)
+    ready = Path(pool.root) / "ready" / "1.json"
+    # The first try of the rename went through; the retry finds no source (ENOENT).
+    os.rename(ready, Path(pool.root) / "claimed" / claimed_name("1.json", "7_n1_1_aaaa"))
+    assert pool.take("1.json", "8_n2_2_bbbb") is None  # another pilot: gone
+    claim = pool.take("1.json", "7_n1_1_aaaa")
+    assert claim is not None and claim.entry.launch_id == 1
+    # The claim record: created once; a retried create by the same pilot is still its own,
+    # another pilot's create is refused.
+    assert pool.confirm(claim, "7")
+    assert pool.confirm(claim, "7")
+    assert not pool.confirm(Claim("1.json", "8_n2_2_bbbb", claim.entry), "8")
+    assert read_claim_record(claim.entry.launch_dir).pilot == "7_n1_1_aaaa"  # type: ignore[union-attr]
+
+
+def test_a_claim_given_back_sets_its_record_aside_for_the_next_pilot(tmp_path: Path) -> None:
+    pool = stocked(tmp_path, 1)
+    first = pool.claim("7_n1_1_aaaa", "7", lambda _e: True)
+    assert first is not None and [c.holder for c in pool.claims()] == ["7_n1_1_aaaa"]
+    pool.give_back(first)
+    launch_dir = Path(first.entry.launch_dir)
+    assert (launch_dir / f"{CLAIM_NAME}.abandoned-7_n1_1_aaaa").exists()
+    assert [name for name, _e in pool.ready()] == ["1.json"] and pool.claims() == []
+    second = pool.claim("9_n3_3_cccc", "9", lambda _e: True)
+    assert second is not None and read_claim_record(str(launch_dir)).pilot == "9_n3_3_cccc"  # type: ignore[union-attr]
+    pool.drop(second)
+    assert pool.claims() == [] and pool.ready() == []
+
+
+def test_an_entry_that_does_not_fit_stays_for_another_pilot(tmp_path: Path) -> None:
+    pool = stocked(tmp_path, 2)
+    claim = pool.claim("7_n1_1_aaaa", "7", lambda e: e.launch_id == 2)
+    assert claim is not None and claim.entry.launch_id == 2
+    assert [name for name, _e in pool.ready()] == ["1.json"]
+
+
+def test_bad_pilot_and_submit_options_are_one_line_errors(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    fwspool = str(Path(sys.executable).parent / "fwspool")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([fwspool, *args], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+
+    journal = str(tmp_path / "j.sqlite3")
+    cases = [
+        (("rlaunch", "--pilot", str(tmp_path / "nowhere")), 66, "is not a pilot pool"),
+        (("rlaunch", "--pilot", str(tmp_path), "--fw_id", "3"), 2, "--pilot excludes --fw_id"),
+        (("rlaunch", "--idle-exit", "5"), 2, "apply to a pilot"),
+        (
+            ("sync", "--journal", journal, "--uri", "mongodb://127.0.0.1:1", "--pack", "3"),
+            2,
+            "--pack applies to --submit",
+        ),
+        (
+            ("sync", "--journal", journal, "--uri", "mongodb://127.0.0.1:1", "--submit"),
+            2,
+            "needs the queue adapter",
+        ),
+    ]
+    for args, code, words in cases:
+        res = run(*args)
+        assert res.returncode == code and words in res.stderr, (args, res.returncode, res.stderr)
+        assert "Traceback" not in res.stderr
