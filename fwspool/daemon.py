@@ -41,11 +41,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fwspool.errors import FwspoolError, Interrupted, UplinkUnavailable
-from fwspool.events import as_utc, utcnow
+from fwspool.events import age, as_utc, utcnow
 from fwspool.ingest import DEFAULT_LOST_AFTER, Ingester, IngestSummary
 from fwspool.journal import LAST_PRUNE_KEY, Journal, JournalSummary
 from fwspool.plural import counted
-from fwspool.push import Pusher, PushSummary, age
+from fwspool.push import Pusher, PushSummary
 
 #: Seconds between the passes of every ``--watch`` command (ingest, push, sync): one ``squeue``
 #: per pass for all open launches, which a batch system's controller takes easily every 30 s.

@@ -24,8 +24,8 @@ from typing import Any
 
 from fwspool.config import redact
 from fwspool.errors import FwspoolError
-from fwspool.events import as_utc, iso, utcnow
-from fwspool.journal import Journal
+from fwspool.events import age, as_utc, iso, utcnow
+from fwspool.journal import LAST_PUSH_KEY, Journal
 from fwspool.journal.views import BLOCK_COUNTS
 from fwspool.outcomes import (
     FAILURES,
@@ -38,7 +38,6 @@ from fwspool.outcomes import (
     implied,
 )
 from fwspool.plural import counted
-from fwspool.push import LAST_PUSH_KEY, age
 from fwspool.runs import PendingEvent
 
 #: The most ``fwspool status`` waits for the database.
