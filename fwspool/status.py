@@ -144,9 +144,11 @@ def check_database(open_uplink: Callable[[], Any], budget: float = CHECK_SECONDS
     }
 
 
-#: Text times are compared in SQL only to pick launches, with this much to spare (a time with
-#: another offset or precision); which of them match is decided on the parsed times.
-_MARGIN = dt.timedelta(days=1)
+#: The journal's times are sortable UTC text (fwspool.events.iso), compared in SQL only to pick
+#: launches, with this much to spare (a time written at another precision); which of them
+#: match is decided on the parsed times. A margin of more than SILENT_RUN would pick every
+#: running launch.
+_MARGIN = dt.timedelta(minutes=1)
 
 
 def collect(
