@@ -277,12 +277,13 @@ sys.stdin.readline()
 ingester.run_pass()
 print("traced", flush=True)
 sys.stdin.readline()
-times = []
+times, cpu = [], []
 for _ in range(int(sys.argv[3])):
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     ingester.run_pass()
     times.append(time.perf_counter() - t)
-print(statistics.median(times), max(times), flush=True)
+    cpu.append(time.process_time() - c)
+print(statistics.median(times), max(times), statistics.median(cpu), flush=True)
 """
 
 
@@ -321,9 +322,9 @@ def idle_passes(journal: str, inbox: str, n_open: int, repeat: int, env: dict[st
         )
     child.stdin.write("\n")
     child.stdin.flush()
-    median, slowest = map(float, child.stdout.readline().split())
+    median, slowest, cpu = map(float, child.stdout.readline().split())
     child.wait()
-    out.update(seconds=median, slowest_s=slowest, passes=passes)
+    out.update(seconds=median, slowest_s=slowest, cpu_s=cpu, passes=passes)
     return out
 
 
@@ -387,7 +388,7 @@ def table(r: dict[str, Any]) -> str:
             f"open launches pinging, {r['pending_open']:,} with a pending event", r["status_pinging"]
         ),
         f"  idle pass               {idle['seconds']:>12.3f} s  (median of {idle['passes']}; slowest "
-        f"{idle['slowest_s']:.3f} s)",
+        f"{idle['slowest_s']:.3f} s; {idle['cpu_s']:.3f} s CPU)",
     ]
     if "meta_per_open_launch" in idle:
         rows.append(
