@@ -448,9 +448,21 @@ def report_json(report: dict[str, Any]) -> Iterator[str]:
     yield head + '\n  "launches": ['
     any_launch = False
     for launch in report["launches"]:
-        yield ("," if any_launch else "") + "\n    " + encoder.encode(launch).replace("\n", "\n    ")
+        yield ("," if any_launch else "") + "\n    " + _launch_json(launch, encoder)
         any_launch = True
     yield ("\n  ]" if any_launch else "]") + tail + "\n"
+
+
+#: A flat object at depth 2 of indent=2 JSON, one item a line, by the C encoder (the indenting
+#: one is pure Python: five times the cost of making the launch, over a year's launches).
+_FLAT_LAUNCH = json.JSONEncoder(sort_keys=True, separators=(",\n      ", ": "))
+
+
+def _launch_json(launch: dict[str, Any], encoder: json.JSONEncoder) -> str:
+    """One launch as ``encoder`` (indent=2) writes it inside the report's ``launches``."""
+    if any(isinstance(v, (dict, list, tuple)) for v in launch.values()):
+        return encoder.encode(launch).replace("\n", "\n    ")
+    return "{\n      " + _FLAT_LAUNCH.encode(launch)[1:-1] + "\n    }"
 
 
 # -- the text ------------------------------------------------------------------------------------

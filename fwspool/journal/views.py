@@ -160,17 +160,11 @@ class OperatorViews(JournalDatabase):
         memory at a time (``fwspool status --all`` over a year's launches)."""
         after = -1
         while True:
-            ids = [
-                r["launch_id"]
-                for r in self.query(
-                    "SELECT launch_id FROM launches WHERE launch_id > ? ORDER BY launch_id LIMIT ?",
-                    (after, chunk),
-                )
-            ]
-            if not ids:
+            rows = self.query("SELECT * FROM launch_status WHERE launch_id > ? LIMIT ?", (after, chunk))
+            if not rows:
                 return
-            yield self.status_rows(ids)
-            after = ids[-1]
+            yield rows
+            after = rows[-1]["launch_id"]
 
     def launches_maybe_matching(
         self,
