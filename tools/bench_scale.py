@@ -4,6 +4,7 @@
     python tools/bench_scale.py                  # quick: 1,000 launches x 100 events, 1,000 open
     python tools/bench_scale.py --big            # 10,000 x 1,000 events, 10,000 open launches
     python tools/bench_scale.py --json           # JSON on stdout (the table goes to stderr)
+    python tools/bench_scale.py --recover-offline 200   # and FireWorks' lpad recover_offline beside
     PYTHONPATH=/path/to/other/fwspool python tools/bench_scale.py   # another version, same figures
 
 It builds L finished launches of E events each (spool files in the real record format, as
@@ -25,7 +26,12 @@ Then, each through ``python -m fwspool`` in a child process:
    pass done, nothing new, the launches the journal knows): wall time, and with
    ``strace -c -f -p`` (when strace is installed) on one pass alone the filesystem calls and the
    metadata calls (open, stat, directory reads...) per open launch;
-5. the journal's bytes per event, and where they go (SQLite's ``dbstat``: each table and index).
+5. with ``--recover-offline N``, FireWorks' own ``lpad recover_offline`` on N running launches
+   reserved offline on a throwaway SecantusDB (their files as its rocket leaves them), an idle
+   pass under ``strace -c``: filesystem and metadata calls per launch beside fwspool's (it takes
+   about 0.3 s a launch on a loaded 2-core machine, the server's work mostly: a few hundred
+   launches give the per-launch figure);
+6. the journal's bytes per event, and where they go (SQLite's ``dbstat``: each table and index).
 
 Exit status 1 when a correctness check fails (an event count); missed targets with ``--check``.
 """
@@ -283,7 +289,7 @@ for _ in range(int(sys.argv[3])):
     ingester.run_pass()
     times.append(time.perf_counter() - t)
     cpu.append(time.process_time() - c)
-print(statistics.median(times), max(times), statistics.median(cpu), flush=True)
+print(statistics.median(times), max(times), statistics.median(cpu), len(times), flush=True)
 """
 
 
@@ -292,15 +298,27 @@ def idle_passes(journal: str, inbox: str, n_open: int, repeat: int, env: dict[st
     slowest of ``max(repeat, 10)`` passes: one in ten lists every directory) and, under strace,
     the filesystem calls of one pass between two full ones, per open launch."""
     passes = max(repeat, 10)
-    child = subprocess.Popen(
-        [sys.executable, "-c", _IDLE_CHILD, journal, inbox, str(passes)],
-        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    child = [sys.executable, "-c", _IDLE_CHILD, journal, inbox, str(passes)]
+    return traced_passes(child, n_open, env)
+
+
+def _wait_for(stdout: Any, word: str) -> None:
+    """Read a child's lines up to ``word`` (FireWorks prints a warning on stdout at import)."""
+    for line in stdout:
+        if line.strip() == word:
+            return
+    raise RuntimeError(f"the child ended before {word!r}")
+
+
+def traced_passes(cmd: list[str], n_open: int, env: dict[str, str]) -> dict[str, Any]:
+    """Run a child that makes a first pass, prints "ready", makes the pass the parent traces with
+    ``strace -c`` (when installed), prints "traced", then times its own passes and prints them."""
+    child = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert child.stdin is not None and child.stdout is not None
-    assert child.stdout.readline().strip() == "ready"
+    _wait_for(child.stdout, "ready")
     out: dict[str, Any] = {}
     tracer = None
-    trace = journal + ".strace"
+    trace = os.path.join(tempfile.gettempdir(), f"fwspool-scale-{child.pid}.strace")
     if shutil.which("strace"):
         tracer = subprocess.Popen(
             ["strace", "-c", "-f", "-p", str(child.pid), "-o", trace], stderr=subprocess.DEVNULL
@@ -308,11 +326,12 @@ def idle_passes(journal: str, inbox: str, n_open: int, repeat: int, env: dict[st
         time.sleep(1.0)  # attached
     child.stdin.write("\n")
     child.stdin.flush()
-    assert child.stdout.readline().strip() == "traced"
+    _wait_for(child.stdout, "traced")
     if tracer is not None:
         tracer.send_signal(2)  # SIGINT: detach and write the counts
         tracer.wait()
         calls = strace_counts(trace)
+        os.unlink(trace)
         fs = sum(n for c, n in calls.items() if c in FS_CALLS)
         meta = sum(n for c, n in calls.items() if c in META_CALLS)
         out.update(
@@ -322,10 +341,58 @@ def idle_passes(journal: str, inbox: str, n_open: int, repeat: int, env: dict[st
         )
     child.stdin.write("\n")
     child.stdin.flush()
-    median, slowest, cpu = map(float, child.stdout.readline().split())
+    median, slowest, cpu, passes = child.stdout.readline().split()
     child.wait()
-    out.update(seconds=median, slowest_s=slowest, cpu_s=cpu, passes=passes)
+    out.update(seconds=float(median), slowest_s=float(slowest), cpu_s=float(cpu), passes=int(passes))
     return out
+
+
+#: FireWorks' ``lpad recover_offline`` over running offline launches: its first pass applies what
+#: their files say, the traced one finds nothing new (as the idle pass of fwspool above).
+_RECOVER_CHILD = """
+import statistics, sys, time, warnings
+warnings.simplefilter("ignore")
+from fwspool.testing.launchpad import make_launchpad, recover_offline
+lp = make_launchpad(sys.argv[1], sys.argv[2], reset=False)
+recover_offline(lp)
+print("ready", flush=True)
+sys.stdin.readline()
+recover_offline(lp)
+print("traced", flush=True)
+sys.stdin.readline()
+times, cpu = [], []
+for _ in range(3):
+    t, c = time.perf_counter(), time.process_time()
+    recover_offline(lp)
+    times.append(time.perf_counter() - t)
+    cpu.append(time.process_time() - c)
+print(statistics.median(times), max(times), statistics.median(cpu), 3, flush=True)
+"""
+
+
+def recover_offline_idle(work: str, n: int, env: dict[str, str]) -> dict[str, Any]:
+    """FireWorks' own ``lpad recover_offline`` on ``n`` running launches reserved offline (their
+    ``FW_offline.json`` and ``FW_ping.json`` as its rocket leaves them, from ``tools/bench_push.py``)
+    on a throwaway SecantusDB: an idle pass's filesystem and metadata calls per launch."""
+    import datetime as dt
+    import io
+    from contextlib import redirect_stdout
+
+    from bench_push import build_launchpad, plan_launches, write_fireworks_offline
+
+    from fwspool.devserver import DevServer
+
+    server = DevServer(os.path.join(work, "db"))
+    server.start()
+    try:
+        with redirect_stdout(io.StringIO()):  # FireWorks' import warning
+            reserved = build_launchpad(server.uri, "ref", n, 1, os.path.join(work, "ref"))
+            base = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+            for plan, (_f, _l, d) in zip(plan_launches(reserved, 0.0, 3, base), reserved, strict=True):
+                write_fireworks_offline(d, plan)
+        return traced_passes([sys.executable, "-c", _RECOVER_CHILD, server.uri, "ref"], n, env)
+    finally:
+        server.stop()
 
 
 def run(args: argparse.Namespace, work: str) -> dict[str, Any]:
@@ -365,6 +432,10 @@ def run(args: argparse.Namespace, work: str) -> dict[str, Any]:
 
     r["idle"] = idle_passes(journal, env["FWSPOOL_INBOX"], args.open, args.repeat, env)
     log(f"idle pass: {r['idle']}")
+    if args.recover_offline:
+        r["recover_offline"] = recover_offline_idle(work, args.recover_offline, env)
+        r["recover_offline_n"] = args.recover_offline
+        log(f"lpad recover_offline, idle: {r['recover_offline']}")
 
     r["pending_open"] = open_launches_pinging(journal, args.launches, 0.01)
     r["status_pinging"] = status_times(journal, args.repeat, env)
@@ -396,6 +467,18 @@ def table(r: dict[str, Any]) -> str:
             f"{idle['meta_per_open_launch']:.2f} metadata"
         )
         rows.append("    " + ", ".join(f"{c} {n}" for c, n in idle["calls"].items()))
+    if "recover_offline" in r:
+        ro = r["recover_offline"]
+        rows.append(
+            f"  lpad recover_offline    {ro['seconds']:>12.3f} s  idle pass over {r['recover_offline_n']:,} running "
+            f"offline launches ({ro['cpu_s']:.3f} s CPU)"
+        )
+        if "meta_per_open_launch" in ro:
+            rows.append(
+                f"    per launch            {ro['fs_per_open_launch']:>12.2f} filesystem calls, "
+                f"{ro['meta_per_open_launch']:.2f} metadata"
+            )
+            rows.append("    " + ", ".join(f"{c} {n}" for c, n in ro["calls"].items()))
     rows.append(
         f"  journal                 {sp['bytes_per_event']:>12.0f} bytes per event ({sp['bytes'] / 2**20:.0f} MiB)"
     )
@@ -425,6 +508,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--events", type=int, default=100, help="events per finished launch (E, >= 3)")
     ap.add_argument("--open", type=int, default=1000, help="open launches on disk (O)")
     ap.add_argument("--big", action="store_true", help="10,000 x 1,000 events and 10,000 open launches")
+    ap.add_argument(
+        "--recover-offline",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also FireWorks' lpad recover_offline on N running offline launches (a SecantusDB server)",
+    )
     ap.add_argument("--repeat", type=int, default=3, help="runs per timing; the median is reported")
     ap.add_argument("--dir", default=None, help="work directory (default: a new temp dir, removed after)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
