@@ -69,6 +69,8 @@ CREATE INDEX launches_by_outcome ON launches (outcome);
 
 CREATE INDEX launches_by_state ON launches (pushed_state);
 
+CREATE INDEX launches_forgotten ON launches (launch_id) WHERE forgotten_at IS NOT NULL;
+
 CREATE TABLE meta (
 	"key" TEXT NOT NULL,
 	value TEXT,

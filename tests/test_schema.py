@@ -397,4 +397,5 @@ def test_a_version_5_journal_is_upgraded_in_place_with_the_indexes_status_picks_
         "launches_by_first_seen",
         "launch_summary_pending",
         "launch_summary_by_last_event",
+        "launches_forgotten",
     } <= names

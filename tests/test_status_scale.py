@@ -185,6 +185,7 @@ def _plan(journal: Journal, sql: str, params: list[Any]) -> list[str]:
     [
         {"fw_ids": (3, 7)},
         {"states": ("COMPLETED", "killed")},
+        {"states": ("forgotten",)},
         {"seen_since": "2026-01-01T00:00:00Z"},
         {"pending": True},
     ],
@@ -211,7 +212,11 @@ def test_each_filter_picks_its_launches_by_an_index(
         for step in plan
         if step.startswith("SCAN")
         and any(t in step for t in ("launches", "launch_summary", "events"))
-        and step != "SCAN launch_summary USING INDEX launch_summary_pending"
+        and step
+        not in (
+            "SCAN launch_summary USING INDEX launch_summary_pending",
+            "SCAN launches USING INDEX launches_forgotten",
+        )
     ]
     assert not scans, plan
     assert any(

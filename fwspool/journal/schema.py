@@ -107,6 +107,8 @@ def _index_launches(launches: Any) -> None:
     Index("launches_by_outcome", launches.c.outcome)
     Index("launches_by_state", launches.c.pushed_state)
     Index("launches_by_first_seen", launches.c.first_seen_at)
+    # --state forgotten: the few launches `fwspool forget` set aside.
+    Index("launches_forgotten", launches.c.launch_id, sqlite_where=launches.c.forgotten_at.isnot(None))
 
 
 def _sources(metadata: Any) -> Any:
