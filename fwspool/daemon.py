@@ -41,11 +41,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from fwspool.errors import FwspoolError, Interrupted, UplinkUnavailable
-from fwspool.events import as_utc, utcnow
+from fwspool.events import age, as_utc, utcnow
 from fwspool.ingest import DEFAULT_LOST_AFTER, Ingester, IngestSummary
 from fwspool.journal import LAST_PRUNE_KEY, Journal, JournalSummary
 from fwspool.plural import counted
-from fwspool.push import Pusher, PushSummary, age
+from fwspool.push import Pusher, PushSummary
 
 
 class Submitter(Protocol):

@@ -300,6 +300,20 @@ def iso(value: dt.datetime) -> str:
     return as_utc(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def age(iso_text: str | None, now: dt.datetime) -> str:
+    """'3h12m' style age of an ISO time."""
+    if not iso_text:
+        return "-"
+    secs = max(0, int((now - as_utc(iso_text)).total_seconds()))
+    if secs < 120:
+        return f"{secs}s"
+    if secs < 7200:
+        return f"{secs // 60}m"
+    if secs < 172800:
+        return f"{secs // 3600}h{(secs % 3600) // 60:02d}m"
+    return f"{secs // 86400}d{(secs % 86400) // 3600:02d}h"
+
+
 def event_id(writer: str, seq: int) -> str:
     """The journal primary key of an event: ``<writer>-<seq, 10 digits>``; sorts by sequence."""
     return f"{writer}-{seq:010d}"

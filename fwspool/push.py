@@ -18,7 +18,7 @@ from typing import Any
 
 from fwspool.binding import Binding, WrongLaunchPad, refusal
 from fwspool.errors import UplinkUnavailable
-from fwspool.events import as_utc, iso, utcnow
+from fwspool.events import age, as_utc, iso, utcnow
 from fwspool.failpoints import failpoint
 from fwspool.journal import LAST_PUSH_KEY, Journal
 from fwspool.launchpad import ApplyResult, Disposition, Verdict
@@ -94,20 +94,6 @@ class PushSummary:
             f"{counted(self.forgets_applied, 'forget request')} applied"
             + (f", {counted(self.released, 'reservation')} released" if self.released else "")
         )
-
-
-def age(iso_text: str | None, now: dt.datetime) -> str:
-    """'3h12m' style age of an ISO time."""
-    if not iso_text:
-        return "-"
-    secs = max(0, int((now - as_utc(iso_text)).total_seconds()))
-    if secs < 120:
-        return f"{secs}s"
-    if secs < 7200:
-        return f"{secs // 60}m"
-    if secs < 172800:
-        return f"{secs // 3600}h{(secs % 3600) // 60:02d}m"
-    return f"{secs // 86400}d{(secs % 86400) // 3600:02d}h"
 
 
 class Pusher:

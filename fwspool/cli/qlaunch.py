@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from fwspool import qlaunch as packing
 from fwspool.cli.common import idle_exit_option, reports_errors, say
 from fwspool.errors import ConfigError, InputError, UplinkUnavailable
 from fwspool.plural import counted
+
+if TYPE_CHECKING:
+    from fwspool import qlaunch as packing
 
 HELP = """Reserve Fireworks and submit them to the batch system, K per job (login node).
 
@@ -88,6 +90,8 @@ def _load(
         qadapter = load_object_from_file(q_path)
     except Exception as exc:
         raise ConfigError(f"queue adapter file {q_path} is unusable: {exc}") from exc
+    from fwspool import qlaunch as packing  # FireWorks' queue side: only when submitting
+
     packing.check_rocket_launch(qadapter, q_path)
     return launchpad, read_fworker(w_path), qadapter
 
@@ -236,6 +240,8 @@ def _site(ctx: click.Context) -> Site:
 @reports_errors
 @_database_errors
 def singleshot(ctx: click.Context, launch_dir: str, pilot: str | None, idle_exit: float) -> None:
+    from fwspool import qlaunch as packing
+
     site = _site(ctx)
     if pilot is not None:
         from fwspool.pool import Pool
@@ -291,6 +297,8 @@ def rapidfire(
         count = int(nlaunches)
     else:
         raise click.BadParameter("a number of jobs, or 'infinite'", param_hint="--nlaunches")
+    from fwspool import qlaunch as packing
+
     site = _site(ctx)
     jobs: list[packing.PackJob] = []
     try:

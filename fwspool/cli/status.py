@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -70,9 +69,10 @@ def status(
     event and its age. The summary: counts by state and outcome, the oldest pending event, the
     last successful push, the database.
     """
-    from fwspool.status import CHECK_SECONDS, Filters, check_database, collect, render_lines
+    from fwspool.status import CHECK_SECONDS, Filters, check_database, collect, render_lines, report_json
 
-    filters = Filters(states, fw_ids, pending, since, every)
+    # --json lists every launch (or those the filters pick), as --all does.
+    filters = Filters(states, fw_ids, pending, since, every or as_json)
     with open_journal(journal_path) as journal:
         uplink = uplink.or_journals(journal)
         if not no_check:
@@ -85,11 +85,12 @@ def status(
             quick = dataclasses.replace(uplink, timeout=min(uplink.timeout, 0.4 * CHECK_SECONDS))
             database = check_database(quick.open)
         report = collect(journal, database, filters)
-    # Written as it is encoded: every launch of a year's journal is not one string first.
-    if as_json:
-        _echo_chunks(json.JSONEncoder(indent=2, sort_keys=True).iterencode(report), end="\n")
-    else:
-        _echo_chunks(line + "\n" for line in render_lines(report, filters))
+        # Written as it is made (every launch of a year's journal is not one list or string
+        # first), while the journal is open: --all reads it as it goes.
+        if as_json:
+            _echo_chunks(report_json(report))
+        else:
+            _echo_chunks(line + "\n" for line in render_lines(report, filters))
 
 
 def _echo_chunks(parts: Iterable[str], end: str = "", size: int = 1 << 16) -> None:
