@@ -1,0 +1,81 @@
+"""Login node: the real JobStores the pushed outputs go to, connected once per pusher.
+
+A launch's outputs name their JobStore as the task did (:attr:`fwspool.events.JobOutputs.job_store`):
+the task's own, serialized, else None for the login node's ``jobflow.SETTINGS.JOB_STORE``
+(``~/.jobflow.yaml``, ``JOBFLOW_CONFIG_FILE``, ``JOBFLOW_JOB_STORE``). Each write is replayed
+with the key jobflow gave it: ``(uuid, index)`` for the docs store, ``blob_uuid`` for an
+additional store's blobs, so writing an output twice leaves one copy (maggma's ``MongoStore``
+replaces by key, ``GridFSStore`` drops the older file of a key).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fwspool.errors import UplinkUnavailable
+from fwspool.events import JobOutputs
+
+__all__ = ["JobStores"]
+
+
+class JobStores:
+    """The JobStores of one pusher, by their serialized form, and the shared output cache."""
+
+    def __init__(self, cache: str | None = None) -> None:
+        from fwspool.jobstore.cache import cache_dir
+
+        self.cache = cache or cache_dir()
+        self._connected: dict[str, Any] = {}
+
+    def store_for(self, described: dict[str, Any] | None) -> Any:
+        """The connected JobStore a launch's outputs name."""
+        name = json.dumps(described, sort_keys=True)
+        store = self._connected.get(name)
+        if store is None:
+            from jobflow import SETTINGS, JobStore
+
+            store = SETTINGS.JOB_STORE if described is None else JobStore.from_dict(described)
+            self._connected[name] = store = _connected(store)
+        return store
+
+    def write(self, outputs: JobOutputs, docs_of: list[tuple[str, list[str], list[dict[str, Any]]]]) -> None:
+        """Write one job's outputs to its real JobStore, then to the cache its children read."""
+        from fwspool.jobstore.cache import put_outputs
+
+        store = self.store_for(outputs.job_store)
+        try:
+            # Blobs first: a docs document never names a blob that is not there yet.
+            for name, key, docs in sorted(docs_of, key=lambda w: w[0] == "docs"):
+                target = store.docs_store if name == "docs" else store.additional_stores[name]
+                target.update(docs, key=key)
+        except Exception as exc:
+            raise _unavailable(store, exc) from exc
+        put_outputs(self.cache, outputs.job_uuid, outputs.job_index, [(n, d) for n, _, d in docs_of])
+
+    def close(self) -> None:
+        for store in self._connected.values():
+            try:
+                store.close()
+            except Exception:
+                pass
+        self._connected.clear()
+
+
+def _connected(store: Any) -> Any:
+    try:
+        store.connect()
+    except Exception as exc:
+        raise _unavailable(store, exc) from exc
+    return store
+
+
+def _unavailable(store: Any, exc: Exception) -> UplinkUnavailable:
+    from pymongo.errors import PyMongoError
+
+    if not isinstance(exc, PyMongoError | OSError):
+        raise exc
+    where = getattr(store.docs_store, "name", type(store.docs_store).__name__)
+    return UplinkUnavailable(
+        f"the JobStore {where} is unreachable ({type(exc).__name__}): the completions of its jobs wait"
+    )

@@ -1,0 +1,63 @@
+"""A jobflow job's outputs written to its JobStore before its launch is completed.
+
+One step, between routing and completion (:meth:`~fwspool.launchpad.apply.LaunchPadApplier.apply`):
+for each ending launch whose ``completed`` event carries JobStore writes
+(:class:`fwspool.events.JobOutputs`), write them to the real JobStore and to the shared output
+cache (:class:`fwspool.jobstore.real.JobStores`). Only then does the launch go on to completion,
+so a child becomes READY only once its inputs exist. A push killed in between writes them again
+(the same keys: one copy) and completes once. A launch whose writes cannot be read (a side file
+missing or damaged) is held, visibly; an unreachable JobStore stops the batch with
+:class:`~fwspool.errors.UplinkUnavailable` (exit 75): nothing of it is completed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from fwspool.errors import DataError
+from fwspool.events import JobOutputs
+from fwspool.failpoints import failpoint
+from fwspool.launchpad.vocabulary import ApplyResult, Routed
+
+if TYPE_CHECKING:
+    from fwspool.jobstore.real import JobStores
+
+__all__ = ["write_job_outputs"]
+
+
+def write_job_outputs(stores: JobStores, ending: list[Routed], result: ApplyResult) -> list[Routed]:
+    """Write the outputs of the ``ending`` launches that have some; returns the launches that
+    may be completed now (the others are held in ``result``)."""
+    ready: list[Routed] = []
+    wrote = False
+    for routed in ending:
+        try:
+            for outputs in _outputs_of(routed):
+                stores.write(outputs, _docs_of(outputs, routed))
+                wrote = True
+        except DataError as exc:
+            result.hold(
+                routed.launch,
+                f"launch {routed.launch.launch_id} (Firework {routed.doc.get('fw_id')}): {exc.message}; "
+                "its completion waits",
+            )
+            continue
+        ready.append(routed)
+    if wrote:
+        failpoint("push.after_store_write")  # chaos: killed between the two steps
+    return ready
+
+
+def _outputs_of(routed: Routed) -> list[JobOutputs]:
+    ending = routed.reading.ending
+    raw = ending.payload.get("job_outputs") if ending is not None and ending.type == "completed" else None
+    return msgspec.convert(raw, list[JobOutputs]) if raw else []
+
+
+def _docs_of(outputs: JobOutputs, routed: Routed) -> list[tuple[str, list[str], list[dict[str, Any]]]]:
+    from fwspool.jobstore.outputs import read_write
+
+    dirs = [d for d in (routed.doc.get("launch_dir"), *routed.launch.announced_dirs) if d]
+    return [(w.store, w.key, read_write(w, dirs)) for w in outputs.writes]
