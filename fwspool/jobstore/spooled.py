@@ -128,11 +128,15 @@ def _spooled_store(original: Any, launch_id: int, writes: list[Any]) -> Any:
 
 
 def _load_inputs(job: Any, spooled: Any, cache: str) -> None:
-    """The outputs the job's references name, from the cache into the spooled stores."""
+    """The outputs the job's references name, from the cache into the spooled stores; and the
+    outputs those name in turn (a replaced job's output is a reference to its replacement's)."""
     from jobflow.core.reference import OnMissing
 
     missing = []
-    for uuid in sorted(set(job.input_uuids)):
+    wanted = sorted(set(job.input_uuids))
+    seen = set(wanted)
+    while wanted:
+        uuid = wanted.pop()
         outputs = cached_outputs(cache, uuid)
         if outputs is None:
             missing.append(uuid)
@@ -140,14 +144,28 @@ def _load_inputs(job: Any, spooled: Any, cache: str) -> None:
         for store_name, docs in outputs:
             if store_name == "docs":
                 spooled.docs_store.preload(docs, DOCS_KEY)
+                further = {u for doc in docs for u in _referenced(doc.get("output"))} - seen
+                seen |= further
+                wanted.extend(sorted(further))
             elif store_name in spooled.additional_stores:
                 spooled.additional_stores[store_name].preload(docs, BLOB_KEY)
     if missing and job.config.on_missing_references == OnMissing.ERROR:
         raise MissingInputs(
-            f"job {job.name} ({job.uuid}) needs the outputs of {', '.join(missing)}, which are not in "
+            f"job {job.name} ({job.uuid}) needs the outputs of {', '.join(sorted(missing))}, which are not in "
             f"the jobflow output cache {cache}: not run; its reservation is handed back (READY again at "
             "the next push)"
         )
+
+
+def _referenced(value: Any) -> set[str]:
+    """The job uuids of the serialized OutputReferences in an output."""
+    if isinstance(value, dict):
+        if value.get("@class") == "OutputReference" and isinstance(value.get("uuid"), str):
+            return {value["uuid"]}
+        return {u for v in value.values() for u in _referenced(v)}
+    if isinstance(value, list):
+        return {u for v in value for u in _referenced(v)}
+    return set()
 
 
 def _run_spooled(
