@@ -28,9 +28,10 @@ from fwspool.testing.launchpad import snapshot  # noqa: E402
 _VOLATILE_OUTPUT = {"_id", "completed_at", "last_updated"}
 
 
-def job_store(mongo_uri: str, database: str) -> JobStore:
+def job_store(mongo_uri: str, database: str, **client: Any) -> JobStore:
+    """A MongoStore JobStore with a GridFS additional store ``data``; ``client``: pymongo options."""
     where = urlsplit(mongo_uri)
-    common = {"database": database, "host": where.hostname, "port": where.port}
+    common = {"database": database, "host": where.hostname, "port": where.port, "mongoclient_kwargs": client}
     return JobStore(
         MongoStore(collection_name="outputs", **common),
         {"data": GridFSStore(collection_name="blobs", **common)},
