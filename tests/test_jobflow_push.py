@@ -152,3 +152,17 @@ def test_a_job_firetask_without_jobflow_is_one_line(launchpad, mongo_uri, db_nam
     res = run_fwspool(d, env=env)
     assert res.returncode == 65, res.stderr
     assert res.stderr.count("\n") == 1 and "pip install 'fwspool[jobflow]'" in res.stderr, res.stderr
+
+
+def test_outputs_are_never_pushed_to_an_in_memory_store(launchpad, login, tmp_path):
+    """A workflow that names no store writes to the login node's jobflow JOB_STORE: here jobflow's
+    default, in memory. The push holds the launch, saying why, instead of completing it."""
+    launchpad.add_wf(flow_to_workflow(Flow([jf_jobs.make(1)])))
+    d = str(tmp_path / "job")
+    run_one(launchpad, d)
+    res = login("sync", "--root", d)
+    assert res.returncode == 0, res.stderr
+    assert "the JobStore is an in-memory store" in res.stdout + res.stderr
+    assert state(launchpad, "make") == "RESERVED"
+    status = login("status")
+    assert "in-memory store" in status.stdout, status.stdout

@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fwspool.errors import UplinkUnavailable
+from fwspool.errors import DataError, UplinkUnavailable
 from fwspool.events import JobOutputs
 
-__all__ = ["JobStores"]
+__all__ = ["JobStores", "in_memory"]
 
 
 class JobStores:
@@ -36,6 +36,12 @@ class JobStores:
             from jobflow import SETTINGS, JobStore
 
             store = SETTINGS.JOB_STORE if described is None else JobStore.from_dict(described)
+            if in_memory(store):
+                raise DataError(
+                    "the JobStore is an in-memory store (jobflow's JOB_STORE on this login node, which the "
+                    "task uses as it names none): the outputs would be lost; set JOB_STORE in ~/.jobflow.yaml "
+                    "(or JOBFLOW_CONFIG_FILE) to the store the flow should write"
+                )
             self._connected[name] = store = _connected(store)
         return store
 
@@ -60,6 +66,13 @@ class JobStores:
             except Exception:
                 pass
         self._connected.clear()
+
+
+def in_memory(store: Any) -> bool:
+    """Whether a JobStore keeps its documents in this process only (maggma's ``MemoryStore``)."""
+    from maggma.stores import MemoryStore
+
+    return isinstance(store.docs_store, MemoryStore)
 
 
 def _connected(store: Any) -> Any:
