@@ -122,6 +122,12 @@ def test_missing_inputs_hand_the_reservation_back(launchpad, mongo_uri, db_name,
         assert state(launchpad, "add") == "RESERVED"
         assert login("sync", "--root", d2).returncode == 0
         assert state(launchpad, "add") == "READY"  # reserved again later, never run without inputs
+        # The push that handed it back put its inputs in the cache, from the JobStore: it runs now.
+        run_one(launchpad, str(tmp_path / "again"))
+        assert login("sync", "--root", str(tmp_path / "again")).returncode == 0
+        assert state(launchpad, "add") == "COMPLETED"
+        store.connect()
+        assert store.query_one({"uuid": second.uuid})["output"] == 3
     finally:
         pymongo.MongoClient(mongo_uri).drop_database(db_name + "_js")
 

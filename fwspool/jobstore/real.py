@@ -16,7 +16,7 @@ from typing import Any
 from fwspool.errors import DataError, UplinkUnavailable
 from fwspool.events import JobOutputs
 
-__all__ = ["JobStores", "in_memory"]
+__all__ = ["JobStores", "blob_references", "in_memory", "referenced_jobs"]
 
 
 class JobStores:
@@ -59,6 +59,37 @@ class JobStores:
             raise _unavailable(store, exc) from exc
         put_outputs(self.cache, outputs.job_uuid, outputs.job_index, [(n, d) for n, _, d in docs_of])
 
+    def fill_cache(self, described: dict[str, Any] | None, uuids: list[str]) -> list[str]:
+        """Put the outputs of these jobs (and of the jobs their outputs refer to) from the real
+        JobStore into the cache, where they are not yet: for a job whose inputs did not pass
+        through fwspool (a parent run online). Returns the uuids the JobStore has no output of."""
+        from fwspool.jobstore.cache import cached_outputs, put_outputs
+
+        store = self.store_for(described)
+        missing: list[str] = []
+        wanted, seen = sorted(set(uuids)), set(uuids)
+        try:
+            while wanted:
+                uuid = wanted.pop()
+                if cached_outputs(self.cache, uuid) is not None:
+                    continue
+                docs = [_without_id(d) for d in store.docs_store.query({"uuid": uuid})]
+                if not docs:
+                    missing.append(uuid)
+                for doc in docs:
+                    writes: list[tuple[str, list[dict[str, Any]]]] = [("docs", [doc])]
+                    for ref in blob_references(doc):
+                        blob_store = store.additional_stores[ref["store"]]
+                        found = [_without_id(b) for b in blob_store.query({"blob_uuid": ref["blob_uuid"]})]
+                        writes.append((ref["store"], found))
+                    put_outputs(self.cache, uuid, doc["index"], writes)
+                    further = referenced_jobs(doc.get("output")) - seen
+                    seen |= further
+                    wanted.extend(sorted(further))
+        except Exception as exc:
+            raise _unavailable(store, exc) from exc
+        return missing
+
     def close(self) -> None:
         for store in self._connected.values():
             try:
@@ -66,6 +97,32 @@ class JobStores:
             except Exception:
                 pass
         self._connected.clear()
+
+
+def _without_id(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in doc.items() if k != "_id"}
+
+
+def blob_references(value: Any) -> list[dict[str, Any]]:
+    """The references to additional-store blobs in a docs-store document (``blob_uuid``, ``store``)."""
+    if isinstance(value, dict):
+        if isinstance(value.get("blob_uuid"), str) and isinstance(value.get("store"), str):
+            return [value]
+        return [r for v in value.values() for r in blob_references(v)]
+    if isinstance(value, list):
+        return [r for v in value for r in blob_references(v)]
+    return []
+
+
+def referenced_jobs(value: Any) -> set[str]:
+    """The job uuids of the serialized OutputReferences in a value (a job's arguments, an output)."""
+    if isinstance(value, dict):
+        if value.get("@class") == "OutputReference" and isinstance(value.get("uuid"), str):
+            return {value["uuid"]}
+        return {u for v in value.values() for u in referenced_jobs(v)}
+    if isinstance(value, list):
+        return {u for v in value for u in referenced_jobs(v)}
+    return set()
 
 
 def in_memory(store: Any) -> bool:

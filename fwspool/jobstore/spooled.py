@@ -33,6 +33,7 @@ from fwspool.events import JobOutputs
 from fwspool.jobstore import MissingInputs, is_job_task
 from fwspool.jobstore.cache import cached_outputs
 from fwspool.jobstore.outputs import record_write
+from fwspool.jobstore.real import referenced_jobs
 
 __all__ = ["MissingInputs", "RecordingStore", "spool_job_tasks"]
 
@@ -144,7 +145,7 @@ def _load_inputs(job: Any, spooled: Any, cache: str) -> None:
         for store_name, docs in outputs:
             if store_name == "docs":
                 spooled.docs_store.preload(docs, DOCS_KEY)
-                further = {u for doc in docs for u in _referenced(doc.get("output"))} - seen
+                further = {u for doc in docs for u in referenced_jobs(doc.get("output"))} - seen
                 seen |= further
                 wanted.extend(sorted(further))
             elif store_name in spooled.additional_stores:
@@ -155,17 +156,6 @@ def _load_inputs(job: Any, spooled: Any, cache: str) -> None:
             f"the jobflow output cache {cache}: not run; its reservation is handed back (READY again at "
             "the next push)"
         )
-
-
-def _referenced(value: Any) -> set[str]:
-    """The job uuids of the serialized OutputReferences in an output."""
-    if isinstance(value, dict):
-        if value.get("@class") == "OutputReference" and isinstance(value.get("uuid"), str):
-            return {value["uuid"]}
-        return {u for v in value.values() for u in _referenced(v)}
-    if isinstance(value, list):
-        return {u for v in value for u in _referenced(v)}
-    return set()
 
 
 def _run_spooled(

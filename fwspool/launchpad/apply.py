@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from fwspool.events import FINAL_STATES, untag_nonfinite
 from fwspool.launchpad.completion import complete_in_bulk
-from fwspool.launchpad.job_outputs import write_job_outputs
+from fwspool.launchpad.job_outputs import fill_inputs, write_job_outputs
 from fwspool.launchpad.job_record import add_batch_ends
 from fwspool.launchpad.one_by_one import complete_one_by_one
 from fwspool.launchpad.pushed import pushed_launches
@@ -95,6 +95,8 @@ class LaunchPadApplier:
             routes.one_by_one.extend(complete_in_bulk(self.lp, self.owner, routes.ending, result, redo))
         for routed in routes.one_by_one:
             complete_one_by_one(self.lp, self.owner, routed, result)
+        if routes.releasing:
+            fill_inputs(self.lp, self._job_stores(), routes.releasing, result)  # inputs before READY
         for routed in routes.releasing:
             release(self.lp, routed, result)
         add_batch_ends(self.lp, readings, result)  # after the FIZZLED it amends

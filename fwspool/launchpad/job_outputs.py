@@ -24,7 +24,7 @@ from fwspool.launchpad.vocabulary import ApplyResult, Routed
 if TYPE_CHECKING:
     from fwspool.jobstore.real import JobStores
 
-__all__ = ["write_job_outputs"]
+__all__ = ["fill_inputs", "write_job_outputs"]
 
 
 def write_job_outputs(stores: JobStores, ending: list[Routed], result: ApplyResult) -> list[Routed]:
@@ -61,3 +61,32 @@ def _docs_of(outputs: JobOutputs, routed: Routed) -> list[tuple[str, list[str], 
 
     dirs = [d for d in (routed.doc.get("launch_dir"), *routed.launch.announced_dirs) if d]
     return [(w.store, w.key, read_write(w, dirs)) for w in outputs.writes]
+
+
+def fill_inputs(lp: Any, stores: JobStores, releasing: list[Routed], result: ApplyResult) -> None:
+    """Before reservations are handed back: for each jobflow Firework among them, the outputs its
+    references name, from its JobStore into the cache, so that it finds them when it is reserved
+    again (a job refused for missing inputs: a parent that ran online, a cache deleted)."""
+    from fwspool.jobstore.real import referenced_jobs
+
+    fw_ids = sorted({r.doc["fw_id"] for r in releasing})
+    if not fw_ids:
+        return
+    from fwspool.jobstore import is_job_task
+
+    for fw in lp.fireworks.find({"fw_id": {"$in": fw_ids}}, {"fw_id": 1, "spec._tasks": 1}):
+        for task in fw.get("spec", {}).get("_tasks", []):
+            if not is_job_task(task):
+                continue
+            job = task.get("job") or {}
+            uuids = referenced_jobs([job.get("function_args"), job.get("function_kwargs")])
+            try:
+                missing = stores.fill_cache(task.get("store"), sorted(uuids)) if uuids else []
+            except DataError as exc:
+                result.problems.append(f"Firework {fw['fw_id']}: its inputs cannot be cached: {exc.message}")
+                continue
+            if missing:
+                result.problems.append(
+                    f"Firework {fw['fw_id']}: its JobStore has no output of {', '.join(missing)}; it will be "
+                    "refused again when it runs"
+                )
