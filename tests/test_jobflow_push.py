@@ -172,3 +172,25 @@ def test_outputs_are_never_pushed_to_an_in_memory_store(launchpad, login, tmp_pa
     assert state(launchpad, "make") == "RESERVED"
     status = login("status")
     assert "in-memory store" in status.stdout, status.stdout
+
+
+def test_a_damaged_side_file_holds_its_launch(launchpad, mongo_uri, db_name, login, tmp_path):
+    """A blob over the inline limit travels in a side file named by its hash; one whose bytes
+    changed is never written to the JobStore, and the launch waits, saying which file."""
+    store = job_store(mongo_uri, db_name + "_js")
+    launchpad.add_wf(flow_to_workflow(Flow([jf_jobs.big(2 * 1024 * 1024)]), store=store))
+    d = tmp_path / "big"
+    run_one(launchpad, str(d))
+    (side,) = d.glob("fwspool-blob-*.ejson")
+    data = bytearray(side.read_bytes())
+    data[len(data) // 2] ^= 1
+    side.write_bytes(bytes(data))
+    res = login("sync", "--root", str(d))
+    try:
+        assert res.returncode == 0, res.stderr
+        assert f"the JobStore side file {side} is damaged" in res.stdout + res.stderr
+        assert state(launchpad, "big") == "RESERVED"
+        with pymongo.MongoClient(mongo_uri) as client:
+            assert client[db_name + "_js"]["outputs"].count_documents({}) == 0
+    finally:
+        pymongo.MongoClient(mongo_uri).drop_database(db_name + "_js")
