@@ -48,6 +48,8 @@ def put_outputs(
     """Keep one job output's writes (``(store name, documents)``, ``docs`` for the docs store);
     writing the same output again replaces it with the same content. Returns the file's path."""
     directory = _job_dir(cache, job_uuid)
+    # Outputs are results: private to their owner, like the journal (makedirs' mode is the leaf's).
+    os.makedirs(cache, mode=0o700, exist_ok=True)
     os.makedirs(directory, mode=0o700, exist_ok=True)
     path = os.path.join(directory, f"{int(job_index)}.ejson")
     body = [{"store": store, "docs": docs} for store, docs in writes]

@@ -41,13 +41,32 @@ def decode_docs(text: str | bytes) -> list[dict[str, Any]]:
     return docs
 
 
+def record_writes(
+    launch_dir: str, writes: list[tuple[str, list[str], list[dict[str, Any]]]], mode: int = 0o600
+) -> list[StoreWrite]:
+    """A job's writes (store, key, documents), inline while they fit :data:`INLINE_LIMIT`
+    together (the record that carries them stays far below the spool's record limit, however
+    many there are), the rest in side files."""
+    recorded, inline = [], 0
+    for store, key, docs in writes:
+        write = record_write(launch_dir, store, key, docs, mode, room=INLINE_LIMIT - inline)
+        inline += len(write.ejson or "")
+        recorded.append(write)
+    return recorded
+
+
 def record_write(
-    launch_dir: str, store: str, key: list[str], docs: list[dict[str, Any]], mode: int = 0o600
+    launch_dir: str,
+    store: str,
+    key: list[str],
+    docs: list[dict[str, Any]],
+    mode: int = 0o600,
+    room: int = INLINE_LIMIT,
 ) -> StoreWrite:
-    """One write, inline when small, else in a durable side file of ``launch_dir``."""
+    """One write, inline when it fits in ``room`` bytes, else in a durable side file of ``launch_dir``."""
     text = encode_docs(docs)
     data = text.encode()
-    if len(data) <= INLINE_LIMIT:
+    if len(data) <= room:
         return StoreWrite(store=store, key=key, ejson=text)
     digest = hashlib.sha256(data).hexdigest()
     name = f"{SIDE_FILE_PREFIX}{digest}.ejson"

@@ -32,7 +32,7 @@ from fwspool.errors import DataError
 from fwspool.events import JobOutputs
 from fwspool.jobstore import MissingInputs, is_job_task
 from fwspool.jobstore.cache import cached_outputs
-from fwspool.jobstore.outputs import record_write
+from fwspool.jobstore.outputs import record_writes
 from fwspool.jobstore.real import referenced_jobs
 
 __all__ = ["MissingInputs", "RecordingStore", "spool_job_tasks"]
@@ -178,7 +178,7 @@ def _run_spooled(
     finally:
         task["store"] = own
         if writes:
-            stored = [record_write(launch_dir, store, key, docs, spool_mode) for store, key, docs in writes]
+            stored = record_writes(launch_dir, writes, spool_mode)
             described = None if own is None else jsanitize(own.as_dict(), strict=True, allow_bson=False)
             record(JobOutputs(job_uuid=job.uuid, job_index=job.index, job_store=described, writes=stored))
     _give_back_store(action, spooled, own)
