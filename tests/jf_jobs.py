@@ -36,3 +36,14 @@ def grow(x):
 def big(n):
     """An output whose ``blob`` goes to the ``data`` additional store (GridFS): ``n`` bytes."""
     return {"blob": "x" * n, "size": n}
+
+
+@job
+def add_when_told(a, b):
+    """``a + b`` once a file ``go`` appears in the job's directory (the test decides when it ends)."""
+    import os
+    import time
+
+    while not os.path.exists("go"):
+        time.sleep(0.2)
+    return a + b
