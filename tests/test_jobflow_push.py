@@ -194,3 +194,20 @@ def test_a_damaged_side_file_holds_its_launch(launchpad, mongo_uri, db_name, log
             assert client[db_name + "_js"]["outputs"].count_documents({}) == 0
     finally:
         pymongo.MongoClient(mongo_uri).drop_database(db_name + "_js")
+
+
+def test_fwspool_qlaunch_never_reserves_a_job_that_needs_the_store(launchpad, mongo_uri, db_name, tmp_path):
+    from fireworks import FWorker
+
+    from fwspool.qlaunch import refused_for_the_store, reserve_pack
+
+    exposing, plain = jf_jobs.add(1, 2), jf_jobs.make(1)
+    exposing.config.expose_store = True
+    launchpad.add_wf(flow_to_workflow(Flow([exposing, plain]), store=job_store(mongo_uri, db_name + "_js")))
+    block = tmp_path / "block"
+    block.mkdir()
+    reserved = reserve_pack(launchpad, FWorker(), str(block), 5)
+    assert [fw.name for fw, _launch_id, _dir in reserved] == ["make"]
+    (line,) = refused_for_the_store(launchpad, FWorker())
+    assert "(add) is not reserved: its jobflow job sets expose_store=True" in line
+    assert state(launchpad, "add") == "READY"
