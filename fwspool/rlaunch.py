@@ -29,6 +29,7 @@ from fwspool.errors import (
     EX_NOINPUT,
     EX_OK,
     EX_SOFTWARE,
+    EX_TEMPFAIL,
     EX_USAGE,
     ConfigError,
     DataError,
@@ -70,6 +71,8 @@ EXIT_CODES: dict[int, str] = {
     EX_NOINPUT: "the launch directory, FW_offline.json, FW.json or the FWorker file missing or unreadable",
     EX_SOFTWARE: "the Rocket crashed outside the Firework's tasks (a bug: the traceback follows)",
     EX_IOERR: "the spool file cannot be written",
+    EX_TEMPFAIL: "a jobflow job whose inputs are not in the output cache: not run, its reservation handed "
+    "back (docs/jobflow.md)",
     EX_CONFIG: "an unusable FWorker file",
 }
 
