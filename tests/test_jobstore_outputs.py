@@ -58,9 +58,15 @@ def test_a_side_file_is_found_in_any_of_the_launch_directories_and_checked(tmp_p
     with pytest.raises(DataError, match="is in none of"):
         read_write(write, [str(first)])
     path = moved / write.side_file
+    os.symlink(path, first / write.side_file)
+    with pytest.raises(DataError, match="cannot read the JobStore side file"):
+        read_write(write, [str(first)])  # never through a symbolic link
     path.write_bytes(path.read_bytes()[:-2] + b"]]")
     with pytest.raises(DataError, match="is damaged"):
         read_write(write, [str(moved)])
+    path.write_bytes(path.read_bytes() + b" ")
+    with pytest.raises(DataError, match="is damaged"):
+        read_write(write, [str(moved)])  # not the size its record says: not even read
 
 
 def test_a_record_cannot_name_a_file_outside_its_launch_directory(tmp_path):

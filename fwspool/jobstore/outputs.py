@@ -84,8 +84,7 @@ def read_write(write: StoreWrite, launch_dirs: list[str]) -> list[dict[str, Any]
     for launch_dir in launch_dirs:
         path = os.path.join(launch_dir, write.side_file)
         try:
-            with open(path, "rb") as f:
-                data = f.read()
+            data = _read_side_file(path, write.size)
         except FileNotFoundError:
             continue
         except OSError as exc:
@@ -94,6 +93,16 @@ def read_write(write: StoreWrite, launch_dirs: list[str]) -> list[dict[str, Any]
             raise DataError(f"the JobStore side file {path} is damaged (its SHA-256 is not the record's)")
         return decode_docs(data)
     raise DataError(f"the JobStore side file {write.side_file} is in none of {', '.join(launch_dirs)}")
+
+
+def _read_side_file(path: str, size: int | None) -> bytes:
+    """The side file's bytes: never through a symbolic link, and only when it has the size its
+    record says (a file grown or swapped is not read into memory; the hash checks the rest)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as f:
+        if os.fstat(fd).st_size != size:
+            return b""  # fails the hash check: reported as damaged
+        return f.read()
 
 
 def write_durably(path: str, data: bytes, mode: int = 0o600) -> None:
