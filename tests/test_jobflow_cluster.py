@@ -1,11 +1,14 @@
-"""A jobflow chain on the site of network namespaces (fwspool.testing.topology): the compute hosts
-have no route to the database, so neither the LaunchPad nor the JobStore; FireWorks' own
-``qlaunch -r`` and the README's ``fwspool sync --watch`` on the login host; the database stopped
-while the middle job runs (docs/jobflow.md)."""
+"""jobflow on the real batch systems: packed jobs (``fwspool qlaunch --pack``) on the private
+Slurm; and a chain on the site of network namespaces (fwspool.testing.topology), whose compute
+hosts have no route to the database, so neither to the LaunchPad nor to the JobStore, with
+FireWorks' own ``qlaunch -r`` and the README's ``fwspool sync --watch`` on the login host and the
+database stopped while the middle job runs (docs/jobflow.md)."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pymongo
@@ -18,8 +21,12 @@ from jobflow import Flow  # noqa: E402
 from jobflow.managers.fireworks import flow_to_workflow  # noqa: E402
 from test_cluster import on_node, site_on  # noqa: E402
 from test_jobflow_twins import job_store  # noqa: E402
-from test_slurm_path import fw_state, reserved_job  # noqa: E402
+from test_slurm_pack import jobs_of  # noqa: E402
+from test_slurm_path import ROCKET_LAUNCH, fw_state, launchpad_of, reserved_job  # noqa: E402
 
+from fwspool.testing.devslurm import DevSlurm  # noqa: E402
+from fwspool.testing.launchpad import make_launchpad  # noqa: E402
+from fwspool.testing.slurm_site import Site  # noqa: E402
 from fwspool.testing.topology import Topology  # noqa: E402
 from fwspool.testing.waiting import wait_for  # noqa: E402
 
@@ -66,3 +73,46 @@ def test_a_jobflow_chain_runs_on_hosts_without_a_database_route(
         third.uuid: 49,
     }
     assert sorted(d["index"] for d in outputs.values()) == [1, 1, 1]
+
+
+@pytest.fixture
+def site(tmp_path: Path, mongo_uri: str, db_name: str, slurm_cluster: DevSlurm) -> Iterator[Site]:
+    s = Site(tmp_path, mongo_uri, db_name, slurm_cluster, ROCKET_LAUNCH)
+    yield s
+    s.stop_sync()
+    slurm_cluster.run("scancel", "--user=root", check=False)
+
+
+def test_packed_jobflow_jobs_and_a_child_that_reads_their_outputs(
+    site: Site, mongo_uri: str, db_name: str
+) -> None:
+    """``fwspool qlaunch --pack`` on the private Slurm: two jobflow roots in one job, then their
+    child, whose references resolve from the outputs the push of the first job cached."""
+    lp = make_launchpad(*launchpad_of(site))
+    store = job_store(mongo_uri, db_name + "_js")
+    left, right = jf_jobs.make(1), jf_jobs.make(2)
+    both = jf_jobs.add(left.output["nested"]["deep"]["tenfold"], right.output["value"])
+    lp.add_wf(flow_to_workflow(Flow([left, right, both]), store=store))
+    env = site.env(PYTHONPATH=TESTS)
+    cmd = [str(site.fw / ".venv" / "bin" / "fwspool"), "qlaunch", "-r", "-l", str(site.launchpad_file)]
+    cmd += ["-w", str(site.fw / "my_fworker.yaml"), "-q", str(site.qadapter), "--pack", "5", "singleshot"]
+    site.start_sync(PYTHONPATH=TESTS)
+    try:
+        first = subprocess.run(cmd, cwd=site.runs, env=env, capture_output=True, text=True, timeout=180)
+        assert first.returncode == 0 and len(jobs_of(first.stdout)) == 1, first.stdout + first.stderr
+        states = lambda: sorted(d["state"] for d in lp.fireworks.find({}, {"state": 1}))  # noqa: E731
+        wait_for(
+            lambda: states() == ["COMPLETED", "COMPLETED", "READY"],
+            120,
+            "both roots COMPLETED, the child READY",
+        )
+        second = subprocess.run(cmd, cwd=site.runs, env=env, capture_output=True, text=True, timeout=180)
+        assert second.returncode == 0, second.stdout + second.stderr
+        wait_for(lambda: states() == ["COMPLETED"] * 3, 120, "the child COMPLETED")
+    finally:
+        site.stop_sync()
+    with pymongo.MongoClient(mongo_uri) as client:
+        outputs = client[db_name + "_js"]["outputs"]
+        assert outputs.find_one({"uuid": both.uuid})["output"] == 12
+        assert outputs.count_documents({}) == 3
+        client.drop_database(db_name + "_js")
