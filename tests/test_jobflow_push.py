@@ -55,35 +55,46 @@ def run_one(lp: Any, launch_dir: str, returncode: int = 0) -> subprocess.Complet
     return res
 
 
-def test_a_push_killed_between_the_store_write_and_the_completion(
-    launchpad, mongo_uri, db_name, login, tmp_path
+#: Where a push is killed: between the JobStore write and the completion, and after the
+#: completion before the journal marks it pushed.
+KILL_POINTS = {"push.after_store_write": ("RESERVED", "WAITING"), "push.before_mark": ("COMPLETED", "READY")}
+
+
+@pytest.mark.parametrize("point", sorted(KILL_POINTS))
+def test_a_push_killed_at_a_failpoint_writes_each_output_once(
+    point, launchpad, mongo_uri, db_name, login, cache, tmp_path
 ):
+    """0 lost, 0 duplicated JobStore documents or blobs, 0 children READY before their inputs
+    exist, with a blob over the inline limit (a side file, GridFS)."""
     store = job_store(mongo_uri, db_name + "_js")
-    first = jf_jobs.make(3)
-    second = jf_jobs.add(first.output["nested"]["deep"]["tenfold"], 1)
+    size = 2 * 1024 * 1024
+    first = jf_jobs.big(size)
+    second = jf_jobs.add(first.output["size"], 1)
     first.name, second.name = "first", "second"
     launchpad.add_wf(flow_to_workflow(Flow([first, second]), store=store))
     d1 = str(tmp_path / "first")
     run_one(launchpad, d1)
     assert login("ingest", "--root", d1).returncode == 0
-    crash = login("push", FWSPOOL_FAILPOINTS="push.after_store_write=kill")
+    crash = login("push", FWSPOOL_FAILPOINTS=f"{point}=kill")
     assert crash.returncode == -signal.SIGKILL, crash.stderr
-    outputs = pymongo.MongoClient(mongo_uri)[db_name + "_js"]["outputs"]
+    database = pymongo.MongoClient(mongo_uri)[db_name + "_js"]
+    outputs, blobs = database["outputs"], database["blobs.files"]
     try:
-        # Outputs first: in the JobStore, and the completion not yet written.
-        assert outputs.count_documents({"uuid": first.uuid}) == 1
-        assert (state(launchpad, "first"), state(launchpad, "second")) == ("RESERVED", "WAITING")
+        # Outputs first: in the JobStore and the cache whatever the completion's progress.
+        assert (outputs.count_documents({"uuid": first.uuid}), blobs.count_documents({})) == (1, 1)
+        assert os.path.exists(os.path.join(cache, first.uuid, "1.ejson"))
+        assert (state(launchpad, "first"), state(launchpad, "second")) == KILL_POINTS[point]
         again = login("push")
         assert again.returncode == 0, again.stderr
-        assert outputs.count_documents({"uuid": first.uuid}) == 1
+        assert (outputs.count_documents({"uuid": first.uuid}), blobs.count_documents({})) == (1, 1)
         assert (state(launchpad, "first"), state(launchpad, "second")) == ("COMPLETED", "READY")
-        # The child's inputs were in the cache the moment it became READY.
         d2 = str(tmp_path / "second")
         run_one(launchpad, d2)
         assert login("sync", "--root", d2).returncode == 0
-        assert outputs.find_one({"uuid": second.uuid})["output"] == 31
+        assert outputs.find_one({"uuid": second.uuid})["output"] == size + 1
+        assert (outputs.count_documents({}), blobs.count_documents({})) == (2, 1)
     finally:
-        outputs.database.client.drop_database(db_name + "_js")
+        database.client.drop_database(db_name + "_js")
 
 
 def test_an_unreachable_job_store_makes_the_completion_wait(launchpad, mongo_server_factory, login, tmp_path):
