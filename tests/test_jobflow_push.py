@@ -109,6 +109,9 @@ def test_an_unreachable_job_store_makes_the_completion_wait(launchpad, mongo_ser
     assert down.returncode == 75, down.stderr
     assert "the JobStore" in down.stderr and "is unreachable" in down.stderr
     assert state(launchpad, "make") == "RESERVED"
+    status = " ".join(login("status").stdout.split())  # its lines wrapped to the terminal
+    assert "held: launch 1 (Firework 1): the JobStore mongo://" in status, status
+    assert "is unreachable (ServerSelectionTimeoutError); its completion waits" in status, status
     server.start()
     up = login("push")
     assert up.returncode == 0, up.stderr

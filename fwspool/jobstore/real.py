@@ -146,6 +146,4 @@ def _unavailable(store: Any, exc: Exception) -> UplinkUnavailable:
     if not isinstance(exc, PyMongoError | OSError):
         raise exc
     where = getattr(store.docs_store, "name", type(store.docs_store).__name__)
-    return UplinkUnavailable(
-        f"the JobStore {where} is unreachable ({type(exc).__name__}): the completions of its jobs wait"
-    )
+    return UplinkUnavailable(f"the JobStore {where} is unreachable ({type(exc).__name__})")

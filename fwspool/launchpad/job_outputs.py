@@ -6,8 +6,9 @@ for each ending launch whose ``completed`` event carries JobStore writes
 cache (:class:`fwspool.jobstore.real.JobStores`). Only then does the launch go on to completion,
 so a child becomes READY only once its inputs exist. A push killed in between writes them again
 (the same keys: one copy) and completes once. A launch whose writes cannot be read (a side file
-missing or damaged) is held, visibly; an unreachable JobStore stops the batch with
-:class:`~fwspool.errors.UplinkUnavailable` (exit 75): nothing of it is completed.
+missing or damaged) is held, visibly; so is one whose JobStore cannot be reached, and the batch
+says so (``ApplyResult.unreachable``: the pass then ends with exit 75), while the other launches
+of the batch complete.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from fwspool.errors import DataError
+from fwspool.errors import DataError, UplinkUnavailable
 from fwspool.events import JobOutputs
 from fwspool.failpoints import failpoint
 from fwspool.launchpad.vocabulary import ApplyResult, Routed
@@ -32,12 +33,21 @@ def write_job_outputs(stores: JobStores, ending: list[Routed], result: ApplyResu
     may be completed now (the others are held in ``result``)."""
     ready: list[Routed] = []
     wrote = False
+    down: dict[str, str] = {}  # a JobStore found unreachable is not asked again in this batch
     for routed in ending:
         try:
             for outputs in _outputs_of(routed):
-                stores.write(outputs, _docs_of(outputs, routed))
+                where = msgspec.json.encode(outputs.job_store).decode()
+                if where in down:
+                    raise UplinkUnavailable(down[where])
+                try:
+                    stores.write(outputs, _docs_of(outputs, routed))
+                except UplinkUnavailable as exc:
+                    down[where] = exc.message
+                    result.unreachable.append(exc.message)
+                    raise
                 wrote = True
-        except DataError as exc:
+        except (DataError, UplinkUnavailable) as exc:
             result.hold(
                 routed.launch,
                 f"launch {routed.launch.launch_id} (Firework {routed.doc.get('fw_id')}): {exc.message}; "
