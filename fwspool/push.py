@@ -62,6 +62,8 @@ class PushSummary:
     #: from elsewhere was set aside (fwspool.identity).
     moved: int = 0
     problems: list[str] = field(default_factory=list)
+    #: What a batch could not reach besides the LaunchPad (a jobflow JobStore): the pass ends 75.
+    unreachable: list[str] = field(default_factory=list)
 
     def count(self, result: ApplyResult) -> None:
         """Add what a batch did with each event."""
@@ -146,6 +148,10 @@ class Pusher:
             summary.registered = self.journal.register_offline_runs(runs)
             self._push_pending(summary, should_stop, progress)
             self._follow(summary)
+            if summary.unreachable:
+                # The rest is pushed and marked; what waits on another store ends the pass as an
+                # unreachable database does (exit 75, --watch retries).
+                raise UplinkUnavailable(summary.unreachable[0])
         except UplinkUnavailable as exc:
             raise self.unavailable(exc) from None
         self.journal.set_meta(LAST_PUSH_KEY, iso(self.clock()))
@@ -200,6 +206,7 @@ class Pusher:
         summary.launches += len(launches)
         summary.count(result)
         summary.problems.extend(result.problems)
+        summary.unreachable.extend(result.unreachable)
         summary.released += len(result.released_launches)
 
     def _check_binding(self) -> None:

@@ -209,6 +209,8 @@ class MongoUplink:
         settings.setdefault("strm_lvl", "ERROR")
         settings["logdir"] = None
         self.timeout = timeout
+        #: The JobStores jobflow outputs go to (docs/jobflow.md), connected on first use.
+        self._job_stores: Any = None
         self._translate = translate_errors(config.where(), config.secrets, config.credentials())
         try:
             self.lp = LaunchPad.from_dict(settings)
@@ -268,8 +270,11 @@ class MongoUplink:
         redo: Callable[[bytes], None] | None = None,
         owner: str = "fwspool",
     ) -> ApplyResult:
-        applier = LaunchPadApplier(self.lp, owner)
-        return self._call(lambda: applier.apply(launches, now, redo))
+        applier = LaunchPadApplier(self.lp, owner, self._job_stores)
+        try:
+            return self._call(lambda: applier.apply(launches, now, redo))
+        finally:
+            self._job_stores = applier.job_stores
 
     def replay(self, write_set: bytes) -> Verdict:
         return Verdict(self._call(lambda: WriteSet.from_bytes(write_set).replay(self.lp)))

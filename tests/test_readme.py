@@ -193,3 +193,12 @@ def test_a_documented_line_is_found_in_docs_once_and_only_once() -> None:
             assert repr(missing_or_twice) in str(exc)
         else:
             raise AssertionError(f"doc_line({missing_or_twice!r}) found one line")
+
+
+def test_the_jobflow_page_gives_rlaunch_exit_codes_as_the_code_defines_them() -> None:
+    """docs/jobflow.md lists what fwspool.jobstore.EXIT_CODES says."""
+    from fwspool.jobstore import EXIT_CODES
+
+    section = doc_section("Exit codes of `fwspool rlaunch` for a jobflow Firework")
+    rows = {int(code): meaning for code, meaning in re.findall(r"^\| (\d+) \| (.*) \|$", section, re.M)}
+    assert rows == EXIT_CODES
