@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from fwspool.binding import EPOCH_FIELD, LaunchPadIdentity, launchpad_file_of
-from fwspool.config import LaunchPadConfig, redact
+from fwspool.config import DEFAULT_TIMEOUT, LaunchPadConfig, redact
 from fwspool.errors import NotALaunchPad, UplinkAuthError, UplinkTLSError, UplinkUnavailable
 from fwspool.launchpad import ApplyResult, LaunchPadApplier, Verdict, WriteSet
 from fwspool.runs import LaunchEvents
@@ -184,7 +184,7 @@ class MongoUplink:
         self,
         config: LaunchPadConfig,
         *,
-        timeout: float = 5.0,
+        timeout: float = DEFAULT_TIMEOUT,
         event_listeners: Sequence[Any] = (),
     ) -> None:
         from fireworks import LaunchPad

@@ -11,6 +11,15 @@ import click
 
 from fwspool import qlaunch as packing
 from fwspool.cli.common import reports_errors, say
+from fwspool.cli.options import (
+    config_dir_option,
+    fworker_file_option,
+    launch_dir_option,
+    launchpad_file_option,
+    margin_option,
+    parallel_option,
+    timeout_option,
+)
 from fwspool.errors import ConfigError, InputError, UplinkUnavailable
 from fwspool.plural import counted
 
@@ -110,22 +119,8 @@ def _database_errors(func: Any) -> Any:
 
 @click.group(help=HELP)
 @click.option("-r", "--reserve", is_flag=True, help="Accepted as FireWorks' qlaunch has it: always implied.")
-@click.option(
-    "-l",
-    "--launchpad_file",
-    "--launchpad-file",
-    "launchpad_file",
-    metavar="FILE",
-    help="The launchpad file, as for qlaunch.",
-)
-@click.option(
-    "-w",
-    "--fworker_file",
-    "--fworker-file",
-    "fworker_file",
-    metavar="FILE",
-    help="The FWorker file, as for qlaunch.",
-)
+@launchpad_file_option("The launchpad file, as for qlaunch.", fireworks_spelling=True)
+@fworker_file_option("The FWorker file, as for qlaunch.")
 @click.option(
     "-q",
     "--queueadapter_file",
@@ -134,30 +129,12 @@ def _database_errors(func: Any) -> Any:
     metavar="FILE",
     help="The queue adapter file, as for qlaunch.",
 )
-@click.option(
-    "-c",
-    "--config_dir",
-    "--config-dir",
-    "config_dir",
-    metavar="DIR",
-    help="Where to look for my_*.yaml, as for qlaunch.",
-)
+@config_dir_option("Where to look for my_*.yaml, as for qlaunch.")
 @click.option(
     "--pack", type=click.IntRange(min=1), default=1, show_default=True, help="Fireworks per batch job."
 )
-@click.option(
-    "--parallel",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Fireworks of a job run at once.",
-)
-@click.option(
-    "--margin",
-    type=click.FloatRange(min=0),
-    default=None,
-    help="Seconds before the job's end under which no Firework of it starts [default: 60].",
-)
+@parallel_option("Fireworks of a job run at once.", 1)
+@margin_option("Seconds before the job's end under which no Firework of it starts [default: {default}].")
 @click.pass_context
 def qlaunch(
     ctx: click.Context,
@@ -180,16 +157,7 @@ def _site(ctx: click.Context) -> Site:
 
 
 @qlaunch.command(help="Submit one job with up to --pack Fireworks.")
-@click.option(
-    "-d",
-    "--launch_dir",
-    "--launch-dir",
-    "launch_dir",
-    default=".",
-    show_default=True,
-    metavar="DIR",
-    help="Where the block_* directory is made.",
-)
+@launch_dir_option("Where the block_* directory is made.", fireworks_spelling=True)
 @click.pass_context
 @reports_errors
 @_database_errors
@@ -201,16 +169,7 @@ def singleshot(ctx: click.Context, launch_dir: str) -> None:
 
 
 @qlaunch.command(help="Submit packed jobs while Fireworks are READY, as qlaunch rapidfire.")
-@click.option(
-    "-d",
-    "--launch_dir",
-    "--launch-dir",
-    "launch_dir",
-    default=".",
-    show_default=True,
-    metavar="DIR",
-    help="Where the block_* directories are made.",
-)
+@launch_dir_option("Where the block_* directories are made.", fireworks_spelling=True)
 @click.option(
     "--nlaunches",
     default="0",
@@ -234,11 +193,8 @@ def singleshot(ctx: click.Context, launch_dir: str) -> None:
     default=None,
     help="Seconds between rounds [default: FireWorks' RAPIDFIRE_SLEEP_SECS].",
 )
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0),
-    default=None,
-    help="Stop submitting after this many seconds (0: never, as qlaunch).",
+@timeout_option(
+    "Stop submitting after this many seconds (0: never, as qlaunch).", None, click.FloatRange(min=0)
 )
 @click.pass_context
 @reports_errors

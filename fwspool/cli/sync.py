@@ -6,21 +6,17 @@ from typing import TYPE_CHECKING
 
 import click
 
-from fwspool.cli.common import (
+from fwspool.cli.common import journal_locked, login_loop, open_journal, reports_errors, said_stopped, say
+from fwspool.cli.options import (
     UplinkOptions,
     heartbeat_option,
     ingest_options,
     interval_option,
-    journal_locked,
     journal_option,
     lock_wait_option,
     log_option,
-    login_loop,
-    open_journal,
-    reports_errors,
-    said_stopped,
-    say,
     uplink_options,
+    watch_option,
 )
 from fwspool.cli.prune import parse_age
 
@@ -31,7 +27,7 @@ if TYPE_CHECKING:
 @click.command()
 @journal_option
 @uplink_options
-@click.option("--watch", is_flag=True, help="Run as the login-node daemon until SIGINT/SIGTERM.")
+@watch_option("Run as the login-node daemon until SIGINT/SIGTERM.")
 @interval_option("ingest and push")
 @lock_wait_option("ingest or push")
 @log_option
