@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from fwspool.cli.common import UplinkOptions, journal_option, open_journal, reports_errors, uplink_options
+from fwspool.cli.common import open_journal, reports_errors
+from fwspool.cli.options import UplinkOptions, fw_id_option, journal_option, uplink_options
 
 
 def _since(_ctx: Any, _param: Any, value: str | None) -> Any:
@@ -39,9 +40,7 @@ def _since(_ctx: Any, _param: Any, value: str | None) -> Any:
     help="Only launches in this Firework state (RUNNING, COMPLETED, FIZZLED...; as last pushed or "
     "as pending events imply) or with this outcome (killed, lost, superseded...); repeatable.",
 )
-@click.option(
-    "--fw-id", "fw_ids", multiple=True, type=int, help="Only launches of this Firework; repeatable."
-)
+@fw_id_option("Only launches of this Firework; repeatable.", many=True)
 @click.option("--pending", is_flag=True, help="Only launches with events waiting to be pushed.")
 @click.option(
     "--since",
