@@ -235,6 +235,41 @@ def test_kill_9_of_the_job_is_lost_and_grid_engine_says_killed(
     assert "killed (qacct -j: failed 100 : assumedly after job, exit_status 137)" in mine["outcome_detail"]
 
 
+def test_a_lost_job_s_qacct_record_is_kept_when_first_seen_gone_and_used_when_qacct_fails_later(
+    site: GridEngineSite, mongo_uri: str, db_name: str
+) -> None:
+    """As on Slurm, the job of a started launch is asked how it ended (``qacct -j``) as soon as
+    it is seen gone, and the record kept; at ``--lost-after`` the accounting file is gone
+    (rotated away), ``qacct`` fails, and the lost launch carries the record kept."""
+    lp = lp_of(site, mongo_uri, db_name)
+    lp.add_wf(sleeper("killed", 600))
+    site.start_sync("--lost-after", "3600")
+    site.qlaunch("singleshot")
+    job = reserved_job(lp, 1)
+    wait_for(lambda: fw_state(lp, 1) == "RUNNING", 60, "Firework 1 RUNNING")
+    job_pid = site.cell.job_pid(job)
+    assert job_pid is not None
+    os.killpg(job_pid, signal.SIGKILL)
+    kept = wait_for(
+        lambda: site.events("SELECT payload FROM events WHERE type = 'job_ended'"),
+        60,
+        "the job's qacct record kept as soon as the job is gone",
+    )
+    end = json.loads(kept[0][0])["batch_end"]
+    assert (end["source"], end["cause"], end["failed"]) == ("qacct -j", "killed", 100), end
+    assert fw_state(lp, 1) == "RUNNING"  # not lost yet: --lost-after has not passed
+    site.stop_sync()
+    accounting = os.path.join(site.cell.common, "accounting")
+    os.replace(accounting, accounting + ".rotated")
+    try:
+        site.start_sync("--lost-after", "1")
+        wait_for(lambda: fw_state(lp, 1) == "FIZZLED", 60, "the lost run FIZZLED")
+    finally:
+        os.replace(accounting + ".rotated", accounting)
+    assert the_launch(lp, 1)["action"]["stored_data"]["_fwspool_lost"]["batch_end"] == end
+    assert f"cannot ask sge how job {job} ended" in site.log()
+
+
 def test_qmod_rj_reruns_the_job_as_the_same_launch_which_ends_as_the_run_that_finished(
     site: GridEngineSite, mongo_uri: str, db_name: str
 ) -> None:
