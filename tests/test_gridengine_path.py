@@ -67,6 +67,20 @@ def sleeper(name: str, seconds: float, **spec: Any) -> Firework:
     return Firework(PyTask(func="time.sleep", args=[seconds]), name=name, spec=spec)
 
 
+def signal_running_job(site: GridEngineSite, lp: Any, name: str, sig: int, *sync_args: str) -> str:
+    """Run Firework ``name`` (a long sleeper) in a job under ``sync --watch SYNC_ARGS``, then send
+    ``sig`` to the job's process group (its script and everything in it); returns the job id."""
+    lp.add_wf(sleeper(name, 600))
+    site.start_sync(*sync_args)
+    site.qlaunch("singleshot")
+    job = reserved_job(lp, 1)
+    wait_for(lambda: fw_state(lp, 1) == "RUNNING", 60, "Firework 1 RUNNING")
+    job_pid = site.cell.job_pid(job)
+    assert job_pid is not None
+    os.killpg(job_pid, sig)
+    return job
+
+
 def started_events(site: GridEngineSite) -> list[dict[str, Any]]:
     return [json.loads(p) for (p,) in site.events("SELECT payload FROM events WHERE type = 'started'")]
 
@@ -209,14 +223,7 @@ def test_kill_9_of_the_job_is_lost_and_grid_engine_says_killed(
     site: GridEngineSite, mongo_uri: str, db_name: str
 ) -> None:
     lp = lp_of(site, mongo_uri, db_name)
-    lp.add_wf(sleeper("killed", 600))
-    site.start_sync()
-    site.qlaunch("singleshot")
-    job = reserved_job(lp, 1)
-    wait_for(lambda: fw_state(lp, 1) == "RUNNING", 60, "Firework 1 RUNNING")
-    job_pid = site.cell.job_pid(job)
-    assert job_pid is not None
-    os.killpg(job_pid, signal.SIGKILL)  # the job's script and everything in its process group
+    job = signal_running_job(site, lp, "killed", signal.SIGKILL)
     wait_for(lambda: fw_state(lp, 1) == "FIZZLED", 60, "the lost run FIZZLED")
     stored = the_launch(lp, 1)["action"]["stored_data"]
     lost = stored["_fwspool_lost"]
@@ -242,14 +249,7 @@ def test_a_lost_job_s_qacct_record_is_kept_when_first_seen_gone_and_used_when_qa
     it is seen gone, and the record kept; at ``--lost-after`` the accounting file is gone
     (rotated away), ``qacct`` fails, and the lost launch carries the record kept."""
     lp = lp_of(site, mongo_uri, db_name)
-    lp.add_wf(sleeper("killed", 600))
-    site.start_sync("--lost-after", "3600")
-    site.qlaunch("singleshot")
-    job = reserved_job(lp, 1)
-    wait_for(lambda: fw_state(lp, 1) == "RUNNING", 60, "Firework 1 RUNNING")
-    job_pid = site.cell.job_pid(job)
-    assert job_pid is not None
-    os.killpg(job_pid, signal.SIGKILL)
+    job = signal_running_job(site, lp, "killed", signal.SIGKILL, "--lost-after", "3600")
     kept = wait_for(
         lambda: site.events("SELECT payload FROM events WHERE type = 'job_ended'"),
         60,
@@ -418,14 +418,7 @@ def test_sigusr2_is_recorded_as_grid_engine_s_notify_warning(
     """A cell with the default NOTIFY_KILL sends SIGUSR2 to the job's process group before the
     kill of h_rt or qdel (this cell sends SIGTERM: the signal is sent here as that cell would)."""
     lp = lp_of(site, mongo_uri, db_name)
-    lp.add_wf(sleeper("warned", 600))
-    site.start_sync()
-    site.qlaunch("singleshot")
-    job = reserved_job(lp, 1)
-    wait_for(lambda: fw_state(lp, 1) == "RUNNING", 60, "Firework 1 RUNNING")
-    job_pid = site.cell.job_pid(job)
-    assert job_pid is not None
-    os.killpg(job_pid, signal.SIGUSR2)
+    job = signal_running_job(site, lp, "warned", signal.SIGUSR2)
     wait_for(lambda: fw_state(lp, 1) == "FIZZLED", 60, "the warned job FIZZLED")
     exit_facts = the_launch(lp, 1)["action"]["stored_data"]["_fwspool_exit"]
     assert exit_facts["signal_name"] == "SIGUSR2"

@@ -134,7 +134,7 @@ class SchedulerCheck:
         elif launch.killed_by_signal:
             # Ended by a signal (scancel, walltime) and not requeued: over. The run recorded
             # the signal, only the batch system knows why it came: asked once, recorded once.
-            ended = _job_ended(system, launch, summary)
+            ended = _job_ended(system, launch, self._kept_end(launch), summary)
             if ended is None:
                 return  # the query failed: nothing decided, asked again next pass
             event = ended
@@ -198,18 +198,24 @@ def _record_fresh(system: AskedOnce, launch: ScheduledLaunch, now: dt.datetime, 
     except SchedulerQueryError:
         return
     if end is not None:
-        view.inferred.append(inferred_event(launch, _job_ended_event(system, launch, end), now))
+        # Kept for a launch still open (its signal's record may not be read yet): an id of its
+        # own, so that the record a killed launch gets at its verdict is a new event, which the
+        # push adds to the launch the signal FIZZLED (job_record.py).
+        kept = "" if launch.killed_by_signal else "-started"
+        view.inferred.append(inferred_event(launch, _job_ended_event(system, launch, end), now, kept))
 
 
-def _job_ended(system: AskedOnce, launch: ScheduledLaunch, summary: IngestSummary) -> JobEnded | None:
-    """The batch system's record of a job whose run ended by a signal (no record: ``unknown``);
-    None when it cannot be asked now."""
+def _job_ended(
+    system: AskedOnce, launch: ScheduledLaunch, kept: JobEnd | None, summary: IngestSummary
+) -> JobEnded | None:
+    """The batch system's record of a job whose run ended by a signal (none now: the one
+    ``kept`` when the job was first seen gone, else ``unknown``); None when it cannot be asked now."""
     try:
-        end = system.how_ended(launch.batch_job_id) or scheduler.no_record()
+        end = system.how_ended(launch.batch_job_id)
     except SchedulerQueryError as exc:
         summary.problems.append(f"cannot ask {system.name} how job {launch.batch_job_id} ended ({exc})")
         return None
-    return _job_ended_event(system, launch, end)
+    return _job_ended_event(system, launch, end or kept or scheduler.no_record())
 
 
 def _job_ended_event(system: AskedOnce, launch: ScheduledLaunch, end: JobEnd) -> JobEnded:
@@ -218,10 +224,11 @@ def _job_ended_event(system: AskedOnce, launch: ScheduledLaunch, end: JobEnd) ->
     )
 
 
-def inferred_event(launch: ScheduledLaunch, event: Event, now: dt.datetime) -> EventRow:
-    """The login node's conclusion as an event of a writer of its own: one per launch and job."""
+def inferred_event(launch: ScheduledLaunch, event: Event, now: dt.datetime, suffix: str = "") -> EventRow:
+    """The login node's conclusion as an event of a writer of its own: one per launch and job
+    (and ``suffix``: a record kept while the launch was open is not its killed launch's)."""
     kind = str(type(event).__struct_config__.tag)
-    writer = f"batch-{kind}-{launch.launch_id}-{launch.batch_job_id}"
+    writer = f"batch-{kind}-{launch.launch_id}-{launch.batch_job_id}{suffix}"
     payload = _encoder.encode(event).decode("utf-8")
     return EventRow(
         event_id(writer, 1), writer, 1, launch.launch_id, launch.fw_id, kind, iso(now), payload, None
