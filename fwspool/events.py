@@ -197,6 +197,10 @@ class JobEnd(msgspec.Struct, forbid_unknown_fields=False):
     stdout_tail: str | None = None
     stderr: str | None = None
     stderr_tail: str | None = None
+    #: Why the batch system could not be asked (``source`` ``not asked``, ``cause`` ``unknown``):
+    #: nothing is known of the job's end, not even that the batch system has no record of it
+    #: (that is ``source`` ``no record``). None: it was asked.
+    query_error: str | None = None
 
 
 class Lost(msgspec.Struct, tag="lost", tag_field="type"):
@@ -208,8 +212,9 @@ class Lost(msgspec.Struct, tag="lost", tag_field="type"):
     #: When the batch system was first seen not to have the job.
     gone_since: dt.datetime
     batch_system: str | None = None
-    #: How the batch job ended, in the batch system's words; None when its record says nothing
-    #: (yet): the job is gone all the same.
+    #: How the batch job ended, in the batch system's words (kept from when the job was first
+    #: seen gone, if the batch system forgot it since); None when it has no record; ``query_error``
+    #: set when it could not be asked. The job is gone all the same.
     batch_end: JobEnd | None = None
     #: The launch directory was gone when the run was judged lost: deleted, or moved where no
     #: ``--root`` looked. Nothing can be read of the run any more, so the launch ends here.

@@ -97,6 +97,8 @@ def why_ended(event: PendingEvent) -> tuple[str, str | None]:
                 f"{gone}, and its launch directory {p['launch_dir_gone']} is gone: deleted, or moved (then "
                 "`fwspool sync --root DIR`, DIR holding it, reads it where it is now)"
             )
+        if isinstance(end, dict) and end.get("query_error"):
+            return "vanished", f"{gone} ({end.get('words')})"
         if isinstance(end, dict) and end.get("cause"):
             # The batch system's own record: "walltime (qacct -j: failed 37 : qmaster enforced ...)".
             return "vanished", f"{gone}: {end['cause']} ({end.get('source')}: {end.get('words')})"

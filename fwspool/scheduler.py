@@ -195,6 +195,21 @@ def no_record() -> JobEnd:
     return JobEnd(cause="unknown", words=NO_RECORD, source="no record")
 
 
+#: :func:`not_asked`'s ``source``.
+NOT_ASKED = "not asked"
+
+
+def not_asked(system: str, error: str) -> JobEnd:
+    """The end of a job the batch system could not be asked about (``error``): ``cause``
+    ``unknown``, ``source`` :data:`NOT_ASKED`; unlike :func:`no_record`, nothing is known."""
+    return JobEnd(
+        cause="unknown",
+        words=f"fwspool could not ask {system} how the job ended: {error}",
+        source=NOT_ASKED,
+        query_error=error,
+    )
+
+
 #: The end of a job's stdout and stderr kept with its end: at most so many lines and bytes each.
 TAIL_LINES, TAIL_BYTES = 20, 4096
 

@@ -43,7 +43,7 @@ from fwspool.outcomes import (
 )
 from fwspool.plural import counted
 from fwspool.runs import PendingEvent
-from fwspool.scheduler import NO_RECORD, TAIL_BYTES, no_record
+from fwspool.scheduler import NO_RECORD, NOT_ASKED, TAIL_BYTES, no_record
 
 #: The most ``fwspool status`` waits for the database.
 CHECK_SECONDS = 1.0
@@ -246,8 +246,9 @@ def _add_why(journal: Journal, listed: list[dict[str, Any]], filters: Filters) -
 def why_died(end: dict[str, Any] | None) -> dict[str, Any]:
     """A job's end as ``fwspool status`` gives it (:class:`fwspool.events.JobEnd`, recorded by
     ingest): the cause in fwspool's words, which record said so (``scontrol show job``,
-    ``sacct``, ``qacct -j``, or ``no record``), the batch system's own words, state, reason and
-    exit code, and the job's output files with their last lines (at most ``TAIL_BYTES`` each)."""
+    ``sacct``, ``qacct -j``, ``no record``, or ``not asked`` with ``query_error``: the batch
+    system could not be asked), the batch system's own words, state, reason and exit code, and
+    the job's output files with their last lines (at most ``TAIL_BYTES`` each)."""
     end = end or msgspec.to_builtins(no_record())
     return {
         "cause": end.get("cause"),
@@ -257,6 +258,7 @@ def why_died(end: dict[str, Any] | None) -> dict[str, Any]:
         "reason": end.get("reason"),
         "exit_code": end.get("exit_status"),
         "failed": end.get("failed"),
+        "query_error": end.get("query_error"),
         **{k: end.get(k) for k in ("stdout", "stderr")},
         **{k: (end.get(k) or "")[-TAIL_BYTES:] or None for k in ("stdout_tail", "stderr_tail")},
     }
@@ -663,6 +665,8 @@ def _why_text(why: dict[str, Any]) -> str:
     words and the output tails stay in ``--json``."""
     if why["source"] == "no record":
         return f"why: {NO_RECORD}"
+    if why["source"] == NOT_ASKED:
+        return f"why: not known, {why['words']}"
     reason = f" ({why['reason']})" if why["reason"] not in (None, "None") else ""
     code = f"; exit code {why['exit_code']}" if why["exit_code"] is not None else ""
     return f"why: {why['cause']}{reason}, says {why['source']}{code}"

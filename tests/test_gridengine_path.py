@@ -67,6 +67,20 @@ def sleeper(name: str, seconds: float, **spec: Any) -> Firework:
     return Firework(PyTask(func="time.sleep", args=[seconds]), name=name, spec=spec)
 
 
+def signal_running_job(site: GridEngineSite, lp: Any, name: str, sig: int, *sync_args: str) -> str:
+    """Run Firework ``name`` (a long sleeper) in a job under ``sync --watch SYNC_ARGS``, then send
+    ``sig`` to the job's process group (its script and everything in it); returns the job id."""
+    lp.add_wf(sleeper(name, 600))
+    site.start_sync(*sync_args)
+    site.qlaunch("singleshot")
+    job = reserved_job(lp, 1)
+    wait_for(lambda: fw_state(lp, 1) == "RUNNING", 60, "Firework 1 RUNNING")
+    job_pid = site.cell.job_pid(job)
+    assert job_pid is not None
+    os.killpg(job_pid, sig)
+    return job
+
+
 def started_events(site: GridEngineSite) -> list[dict[str, Any]]:
     return [json.loads(p) for (p,) in site.events("SELECT payload FROM events WHERE type = 'started'")]
 
@@ -209,14 +223,7 @@ def test_kill_9_of_the_job_is_lost_and_grid_engine_says_killed(
     site: GridEngineSite, mongo_uri: str, db_name: str
 ) -> None:
     lp = lp_of(site, mongo_uri, db_name)
-    lp.add_wf(sleeper("killed", 600))
-    site.start_sync()
-    site.qlaunch("singleshot")
-    job = reserved_job(lp, 1)
-    wait_for(lambda: fw_state(lp, 1) == "RUNNING", 60, "Firework 1 RUNNING")
-    job_pid = site.cell.job_pid(job)
-    assert job_pid is not None
-    os.killpg(job_pid, signal.SIGKILL)  # the job's script and everything in its process group
+    job = signal_running_job(site, lp, "killed", signal.SIGKILL)
     wait_for(lambda: fw_state(lp, 1) == "FIZZLED", 60, "the lost run FIZZLED")
     stored = the_launch(lp, 1)["action"]["stored_data"]
     lost = stored["_fwspool_lost"]
@@ -233,6 +240,34 @@ def test_kill_9_of_the_job_is_lost_and_grid_engine_says_killed(
     [mine] = [x for x in json.loads(res.stdout)["launches"] if x["fw_id"] == 1]
     assert mine["outcome"] == "lost", mine
     assert "killed (qacct -j: failed 100 : assumedly after job, exit_status 137)" in mine["outcome_detail"]
+
+
+def test_a_lost_job_s_qacct_record_is_kept_when_first_seen_gone_and_used_when_qacct_fails_later(
+    site: GridEngineSite, mongo_uri: str, db_name: str
+) -> None:
+    """As on Slurm, the job of a started launch is asked how it ended (``qacct -j``) as soon as
+    it is seen gone, and the record kept; at ``--lost-after`` the accounting file is gone
+    (rotated away), ``qacct`` fails, and the lost launch carries the record kept."""
+    lp = lp_of(site, mongo_uri, db_name)
+    job = signal_running_job(site, lp, "killed", signal.SIGKILL, "--lost-after", "3600")
+    kept = wait_for(
+        lambda: site.events("SELECT payload FROM events WHERE type = 'job_ended'"),
+        60,
+        "the job's qacct record kept as soon as the job is gone",
+    )
+    end = json.loads(kept[0][0])["batch_end"]
+    assert (end["source"], end["cause"], end["failed"]) == ("qacct -j", "killed", 100), end
+    assert fw_state(lp, 1) == "RUNNING"  # not lost yet: --lost-after has not passed
+    site.stop_sync()
+    accounting = os.path.join(site.cell.common, "accounting")
+    os.replace(accounting, accounting + ".rotated")
+    try:
+        site.start_sync("--lost-after", "1")
+        wait_for(lambda: fw_state(lp, 1) == "FIZZLED", 60, "the lost run FIZZLED")
+    finally:
+        os.replace(accounting + ".rotated", accounting)
+    assert the_launch(lp, 1)["action"]["stored_data"]["_fwspool_lost"]["batch_end"] == end
+    assert f"cannot ask sge how job {job} ended" in site.log()
 
 
 def test_qmod_rj_reruns_the_job_as_the_same_launch_which_ends_as_the_run_that_finished(
@@ -383,14 +418,7 @@ def test_sigusr2_is_recorded_as_grid_engine_s_notify_warning(
     """A cell with the default NOTIFY_KILL sends SIGUSR2 to the job's process group before the
     kill of h_rt or qdel (this cell sends SIGTERM: the signal is sent here as that cell would)."""
     lp = lp_of(site, mongo_uri, db_name)
-    lp.add_wf(sleeper("warned", 600))
-    site.start_sync()
-    site.qlaunch("singleshot")
-    job = reserved_job(lp, 1)
-    wait_for(lambda: fw_state(lp, 1) == "RUNNING", 60, "Firework 1 RUNNING")
-    job_pid = site.cell.job_pid(job)
-    assert job_pid is not None
-    os.killpg(job_pid, signal.SIGUSR2)
+    job = signal_running_job(site, lp, "warned", signal.SIGUSR2)
     wait_for(lambda: fw_state(lp, 1) == "FIZZLED", 60, "the warned job FIZZLED")
     exit_facts = the_launch(lp, 1)["action"]["stored_data"]["_fwspool_exit"]
     assert exit_facts["signal_name"] == "SIGUSR2"

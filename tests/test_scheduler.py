@@ -26,7 +26,7 @@ from fwspool.scheduler import (
     system_of_launch_dir,
     system_of_queue_adapter,
 )
-from fwspool.testing.commands import reserved_and_run, run_fwspool, unstamped
+from fwspool.testing.commands import invoke, reserved_and_run, run_fwspool, unstamped
 from fwspool.testing.devslurm import DevSlurm
 from fwspool.testing.faults import FlakyScheduler
 from fwspool.testing.launchpad import make_launchpad, uplink_for
@@ -179,6 +179,61 @@ def test_a_run_killed_by_a_signal_gets_its_jobs_record_once_and_a_failed_query_d
         asking.run_pass()
         asking.run_pass()  # over: never asked again, nothing added
         assert scheduler.queries == asked and journal.count_events("type = 'job_ended'") == 2
+
+
+def test_a_lost_launch_keeps_the_record_asked_when_its_job_was_first_seen_gone(
+    slurm_cluster: DevSlurm, tmp_path: Path, journal_path: str
+) -> None:
+    """A started launch's job is asked how it ended as soon as it is seen gone, once per job and
+    pass (three launches of one packed job: one query), and the record is kept (``job_ended``):
+    the ``lost`` verdict at ``--lost-after`` carries it when the batch system cannot say any more.
+    Without a kept record, a failed query says so (``not asked``), unlike "no record"."""
+    job = finished_job(slurm_cluster, tmp_path)
+
+    def payloads(kind: str) -> dict[int, dict[str, Any]]:
+        rows = journal.query("SELECT launch_id, payload FROM events WHERE type = ?", (kind,))
+        return {r["launch_id"]: json.loads(r["payload"]) for r in rows}
+
+    with Journal.open(journal_path) as journal:
+        for lid in (1, 2, 3):
+            register(journal, lid, lid, str(tmp_path), job)
+        journal.record_scheduler_view(_started_view(journal, (1, 2, 3)))
+
+        def ingester(scheduler: Any, lost_after: float) -> Ingester:
+            return Ingester(
+                journal, schedulers={"slurm": scheduler}, default_scheduler="slurm", lost_after=lost_after
+            )
+
+        counting = FlakyScheduler(SlurmScheduler())
+        ingester(counting, 3600).run_pass()
+        assert counting.queries == 2  # one squeue for all, one scontrol for the packed job's three launches
+        kept = payloads("job_ended")
+        assert sorted(kept) == [1, 2, 3] and not payloads("lost")
+        assert {(e["batch_end"]["source"], e["batch_end"]["cause"]) for e in kept.values()} == {
+            ("scontrol show job", "completed")
+        }
+        # Launch 4's job is first seen gone while scontrol cannot be asked: nothing kept.
+        register(journal, 4, 4, str(tmp_path), job)
+        journal.record_scheduler_view(_started_view(journal, (4,)))
+        broken = ingester(SlurmScheduler(scontrol=str(tmp_path / "no-scontrol")), 0)
+        broken.run_pass()
+        broken.run_pass()  # --lost-after passed for all: lost, and scontrol still cannot be asked
+        lost = payloads("lost")
+        assert sorted(lost) == [1, 2, 3, 4]
+        for lid in (1, 2, 3):
+            assert lost[lid]["batch_end"] == kept[lid]["batch_end"]  # the record kept
+        end = lost[4]["batch_end"]
+        assert (end["cause"], end["source"]) == ("unknown", "not asked")
+        assert "no-scontrol" in end["query_error"]
+        # fwspool status says which: the record kept, or that Slurm could not be asked.
+        listed = json.loads(
+            invoke("status", "--json", "--all", "--no-check", "--journal", journal_path).output
+        )["launches"]
+        why = {x["launch_id"]: x["why"] for x in listed}
+        assert (why[1]["cause"], why[1]["source"]) == ("completed", "scontrol show job"), why
+        assert why[4]["source"] == "not asked" and why[4]["query_error"] == end["query_error"], why
+        text = invoke("status", "--all", "--no-check", "--journal", journal_path).output
+        assert "why: not known, fwspool could not ask slurm how the job ended" in text, text
 
 
 def test_the_batch_system_of_a_queue_adapter_and_of_a_launch_directory(tmp_path: Path) -> None:

@@ -356,6 +356,37 @@ def test_a_sigkilled_job_is_lost_then_its_late_real_result_still_wins(site: Site
     assert fw_state(lp, 2) == "READY"
 
 
+def test_a_lost_job_forgotten_by_slurm_before_lost_after_still_gets_its_record(site: Site) -> None:
+    """Slurm forgets a finished job ``MinJobAge`` after its end (30 s on this cluster, 300 s by
+    default: as long as the default ``--lost-after``), and this one has no accounting. The job is
+    asked as soon as it is seen gone; that record, kept, is the one the lost launch carries."""
+    lp = make_launchpad(*launchpad_of(site))
+    lp.add_wf(sleeper("killed", 600))
+    site.start_sync("--lost-after", "3600")
+    site.qlaunch("singleshot")
+    job = reserved_job(lp, 1)
+    wait_for(lambda: fw_state(lp, 1) == "RUNNING", 60, "Firework 1 RUNNING")
+    kill_rlaunch(site.slurm, job)  # nothing is written: the launch will be lost
+    kept = wait_for(
+        lambda: site.events("SELECT type, payload FROM events WHERE type = 'job_ended'"),
+        60,
+        "the job's record kept as soon as the job is gone",
+    )
+    assert json.loads(kept[0][1])["batch_end"]["source"] == "scontrol show job", kept
+    site.slurm.wait_for_state(job, {"GONE"}, 180)  # past MinJobAge: scontrol no longer knows it
+    assert fw_state(lp, 1) == "RUNNING"  # not lost yet: --lost-after has not passed
+    site.stop_sync()
+    site.start_sync("--lost-after", "1")  # it has now
+    wait_for(lambda: fw_state(lp, 1) == "FIZZLED", 60, "the lost run FIZZLED")
+    lost = the_launch(lp, 1)["action"]["stored_data"]["_fwspool_lost"]
+    end = lost["batch_end"]
+    assert (end["source"], end["state"]) == ("scontrol show job", "FAILED"), end
+    assert end["exit_status"] == 128 + signal.SIGKILL, end  # the job script, its rlaunch SIGKILLed
+    res = site.fwspool("status", "--json", "--no-check", "--journal", str(site.journal))
+    [why] = [x["why"] for x in json.loads(res.stdout)["launches"]]
+    assert (why["source"], why["state"]) == ("scontrol show job", "FAILED"), why
+
+
 def test_a_job_that_cannot_load_its_firework_is_reported_not_left_reserved(site: Site) -> None:
     """pre_rocket drops PYTHONPATH, so the job cannot import the task class FW.json names."""
     from fw_tasks import ActionTask

@@ -2,10 +2,12 @@
 
 Once per pass each batch system is asked, in one query, which of the open launches' jobs it
 still has. A job gone for ``lost_after`` seconds that never started its launch releases the
-reservation; one that started it and recorded no end makes it lost (:mod:`fwspool.runs`); of one
-whose run recorded a signal, the batch system's record of the job is kept (``job_ended``). A
-query that fails decides nothing. The conclusions are journal events with ids that make the
-same conclusion drawn twice one event.
+reservation; one that started it and recorded no end makes it lost (:mod:`fwspool.runs`). The
+batch system's record of how a job ended is asked as soon as the job is seen gone, once per job
+and pass (a packed job's launches share it), and kept (``job_ended``): Slurm forgets the job
+``MinJobAge`` after its end, often before ``lost_after`` has passed. A query that fails decides
+nothing. The conclusions are journal events with ids that make the same conclusion drawn twice
+one event.
 """
 
 from __future__ import annotations
@@ -73,8 +75,9 @@ class SchedulerCheck:
             except SchedulerQueryError as exc:
                 summary.problems.append(f"cannot ask {system} which jobs still run ({exc}); nothing decided")
                 continue
+            asked = AskedOnce(self.systems[system])
             for launch in group:
-                self._judge(launch, launch.batch_job_id in alive, now, view, summary, self.systems[system])
+                self._judge(launch, launch.batch_job_id in alive, now, view, summary, asked)
         summary.lost += sum(1 for row in view.inferred if row.type == "lost")
         summary.released += sum(1 for row in view.inferred if row.type == "released")
         self.journal.record_scheduler_view(view)
@@ -86,7 +89,7 @@ class SchedulerCheck:
         now: dt.datetime,
         view: SchedulerView,
         summary: IngestSummary,
-        system: Scheduler,
+        system: AskedOnce,
     ) -> None:
         if alive:
             if launch.batch_gone_at is not None:
@@ -94,7 +97,7 @@ class SchedulerCheck:
             return
         if launch.batch_gone_at is None:
             view.gone.append(launch.launch_id)
-            if launch.killed_by_signal:
+            if launch.killed_by_signal or launch.last_run_event == "started":
                 _record_fresh(system, launch, now, view)
             return
         gone_since = as_utc(launch.batch_gone_at)
@@ -109,7 +112,7 @@ class SchedulerCheck:
             view.terminal.append(launch.launch_id)
             summary.problems.append(f"{what} ended without starting it: its reservation is released")
         elif launch.last_run_event == "started":
-            end = _how_ended(system, launch.batch_job_id, summary)
+            end = self._lost_end(system, launch, summary)
             # A directory that is gone can never give the run's end: the launch ends with it.
             gone_dir = (
                 launch.launch_dir if launch.launch_dir and not os.path.isdir(launch.launch_dir) else None
@@ -122,6 +125,8 @@ class SchedulerCheck:
                 launch_dir_gone=gone_dir,
             )
             said = f" ({end.cause}: {end.source} says {end.words})" if end is not None else ""
+            if end is not None and end.query_error is not None:
+                said = f" ({end.words})"
             if gone_dir is not None:
                 view.terminal.append(launch.launch_id)
                 said = f": its launch directory {gone_dir} is gone, so its results can never be read"
@@ -129,7 +134,7 @@ class SchedulerCheck:
         elif launch.killed_by_signal:
             # Ended by a signal (scancel, walltime) and not requeued: over. The run recorded
             # the signal, only the batch system knows why it came: asked once, recorded once.
-            ended = _job_ended(system, launch, summary)
+            ended = _job_ended(system, launch, self._kept_end(launch), summary)
             if ended is None:
                 return  # the query failed: nothing decided, asked again next pass
             event = ended
@@ -139,51 +144,91 @@ class SchedulerCheck:
             return
         view.inferred.append(inferred_event(launch, event, now))
 
+    def _lost_end(self, system: AskedOnce, launch: ScheduledLaunch, summary: IngestSummary) -> JobEnd | None:
+        """How the job of a lost launch ended: the batch system's record now, else the one kept
+        when the job was first seen gone (:func:`_record_fresh`: Slurm may have forgotten the
+        job since), else None (asked, no record), else :func:`fwspool.scheduler.not_asked`
+        (the query failed: the job is gone all the same, but nothing is known of its end)."""
+        try:
+            end = system.how_ended(launch.batch_job_id)
+        except SchedulerQueryError as exc:
+            summary.problems.append(f"cannot ask {system.name} how job {launch.batch_job_id} ended ({exc})")
+            return self._kept_end(launch) or scheduler.not_asked(system.name, str(exc))
+        return end or self._kept_end(launch)
 
-def _how_ended(system: Scheduler, job_id: str, summary: IngestSummary) -> JobEnd | None:
-    """The batch system's record of how the job ended, when it has one and can be asked: the
-    job is gone all the same (its record may lag, or be kept nowhere)."""
-    try:
-        return system.how_ended(job_id)
-    except SchedulerQueryError as exc:
-        summary.problems.append(f"cannot ask {system.name} how job {job_id} ended ({exc})")
-        return None
+    def _kept_end(self, launch: ScheduledLaunch) -> JobEnd | None:
+        """The record of the launch's job kept by a ``job_ended`` event, if any (one indexed read,
+        done only for a lost launch whose batch system has no record of the job now)."""
+        kept = self.journal.batch_ends([launch.launch_id]).get(launch.launch_id)
+        if kept is None or kept["event"] != "job_ended" or not kept["batch_end"]:
+            return None
+        return msgspec.convert(kept["batch_end"], JobEnd)
 
 
-def _record_fresh(system: Scheduler, launch: ScheduledLaunch, now: dt.datetime, view: SchedulerView) -> None:
-    """The record of a job whose run ended by a signal, asked as soon as the job is seen gone:
-    Slurm forgets a job ``MinJobAge`` after its end (300 s by default, as long as the default
-    ``--lost-after``). Only a record is kept; no answer now is asked again when the launch is
-    judged (:func:`_job_ended`), and the event's id keeps the first answer."""
+class AskedOnce:
+    """A batch system whose ``how_ended`` answers each job id once per pass (a failure too):
+    the launches of a packed job (one batch job, many launches) share one query."""
+
+    def __init__(self, system: Scheduler) -> None:
+        self.system = system
+        self.name = system.name
+        self._answers: dict[str, JobEnd | None | SchedulerQueryError] = {}
+
+    def how_ended(self, job_id: str) -> JobEnd | None:
+        """:meth:`fwspool.scheduler.Scheduler.how_ended`, asked at most once per job id."""
+        if job_id not in self._answers:
+            try:
+                self._answers[job_id] = self.system.how_ended(job_id)
+            except SchedulerQueryError as exc:
+                self._answers[job_id] = exc
+        answer = self._answers[job_id]
+        if isinstance(answer, SchedulerQueryError):
+            raise answer
+        return answer
+
+
+def _record_fresh(system: AskedOnce, launch: ScheduledLaunch, now: dt.datetime, view: SchedulerView) -> None:
+    """The record of a job whose launch is open (started, or ended by a signal), asked as soon
+    as the job is seen gone: Slurm forgets a job ``MinJobAge`` after its end (300 s by default,
+    as long as the default ``--lost-after``). Only a record is kept; no answer now is asked again
+    when the launch is judged (:func:`_job_ended`, :meth:`SchedulerCheck._lost_end`), and the
+    event's id keeps the first answer."""
     try:
         end = system.how_ended(launch.batch_job_id)
     except SchedulerQueryError:
         return
     if end is not None:
-        view.inferred.append(inferred_event(launch, _job_ended_event(system, launch, end), now))
+        # Kept for a launch still open (its signal's record may not be read yet): an id of its
+        # own, so that the record a killed launch gets at its verdict is a new event, which the
+        # push adds to the launch the signal FIZZLED (job_record.py).
+        kept = "" if launch.killed_by_signal else "-started"
+        view.inferred.append(inferred_event(launch, _job_ended_event(system, launch, end), now, kept))
 
 
-def _job_ended(system: Scheduler, launch: ScheduledLaunch, summary: IngestSummary) -> JobEnded | None:
-    """The batch system's record of a job whose run ended by a signal (no record: ``unknown``);
-    None when it cannot be asked now."""
+def _job_ended(
+    system: AskedOnce, launch: ScheduledLaunch, kept: JobEnd | None, summary: IngestSummary
+) -> JobEnded | None:
+    """The batch system's record of a job whose run ended by a signal (none now: the one
+    ``kept`` when the job was first seen gone, else ``unknown``); None when it cannot be asked now."""
     try:
-        end = system.how_ended(launch.batch_job_id) or scheduler.no_record()
+        end = system.how_ended(launch.batch_job_id)
     except SchedulerQueryError as exc:
         summary.problems.append(f"cannot ask {system.name} how job {launch.batch_job_id} ended ({exc})")
         return None
-    return _job_ended_event(system, launch, end)
+    return _job_ended_event(system, launch, end or kept or scheduler.no_record())
 
 
-def _job_ended_event(system: Scheduler, launch: ScheduledLaunch, end: JobEnd) -> JobEnded:
+def _job_ended_event(system: AskedOnce, launch: ScheduledLaunch, end: JobEnd) -> JobEnded:
     return JobEnded(
         batch_job_id=launch.batch_job_id, batch_system=launch.batch_system or system.name, batch_end=end
     )
 
 
-def inferred_event(launch: ScheduledLaunch, event: Event, now: dt.datetime) -> EventRow:
-    """The login node's conclusion as an event of a writer of its own: one per launch and job."""
+def inferred_event(launch: ScheduledLaunch, event: Event, now: dt.datetime, suffix: str = "") -> EventRow:
+    """The login node's conclusion as an event of a writer of its own: one per launch and job
+    (and ``suffix``: a record kept while the launch was open is not its killed launch's)."""
     kind = str(type(event).__struct_config__.tag)
-    writer = f"batch-{kind}-{launch.launch_id}-{launch.batch_job_id}"
+    writer = f"batch-{kind}-{launch.launch_id}-{launch.batch_job_id}{suffix}"
     payload = _encoder.encode(event).decode("utf-8")
     return EventRow(
         event_id(writer, 1), writer, 1, launch.launch_id, launch.fw_id, kind, iso(now), payload, None
