@@ -129,9 +129,10 @@ def test_a_chain_advances_through_a_database_outage_and_the_job_runs_in_its_laun
                     30,
                     "step 2's end in the journal while the database is down",
                 )
+                # A push blocks up to its 5 s server-selection timeout: see the outage first.
+                wait_for(lambda: "cannot reach MongoDB" in s.log(), 30, "the pusher to see the outage")
                 server.start()
             wait_for(lambda fw_id=fw_id: fw_state(lp, fw_id) == "COMPLETED", 90, f"step {fw_id} COMPLETED")
-        assert "cannot reach MongoDB" in s.log()
     finally:
         s.stop_sync()
         gridengine_cell.run("qdel", "-u", "root", check=False)

@@ -313,9 +313,11 @@ def test_packs_run_and_are_recorded_while_the_database_is_down(
             60,
             "the four completions in the journal while the database is down",
         )
+        # A push blocks up to its 5 s server-selection timeout: a database back before that
+        # would let the push succeed with the outage unseen (as tests/test_cluster.py waits).
+        wait_for(lambda: "cannot reach MongoDB" in s.log(), 30, "the pusher to see the outage")
         server.start()
         all_in(lp, ids, "COMPLETED")
-        assert "cannot reach MongoDB" in s.log()
     finally:
         s.stop_sync()
         slurm_cluster.run("scancel", "--user=root", check=False)

@@ -108,10 +108,11 @@ def test_a_three_step_workflow_advances_with_sync_watch_alone_through_a_database
                     30,
                     "step 2's end in the journal while the database is down",
                 )
+                # A push blocks up to its 5 s server-selection timeout: see the outage first.
+                wait_for(lambda: "cannot reach MongoDB" in s.log(), 30, "the pusher to see the outage")
                 server.start()
             wait_for(lambda fw_id=fw_id: fw_state(lp, fw_id) == "COMPLETED", 90, f"step {fw_id} COMPLETED")
         assert lp.workflows.find_one({"nodes": 1})["state"] == "COMPLETED"
-        assert "cannot reach MongoDB" in s.log()
     finally:
         s.stop_sync()
     # The other LaunchPad's pointers stay for its own journal; none was applied here.
