@@ -7,6 +7,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from pathlib import Path
+from typing import Any
 
 from fwspool.pool import CLAIM_NAME, Claim, Pool, claimed_name, read_claim_record
 
@@ -115,3 +116,29 @@ def test_bad_pilot_and_submit_options_are_one_line_errors(tmp_path: Path) -> Non
         res = run(*args)
         assert res.returncode == code and words in res.stderr, (args, res.returncode, res.stderr)
         assert "Traceback" not in res.stderr
+
+
+def test_a_hand_back_done_again_leaves_the_ready_firework_alone(tmp_path: Path, launchpad: Any) -> None:
+    """A daemon killed between its hand-back of stale stock and the removal of its `stocker-`
+    claim hands the launch back again when it restarts. FireWorks' own cancel_reservation of a
+    launch it already cancelled (READY) finds no RESERVED one to replace and upserts a copy, which
+    the launch_id index refuses (E11000 duplicate key): the hand-back failed at every round, the
+    claim stayed and no stock was made again. hand_back cancels only a RESERVED launch."""
+    from fireworks import Firework, FWorker, ScriptTask
+
+    from fwspool.qlaunch import hand_back, reserve_one
+
+    [fw_id] = launchpad.add_wf(Firework(ScriptTask.from_str("true"), name="stale")).values()
+    got = reserve_one(launchpad, FWorker(), str(tmp_path))
+    assert got is not None
+    _fw, launch_id, _launch_dir = got
+    assert hand_back(launchpad, [launch_id]) == []
+    assert hand_back(launchpad, [launch_id]) == []  # the restarted daemon's second try
+    assert launchpad.launches.count_documents({"launch_id": launch_id}) == 1
+    doc = launchpad.fireworks.find_one({"fw_id": fw_id})
+    assert doc["state"] == "READY" and doc["launches"] == []
+    assert all(r["deprecated"] for r in launchpad.offline_runs.find({"launch_id": launch_id}))
+    # The Firework is reserved again as usual, with a new launch.
+    again = reserve_one(launchpad, FWorker(), str(tmp_path))
+    assert again is not None and again[1] != launch_id
+    assert launchpad.fireworks.find_one({"fw_id": fw_id})["state"] == "RESERVED"
