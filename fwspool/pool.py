@@ -33,6 +33,7 @@ from typing import Literal
 import msgspec
 
 from fwspool.errors import InputError
+from fwspool.failpoints import failpoint
 
 __all__ = ["CLAIM_NAME", "ClaimRecord", "Pool", "PoolEntry", "pilot_name"]
 
@@ -188,6 +189,7 @@ class Pool:
         dst = self.path(CLAIMED, claimed_name(name, holder))
         try:
             os.rename(src, dst)
+            failpoint("pool.take.after_rename")  # chaos: the rename NFS retried after it succeeded
         except FileNotFoundError:
             if not os.path.exists(dst):
                 return None
