@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,20 +22,14 @@ class NothingToReserve(RuntimeError):
     """The LaunchPad had no READY Firework matching the request."""
 
 
-#: The working directory is the process's: one ``setup_offline_job`` at a time (the daemon's
-#: stocking reserves on several threads at once).
-_CWD_LOCK = threading.Lock()
-
-
 @contextlib.contextmanager
 def _working_directory(path: str) -> Iterator[None]:
-    with _CWD_LOCK:
-        previous = os.getcwd()
-        os.chdir(path)
-        try:
-            yield
-        finally:
-            os.chdir(previous)
+    previous = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
 
 
 def reserve_offline(

@@ -8,8 +8,7 @@
    ``ready/`` and its reservation handed back on the LaunchPad (``cancel_reservation`` and
    ``forget_offline``, as a failed ``qlaunch -r`` submission does): the Firework is READY again;
 3. *stocks* the pool up to ``size`` entries, each reserved as ``qlaunch -r`` reserves one
-   (:func:`fwspool.qlaunch.reserve_one`), into a directory of ``POOL/launches``, up to
-   :data:`RESERVERS` at once (on threads), each stocked as soon as it is reserved;
+   (:func:`fwspool.qlaunch.reserve_one`), into a directory of ``POOL/launches``;
 4. *submits a pilot* (the user's queue adapter, its ``rocket_launch`` line with ``--pilot POOL``
    appended) when there is stock and no pilot of the pool runs, or when stock has waited
    :data:`STOCK_WAIT` seconds and no pilot is queued; within ``--maxjobs_queue``.
@@ -26,7 +25,6 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -44,8 +42,6 @@ __all__ = ["STOCK_WAIT", "Stocker"]
 
 #: Seconds stock may wait untaken before one more pilot is submitted (when none is queued).
 STOCK_WAIT = 10.0
-#: Reservations made at once when stocking (threads; each a few database round trips).
-RESERVERS = 4
 #: Seconds a pilot's job must have been missing from the queue before its unstarted claims are
 #: given back: one query that misses a job (a controller restarting) decides nothing.
 GONE_GRACE = 5.0
@@ -221,38 +217,14 @@ class Stocker:
             fworker = restricted(fworker, {"fw_id": {"$in": allowed}})
         stocked = 0
         have = len(self.pool.ready())
-        while not should_stop():
-            wanted = self.size - have - stocked
-            if wanted <= 0:
+        while have + stocked < self.size and not should_stop():
+            got = reserve_one(launchpad, fworker, self.pool.path("launches"))
+            if got is None:
                 break
-            # Several reservations at once (a fan-out's children all READY after one push): each
-            # is a few database round trips, which threads overlap; FireWorks' checkout is
-            # atomic, so no two threads reserve one Firework. Each is stocked as it comes.
-            batch = min(wanted, RESERVERS)
-            failure: BaseException | None = None
-            got_none = False
-            with ThreadPoolExecutor(batch, thread_name_prefix="fwspool-stock") as threads:
-                futures = [
-                    threads.submit(reserve_one, launchpad, fworker, self.pool.path("launches"))
-                    for _ in range(batch)
-                ]
-                for future in as_completed(futures):
-                    try:
-                        got = future.result()
-                    except Exception as exc:  # noqa: BLE001 - the others are stocked first
-                        failure = exc
-                        continue
-                    if got is None:
-                        got_none = True
-                        continue
-                    fw, launch_id, launch_dir = got
-                    failpoint("stock.after_reserve")  # chaos: the daemon killed before the entry exists
-                    self.pool.stock(launch_id, fw.fw_id, launch_dir, estimate_of(fw.spec))
-                    stocked += 1
-            if failure is not None:
-                raise failure
-            if got_none:
-                break  # nothing more READY for this FWorker
+            fw, launch_id, launch_dir = got
+            failpoint("stock.after_reserve")  # chaos: the daemon killed before the entry exists
+            self.pool.stock(launch_id, fw.fw_id, launch_dir, estimate_of(fw.spec))
+            stocked += 1
         return stocked
 
     # -- 4. pilots -----------------------------------------------------------------------------

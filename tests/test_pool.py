@@ -173,31 +173,3 @@ def test_a_reservation_an_earlier_daemon_never_stocked_is_handed_back(tmp_path: 
     assert launchpad.launches.find_one({"launch_id": orphan})["state"] == "READY"
     assert [state(i) for i in (stocked_id, claimed_id, ran)] == ["RESERVED"] * 3
     assert len(said) == 1 and "reserved but never stocked" in said[0], said
-
-
-def test_stocking_reserves_several_at_once_each_into_its_own_directory(
-    tmp_path: Path, launchpad: Any
-) -> None:
-    """A fan-out's children READY at once are reserved on several threads (RESERVERS): each
-    Firework stocked once, each launch directory with its own FW.json and FW_offline.json (the
-    working directory setup_offline_job writes into is the process's: one at a time)."""
-    import json
-
-    from fireworks import Firework, FWorker, ScriptTask
-
-    from fwspool.stock import RESERVERS, Stocker
-
-    for i in range(10):
-        launchpad.add_wf(Firework(ScriptTask.from_str("true"), name=f"child{i}"))
-    pool = Pool.create(str(tmp_path / "pool"))
-    stocker = Stocker(pool, 8, 60, 5, None)
-    assert RESERVERS > 1 and stocker.fill(launchpad, FWorker(), lambda: False) == 8
-    entries = [e for _n, e in pool.ready()]
-    assert len({e.fw_id for e in entries}) == 8 and len({e.launch_dir for e in entries}) == 8
-    for e in entries:
-        assert json.loads(Path(e.launch_dir, "FW.json").read_text())["fw_id"] == e.fw_id
-        assert json.loads(Path(e.launch_dir, "FW_offline.json").read_text())["launch_id"] == e.launch_id
-        doc = launchpad.fireworks.find_one({"fw_id": e.fw_id})
-        assert doc["state"] == "RESERVED" and doc["launches"] == [e.launch_id]
-    assert launchpad.fireworks.count_documents({"state": "READY"}) == 2
-    assert stocker.fill(launchpad, FWorker(), lambda: False) == 0  # full
