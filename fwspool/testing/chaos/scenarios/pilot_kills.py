@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fwspool.testing.chaos.cluster import Cluster
+from fwspool.testing.chaos.cluster import Cluster, drop_database
 from fwspool.testing.chaos.invariants import Check, check_journal, inventory, journal_rows
 from fwspool.testing.chaos.progress import log
 from fwspool.testing.chaos.trial import Scenario, ScenarioResult
@@ -80,7 +80,7 @@ def run(cluster: Cluster, trials: int, rng: random.Random, full: bool) -> Scenar
                 res.trials += 1
                 res.check.add(c)
                 if not c.failed:
-                    _drop(cluster.uri, db)
+                    drop_database(cluster.uri, db)
                     shutil.rmtree(root, ignore_errors=True)
     finally:
         shutil.rmtree(slurm_dir, ignore_errors=True)
@@ -287,16 +287,6 @@ def _lines(path: Path) -> int:
         return len(path.read_text().splitlines())
     except FileNotFoundError:
         return 0
-
-
-def _drop(uri: str, db: str) -> None:
-    import pymongo
-
-    client: Any = pymongo.MongoClient(uri, serverSelectionTimeoutMS=3000)
-    try:
-        client.drop_database(db)
-    finally:
-        client.close()
 
 
 SCENARIO = Scenario(15, NAME, (1, 10), run)
