@@ -20,6 +20,19 @@ from urllib.parse import quote, quote_plus, unquote_plus
 from fwspool.errors import ConfigError, FwspoolError
 
 DEFAULT_LPAD_YAML = "my_launchpad.yaml"
+
+# The defaults of the login-node settings, here (a leaf the CLI imports anyway) so that a
+# command's --help shows them without importing the daemon, ingest or the uplink, which use them.
+#: Seconds between the passes of every ``--watch`` command (ingest, push, sync): one ``squeue``
+#: per pass for all open launches, which a batch system's controller takes easily every 30 s.
+DEFAULT_INTERVAL = 30.0
+#: While nothing changes, a line at most this often (seconds) says the daemon is alive.
+HEARTBEAT = 3600.0
+#: Seconds a batch job must have been gone before its launch is judged lost or released: NFS
+#: attribute caches can hide a finished job's last records for up to a minute.
+DEFAULT_LOST_AFTER = 300.0
+#: Seconds to wait for the database (server selection, connecting) before giving up a pass.
+DEFAULT_TIMEOUT = 5.0
 #: ``scheme://userinfo@``: the userinfo runs to the last ``@`` of the token, so a password with an
 #: unescaped ``@``, ``/`` or ``?`` (which pymongo refuses, in an error that quotes nothing) is
 #: still hidden whole.

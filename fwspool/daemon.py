@@ -40,12 +40,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from fwspool.config import DEFAULT_LOST_AFTER, HEARTBEAT
 from fwspool.errors import FwspoolError, Interrupted, UplinkUnavailable
-from fwspool.events import as_utc, utcnow
-from fwspool.ingest import DEFAULT_LOST_AFTER, Ingester, IngestSummary
+from fwspool.events import age, as_utc, utcnow
+from fwspool.ingest import Ingester, IngestSummary
 from fwspool.journal import LAST_PRUNE_KEY, Journal, JournalSummary
 from fwspool.plural import counted
-from fwspool.push import Pusher, PushSummary, age
+from fwspool.push import Pusher, PushSummary
 
 
 class Submitter(Protocol):
@@ -57,11 +58,6 @@ class Submitter(Protocol):
     def round(self, journal: Journal, should_stop: Callable[[], bool]) -> int: ...
 
 
-#: Seconds between the passes of every ``--watch`` command (ingest, push, sync): one ``squeue``
-#: per pass for all open launches, which a batch system's controller takes easily every 30 s.
-DEFAULT_INTERVAL = 30.0
-#: While nothing changes, a line at most this often (seconds) says the daemon is alive.
-HEARTBEAT = 3600.0
 #: ``sync`` applies the retention policy this often (seconds).
 PRUNE_EVERY = 86400.0
 #: How long a stopping ``sync --watch --submit`` waits for a submission round under way.

@@ -11,7 +11,8 @@ works with ``qlaunch -r`` (``singleshot`` and ``--offline``) and names an ``fwsp
 job will find (an absolute path, or a ``pre_rocket`` that activates a venv holding it: README,
 "Migrating from FireWorks' offline mode"), and every file it names exists as the job will see it;
 a Grid Engine job starts in its launch directory (``-cwd``); the inbox and the ``--root`` trees
-are readable; the batch system answers. No launchpad file (so FireWorks' default, localhost) is a
+are readable; the batch system answers; jobflow's JobStore on this node, when jobflow is
+installed, is not in memory and answers. No launchpad file (so FireWorks' default, localhost) is a
 warning: it may be what the user wants.
 """
 
@@ -133,6 +134,7 @@ def run_checks(inputs: DoctorInputs) -> list[Check]:
         ]
     checks.append(check_inbox(inputs.inbox, inputs.journal))
     checks += check_roots(inputs.roots)
+    checks.append(check_job_store(inputs.timeout))
     return checks
 
 
@@ -632,6 +634,52 @@ def check_inbox(inbox: str | None, journal_path: str | None = None) -> Check:
             "over for 30 days",
         )
     return check
+
+
+def check_job_store(timeout: float) -> Check:
+    """jobflow's ``JOB_STORE`` on this node, where the push writes the outputs of jobflow
+    Fireworks whose workflow names no store (docs/jobflow.md): not in memory, and answering."""
+    import threading
+
+    what = "jobflow JobStore"
+    try:
+        from jobflow import SETTINGS
+
+        from fwspool.jobstore.real import in_memory
+    except ImportError:
+        return skipped(what, "jobflow is not installed (only jobflow Fireworks need fwspool[jobflow])")
+    try:
+        store = SETTINGS.JOB_STORE
+    except Exception as exc:  # jobflow's settings validation raises anything
+        return failed(
+            what, f"jobflow's settings are unusable: {exc}", "fix ~/.jobflow.yaml or JOBFLOW_CONFIG_FILE"
+        )
+    if in_memory(store):
+        return warning(
+            what,
+            "JOB_STORE is an in-memory store: the push holds the outputs of workflows that name no store",
+            "set JOB_STORE in ~/.jobflow.yaml (or JOBFLOW_CONFIG_FILE), or give flow_to_workflow a store",
+        )
+    answer: list[BaseException | None] = []
+
+    def ask() -> None:
+        try:
+            store.connect()
+            store.docs_store.count({})
+            answer.append(None)
+        except BaseException as exc:  # noqa: BLE001 - reported below, whatever it is
+            answer.append(exc)
+
+    thread = threading.Thread(target=ask, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    where = getattr(store.docs_store, "name", type(store.docs_store).__name__)
+    if not answer or answer[0] is not None:
+        why = f"{type(answer[0]).__name__}" if answer else f"no answer in {timeout:g} s"
+        return failed(
+            what, f"{where} does not answer ({why})", "start it, or check JOB_STORE's host and credentials"
+        )
+    return ok(what, f"{where} answers")
 
 
 def check_roots(roots: Sequence[str]) -> list[Check]:

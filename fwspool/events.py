@@ -112,6 +112,34 @@ class LaunchDirChanged(msgspec.Struct, tag="launch_dir_changed", tag_field="type
     launch_dir: str
 
 
+class StoreWrite(msgspec.Struct, forbid_unknown_fields=False):
+    """One ``update`` a jobflow job made on one store of its JobStore (``docs`` or an
+    additional store's name), as its documents: inline, or in a side file of the launch
+    directory named by its content's SHA-256 when larger than the inline limit
+    (:data:`fwspool.jobstore.outputs.INLINE_LIMIT`)."""
+
+    store: str
+    key: list[str]
+    #: The documents as MongoDB Extended JSON (relaxed), so that dates and binary data come back
+    #: as the job made them; None when they are in ``side_file``.
+    ejson: str | None = None
+    #: ``fwspool-blob-<sha256>.ejson`` in the launch directory, and the hash and size it must have.
+    side_file: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+
+
+class JobOutputs(msgspec.Struct, forbid_unknown_fields=False):
+    """What a jobflow job wrote to its JobStore on the compute node, for the pusher to write to
+    the real JobStore before it completes the launch (docs/jobflow.md)."""
+
+    job_uuid: str
+    job_index: int
+    #: The JobStore the task names, serialized; None: the login node's ``jobflow.SETTINGS.JOB_STORE``.
+    job_store: dict[str, Any] | None
+    writes: list[StoreWrite]
+
+
 class Completed(msgspec.Struct, tag="completed", tag_field="type"):
     """The launch reached a final state, COMPLETED or FIZZLED, with its FWAction.
 
@@ -121,6 +149,9 @@ class Completed(msgspec.Struct, tag="completed", tag_field="type"):
     state: Literal["COMPLETED", "FIZZLED"]
     action: dict[str, Any]
     completed_on: dt.datetime
+    #: A jobflow job's JobStore writes, one entry per ``JobFiretask`` that wrote; None otherwise.
+    #: Part of the completion, so they reach the login node exactly when it does.
+    job_outputs: list[JobOutputs] | None = None
 
 
 class Exited(msgspec.Struct, tag="exited", tag_field="type"):
@@ -298,6 +329,20 @@ def iso(value: dt.datetime) -> str:
         if len(text) == 22:
             return text[1:-2] + ".000000Z"
     return as_utc(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def age(iso_text: str | None, now: dt.datetime) -> str:
+    """'3h12m' style age of an ISO time."""
+    if not iso_text:
+        return "-"
+    secs = max(0, int((now - as_utc(iso_text)).total_seconds()))
+    if secs < 120:
+        return f"{secs}s"
+    if secs < 7200:
+        return f"{secs // 60}m"
+    if secs < 172800:
+        return f"{secs // 3600}h{(secs % 3600) // 60:02d}m"
+    return f"{secs // 86400}d{(secs % 86400) // 3600:02d}h"
 
 
 def event_id(writer: str, seq: int) -> str:

@@ -85,9 +85,13 @@ class InboxEntry:
     problem: str | None = None
 
 
+#: The inbox when ``$FWSPOOL_INBOX`` names none (``~``: the home of whoever reads it).
+DEFAULT_INBOX = "~/.fwspool/inbox"
+
+
 def default_inbox() -> str:
-    """``$FWSPOOL_INBOX``, else ``~/.fwspool/inbox``."""
-    return os.environ.get("FWSPOOL_INBOX") or os.path.join(os.path.expanduser("~"), ".fwspool", "inbox")
+    """``$FWSPOOL_INBOX``, else :data:`DEFAULT_INBOX`."""
+    return os.environ.get("FWSPOOL_INBOX") or os.path.expanduser(DEFAULT_INBOX)
 
 
 def pointer_path(inbox: str, launch_id: int, launch_dir: str) -> str:

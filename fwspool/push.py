@@ -18,7 +18,7 @@ from typing import Any
 
 from fwspool.binding import Binding, WrongLaunchPad, refusal
 from fwspool.errors import UplinkUnavailable
-from fwspool.events import as_utc, iso, utcnow
+from fwspool.events import age, as_utc, iso, utcnow
 from fwspool.failpoints import failpoint
 from fwspool.journal import LAST_PUSH_KEY, Journal
 from fwspool.launchpad import ApplyResult, Disposition, Verdict
@@ -62,6 +62,8 @@ class PushSummary:
     #: from elsewhere was set aside (fwspool.identity).
     moved: int = 0
     problems: list[str] = field(default_factory=list)
+    #: What a batch could not reach besides the LaunchPad (a jobflow JobStore): the pass ends 75.
+    unreachable: list[str] = field(default_factory=list)
 
     def count(self, result: ApplyResult) -> None:
         """Add what a batch did with each event."""
@@ -94,20 +96,6 @@ class PushSummary:
             f"{counted(self.forgets_applied, 'forget request')} applied"
             + (f", {counted(self.released, 'reservation')} released" if self.released else "")
         )
-
-
-def age(iso_text: str | None, now: dt.datetime) -> str:
-    """'3h12m' style age of an ISO time."""
-    if not iso_text:
-        return "-"
-    secs = max(0, int((now - as_utc(iso_text)).total_seconds()))
-    if secs < 120:
-        return f"{secs}s"
-    if secs < 7200:
-        return f"{secs // 60}m"
-    if secs < 172800:
-        return f"{secs // 3600}h{(secs % 3600) // 60:02d}m"
-    return f"{secs // 86400}d{(secs % 86400) // 3600:02d}h"
 
 
 class Pusher:
@@ -160,6 +148,10 @@ class Pusher:
             summary.registered = self.journal.register_offline_runs(runs)
             self._push_pending(summary, should_stop, progress)
             self._follow(summary)
+            if summary.unreachable:
+                # The rest is pushed and marked; what waits on another store ends the pass as an
+                # unreachable database does (exit 75, --watch retries).
+                raise UplinkUnavailable(summary.unreachable[0])
         except UplinkUnavailable as exc:
             raise self.unavailable(exc) from None
         self.journal.set_meta(LAST_PUSH_KEY, iso(self.clock()))
@@ -214,6 +206,7 @@ class Pusher:
         summary.launches += len(launches)
         summary.count(result)
         summary.problems.extend(result.problems)
+        summary.unreachable.extend(result.unreachable)
         summary.released += len(result.released_launches)
 
     def _check_binding(self) -> None:

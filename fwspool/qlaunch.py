@@ -233,8 +233,35 @@ def reserve_one(launchpad: Any, fworker: Any, block_dir: str) -> tuple[Any, int,
     return fw, int(launch_id), launch_dir
 
 
+#: Where a jobflow Firework says its job needs the JobStore while it runs (``expose_store``),
+#: which no compute node without a database route can give: fwspool never reserves one.
+NEEDS_STORE_FIELD = "spec._tasks.job.config.expose_store"
+
+
+def offline_capable(fworker: Any) -> Any:
+    """``fworker`` whose query leaves out the Fireworks that cannot run offline (:data:`NEEDS_STORE_FIELD`)."""
+    from fireworks.core.fworker import FWorker
+
+    return FWorker(
+        fworker.name, fworker.category, {**fworker._query, NEEDS_STORE_FIELD: {"$ne": True}}, fworker.env
+    )
+
+
+def refused_for_the_store(launchpad: Any, fworker: Any) -> list[str]:
+    """One line per READY Firework of ``fworker`` that is not reserved because its jobflow job
+    needs the JobStore while it runs."""
+    query = {**fworker.query, "state": "READY", NEEDS_STORE_FIELD: True}
+    return [
+        f"fwspool qlaunch: Firework {d['fw_id']} ({d.get('name')}) is not reserved: its jobflow job sets "
+        "expose_store=True and needs the JobStore while it runs; run it online (docs/jobflow.md)"
+        for d in launchpad.fireworks.find(query, {"fw_id": 1, "name": 1}, sort=[("fw_id", 1)])
+    ]
+
+
 def reserve_pack(launchpad: Any, fworker: Any, block_dir: str, pack: int) -> list[tuple[Any, int, str]]:
-    """Reserve up to ``pack`` Fireworks with the same ``_queueadapter`` into ``block_dir``."""
+    """Reserve up to ``pack`` Fireworks with the same ``_queueadapter`` into ``block_dir``; never
+    one that cannot run offline (:func:`offline_capable`)."""
+    fworker = offline_capable(fworker)
     first = reserve_one(launchpad, fworker, block_dir)
     if first is None:
         return []
@@ -376,6 +403,8 @@ def submit_pack(
     check_rocket_launch(qadapter)
     block = reserve_block(launchpad, fworker, launch_root, pack)
     if block is None:
+        for line in refused_for_the_store(launchpad, fworker):
+            say(line)
         return None
     block_dir = block.block_dir
     n = len(block.reserved)

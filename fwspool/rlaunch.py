@@ -29,6 +29,7 @@ from fwspool.errors import (
     EX_NOINPUT,
     EX_OK,
     EX_SOFTWARE,
+    EX_TEMPFAIL,
     EX_USAGE,
     ConfigError,
     DataError,
@@ -39,9 +40,11 @@ from fwspool.events import (
     Checkpoint,
     Completed,
     Exited,
+    JobOutputs,
     LaunchDirChanged,
     Ping,
     Record,
+    Released,
     Started,
     as_utc,
     tag_nonfinite,
@@ -68,6 +71,8 @@ EXIT_CODES: dict[int, str] = {
     EX_NOINPUT: "the launch directory, FW_offline.json, FW.json or the FWorker file missing or unreadable",
     EX_SOFTWARE: "the Rocket crashed outside the Firework's tasks (a bug: the traceback follows)",
     EX_IOERR: "the spool file cannot be written",
+    EX_TEMPFAIL: "a jobflow job whose inputs are not in the output cache: not run, its reservation handed "
+    "back (docs/jobflow.md)",
     EX_CONFIG: "an unusable FWorker file",
 }
 
@@ -209,6 +214,10 @@ def read_firework(launch_dir: str) -> Any:
     except OSError as exc:
         raise _unreadable(fw_path, exc) from exc
     except ImportError as exc:
+        from fwspool.jobstore import MISSING_EXTRA, JobflowMissing, names_jobflow
+
+        if names_jobflow(exc):
+            raise JobflowMissing(f"{fw_path}: {MISSING_EXTRA}") from exc
         raise DataError(f"{fw_path} names a task this node cannot import ({exc}): check PYTHONPATH") from exc
     except (FWError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise DataError(f"{fw_path} is not a readable Firework: {exc}") from exc
@@ -265,6 +274,9 @@ class SpoolLaunchPad:
     host: str
     ip: str
     batch_job: SchedulerJob = field(default_factory=SchedulerJob)
+    #: What the Firework's jobflow tasks wrote to their spooled JobStore (:mod:`fwspool.jobstore`),
+    #: carried by the completion.
+    job_outputs: list[JobOutputs] = field(default_factory=list)
     logdir: None = field(default=None, init=False)
     completed_state: str | None = field(default=None, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -328,7 +340,14 @@ class SpoolLaunchPad:
     def complete_launch(self, launch_id: int, action: Any = None, state: str = "COMPLETED") -> dict[str, Any]:
         action_dict = jsonable(action.to_dict()) if action is not None else {}
         with self._lock:
-            self.writer.append(Completed(state=state, action=action_dict, completed_on=utcnow()))  # type: ignore[arg-type]
+            self.writer.append(
+                Completed(
+                    state=state,  # type: ignore[arg-type]
+                    action=action_dict,
+                    completed_on=utcnow(),
+                    job_outputs=list(self.job_outputs) or None,
+                )
+            )
             self.completed_state = state
             self._finished = True
         return {"launch_id": launch_id, "state": state}
@@ -404,9 +423,30 @@ def run(
         )
         return EX_OK
     batch_job = SchedulerJob.from_environ(os.environ if environ is None else environ)
+    job_outputs: list[JobOutputs] = []
+    try:
+        _spool_job_tasks(firework, launch_dir, launch_id, job_outputs.append, spool_mode)
+    except FwspoolError as exc:
+        _record_failed_start(launch_dir, launch_id, reserved, exc, spool_mode, batch_job)
+        raise
     return _run_rocket(
-        launch_dir, launch_id, firework, fworker, batch_job, spool_mode, install_signal_handlers
+        launch_dir, launch_id, firework, fworker, batch_job, spool_mode, install_signal_handlers, job_outputs
     )
+
+
+def _spool_job_tasks(
+    firework: Any, launch_dir: str, launch_id: int, record: Callable[[JobOutputs], None], mode: int
+) -> None:
+    """jobflow tasks run against a spooled JobStore (:mod:`fwspool.jobstore.spooled`); a Firework
+    without one does not import jobflow."""
+    from fwspool.jobstore import is_job_task
+
+    if not any(is_job_task(t) for t in firework.tasks):
+        return
+    from fwspool.jobstore.cache import cache_dir
+    from fwspool.jobstore.spooled import spool_job_tasks
+
+    spool_job_tasks(firework, launch_dir, launch_id, cache_dir(), record, mode)
 
 
 def _reserved_fw_id(launch_dir: str, fw_id: int | None) -> int | None:
@@ -450,6 +490,7 @@ def _run_rocket(
     batch_job: SchedulerJob,
     spool_mode: int,
     install_signal_handlers: bool,
+    job_outputs: list[JobOutputs] | None = None,
 ) -> int:
     """FireWorks' Rocket run in ``launch_dir`` against a :class:`SpoolLaunchPad`; the exit code.
 
@@ -461,7 +502,15 @@ def _run_rocket(
 
     host, ip = get_my_host(), get_my_ip()
     writer = SpoolWriter(launch_dir, launch_id, firework.fw_id, mode=spool_mode)
-    lp = SpoolLaunchPad(writer, firework, launch_id, host=host, ip=ip, batch_job=batch_job)
+    lp = SpoolLaunchPad(
+        writer,
+        firework,
+        launch_id,
+        host=host,
+        ip=ip,
+        batch_job=batch_job,
+        job_outputs=[] if job_outputs is None else job_outputs,
+    )
     restore = (
         _install_exit_recorder(
             launch_dir, launch_id, firework.fw_id, spool_mode, writer.writer_id, batch_job.system
@@ -507,11 +556,23 @@ def _announce(
 
 
 def _record_failed_start(
-    launch_dir: str, launch_id: int, fw_id: int | None, exc: FwspoolError, mode: int
+    launch_dir: str,
+    launch_id: int,
+    fw_id: int | None,
+    exc: FwspoolError,
+    mode: int,
+    batch_job: SchedulerJob | None = None,
 ) -> None:
+    """Why the launch did not start, in the spool: an exit with the line (the Firework becomes
+    FIZZLED), or, for a jobflow job whose inputs are not there yet, its reservation handed back."""
+    from fwspool.jobstore import MissingInputs
+
     try:
         with SpoolWriter(launch_dir, launch_id, fw_id, mode=mode) as w:
-            w.append(Exited(returncode=exc.exit_code, error=exc.message))
+            if isinstance(exc, MissingInputs):
+                w.append(Released(reason=exc.message, batch_job_id=(batch_job or SchedulerJob()).job_id))
+            else:
+                w.append(Exited(returncode=exc.exit_code, error=exc.message))
     except OSError:
         pass  # the directory cannot be written: the batch system's view (lost runs) is all there is
 

@@ -4,8 +4,8 @@ A job killed with SIGKILL (the OOM killer, a node failure) writes nothing, and a
 while pending never starts ``fwspool rlaunch``: only the batch system knows it is gone. Ingest
 asks it once per pass — one call for all open launches, never one per launch — through the
 small :class:`Scheduler` interface: :class:`SlurmScheduler` (``squeue``) and
-:class:`GridEngineScheduler` (``qstat -xml``) are the real ones, :class:`FlakyScheduler` fails on
-command for tests. A query that fails or times out decides nothing (:class:`SchedulerQueryError`).
+:class:`GridEngineScheduler` (``qstat -xml``) are the real ones (a double that fails on command,
+for tests, is :class:`fwspool.testing.faults.FlakyScheduler`). A query that fails or times out decides nothing (:class:`SchedulerQueryError`).
 Of a job that is gone, the batch system's own record says how it ended (:meth:`Scheduler.how_ended`:
 ``scontrol show job``, ``qacct -j``); no record says nothing yet.
 """
@@ -341,30 +341,6 @@ def grid_engine_end(record: dict[str, str]) -> JobEnd:
     words = f"failed {code if code is not None else '?'}" + (f" : {text}" if text else "")
     words += f", exit_status {exit_status if exit_status is not None else '?'}"
     return JobEnd(cause=cause, words=words, source="qacct -j", exit_status=exit_status, failed=code)
-
-
-class FlakyScheduler:
-    """Wraps a batch system and fails the next ``fail_next`` queries (tests)."""
-
-    def __init__(self, inner: Scheduler, *, fail_next: int = 0) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.fail_next = fail_next
-        self.queries = 0
-
-    def _fault(self) -> None:
-        self.queries += 1
-        if self.fail_next > 0:
-            self.fail_next -= 1
-            raise SchedulerQueryError(f"injected fault: {self.name}'s query timed out")
-
-    def active_jobs(self, job_ids: Collection[str]) -> set[str]:
-        self._fault()
-        return self.inner.active_jobs(job_ids)
-
-    def how_ended(self, job_id: str) -> JobEnd | None:
-        self._fault()
-        return self.inner.how_ended(job_id)
 
 
 def system_of_queue_adapter(path: str) -> str:

@@ -13,6 +13,7 @@ words (:func:`why_died`). :func:`check_database` asks the database within a seco
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import textwrap
@@ -27,8 +28,8 @@ import msgspec
 
 from fwspool.config import redact
 from fwspool.errors import FwspoolError
-from fwspool.events import as_utc, iso, utcnow
-from fwspool.journal import Journal
+from fwspool.events import age, as_utc, iso, utcnow
+from fwspool.journal import LAST_PUSH_KEY, Journal
 from fwspool.journal.views import BLOCK_COUNTS
 from fwspool.outcomes import (
     FAILURES,
@@ -41,7 +42,6 @@ from fwspool.outcomes import (
     implied,
 )
 from fwspool.plural import counted
-from fwspool.push import LAST_PUSH_KEY, age
 from fwspool.runs import PendingEvent
 from fwspool.scheduler import NO_RECORD, TAIL_BYTES, no_record
 
@@ -148,6 +148,13 @@ def check_database(open_uplink: Callable[[], Any], budget: float = CHECK_SECONDS
     }
 
 
+#: The journal's times are sortable UTC text (fwspool.events.iso), compared in SQL only to pick
+#: launches, with this much to spare (a time written at another precision); which of them
+#: match is decided on the parsed times. A margin of more than SILENT_RUN would pick every
+#: running launch.
+_MARGIN = dt.timedelta(minutes=1)
+
+
 def collect(
     journal: Journal,
     database: dict[str, Any] | None,
@@ -156,46 +163,62 @@ def collect(
     now: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """The status report as plain data (the ``--json`` output); ``database`` is what
-    :func:`check_database` found, None when not checked."""
+    :func:`check_database` found, None when not checked.
+
+    Its ``launches``: those matching the filters when some are given, else every launch with
+    ``filters.every`` (an iterator, made a few hundred at a time as it is read), else those that
+    need attention. The counts come from SQL over the launches whose outcome the last push
+    recorded and no event waits for (what they are is what the journal says); only the others,
+    and those that may need attention or match the filters, are looked at one by one.
+    """
     now = now or utcnow()
     submitted = _submitted(journal)
     last_push = journal.get_meta(LAST_PUSH_KEY)
-    rows = journal.launch_status()
-    deciding = [
-        r["launch_id"]
-        for r in rows
-        if r["last_event"] is not None and ((r["pending"] and not r["forgotten"]) or r["outcome"] is None)
-    ]
-    runs = journal.run_events(deciding)
     quarantined, quarantined_of = journal.quarantined_by_launch()
-    launches = [
-        _launch(r, runs.get(r["launch_id"]), quarantined_of.get(r["launch_id"], 0), last_push, now)
-        for r in rows
-    ]
+    look = journal.live_launch_ids() | set(quarantined_of)
+    look |= journal.may_need_attention(
+        iso(now - SILENT_RUN + _MARGIN), iso(now - RECENT_FAILURE - _MARGIN), sorted(FAILURES)
+    )
+    if filters.given():
+        look |= journal.launches_maybe_matching(
+            fw_ids=filters.fw_ids,
+            states=filters.states,
+            seen_since=iso(filters.since - _MARGIN) if filters.since is not None else None,
+            pending=filters.pending,
+        )
+    rows = journal.status_rows(sorted(look))
+    looked = _launches(journal, rows, quarantined_of, last_push, now)
+    live = [(x, bool(r["newest"])) for x, r in zip(looked, rows, strict=True) if r["live"]]
+    settled = journal.settled_counts(FORGOTTEN)
     totals = journal.event_totals()
+    totals.update(_counts(live, settled, looked), quarantined=quarantined)
+    by_state: Counter[str] = Counter()
+    by_outcome: Counter[str] = Counter()
     # Launches this LaunchPad does not have (yet) are not its Fireworks; each Firework counts
     # once, by its latest launch (a rerun's or a new reservation's, not the one it moved past).
-    current = [x for x in launches if not x["elsewhere"]]
-    totals.update(
-        launches=len(launches),
-        history_launches=sum(1 for x in launches if x["history"]),
-        elsewhere_launches=sum(1 for x in launches if x["elsewhere"]),
-        pending_launches=sum(1 for x in launches if x["pending"] and not x["forgotten"]),
-        forgotten_launches=sum(1 for x in launches if x["forgotten"]),
-        need_attention=sum(1 for x in launches if x["attention"]),
-        quarantined=quarantined,
-    )
-    listed = [x for x in launches if filters.match(x)] if filters.given() else launches
-    _add_why(journal, listed, filters)
+    for x, newest in live:
+        if not x["elsewhere"]:
+            by_outcome[x["outcome"]] += 1
+            if newest:
+                by_state[x["state"] or "not pushed"] += 1
+    for g in settled:
+        if not g["elsewhere"]:
+            by_outcome[g["outcome"]] += g["n"]
+            if g["newest"]:
+                by_state[g["state"] or "not pushed"] += g["n"]
+    if filters.given():
+        listed: Any = _add_why(journal, [x for x in looked if filters.match(x)], filters)
+    elif filters.every:
+        listed = _every_launch(journal, quarantined_of, last_push, now, filters)
+    else:
+        listed = _add_why(journal, [x for x in looked if x["attention"]], filters)
     return {
         "journal": journal.path,
         "now": iso(now),
         "totals": totals,
         # The Fireworks as last seen: each by its latest launch the LaunchPad has not moved past.
-        "by_state": dict(
-            sorted(Counter(x["state"] or "not pushed" for x in _latest_per_firework(current)).items())
-        ),
-        "by_outcome": dict(sorted(Counter(x["outcome"] for x in current).items())),
+        "by_state": dict(sorted(by_state.items())),
+        "by_outcome": dict(sorted(by_outcome.items())),
         "oldest_pending": journal.oldest_pending(),
         "last_successful_push": last_push,
         "database": database,
@@ -207,19 +230,19 @@ def collect(
     }
 
 
-def _add_why(journal: Journal, listed: list[dict[str, Any]], filters: Filters) -> None:
+def _add_why(journal: Journal, listed: list[dict[str, Any]], filters: Filters) -> list[dict[str, Any]]:
     """Why the jobs of the failed launches listed died, in the batch system's words (``why``):
     read per launch, and only for those that need attention (every failed one listed with
     ``--all`` or a filter), so the summary never reads the events."""
     failed = [
         x for x in listed if x["outcome"] in FAILURES and (x["attention"] or filters.given() or filters.every)
     ]
-    if not failed:
-        return
-    ends = journal.batch_ends([x["launch_id"] for x in failed])
-    for x in failed:
-        if x["launch_id"] in ends:
-            x["why"] = why_died(ends[x["launch_id"]]["batch_end"])
+    if failed:
+        ends = journal.batch_ends([x["launch_id"] for x in failed])
+        for x in failed:
+            if x["launch_id"] in ends:
+                x["why"] = why_died(ends[x["launch_id"]]["batch_end"])
+    return listed
 
 
 def why_died(end: dict[str, Any] | None) -> dict[str, Any]:
@@ -260,16 +283,57 @@ def _pools(submitted: dict[str, Any] | None, now: dt.datetime) -> list[dict[str,
     return [pool_report(root, now) for root in roots]
 
 
-def _latest_per_firework(launches: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One launch per Firework (its newest), and every launch whose Firework is not known."""
-    latest: dict[int, dict[str, Any]] = {}
-    rest = []
-    for x in launches:
-        if x["fw_id"] is None:
-            rest.append(x)
-        elif x["fw_id"] not in latest or latest[x["fw_id"]]["launch_id"] < x["launch_id"]:
-            latest[x["fw_id"]] = x
-    return rest + list(latest.values())
+def _counts(
+    live: list[tuple[dict[str, Any], bool]], settled: list[dict[str, Any]], looked: list[dict[str, Any]]
+) -> dict[str, int]:
+    """The launch counts of the summary: the live launches one by one, the settled ones by group
+    (none of them pending; those that need attention are among the ones looked at)."""
+    launches = [x for x, _ in live]
+
+    def both(key: str) -> int:
+        return sum(1 for x in launches if x[key]) + sum(g["n"] for g in settled if g[key])
+
+    return {
+        "launches": len(launches) + sum(g["n"] for g in settled),
+        "history_launches": both("history"),
+        "elsewhere_launches": both("elsewhere"),
+        "pending_launches": sum(1 for x in launches if x["pending"] and not x["forgotten"]),
+        "forgotten_launches": both("forgotten"),
+        "need_attention": sum(1 for x in looked if x["attention"]),
+    }
+
+
+def _launches(
+    journal: Journal,
+    rows: list[dict[str, Any]],
+    quarantined_of: dict[int, int],
+    last_push: str | None,
+    now: dt.datetime,
+) -> list[dict[str, Any]]:
+    """The report's launches of these ``launch_status`` rows, with the run events of those whose
+    events decide what they came to."""
+    deciding = [
+        r["launch_id"]
+        for r in rows
+        if r["last_event"] is not None and ((r["pending"] and not r["forgotten"]) or r["outcome"] is None)
+    ]
+    runs = journal.run_events(deciding)
+    return [
+        _launch(r, runs.get(r["launch_id"]), quarantined_of.get(r["launch_id"], 0), last_push, now)
+        for r in rows
+    ]
+
+
+def _every_launch(
+    journal: Journal,
+    quarantined_of: dict[int, int],
+    last_push: str | None,
+    now: dt.datetime,
+    filters: Filters,
+) -> Iterator[dict[str, Any]]:
+    """Every launch of the report, by launch id, made a few hundred at a time as it is read."""
+    for rows in journal.every_status_row():
+        yield from _add_why(journal, _launches(journal, rows, quarantined_of, last_push, now), filters)
 
 
 def _packed_blocks(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -441,6 +505,32 @@ def _notes(launch: dict[str, Any], last_push: str | None, now: dt.datetime) -> t
     return attention, notes
 
 
+def report_json(report: dict[str, Any]) -> Iterator[str]:
+    """The report as JSON text (indented, keys sorted: ``json.dumps(report, indent=2,
+    sort_keys=True)`` and a newline), in pieces as its launches are made: with ``--all`` they
+    come from an iterator and are never all in memory."""
+    encoder = json.JSONEncoder(indent=2, sort_keys=True)
+    head, tail = encoder.encode({**report, "launches": []}).split('\n  "launches": []', 1)
+    yield head + '\n  "launches": ['
+    any_launch = False
+    for launch in report["launches"]:
+        yield ("," if any_launch else "") + "\n    " + _launch_json(launch, encoder)
+        any_launch = True
+    yield ("\n  ]" if any_launch else "]") + tail + "\n"
+
+
+#: A flat object at depth 2 of indent=2 JSON, one item a line, by the C encoder (the indenting
+#: one is pure Python: five times the cost of making the launch, over a year's launches).
+_FLAT_LAUNCH = json.JSONEncoder(sort_keys=True, separators=(",\n      ", ": "))
+
+
+def _launch_json(launch: dict[str, Any], encoder: json.JSONEncoder) -> str:
+    """One launch as ``encoder`` (indent=2) writes it inside the report's ``launches``."""
+    if any(isinstance(v, (dict, list, tuple)) for v in launch.values()):
+        return encoder.encode(launch).replace("\n", "\n    ")
+    return "{\n      " + _FLAT_LAUNCH.encode(launch)[1:-1] + "\n    }"
+
+
 # -- the text ------------------------------------------------------------------------------------
 
 _ROW = "{:>7} {:>6} {:<16} {:<9} {:<10} {:<9} {:<10} {:>6}"
@@ -456,18 +546,15 @@ def render_lines(report: dict[str, Any], filters: Filters = Filters()) -> Iterat
     """:func:`render`, line by line as each is made (``--all`` over a year's launches)."""
     now = as_utc(report["now"])
     lines = _summary(report, now)
-    launches = report["launches"]
+    shown = report["launches"]  # with --all, an iterator: listed as it is made
+    everything = report["totals"]["launches"]
     if filters.given():
-        shown, title = (
-            launches,
-            f"{counted(len(launches), 'launch')} {'matches' if len(launches) == 1 else 'match'}",
-        )
+        title = f"{counted(len(shown), 'launch')} {'matches' if len(shown) == 1 else 'match'}"
     elif filters.every:
-        shown, title = launches, f"all {counted(len(launches), 'launch')}"
+        title = f"all {counted(everything, 'launch')}"
     else:
-        shown = [x for x in launches if x["attention"]]
         title = f"{counted(len(shown), 'launch')} {'needs' if len(shown) == 1 else 'need'} attention" + (
-            f" (--all lists all {len(launches)})" if len(shown) < len(launches) else ""
+            f" (--all lists all {everything})" if len(shown) < everything else ""
         )
     lines += _block_lines(report["blocks"])
     if report.get("submitted"):
@@ -479,11 +566,12 @@ def render_lines(report: dict[str, Any], filters: Filters = Filters()) -> Iterat
         lines += ["", *textwrap.wrap(line, WIDTH, subsequent_indent="  ", break_long_words=False)]
     for pool in report.get("pools") or []:
         lines += textwrap.wrap(_pool_line(pool), WIDTH, subsequent_indent="  ", break_long_words=False)
-    lines += ["", title + (":" if shown else ".")]
+    some = everything > 0 if filters.every and not filters.given() else bool(shown)
+    lines += ["", title + (":" if some else ".")]
     hidden = 0
     if not (filters.given() or filters.every) and len(shown) > ATTENTION_SHOWN:
         hidden, shown = len(shown) - ATTENTION_SHOWN, shown[:ATTENTION_SHOWN]
-    if shown:
+    if some:
         lines.append(_ROW.format("launch", "fw", "name", "state", "outcome", "job", "last event", "age"))
     yield from lines
     for launch in shown:

@@ -199,8 +199,9 @@ class Stocker:
     # -- 3. stocking ---------------------------------------------------------------------------
 
     def fill(self, launchpad: Any, fworker: Any, should_stop: Callable[[], bool]) -> int:
-        from fwspool.qlaunch import estimate_of, reserve_one, restricted
+        from fwspool.qlaunch import estimate_of, offline_capable, reserve_one, restricted
 
+        fworker = offline_capable(fworker)  # a pilot has no database route either: no expose_store
         now = self.clock()
         self.handed_back = {i: t for i, t in self.handed_back.items() if (now - t).total_seconds() < self.ttl}
         if self.handed_back:

@@ -1,8 +1,8 @@
 """The uplink: fwspool's only connection to MongoDB, behind a small interface.
 
 :class:`Uplink` is what the pusher needs of a LaunchPad. :class:`MongoUplink` is the real one (a
-FireWorks LaunchPad with short timeouts); :class:`FlakyUplink` wraps any uplink and fails on
-command, for tests of what happens when the database goes away mid-push.
+FireWorks LaunchPad with short timeouts); :class:`fwspool.testing.faults.FlakyUplink` wraps any
+uplink and fails on command, for tests of what happens when the database goes away mid-push.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from fwspool.binding import EPOCH_FIELD, LaunchPadIdentity, launchpad_file_of
-from fwspool.config import LaunchPadConfig, redact
+from fwspool.config import DEFAULT_TIMEOUT, LaunchPadConfig, redact
 from fwspool.errors import NotALaunchPad, UplinkAuthError, UplinkTLSError, UplinkUnavailable
 from fwspool.launchpad import ApplyResult, LaunchPadApplier, Verdict, WriteSet
 from fwspool.runs import LaunchEvents
@@ -184,7 +184,7 @@ class MongoUplink:
         self,
         config: LaunchPadConfig,
         *,
-        timeout: float = 5.0,
+        timeout: float = DEFAULT_TIMEOUT,
         event_listeners: Sequence[Any] = (),
     ) -> None:
         from fireworks import LaunchPad
@@ -209,6 +209,8 @@ class MongoUplink:
         settings.setdefault("strm_lvl", "ERROR")
         settings["logdir"] = None
         self.timeout = timeout
+        #: The JobStores jobflow outputs go to (docs/jobflow.md), connected on first use.
+        self._job_stores: Any = None
         self._translate = translate_errors(config.where(), config.secrets, config.credentials())
         try:
             self.lp = LaunchPad.from_dict(settings)
@@ -268,8 +270,11 @@ class MongoUplink:
         redo: Callable[[bytes], None] | None = None,
         owner: str = "fwspool",
     ) -> ApplyResult:
-        applier = LaunchPadApplier(self.lp, owner)
-        return self._call(lambda: applier.apply(launches, now, redo))
+        applier = LaunchPadApplier(self.lp, owner, self._job_stores)
+        try:
+            return self._call(lambda: applier.apply(launches, now, redo))
+        finally:
+            self._job_stores = applier.job_stores
 
     def replay(self, write_set: bytes) -> Verdict:
         return Verdict(self._call(lambda: WriteSet.from_bytes(write_set).replay(self.lp)))
@@ -361,81 +366,3 @@ class MongoUplink:
 
     def close(self) -> None:
         self.lp.connection.close()
-
-
-class FlakyUplink:
-    """Wraps an uplink and fails where a test says: before or after the wrapped ``apply``.
-
-    ``fail_before_apply`` / ``fail_after_apply`` count down: when one reaches zero, the call raises
-    UplinkUnavailable — after the real write for ``fail_after_apply``, which is the case of a
-    database that applied a write whose acknowledgement never arrived.
-    """
-
-    def __init__(
-        self,
-        inner: Uplink,
-        *,
-        fail_before_apply: int | None = None,
-        fail_after_apply: int | None = None,
-        fail_check: bool = False,
-    ) -> None:
-        self.inner = inner
-        self.fail_before_apply = fail_before_apply
-        self.fail_after_apply = fail_after_apply
-        self.fail_check = fail_check
-        self.applied_batches = 0
-
-    def where(self) -> str:
-        return self.inner.where()
-
-    def launchpad_file(self) -> str | None:
-        return self.inner.launchpad_file()
-
-    def check(self) -> None:
-        if self.fail_check:
-            raise UplinkUnavailable(f"cannot reach MongoDB at {self.where()}: injected fault")
-        self.inner.check()
-
-    @staticmethod
-    def _tick(counter: int | None) -> tuple[int | None, bool]:
-        if counter is None:
-            return None, False
-        return counter - 1, counter - 1 < 0
-
-    def apply(
-        self,
-        launches: list[LaunchEvents],
-        now: dt.datetime,
-        redo: Callable[[bytes], None] | None = None,
-        owner: str = "fwspool",
-    ) -> ApplyResult:
-        self.fail_before_apply, fire = self._tick(self.fail_before_apply)
-        if fire:
-            raise UplinkUnavailable("injected fault before apply")
-        result = self.inner.apply(launches, now, redo, owner)
-        self.applied_batches += 1
-        self.fail_after_apply, fire = self._tick(self.fail_after_apply)
-        if fire:
-            raise UplinkUnavailable("injected fault after apply (acknowledgement lost)")
-        return result
-
-    def replay(self, write_set: bytes) -> Verdict:
-        return self.inner.replay(write_set)
-
-    def open_offline_runs(self) -> list[dict[str, Any]]:
-        return self.inner.open_offline_runs()
-
-    def set_deprecated(self, kind: str, values: Sequence[int], deprecated: bool) -> None:
-        self.inner.set_deprecated(kind, values, deprecated)
-
-    def identity(self, *, claim: bool) -> LaunchPadIdentity:
-        return self.inner.identity(claim=claim)
-
-    def launch_homes(self, launch_ids: Sequence[int]) -> tuple[dict[int, dict[str, Any]], int]:
-        return self.inner.launch_homes(launch_ids)
-
-    def fireworks_of(self, fw_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-        return self.inner.fireworks_of(fw_ids)
-
-    def close(self) -> None:
-        self.inner.close()

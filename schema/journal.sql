@@ -1,5 +1,5 @@
 -- fwspool journal schema (generated from fwspool/journal/schema.py; do not edit by hand).
--- PRAGMA user_version = 5; auto_vacuum = INCREMENTAL; journal_mode = WAL; synchronous = FULL.
+-- PRAGMA user_version = 6; auto_vacuum = INCREMENTAL; journal_mode = WAL; synchronous = FULL.
 
 CREATE TABLE forget_requests (
 	request_id INTEGER NOT NULL,
@@ -33,6 +33,10 @@ CREATE TABLE launch_summary (
 	PRIMARY KEY (launch_id)
 );
 
+CREATE INDEX launch_summary_by_last_event ON launch_summary (last_event_at);
+
+CREATE INDEX launch_summary_pending ON launch_summary (launch_id) WHERE pending > 0;
+
 CREATE TABLE launches (
 	launch_id INTEGER NOT NULL,
 	fw_id INTEGER,
@@ -57,7 +61,15 @@ CREATE TABLE launches (
 	CONSTRAINT launches_outcome CHECK (outcome IS NULL OR outcome IN ('running', 'completed', 'fizzled', 'killed', 'exited', 'lost', 'released', 'superseded'))
 );
 
+CREATE INDEX launches_by_first_seen ON launches (first_seen_at);
+
 CREATE INDEX launches_by_fw ON launches (fw_id);
+
+CREATE INDEX launches_by_outcome ON launches (outcome);
+
+CREATE INDEX launches_by_state ON launches (pushed_state);
+
+CREATE INDEX launches_forgotten ON launches (launch_id) WHERE forgotten_at IS NOT NULL;
 
 CREATE TABLE meta (
 	"key" TEXT NOT NULL,

@@ -13,9 +13,9 @@ from fwspool.errors import UplinkUnavailable
 from fwspool.ingest import Ingester
 from fwspool.journal import Journal
 from fwspool.testing.commands import reserved_and_run
+from fwspool.testing.faults import FlakyUplink
 from fwspool.testing.launchpad import uplink_for
 from fwspool.testing.waiting import wait_for
-from fwspool.uplink import FlakyUplink
 
 
 def one_finished_launch(launchpad: Any, tmp_path: Path) -> tuple[int, Path]:

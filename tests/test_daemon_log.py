@@ -20,7 +20,7 @@ import pytest
 from fireworks import Firework, ScriptTask
 
 from fwspool import __version__
-from fwspool.daemon import DEFAULT_INTERVAL
+from fwspool.config import DEFAULT_INTERVAL
 from fwspool.journal import Journal
 from fwspool.reserve import reserve_offline
 from fwspool.testing.commands import fwspool_cmd, invoke, reserved_and_run, unstamped

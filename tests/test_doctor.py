@@ -57,8 +57,18 @@ def test_a_site_set_up_as_the_readme_says_passes_every_check(
         "batch system (slurm)",
         "inbox",
         "launch roots",
+        "jobflow JobStore",
     ], res.stdout
-    assert all(line.startswith("✓ ") for name, line in checks.items() if name != "launch roots"), res.stdout
+    assert all(
+        line.startswith("✓ ")
+        for name, line in checks.items()
+        if name not in ("launch roots", "jobflow JobStore")
+    ), res.stdout
+    # No ~/.jobflow.yaml in this home: jobflow's default store is in memory, which only jobflow
+    # workflows that name no store of their own would mind.
+    assert checks["jobflow JobStore"].startswith("! jobflow JobStore: JOB_STORE is an in-memory store"), (
+        res.stdout
+    )
     assert checks["database"].endswith("answers and holds a LaunchPad")
     assert f"✓ fwspool in the job: {site.fw}/.venv/bin/fwspool exists and is executable" in res.stdout
     assert checks["journal"] == (

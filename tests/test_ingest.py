@@ -40,8 +40,8 @@ from fwspool.journal import Journal
 from fwspool.spool import HEADER_LEN, OsSourceFile, SpoolWriter, encode_record, scan, spool_file_name
 from fwspool.testing.commands import fwspool_cmd, unstamped
 from fwspool.testing.commands import invoke as cli
+from fwspool.testing.faults import ShortReadSource
 from fwspool.testing.journal_file import ingest, query
-from fwspool.testing.spool_files import ShortReadSource
 from fwspool.testing.waiting import wait_for
 
 T0 = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)

@@ -35,6 +35,7 @@ from fwspool.testing.commands import (
     unstamped,
 )
 from fwspool.testing.db_commands import CommandCounter
+from fwspool.testing.faults import FlakyUplink
 from fwspool.testing.journal_file import ingest_and_push, query
 from fwspool.testing.launchpad import (
     make_launchpad,
@@ -43,7 +44,6 @@ from fwspool.testing.launchpad import (
     throwaway_launchpad,
     uplink_for,
 )
-from fwspool.uplink import FlakyUplink
 
 
 def grow_wf() -> Workflow:

@@ -193,3 +193,26 @@ def test_a_documented_line_is_found_in_docs_once_and_only_once() -> None:
             assert repr(missing_or_twice) in str(exc)
         else:
             raise AssertionError(f"doc_line({missing_or_twice!r}) found one line")
+
+
+def test_the_jobflow_page_gives_rlaunch_exit_codes_as_the_code_defines_them() -> None:
+    """docs/jobflow.md lists what fwspool.jobstore.EXIT_CODES says."""
+    from fwspool.jobstore import EXIT_CODES
+
+    section = doc_section("Exit codes of `fwspool rlaunch` for a jobflow Firework")
+    rows = {int(code): meaning for code, meaning in re.findall(r"^\| (\d+) \| (.*) \|$", section, re.M)}
+    assert rows == EXIT_CODES
+
+
+def test_the_pure_core_command_runs_word_for_word_with_no_server() -> None:
+    """docs/code.md's command for the pure core: it passes, and says no server started."""
+    import shlex
+    import subprocess
+    import sys
+
+    from fwspool.testing.docs import doc_line
+
+    words = shlex.split(doc_line("python tools/pure_core_tests.py"), comments=True)
+    res = subprocess.run([sys.executable, *words[1:]], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "database servers started: 0" in res.stdout, res.stdout[-3000:]

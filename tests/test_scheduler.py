@@ -22,13 +22,13 @@ from fwspool.journal import SCHEMA_VERSION, Journal
 from fwspool.push import Pusher
 from fwspool.reserve import reserve_offline
 from fwspool.scheduler import (
-    FlakyScheduler,
     SlurmScheduler,
     system_of_launch_dir,
     system_of_queue_adapter,
 )
 from fwspool.testing.commands import reserved_and_run, run_fwspool, unstamped
 from fwspool.testing.devslurm import DevSlurm
+from fwspool.testing.faults import FlakyScheduler
 from fwspool.testing.launchpad import make_launchpad, uplink_for
 from fwspool.testing.slurm_site import finished_job
 

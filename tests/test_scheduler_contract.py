@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from fwspool.scheduler import (
-    FlakyScheduler,
     GridEngineScheduler,
     Scheduler,
     SchedulerQueryError,
@@ -21,6 +20,7 @@ from fwspool.scheduler import (
     grid_engine_end,
 )
 from fwspool.testing.devslurm import DevSlurm
+from fwspool.testing.faults import FlakyScheduler
 from fwspool.testing.gridengine import DevGridEngine
 
 

@@ -91,7 +91,7 @@ def test_a_version_2_journal_is_upgraded_in_place_keeping_every_row(tmp_path):
         db.execute("INSERT INTO meta (key, value) VALUES ('last_successful_push', 'then')")
         db.execute("PRAGMA user_version = 2")
     with Journal.open(str(path)) as journal:
-        assert journal.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 5
+        assert journal.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 6
         assert journal.query(
             "SELECT launch_id, fw_id, launch_dir, learned_from, batch_job_id, batch_system, terminal_at, "
             "fw_name, pushed_state, outcome FROM launches"
@@ -145,7 +145,7 @@ def test_a_version_3_journal_is_upgraded_in_place_keeping_every_row_and_both_dir
                 )
         db.execute("PRAGMA user_version = 3")
     with Journal.open(str(path)) as journal:
-        assert journal.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 5
+        assert journal.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 6
         assert journal.count_events("pushed_at IS NULL") == 4
         assert journal.query(
             "SELECT launch_id, confirmed_at, held, history_at, pending FROM launch_status"
@@ -354,7 +354,7 @@ def test_a_version_4_journal_is_upgraded_in_place_with_its_launch_summary(tmp_pa
         )
         db.execute("PRAGMA user_version = 4")
     with Journal.open(str(path)) as journal:
-        assert journal.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 5
+        assert journal.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 6
         assert _summary_kept(journal.db) == _summary_from_events(journal.db)
         assert journal.query(
             "SELECT launch_id, last_event, pending, pushed, oldest_pending_at FROM launch_status"
@@ -386,3 +386,42 @@ def test_pool_md_documents_the_pool_files_of_the_code():
     assert f"`{pool.CLAIM_NAME}`" in doc and f"version {pool.POOL_VERSION}" in doc
     assert pool.claimed_name("12.json", "7_node1_99_abcd") == "12.json.7_node1_99_abcd"
     assert pool.job_of_pilot(pool.pilot_name("7")) == "7" and pool.job_of_pilot(pool.pilot_name(None)) is None
+
+
+def test_a_version_5_journal_is_upgraded_in_place_with_the_indexes_status_picks_launches_by(tmp_path):
+    """Version 6 adds indexes on launches and launch_summary only (tests/data/journal-v5.sql is
+    version 5 as on main): every row stays, and the journal is the one a new journal is."""
+    path = tmp_path / "v5.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript((DATA / "journal-v5.sql").read_text())
+        db.execute(
+            "INSERT INTO launches (launch_id, fw_id, launch_dir, learned_from, first_seen_at, outcome) "
+            "VALUES (1, 1, '/l/1', 'spool', '2026-01-01T00:00:00Z', 'completed')"
+        )
+        _insert_events(db, [("w-1", 1, 1, "started", "t1", "{}", "i1")])
+        db.execute(
+            "INSERT INTO launch_summary (launch_id, events, pending, last_event, last_event_at) "
+            "VALUES (1, 1, 1, 'started', 't1')"
+        )
+        db.execute("PRAGMA user_version = 5")
+    with Journal.open(str(path)) as journal:
+        assert journal.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 6
+        assert journal.query("SELECT launch_id, outcome FROM launches") == [
+            {"launch_id": 1, "outcome": "completed"}
+        ]
+        assert journal.query("SELECT launch_id, pending FROM launch_summary") == [
+            {"launch_id": 1, "pending": 1}
+        ]
+        assert journal.query("PRAGMA integrity_check") == [{"integrity_check": "ok"}]
+    fresh = tmp_path / "fresh.sqlite3"
+    Journal.open(str(fresh)).close()
+    assert _ddl(path) == _ddl(fresh)
+    names = {n for t, n, _ in _ddl(path) if t == "index"}
+    assert {
+        "launches_by_outcome",
+        "launches_by_state",
+        "launches_by_first_seen",
+        "launch_summary_pending",
+        "launch_summary_by_last_event",
+        "launches_forgotten",
+    } <= names

@@ -52,7 +52,8 @@ from fwspool.spool import (
     scan,
     spool_file_name,
 )
-from fwspool.testing.spool_files import MemorySpoolFile, ShortReads
+from fwspool.testing.faults import ShortReads
+from fwspool.testing.spool_files import MemorySpoolFile
 
 WRITER = "0123456789abcdef0123456789abcdef"
 T0 = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)

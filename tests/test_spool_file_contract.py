@@ -20,7 +20,8 @@ import pytest
 
 from fwspool.events import Completed, Exited, Note, Ping, Started
 from fwspool.spool import OsSourceFile, OsSpoolFile, SourceFile, SpoolFile, SpoolReader, SpoolWriter, scan
-from fwspool.testing.spool_files import MemorySource, MemorySpoolFile, ShortReads, ShortReadSource
+from fwspool.testing.faults import ShortReads, ShortReadSource
+from fwspool.testing.spool_files import MemorySource, MemorySpoolFile
 
 WRITER = "0123456789abcdef0123456789abcdef"
 T0 = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)

@@ -20,8 +20,9 @@ from fwspool.push import Pusher
 from fwspool.reserve import reserve_offline
 from fwspool.testing.commands import reserved_and_run
 from fwspool.testing.db_commands import CommandCounter
+from fwspool.testing.faults import FlakyUplink
 from fwspool.testing.launchpad import uplink_for
-from fwspool.uplink import FlakyUplink, Uplink
+from fwspool.uplink import Uplink
 
 #: Each implementation, made from what `fwspool push --uri URI --name NAME` would connect to.
 IMPLEMENTATIONS: dict[str, Callable[..., Uplink]] = {

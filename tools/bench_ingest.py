@@ -49,10 +49,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from fwspool.events import Checkpoint, Completed, Exited, Ping, Record, Started
+from fwspool.events import Ping
 from fwspool.ingest import Ingester
 from fwspool.journal import Journal, filesystem_type
-from fwspool.spool import SpoolWriter, encode_record, spool_file_name
+from fwspool.spool import SpoolWriter, spool_file_name
+from fwspool.testing.synthetic import LaunchHistory, spool_bytes, task_checkpoint
 
 TARGET_EVENTS_PER_S = 100_000
 TARGET_IDLE_S = 1.0
@@ -94,21 +95,10 @@ def launch_records(launch_id: int, writer: str, n_events: int, *, terminal: bool
     """
     if terminal and n_events < 3:
         raise ValueError("a terminal launch needs at least 3 events")
-    fw_id = launch_id + 100_000
     start = T0 + dt.timedelta(seconds=launch_id)
-    out: list[bytes] = []
-    seq = 0
-
-    def add(at: dt.datetime, event: Any) -> None:
-        nonlocal seq
-        seq += 1
-        out.append(
-            encode_record(
-                Record(v=1, writer=writer, seq=seq, launch_id=launch_id, at=at, event=event, fw_id=fw_id)
-            )
-        )
-
-    add(start, Started(started_on=start, host=f"nid{launch_id % 4096:05d}", ip="10.128.0.17"))
+    history = LaunchHistory(
+        launch_id, launch_id + 100_000, start, host=f"nid{launch_id % 4096:05d}", ip="10.128.0.17"
+    )
     middle = n_events - 3 if terminal else n_events - 1
     task = 0
     for i in range(middle):
@@ -116,20 +106,14 @@ def launch_records(launch_id: int, writer: str, n_events: int, *, terminal: bool
         # The last event of a running launch is a ping; otherwise a checkpoint every tenth event.
         if i % 10 == 9 and not (not terminal and i == middle - 1):
             task += 1
-            cp = {
-                "_task_n": task,
-                "_all_stored_data": {"step": task},
-                "_all_update_spec": {},
-                "_all_mod_spec": [],
-            }
-            add(at, Checkpoint(checkpoint=cp, ping_time=at))
+            history.beats.append((at, task_checkpoint(task, {"step": task})))
         else:
-            add(at, Ping(ping_time=at))
+            history.beats.append((at, None))
     if terminal:
-        end = start + dt.timedelta(seconds=60 * (middle + 1))
-        add(end, Completed(state="COMPLETED", action=_action(launch_id), completed_on=end))
-        add(end + dt.timedelta(seconds=1), Exited(returncode=0))
-    return b"".join(out)
+        history.completed_on = start + dt.timedelta(seconds=60 * (middle + 1))
+        history.action = _action(launch_id)
+        history.exited_on = history.completed_on + dt.timedelta(seconds=1)
+    return spool_bytes(history, writer)
 
 
 def generate(root: str, n_launches: int, n_events: int, *, first_id: int, terminal: bool, seed: int) -> int:

@@ -61,17 +61,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from fwspool.devserver import DevServer
-from fwspool.events import Checkpoint, Completed, Exited, Ping, Started
 from fwspool.ingest import Ingester
 from fwspool.journal import Journal
 from fwspool.push import Pusher
 from fwspool.reserve import reserve_offline
 from fwspool.rlaunch import jsonable
-from fwspool.spool import SpoolWriter
 from fwspool.testing.commands import run_fireworks_offline, run_fwspool
 from fwspool.testing.db_commands import CommandCounter
 from fwspool.testing.journal_file import ingest_and_push
-from fwspool.testing.launchpad import make_launchpad, recover_offline, uplink_for
+from fwspool.testing.launchpad import db_snapshot, make_launchpad, recover_offline, state_counts, uplink_for
+from fwspool.testing.synthetic import LaunchHistory, write_fireworks_offline, write_spool
 
 TARGET_CMD_RATIO = 10.0
 TARGET_TIME_RATIO = 5.0
@@ -123,29 +122,13 @@ def build_launchpad(uri: str, name: str, n: int, steps: int, launch_root: str) -
 # Synthetic compute-side results
 
 
-@dataclass(slots=True)
-class LaunchPlan:
-    """What happened on the compute node for one launch."""
-
-    fw_id: int
-    launch_id: int
-    started_on: dt.datetime
-    pings: list[dt.datetime]
-    completed_on: dt.datetime | None
-    action: dict[str, Any] | None
-
-    @property
-    def checkpoint(self) -> dict[str, Any]:
-        # Rocket.run, before the first task: what update_checkpoint records.
-        return {"_task_n": 0, "_all_stored_data": {}, "_all_update_spec": {}, "_all_mod_spec": []}
-
-
 def plan_launches(
     reserved: list[tuple[int, int, str]], completed_fraction: float, pings: int, base: dt.datetime
-) -> list[LaunchPlan]:
+) -> list[LaunchHistory]:
     """Launch i completes when the running count of completed launches steps up: evenly spread."""
-    from fireworks import FWAction
+    from fireworks import FWAction, FWorker
 
+    fworker = jsonable(FWorker().to_dict())
     plans = []
     for i, (fw_id, launch_id, _d) in enumerate(reserved):
         started = base + dt.timedelta(seconds=0.01 * i)
@@ -160,57 +143,21 @@ def plan_launches(
                     stored_data={"returncode": 0, "energy": -1234.5678 - launch_id, "launch": launch_id}
                 ).to_dict()
             )
-        plans.append(LaunchPlan(fw_id, launch_id, started, ping_times, completed_on, action))
-    return plans
-
-
-def _fw_iso(value: dt.datetime) -> str:
-    """As rocket.py writes times: ``datetime.now(timezone.utc).isoformat()``."""
-    return value.astimezone(dt.UTC).isoformat()
-
-
-def write_fireworks_offline(launch_dir: str, plan: LaunchPlan) -> None:
-    """The files FireWorks' offline rocket leaves in ``launch_dir`` (rocket.py, launchpad=None)."""
-    path = os.path.join(launch_dir, "FW_offline.json")
-    with open(path) as f:
-        d = json.loads(f.read())  # {"launch_id": N} from setup_offline_job
-    if d.get("launch_id") != plan.launch_id:
-        raise RuntimeError(f"{path} holds launch {d.get('launch_id')}, expected {plan.launch_id}")
-    d["started_on"] = _fw_iso(plan.started_on)
-    d["checkpoint"] = plan.checkpoint
-    if plan.completed_on is not None:
-        d["fwaction"] = plan.action
-        d["state"] = "COMPLETED"
-        d["completed_on"] = _fw_iso(plan.completed_on)
-    with open(path, "w") as f:
-        f.write(json.dumps(d, ensure_ascii=False))
-    if plan.pings:
-        with open(os.path.join(launch_dir, "FW_ping.json"), "w") as f:
-            f.write(f'{{"ping_time": "{_fw_iso(plan.pings[-1])}"}}')
-
-
-def write_fwspool_spool(launch_dir: str, plan: LaunchPlan) -> None:
-    """The spool file `fwspool rlaunch` leaves for the same run (SpoolWriter, real record format)."""
-    from fireworks import FWorker
-
-    at = [plan.started_on]
-    with SpoolWriter(launch_dir, plan.launch_id, plan.fw_id, clock=lambda: at[0]) as w:
-        # Setup: the durable events' fsyncs are what a real job pays, not what is measured here.
-        w.append(
-            Started(started_on=plan.started_on, host=HOST, ip=IP, fworker=jsonable(FWorker().to_dict())),
-            durable=False,
-        )
-        w.append(Checkpoint(checkpoint=plan.checkpoint, ping_time=plan.started_on), durable=False)
-        for p in plan.pings:
-            at[0] = p
-            w.append(Ping(ping_time=p), durable=False)
-        if plan.completed_on is not None:
-            at[0] = plan.completed_on
-            w.append(
-                Completed(state="COMPLETED", action=plan.action or {}, completed_on=plan.completed_on),
-                durable=False,
+        plans.append(
+            LaunchHistory(
+                launch_id,
+                fw_id,
+                started,
+                host=HOST,
+                ip=IP,
+                fworker=fworker,
+                first_checkpoint=started,
+                beats=[(p, None) for p in ping_times],
+                completed_on=completed_on,
+                action=action,
             )
-            w.append(Exited(returncode=0), durable=False)
+        )
+    return plans
 
 
 # ---------------------------------------------------------------------------------------------
@@ -287,7 +234,7 @@ def validate(uri: str, work: str, pings: int) -> tuple[bool, list[str]]:
     base = dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)
     plans = plan_launches([reserved[2], reserved[3]], 1.0, max(pings, 1), base)
     write_fireworks_offline(syn_fw, plans[0])
-    write_fwspool_spool(syn_sp, plans[1])
+    write_spool(syn_sp, plans[1])
     real, syn = _offline_files_shape(real_fw), _offline_files_shape(syn_fw)
     if real == syn:
         lines.append(
@@ -355,21 +302,12 @@ def _pass(counter: CommandCounter, wall: float) -> Pass:
 
 
 def states(lp: Any) -> dict[str, Any]:
-    def count(coll: Any) -> dict[str, int]:
-        return dict(sorted(collections.Counter(d["state"] for d in coll.find({}, {"state": 1})).items()))
-
-    runs = collections.Counter(
-        f"completed={r['completed']},deprecated={r['deprecated']}" for r in lp.offline_runs.find({})
-    )
-    return {
-        "fireworks": count(lp.fireworks),
-        "launches": count(lp.launches),
-        "workflows": count(lp.workflows),
-        "offline_runs": dict(sorted(runs.items())),
-    }
+    """How many documents of each collection are in each state (the one LaunchPad comparison's
+    coarsest view)."""
+    return state_counts(db_snapshot(lp.db))
 
 
-def last_ping_kept(lp: Any, plans: list[LaunchPlan]) -> int:
+def last_ping_kept(lp: Any, plans: list[LaunchHistory]) -> int:
     """Running launches whose RUNNING entry's ``updated_on`` is the real last ping (detect_lostruns)."""
     from fwspool.events import as_utc
 
@@ -396,7 +334,7 @@ class Twins:
     ref_name: str
     fws_name: str
     fws_root: str
-    plans: list[LaunchPlan]
+    plans: list[LaunchHistory]
 
     @property
     def completed(self) -> int:
@@ -443,7 +381,7 @@ def set_up_twins(uri: str, work: str, n: int, rep: int, args: argparse.Namespace
     for plan, (_f, _l, d) in zip(plans, ref_res, strict=True):
         write_fireworks_offline(d, plan)
     for plan, (_f, _l, d) in zip(plans, fws_res, strict=True):
-        write_fwspool_spool(d, plan)
+        write_spool(d, plan)
     twins = Twins(n, ref_name, fws_name, fws_root, plans)
     log(
         f"N={n}: setup (2 LaunchPads, {n} {args.steps}-step workflows each, {n} offline reservations each, "

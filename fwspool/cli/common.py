@@ -1,5 +1,5 @@
-"""What the ``fwspool`` commands share: errors as one line and an exit code, warnings, the options
-several commands take, opening the journal and the uplink, and the lines they print.
+"""What the ``fwspool`` commands share: errors as one line and an exit code, warnings, the login
+loop, opening the journal, and the lines they print (the options they share: :mod:`.options`).
 
 Every error a user can cause is a :class:`~fwspool.errors.FwspoolError`: one line on stderr,
 ``fwspool: <message>``, and its documented exit code (docs/commands.md, "Exit codes"). Every line goes
@@ -9,24 +9,20 @@ through :data:`fwspool.log.LOG`, which stamps the login-node commands' lines (:f
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from fwspool.config import redact
 from fwspool.errors import EX_SOFTWARE, FwspoolError, JournalBusy
-from fwspool.journal import Journal, default_journal_path
+from fwspool.journal import Journal
 from fwspool.log import LOG
 
 if TYPE_CHECKING:
-    from fwspool.config import LaunchPadConfig
     from fwspool.daemon import Loop
-    from fwspool.uplink import MongoUplink
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -138,7 +134,8 @@ def login_loop(
     its passes' lines even when they changed nothing), its log started, stopped by
     SIGINT/SIGTERM from now on (before the journal is opened: a signal meanwhile ends the command
     after one pass), answering SIGUSR1 and reopening its log on SIGHUP."""
-    from fwspool.daemon import DEFAULT_INTERVAL, HEARTBEAT, Loop, StopFlag
+    from fwspool.config import DEFAULT_INTERVAL, HEARTBEAT
+    from fwspool.daemon import Loop, StopFlag
 
     start_log(log_file)
     stop = StopFlag()
@@ -160,74 +157,6 @@ def said_stopped(loop: Loop) -> None:
     """The last line of a ``--watch`` command stopped by a signal."""
     if loop.watch and loop.stop.signal_name:
         say(f"stopped by {loop.stop.signal_name}")
-
-
-def interval_option(what: str) -> Callable[[F], F]:
-    """``--interval S``: one default for every ``--watch`` command,
-    :data:`fwspool.daemon.DEFAULT_INTERVAL` (resolved when the command runs: ``fwspool`` does not
-    import the daemon to start; a test checks that the help shows that value)."""
-    return click.option(
-        "--interval",
-        type=click.FloatRange(min=0),
-        default=None,
-        metavar="SECONDS",
-        help=f"Seconds between {what} passes with --watch [default: 30].",
-    )
-
-
-def idle_exit_option(default: float | None = 60.0) -> Callable[[F], F]:
-    """``--idle-exit SECONDS``: how long a pilot waits for an empty pool (``fwspool rlaunch``,
-    ``fwspool qlaunch`` and ``fwspool sync`` with ``--pilot``; None: the pilot's own default)."""
-    return click.option(
-        "--idle-exit",
-        type=click.FloatRange(min=0),
-        default=default,
-        show_default=default is not None,
-        metavar="SECONDS",
-        help="With --pilot: a pilot ends once the pool has had nothing for it this long"
-        + (" [default: 60]." if default is None else "."),
-    )
-
-
-def lock_wait_option(what: str) -> Callable[[F], F]:
-    return click.option(
-        "--lock-wait",
-        type=click.FloatRange(min=0),
-        default=0.0,
-        show_default=True,
-        metavar="SECONDS",
-        help=f"Seconds to wait for another {what} holding the journal (else exit 75 at once).",
-    )
-
-
-log_option = click.option(
-    "--log",
-    "log_file",
-    default=None,
-    metavar="FILE",
-    type=click.Path(dir_okay=False),
-    help="Append every line (stdout and stderr) to FILE, each with its UTC time; SIGHUP reopens "
-    "FILE (logrotate) [default: stdout and stderr, stamped unless a terminal or the journal].",
-)
-
-#: The longest silence of an idle --watch command; hidden: for tests of the heartbeat.
-heartbeat_option = click.option(
-    "--heartbeat",
-    type=click.FloatRange(min=0.1),
-    default=None,
-    hidden=True,
-    help="Seconds of silence while idle before a line says so [default 3600].",
-)
-
-
-journal_option = click.option(
-    "--journal",
-    "journal_path",
-    envvar="FWSPOOL_JOURNAL",
-    default=None,
-    metavar="PATH",
-    help=f"Journal database on the login node's local disk [env FWSPOOL_JOURNAL; default {default_journal_path()}].",
-)
 
 
 @contextlib.contextmanager
@@ -264,191 +193,3 @@ def open_journal(path: str | None, *, create: bool = False) -> Journal:
     for warning in journal.warnings:
         LOG.line(f"fwspool: warning: {warning}", err=True)
     return journal
-
-
-#: --launch-dir DIR (default: here), for the compute-node commands; each gives its own help.
-launch_dir_option = functools.partial(
-    click.option, "--launch-dir", default=".", show_default=True, type=click.Path(file_okay=False)
-)
-
-group_readable_option = click.option(
-    "--group-readable",
-    "spool_mode",
-    is_flag=True,
-    envvar="FWSPOOL_GROUP_READABLE",
-    callback=lambda _ctx, _param, readable: 0o640 if readable else 0o600,
-    help="Create spool files with mode 0640 instead of 0600, for an ingest run by another "
-    "member of the file's group (with --trust-group) [env FWSPOOL_GROUP_READABLE=1].",
-)
-
-
-def _options_as_one(into: str, settings: Callable[[], type], *options: Callable[[F], F]) -> Callable[[F], F]:
-    """Add ``options`` to a command whose function gets their values as one argument ``into``: an
-    instance of the dataclass ``settings()`` returns, whose fields are the options' names (a
-    function, so that the class is imported when the command runs, not when ``fwspool`` starts)."""
-
-    def decorate(func: F) -> F:
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            cls = settings()
-            values = {field.name: kwargs.pop(field.name) for field in dataclasses.fields(cls)}
-            return func(*args, **{into: cls(**values)}, **kwargs)
-
-        for option in reversed(options):
-            wrapper = option(wrapper)
-        return wrapper  # type: ignore[return-value]
-
-    return decorate
-
-
-@dataclass(frozen=True)
-class UplinkOptions:
-    """-l/--launchpad-file, --uri, --name, --timeout: where the LaunchPad is."""
-
-    launchpad_file: str | None
-    uri: str | None
-    name: str | None
-    timeout: float
-
-    def config(self) -> LaunchPadConfig:
-        from fwspool.config import resolve
-
-        return resolve(self.launchpad_file, self.uri, self.name)
-
-    def given(self) -> bool:
-        """Whether the command line or the environment names a LaunchPad."""
-        import os
-
-        return bool(self.launchpad_file or self.uri or os.environ.get("FWSPOOL_MONGODB_URI"))
-
-    def or_journals(self, journal: Journal) -> UplinkOptions:
-        """These options, or, when they name no LaunchPad, the journal's own (the launchpad file
-        its first push was given: :mod:`fwspool.binding`), if that file is still there."""
-        import os
-
-        binding = journal.binding()
-        if self.given() or binding is None or not binding.launchpad_file:
-            return self
-        if not os.path.isfile(binding.launchpad_file):
-            return self
-        return dataclasses.replace(self, launchpad_file=binding.launchpad_file)
-
-    def open(self) -> MongoUplink:
-        from fwspool.uplink import MongoUplink
-
-        return MongoUplink(self.config(), timeout=self.timeout)
-
-    def describe(self) -> str:
-        """Where the LaunchPad is, redacted, and where that was said: for the start-up line."""
-        config = self.config()
-        return f"LaunchPad {config.where()} from {config.source} ({config.credentials()})"
-
-
-uplink_options = _options_as_one(
-    "uplink",
-    lambda: UplinkOptions,
-    click.option(
-        "-l",
-        "--launchpad-file",
-        default=None,
-        metavar="FILE",
-        help="FireWorks launchpad file [default: lpad's lookup, my_launchpad.yaml].",
-    ),
-    click.option(
-        "--uri",
-        default=None,
-        metavar="URI",
-        help="MongoDB URI instead of a launchpad file [env FWSPOOL_MONGODB_URI].",
-    ),
-    click.option("--name", default=None, help="Database name with --uri [env FWSPOOL_MONGODB_NAME]."),
-    click.option(
-        "--timeout",
-        type=float,
-        default=5.0,
-        show_default=True,
-        help="Seconds to wait for the database before giving up this pass.",
-    ),
-)
-
-
-def _group_id(_ctx: Any, _param: Any, value: str | None) -> int | None:
-    if not value:
-        return None
-    from fwspool.trust import group_id
-
-    try:
-        return group_id(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
-def _ingest_settings() -> type:
-    from fwspool.daemon import IngestSettings
-
-    return IngestSettings
-
-
-#: What ingest reads besides the spool files it knows and how: --root, --trust-group, -q,
-#: --lost-after, --inbox, --max-record and --retry-quarantined, reaching the command as
-#: ``ingest_settings``, a :class:`fwspool.daemon.IngestSettings`.
-ingest_options = _options_as_one(
-    "ingest_settings",
-    _ingest_settings,
-    click.option(
-        "--root",
-        "roots",
-        multiple=True,
-        type=click.Path(file_okay=False),
-        help="Also scan this tree for spool files and FireWorks offline jobs (repeatable).",
-    ),
-    click.option(
-        "--trust-group",
-        "trust_group",
-        envvar="FWSPOOL_TRUST_GROUP",
-        default=None,
-        metavar="GROUP",
-        callback=_group_id,
-        help="Also accept spool and FireWorks offline files owned by this group "
-        "[env FWSPOOL_TRUST_GROUP; default: only files owned by you].",
-    ),
-    click.option(
-        "-q",
-        "--queueadapter",
-        "queueadapter",
-        default=None,
-        metavar="FILE",
-        help="The queue adapter file `qlaunch` uses: which batch system to ask about jobs "
-        "[default: each launch's own, from its started event or FW_submit.script].",
-    ),
-    click.option(
-        "--lost-after",
-        type=click.FloatRange(min=0),
-        default=300.0,
-        show_default=True,
-        metavar="SECONDS",
-        help="How long a batch job must have been gone before its launch counts as lost "
-        "(or, never started, its reservation is released).",
-    ),
-    click.option(
-        "--inbox",
-        "inbox_dir",
-        envvar="FWSPOOL_INBOX",
-        default=None,
-        metavar="DIR",
-        help="Where `fwspool rlaunch` announces launches [env FWSPOOL_INBOX; default ~/.fwspool/inbox].",
-    ),
-    click.option(
-        "--max-record",
-        type=click.IntRange(min=1),
-        default=None,
-        metavar="BYTES",
-        help="Largest spool record accepted [default 64 MiB]; a larger one is quarantined, and its "
-        "launch waits for --retry-quarantined with a larger limit.",
-    ),
-    click.option(
-        "--retry-quarantined",
-        is_flag=True,
-        help="First read every quarantined spool record again with these limits; those now "
-        "accepted are ingested (after raising --max-record).",
-    ),
-)

@@ -6,34 +6,23 @@ import sys
 
 import click
 
-from fwspool.cli.common import UplinkOptions, journal_option, reports_errors, uplink_options
+from fwspool.cli.common import reports_errors
+from fwspool.cli.options import (
+    UplinkOptions,
+    inbox_option,
+    journal_option,
+    queueadapter_option,
+    root_option,
+    uplink_options,
+)
 
 
 @click.command()
 @journal_option
 @uplink_options
-@click.option(
-    "-q",
-    "--queueadapter",
-    default=None,
-    metavar="FILE",
-    help="The queue adapter file `qlaunch -r` uses [default: as qlaunch, my_qadapter.yaml here].",
-)
-@click.option(
-    "--inbox",
-    "inbox_dir",
-    envvar="FWSPOOL_INBOX",
-    default=None,
-    metavar="DIR",
-    help="Where `fwspool rlaunch` announces launches [env FWSPOOL_INBOX; default ~/.fwspool/inbox].",
-)
-@click.option(
-    "--root",
-    "roots",
-    multiple=True,
-    metavar="DIR",
-    help="A tree `fwspool ingest --root` will scan (repeatable).",
-)
+@queueadapter_option("The queue adapter file `qlaunch -r` uses [default: as qlaunch, my_qadapter.yaml here].")
+@inbox_option("Where `fwspool rlaunch` announces launches")
+@root_option("A tree `fwspool ingest --root` will scan (repeatable).", metavar="DIR")
 @reports_errors
 def doctor(
     journal_path: str | None,

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import click
 
-from fwspool.cli.common import group_readable_option, launch_dir_option, reports_errors
+from fwspool.cli.common import reports_errors
+from fwspool.cli.options import fw_id_option, group_readable_option, launch_dir_option, launch_id_option
 from fwspool.events import EVENT_CLASSES
 
 
 @click.command()
-@launch_dir_option(help="The launch directory (its FW_offline.json gives the launch id).")
-@click.option("--launch-id", type=int, default=None, help="Launch id, if there is no FW_offline.json.")
-@click.option(
-    "--fw-id",
-    type=int,
-    default=None,
-    help="Firework id to record with the event [default: the fw_id in the launch dir's FW.json].",
-)
+@launch_dir_option("The launch directory (its FW_offline.json gives the launch id).")
+@launch_id_option("Launch id, if there is no FW_offline.json.")
+@fw_id_option("Firework id to record with the event [default: the fw_id in the launch dir's FW.json].")
 @click.option(
     "--data", "data_json", default=None, metavar="JSON", help="The event's fields as a JSON object."
 )

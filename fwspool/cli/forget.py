@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from fwspool.cli.common import journal_option, open_journal, reports_errors, warn
+from fwspool.cli.common import open_journal, reports_errors, warn
+from fwspool.cli.options import journal_option, launch_id_option
 from fwspool.errors import InputError
 from fwspool.journal import Journal
 from fwspool.plural import counted
@@ -16,9 +17,7 @@ _SHOWN = 10
 @click.command()
 @journal_option
 @click.argument("fw_ids", nargs=-1, type=int)
-@click.option(
-    "--launch-id", "launch_ids", multiple=True, type=int, help="Forget this launch id (repeatable)."
-)
+@launch_id_option("Forget this launch id (repeatable).", many=True)
 @click.option("--undo", is_flag=True, help="Resume ingesting and pushing them.")
 @reports_errors
 def forget(

@@ -6,19 +6,15 @@ from typing import TYPE_CHECKING
 
 import click
 
-from fwspool.cli.common import (
+from fwspool.cli.common import journal_locked, login_loop, open_journal, reports_errors, say, say_on_stderr
+from fwspool.cli.options import (
     heartbeat_option,
     ingest_options,
     interval_option,
-    journal_locked,
     journal_option,
     lock_wait_option,
     log_option,
-    login_loop,
-    open_journal,
-    reports_errors,
-    say,
-    say_on_stderr,
+    watch_option,
 )
 
 if TYPE_CHECKING:
@@ -27,7 +23,7 @@ if TYPE_CHECKING:
 
 @click.command()
 @journal_option
-@click.option("--watch", is_flag=True, help="Keep ingesting until SIGINT/SIGTERM.")
+@watch_option("Keep ingesting until SIGINT/SIGTERM.")
 @interval_option("ingest")
 @lock_wait_option("ingest")
 @log_option

@@ -8,16 +8,8 @@ import re
 
 import click
 
-from fwspool.cli.common import (
-    journal_locked,
-    journal_option,
-    lock_wait_option,
-    log_option,
-    open_journal,
-    reports_errors,
-    say,
-    start_log,
-)
+from fwspool.cli.common import journal_locked, open_journal, reports_errors, say, start_log
+from fwspool.cli.options import journal_option, lock_wait_option, log_option
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 

@@ -4,29 +4,23 @@ from __future__ import annotations
 
 import click
 
-from fwspool.cli.common import (
+from fwspool.cli.common import journal_locked, login_loop, open_journal, reports_errors, said_stopped, say
+from fwspool.cli.options import (
     UplinkOptions,
     heartbeat_option,
     interval_option,
-    journal_locked,
     journal_option,
     lock_wait_option,
     log_option,
-    login_loop,
-    open_journal,
-    reports_errors,
-    said_stopped,
-    say,
     uplink_options,
+    watch_option,
 )
 
 
 @click.command()
 @journal_option
 @uplink_options
-@click.option(
-    "--watch", is_flag=True, help="Keep pushing until SIGINT/SIGTERM; back off while the database is down."
-)
+@watch_option("Keep pushing until SIGINT/SIGTERM; back off while the database is down.")
 @interval_option("push")
 @lock_wait_option("push")
 @log_option

@@ -5,14 +5,29 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from fwspool import qlaunch as packing
-from fwspool.cli.common import idle_exit_option, reports_errors, say
+from fwspool.cli.common import reports_errors, say
+from fwspool.cli.options import (
+    config_dir_option,
+    fworker_file_option,
+    idle_exit_option,
+    launch_dir_option,
+    launchpad_file_option,
+    margin_option,
+    maxjobs_queue_option,
+    pack_option,
+    parallel_option,
+    pilot_option,
+    timeout_option,
+)
 from fwspool.errors import ConfigError, InputError, UplinkUnavailable
 from fwspool.plural import counted
+
+if TYPE_CHECKING:
+    from fwspool import qlaunch as packing
 
 HELP = """Reserve Fireworks and submit them to the batch system, K per job (login node).
 
@@ -88,6 +103,8 @@ def _load(
         qadapter = load_object_from_file(q_path)
     except Exception as exc:
         raise ConfigError(f"queue adapter file {q_path} is unusable: {exc}") from exc
+    from fwspool import qlaunch as packing  # FireWorks' queue side: only when submitting
+
     packing.check_rocket_launch(qadapter, q_path)
     return launchpad, read_fworker(w_path), qadapter
 
@@ -108,67 +125,10 @@ def _database_errors(func: Any) -> Any:
     return wrapper
 
 
-#: The options ``fwspool sync --submit`` shares with ``fwspool qlaunch``, spelled as FireWorks'.
-fworker_file_option = click.option(
-    "-w",
-    "--fworker_file",
-    "--fworker-file",
-    "fworker_file",
-    metavar="FILE",
-    help="The FWorker file, as for qlaunch.",
-)
-pack_option = click.option(
-    "--pack", type=click.IntRange(min=1), default=1, show_default=True, help="Fireworks per batch job."
-)
-parallel_option = click.option(
-    "--parallel",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Fireworks of a job run at once.",
-)
-margin_option = click.option(
-    "--margin",
-    type=click.FloatRange(min=0),
-    default=None,
-    help="Seconds before the job's end under which no Firework of it starts [default: 60].",
-)
-maxjobs_queue_option = click.option(
-    "-m",
-    "--maxjobs_queue",
-    "--maxjobs-queue",
-    "maxjobs_queue",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Never more of your jobs in the queue (0: no limit).",
-)
-
-
-def launch_dir_option(made: str) -> Any:
-    return click.option(
-        "-d",
-        "--launch_dir",
-        "--launch-dir",
-        "launch_dir",
-        default=".",
-        show_default=True,
-        metavar="DIR",
-        help=f"Where the {made} made.",
-    )
-
-
 @click.group(help=HELP)
 @click.option("-r", "--reserve", is_flag=True, help="Accepted as FireWorks' qlaunch has it: always implied.")
-@click.option(
-    "-l",
-    "--launchpad_file",
-    "--launchpad-file",
-    "launchpad_file",
-    metavar="FILE",
-    help="The launchpad file, as for qlaunch.",
-)
-@fworker_file_option
+@launchpad_file_option("The launchpad file, as for qlaunch.", fireworks_spelling=True)
+@fworker_file_option("The FWorker file, as for qlaunch.")
 @click.option(
     "-q",
     "--queueadapter_file",
@@ -177,17 +137,10 @@ def launch_dir_option(made: str) -> Any:
     metavar="FILE",
     help="The queue adapter file, as for qlaunch.",
 )
-@click.option(
-    "-c",
-    "--config_dir",
-    "--config-dir",
-    "config_dir",
-    metavar="DIR",
-    help="Where to look for my_*.yaml, as for qlaunch.",
-)
+@config_dir_option("Where to look for my_*.yaml, as for qlaunch.")
 @pack_option
-@parallel_option
-@margin_option
+@parallel_option("Fireworks of a job run at once.", 1)
+@margin_option("Seconds before the job's end under which no Firework of it starts [default: {default}].")
 @click.pass_context
 def qlaunch(
     ctx: click.Context,
@@ -223,19 +176,18 @@ def _site(ctx: click.Context) -> Site:
 
 
 @qlaunch.command(help="Submit one job with up to --pack Fireworks (--pilot: one pilot job for a pool).")
-@launch_dir_option("block_* directory is")
-@click.option(
-    "--pilot",
-    metavar="POOL",
-    default=None,
-    help="Submit one pilot job (`fwspool rlaunch --pilot POOL`) for this pool instead: it runs "
-    "what `fwspool sync --watch --submit --pilot POOL` stocks there.",
+@launch_dir_option("Where the block_* directory is made.", fireworks_spelling=True)
+@pilot_option(
+    "Submit one pilot job (`fwspool rlaunch --pilot POOL`) for this pool instead: it runs "
+    "what `fwspool sync --watch --submit --pilot POOL` stocks there."
 )
 @idle_exit_option()
 @click.pass_context
 @reports_errors
 @_database_errors
 def singleshot(ctx: click.Context, launch_dir: str, pilot: str | None, idle_exit: float) -> None:
+    from fwspool import qlaunch as packing
+
     site = _site(ctx)
     if pilot is not None:
         from fwspool.pool import Pool
@@ -253,7 +205,7 @@ def singleshot(ctx: click.Context, launch_dir: str, pilot: str | None, idle_exit
 
 
 @qlaunch.command(help="Submit packed jobs while Fireworks are READY, as qlaunch rapidfire.")
-@launch_dir_option("block_* directories are")
+@launch_dir_option("Where the block_* directories are made.", fireworks_spelling=True)
 @click.option(
     "--nlaunches",
     default="0",
@@ -268,11 +220,8 @@ def singleshot(ctx: click.Context, launch_dir: str, pilot: str | None, idle_exit
     default=None,
     help="Seconds between rounds [default: FireWorks' RAPIDFIRE_SLEEP_SECS].",
 )
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0),
-    default=None,
-    help="Stop submitting after this many seconds (0: never, as qlaunch).",
+@timeout_option(
+    "Stop submitting after this many seconds (0: never, as qlaunch).", None, click.FloatRange(min=0)
 )
 @click.pass_context
 @reports_errors
@@ -291,6 +240,8 @@ def rapidfire(
         count = int(nlaunches)
     else:
         raise click.BadParameter("a number of jobs, or 'infinite'", param_hint="--nlaunches")
+    from fwspool import qlaunch as packing
+
     site = _site(ctx)
     jobs: list[packing.PackJob] = []
     try:

@@ -9,7 +9,20 @@ import click
 
 from fwspool import block
 from fwspool import rlaunch as runner
-from fwspool.cli.common import group_readable_option, idle_exit_option, launch_dir_option, reports_errors
+from fwspool.cli.common import reports_errors
+from fwspool.cli.options import (
+    config_dir_option,
+    fw_id_option,
+    fworker_file_option,
+    group_readable_option,
+    idle_exit_option,
+    inbox_option,
+    launch_dir_option,
+    launchpad_file_option,
+    margin_option,
+    parallel_option,
+    pilot_option,
+)
 
 #: The words of FireWorks' rlaunch line that ``qlaunch -r`` needs to see, and nothing else.
 RLAUNCH_WORDS = {"singleshot", "--offline"}
@@ -39,32 +52,15 @@ Exit codes:
 
 
 @click.command(help=HELP, context_settings={"ignore_unknown_options": True})
-@click.option(
-    "-w",
-    "--fworker-file",
-    "--fworker_file",
-    "fworker_file",
-    metavar="FILE",
-    help="FWorker YAML/JSON, as for `rlaunch -w` [default: as rlaunch, my_fworker.yaml in "
+@fworker_file_option(
+    "FWorker YAML/JSON, as for `rlaunch -w` [default: as rlaunch, my_fworker.yaml in "
     "the config dir, else FireWorks' FWORKER_LOC].",
 )
-@click.option(
-    "-c",
-    "--config-dir",
-    "--config_dir",
-    "config_dir",
-    metavar="DIR",
+@config_dir_option("As `rlaunch -c`: where to look for my_fworker.yaml when -w is not given.", hidden=True)
+@launchpad_file_option(
+    "Accepted for drop-in compatibility with `rlaunch`; never used (no database here).",
+    fireworks_spelling=True,
     hidden=True,
-    help="As `rlaunch -c`: where to look for my_fworker.yaml when -w is not given.",
-)
-@click.option(
-    "-l",
-    "--launchpad-file",
-    "--launchpad_file",
-    "launchpad_file",
-    metavar="FILE",
-    hidden=True,
-    help="Accepted for drop-in compatibility with `rlaunch`; never used (no database here).",
 )
 @click.option("--loglvl", hidden=True, help="Accepted for drop-in compatibility with `rlaunch`; ignored.")
 @click.option(
@@ -74,29 +70,17 @@ Exit codes:
     hidden=True,
     help="Accepted for drop-in compatibility with `rlaunch`; ignored.",
 )
-@launch_dir_option(help="Directory prepared by `qlaunch -r` (FW.json, FW_offline.json).")
+@launch_dir_option("Directory prepared by `qlaunch -r` (FW.json, FW_offline.json).")
 @click.option(
     "--ping-seconds",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
     help="Seconds between pings [default: FireWorks' PING_TIME_SECS].",
 )
-@click.option(
-    "--fw_id",
-    "--fw-id",
-    "fw_id",
-    type=int,
-    default=None,
-    help="The Firework id `qlaunch -r` appends to the line; checked against FW.json.",
+@fw_id_option(
+    "The Firework id `qlaunch -r` appends to the line; checked against FW.json.", fireworks_spelling=True
 )
-@click.option(
-    "--inbox",
-    "inbox_dir",
-    envvar="FWSPOOL_INBOX",
-    default=None,
-    metavar="DIR",
-    help="Where to announce the launch to the login node [env FWSPOOL_INBOX; default ~/.fwspool/inbox].",
-)
+@inbox_option("Where to announce the launch to the login node")
 @click.option(
     "--block",
     "block_dir",
@@ -104,26 +88,15 @@ Exit codes:
     default=None,
     help="Run the launches of a block prepared by `fwspool qlaunch --pack` (it appends this option).",
 )
-@click.option(
-    "--margin",
-    type=click.FloatRange(min=0),
-    default=None,
-    help="With --block: start no launch with less than this many seconds before the job's "
-    "deadline (plus the Firework's _fwspool_estimate) [default: the block's, 60].",
+@margin_option(
+    "With --block: start no launch with less than this many seconds before the job's "
+    "deadline (plus the Firework's _fwspool_estimate) [default: the block's, {default}]."
 )
-@click.option(
-    "--parallel",
-    type=click.IntRange(min=1),
-    default=None,
-    help="With --block: how many launches run at once [default: the block's, from qlaunch].",
-)
-@click.option(
-    "--pilot",
-    "pilot_pool",
-    metavar="POOL",
-    default=None,
-    help="Run launches from this pilot pool until the job's deadline or --idle-exit "
+@parallel_option("With --block: how many launches run at once [default: the block's, from qlaunch].", None)
+@pilot_option(
+    "Run launches from this pilot pool until the job's deadline or --idle-exit "
     "(`fwspool sync --watch --submit --pilot POOL` appends it).",
+    dest="pilot_pool",
 )
 @idle_exit_option(None)
 @click.option(

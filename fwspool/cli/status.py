@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterable
 from typing import Any
 
 import click
 
-from fwspool.cli.common import UplinkOptions, journal_option, open_journal, reports_errors, uplink_options
+from fwspool.cli.common import open_journal, reports_errors
+from fwspool.cli.options import UplinkOptions, fw_id_option, journal_option, uplink_options
 
 
 def _since(_ctx: Any, _param: Any, value: str | None) -> Any:
@@ -40,9 +40,7 @@ def _since(_ctx: Any, _param: Any, value: str | None) -> Any:
     help="Only launches in this Firework state (RUNNING, COMPLETED, FIZZLED...; as last pushed or "
     "as pending events imply) or with this outcome (killed, lost, superseded...); repeatable.",
 )
-@click.option(
-    "--fw-id", "fw_ids", multiple=True, type=int, help="Only launches of this Firework; repeatable."
-)
+@fw_id_option("Only launches of this Firework; repeatable.", many=True)
 @click.option("--pending", is_flag=True, help="Only launches with events waiting to be pushed.")
 @click.option(
     "--since",
@@ -70,9 +68,10 @@ def status(
     event and its age. The summary: counts by state and outcome, the oldest pending event, the
     last successful push, the database.
     """
-    from fwspool.status import CHECK_SECONDS, Filters, check_database, collect, render_lines
+    from fwspool.status import CHECK_SECONDS, Filters, check_database, collect, render_lines, report_json
 
-    filters = Filters(states, fw_ids, pending, since, every)
+    # --json lists every launch (or those the filters pick), as --all does.
+    filters = Filters(states, fw_ids, pending, since, every or as_json)
     with open_journal(journal_path) as journal:
         uplink = uplink.or_journals(journal)
         if not no_check:
@@ -85,11 +84,12 @@ def status(
             quick = dataclasses.replace(uplink, timeout=min(uplink.timeout, 0.4 * CHECK_SECONDS))
             database = check_database(quick.open)
         report = collect(journal, database, filters)
-    # Written as it is encoded: every launch of a year's journal is not one string first.
-    if as_json:
-        _echo_chunks(json.JSONEncoder(indent=2, sort_keys=True).iterencode(report), end="\n")
-    else:
-        _echo_chunks(line + "\n" for line in render_lines(report, filters))
+        # Written as it is made (every launch of a year's journal is not one list or string
+        # first), while the journal is open: --all reads it as it goes.
+        if as_json:
+            _echo_chunks(report_json(report))
+        else:
+            _echo_chunks(line + "\n" for line in render_lines(report, filters))
 
 
 def _echo_chunks(parts: Iterable[str], end: str = "", size: int = 1 << 16) -> None:

@@ -7,33 +7,28 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from fwspool.cli.common import (
+from fwspool.cli.common import journal_locked, login_loop, open_journal, reports_errors, said_stopped, say
+from fwspool.cli.options import (
     UplinkOptions,
     _options_as_one,
+    fworker_file_option,
     heartbeat_option,
     idle_exit_option,
     ingest_options,
     interval_option,
-    journal_locked,
     journal_option,
+    launch_dir_option,
     lock_wait_option,
     log_option,
-    login_loop,
-    open_journal,
-    reports_errors,
-    said_stopped,
-    say,
-    uplink_options,
-)
-from fwspool.cli.prune import parse_age
-from fwspool.cli.qlaunch import (
-    fworker_file_option,
-    launch_dir_option,
     margin_option,
     maxjobs_queue_option,
     pack_option,
     parallel_option,
+    pilot_option,
+    uplink_options,
+    watch_option,
 )
+from fwspool.cli.prune import parse_age
 
 if TYPE_CHECKING:
     from fwspool.daemon import IngestSettings
@@ -120,18 +115,17 @@ submit_options = _options_as_one(
         help="Also reserve and submit what is READY (as `fwspool qlaunch rapidfire`), with -q's "
         "queue adapter: the whole login-node routine in one process.",
     ),
-    fworker_file_option,
-    launch_dir_option("jobs' block_* directories are (--pilot: POOL/launches)"),
+    fworker_file_option("The FWorker file, as for qlaunch."),
+    launch_dir_option(
+        "Where the jobs' block_* directories are made (--pilot: POOL/launches).", fireworks_spelling=True
+    ),
     maxjobs_queue_option,
     pack_option,
-    parallel_option,
-    margin_option,
-    click.option(
-        "--pilot",
-        metavar="POOL",
-        default=None,
-        help="With --submit: keep this pool directory (on the shared filesystem) stocked with "
-        "reserved launches and submit pilot jobs (`fwspool rlaunch --pilot POOL`) that run them.",
+    parallel_option("Fireworks of a job run at once.", 1),
+    margin_option("Seconds before the job's end under which no Firework of it starts [default: {default}]."),
+    pilot_option(
+        "With --submit: keep this pool directory (on the shared filesystem) stocked with "
+        "reserved launches and submit pilot jobs (`fwspool rlaunch --pilot POOL`) that run them."
     ),
     click.option(
         "--pool-size",
@@ -156,7 +150,7 @@ submit_options = _options_as_one(
 @click.command()
 @journal_option
 @uplink_options
-@click.option("--watch", is_flag=True, help="Run as the login-node daemon until SIGINT/SIGTERM.")
+@watch_option("Run as the login-node daemon until SIGINT/SIGTERM.")
 @interval_option("ingest and push")
 @lock_wait_option("ingest or push")
 @log_option

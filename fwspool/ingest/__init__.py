@@ -9,7 +9,8 @@
 
 from __future__ import annotations
 
+from fwspool.config import DEFAULT_LOST_AFTER
 from fwspool.ingest.batches import IngestSummary
-from fwspool.ingest.ingester import DEFAULT_LOST_AFTER, Ingester
+from fwspool.ingest.ingester import Ingester
 
 __all__ = ["DEFAULT_LOST_AFTER", "IngestSummary", "Ingester"]

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 
 from fwspool import inbox, offline
+from fwspool.config import DEFAULT_LOST_AFTER
 from fwspool.errors import InputError
 from fwspool.events import utcnow
 from fwspool.identity import LaunchHome, agrees, dir_tag, normal_dir
@@ -31,9 +32,6 @@ from fwspool.scheduler import Scheduler
 from fwspool.spool import DEFAULT_MAX_RECORD, SPOOL_NAME_RE, OsSourceFile
 from fwspool.trust import DEFAULT_MAX_DEPTH, TrustPolicy
 
-#: Seconds a batch job must have been gone before its launch is judged lost or released: NFS
-#: attribute caches can hide a finished job's last records for up to a minute.
-DEFAULT_LOST_AFTER = 300.0
 #: A pointer of another journal's launch goes once its launch has been over this long: the
 #: journal's default retention horizon (``fwspool prune``), after which no journal keeps it.
 DEFAULT_STRAY_HORIZON = dt.timedelta(days=30)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fwspool.journal.database import JournalDatabase
+from fwspool.journal.database import JournalDatabase, rows_as_dicts
 from fwspool.journal.schema import in_chunks
 from fwspool.runs import PendingEvent
 
@@ -63,6 +63,46 @@ WHERE s.pending > 0 AND l.forgotten_at IS NULL AND s.oldest_pending_at = ?
 ORDER BY e.ingested_at, e.occurred_at LIMIT 1"""
 
 
+#: A launch announced under an id this LaunchPad has not handed out (``fwspool.status``).
+_ELSEWHERE = "({t}.held IS NOT NULL AND {t}.held != '' AND {t}.confirmed_at IS NULL)"
+
+#: A launch whose outcome its events decide (no push recorded one, or events wait): every other
+#: launch is what the last push recorded, counted in SQL by :meth:`OperatorViews.settled_counts`.
+_LIVE_IDS = """
+SELECT launch_id FROM launches WHERE outcome IS NULL
+UNION SELECT launch_id FROM launch_summary WHERE pending > 0"""
+
+#: Launches a push recorded as running silent since before ``?``, or as failed after ``?``: those
+#: that may need attention (``fwspool.status`` decides), by the indexes of schema 6.
+_MAY_NEED_ATTENTION = """
+SELECT l.launch_id FROM launches AS l LEFT JOIN launch_summary AS s ON s.launch_id = l.launch_id
+WHERE l.outcome = 'running' AND (s.last_event_at IS NULL OR s.last_event_at < ?)
+UNION SELECT l.launch_id FROM launches AS l JOIN launch_summary AS s ON s.launch_id = l.launch_id
+WHERE l.outcome IN ({failures}) AND s.last_event_at > ?"""
+
+#: The launches a push recorded and no event waits for, grouped by what status counts of them.
+_SETTLED_COUNTS = f"""
+SELECT l.pushed_state AS state,
+       CASE WHEN l.forgotten_at IS NOT NULL THEN ? ELSE l.outcome END AS outcome,
+       l.history_at IS NOT NULL AS history, {_ELSEWHERE.format(t="l")} AS elsewhere,
+       l.forgotten_at IS NOT NULL AS forgotten, (l.fw_id IS NULL OR l.launch_id = n.newest) AS newest,
+       count(*) AS n
+FROM launches AS l LEFT JOIN launch_summary AS s ON s.launch_id = l.launch_id
+LEFT JOIN (SELECT fw_id, max(launch_id) AS newest FROM launches AS o
+           WHERE NOT {_ELSEWHERE.format(t="o")} GROUP BY fw_id) AS n ON n.fw_id = l.fw_id
+WHERE l.outcome IS NOT NULL AND coalesce(s.pending, 0) = 0
+GROUP BY 1, 2, 3, 4, 5, 6"""
+
+#: ``launch_status`` rows of some launches, each with whether its Firework has no later launch
+#: this LaunchPad knows of, and whether its events decide its outcome.
+_STATUS_OF = f"""
+SELECT st.*, (st.fw_id IS NULL OR st.launch_id = (
+           SELECT max(o.launch_id) FROM launches AS o WHERE o.fw_id = st.fw_id
+           AND NOT {_ELSEWHERE.format(t="o")})) AS newest,
+       (st.outcome IS NULL OR st.pending > 0) AS live
+FROM launch_status AS st WHERE st.launch_id IN ({{ids}})"""
+
+
 @dataclass(frozen=True, slots=True)
 class JournalSummary:
     """The journal in a few numbers: what the daemon logs on SIGUSR1 and when idle."""
@@ -88,6 +128,95 @@ class OperatorViews(JournalDatabase):
         """One row per launch: what the last push left, its last event, how many events are
         pending, pushed, superseded (the ``launch_status`` view)."""
         return self.query("SELECT * FROM launch_status")
+
+    def live_launch_ids(self) -> set[int]:
+        """The launches whose outcome their events decide: no push recorded one, or events of
+        theirs wait to be pushed (few between two pushes: each running launch pings every hour)."""
+        with self.reading() as db:
+            return {r[0] for r in db.execute(_LIVE_IDS)}
+
+    def launch_ids(self, sql: str, params: Sequence[Any] = ()) -> set[int]:
+        """The launch ids an SQL query picks (its first column)."""
+        with self.reading() as db:
+            return {r[0] for r in db.execute(sql, tuple(params))}
+
+    def may_need_attention(self, silent_before: str, failed_after: str, failures: Sequence[str]) -> set[int]:
+        """Launches a push recorded as running with no event since before ``silent_before``,
+        or as one of ``failures`` with an event after ``failed_after`` (ISO times)."""
+        sql = _MAY_NEED_ATTENTION.format(failures=", ".join("?" * len(failures)))
+        return self.launch_ids(sql, (silent_before, *failures, failed_after))
+
+    def status_rows(self, launch_ids: Sequence[int]) -> list[dict[str, Any]]:
+        """The ``launch_status`` rows of these launches by launch id, each with ``newest`` (no
+        later launch of its Firework here) and ``live`` (its events decide its outcome)."""
+        rows: list[dict[str, Any]] = []
+        with self.reading() as db:
+            for chunk, marks in in_chunks(sorted(launch_ids)):
+                rows += rows_as_dicts(db.execute(_STATUS_OF.format(ids=marks), tuple(chunk)))
+        rows.sort(key=lambda r: r["launch_id"])
+        return rows
+
+    def every_status_row(self, chunk: int = 500) -> Iterator[list[dict[str, Any]]]:
+        """Every ``launch_status`` row, ``chunk`` launches at a time, by launch id: one chunk in
+        memory at a time (``fwspool status --all`` over a year's launches)."""
+        after = -1
+        while True:
+            rows = self.query("SELECT * FROM launch_status WHERE launch_id > ? LIMIT ?", (after, chunk))
+            if not rows:
+                return
+            yield rows
+            after = rows[-1]["launch_id"]
+
+    def launches_maybe_matching(
+        self,
+        *,
+        fw_ids: Sequence[int] = (),
+        states: Sequence[str] = (),
+        seen_since: str | None = None,
+        pending: bool = False,
+    ) -> set[int]:
+        """Every launch that may match all the filters given (``fwspool status --fw-id, --state,
+        --since, --pending``), a few more perhaps, each filter by an index: the launches whose
+        events decide their state are taken for any ``states`` and for ``pending``; with
+        ``seen_since`` (ISO), those with their last event or first seen at or after it."""
+        picks: list[tuple[str, tuple[Any, ...]]] = []
+        if fw_ids:
+            picks.append(
+                (
+                    f"SELECT launch_id FROM launches WHERE fw_id IN ({', '.join('?' * len(fw_ids))})",
+                    tuple(fw_ids),
+                )
+            )
+        if states:
+            variants = sorted({v for st in states for v in (st, st.upper(), st.lower())})
+            marks = ", ".join("?" * len(variants))
+            sql = (
+                f"SELECT launch_id FROM launches WHERE pushed_state IN ({marks}) "
+                f"UNION SELECT launch_id FROM launches WHERE outcome IN ({marks}) UNION {_LIVE_IDS}"
+            )
+            if "forgotten" in {st.lower() for st in states}:
+                sql += " UNION SELECT launch_id FROM launches WHERE forgotten_at IS NOT NULL"
+            picks.append((sql, (*variants, *variants)))
+        if pending:
+            picks.append((_LIVE_IDS, ()))
+        if seen_since is not None:
+            picks.append(
+                (
+                    "SELECT launch_id FROM launch_summary WHERE last_event_at >= ? "
+                    "UNION SELECT launch_id FROM launches WHERE first_seen_at >= ?",
+                    (seen_since, seen_since),
+                )
+            )
+        if not picks:
+            return set()
+        sql = " INTERSECT ".join(f"SELECT launch_id FROM ({pick})" for pick, _ in picks)
+        return self.launch_ids(sql, [p for _, params in picks for p in params])
+
+    def settled_counts(self, forgotten: str) -> list[dict[str, Any]]:
+        """The launches whose outcome the last push recorded and no event waits for, counted by
+        (state, outcome, history, elsewhere, forgotten, newest); ``forgotten`` names the outcome
+        of a forgotten one."""
+        return self.query(_SETTLED_COUNTS, (forgotten,))
 
     def count_events(self, where: str = "1=1", params: Sequence[Any] = ()) -> int:
         """How many events match an SQL condition on the ``events`` table."""
@@ -206,10 +335,12 @@ ORDER BY launch_id, occurred_at, event_id"""
 #: The counts of :meth:`OperatorViews.blocks`, one per launch.
 BLOCK_COUNTS = ("completed", "fizzled", "running", "ended", "released", "not_started")
 
+#: Launches whose directory may be in a ``block_*`` directory (the LIKE: 20,000 launches of
+#: FireWorks' own ``launcher_*`` directories are not each looked at in Python).
 _BLOCK_LAUNCHES = """
 SELECT l.launch_id, l.launch_dir, l.batch_job_id, s.completed_state, s.last_run
 FROM launches AS l LEFT JOIN launch_summary AS s ON s.launch_id = l.launch_id
-WHERE l.launch_dir IS NOT NULL AND l.forgotten_at IS NULL
+WHERE l.launch_dir LIKE '%/block!_%' ESCAPE '!' AND l.forgotten_at IS NULL
 ORDER BY l.launch_id"""
 
 

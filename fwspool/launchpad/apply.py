@@ -4,7 +4,8 @@
 three queries (taking back first what another journal's dead push half-wrote behind a broken
 lock: :mod:`~fwspool.launchpad.undo`), then sends each launch one way: superseded (:mod:`~fwspool.launchpad.supersede`),
 released (:mod:`~fwspool.launchpad.release`), running (:mod:`~fwspool.launchpad.running`),
-ending (:mod:`~fwspool.launchpad.completion`, in bulk) or already ended
+ending (a jobflow job's outputs to its JobStore first, :mod:`~fwspool.launchpad.job_outputs`;
+then :mod:`~fwspool.launchpad.completion`, in bulk) or already ended
 (:mod:`~fwspool.launchpad.one_by_one`, the idempotent re-check). Then the batch system's
 record of a job is added to the launch its signal FIZZLED (:mod:`~fwspool.launchpad.job_record`).
 Last, the offline runs are marked as ``recover_offline`` would leave them, and what the batch left of each launch is
@@ -16,10 +17,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from fwspool.events import FINAL_STATES, untag_nonfinite
 from fwspool.launchpad.completion import complete_in_bulk
+from fwspool.launchpad.job_outputs import fill_inputs, write_job_outputs
 from fwspool.launchpad.job_record import add_batch_ends
 from fwspool.launchpad.one_by_one import complete_one_by_one
 from fwspool.launchpad.pushed import pushed_launches
@@ -29,6 +31,9 @@ from fwspool.launchpad.supersede import HELD_FW_STATES, same_launch, superseded_
 from fwspool.launchpad.undo import take_back_broken_writes
 from fwspool.launchpad.vocabulary import ApplyResult, Routed
 from fwspool.runs import INFERRED_KEYS, LaunchEvents, LaunchReading, read_launch
+
+if TYPE_CHECKING:
+    from fwspool.jobstore.real import JobStores
 
 __all__ = ["ApplyResult", "LaunchPadApplier"]
 
@@ -56,9 +61,11 @@ class _Routes:
 class LaunchPadApplier:
     """Applies batches of journal events to one FireWorks LaunchPad, for one owner."""
 
-    def __init__(self, launchpad: Any, owner: str = "fwspool") -> None:
+    def __init__(self, launchpad: Any, owner: str = "fwspool", job_stores: JobStores | None = None) -> None:
         self.lp = launchpad
         self._owner = owner
+        #: Where jobflow jobs' outputs go before their launches complete (connected on first use).
+        self.job_stores = job_stores
 
     @property
     def owner(self) -> str:
@@ -83,15 +90,26 @@ class LaunchPadApplier:
         routes = self._route(readings, view, reopen, result)
         apply_running(self.lp, routes.running, now, result, held=routes.held_fireworks)
         if routes.ending:
+            routes.ending = write_job_outputs(self._job_stores(), routes.ending, result)  # outputs first
+        if routes.ending:
             routes.one_by_one.extend(complete_in_bulk(self.lp, self.owner, routes.ending, result, redo))
         for routed in routes.one_by_one:
             complete_one_by_one(self.lp, self.owner, routed, result)
+        if routes.releasing:
+            fill_inputs(self.lp, self._job_stores(), routes.releasing, result)  # inputs before READY
         for routed in routes.releasing:
             release(self.lp, routed, result)
         add_batch_ends(self.lp, readings, result)  # after the FIZZLED it amends
         self._update_offline_runs(result, now)
         result.pushed = pushed_launches(readings, view.launches, view.fireworks, reopen, result)
         return result
+
+    def _job_stores(self) -> JobStores:
+        if self.job_stores is None:
+            from fwspool.jobstore.real import JobStores
+
+            self.job_stores = JobStores()
+        return self.job_stores
 
     def _read_launches(self, lids: list[int]) -> dict[int, dict[str, Any]]:
         return {d["launch_id"]: d for d in self.lp.launches.find({"launch_id": {"$in": lids}}, {"action": 0})}

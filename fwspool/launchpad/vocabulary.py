@@ -113,6 +113,9 @@ class ApplyResult:
     pushed: list[PushedLaunch] = field(default_factory=list)
     #: Launches whose events stay pending, with why (``fwspool status``: need attention).
     held: dict[int, str] = field(default_factory=dict)
+    #: What the batch could not reach besides the LaunchPad (a jobflow JobStore), in one line
+    #: each: its launches are held, and the pass ends as for an unreachable database (exit 75).
+    unreachable: list[str] = field(default_factory=list)
 
     def applied(self, launch: LaunchEvents) -> None:
         """Every pending event of this launch is on the LaunchPad now (notes are only skipped)."""

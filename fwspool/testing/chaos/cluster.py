@@ -20,8 +20,8 @@ from typing import Any
 from fwspool.spool import SPOOL_NAME_RE
 from fwspool.testing.chaos.processes import Proc, child_env, fwspool_cmd, run, start
 from fwspool.testing.chaos.progress import log
-from fwspool.testing.chaos.snapshot import COLLECTIONS, db_snapshot
 from fwspool.testing.chaos.workload import Template, build_template, content_key, frames_only, held_exits
+from fwspool.testing.launchpad import COLLECTIONS, db_snapshot
 
 
 def clone_db(src: Any, dst: Any, remap: Callable[[str], str]) -> None:

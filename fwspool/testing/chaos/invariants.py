@@ -4,7 +4,7 @@
     ``fwspool.spool.scan``, independently of ingest) is in the journal exactly once, with the same
     content; nothing in the journal that no spool holds;
 (b) every journal event is applied exactly once: the LaunchPad equals the one a clean run of the
-    same records produces (:mod:`fwspool.testing.chaos.snapshot`);
+    same records produces (:func:`fwspool.testing.launchpad.db_snapshot`);
 (c) nothing is left pending that should have been pushed, and the quarantine holds exactly the
     bytes that are damaged (or records that are invalid).
 
@@ -23,8 +23,8 @@ from typing import Any
 from fwspool.events import iso
 from fwspool.spool import DEFAULT_MAX_RECORD, SPOOL_NAME_RE, scan
 from fwspool.testing.chaos.cluster import Instance
-from fwspool.testing.chaos.snapshot import db_snapshot, diff_snapshots
 from fwspool.testing.chaos.workload import held_exits, raw_decoder, read_spool_files, validate
+from fwspool.testing.launchpad import db_snapshot, diff_snapshots
 
 
 @dataclass

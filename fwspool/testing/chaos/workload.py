@@ -26,6 +26,7 @@ from fwspool.reserve import reserve_offline
 from fwspool.spool import DEFAULT_MAX_RECORD, SPOOL_NAME_RE, frame, scan
 from fwspool.testing.chaos.processes import Proc, child_cmd, fwspool_cmd, start
 from fwspool.testing.chaos.progress import log
+from fwspool.testing.synthetic import LaunchHistory
 
 T0 = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
 
@@ -77,32 +78,26 @@ def plan_streams(li: LaunchInfo, rng: random.Random, seed: int, storm: bool) -> 
     """The records one synthetic launch's writers append, in each writer's order."""
     from fireworks import FWorker
 
-    from fwspool.events import Checkpoint, Note, Ping, Started
+    from fwspool.events import Note
     from fwspool.rlaunch import jsonable
 
     lid = li.launch_id
     t = T0 + dt.timedelta(seconds=37 * lid)
-    main: list[list[Any]] = []
-
-    def add(at: dt.datetime, event: Any, durable: bool | None = None) -> None:
-        main.append([at.isoformat(), _event_json(event), durable])
-
     worker = jsonable(FWorker(name=f"chaos-node-{lid % 3}").to_dict())
-    add(t, Started(started_on=t, host=f"nid{lid:05d}", ip=f"10.1.{lid // 250}.{lid % 250}", fworker=worker))
-    add(
-        t + dt.timedelta(seconds=1),
-        Checkpoint(
-            checkpoint={"_task_n": 0, "_all_stored_data": {}, "_all_update_spec": {}, "_all_mod_spec": []},
-            ping_time=t + dt.timedelta(seconds=1),
-        ),
+    history = LaunchHistory(
+        lid, li.fw_id, t, host=f"nid{lid:05d}", ip=f"10.1.{lid // 250}.{lid % 250}", fworker=worker
     )
+    history.first_checkpoint = t + dt.timedelta(seconds=1)
     pings = rng.randint(150, 350) if storm else rng.randint(1, 6)
     for k in range(pings):
-        when = t + dt.timedelta(seconds=60 * (k + 1), microseconds=rng.randrange(10**6))
-        add(when, Ping(ping_time=when))
+        history.beats.append(
+            (t + dt.timedelta(seconds=60 * (k + 1), microseconds=rng.randrange(10**6)), None)
+        )
     end = t + dt.timedelta(seconds=60 * (pings + 1) + 5)
-    streams: list[Stream] = [{"writer": _writer_id(seed, lid, 0), "records": main, "after": None}]
-    _plan_ending(li, end, seed, add, streams)
+    streams: list[Stream] = []
+    _plan_ending(li, history, end, seed, streams)
+    main = [[at.isoformat(), _event_json(event), None] for at, event in history.events()]
+    streams.insert(0, {"writer": _writer_id(seed, lid, 0), "records": main, "after": None})
     if rng.random() < 0.15:
         note_at = t + dt.timedelta(seconds=30)
         streams.append(
@@ -118,13 +113,13 @@ def plan_streams(li: LaunchInfo, rng: random.Random, seed: int, storm: bool) -> 
 
 
 def _plan_ending(
-    li: LaunchInfo, end: dt.datetime, seed: int, add: Callable[..., None], streams: list[Stream]
+    li: LaunchInfo, history: LaunchHistory, end: dt.datetime, seed: int, streams: list[Stream]
 ) -> None:
-    """How the launch ends, by its outcome: a completion and the exit (``add`` appends to the main
-    writer), a walltime kill recorded by a second writer, or nothing yet ("running")."""
+    """How the launch ends, by its outcome: a completion and the exit (in ``history``, the main
+    writer's), a walltime kill recorded by a second writer, or nothing yet ("running")."""
     from fireworks import Firework, FWAction, ScriptTask
 
-    from fwspool.events import Completed, Exited
+    from fwspool.events import Exited
     from fwspool.rlaunch import jsonable
 
     lid = li.launch_id
@@ -148,8 +143,7 @@ def _plan_ending(
             else [],
             defuse_children=outcome == "defuse",
         )
-        add(end, Completed(state="COMPLETED", action=jsonable(action.to_dict()), completed_on=end))
-        add(end + dt.timedelta(seconds=1), Exited(returncode=0))
+        history.state, history.action = "COMPLETED", jsonable(action.to_dict())
     elif outcome == "fizzled":
         action = FWAction(
             stored_data={
@@ -159,8 +153,7 @@ def _plan_ending(
             },
             exit=True,
         )
-        add(end, Completed(state="FIZZLED", action=jsonable(action.to_dict()), completed_on=end))
-        add(end + dt.timedelta(seconds=1), Exited(returncode=0))
+        history.state, history.action = "FIZZLED", jsonable(action.to_dict())
     elif outcome == "walltime":
         # What rlaunch's signal handler records: a writer (and a file) of its own.
         streams.append(
@@ -176,6 +169,8 @@ def _plan_ending(
                 "after": 0,
             }
         )
+    if history.action is not None:
+        history.completed_on, history.exited_on = end, end + dt.timedelta(seconds=1)
 
 
 def workflows(n_chain: int, n_pair: int) -> list[Any]:

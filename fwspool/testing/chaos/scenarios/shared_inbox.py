@@ -66,7 +66,6 @@ from fwspool.testing.chaos.invariants import (
 )
 from fwspool.testing.chaos.processes import Proc, fwspool_cmd
 from fwspool.testing.chaos.progress import log
-from fwspool.testing.chaos.snapshot import db_snapshot
 from fwspool.testing.chaos.trial import (
     Scenario,
     ScenarioResult,
@@ -86,6 +85,7 @@ from fwspool.testing.chaos.workload import (
     read_spool_files,
     start_writers,
 )
+from fwspool.testing.launchpad import db_snapshot
 
 NAME = "several LaunchPads on one inbox: resets, kills, forgets"
 

@@ -1,0 +1,49 @@
+"""jobflow jobs for the jobflow twin tests, importable by rlaunch subprocesses (tests/ on PYTHONPATH)."""
+
+from jobflow import Flow, Response, job
+
+
+@job
+def make(x):
+    """An output with nested fields, for references into them."""
+    return {"value": x, "nested": {"pair": [x, x + 1], "deep": {"tenfold": x * 10}}}
+
+
+@job
+def add(a, b):
+    return a + b
+
+
+@job
+def fail():
+    raise RuntimeError("this job fails on purpose")
+
+
+@job
+def stop_here(x):
+    return Response(output=x, stop_children=True)
+
+
+@job
+def grow(x):
+    """A dynamic job: its output is replaced by a new flow, and it adds a job."""
+    replacement = Flow([add(x, 100)], output=None)
+    replacement.output = replacement.jobs[0].output
+    return Response(replace=replacement, addition=add(x, 1000))
+
+
+@job(data="blob")
+def big(n):
+    """An output whose ``blob`` goes to the ``data`` additional store (GridFS): ``n`` bytes."""
+    return {"blob": "x" * n, "size": n}
+
+
+@job
+def add_when_told(a, b):
+    """``a + b`` once a file ``go`` appears in the job's directory (the test decides when it ends)."""
+    import os
+    import time
+
+    while not os.path.exists("go"):
+        time.sleep(0.2)
+    return a + b
