@@ -169,7 +169,9 @@ def one_trial(
             site.daemon.wait(30)
         start(kills=False)
         deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and not _settled(lp, names):
+        # Settled, and the claims of killed pilots tidied (GONE_GRACE after their job is gone,
+        # which may come after their launches were found lost).
+        while time.monotonic() < deadline and not (_settled(lp, names) and not os.listdir(pool / "claimed")):
             time.sleep(1)
     finally:
         text = site.stop_sync() if site.daemon is not None and site.daemon.poll() is None else site.log()
