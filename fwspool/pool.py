@@ -28,13 +28,14 @@ import secrets
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
 from fwspool.errors import InputError
+from fwspool.failpoints import failpoint
 
-__all__ = ["CLAIM_NAME", "ClaimRecord", "Pool", "PoolEntry", "pilot_name"]
+__all__ = ["CLAIM_NAME", "ClaimRecord", "Pool", "PoolEntry", "pilot_name", "pool_report"]
 
 #: The pool's subdirectories.
 LAUNCHES, READY, CLAIMED, PILOTS = "launches", "ready", "claimed", "pilots"
@@ -188,6 +189,7 @@ class Pool:
         dst = self.path(CLAIMED, claimed_name(name, holder))
         try:
             os.rename(src, dst)
+            failpoint("pool.take.after_rename")  # chaos: the rename NFS retried after it succeeded
         except FileNotFoundError:
             if not os.path.exists(dst):
                 return None
@@ -253,6 +255,55 @@ class Pool:
                 return msgspec.json.decode(f.read(), type=PoolEntry)
         except (OSError, msgspec.DecodeError, msgspec.ValidationError):
             return None
+
+
+def pool_report(root: str, now: dt.datetime | None = None) -> dict[str, Any]:
+    """What ``fwspool status`` shows of a pool: its stock (how many entries, the oldest's age in
+    seconds), its claims (launch, Firework, holder, the holder's batch job) and the pilots whose
+    record is there (``schema/POOL.md``). A pool that is gone says so (``exists``: false)."""
+    pool = Pool(root)
+    now = now or dt.datetime.now(dt.UTC)
+    if not os.path.isdir(pool.path(READY)):
+        return {
+            "root": pool.root,
+            "exists": False,
+            "ready": 0,
+            "oldest_ready_s": None,
+            "claims": [],
+            "pilots": [],
+        }
+    ready = pool.ready()
+    claims = sorted(pool.claims(), key=lambda c: c.entry.launch_id)
+    pilots = []
+    for name in sorted(_names(pool.path(PILOTS))):
+        if name.endswith(".json"):
+            try:
+                with open(pool.path(PILOTS, name), "rb") as f:
+                    pilots.append(msgspec.json.decode(f.read()))
+            except (OSError, msgspec.DecodeError):
+                continue
+    return {
+        "root": pool.root,
+        "exists": True,
+        "ready": len(ready),
+        "oldest_ready_s": round(max((now - e.stocked_on).total_seconds() for _n, e in ready), 1)
+        if ready
+        else None,
+        "claims": [
+            {
+                "launch_id": c.entry.launch_id,
+                "fw_id": c.entry.fw_id,
+                "holder": c.holder,
+                "batch_job_id": None if c.holder.startswith("stocker-") else job_of_pilot(c.holder),
+            }
+            for c in claims
+        ],
+        "pilots": [
+            {k: p.get(k) for k in ("pilot", "batch_job_id", "host", "pid", "started_on")}
+            for p in pilots
+            if isinstance(p, dict)
+        ],
+    }
 
 
 def read_claim_record(launch_dir: str) -> ClaimRecord | None:

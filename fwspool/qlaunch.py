@@ -307,7 +307,11 @@ def hand_back(launchpad: Any, launch_ids: list[int]) -> list[str]:
     problems = []
     for launch_id in launch_ids:
         try:
-            launchpad.cancel_reservation(launch_id)
+            # Only a launch still RESERVED: FireWorks' cancel_reservation of one it already
+            # cancelled (a hand-back done again after a kill) finds no RESERVED launch to
+            # replace and upserts a copy, refused by the launch_id index (duplicate key).
+            if launchpad.launches.find_one({"launch_id": launch_id, "state": "RESERVED"}, {"_id": 1}):
+                launchpad.cancel_reservation(launch_id)
             launchpad.forget_offline(launch_id, launch_mode=True)
         except Exception as exc:  # one launch's trouble must not keep the others reserved
             problems.append(f"launch {launch_id}: {exc}")

@@ -172,6 +172,7 @@ def collect(
     and those that may need attention or match the filters, are looked at one by one.
     """
     now = now or utcnow()
+    submitted = _submitted(journal)
     last_push = journal.get_meta(LAST_PUSH_KEY)
     quarantined, quarantined_of = journal.quarantined_by_launch()
     look = journal.live_launch_ids() | set(quarantined_of)
@@ -223,7 +224,8 @@ def collect(
         "database": database,
         "filters": _filters_as_data(filters),
         "blocks": _packed_blocks(journal.blocks()),
-        "submitted": _submitted(journal),
+        "submitted": submitted,
+        "pools": _pools(submitted, now),
         "launches": listed,
     }
 
@@ -272,6 +274,15 @@ def _submitted(journal: Any) -> dict[str, Any] | None:
 
     record = read_submitted(journal)
     return None if record is None else msgspec.to_builtins(record)
+
+
+def _pools(submitted: dict[str, Any] | None, now: dt.datetime) -> list[dict[str, Any]]:
+    """The pilot pools the daemon submitted pilots for (their jobs' ``directory``): stock,
+    claims and running pilots (:func:`fwspool.pool.pool_report`)."""
+    from fwspool.pool import pool_report
+
+    roots = sorted({j["directory"] for j in (submitted or {}).get("recent", []) if j.get("kind") == "pilot"})
+    return [pool_report(root, now) for root in roots]
 
 
 def _counts(
@@ -555,6 +566,8 @@ def render_lines(report: dict[str, Any], filters: Filters = Filters()) -> Iterat
 
         line = msgspec.convert(report["submitted"], Submitted).line()
         lines += ["", *textwrap.wrap(line, WIDTH, subsequent_indent="  ", break_long_words=False)]
+    for pool in report.get("pools") or []:
+        lines += textwrap.wrap(_pool_line(pool), WIDTH, subsequent_indent="  ", break_long_words=False)
     some = everything > 0 if filters.every and not filters.given() else bool(shown)
     lines += ["", title + (":" if some else ".")]
     hidden = 0
@@ -567,6 +580,27 @@ def render_lines(report: dict[str, Any], filters: Filters = Filters()) -> Iterat
         yield from _launch_lines(launch, now, with_dir=launch["attention"])
     if hidden:
         yield f"... and {hidden} more: --state, --fw-id, --since or --pending pick among them"
+
+
+def _pool_line(pool: dict[str, Any]) -> str:
+    """'pool /x: 3 in stock (oldest 12 s), 2 claimed (pilot jobs 17, 18), 1 pilot running (job 17)'."""
+    if not pool["exists"]:
+        return f"pool {pool['root']}: not there"
+    text = f"pool {pool['root']}: {pool['ready']} in stock"
+    if pool["oldest_ready_s"] is not None:
+        text += f" (oldest {pool['oldest_ready_s']:.0f} s)"
+    claims = pool["claims"]
+    jobs = sorted({c["batch_job_id"] for c in claims if c["batch_job_id"]})
+    back = sum(1 for c in claims if c["holder"].startswith("stocker-"))
+    text += f", {len(claims)} claimed"
+    if jobs:
+        text += f" ({'pilot job' if len(jobs) == 1 else 'pilot jobs'} {', '.join(jobs)})"
+    if back:
+        text += f", {back} being handed back"
+    pilots = pool["pilots"]
+    ids = ", ".join(str(p["batch_job_id"] or p["pilot"]) for p in pilots)
+    text += f", {counted(len(pilots), 'pilot')} running" + (f" (job {ids})" if pilots else "")
+    return text
 
 
 def _summary(report: dict[str, Any], now: dt.datetime) -> list[str]:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fwspool.errors import FwspoolError
+from fwspool.failpoints import failpoint
 from fwspool.plural import counted
 from fwspool.pool import PILOTS, Pool, job_of_pilot
 
@@ -70,6 +71,8 @@ class Stocker:
     #: Pilot jobs seen missing from the queue, and since when (``time.monotonic()``).
     gone_since: dict[str, float] = field(default_factory=dict)
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+    #: Whether this daemon has looked for reservations an earlier one left unstocked.
+    orphans_checked: bool = False
 
     def describe(self) -> str:
         return f"pilots on {self.pool.root}, {counted(self.size, 'launch')} in stock, handed back after {self.ttl:g}s"
@@ -80,6 +83,9 @@ class Stocker:
         self.tidy_claims(submitter.say)
         failure: BaseException | None = None
         try:
+            if not self.orphans_checked:
+                self.hand_back_orphans(submitter.site.launchpad, submitter.say)
+                self.orphans_checked = True
             self.hand_back_stale(submitter.site.launchpad, submitter.say)
             self.fill(submitter.site.launchpad, submitter.site.fworker, should_stop)
         except Exception as exc:  # noqa: BLE001 - raised after the pilots: they need no database
@@ -141,15 +147,53 @@ class Stocker:
                 unfinished.append(claim)
         for claim in unfinished:
             e = claim.entry
+            failpoint("stock.before_hand_back")  # chaos: the daemon killed holding the entry
             problems = hand_back(launchpad, [e.launch_id])
             if problems:
                 if claim.holder == holder:
                     self.pool.give_back(claim)  # still in stock; tried again next round
                 raise StockError(f"cannot hand back stale stock: {'; '.join(problems)}")
+            failpoint("stock.after_hand_back")  # chaos: handed back, the entry still held
             self.pool.drop(claim)
             self.handed_back[e.fw_id] = now
             say(
                 f"pool: launch {e.launch_id} (Firework {e.fw_id}) not taken within {self.ttl:g}s: handed back (READY)"
+            )
+
+    def hand_back_orphans(self, launchpad: Any, say: Callable[[str], None]) -> None:
+        """Reservations into ``POOL/launches`` that an earlier daemon made but never stocked (it
+        died between ``reserve_fw`` and the entry's rename into ``ready/``): RESERVED on the
+        LaunchPad, yet in no entry and with no claim record, so no pilot would ever run them.
+        Handed back (READY), once, at this daemon's first round. (A reservation into a spec's
+        ``_launch_dir`` outside the pool is not looked for.)"""
+        import re
+
+        from fwspool.pool import CLAIM_NAME
+        from fwspool.qlaunch import hand_back
+
+        prefix = self.pool.path("launches") + os.sep
+        reserved = list(
+            launchpad.launches.find(
+                {"state": "RESERVED", "launch_dir": {"$regex": f"^{re.escape(prefix)}"}},
+                {"launch_id": 1, "fw_id": 1, "launch_dir": 1},
+            )
+        )
+        if not reserved:
+            return
+        # In this order: a pilot takes ready/ -> claimed/, then writes its claim record, then
+        # drops its claim; whatever it did meanwhile, its launch is seen in one of the three.
+        held = {e.launch_id for _n, e in self.pool.ready()}
+        held |= {c.entry.launch_id for c in self.pool.claims()}
+        for doc in reserved:
+            launch_id, launch_dir = int(doc["launch_id"]), str(doc["launch_dir"])
+            if launch_id in held or os.path.lexists(os.path.join(launch_dir, CLAIM_NAME)):
+                continue
+            problems = hand_back(launchpad, [launch_id])
+            if problems:
+                raise StockError(f"cannot hand back an unstocked reservation: {'; '.join(problems)}")
+            say(
+                f"pool: launch {launch_id} (Firework {doc.get('fw_id')}) reserved but never stocked "
+                "(an earlier daemon died): handed back (READY)"
             )
 
     # -- 3. stocking ---------------------------------------------------------------------------
@@ -179,6 +223,7 @@ class Stocker:
             if got is None:
                 break
             fw, launch_id, launch_dir = got
+            failpoint("stock.after_reserve")  # chaos: the daemon killed before the entry exists
             self.pool.stock(launch_id, fw.fw_id, launch_dir, estimate_of(fw.spec))
             stocked += 1
         return stocked

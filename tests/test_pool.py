@@ -7,6 +7,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from pathlib import Path
+from typing import Any
 
 from fwspool.pool import CLAIM_NAME, Claim, Pool, claimed_name, read_claim_record
 
@@ -115,3 +116,60 @@ def test_bad_pilot_and_submit_options_are_one_line_errors(tmp_path: Path) -> Non
         res = run(*args)
         assert res.returncode == code and words in res.stderr, (args, res.returncode, res.stderr)
         assert "Traceback" not in res.stderr
+
+
+def test_a_hand_back_done_again_leaves_the_ready_firework_alone(tmp_path: Path, launchpad: Any) -> None:
+    """A daemon killed between its hand-back of stale stock and the removal of its `stocker-`
+    claim hands the launch back again when it restarts. FireWorks' own cancel_reservation of a
+    launch it already cancelled (READY) finds no RESERVED one to replace and upserts a copy, which
+    the launch_id index refuses (E11000 duplicate key): the hand-back failed at every round, the
+    claim stayed and no stock was made again. hand_back cancels only a RESERVED launch."""
+    from fireworks import Firework, FWorker, ScriptTask
+
+    from fwspool.qlaunch import hand_back, reserve_one
+
+    [fw_id] = launchpad.add_wf(Firework(ScriptTask.from_str("true"), name="stale")).values()
+    got = reserve_one(launchpad, FWorker(), str(tmp_path))
+    assert got is not None
+    _fw, launch_id, _launch_dir = got
+    assert hand_back(launchpad, [launch_id]) == []
+    assert hand_back(launchpad, [launch_id]) == []  # the restarted daemon's second try
+    assert launchpad.launches.count_documents({"launch_id": launch_id}) == 1
+    doc = launchpad.fireworks.find_one({"fw_id": fw_id})
+    assert doc["state"] == "READY" and doc["launches"] == []
+    assert all(r["deprecated"] for r in launchpad.offline_runs.find({"launch_id": launch_id}))
+    # The Firework is reserved again as usual, with a new launch.
+    again = reserve_one(launchpad, FWorker(), str(tmp_path))
+    assert again is not None and again[1] != launch_id
+    assert launchpad.fireworks.find_one({"fw_id": fw_id})["state"] == "RESERVED"
+
+
+def test_a_reservation_an_earlier_daemon_never_stocked_is_handed_back(tmp_path: Path, launchpad: Any) -> None:
+    """A daemon killed between reserve_fw and the entry's rename into ready/ (chaos scenario 15
+    found them left RESERVED for good): the next daemon's first round hands them back; a
+    stocked launch, a claimed one and one whose claim record says a pilot ran it stay."""
+    from fireworks import Firework, FWorker, ScriptTask
+
+    from fwspool.qlaunch import reserve_one
+    from fwspool.stock import Stocker
+
+    for i in range(4):
+        launchpad.add_wf(Firework(ScriptTask.from_str("true"), name=f"fw{i}"))
+    pool = Pool.create(str(tmp_path / "pool"))
+    got = [reserve_one(launchpad, FWorker(), pool.path("launches")) for _ in range(4)]
+    assert all(g is not None for g in got)
+    (_o, orphan, _d), (fw1, stocked_id, d1), (fw2, claimed_id, d2), (_r, ran, d3) = got  # type: ignore[misc]
+    pool.stock(stocked_id, fw1.fw_id, d1, None)
+    pool.stock(claimed_id, fw2.fw_id, d2, None)
+    assert pool.take(f"{claimed_id}.json", "7_n1_1_aaaa") is not None
+    Path(d3, CLAIM_NAME).write_text("{}")  # a pilot ran it, dropped its claim; not pushed yet
+    said: list[str] = []
+    Stocker(pool, 3, 60, 5, None).hand_back_orphans(launchpad, said.append)
+
+    def state(launch_id: int) -> str:
+        return str(launchpad.fireworks.find_one({"launches": launch_id}, {"state": 1})["state"])
+
+    assert launchpad.fireworks.count_documents({"state": "READY"}) == 1
+    assert launchpad.launches.find_one({"launch_id": orphan})["state"] == "READY"
+    assert [state(i) for i in (stocked_id, claimed_id, ran)] == ["RESERVED"] * 3
+    assert len(said) == 1 and "reserved but never stocked" in said[0], said

@@ -417,3 +417,47 @@ def test_the_readme_status_lines_and_journal_queries_run_as_written(
             db.execute(statement).fetchall()
         outcome = db.execute(statements[2]).fetchall()
     assert outcome == [(1, 1, "readme", "COMPLETED", "completed", None)]
+
+
+def test_status_shows_the_pools_stock_claims_and_pilots(tmp_path: Path) -> None:
+    """The pools the daemon submitted pilots for: entries in stock (and the oldest's age), claims
+    by pilot job or being handed back, pilots running; text and --json."""
+    from fwspool.journal import Journal
+    from fwspool.pool import Pool
+    from fwspool.submit import SubmittedJob, note_job
+
+    pool = Pool.create(str(tmp_path / "pool"))
+    for i in (1, 2, 3, 4):
+        d = tmp_path / "pool" / "launches" / f"launcher_{i}"
+        d.mkdir()
+        pool.stock(i, 100 + i, str(d), None)
+    assert pool.take("2.json", "17_n1_1_aaaa") is not None
+    assert pool.take("3.json", "stocker-login-9") is not None
+    (tmp_path / "pool" / "pilots" / "17_n1_1_aaaa.json").write_text(
+        json.dumps(
+            {
+                "pilot": "17_n1_1_aaaa",
+                "batch_job_id": "17",
+                "host": "n1",
+                "pid": 1,
+                "started_on": "2026-01-01T00:00:00Z",
+            }
+        )
+    )
+    journal = str(tmp_path / "journal.sqlite3")
+    with Journal.open(journal) as j:
+        note_job(j, SubmittedJob("17", "2026-01-01T00:00:00+00:00", "pilot", pool.root))
+    env = {"FWSPOOL_JOURNAL": journal}
+    [report] = status_json(env, "--no-check")["pools"]
+    assert report["root"] == pool.root and report["exists"] and report["ready"] == 2
+    assert report["oldest_ready_s"] is not None and report["oldest_ready_s"] >= 0
+    assert [(c["launch_id"], c["fw_id"], c["batch_job_id"]) for c in report["claims"]] == [
+        (2, 102, "17"),
+        (3, 103, None),
+    ]
+    assert [p["batch_job_id"] for p in report["pilots"]] == ["17"]
+    res = invoke("status", "--no-check", env=env)
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert f"pool {pool.root}: 2 in stock (oldest " in text, res.output
+    assert "2 claimed (pilot job 17), 1 being handed back, 1 pilot running (job 17)" in text, res.output

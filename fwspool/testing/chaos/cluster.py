@@ -41,6 +41,17 @@ def clone_db(src: Any, dst: Any, remap: Callable[[str], str]) -> None:
             dst[coll].create_index(info["key"], name=name, **kwargs)
 
 
+def drop_database(uri: str, db: str) -> None:
+    """Drop a trial's own database (a scenario that makes its LaunchPads itself)."""
+    import pymongo
+
+    client: Any = pymongo.MongoClient(uri, serverSelectionTimeoutMS=3000)
+    try:
+        client.drop_database(db)
+    finally:
+        client.close()
+
+
 @dataclass
 class Instance:
     tpl: Template

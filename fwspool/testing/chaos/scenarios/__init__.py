@@ -13,6 +13,7 @@ from fwspool.testing.chaos.scenarios import (
     journal_disk,
     network_faults,
     packed_kills,
+    pilot_kills,
     push_kills,
     shared_inbox,
     spool_damage,
@@ -37,6 +38,7 @@ REGISTRY: dict[int, Scenario] = {
         packed_kills.SCENARIO,
         shared_inbox.SCENARIO,
         cluster_faults.SCENARIO,
+        pilot_kills.SCENARIO,
     )
 }
 #: Each scenario's name, by number.

@@ -24,7 +24,7 @@ import subprocess
 import time
 from typing import TYPE_CHECKING, Any
 
-from fwspool.testing.chaos.cluster import Cluster
+from fwspool.testing.chaos.cluster import Cluster, drop_database
 from fwspool.testing.chaos.invariants import Check, check_journal, inventory, journal_rows
 from fwspool.testing.chaos.processes import child_env, fwspool_cmd
 from fwspool.testing.chaos.trial import Scenario, ScenarioResult
@@ -63,7 +63,7 @@ def run(cluster: Cluster, trials: int, rng: random.Random, full: bool) -> Scenar
             res.trials += 1
             res.check.add(c)
             if not c.failed:
-                _drop(cluster.uri, db)
+                drop_database(cluster.uri, db)
                 shutil.rmtree(root, ignore_errors=True)
     finally:
         if cell is not None:
@@ -230,16 +230,6 @@ def _fwspool(env: dict[str, str], root: str, *args: str) -> None:
 def _tail(root: str, name: str) -> str:
     with open(os.path.join(root, name), encoding="utf-8", errors="replace") as f:
         return f.read()[-500:]
-
-
-def _drop(uri: str, db: str) -> None:
-    import pymongo
-
-    client: Any = pymongo.MongoClient(uri, serverSelectionTimeoutMS=3000)
-    try:
-        client.drop_database(db)
-    finally:
-        client.close()
 
 
 SCENARIO = Scenario(12, NAME, (2, 20), run)
