@@ -30,9 +30,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 #: Scenarios that find a defect still open: expected to fail until it is fixed (then they pass,
 #: and strict xfail fails the test: remove the entry).
 OPEN_DEFECTS: dict[int, str] = {}
-#: Scenarios that find an open defect in some trials only: run, and expected to fail sometimes
-#: (xfail, not strict) until it is fixed; then remove the entry.
-INTERMITTENT_DEFECTS: dict[int, str] = {
+#: Scenarios that find an open defect in some trials only, so that no run of them here could be
+#: trusted either way: they run with `python tools/chaos.py --scenario N`, not in the suite, until
+#: the defect is fixed (then remove the entry). An xfail that may pass would be a test that cannot fail.
+NOT_IN_SUITE_YET: dict[int, str] = {
     15: "#25: a daemon killed holding a FireWorks workflow lock stalls the next one's hand-back "
     "(WFLock waits 300 s); a Firework once left RESERVED outside the pool after a 1-trial run",
 }
@@ -43,8 +44,10 @@ INTERMITTENT_DEFECTS: dict[int, str] = {
     [
         pytest.param(n, marks=pytest.mark.xfail(reason=OPEN_DEFECTS[n], strict=True))
         if n in OPEN_DEFECTS
-        else pytest.param(n, marks=pytest.mark.xfail(reason=INTERMITTENT_DEFECTS[n], strict=False))
-        if n in INTERMITTENT_DEFECTS
+        else pytest.param(
+            n, marks=pytest.mark.skip(reason=f"open defect, tools/chaos.py only: {NOT_IN_SUITE_YET[n]}")
+        )
+        if n in NOT_IN_SUITE_YET
         else n
         for n in sorted(SCENARIOS)
     ],
