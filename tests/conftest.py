@@ -18,8 +18,10 @@ import pytest
 from fwspool.devserver import DevServer
 from fwspool.testing import commands
 from fwspool.testing.devslurm import DevSlurm
+from fwspool.testing.docs import doc_line
 from fwspool.testing.gridengine import DevGridEngine
 from fwspool.testing.launchpad import make_launchpad, throwaway_launchpad
+from fwspool.testing.slurm_site import Site
 
 # The jobs the tests start import the tests' own FireTasks (fw_tasks, dyn_tasks) from here.
 commands.TASK_MODULE_DIRS.append(os.path.dirname(os.path.abspath(__file__)))
@@ -122,6 +124,19 @@ def gridengine_cell(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevGri
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@pytest.fixture
+def site(tmp_path: Any, mongo_uri: str, db_name: str, slurm_cluster: DevSlurm) -> Iterator[Site]:
+    """A user's home on the private Slurm, with the quick start's ``rocket_launch`` line in its
+    queue adapter; its daemon stopped and its jobs cancelled afterwards. (Grid Engine's tests
+    have a ``site`` of their own.)"""
+    s = Site(
+        tmp_path, mongo_uri, db_name, slurm_cluster, doc_line("rocket_launch: $HOME/fw/.venv/bin/fwspool")
+    )
+    yield s
+    s.stop_sync()
+    slurm_cluster.run("scancel", "--user=root", check=False)
 
 
 @pytest.fixture

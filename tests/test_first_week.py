@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from fireworks import Firework, ScriptTask, Workflow
 from test_doctor import BIN, doctor, files, lines_by_check  # noqa: F401 - files: the fixture
-from test_slurm_pack import add, jobs_of, qlaunch, site  # noqa: F401 - site: the fixture
+from test_slurm_pack import add, jobs_of, qlaunch
 from test_slurm_path import fw_state, launchpad_of, sleeper
 
 from fwspool.reserve import reserve_offline
@@ -63,7 +63,7 @@ def rapidfire(s: Site, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def test_rapidfire_with_nothing_ready_says_what_it_waits_for_and_when_it_looks_again(site: Site) -> None:  # noqa: F811
+def test_rapidfire_with_nothing_ready_says_what_it_waits_for_and_when_it_looks_again(site: Site) -> None:
     lp = make_launchpad(*launchpad_of(site))
     parent = Firework(ScriptTask.from_str("true"), name="parent")
     lp.add_wf(Workflow([parent, Firework(ScriptTask.from_str("true"), name="child", parents=[parent])]))
@@ -377,7 +377,7 @@ def test_doctor_spots_fireworks_own_recovery_still_running_beside_fwspool(
 # -- item 9: packing polish ---------------------------------------------------------------------
 
 
-def test_packed_jobs_are_named_counted_and_a_line_without_offline_is_refused(site: Site) -> None:  # noqa: F811
+def test_packed_jobs_are_named_counted_and_a_line_without_offline_is_refused(site: Site) -> None:
     lp = make_launchpad(*launchpad_of(site))
     ids = add(lp, sleeper("pack_1", 0), sleeper("pack_2", 0), sleeper("pack_3", 0))
     # A rocket_launch line without --offline: doctor fails it, and fwspool qlaunch refuses it with the same fix.
@@ -438,7 +438,7 @@ def test_status_into_a_pipe_whose_reader_left_ends_quietly(tmp_path: Path, journ
 
 
 def test_a_deleted_launch_directory_ends_its_launch_as_lost_saying_why_and_a_moved_one_gets_a_hint(
-    site: Site,  # noqa: F811
+    site: Site,
 ) -> None:
     uri, name = launchpad_of(site)
     lp = make_launchpad(uri, name)

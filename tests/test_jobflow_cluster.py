@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pymongo
@@ -22,9 +21,8 @@ from jobflow.managers.fireworks import flow_to_workflow  # noqa: E402
 from test_cluster import on_node, site_on  # noqa: E402
 from test_jobflow_twins import job_store  # noqa: E402
 from test_slurm_pack import jobs_of  # noqa: E402
-from test_slurm_path import ROCKET_LAUNCH, fw_state, launchpad_of, reserved_job  # noqa: E402
+from test_slurm_path import fw_state, launchpad_of, reserved_job  # noqa: E402
 
-from fwspool.testing.devslurm import DevSlurm  # noqa: E402
 from fwspool.testing.launchpad import make_launchpad  # noqa: E402
 from fwspool.testing.slurm_site import Site  # noqa: E402
 from fwspool.testing.topology import Topology  # noqa: E402
@@ -73,14 +71,6 @@ def test_a_jobflow_chain_runs_on_hosts_without_a_database_route(
         third.uuid: 49,
     }
     assert sorted(d["index"] for d in outputs.values()) == [1, 1, 1]
-
-
-@pytest.fixture
-def site(tmp_path: Path, mongo_uri: str, db_name: str, slurm_cluster: DevSlurm) -> Iterator[Site]:
-    s = Site(tmp_path, mongo_uri, db_name, slurm_cluster, ROCKET_LAUNCH)
-    yield s
-    s.stop_sync()
-    slurm_cluster.run("scancel", "--user=root", check=False)
 
 
 def test_packed_jobflow_jobs_and_a_child_that_reads_their_outputs(

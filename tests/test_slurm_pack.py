@@ -10,11 +10,9 @@ import re
 import shlex
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from fireworks import Firework, ScriptTask
 from test_slurm_path import ROCKET_LAUNCH, fw_state, launchpad_of, site_with_own_server, sleeper
 
@@ -44,14 +42,6 @@ def readme_pack_qadapter() -> str:
     """The packing section's queue adapter example, with the quick start's rocket_launch line."""
     [yaml] = code_blocks(doc_section(PACKING), "yaml")
     return yaml + ROCKET_LAUNCH + "\n"
-
-
-@pytest.fixture
-def site(tmp_path: Path, mongo_uri: str, db_name: str, slurm_cluster: DevSlurm) -> Iterator[Site]:
-    s = Site(tmp_path, mongo_uri, db_name, slurm_cluster, ROCKET_LAUNCH)
-    yield s
-    s.stop_sync()
-    slurm_cluster.run("scancel", "--user=root", check=False)
 
 
 def qlaunch(site: Site, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +33,6 @@ TESTS_DIR = Path(__file__).resolve().parent
 
 
 ROCKET_LAUNCH = doc_line("rocket_launch: $HOME/fw/.venv/bin/fwspool")
-
-
-@pytest.fixture
-def site(tmp_path: Path, mongo_uri: str, db_name: str, slurm_cluster: DevSlurm) -> Iterator[Site]:
-    s = Site(tmp_path, mongo_uri, db_name, slurm_cluster, ROCKET_LAUNCH)
-    yield s
-    s.stop_sync()
-    slurm_cluster.run("scancel", "--user=root", check=False)
 
 
 def fw_state(lp: Any, fw_id: int) -> str:

@@ -10,27 +10,17 @@ import signal
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from fireworks import Firework, ScriptTask, Workflow
-from test_slurm_path import ROCKET_LAUNCH, fw_state, launchpad_of, site_with_own_server, sleeper
+from test_slurm_path import fw_state, launchpad_of, site_with_own_server, sleeper
 
 from fwspool.pool import CLAIM_NAME, Pool
 from fwspool.testing.devslurm import DevSlurm
 from fwspool.testing.launchpad import make_launchpad
 from fwspool.testing.slurm_site import Site
 from fwspool.testing.waiting import wait_for
-
-
-@pytest.fixture
-def site(tmp_path: Path, mongo_uri: str, db_name: str, slurm_cluster: DevSlurm) -> Iterator[Site]:
-    s = Site(tmp_path, mongo_uri, db_name, slurm_cluster, ROCKET_LAUNCH)
-    yield s
-    s.stop_sync()
-    slurm_cluster.run("scancel", "--user=root", check=False)
 
 
 def start_daemon(site: Site, *extra: str) -> Path:

@@ -6,13 +6,11 @@ from __future__ import annotations
 import json
 import shlex
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from fireworks import Firework, ScriptTask, Workflow
-from test_slurm_path import ROCKET_LAUNCH, fw_state, launchpad_of, site_with_own_server, sleeper
+from test_slurm_path import fw_state, launchpad_of, site_with_own_server, sleeper
 
 from fwspool.testing.devslurm import DevSlurm
 from fwspool.testing.docs import doc_line
@@ -87,14 +85,6 @@ def test_the_unit_line_runs_a_workflow_from_an_empty_queue_through_a_database_ou
     table = site.fwspool("status", "--no-check", "--journal", str(site.journal)).stdout
     assert "submitted by the daemon: 3 jobs, 3 Fireworks" in table
     [step3] = [p for p in site.runs.rglob("step.txt") if p.read_text() == "three\n"]
-
-
-@pytest.fixture
-def site(tmp_path: Path, mongo_uri: str, db_name: str, slurm_cluster: DevSlurm) -> Iterator[Site]:
-    s = Site(tmp_path, mongo_uri, db_name, slurm_cluster, ROCKET_LAUNCH)
-    yield s
-    s.stop_sync()
-    slurm_cluster.run("scancel", "--user=root", check=False)
 
 
 def test_a_refused_submission_is_one_line_and_retried(site: Site) -> None:
