@@ -338,7 +338,7 @@ def test_a_version_1_journal_is_upgraded_keeping_every_row(tmp_path: Path) -> No
     db.commit()
     db.close()
     with Journal.open(str(path)) as journal:
-        assert journal.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 5
+        assert journal.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 6
         assert journal.query("SELECT launch_id, fw_id, launch_dir, batch_job_id FROM launches") == [
             {"launch_id": 7, "fw_id": 3, "launch_dir": "/runs/a", "batch_job_id": None}
         ]
