@@ -10,23 +10,19 @@ import os
 import subprocess
 from pathlib import Path
 
+import jf_jobs
 import pymongo
-import pytest
+from jobflow import Flow
+from jobflow.managers.fireworks import flow_to_workflow
+from test_cluster import on_node, site_on
+from test_jobflow_twins import job_store
+from test_slurm_pack import jobs_of
+from test_slurm_path import fw_state, launchpad_of, reserved_job
 
-pytest.importorskip("jobflow")
-
-import jf_jobs  # noqa: E402
-from jobflow import Flow  # noqa: E402
-from jobflow.managers.fireworks import flow_to_workflow  # noqa: E402
-from test_cluster import on_node, site_on  # noqa: E402
-from test_jobflow_twins import job_store  # noqa: E402
-from test_slurm_pack import jobs_of  # noqa: E402
-from test_slurm_path import fw_state, launchpad_of, reserved_job  # noqa: E402
-
-from fwspool.testing.launchpad import make_launchpad  # noqa: E402
-from fwspool.testing.slurm_site import Site  # noqa: E402
-from fwspool.testing.topology import Topology  # noqa: E402
-from fwspool.testing.waiting import wait_for  # noqa: E402
+from fwspool.testing.launchpad import make_launchpad
+from fwspool.testing.slurm_site import Site
+from fwspool.testing.topology import Topology
+from fwspool.testing.waiting import wait_for
 
 #: The jobs' module (tests/jf_jobs.py), for the jobs on the compute hosts and the pusher.
 TESTS = os.path.dirname(os.path.abspath(__file__))

@@ -9,18 +9,15 @@ import signal
 import subprocess
 from typing import Any
 
+import jf_jobs
 import pymongo
 import pytest
+from jobflow import Flow
+from jobflow.managers.fireworks import flow_to_workflow
+from test_jobflow_twins import job_store
 
-pytest.importorskip("jobflow")
-
-import jf_jobs  # noqa: E402
-from jobflow import Flow  # noqa: E402
-from jobflow.managers.fireworks import flow_to_workflow  # noqa: E402
-from test_jobflow_twins import job_store  # noqa: E402
-
-from fwspool.reserve import reserve_offline  # noqa: E402
-from fwspool.testing.commands import fwspool_cmd, job_env, run_fwspool  # noqa: E402
+from fwspool.reserve import reserve_offline
+from fwspool.testing.commands import fwspool_cmd, job_env, run_fwspool
 
 
 @pytest.fixture

@@ -9,20 +9,17 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
+import jf_jobs
 import pymongo
 import pytest
+from jobflow import Flow, JobStore
+from jobflow.managers.fireworks import flow_to_workflow
+from maggma.stores import GridFSStore, MongoStore
 
-pytest.importorskip("jobflow")
-
-import jf_jobs  # noqa: E402
-from jobflow import Flow, JobStore  # noqa: E402
-from jobflow.managers.fireworks import flow_to_workflow  # noqa: E402
-from maggma.stores import GridFSStore, MongoStore  # noqa: E402
-
-from fwspool.reserve import reserve_offline  # noqa: E402
-from fwspool.testing.commands import fireworks_command, run_fwspool, run_job  # noqa: E402
-from fwspool.testing.journal_file import ingest_and_push  # noqa: E402
-from fwspool.testing.launchpad import snapshot  # noqa: E402
+from fwspool.reserve import reserve_offline
+from fwspool.testing.commands import fireworks_command, run_fwspool, run_job
+from fwspool.testing.journal_file import ingest_and_push
+from fwspool.testing.launchpad import snapshot
 
 #: What legitimately differs between two runs of the same job: when, where, the store's own id.
 _VOLATILE_OUTPUT = {"_id", "completed_at", "last_updated"}
