@@ -268,8 +268,6 @@ def why_died(end: dict[str, Any] | None) -> dict[str, Any]:
 
 def _submitted(journal: Any) -> dict[str, Any] | None:
     """What ``sync --watch --submit`` submitted (:mod:`fwspool.submit`); None if it never did."""
-    import msgspec
-
     from fwspool.submit import read_submitted
 
     record = read_submitted(journal)
@@ -560,8 +558,6 @@ def render_lines(report: dict[str, Any], filters: Filters = Filters()) -> Iterat
         )
     lines += _block_lines(report["blocks"])
     if report.get("submitted"):
-        import msgspec
-
         from fwspool.submit import Submitted
 
         line = msgspec.convert(report["submitted"], Submitted).line()
