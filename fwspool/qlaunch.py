@@ -318,6 +318,49 @@ def hand_back(launchpad: Any, launch_ids: list[int]) -> list[str]:
     return problems
 
 
+#: Seconds a Firework must be seen RESERVED with no launch before :class:`HalfReservations`
+#: takes it for a reservation killed half-way (one in flight takes milliseconds).
+HALF_RESERVATION_AGE = 30.0
+
+
+@dataclass
+class HalfReservations:
+    """Fireworks a reservation killed half-way left RESERVED with no launch.
+
+    FireWorks' ``reserve_fw`` first marks a READY Firework RESERVED, then inserts its launch,
+    then writes that launch into the Firework. A process killed in between (the daemon, by
+    ``kill -9``) leaves the Firework RESERVED with no launch: no job runs it, no hand-back finds
+    it (a hand-back starts from a launch), and FireWorks' ``lpad detect_unreserved`` looks at
+    launches too (chaos scenario 15 left one so for good). Seen so for
+    :data:`HALF_RESERVATION_AGE` seconds, the daemon reruns it (READY again), as
+    ``lpad rerun_fws`` would.
+    """
+
+    say: Callable[[str], None]
+    clock: Callable[[], float] = time.monotonic
+    #: Each such Firework: when it was first seen so.
+    _since: dict[int, float] = field(default_factory=dict)
+
+    def mend(self, launchpad: Any, locked: frozenset[int] | set[int] = frozenset()) -> list[int]:
+        """Rerun those seen long enough (not ``locked`` ones: FireWorks would wait on their
+        lock); the Fireworks it reran."""
+        now = self.clock()
+        found = launchpad.fireworks.find({"state": "RESERVED", "launches": []}, {"fw_id": 1})
+        self._since = {int(d["fw_id"]): self._since.get(int(d["fw_id"]), now) for d in found}
+        mended = []
+        for fw_id, since in sorted(self._since.items()):
+            if now - since < HALF_RESERVATION_AGE or fw_id in locked:
+                continue
+            launchpad.rerun_fw(fw_id, rerun_duplicates=False)
+            del self._since[fw_id]
+            mended.append(fw_id)
+            self.say(
+                f"Firework {fw_id}: RESERVED with no launch for {now - since:.0f}s (a reservation "
+                "killed half-way): READY again"
+            )
+        return mended
+
+
 @dataclass(slots=True)
 class Block:
     """A block directory and the Fireworks reserved into it (not submitted yet)."""

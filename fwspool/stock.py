@@ -83,11 +83,13 @@ class Stocker:
         self.tidy_claims(submitter.say)
         failure: BaseException | None = None
         try:
+            lp = submitter.site.launchpad
+            # FireWorks' reserve_fw and cancel_reservation would wait on these workflows' locks.
+            locked = submitter.look_at_the_launchpad()
             if not self.orphans_checked:
-                self.hand_back_orphans(submitter.site.launchpad, submitter.say)
-                self.orphans_checked = True
-            self.hand_back_stale(submitter.site.launchpad, submitter.say)
-            self.fill(submitter.site.launchpad, submitter.site.fworker, should_stop)
+                self.orphans_checked = self.hand_back_orphans(lp, submitter.say, locked)
+            self.hand_back_stale(lp, submitter.say, locked)
+            self.fill(lp, submitter.site.fworker, should_stop, locked)
         except Exception as exc:  # noqa: BLE001 - raised after the pilots: they need no database
             failure = exc
         submitted = 0 if should_stop() else self.submit_pilots(journal, submitter)
@@ -131,16 +133,23 @@ class Stocker:
 
     # -- 2. stock nobody took ------------------------------------------------------------------
 
-    def hand_back_stale(self, launchpad: Any, say: Callable[[str], None]) -> None:
+    def hand_back_stale(
+        self, launchpad: Any, say: Callable[[str], None], locked: frozenset[int] | set[int] = frozenset()
+    ) -> None:
+        """``locked``: Fireworks whose workflow lock is held; theirs wait for a later round."""
         from fwspool.qlaunch import hand_back
 
         now = self.clock()
         holder = f"stocker-{socket.gethostname().split('.')[0]}-{os.getpid()}"
         stale = [
-            (name, e) for name, e in self.pool.ready() if (now - e.stocked_on).total_seconds() >= self.ttl
+            (name, e)
+            for name, e in self.pool.ready()
+            if (now - e.stocked_on).total_seconds() >= self.ttl and e.fw_id not in locked
         ]
         # A hand-back this daemon (or an earlier one) did not finish: the LaunchPad part again.
-        unfinished = [c for c in self.pool.claims() if c.holder.startswith("stocker-")]
+        unfinished = [
+            c for c in self.pool.claims() if c.holder.startswith("stocker-") and c.entry.fw_id not in locked
+        ]
         for name, _e in stale:
             claim = self.pool.take(name, holder)
             if claim is not None:
@@ -160,12 +169,15 @@ class Stocker:
                 f"pool: launch {e.launch_id} (Firework {e.fw_id}) not taken within {self.ttl:g}s: handed back (READY)"
             )
 
-    def hand_back_orphans(self, launchpad: Any, say: Callable[[str], None]) -> None:
+    def hand_back_orphans(
+        self, launchpad: Any, say: Callable[[str], None], locked: frozenset[int] | set[int] = frozenset()
+    ) -> bool:
         """Reservations into ``POOL/launches`` that an earlier daemon made but never stocked (it
         died between ``reserve_fw`` and the entry's rename into ``ready/``): RESERVED on the
         LaunchPad, yet in no entry and with no claim record, so no pilot would ever run them.
-        Handed back (READY), once, at this daemon's first round. (A reservation into a spec's
-        ``_launch_dir`` outside the pool is not looked for.)"""
+        Handed back (READY), once, at this daemon's first round, or at the first after its
+        workflow's lock is free. (A reservation into a spec's ``_launch_dir`` outside the pool
+        is not looked for.) Whether none is left for a later round."""
         import re
 
         from fwspool.pool import CLAIM_NAME
@@ -179,14 +191,18 @@ class Stocker:
             )
         )
         if not reserved:
-            return
+            return True
         # In this order: a pilot takes ready/ -> claimed/, then writes its claim record, then
         # drops its claim; whatever it did meanwhile, its launch is seen in one of the three.
         held = {e.launch_id for _n, e in self.pool.ready()}
         held |= {c.entry.launch_id for c in self.pool.claims()}
+        left = False
         for doc in reserved:
             launch_id, launch_dir = int(doc["launch_id"]), str(doc["launch_dir"])
             if launch_id in held or os.path.lexists(os.path.join(launch_dir, CLAIM_NAME)):
+                continue
+            if doc.get("fw_id") in locked:
+                left = True
                 continue
             problems = hand_back(launchpad, [launch_id])
             if problems:
@@ -195,25 +211,31 @@ class Stocker:
                 f"pool: launch {launch_id} (Firework {doc.get('fw_id')}) reserved but never stocked "
                 "(an earlier daemon died): handed back (READY)"
             )
+        return not left
 
     # -- 3. stocking ---------------------------------------------------------------------------
 
-    def fill(self, launchpad: Any, fworker: Any, should_stop: Callable[[], bool]) -> int:
+    def fill(
+        self,
+        launchpad: Any,
+        fworker: Any,
+        should_stop: Callable[[], bool],
+        locked: frozenset[int] | set[int] = frozenset(),
+    ) -> int:
         from fwspool.qlaunch import estimate_of, offline_capable, reserve_one, restricted
 
         fworker = offline_capable(fworker)  # a pilot has no database route either: no expose_store
         now = self.clock()
         self.handed_back = {i: t for i, t in self.handed_back.items() if (now - t).total_seconds() < self.ttl}
-        if self.handed_back:
-            # Only the READY Fireworks not handed back lately, by name ($in, as packing asks:
-            # the database may not know $nin).
+        avoid = set(self.handed_back) | set(locked)
+        if avoid:
+            # Only the READY Fireworks not handed back lately and not locked, by name ($in, as
+            # packing asks: the database may not know $nin).
             query = {**fworker.query, "state": "READY"}
             allowed = [
                 doc["fw_id"]
-                for doc in launchpad.fireworks.find(
-                    query, {"fw_id": 1}, limit=4 * self.size + len(self.handed_back)
-                )
-                if doc["fw_id"] not in self.handed_back
+                for doc in launchpad.fireworks.find(query, {"fw_id": 1}, limit=4 * self.size + len(avoid))
+                if doc["fw_id"] not in avoid
             ]
             fworker = restricted(fworker, {"fw_id": {"$in": allowed}})
         stocked = 0

@@ -151,11 +151,21 @@ class Submitter:
     not_before: float = 0.0
     _backoff: Any = field(default=None, repr=False)
     _adapter_lines: AdapterLines = field(default_factory=AdapterLines, repr=False)
+    #: FireWorks' workflow locks from round to round (:class:`fwspool.launchpad.locks.LockWatch`).
+    locks: Any = field(default=None, repr=False)
+    #: Reservations killed half-way (:class:`fwspool.qlaunch.HalfReservations`).
+    half_reservations: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         from fwspool.daemon import Backoff
+        from fwspool.launchpad.locks import LockWatch
+        from fwspool.qlaunch import HalfReservations
 
         self._backoff = Backoff(cap=BACKOFF_CAP)
+        if self.locks is None:
+            self.locks = LockWatch(say=self.warn)
+        if self.half_reservations is None:
+            self.half_reservations = HalfReservations(say=self.warn)
         name = getattr(self.site.qadapter, "q_name", None)
         if name:
             logging.getLogger(f"qadapter.{name}").addFilter(self._adapter_lines)
@@ -194,6 +204,14 @@ class Submitter:
         self._adapter_lines.errors.clear()
         return submitted
 
+    def look_at_the_launchpad(self) -> set[int]:
+        """What every round with the database does first: the Fireworks whose workflow lock is
+        held (no FireWorks call that would wait on it is made for them this round), and the
+        reservations killed half-way mended."""
+        locked = self.locks.look(self.site.launchpad)
+        self.half_reservations.mend(self.site.launchpad, locked)
+        return locked
+
     def under_cap(self) -> bool:
         """Whether one more job keeps within ``maxjobs_queue``."""
         from fwspool.qlaunch import jobs_in_queue
@@ -203,12 +221,16 @@ class Submitter:
     def _packs(self, journal: Journal, should_stop: Callable[[], bool]) -> int:
         from fireworks.fw_config import QUEUE_UPDATE_INTERVAL
 
-        from fwspool.qlaunch import submit_pack
+        from fwspool.qlaunch import restricted, submit_pack
 
         site = self.site
+        packing = site.packing()
+        locked = self.look_at_the_launchpad()
+        if locked:  # FireWorks' reservation would wait on their lock
+            packing["fworker"] = restricted(site.fworker, {"fw_id": {"$nin": sorted(locked)}})
         submitted = 0
-        while not should_stop() and self.under_cap() and site.launchpad.run_exists(site.fworker):
-            job = submit_pack(launch_root=self.launch_root, say=self.say, **site.packing())
+        while not should_stop() and self.under_cap() and site.launchpad.run_exists(packing["fworker"]):
+            job = submit_pack(launch_root=self.launch_root, say=self.say, **packing)
             if job is None:
                 break
             submitted += 1

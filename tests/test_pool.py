@@ -173,3 +173,99 @@ def test_a_reservation_an_earlier_daemon_never_stocked_is_handed_back(tmp_path: 
     assert launchpad.launches.find_one({"launch_id": orphan})["state"] == "READY"
     assert [state(i) for i in (stocked_id, claimed_id, ran)] == ["RESERVED"] * 3
     assert len(said) == 1 and "reserved but never stocked" in said[0], said
+
+
+def test_a_workflow_lock_left_by_a_dead_process_neither_blocks_the_daemon_nor_stalls_for_good(
+    tmp_path: Path, launchpad: Any
+) -> None:
+    """A process killed inside FireWorks' WFLock (the daemon itself, in reserve_fw or
+    cancel_reservation) leaves the workflow locked. Chaos scenario 15 found the next daemon's
+    hand-back waiting 300 s in FireWorks' WFLock, round after round, deaf to SIGTERM. The daemon
+    now leaves a locked workflow's Fireworks for a later round, and a lock held through
+    WFLOCK_EXPIRATION_SECS is what FireWorks' config says: left and said once (the default), or
+    broken (WFLOCK_EXPIRATION_KILL)."""
+    import time
+
+    from fireworks import Firework, FWorker, ScriptTask
+    from fireworks.core.launchpad import WFLock
+
+    from fwspool.launchpad.locks import LockWatch
+    from fwspool.qlaunch import reserve_one
+    from fwspool.stock import Stocker
+
+    ids = [
+        next(iter(launchpad.add_wf(Firework(ScriptTask.from_str("true"), name=f"fw{i}")).values()))
+        for i in range(3)
+    ]
+    stale_locked, stale_free, ready_locked = ids
+    pool = Pool.create(str(tmp_path / "pool"))
+    for fw_id in (stale_locked, stale_free):
+        got = reserve_one(launchpad, FWorker(query={"fw_id": fw_id}), pool.path("launches"))
+        assert got is not None
+        pool.stock(got[1], fw_id, got[2], None)
+    for fw_id in (stale_locked, ready_locked):
+        WFLock(launchpad, fw_id).__enter__()  # and the process dies: no __exit__
+    now = [0.0]
+    said: list[str] = []
+    watch = LockWatch(said.append, clock=lambda: now[0], expire_secs=300, kill=False)
+    stocker = Stocker(pool, 3, 0, 5, None)  # --pool-ttl 0: all stock is stale
+
+    def state(fw_id: int) -> str:
+        return str(launchpad.fireworks.find_one({"fw_id": fw_id}, {"state": 1})["state"])
+
+    started = time.monotonic()
+    locked = watch.look(launchpad)
+    assert locked == {stale_locked, ready_locked}
+    stocker.hand_back_stale(launchpad, said.append, locked)
+    assert stocker.fill(launchpad, FWorker(), lambda: False, locked) == 1  # the one handed back
+    assert time.monotonic() - started < 60  # FireWorks' WFLock would have waited 300 s
+    assert [state(i) for i in ids] == ["RESERVED", "RESERVED", "READY"]
+    assert [e.fw_id for _n, e in pool.ready()].count(stale_locked) == 1  # still in stock
+    assert not [s for s in said if "lock" in s]
+
+    now[0] = 301.0  # past FireWorks' expiry: said once, with the command that breaks it
+    assert watch.look(launchpad) == locked and watch.look(launchpad) == locked
+    told = [s for s in said if "FireWorks' lock" in s]
+    assert len(told) == 2 and all("lpad admin unlock -i" in s for s in told), said
+
+    breaking = LockWatch(said.append, clock=lambda: now[0], expire_secs=300, kill=True)
+    assert breaking.look(launchpad) == locked  # first seen now
+    now[0] = 700.0
+    assert breaking.look(launchpad) == set()
+    assert len([s for s in said if "broken, as WFLOCK_EXPIRATION_KILL says" in s]) == 2
+    stocker.hand_back_stale(launchpad, said.append, set())
+    assert state(stale_locked) == "READY"
+
+
+def test_a_reservation_killed_half_way_is_made_ready_again(tmp_path: Path, launchpad: Any) -> None:
+    """FireWorks' reserve_fw marks the Firework RESERVED before it inserts the launch. A daemon
+    killed in between left it RESERVED with no launch, for good (chaos scenario 15: "left
+    RESERVED (launches []) with nothing in the pool and no pilot"): no hand-back finds it. Seen
+    so for HALF_RESERVATION_AGE seconds, it is READY again; a whole reservation is left alone."""
+    from fireworks import Firework, FWorker, ScriptTask
+
+    from fwspool.qlaunch import HALF_RESERVATION_AGE, HalfReservations, reserve_one
+
+    half, whole = (
+        next(iter(launchpad.add_wf(Firework(ScriptTask.from_str("true"), name=n)).values()))
+        for n in ("half", "whole")
+    )
+    assert reserve_one(launchpad, FWorker(query={"fw_id": whole}), str(tmp_path)) is not None
+    # reserve_fw's first write, by a process then killed: what FireWorks' own checkout does first.
+    assert launchpad._get_a_fw_to_run(FWorker(query={"fw_id": half}).query).fw_id == half
+    assert launchpad.fireworks.find_one({"fw_id": half})["launches"] == []
+    now = [0.0]
+    said: list[str] = []
+    mender = HalfReservations(said.append, clock=lambda: now[0])
+    assert mender.mend(launchpad) == []
+    now[0] = HALF_RESERVATION_AGE - 1
+    assert mender.mend(launchpad, {half}) == []  # its workflow locked: FireWorks would wait
+    now[0] = HALF_RESERVATION_AGE
+    assert mender.mend(launchpad, {half}) == []
+    assert mender.mend(launchpad) == [half]
+    assert len(said) == 1 and "killed half-way" in said[0] and f"Firework {half}" in said[0]
+    states = {d["fw_id"]: d["state"] for d in launchpad.fireworks.find({}, {"fw_id": 1, "state": 1})}
+    assert states == {half: "READY", whole: "RESERVED"}
+    assert launchpad.workflows.find_one({"nodes": half})["fw_states"][str(half)] == "READY"
+    got = reserve_one(launchpad, FWorker(), str(tmp_path))  # reserved as any READY one
+    assert got is not None and got[0].fw_id == half

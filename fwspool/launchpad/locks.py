@@ -12,13 +12,15 @@ locked until its replay writes (and so unlocks) them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
 from fwspool.launchpad.vocabulary import LockToken, lock_holder
 
-__all__ = ["LOCK_FIELD", "WorkflowLocks", "foreign_lock", "unlock_token"]
+__all__ = ["LOCK_FIELD", "LockWatch", "WorkflowLocks", "foreign_lock", "unlock_token"]
 
 #: Workflow field naming who holds FireWorks' ``locked`` flag when fwspool set it:
 #: ``<owner>:<run>`` (a :class:`~fwspool.launchpad.vocabulary.LockToken`); a lock of this owner
@@ -122,3 +124,74 @@ class WorkflowLocks:
         )
         for wf in stale:
             wf[LOCK_FIELD] = str(self.token)
+
+
+@dataclass
+class LockWatch:
+    """FireWorks' own workflow locks, as the login daemon sees them from one round to the next.
+
+    The FireWorks calls the daemon makes to reserve and hand back (``reserve_fw``,
+    ``cancel_reservation``) take a workflow's lock themselves and, when somebody holds it, wait
+    up to ``WFLOCK_EXPIRATION_SECS`` (300 s) without a way to stop them. A process killed while
+    holding one (the daemon itself, by ``kill -9`` or a reboot) leaves it for good, and the daemon
+    then waited 300 s per call, round after round, deaf to SIGTERM. So the daemon makes no such
+    call on a locked workflow: :meth:`look`, once a round (one query), names the Fireworks to
+    leave for a later round. A lock seen held through FireWorks' own expiry is treated as
+    FireWorks' config says a waiting ``WFLock`` treats it: ``WFLOCK_EXPIRATION_KILL: true``
+    breaks it (as ``lpad admin unlock`` does), false (FireWorks' default) leaves it and says so
+    once, with the command that breaks it. Locks a push of fwspool marked are not looked at:
+    :class:`WorkflowLocks` knows its own.
+    """
+
+    say: Callable[[str], None]
+    clock: Callable[[], float] = time.monotonic
+    #: None: FireWorks' ``WFLOCK_EXPIRATION_SECS`` and ``WFLOCK_EXPIRATION_KILL`` (FW_config.yaml).
+    expire_secs: float | None = None
+    kill: bool | None = None
+    #: Each locked workflow's ``_id``: when it was first seen locked, without a break since.
+    _since: dict[Any, float] = field(default_factory=dict)
+    _reported: set[Any] = field(default_factory=set)
+
+    def look(self, launchpad: Any) -> set[int]:
+        """The Fireworks whose workflow FireWorks' lock holds now (after breaking expired ones
+        where FireWorks' config says so): no reservation or hand-back touches them this round."""
+        from fireworks import fw_config
+
+        expire = fw_config.WFLOCK_EXPIRATION_SECS if self.expire_secs is None else self.expire_secs
+        kill = fw_config.WFLOCK_EXPIRATION_KILL if self.kill is None else self.kill
+        now = self.clock()
+        docs = list(
+            launchpad.workflows.find(
+                {"locked": {"$exists": True}, LOCK_FIELD: {"$exists": False}}, {"nodes": 1}
+            )
+        )
+        self._since = {wf["_id"]: self._since.get(wf["_id"], now) for wf in docs}
+        self._reported &= set(self._since)
+        busy: set[int] = set()
+        for wf in docs:
+            held = now - self._since[wf["_id"]]
+            first = min(wf.get("nodes") or [0])
+            if held >= expire and kill:
+                # Only while it is still FireWorks' lock: a holder that let go meanwhile is not hit.
+                broken = launchpad.workflows.update_one(
+                    {"_id": wf["_id"], "locked": {"$exists": True}, LOCK_FIELD: {"$exists": False}},
+                    {"$unset": {"locked": ""}},
+                )
+                del self._since[wf["_id"]]
+                if broken.modified_count:
+                    self.say(
+                        f"workflow of Firework {first}: FireWorks' lock held for {held:.0f}s, past "
+                        f"WFLOCK_EXPIRATION_SECS ({expire:g}s): broken, as WFLOCK_EXPIRATION_KILL says "
+                        "(a process died holding it)"
+                    )
+                continue
+            if held >= expire and wf["_id"] not in self._reported:
+                self._reported.add(wf["_id"])
+                self.say(
+                    f"workflow of Firework {first}: FireWorks' lock held for {held:.0f}s, past "
+                    f"WFLOCK_EXPIRATION_SECS ({expire:g}s); its Fireworks are neither reserved nor handed "
+                    f"back until it is free (a process died holding it? `lpad admin unlock -i {first}` "
+                    "breaks it)"
+                )
+            busy.update(int(n) for n in wf.get("nodes") or [])
+        return busy

@@ -9,8 +9,16 @@ While it runs, faults strike at random:
 - the daemon is SIGKILLed, at a random moment or at a failpoint of its own (between a
   reservation and its entry in ``ready/``, before or after a hand-back of stale stock), and
   started again;
+- a process dies holding FireWorks' own workflow lock (``WFLock`` taken, never given back), as
+  the daemon does when killed inside ``reserve_fw`` or ``cancel_reservation``;
 - every pool rename (``Pool.take``, by pilots and by the daemon) fails with ``ENOENT`` after it
   succeeded, half the time: NFS retried it (the failpoint ``pool.take.after_rename``).
+
+A daemon killed inside one of FireWorks' own calls (``reserve_fw``, ``cancel_reservation``)
+leaves that workflow's FireWorks lock held for good. The trial's ``FW_config.yaml`` sets what a
+site that wants such locks broken sets, ``WFLOCK_EXPIRATION_KILL: true``, with a short
+``WFLOCK_EXPIRATION_SECS`` (:data:`LOCK_EXPIRY`): the daemon breaks a lock seen held that long
+(:class:`fwspool.launchpad.locks.LockWatch`), and never waits on one.
 
 Then a clean daemon runs until every Firework has settled, is stopped, and one ``fwspool sync``
 ingests and pushes the rest. Checked: (a) every record of the pool's spool files is in the
@@ -47,7 +55,9 @@ SINGLES, CHAIN = 6, 3
 DAEMON_KILLS = ("stock.after_reserve", "stock.before_hand_back", "stock.after_hand_back")
 KILL_CHANCE = 0.15
 RENAME = "pool.take.after_rename"
-FAULTS = ("kill_pilot", "scancel_pilot", "kill_daemon")
+FAULTS = ("kill_pilot", "scancel_pilot", "kill_daemon", "dead_lock")
+#: WFLOCK_EXPIRATION_SECS of the trials' FireWorks (its default, 300 s, outlasts a trial).
+LOCK_EXPIRY = 15
 
 
 def run(cluster: Cluster, trials: int, rng: random.Random, full: bool) -> ScenarioResult:
@@ -115,6 +125,8 @@ def one_trial(
     struck = Path(root) / "failpoints"
     struck.mkdir()
     lp = make_launchpad(cluster.uri, db)
+    with open(site.fw / "FW_config.yaml", "a") as f:
+        f.write(f"WFLOCK_EXPIRATION_SECS: {LOCK_EXPIRY}\nWFLOCK_EXPIRATION_KILL: true\n")
 
     def step(name: str, fw_id: int | None = None) -> Firework:
         task = ScriptTask.from_str(f"echo run >> {runs}/{name}.log; sleep {rng.uniform(0.5, 2.5):.1f}")
@@ -157,6 +169,8 @@ def one_trial(
                 site.daemon.wait(30)
                 start(kills=True)
                 hit = True
+            elif kind == "dead_lock":
+                hit = _leave_a_lock(lp, rng)
             else:
                 hit = _strike_pilot(slurm, pool, kind, rng)
             if hit:
@@ -194,6 +208,23 @@ def one_trial(
     lp.connection.close()
     log(f"  s15: faults so far {kinds}")
     return landed
+
+
+def _leave_a_lock(lp: Any, rng: random.Random) -> bool:
+    """Take FireWorks' lock of a random workflow not done yet, and never give it back (a
+    process that died holding it); whether one was free to take."""
+    from fireworks.core.launchpad import LockedWorkflowError, WFLock
+
+    open_wfs = list(
+        lp.workflows.find({"state": {"$nin": ["COMPLETED", "FIZZLED"]}, "locked": {"$exists": False}})
+    )
+    if not open_wfs:
+        return False
+    try:
+        WFLock(lp, rng.choice(open_wfs)["nodes"][0], expire_secs=0).__enter__()
+    except LockedWorkflowError:  # taken meanwhile
+        return False
+    return True
 
 
 def _strike_pilot(slurm: Any, pool: Path, kind: str, rng: random.Random) -> bool:
