@@ -60,6 +60,19 @@ ATTENTION_SHOWN = 50
 WIDTH = 80
 
 
+def _wrap(text: str, indent: str = "") -> list[str]:
+    """``text`` in lines of at most :data:`WIDTH`, the later ones indented two more; a path or
+    any long word is never cut (not at its hyphens either), so that it can be copied whole."""
+    return textwrap.wrap(
+        text,
+        WIDTH,
+        initial_indent=indent,
+        subsequent_indent=indent + "  ",
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+
+
 @dataclass(frozen=True)
 class Filters:
     """Which launches to list: those matching every filter given (``--all``: every launch)."""
@@ -561,9 +574,9 @@ def render_lines(report: dict[str, Any], filters: Filters = Filters()) -> Iterat
         from fwspool.submit import Submitted
 
         line = msgspec.convert(report["submitted"], Submitted).line()
-        lines += ["", *textwrap.wrap(line, WIDTH, subsequent_indent="  ", break_long_words=False)]
+        lines += ["", *_wrap(line)]
     for pool in report.get("pools") or []:
-        lines += textwrap.wrap(_pool_line(pool), WIDTH, subsequent_indent="  ", break_long_words=False)
+        lines += _wrap(_pool_line(pool))
     some = everything > 0 if filters.every and not filters.given() else bool(shown)
     lines += ["", title + (":" if some else ".")]
     hidden = 0
@@ -629,13 +642,7 @@ def _summary(report: dict[str, Any], now: dt.datetime) -> list[str]:
             else []
         ),
     ]
-    return [f"journal {report['journal']}"] + [
-        ln
-        for part in parts
-        for ln in textwrap.wrap(
-            part, WIDTH, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False
-        )
-    ]
+    return [f"journal {report['journal']}"] + [ln for part in parts for ln in _wrap(part)]
 
 
 def _block_lines(blocks: list[dict[str, Any]]) -> list[str]:
@@ -682,9 +689,7 @@ def _launch_lines(launch: dict[str, Any], now: dt.datetime, *, with_dir: bool) -
     # Below the row: its note, then why its job died.
     for text in (launch["note"], _why_text(launch["why"]) if launch["why"] else None):
         if text:
-            out += textwrap.wrap(
-                text, WIDTH, initial_indent=indent, subsequent_indent=indent + "  ", break_on_hyphens=False
-            )
+            out += _wrap(text, indent)
     if with_dir:
         out.append(indent + (launch["launch_dir"] or "(launch directory not known yet)"))
     return out
