@@ -26,6 +26,18 @@ from fwspool.testing.slurm_site import Site
 # The jobs the tests start import the tests' own FireTasks (fw_tasks, dyn_tasks) from here.
 commands.TASK_MODULE_DIRS.append(os.path.dirname(os.path.abspath(__file__)))
 
+#: Test files whose tests build network namespaces (fwspool.testing.topology). Under
+#: pytest-xdist (``tools/run-tests``: ``--dist loadgroup``) one worker runs them all, one after
+#: another, with chaos scenario 14 (tests/test_chaos.py): a topology's start sweeps what a killed
+#: instance left behind, and one test kills an instance on purpose.
+NETNS_FILES = {"test_topology.py", "test_cluster.py", "test_jobflow_cluster.py"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in NETNS_FILES:
+            item.add_marker(pytest.mark.xdist_group("netns"))
+
 
 @pytest.fixture(scope="session")
 def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:

@@ -44,6 +44,7 @@ from fwspool.testing.launchpad import (
     throwaway_launchpad,
     uplink_for,
 )
+from fwspool.testing.waiting import wait_for
 
 
 def grow_wf() -> Workflow:
@@ -411,15 +412,18 @@ def test_push_watch_resumes_by_itself_when_the_database_returns(mongo_server_fac
     cli = fwspool_cmd()
     subprocess.run([*cli, "ingest", "--root", d], env=env, check=True, capture_output=True)
     server.stop()
+    log = tmp_path / "push-watch.log"
     proc = subprocess.Popen(
         [*cli, "push", "--watch", "--interval", "0.2", "--timeout", "0.5"],
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("w"),
         text=True,
     )
     try:
-        time.sleep(2.5)  # a few failed attempts with backoff
+        # The outage seen and retried with backoff, however slowly the machine runs, before the
+        # database returns (a fixed sleep once restarted it before the first attempt).
+        wait_for(lambda: "retrying in" in log.read_text(), 60, "failed push attempt")
         server.start()
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -431,7 +435,8 @@ def test_push_watch_resumes_by_itself_when_the_database_returns(mongo_server_fac
             pytest.fail("push --watch did not resume")
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+    err = log.read_text()
     assert proc.returncode == 0, err
     assert "cannot reach MongoDB" in err and "retrying in" in err
     assert "Traceback" not in err

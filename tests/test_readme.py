@@ -64,6 +64,7 @@ def test_the_test_script_runs_the_linters_and_the_tests() -> None:
         "ruff check",
         "mypy fwspool",
         "python -m pytest -q -x --durations=15",
+        "--dist loadgroup",
     ):
         assert step in script, step
 

@@ -546,8 +546,14 @@ def test_tls_mismatches_are_one_clear_line_and_never_retried(mongo_server_factor
         assert expected in line and "cannot reach" not in line, (what, line)
         assert not leaks(res.stdout + res.stderr)
         assert time.monotonic() - started < 30, (what, "retried?")
-        res = fwspool("status", "--json", "--uri", uri, "--timeout", "2", env=env)
-        assert expected in json.loads(res.stdout)["database"]["error"], res.stdout
+        # status asks for one second at most, whatever --timeout says; six attempts at once on
+        # a loaded machine may get "no answer" in that second: the reason must come in one of three.
+        for _ in range(3):
+            res = fwspool("status", "--json", "--uri", uri, "--timeout", "2", env=env)
+            error = json.loads(res.stdout)["database"]["error"]
+            if "no answer within" not in error:
+                break
+        assert expected in error, res.stdout
 
     with ThreadPoolExecutor(6) as pool:
         for done in [pool.submit(attempt, what, extra) for what in cases for extra in ([], ["--watch"])]:

@@ -328,7 +328,10 @@ def test_thousands_of_launches_read_on_an_80_column_terminal(tmp_path: Path) -> 
     assert time.monotonic() - started < 10, "status is too slow for a year of launches"
     assert res.exit_code == 0, res.output
     lines = res.output.splitlines()
-    assert all(len(ln) <= 80 for ln in lines), [ln for ln in lines if len(ln) > 80]
+    # The journal's own path is never cut: the one line that may be longer (under pytest-xdist's
+    # deeper temporary directories, it is).
+    wide = [ln for ln in lines if len(ln) > 80 and ln != f"journal {journal_path}"]
+    assert not wide, wide
     assert lines[1] == "launches: 3000; as last pushed: COMPLETED 2921, FIZZLED 74, not pushed 5"
     assert lines[2] == "outcomes: completed 2925, killed 75"
     # The killed launches of the last day need attention; those of months ago do not.

@@ -327,4 +327,4 @@ def _counts(sent: list[list[Any]]) -> dict[str, int]:
     return out
 
 
-SCENARIO = Scenario(10, NAME, (6, 296), run)
+SCENARIO = Scenario(10, NAME, (3, 296), run)

@@ -66,4 +66,4 @@ def run(cluster: Cluster, trials: int, rng: random.Random, full: bool) -> Scenar
     return res
 
 
-SCENARIO = Scenario(1, NAME, (6, 200), run)
+SCENARIO = Scenario(1, NAME, (3, 200), run)

@@ -64,4 +64,4 @@ def run(cluster: Cluster, trials: int, rng: random.Random, full: bool) -> Scenar
     return res
 
 
-SCENARIO = Scenario(4, NAME, (3, 30), run)
+SCENARIO = Scenario(4, NAME, (2, 30), run)

@@ -156,4 +156,4 @@ def check_rocket_kept(inst: Instance, rocket: tuple[int, int, frozenset[tuple[st
     return c
 
 
-SCENARIO = Scenario(2, NAME, (4, 100), run)
+SCENARIO = Scenario(2, NAME, (2, 100), run)

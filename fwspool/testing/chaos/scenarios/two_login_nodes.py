@@ -255,4 +255,4 @@ def run(cluster: Cluster, trials: int, rng: random.Random, full: bool) -> Scenar
     return res
 
 
-SCENARIO = Scenario(11, NAME, (5, 50), run)
+SCENARIO = Scenario(11, NAME, (3, 50), run)
