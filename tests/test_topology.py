@@ -75,16 +75,19 @@ def test_slurm_runs_a_job_on_each_compute_host_under_its_name(topology: Topology
         assert out.read_text() == f"{node} {topology.address(node)}/24\n"
 
 
-def test_what_a_killed_instance_left_behind_is_swept_by_the_next_start(tmp_path: Path) -> None:
+def test_what_a_killed_instance_left_behind_is_swept_by_the_next_start(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
     """A test session killed with SIGKILL (a CI timeout) never runs stop(): its namespaces, the
     daemons in them, its munged, its guard routes and its lock stay. The next start sweeps them."""
+    # Short directories, as the topology fixture's: munged's socket path must fit in sun_path
+    # (a test's own tmp_path under pytest-xdist does not).
+    dead, after = tmp_path_factory.mktemp("dead"), tmp_path_factory.mktemp("next")
     code = (
         "import sys, time\nfrom fwspool.testing.topology import Topology\n"
         "t = Topology(sys.argv[1]).start()\nprint(t.token, t.subnets['A'], flush=True)\ntime.sleep(600)\n"
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, str(tmp_path / "dead")], stdout=subprocess.PIPE, text=True
-    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(dead)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     token, net = proc.stdout.readline().split()
     proc.kill()
@@ -95,9 +98,9 @@ def test_what_a_killed_instance_left_behind_is_swept_by_the_next_start(tmp_path:
         listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
         return [n for n in names if n in listed]
 
-    munged_pid = int((tmp_path / "dead" / "slurm" / "munge" / "munged.pid").read_text())
+    munged_pid = int((dead / "slurm" / "munge" / "munged.pid").read_text())
     assert left() == names and os.path.exists(f"/proc/{munged_pid}")
-    with Topology(str(tmp_path / "next")) as topo:
+    with Topology(str(after)) as topo:
         assert left() == []
         if str(topo.subnets["A"]) != net:  # (1 in 63: the next instance took the same subnets)
             assert subprocess.run(["ip", "route", "show", net], capture_output=True, text=True).stdout == ""
