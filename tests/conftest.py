@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import uuid
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -87,6 +89,24 @@ def mongo_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[A
     yield factory
     for server in servers:
         server.kill()
+
+
+@pytest.fixture(autouse=True)
+def default_signals(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test starts with no signal blocked and SIGINT's default handler, as a terminal gives
+    a user's command. The processes a test starts inherit its blocked and ignored signals: under
+    pytest-xdist a worker that had run some other test first started `qlaunch rapidfire` with
+    Ctrl-C having no effect. A test that leaves them changed is named in a warning."""
+    yield
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    handler = signal.getsignal(signal.SIGINT)
+    if blocked or handler is not signal.default_int_handler:
+        warnings.warn(
+            f"{request.node.nodeid} left signals blocked {sorted(blocked)}, SIGINT handler {handler!r}",
+            stacklevel=1,
+        )
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)

@@ -442,9 +442,11 @@ def test_a_deleted_launch_directory_ends_its_launch_as_lost_saying_why_and_a_mov
 ) -> None:
     uri, name = launchpad_of(site)
     lp = make_launchpad(uri, name)
-    lp.add_wf(Workflow([sleeper("deleted", 4, fw_id=1)]))
     d = site.runs / "deleted"
     d.mkdir()
+    # It runs until the test has seen it RUNNING (a fixed sleep ended first on a loaded machine).
+    go = d / "go"
+    lp.add_wf(Workflow([Firework(ScriptTask.from_str(f"while [ ! -e {go} ]; do sleep 0.2; done"), fw_id=1)]))
     site.qlaunch("singleshot", cwd=d)
     job = str(wait_for(lambda: lp.get_reservation_id_from_fw_id(1), 30, "the reservation"))
     site.slurm.wait_for_state(job, {"RUNNING"}, 60)
@@ -452,6 +454,7 @@ def test_a_deleted_launch_directory_ends_its_launch_as_lost_saying_why_and_a_mov
     wait_for(lambda: any(d.glob("fwspool-*.spool")), 30, "the spool file")
     first = site.fwspool(*sync)  # the run's start is in the journal
     assert fw_state(lp, 1) == "RUNNING", first.stdout + first.stderr
+    go.touch()
     site.slurm.wait_for_state(job, {"COMPLETED", "GONE"}, 60)
     shutil.rmtree(d)  # deleted before ingest read the end
     said = ""
