@@ -91,12 +91,19 @@ def mongo_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[A
         server.kill()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-xdist's workers start with SIGINT ignored, and the processes a test starts inherit
+    # that: a `qlaunch rapidfire` started by a test then ignored Ctrl-C. A user's terminal gives
+    # the default; so does every test here.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @pytest.fixture(autouse=True)
 def default_signals(request: pytest.FixtureRequest) -> Iterator[None]:
     """Every test starts with no signal blocked and SIGINT's default handler, as a terminal gives
-    a user's command. The processes a test starts inherit its blocked and ignored signals: under
-    pytest-xdist a worker that had run some other test first started `qlaunch rapidfire` with
-    Ctrl-C having no effect. A test that leaves them changed is named in a warning."""
+    a user's command (the processes a test starts inherit both). A test that leaves them changed
+    is named in a warning, and they are set back."""
     yield
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
     handler = signal.getsignal(signal.SIGINT)

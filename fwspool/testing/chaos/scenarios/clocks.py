@@ -140,4 +140,4 @@ def check_sane_times(inst: Instance, c: Check, skews: Skews) -> None:
     client.close()
 
 
-SCENARIO = Scenario(8, NAME, (2, 12), run)
+SCENARIO = Scenario(8, NAME, (1, 12), run)

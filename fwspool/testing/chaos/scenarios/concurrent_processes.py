@@ -95,4 +95,4 @@ def run(cluster: Cluster, trials: int, rng: random.Random, full: bool) -> Scenar
     return res
 
 
-SCENARIO = Scenario(6, NAME, (2, 8), run)
+SCENARIO = Scenario(6, NAME, (1, 8), run)

@@ -127,4 +127,4 @@ def strike(inst: Instance, outages: Outages, args: list[str], how: str, total: i
     return p
 
 
-SCENARIO = Scenario(3, NAME, (2, 50), run)
+SCENARIO = Scenario(3, NAME, (1, 50), run)

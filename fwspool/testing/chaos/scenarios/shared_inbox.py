@@ -665,4 +665,4 @@ def run(cluster: Cluster, trials: int, rng: random.Random, full: bool) -> Scenar
     return res
 
 
-SCENARIO = Scenario(13, NAME, (2, 24), run)
+SCENARIO = Scenario(13, NAME, (1, 24), run)

@@ -298,4 +298,4 @@ def _corrupt(rng: random.Random, data: bytes, kind: str) -> tuple[bytes, list[tu
     return data[:at] + junk + data[at:], [], at, len(junk)
 
 
-SCENARIO = Scenario(5, NAME, (4, 60), run)
+SCENARIO = Scenario(5, NAME, (2, 60), run)
