@@ -302,16 +302,6 @@ def _fill(
         reserved.append(got)
 
 
-def _nap(seconds: float) -> None:
-    """``time.sleep`` in slices of at most a second. Python acts on a signal (Ctrl-C's
-    KeyboardInterrupt) in the main thread, between two of its steps; when the kernel hands the
-    signal to another thread (pymongo's monitors), a long sleep of the main thread is not cut
-    short, and Ctrl-C waited for the whole ``--sleep`` (seen on a loaded machine)."""
-    end = time.monotonic() + seconds
-    while (left := end - time.monotonic()) > 0:
-        time.sleep(min(left, 1.0))
-
-
 def hand_back(launchpad: Any, launch_ids: list[int]) -> list[str]:
     """FireWorks' answer to a failed submission, for each launch; the problems, if any."""
     problems = []
@@ -656,4 +646,4 @@ def rapidfire(
             goal = " (--nlaunches infinite)"
         until = "" if remaining is None else f", until --timeout ({remaining:.0f} s left)"
         say(f"fwspool qlaunch: {waiting}{goal}; looking again in {pause:.0f} s{until}")
-        _nap(pause)
+        time.sleep(pause)
