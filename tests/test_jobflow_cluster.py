@@ -6,26 +6,22 @@ database stopped while the middle job runs (docs/jobflow.md)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
-import jf_jobs
 import pymongo
 from jobflow import Flow
 from jobflow.managers.fireworks import flow_to_workflow
 from test_cluster import on_node, site_on
-from test_jobflow_twins import job_store
 from test_slurm_pack import jobs_of
 from test_slurm_path import fw_state, launchpad_of, reserved_job
 
+from fwspool.testing import jobflow_jobs as jf_jobs
+from fwspool.testing.jobflow_twins import job_store
 from fwspool.testing.launchpad import make_launchpad
 from fwspool.testing.slurm_site import Site
 from fwspool.testing.topology import Topology
 from fwspool.testing.waiting import wait_for
-
-#: The jobs' module (tests/jf_jobs.py), for the jobs on the compute hosts and the pusher.
-TESTS = os.path.dirname(os.path.abspath(__file__))
 
 
 def test_a_jobflow_chain_runs_on_hosts_without_a_database_route(
@@ -43,12 +39,12 @@ def test_a_jobflow_chain_runs_on_hosts_without_a_database_route(
         fw.spec.update(on_node(node))
     lp.add_wf(wf)
     fw_ids = [lp.fireworks.find_one({"name": name})["fw_id"] for name in ("make", "add_when_told", "add")]
-    site.start_sync(PYTHONPATH=TESTS)
+    site.start_sync()
     try:
         for step, fw_id in enumerate(fw_ids, start=1):
             d = site.runs / f"step{step}"
             d.mkdir()
-            site.qlaunch("singleshot", cwd=d, PYTHONPATH=TESTS)
+            site.qlaunch("singleshot", cwd=d)
             job = reserved_job(lp, fw_id)
             if step == 2:
                 topology.slurm.wait_for_state(job, {"RUNNING"}, 60)
@@ -79,10 +75,10 @@ def test_packed_jobflow_jobs_and_a_child_that_reads_their_outputs(
     left, right = jf_jobs.make(1), jf_jobs.make(2)
     both = jf_jobs.add(left.output["nested"]["deep"]["tenfold"], right.output["value"])
     lp.add_wf(flow_to_workflow(Flow([left, right, both]), store=store))
-    env = site.env(PYTHONPATH=TESTS)
+    env = site.env()
     cmd = [str(site.fw / ".venv" / "bin" / "fwspool"), "qlaunch", "-r", "-l", str(site.launchpad_file)]
     cmd += ["-w", str(site.fw / "my_fworker.yaml"), "-q", str(site.qadapter), "--pack", "5", "singleshot"]
-    site.start_sync(PYTHONPATH=TESTS)
+    site.start_sync()
     try:
         first = subprocess.run(cmd, cwd=site.runs, env=env, capture_output=True, text=True, timeout=180)
         assert first.returncode == 0 and len(jobs_of(first.stdout)) == 1, first.stdout + first.stderr

@@ -1,4 +1,5 @@
-"""jobflow jobs for the jobflow twin tests, importable by rlaunch subprocesses (tests/ on PYTHONPATH)."""
+"""jobflow jobs for the jobflow twin tests and chaos scenario 16, importable by the ``rlaunch``
+processes that run them wherever fwspool is installed (the compute node imports them by this name)."""
 
 from jobflow import Flow, Response, job
 
