@@ -58,12 +58,10 @@ def run_twins(flow: Flow, twins: Any, stores: Any, tmp_path: Any, journal_path: 
 
 
 def test_a_chain_with_references_into_nested_fields(twins, stores, tmp_path, journal_path, mongo_uri):
-    first = jf_jobs.make(3)
-    second = jf_jobs.add(first.output["nested"]["deep"]["tenfold"], first.output["value"])
-    third = jf_jobs.add(second.output, first.output["nested"]["pair"][1])
-    docs = run_twins(Flow([first, second, third]), twins, stores, tmp_path, journal_path, mongo_uri)
+    flow = jf_jobs.nested_chain()
+    docs = run_twins(flow, twins, stores, tmp_path, journal_path, mongo_uri)
     by_uuid = {d["uuid"]: d["output"] for d in docs}
-    assert by_uuid[second.uuid] == 33 and by_uuid[third.uuid] == 37
+    assert by_uuid[flow.jobs[1].uuid] == 33 and by_uuid[flow.jobs[2].uuid] == 37
     assert os.listdir(os.environ["FWSPOOL_JOBFLOW_CACHE"])  # the children read their inputs there
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "outputs",
     "run_offline",
     "run_online",
+    "run_state",
 ]
 
 #: What legitimately differs between two runs of the same job: when, where, the store's own id.
@@ -193,3 +194,10 @@ def launchpad_state(lp: Any, dirs: tuple[str, ...]) -> dict[str, Any]:
     for launch in snap["launches"].values():
         launch["states"] = [s for s in launch["states"] if s != "RESERVED"]
     return snap
+
+
+def run_state(lp: Any, store: Any, dirs: tuple[str, ...]) -> dict[str, Any]:
+    """What two runs of one flow must have equal: the LaunchPad (:func:`launchpad_state`, the
+    launch directories and JobStore database names ``dirs`` left out), the JobStore documents
+    (:func:`outputs`) and blobs (:func:`blobs`). Compare two with :func:`differences`."""
+    return {"launchpad": launchpad_state(lp, dirs), "outputs": outputs(store), "blobs": blobs(store)}

@@ -278,12 +278,12 @@ def compare(r: Run, want: dict[str, Any], c: Check) -> None:
 
 def read(r: Run, dirs: tuple[str, ...]) -> dict[str, Any]:
     """A run's LaunchPad, JobStore documents and blobs, as the twin tests compare them."""
-    from fwspool.testing.jobflow_twins import blobs, job_store, launchpad_state, outputs
+    from fwspool.testing.jobflow_twins import job_store, run_state
 
     lp = r.launchpad()
     store = job_store(r.uri, r.store_db)
     try:
-        return {"launchpad": launchpad_state(lp, dirs), "outputs": outputs(store), "blobs": blobs(store)}
+        return run_state(lp, store, dirs)
     finally:
         lp.connection.close()
         store.close()
