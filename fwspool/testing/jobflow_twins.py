@@ -99,23 +99,15 @@ def _placed(value: Any, where: str = "") -> Any:
 
 def blobs(store: Any) -> list[dict[str, Any]]:
     """The ``data`` store's blobs, each checked to be the one its job's document names."""
+    from fwspool.jobstore.real import blob_references
+
     store.connect()
-    named = {ref["blob_uuid"] for doc in store.docs_store.query({}) for ref in _references(doc)}
+    named = {ref["blob_uuid"] for doc in store.docs_store.query({}) for ref in blob_references(doc)}
     found = [{k: v for k, v in d.items() if k != "_id"} for d in store.additional_stores["data"].query({})]
     assert {b["blob_uuid"] for b in found} == named
     return sorted(
         ({k: v for k, v in b.items() if k != "blob_uuid"} for b in found), key=lambda b: b["job_uuid"]
     )
-
-
-def _references(value: Any) -> list[dict[str, Any]]:
-    if isinstance(value, dict):
-        if "blob_uuid" in value and "store" in value:
-            return [value]
-        return [r for v in value.values() for r in _references(v)]
-    if isinstance(value, list):
-        return [r for v in value for r in _references(v)]
-    return []
 
 
 def duplicates(database: Any) -> list[str]:
