@@ -5,7 +5,8 @@ scenario's own server: a chain whose references go into nested output fields, on
 output's ``blob`` in the GridFS additional store (:mod:`fwspool.testing.jobflow_jobs`), the
 JobStore a second database of the same server. It runs offline as the twin tests do
 (:func:`fwspool.testing.jobflow_twins.run_offline`): each READY Firework reserved as ``qlaunch -r``
-does, run by ``fwspool rlaunch``, ingested; then pushes with faults, one to three of:
+does, run by ``fwspool rlaunch``, ingested; then pushes with faults (one per Firework in the
+short run, one to three with ``--full``), each one of:
 
 - ``fwspool push`` SIGKILLed at ``push.after_store_write`` (the outputs are in the JobStore, the
   launch not yet completed) or at ``push.before_mark`` (completed, the journal not yet marked);
@@ -17,8 +18,8 @@ in the JobStore: a child READY, RUNNING or COMPLETED before its inputs exist wou
 have run, without them. A clean push then catches up before the next Firework is reserved.
 At the end: every event in the journal exactly once (invariant (a)), no JobStore document twice
 per ``(uuid, index)`` and no blob twice per ``blob_uuid`` (read with the driver), none lost, and
-the LaunchPad and the JobStore equal to those of a clean offline run of the same flow
-(:func:`~fwspool.testing.jobflow_twins.launchpad_state`, :func:`~fwspool.testing.jobflow_twins.outputs`,
+the LaunchPad and the JobStore equal to those of a clean offline run of the same flow (the
+twin tests' own, made once per scenario run; :func:`~fwspool.testing.jobflow_twins.launchpad_state`, :func:`~fwspool.testing.jobflow_twins.outputs`,
 :func:`~fwspool.testing.jobflow_twins.blobs`).
 """
 
