@@ -44,6 +44,7 @@ from fwspool.config import DEFAULT_LOST_AFTER, HEARTBEAT
 from fwspool.errors import FwspoolError, Interrupted, UplinkUnavailable
 from fwspool.events import age, as_utc, utcnow
 from fwspool.ingest import Ingester, IngestSummary
+from fwspool.jobstore.cache import cache_dir, prune_cache
 from fwspool.journal import LAST_PRUNE_KEY, Journal, JournalSummary
 from fwspool.plural import counted
 from fwspool.push import Pusher, PushSummary
@@ -513,6 +514,13 @@ class Loop:
             return
         if summary.changed():
             self._say(summary.line())
+        try:
+            cache = prune_cache(cache_dir(), now.timestamp() - self.retain)
+        except FwspoolError as exc:
+            self._warn_all([f"prune of the jobflow output cache failed, tried again in a day: {exc.message}"])
+            return
+        if cache.files or cache.jobs:
+            self._say(cache.line())
 
 
 def summary_line(summary: JournalSummary, now: dt.datetime) -> str:

@@ -9,15 +9,15 @@ import signal
 import subprocess
 from typing import Any
 
-import jf_jobs
 import pymongo
 import pytest
 from jobflow import Flow
 from jobflow.managers.fireworks import flow_to_workflow
-from test_jobflow_twins import job_store
 
 from fwspool.reserve import reserve_offline
+from fwspool.testing import jobflow_jobs as jf_jobs
 from fwspool.testing.commands import fwspool_cmd, job_env, run_fwspool
+from fwspool.testing.jobflow_twins import job_store
 
 
 @pytest.fixture

@@ -230,3 +230,40 @@ def test_sync_prunes_once_a_day_with_its_retain_horizon_and_prune_waits_for_the_
     assert busy.exit_code == 75 and "another fwspool push" in busy.output, busy.output
     bad = invoke("prune", *db, "--older-than", "a while")
     assert bad.exit_code == 2 and "is not an age" in bad.output
+
+
+def test_prune_and_the_daily_prune_drop_jobflow_outputs_cached_before_the_horizon(
+    launchpad: Any, mongo_uri: str, db_name: str, tmp_path: Path, journal_path: str, monkeypatch: Any
+) -> None:
+    """The output cache's files older than AGE go, with their job's directory once empty; younger
+    ones stay. (A child that needs a pruned output: tests/test_jobflow_push.py, missing inputs.)"""
+    from fwspool.jobstore.cache import cached_outputs, put_outputs
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("FWSPOOL_JOBFLOW_CACHE", str(cache))
+    doc = [("docs", [{"uuid": "old-job", "index": 1, "output": 1}])]
+    old, young = put_outputs(str(cache), "old-job", 1, doc), put_outputs(str(cache), "young-job", 1, doc)
+    month_ago = (utcnow() - dt.timedelta(days=31)).timestamp()
+    os.utime(old, (month_ago, month_ago))
+    db = ("--journal", journal_path)
+    spooled_launch(launchpad, tmp_path / "runs" / "done", pings=1)
+    sync = ("sync", *db, "--uri", mongo_uri, "--name", db_name, "--root", str(tmp_path / "runs"))
+    cli(*sync, "--retain", "0")
+    res = cli("prune", *db)
+    assert f"prune: 1 cached jobflow outputs (0.0 MiB) dropped, 1 jobs left with none, from {cache}" in (
+        unstamped(res.output)
+    )
+    assert sorted(os.listdir(cache)) == ["young-job"] and cached_outputs(str(cache), "old-job") is None
+    assert "cached jobflow outputs" not in cli("prune", *db).output  # a line only when it drops
+
+    # sync's daily prune, with its --retain horizon.
+    os.utime(young, (month_ago, month_ago))
+    day_ago = (utcnow() - dt.timedelta(days=1, minutes=1)).strftime("%Y-%m-%dT%H:%M:%S.000000Z")
+    with sqlite3.connect(journal_path) as con:
+        con.execute("UPDATE meta SET value = ? WHERE key = 'last_prune'", (day_ago,))
+    assert "cached jobflow outputs" not in cli(*sync, "--retain", "32d").output  # younger than that
+    assert os.path.exists(young)
+    with sqlite3.connect(journal_path) as con:
+        con.execute("UPDATE meta SET value = ? WHERE key = 'last_prune'", (day_ago,))
+    assert "prune: 1 cached jobflow outputs" in cli(*sync).output
+    assert os.listdir(cache) == []

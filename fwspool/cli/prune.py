@@ -32,7 +32,8 @@ def parse_age(text: str, option: str) -> float:
     show_default=True,
     metavar="AGE",
     help="Drop the pings and checkpoints of launches over for longer than AGE (30d, 12h, 0 for "
-    "every launch that is over), and quarantined copies older than AGE.",
+    "every launch that is over), quarantined copies older than AGE, and jobflow outputs cached "
+    "longer than AGE ago.",
 )
 @lock_wait_option("ingest or push")
 @log_option
@@ -41,14 +42,19 @@ def prune(journal_path: str | None, older_than: str, lock_wait: float, log_file:
     """Drop what can no longer matter from the journal, and give the space back.
 
     For launches that are over (final, every event pushed, not forgotten, no torn tail waiting):
-    their pings and checkpoints. Quarantined bytes copied into the journal. Kept: every launch
-    and its started, completed, exited, lost and released events, every file's offset.
+    their pings and checkpoints. Quarantined bytes copied into the journal. jobflow outputs in
+    the output cache written before AGE. Kept: every launch and its started, completed, exited,
+    lost and released events, every file's offset.
     `fwspool sync` does the same once a day (--retain).
     """
     from fwspool.events import utcnow
+    from fwspool.jobstore.cache import cache_dir, prune_cache
 
     seconds = parse_age(older_than, "--older-than")
     start_log(log_file)
     now = utcnow()
     with open_journal(journal_path) as journal, journal_locked(journal, "ingest", "push", wait=lock_wait):
         say(journal.prune(now - dt.timedelta(seconds=seconds), now=now).line())
+        cache = prune_cache(cache_dir(), now.timestamp() - seconds)
+        if cache.files or cache.jobs:
+            say(cache.line())

@@ -10,6 +10,11 @@ docs store's document and every additional store's blobs) as Extended JSON, writ
 temporary name and renamed, so a reader never sees half of one. The directory must be on a
 filesystem both nodes see, like the launch directories: ``$FWSPOOL_JOBFLOW_CACHE``, else
 ``~/.fwspool/jobflow-outputs``.
+
+Retention (``fwspool prune``, and ``sync``'s daily prune) drops the outputs written before its
+horizon (:func:`prune_cache`). A child that still needs one later is not lost: its job finds the
+output missing and does not run, and the push that hands its reservation back copies the output
+from the JobStore into the cache again (one wasted batch job).
 """
 
 from __future__ import annotations
@@ -17,12 +22,13 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from fwspool.errors import DataError
 from fwspool.jobstore.outputs import decode_docs, encode_docs, write_durably
 
-__all__ = ["cache_dir", "cached_outputs", "put_outputs"]
+__all__ = ["CachePruneSummary", "cache_dir", "cached_outputs", "prune_cache", "put_outputs"]
 
 #: A job uuid as a directory name: what jobflow draws (uuid4, or a ULID), nothing with a separator.
 _UUID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -79,3 +85,52 @@ def cached_outputs(cache: str, job_uuid: str) -> list[tuple[str, list[dict[str, 
             raise DataError(f"cannot read the jobflow output cache {path}: {exc.strerror or exc}") from exc
         writes.extend((entry["store"], entry["docs"]) for entry in body)
     return writes
+
+
+@dataclass(slots=True)
+class CachePruneSummary:
+    """What one prune of the output cache dropped."""
+
+    cache: str
+    #: Output files (and leftover temporary files) dropped, the jobs left with none, their bytes.
+    files: int = 0
+    jobs: int = 0
+    size: int = 0
+
+    def line(self) -> str:
+        return (
+            f"prune: {self.files} cached jobflow outputs ({self.size / (1024 * 1024):.1f} MiB) dropped, "
+            f"{self.jobs} jobs left with none, from {self.cache}"
+        )
+
+
+def prune_cache(cache: str, horizon: float) -> CachePruneSummary:
+    """Drop the cached outputs written before ``horizon`` (seconds since the epoch, compared with
+    each file's modification time), and the job directories left empty. A directory that is
+    not a job's, or a file that vanished meanwhile, is left alone."""
+    summary = CachePruneSummary(cache)
+    try:
+        jobs = sorted(os.scandir(cache), key=lambda e: e.name)
+    except FileNotFoundError:
+        return summary
+    except OSError as exc:
+        raise DataError(f"cannot read the jobflow output cache {cache}: {exc.strerror or exc}") from exc
+    for job in jobs:
+        if not _UUID.match(job.name) or not job.is_dir(follow_symlinks=False):
+            continue
+        for entry in os.scandir(job.path):
+            try:
+                stat = entry.stat(follow_symlinks=False)
+                if not entry.is_file(follow_symlinks=False) or stat.st_mtime >= horizon:
+                    continue
+                os.unlink(entry.path)
+            except FileNotFoundError:
+                continue
+            summary.files += 1
+            summary.size += stat.st_size
+        try:
+            os.rmdir(job.path)  # only if empty: a push may have written an output meanwhile
+        except OSError:
+            continue
+        summary.jobs += 1
+    return summary

@@ -10,6 +10,7 @@ from fwspool.testing.chaos.scenarios import (
     concurrent_processes,
     database_outages,
     ingest_kills,
+    jobflow_push,
     journal_disk,
     network_faults,
     packed_kills,
@@ -39,6 +40,7 @@ REGISTRY: dict[int, Scenario] = {
         shared_inbox.SCENARIO,
         cluster_faults.SCENARIO,
         pilot_kills.SCENARIO,
+        jobflow_push.SCENARIO,
     )
 }
 #: Each scenario's name, by number.

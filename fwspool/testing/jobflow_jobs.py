@@ -1,4 +1,5 @@
-"""jobflow jobs for the jobflow twin tests, importable by rlaunch subprocesses (tests/ on PYTHONPATH)."""
+"""jobflow jobs for the jobflow twin tests and chaos scenario 16, importable by the ``rlaunch``
+processes that run them wherever fwspool is installed (the compute node imports them by this name)."""
 
 from jobflow import Flow, Response, job
 
@@ -47,3 +48,12 @@ def add_when_told(a, b):
     while not os.path.exists("go"):
         time.sleep(0.2)
     return a + b
+
+
+def nested_chain(x=3):
+    """The twins' chain with references into nested output fields: ``make(x)``, then
+    ``tenfold + value`` (33 for 3), then that plus ``pair[1]`` (37 for 3)."""
+    first = make(x)
+    second = add(first.output["nested"]["deep"]["tenfold"], first.output["value"])
+    third = add(second.output, first.output["nested"]["pair"][1])
+    return Flow([first, second, third])
