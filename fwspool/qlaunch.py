@@ -184,15 +184,13 @@ def rocket_launch_files_problem(line: str) -> tuple[str, str] | None:
 def restricted(fworker: Any, also: dict[str, Any]) -> Any:
     """``fworker`` whose query also requires ``also`` (``{"fw_id": {"$in": ids}}``: the
     Fireworks that may join the pack): FireWorks' own atomic checkout (READY only, in its
-    order) among them."""
+    order) among them. The restriction is part of the FWorker's own query, so that a FWorker
+    made from this one (:func:`offline_capable`, a restriction of it) keeps it: one that lived in
+    a ``query`` override was dropped there, and the daemon's packs reserved a locked workflow's
+    Firework and waited on its lock."""
     from fireworks.core.fworker import FWorker
 
-    class OnlyThese(FWorker):
-        @property
-        def query(self) -> dict[str, Any]:
-            return {"$and": [FWorker.query.fget(self), also]}
-
-    return OnlyThese(fworker.name, fworker.category, fworker._query, fworker.env)
+    return FWorker(fworker.name, fworker.category, {"$and": [fworker._query, also]}, fworker.env)
 
 
 def _launcher_dir(block_dir: str) -> str:

@@ -116,3 +116,31 @@ def test_a_refused_submission_is_one_line_and_retried(site: Site) -> None:
         wait_for(lambda: fw_state(lp, 1) == "COMPLETED", 90, "the Firework COMPLETED")
     finally:
         site.stop_sync()
+
+
+def test_a_workflow_locked_for_good_neither_holds_up_the_daemon_nor_is_reserved_until_unlocked(
+    site: Site,
+) -> None:
+    """A process killed inside FireWorks' WFLock leaves a workflow locked. FireWorks'
+    reservation would wait 300 s on it in every round; the daemon leaves that workflow's
+    Firework READY, submits the others, and takes it once `lpad admin unlock` frees it."""
+    from fireworks.core.launchpad import WFLock
+
+    from fwspool.testing.commands import fireworks_command
+
+    lp = make_launchpad(*launchpad_of(site))
+    lp.add_wf(sleeper("locked", 0, fw_id=1))
+    lp.add_wf(sleeper("free", 0, fw_id=2))
+    WFLock(lp, 1).__enter__()  # and the process that took it dies: no __exit__
+    start_unit(site, exec_start())
+    try:
+        wait_for(lambda: fw_state(lp, 2) == "COMPLETED", 90, "the free Firework COMPLETED")
+        assert fw_state(lp, 1) == "READY"
+        assert "FireWorks' lock" not in site.log()  # not yet past WFLOCK_EXPIRATION_SECS
+        unlock = [fireworks_command("lpad"), "-l", str(site.launchpad_file), "admin", "unlock", "-i", "1"]
+        res = site.as_user(unlock)
+        assert res.returncode == 0, res.stderr
+        wait_for(lambda: fw_state(lp, 1) == "COMPLETED", 90, "the unlocked Firework COMPLETED")
+    finally:
+        site.stop_sync()
+    assert "Traceback" not in site.log()
