@@ -103,7 +103,10 @@ def test_a_three_step_workflow_advances_with_sync_watch_alone_through_a_database
                 wait_for(lambda: "cannot reach MongoDB" in s.log(), 30, "the pusher to see the outage")
                 server.start()
             wait_for(lambda fw_id=fw_id: fw_state(lp, fw_id) == "COMPLETED", 90, f"step {fw_id} COMPLETED")
-        assert lp.workflows.find_one({"nodes": 1})["state"] == "COMPLETED"
+        # The workflow's own state is written after its Fireworks' (as FireWorks' refresh does).
+        wait_for(
+            lambda: lp.workflows.find_one({"nodes": 1})["state"] == "COMPLETED", 30, "the workflow COMPLETED"
+        )
     finally:
         s.stop_sync()
     # The other LaunchPad's pointers stay for its own journal; none was applied here.
