@@ -66,11 +66,8 @@ def test_a_chain_with_references_into_nested_fields(twins, stores, tmp_path, jou
 
 
 def test_a_failing_job_and_stop_children(twins, stores, tmp_path, journal_path, mongo_uri):
-    failing = jf_jobs.fail()
-    after_failure = jf_jobs.add(failing.output, 1)
-    stopping = jf_jobs.stop_here(5)
-    stopped = jf_jobs.add(stopping.output, 1)
-    flow = Flow([failing, after_failure, stopping, stopped])
+    flow = jf_jobs.failing_and_stopping()
+    stopping = flow.jobs[2]
     docs = run_twins(flow, twins, stores, tmp_path, journal_path, mongo_uri)
     assert {d["uuid"] for d in docs} == {stopping.uuid}
     states = sorted((d["name"], d["state"]) for d in twins[1].fireworks.find({}, {"name": 1, "state": 1}))
@@ -78,19 +75,16 @@ def test_a_failing_job_and_stop_children(twins, stores, tmp_path, journal_path, 
 
 
 def test_a_dynamic_flow_with_replace_and_addition(twins, stores, tmp_path, journal_path, mongo_uri):
-    grown = jf_jobs.grow(7)
-    after = jf_jobs.add(grown.output, 1)
-    docs = run_twins(Flow([grown, after]), twins, stores, tmp_path, journal_path, mongo_uri)
+    docs = run_twins(jf_jobs.dynamic(7), twins, stores, tmp_path, journal_path, mongo_uri)
     values = sorted(d["output"] for d in docs if isinstance(d["output"], int))
     assert values == [107, 108, 1007]
 
 
 def test_a_blob_over_16_mb_in_a_gridfs_additional_store(twins, stores, tmp_path, journal_path, mongo_uri):
     size = 17 * 1024 * 1024
-    produced = jf_jobs.big(size)
-    used = jf_jobs.add(produced.output["size"], 1)
-    docs = run_twins(Flow([produced, used]), twins, stores, tmp_path, journal_path, mongo_uri)
-    assert {d["uuid"]: d["output"] for d in docs}[used.uuid] == size + 1
+    flow = jf_jobs.blob_and_reader(size)
+    docs = run_twins(flow, twins, stores, tmp_path, journal_path, mongo_uri)
+    assert {d["uuid"]: d["output"] for d in docs}[flow.jobs[1].uuid] == size + 1
     ref_blobs, fws_blobs = blobs(stores[0]), blobs(stores[1])
     assert len(fws_blobs) == 1 and len(fws_blobs[0]["data"]) == size
     assert fws_blobs == ref_blobs

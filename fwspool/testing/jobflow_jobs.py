@@ -57,3 +57,25 @@ def nested_chain(x=3):
     second = add(first.output["nested"]["deep"]["tenfold"], first.output["value"])
     third = add(second.output, first.output["nested"]["pair"][1])
     return Flow([first, second, third])
+
+
+def failing_and_stopping():
+    """A job that fails (its child never runs) beside one that stops its children (its child is
+    never run): ``fail``, ``fail + 1``, ``stop_here(5)``, ``5 + 1``."""
+    failing = fail()
+    stopping = stop_here(5)
+    return Flow([failing, add(failing.output, 1), stopping, add(stopping.output, 1)])
+
+
+def dynamic(x=7):
+    """A job replaced by a new flow that also adds a job, and a child of the replaced output:
+    107, 1007, then 108 for 7."""
+    grown = grow(x)
+    return Flow([grown, add(grown.output, 1)])
+
+
+def blob_and_reader(n=17 * 1024 * 1024):
+    """A job whose output carries an ``n``-byte blob in the GridFS additional store (over
+    MongoDB's 16 MB document limit by default), and a child that reads its size: ``n + 1``."""
+    produced = big(n)
+    return Flow([produced, add(produced.output["size"], 1)])
