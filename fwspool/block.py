@@ -336,10 +336,14 @@ def forked_launch(
     """Start one launch in a forked child running ``run_one(launch_dir, fw_id)``; its pid.
 
     The child keeps the ending signals blocked until :func:`fwspool.rlaunch.run` has installed
-    its handlers (it unblocks them then): a SIGTERM passed on at any moment is recorded.
+    its handlers (it unblocks them then): a SIGTERM passed on at any moment is recorded. The
+    Firework's task classes are looked up here first (:func:`fwspool.rlaunch.preload_task_classes`),
+    so that no child pays FireWorks' first lookup.
     """
+    from fwspool.rlaunch import preload_task_classes
 
     def start(launch: BlockLaunch, launch_dir: str) -> int:
+        preload_task_classes(launch_dir)
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()

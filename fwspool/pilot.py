@@ -52,7 +52,9 @@ __all__ = ["DEFAULT_IDLE_EXIT", "PilotRunner", "run_pilot"]
 
 #: Seconds an empty pool keeps a pilot waiting, unless ``--idle-exit`` says otherwise.
 DEFAULT_IDLE_EXIT = 60.0
-#: How often an idle pilot looks at the pool (seconds).
+#: How often an idle pilot looks whether the pool's ``ready/`` changed (seconds): a stat.
+LOOK_SECONDS = 0.05
+#: How often it lists the pool's entries even when ``ready/`` seems unchanged (seconds).
 POLL_SECONDS = 0.25
 
 
@@ -87,8 +89,17 @@ class PilotRunner:
         claims: dict[int, Claim] = {}
         idle_since = time.monotonic()
         watched = set(ENDING_SIGNALS) | {signal.SIGCHLD}
+        # Listing the pool reads every entry: done when ready/ changed, a launch ended (a slot
+        # is free: entries left over may fit now) or POLL_SECONDS went by; a stat otherwise.
+        stamp: int | None = None
+        listed_at = -POLL_SECONDS
+        ended = False
         while True:
-            while len(running) < self.parallel:
+            now_stamp = self.pool.ready_stamp()  # before the listing: a change during it shows next time
+            look = ended or now_stamp != stamp or time.monotonic() - listed_at >= POLL_SECONDS
+            if look:
+                stamp, listed_at = now_stamp, time.monotonic()
+            while look and len(running) < self.parallel:
                 claim = self.pool.claim(self.pilot, self.batch_job_id, self._fits)
                 if claim is None:
                     break
@@ -104,7 +115,7 @@ class PilotRunner:
                 if why is not None:
                     self.say(f"fwspool rlaunch: pilot {self.pilot} ends: {why}")
                     break
-            info = signal.sigtimedwait(watched, POLL_SECONDS)
+            info = signal.sigtimedwait(watched, LOOK_SECONDS)
             if info is not None and info.si_signo != signal.SIGCHLD:
                 ending = signal.Signals(info.si_signo)
                 for pid in running:
@@ -114,7 +125,7 @@ class PilotRunner:
                     if running:
                         signal.sigtimedwait({signal.SIGCHLD}, 1.0)
                 return ending
-            self._ended(reap(running, self.result, self.say), claims)
+            ended = self._ended(reap(running, self.result, self.say), claims)
         return EX_OK if all(code == EX_OK for code in self.result.ran.values()) else 1
 
     def _fits(self, entry: PoolEntry) -> bool:
@@ -127,11 +138,13 @@ class PilotRunner:
             return f"nothing to take for {idle:.0f} s (--idle-exit {self.idle_exit:g})"
         return None
 
-    def _ended(self, launches: list[BlockLaunch], claims: dict[int, Claim]) -> None:
+    def _ended(self, launches: list[BlockLaunch], claims: dict[int, Claim]) -> bool:
+        """Drop the claims of the launches that ended; whether any did."""
         for launch in launches:
             claim = claims.pop(launch.launch_id, None)
             if claim is not None:
                 self.pool.drop(claim)
+        return bool(launches)
 
 
 def run_pilot(

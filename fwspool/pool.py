@@ -170,6 +170,15 @@ class Pool:
                 out.append((name, entry))
         return out
 
+    def ready_stamp(self) -> int | None:
+        """``ready/``'s modification time (ns), which a stock, a take or a give-back changes: a
+        pilot lists the entries again only when it moved (or now and then: a coarse or cached
+        directory time may hide a change). None when the directory cannot be read."""
+        try:
+            return os.stat(self.path(READY)).st_mtime_ns
+        except OSError:
+            return None
+
     def claims(self) -> list[Claim]:
         """The entries held under ``claimed/``."""
         out = []

@@ -310,6 +310,14 @@ def hand_back(launchpad: Any, launch_ids: list[int]) -> list[str]:
             # replace and upserts a copy, refused by the launch_id index (duplicate key).
             if launchpad.launches.find_one({"launch_id": launch_id, "state": "RESERVED"}, {"_id": 1}):
                 launchpad.cancel_reservation(launch_id)
+            elif launchpad.launches.find_one({"launch_id": launch_id, "state": "READY"}, {"_id": 1}):
+                # cancel_reservation killed between its two writes (the launch READY, then the
+                # Firework rerun: the daemon killed while FireWorks' rerun waited on a workflow
+                # lock): its Firework, still RESERVED on this launch, is rerun as it would have.
+                for fw in launchpad.fireworks.find(
+                    {"launches": launch_id, "state": "RESERVED"}, {"fw_id": 1}
+                ):
+                    launchpad.rerun_fw(fw["fw_id"], rerun_duplicates=False)
             launchpad.forget_offline(launch_id, launch_mode=True)
         except Exception as exc:  # one launch's trouble must not keep the others reserved
             problems.append(f"launch {launch_id}: {exc}")

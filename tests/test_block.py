@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,38 @@ def test_a_parallel_block_runs_its_launches_at_once(
     assert {state(launchpad, i) for i in ids} == {"COMPLETED"}
     launches = [launch_of(launchpad, i) for i in ids]
     assert max(la["time_start"] for la in launches) < min(la["time_end"] for la in launches)
+
+
+FORKED_LAUNCH_KNOWS = """
+import os, sys
+from fireworks.utilities.fw_serializers import SAVED_FW_MODULES
+from fwspool.block import BlockLaunch, forked_launch
+
+# The child exits 0 when FireWorks already knows where PyTask is: it then skips its walk of
+# USER_PACKAGES (seconds when a pilot's launches all start at once).
+start = forked_launch(lambda launch_dir, fw_id: 0 if "PyTask" in SAVED_FW_MODULES else 3, set())
+for launch_dir in sys.argv[1:]:
+    _pid, status = os.waitpid(start(BlockLaunch(launch_dir, 1, 1), launch_dir), 0)
+    print("exit", os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_a_forked_launch_finds_its_task_classes_already_looked_up(tmp_path: Path) -> None:
+    damaged, good = tmp_path / "damaged", tmp_path / "good"
+    damaged.mkdir()
+    good.mkdir()
+    (damaged / "FW.json").write_text('{"spec": ')
+    (good / "FW.json").write_text(sleeper("s", 0).to_format("json"))
+    # A fresh interpreter: this one may have met PyTask already. A damaged FW.json is the
+    # launch's to report: its child starts all the same (and, here, finds nothing looked up).
+    out = subprocess.run(
+        [sys.executable, "-c", FORKED_LAUNCH_KNOWS, str(damaged), str(good)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    exits = [line.split()[1] for line in out.stdout.splitlines() if line.startswith("exit ")]
+    assert exits == ["3", "0"], out.stdout + out.stderr
 
 
 def started_in(b: Block, index: int) -> bool:

@@ -144,6 +144,32 @@ def test_a_hand_back_done_again_leaves_the_ready_firework_alone(tmp_path: Path, 
     assert launchpad.fireworks.find_one({"fw_id": fw_id})["state"] == "RESERVED"
 
 
+def test_a_hand_back_killed_half_way_is_finished_when_done_again(tmp_path: Path, launchpad: Any) -> None:
+    """FireWorks' cancel_reservation writes the launch READY, then reruns its Firework (under
+    the workflow's lock). A daemon killed in between (chaos scenario 15: killed while that rerun
+    waited on a lock a dead process held) left the Firework RESERVED on a READY launch for good:
+    the next daemon's hand-back, done again, found no RESERVED launch and did nothing more."""
+    from fireworks import Firework, FWorker, ScriptTask
+
+    from fwspool.qlaunch import hand_back, reserve_one
+
+    [fw_id] = launchpad.add_wf(Firework(ScriptTask.from_str("true"), name="half")).values()
+    got = reserve_one(launchpad, FWorker(), str(tmp_path))
+    assert got is not None
+    launch_id = got[1]
+    # cancel_reservation's first write alone, as the killed daemon left it.
+    launch = launchpad.get_launch_by_id(launch_id)
+    launch.state = "READY"
+    launchpad.launches.find_one_and_replace({"launch_id": launch_id}, launch.to_db_dict())
+    assert launchpad.fireworks.find_one({"fw_id": fw_id})["state"] == "RESERVED"
+    assert hand_back(launchpad, [launch_id]) == []
+    doc = launchpad.fireworks.find_one({"fw_id": fw_id})
+    assert doc["state"] == "READY" and doc["launches"] == []
+    assert launchpad.launches.count_documents({"launch_id": launch_id}) == 1
+    again = reserve_one(launchpad, FWorker(), str(tmp_path))
+    assert again is not None and again[0].fw_id == fw_id
+
+
 def test_a_reservation_an_earlier_daemon_never_stocked_is_handed_back(tmp_path: Path, launchpad: Any) -> None:
     """A daemon killed between reserve_fw and the entry's rename into ready/ (chaos scenario 15
     found them left RESERVED for good): the next daemon's first round hands them back; a

@@ -20,6 +20,11 @@ For each: the batch jobs used, the wall time until every Firework is COMPLETED, 
 every Firework with a parent: its ``started_on`` minus its parent's ``completed_on`` (median and
 worst). Target for pilots: worst and median <= interval + 2 s. Exit 1 when a run did not
 finish; a missed target exits 1 only with ``--check``.
+
+For pilots, where each gap went too (median / worst of each stage over the same steps): the
+parent's end to its ``completed`` event ingested, to that event pushed (the push makes the child
+READY), to the child reserved (its launch's RESERVED in ``state_history``), to the child claimed
+by a pilot (its claim record's ``claimed_on``), to the child started.
 """
 
 from __future__ import annotations
@@ -136,6 +141,7 @@ def one_run(
         "gap_samples": len(gaps),
         "chain_gap_median_s": round(statistics.median(chain), 2) if chain else None,
         "chain_gap_worst_s": round(max(chain), 2) if chain else None,
+        "stages": stages(lp, journal) if mode == "pilot" else None,
     }
 
 
@@ -183,6 +189,66 @@ def step_gaps(lp: Any, only_chain: bool = False) -> list[float]:
     return gaps
 
 
+STAGES = (
+    "ended -> ingested",
+    "ingested -> pushed",
+    "pushed -> reserved",
+    "reserved -> claimed",
+    "claimed -> started",
+)
+
+
+def stages(lp: Any, journal: str) -> dict[str, list[float]]:
+    """For every Firework with one parent, the seconds each stage of its gap took (:data:`STAGES`,
+    see the module's description), keyed by the stage; steps missing a time are left out."""
+    from fwspool.pool import read_claim_record
+
+    db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
+    try:
+        rows = db.execute(
+            "SELECT fw_id, min(ingested_at), min(pushed_at) FROM events WHERE type = 'completed' GROUP BY fw_id"
+        ).fetchall()
+    finally:
+        db.close()
+    completed = {int(fw): (ing, pushed) for fw, ing, pushed in rows if fw is not None}
+    launches = {
+        d["fw_id"]: d
+        for d in lp.launches.find(
+            {"state": "COMPLETED"},
+            {"fw_id": 1, "time_start": 1, "time_end": 1, "state_history": 1, "launch_dir": 1},
+        )
+    }
+    out: dict[str, list[float]] = {name: [] for name in STAGES}
+    for wf in lp.workflows.find({}, {"links": 1}):
+        for parent, children in wf["links"].items():
+            for child in children:
+                p, c = launches.get(int(parent)), launches.get(child)
+                ing, pushed = completed.get(int(parent), (None, None))
+                record = read_claim_record(c["launch_dir"]) if c else None
+                reserved = [
+                    h["created_on"] for h in (c or {}).get("state_history", []) if h["state"] == "RESERVED"
+                ]
+                if p is None or c is None or not (ing and pushed and record and reserved):
+                    continue
+                times = [p["time_end"], ing, pushed, reserved[0], record.claimed_on, c["time_start"]]
+                utc = [as_utc(t) for t in times]
+                for name, a, b in zip(STAGES, utc, utc[1:], strict=False):
+                    out[name].append(round((b - a).total_seconds(), 3))
+    return out
+
+
+def stage_table(found: dict[str, list[float]]) -> str:
+    lines = [
+        "| pilots: stage of the gap | median | worst | n |",
+        "|--------------------------|-------:|------:|--:|",
+    ]
+    for name in STAGES:
+        xs = found[name]
+        if xs:
+            lines.append(f"| {name} | {statistics.median(xs):.2f} s | {max(xs):.2f} s | {len(xs)} |")
+    return "\n".join(lines)
+
+
 def table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     lines = [
         f"chain of {args.chain} + fan-out of {args.fan_out}, {args.seconds:g} s each; interval {args.interval:g} s; "
@@ -204,6 +270,9 @@ def table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
             f"{r['gap_median_s']} s / {r['gap_worst_s']} s, {r['gap_samples']} | "
             f"{r['chain_gap_median_s']} s / {r['chain_gap_worst_s']} s |"
         )
+    for r in results:
+        if r.get("stages"):
+            lines += ["", stage_table(r["stages"])]
     return "\n".join(lines)
 
 
