@@ -21,7 +21,8 @@ from fwspool.errors import EX_CONFIG, EX_TEMPFAIL, UplinkUnavailable
 from fwspool.events import Checkpoint, Completed, Exited, JobEnd, JobEnded, Ping, Started, iso, utcnow
 from fwspool.ingest import Ingester
 from fwspool.ingest.scheduler_check import inferred_event
-from fwspool.journal import Journal, ScheduledLaunch, SchedulerView
+from fwspool.journal import Journal
+from fwspool.journal.rows import ScheduledLaunch, SchedulerView
 from fwspool.push import Pusher
 from fwspool.reserve import reserve_offline
 from fwspool.spool import SpoolWriter

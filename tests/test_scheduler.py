@@ -106,7 +106,7 @@ def test_a_running_job_is_left_alone_and_a_lost_one_is_judged_once(
 
 def _started_view(journal: Journal, launch_ids: tuple[int, ...], *then: dict[str, Any]) -> Any:
     """The launches' runs as their spool records would say: started, then ``then`` (events)."""
-    from fwspool.journal import SchedulerView
+    from fwspool.journal.rows import SchedulerView
 
     view = SchedulerView()
     for lid in launch_ids:

@@ -18,7 +18,8 @@ import pytest
 from fireworks import Firework, PyTask, ScriptTask
 
 from fwspool.events import iso, utcnow
-from fwspool.journal import EventRow, IngestBatch, Journal, LaunchRow
+from fwspool.journal import Journal
+from fwspool.journal.rows import EventRow, IngestBatch, LaunchRow
 from fwspool.outcomes import PushedLaunch
 from fwspool.reserve import reserve_offline
 from fwspool.status import CHECK_SECONDS, check_database

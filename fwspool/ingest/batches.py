@@ -13,12 +13,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for_futures
 from dataclasses import dataclass, field
 
-from fwspool.journal import (
-    QUARANTINE_KEEP,
+from fwspool.journal import QUARANTINE_KEEP, Journal
+from fwspool.journal.rows import (
     EventRow,
     IngestBatch,
     IngestCounts,
-    Journal,
     KnownSource,
     LaunchRow,
     QuarantineRow,

@@ -27,7 +27,8 @@ from fwspool.ingest.offline_file import read_offline_file
 from fwspool.ingest.quarantine_retry import retry_quarantined
 from fwspool.ingest.scheduler_check import SchedulerCheck
 from fwspool.ingest.spool_file import ReadRules, SpoolFileIngest, frame_at
-from fwspool.journal import IngestBatch, Journal, KnownSource, LaunchRow
+from fwspool.journal import Journal
+from fwspool.journal.rows import IngestBatch, KnownSource, LaunchRow
 from fwspool.scheduler import Scheduler
 from fwspool.spool import DEFAULT_MAX_RECORD, SPOOL_NAME_RE, OsSourceFile
 from fwspool.trust import DEFAULT_MAX_DEPTH, TrustPolicy

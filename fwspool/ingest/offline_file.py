@@ -19,7 +19,7 @@ from fwspool import offline
 from fwspool.events import Record, event_id, iso
 from fwspool.ingest.batches import BatchBuilder, IngestSummary, refuse
 from fwspool.ingest.spool_file import ReadRules
-from fwspool.journal import EventRow, KnownSource, LaunchRow, SourceRow
+from fwspool.journal.rows import EventRow, KnownSource, LaunchRow, SourceRow
 
 _encoder = msgspec.json.Encoder()
 

@@ -13,7 +13,8 @@ import os
 
 from fwspool.ingest.batches import BatchBuilder, IngestSummary, pread_full
 from fwspool.ingest.spool_file import ReadRules, SpoolFileIngest, accept_frames
-from fwspool.journal import Journal, QuarantinedRecord
+from fwspool.journal import Journal
+from fwspool.journal.rows import QuarantinedRecord
 from fwspool.spool import scan
 
 

@@ -21,7 +21,8 @@ import msgspec
 from fwspool import scheduler
 from fwspool.events import Event, JobEnd, JobEnded, Lost, Released, as_utc, event_id, iso
 from fwspool.ingest.batches import IngestSummary
-from fwspool.journal import EventRow, Journal, ScheduledLaunch, SchedulerView
+from fwspool.journal import Journal
+from fwspool.journal.rows import EventRow, ScheduledLaunch, SchedulerView
 from fwspool.scheduler import Scheduler, SchedulerQueryError
 
 _encoder = msgspec.json.Encoder()

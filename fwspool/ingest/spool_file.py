@@ -18,7 +18,8 @@ import msgspec
 
 from fwspool.events import READABLE_VERSIONS, Checkpoint, Completed, Event, Note, RawRecord, Started, iso
 from fwspool.ingest.batches import BatchBuilder, IngestSummary, pread_full, quarantine_row, refuse
-from fwspool.journal import QUARANTINE_KEEP, EventRow, KnownSource, LaunchRow, SourceRow
+from fwspool.journal import QUARANTINE_KEEP
+from fwspool.journal.rows import EventRow, KnownSource, LaunchRow, SourceRow
 from fwspool.spool import HEADER_LEN, SPOOL_NAME_RE, Frame, OsSourceFile, SpoolReader, frame
 from fwspool.trust import SYMLINK_REASON, TrustPolicy, too_deep
 

@@ -12,7 +12,8 @@ The journal is the outbox of fwspool, and where its exactly-once promise is kept
   that cannot bring an event back.
 - :mod:`~fwspool.journal.database` — the file, its explicit transactions, its locks;
   :mod:`~fwspool.journal.schema` — the tables (``schema/journal.sql`` is generated from them);
-  :mod:`~fwspool.journal.rows` — the rows that cross the journal's boundary, by name.
+  :mod:`~fwspool.journal.rows` — the rows that cross the journal's boundary, by name (import
+  them from there).
 
 The schema is meant to be read with the plain ``sqlite3`` shell: ISO-8601 UTC text times, JSON
 text payloads, and views for the questions an operator asks.
@@ -23,21 +24,6 @@ from __future__ import annotations
 from fwspool.journal.database import NETWORK_FILESYSTEMS, default_journal_path, filesystem_type
 from fwspool.journal.outbox import Outbox
 from fwspool.journal.retention import LAST_PRUNE_KEY, PRUNED_TYPES, PruneSummary, Retention
-from fwspool.journal.rows import (
-    EVENT_ROW_COLUMNS,
-    KEEP,
-    EventRow,
-    ForgetRequest,
-    IngestBatch,
-    IngestCounts,
-    KnownSource,
-    LaunchRow,
-    QuarantinedRecord,
-    QuarantineRow,
-    ScheduledLaunch,
-    SchedulerView,
-    SourceRow,
-)
 from fwspool.journal.schema import SCHEMA_VERSION, schema_sql
 from fwspool.journal.store import QUARANTINE_KEEP, IngestStore
 from fwspool.journal.views import LAST_PUSH_KEY, JournalSummary, OperatorViews
@@ -53,28 +39,15 @@ class Journal(IngestStore, Outbox, OperatorViews, Retention):
 
 
 __all__ = [
-    "EVENT_ROW_COLUMNS",
-    "KEEP",
     "LAST_PRUNE_KEY",
     "LAST_PUSH_KEY",
     "NETWORK_FILESYSTEMS",
     "PRUNED_TYPES",
     "QUARANTINE_KEEP",
     "SCHEMA_VERSION",
-    "ScheduledLaunch",
-    "SchedulerView",
-    "EventRow",
-    "ForgetRequest",
-    "IngestBatch",
-    "IngestCounts",
     "Journal",
     "JournalSummary",
-    "KnownSource",
-    "LaunchRow",
     "PruneSummary",
-    "QuarantineRow",
-    "QuarantinedRecord",
-    "SourceRow",
     "default_journal_path",
     "filesystem_type",
     "schema_sql",
