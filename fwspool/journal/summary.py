@@ -145,27 +145,28 @@ def _merge(db: sqlite3.Connection, where: str, params: tuple[Any, ...], events: 
 
 def mark_events(db: sqlite3.Connection, marks: Sequence[tuple[str, str, str | None, str]]) -> int:
     """Mark events pushed and count them out of pending: ``marks`` are (pushed_at, outcome,
-    detail, event id); an event already marked stays as it was. Returns how many were marked."""
+    detail, event id); an event already marked stays as it was, and an event named twice takes
+    its first mark. Returns how many were marked."""
     if not marks:
         return 0
-    pending: dict[str, int] = {}
-    for chunk, qmarks in in_chunks(sorted({m[3] for m in marks})):
-        pending.update(
-            db.execute(
-                f"SELECT event_id, launch_id FROM events WHERE event_id IN ({qmarks}) AND pushed_at IS NULL",
-                tuple(chunk),
-            )
-        )
-    db.executemany(
-        "UPDATE events SET pushed_at = ?, push_outcome = ?, push_detail = ? WHERE event_id = ? AND pushed_at IS NULL",
-        marks,
-    )
+    first: dict[str, tuple[str, str, str | None, str]] = {}
+    for mark in marks:
+        first.setdefault(mark[3], mark)
+    by_mark: dict[tuple[str, str, str | None], list[str]] = {}
+    for pushed_at, outcome, detail, eid in first.values():
+        by_mark.setdefault((pushed_at, outcome, detail), []).append(eid)
     moved: dict[int, dict[str, int]] = {}
-    for _, outcome, _, eid in marks:
-        launch_id = pending.pop(eid, None)  # the first mark of an event is the one that took
-        if launch_id is not None:
-            per = moved.setdefault(launch_id, {})
-            per[outcome] = per.get(outcome, 0) + 1
+    # One UPDATE per mark (a push gives most of its events the same one) and 500 events, not one
+    # per event: RETURNING names the launch of each row it really moved out of pending.
+    for (pushed_at, outcome, detail), ids in by_mark.items():
+        for chunk, qmarks in in_chunks(ids):
+            for (launch_id,) in db.execute(
+                "UPDATE events SET pushed_at = ?, push_outcome = ?, push_detail = ? "
+                f"WHERE event_id IN ({qmarks}) AND pushed_at IS NULL RETURNING launch_id",
+                (pushed_at, outcome, detail, *chunk),
+            ).fetchall():
+                per = moved.setdefault(launch_id, {})
+                per[outcome] = per.get(outcome, 0) + 1
     _moved_out_of_pending(db, moved)
     # An event set aside is no longer its launch's last anything: those launches anew.
     set_aside = [launch_id for launch_id, per in moved.items() if "stray" in per]
