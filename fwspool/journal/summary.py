@@ -156,17 +156,20 @@ def mark_events(db: sqlite3.Connection, marks: Sequence[tuple[str, str, str | No
     for pushed_at, outcome, detail, eid in first.values():
         by_mark.setdefault((pushed_at, outcome, detail), []).append(eid)
     moved: dict[int, dict[str, int]] = {}
-    # One UPDATE per mark (a push gives most of its events the same one) and 500 events, not one
-    # per event: RETURNING names the launch of each row it really moved out of pending.
+    # One SELECT and one UPDATE per mark (a push gives most of its events the same one) and 500
+    # events, not one per event. In one transaction, the rows the SELECT finds still pending are
+    # those the UPDATE moves out of pending (UPDATE … RETURNING would say so in one statement,
+    # but needs SQLite 3.35: RHEL 9's is 3.34).
     for (pushed_at, outcome, detail), ids in by_mark.items():
         for chunk, qmarks in in_chunks(ids):
-            for (launch_id,) in db.execute(
-                "UPDATE events SET pushed_at = ?, push_outcome = ?, push_detail = ? "
-                f"WHERE event_id IN ({qmarks}) AND pushed_at IS NULL RETURNING launch_id",
-                (pushed_at, outcome, detail, *chunk),
-            ).fetchall():
+            pending = f"event_id IN ({qmarks}) AND pushed_at IS NULL"
+            for (launch_id,) in db.execute(f"SELECT launch_id FROM events WHERE {pending}", tuple(chunk)):
                 per = moved.setdefault(launch_id, {})
                 per[outcome] = per.get(outcome, 0) + 1
+            db.execute(
+                f"UPDATE events SET pushed_at = ?, push_outcome = ?, push_detail = ? WHERE {pending}",
+                (pushed_at, outcome, detail, *chunk),
+            )
     _moved_out_of_pending(db, moved)
     # An event set aside is no longer its launch's last anything: those launches anew.
     set_aside = [launch_id for launch_id, per in moved.items() if "stray" in per]
