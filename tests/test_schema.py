@@ -330,6 +330,41 @@ def test_launch_summary_is_kept_in_the_transactions_that_insert_mark_and_delete_
     db.close()
 
 
+def test_a_push_mark_takes_an_events_first_mark_and_counts_each_event_once(journal_path):
+    """mark_events marks in a few statements, not one per event: an event named twice (with
+    another outcome too) takes its first mark, an event marked before stays as it was, and the
+    count and the summary say what really moved out of pending."""
+    from fwspool.journal.summary import add_inserted, differences, events_high_water, mark_events
+
+    Journal.open(journal_path).close()
+    db = sqlite3.connect(journal_path, isolation_level=None)
+    rows = [(f"w-{i:04d}", i, 1 + i % 3, "ping", f"t{i:04d}", "{}", "i") for i in range(1, 1201)]
+    db.execute("BEGIN IMMEDIATE")
+    high_water = events_high_water(db)
+    _insert_events(db, rows)
+    add_inserted(db, high_water)
+    assert mark_events(db, [("p0", "skipped", None, "w-0001")]) == 1
+    marks = [("p1", "applied", None, f"w-{i:04d}") for i in range(1, 1101)]  # over 500: chunks
+    marks += [("p1", "superseded", "later", "w-0002"), ("p1", "applied", None, "w-0003")]
+    marks.insert(0, ("p1", "superseded", "first", "w-0004"))
+    assert mark_events(db, marks) == 1099
+    db.execute("COMMIT")
+    got = dict(
+        db.execute("SELECT event_id, push_outcome || '@' || pushed_at FROM events WHERE event_id <= 'w-0004'")
+    )
+    assert got == {
+        "w-0001": "skipped@p0",
+        "w-0002": "applied@p1",
+        "w-0003": "applied@p1",
+        "w-0004": "superseded@p1",
+    }
+    assert db.execute(
+        "SELECT sum(pending), sum(pushed), sum(superseded), sum(skipped) FROM launch_summary"
+    ).fetchone() == (100, 1098, 1, 1)
+    assert differences(db) == []
+    db.close()
+
+
 def test_a_version_4_journal_is_upgraded_in_place_with_its_launch_summary(tmp_path):
     """Version 5 adds launch_summary (what status reads instead of events) and its triggers,
     filled from the events already there (tests/data/journal-v4.sql is version 4 as on main)."""

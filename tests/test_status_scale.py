@@ -238,6 +238,29 @@ def test_the_launches_to_look_at_are_picked_by_an_index(journal: Journal) -> Non
         assert scans in ([], ["SCAN launch_summary USING INDEX launch_summary_pending"]), plan
 
 
+def test_the_summary_of_an_ingest_batch_reads_the_new_rows_only(journal: Journal) -> None:
+    """Each ingest batch adds its new events to launch_summary (add_inserted): every query it
+    runs on events reads the rowid range of the new rows, never a whole index or table (a scan
+    of events_by_launch made a first ingest ten times slower at 5 million events)."""
+    from fwspool.journal.summary import add_inserted, events_high_water
+
+    db, ran = journal.db, []
+    db.execute("BEGIN")
+    try:
+        after = events_high_water(db) - 50
+        db.set_trace_callback(ran.append)
+        add_inserted(db, after)
+    finally:
+        db.set_trace_callback(None)
+        db.execute("ROLLBACK")
+    reads = [sql for sql in ran if sql.lstrip().startswith("SELECT") and "FROM events" in sql]
+    assert len(reads) == 4, ran
+    for sql in reads:
+        plan = _plan(journal, sql, [])
+        assert not [s for s in plan if s.startswith("SCAN") and "events" in s], (sql, plan)
+        assert any("INTEGER PRIMARY KEY (rowid>?)" in s for s in plan), (sql, plan)
+
+
 def test_all_and_json_stream_every_launch(journal: Journal) -> None:
     """--all and --json never hold every launch: the peak of writing them all stays well under
     what the list of them takes."""

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from fireworks import Firework, ScriptTask, Workflow
 from fw_tasks import NonFiniteTask
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from fwspool.events import Completed, Started, tag_nonfinite, untag_nonfinite, utcnow
@@ -79,6 +79,26 @@ def test_any_value_goes_through_spool_and_journal_to_the_pusher_unchanged(
         (launch,) = journal.pending_launches(None, 10)
     completed = next(e for e in launch.events if e.type == "completed")
     assert same(untag_nonfinite(completed.payload)["action"]["stored_data"]["v"], value)
+
+
+#: Any JSON-like value Python's json writes: NaN, Infinity, big integers, lone surrogates too.
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=JSON_VALUES, ascii_only=st.booleans())
+@example(value=["\ud800", float("nan"), 1e308 * 10, 2**70], ascii_only=False)
+def test_the_push_reads_a_payload_as_json_loads_does(value: Any, ascii_only: bool) -> None:
+    """The push decodes each pending payload with msgspec (faster), and with json.loads what
+    msgspec refuses: the values are json.loads' either way."""
+    from fwspool.journal.outbox import decode_payload
+
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    assert same(decode_payload(text), json.loads(text))
 
 
 def test_version_1_records_keep_being_read(tmp_path: Path) -> None:

@@ -17,6 +17,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import msgspec
+
 from fwspool.binding import META_KEY, Binding
 from fwspool.events import iso, utcnow
 from fwspool.identity import agrees, same_dir
@@ -70,6 +72,16 @@ ON CONFLICT (launch_id) DO UPDATE SET
     fw_name = coalesce(launches.fw_name, excluded.fw_name)"""
 
 
+def decode_payload(payload: str) -> Any:
+    """An event's payload as Python values: msgspec's decoder, at half json.loads' cost (a push
+    reads every pending event), and json.loads for what msgspec refuses and json accepts (NaN,
+    Infinity, numbers past a double, lone surrogates): the same values either way."""
+    try:
+        return msgspec.json.decode(payload)
+    except (msgspec.DecodeError, UnicodeEncodeError):
+        return json.loads(payload)
+
+
 class Outbox(JournalDatabase):
     """The journal as push uses it."""
 
@@ -96,7 +108,7 @@ class Outbox(JournalDatabase):
         by_launch: dict[int, dict[str, list[PendingEvent]]] = {}
         for event_id_, launch_id, etype, occurred_at, payload, writer in rows:
             stream = by_launch.setdefault(launch_id, {}).setdefault(writer, [])
-            stream.append(PendingEvent(event_id_, etype, occurred_at, json.loads(payload)))
+            stream.append(PendingEvent(event_id_, etype, occurred_at, decode_payload(payload)))
         return [
             LaunchEvents(
                 launch_id,
