@@ -139,7 +139,19 @@ class Check:
 
 
 def journal_rows(journal: str, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-    conn = sqlite3.connect(f"file:{journal}?mode=ro", uri=True, timeout=60)
+    try:
+        return _rows(journal, "ro", sql, params)
+    except sqlite3.OperationalError as exc:
+        # An ingest killed mid-commit leaves a write-ahead log that the next connection must
+        # recover, and a read-only one cannot (SQLITE_READONLY_RECOVERY): read as the next
+        # ingest would, which recovers it and writes nothing else.
+        if "readonly" not in str(exc):
+            raise
+        return _rows(journal, "rw", sql, params)
+
+
+def _rows(journal: str, mode: str, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+    conn = sqlite3.connect(f"file:{journal}?mode={mode}", uri=True, timeout=60)
     conn.row_factory = sqlite3.Row
     try:
         return [dict(r) for r in conn.execute(sql, tuple(params))]
