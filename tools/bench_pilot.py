@@ -157,14 +157,19 @@ def wait_done(lp: Any, total: int, deadline: float) -> int:
 
 def jobs_used(journal: str) -> set[str]:
     """The batch jobs that started a launch, from the journal's started events."""
+    rows = journal_rows(
+        journal, "SELECT DISTINCT json_extract(payload, '$.batch_job_id') FROM events WHERE type = 'started'"
+    )
+    return {str(job) for (job,) in rows if job}
+
+
+def journal_rows(journal: str, sql: str) -> list[tuple[Any, ...]]:
+    """The rows of a query of the journal, read-only."""
     db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
     try:
-        rows = db.execute(
-            "SELECT DISTINCT json_extract(payload, '$.batch_job_id') FROM events WHERE type = 'started'"
-        ).fetchall()
+        return db.execute(sql).fetchall()
     finally:
         db.close()
-    return {str(job) for (job,) in rows if job}
 
 
 def step_gaps(lp: Any, only_chain: bool = False) -> list[float]:
@@ -203,13 +208,10 @@ def stages(lp: Any, journal: str) -> dict[str, list[float]]:
     see the module's description), keyed by the stage; steps missing a time are left out."""
     from fwspool.pool import read_claim_record
 
-    db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
-    try:
-        rows = db.execute(
-            "SELECT fw_id, min(ingested_at), min(pushed_at) FROM events WHERE type = 'completed' GROUP BY fw_id"
-        ).fetchall()
-    finally:
-        db.close()
+    rows = journal_rows(
+        journal,
+        "SELECT fw_id, min(ingested_at), min(pushed_at) FROM events WHERE type = 'completed' GROUP BY fw_id",
+    )
     completed = {int(fw): (ing, pushed) for fw, ing, pushed in rows if fw is not None}
     launches = {
         d["fw_id"]: d
