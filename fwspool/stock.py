@@ -222,7 +222,7 @@ class Stocker:
         should_stop: Callable[[], bool],
         locked: frozenset[int] | set[int] = frozenset(),
     ) -> int:
-        from fwspool.qlaunch import estimate_of, offline_capable, reserve_one, restricted
+        from fwspool.qlaunch import estimate_of, offline_capable, refreshes_together, reserve_one, restricted
 
         fworker = offline_capable(fworker)  # a pilot has no database route either: no expose_store
         now = self.clock()
@@ -240,14 +240,17 @@ class Stocker:
             fworker = restricted(fworker, {"fw_id": {"$in": allowed}})
         stocked = 0
         have = len(self.pool.ready())
-        while have + stocked < self.size and not should_stop():
-            got = reserve_one(launchpad, fworker, self.pool.path("launches"))
-            if got is None:
-                break
-            fw, launch_id, launch_dir = got
-            failpoint("stock.after_reserve")  # chaos: the daemon killed before the entry exists
-            self.pool.stock(launch_id, fw.fw_id, launch_dir, estimate_of(fw.spec))
-            stocked += 1
+        # Each launch is stocked as soon as it is reserved; the workflows are refreshed once,
+        # after the last (a fan-out's children were each a refresh of the whole workflow).
+        with refreshes_together(launchpad):
+            while have + stocked < self.size and not should_stop():
+                got = reserve_one(launchpad, fworker, self.pool.path("launches"))
+                if got is None:
+                    break
+                fw, launch_id, launch_dir = got
+                failpoint("stock.after_reserve")  # chaos: the daemon killed before the entry exists
+                self.pool.stock(launch_id, fw.fw_id, launch_dir, estimate_of(fw.spec))
+                stocked += 1
         return stocked
 
     # -- 4. pilots -----------------------------------------------------------------------------

@@ -295,3 +295,39 @@ def test_a_reservation_killed_half_way_is_made_ready_again(tmp_path: Path, launc
     assert launchpad.workflows.find_one({"nodes": half})["fw_states"][str(half)] == "READY"
     got = reserve_one(launchpad, FWorker(), str(tmp_path))  # reserved as any READY one
     assert got is not None and got[0].fw_id == half
+
+
+def test_stocking_a_fan_out_refreshes_its_workflow_once_and_leaves_what_reserve_fw_leaves(
+    tmp_path: Path, twins: Any
+) -> None:
+    """Six READY Fireworks of one workflow: stocked by the daemon (``Stocker.fill``), the
+    LaunchPad ends as after FireWorks' ``reserve_fw`` six times (the reference), with one write
+    of the workflow instead of six."""
+    from fireworks import Firework, FWorker, ScriptTask, Workflow
+
+    from fwspool.qlaunch import reserve_one
+    from fwspool.stock import Stocker
+    from fwspool.testing.launchpad import snapshot
+
+    ref, fws = twins
+    writes = {}
+    for name, lp in (("ref", ref), ("fws", fws)):
+        lp.add_wf(
+            Workflow([Firework(ScriptTask.from_str("true"), name=f"fw{i}", fw_id=-1 - i) for i in range(6)])
+        )
+        writes[name] = []
+        real = lp._update_wf
+        lp._update_wf = lambda wf, ids, real=real, seen=writes[name]: (
+            seen.append(sorted(ids)),
+            real(wf, ids),
+        )
+    ref_pool, fws_pool = Pool.create(str(tmp_path / "ref")), Pool.create(str(tmp_path / "fws"))
+    for _ in range(6):
+        assert reserve_one(ref, FWorker(), ref_pool.path("launches")) is not None
+    assert Stocker(fws_pool, 6, 60, 5, None).fill(fws, FWorker(), lambda: False) == 6
+    assert len(fws_pool.ready()) == 6
+    assert len(writes["ref"]) == 6 and len(writes["fws"]) == 1, writes
+    dirs = (str(tmp_path / "ref" / "launches"), str(tmp_path / "fws" / "launches"))
+    theirs, ours = snapshot(ref, dirs), snapshot(fws, dirs)
+    assert [wf["fw_states"] for wf in ours["workflows"]] == [{str(i): "RESERVED" for i in range(1, 7)}]
+    assert ours == theirs
