@@ -519,7 +519,7 @@ class Loop:
         except FwspoolError as exc:
             self._warn_all([f"prune of the jobflow output cache failed, tried again in a day: {exc.message}"])
             return
-        if cache.files or cache.jobs:
+        if cache.changed():
             self._say(cache.line())
 
 

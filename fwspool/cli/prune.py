@@ -56,5 +56,5 @@ def prune(journal_path: str | None, older_than: str, lock_wait: float, log_file:
     with open_journal(journal_path) as journal, journal_locked(journal, "ingest", "push", wait=lock_wait):
         say(journal.prune(now - dt.timedelta(seconds=seconds), now=now).line())
         cache = prune_cache(cache_dir(), now.timestamp() - seconds)
-        if cache.files or cache.jobs:
+        if cache.changed():
             say(cache.line())

@@ -97,6 +97,9 @@ class CachePruneSummary:
     jobs: int = 0
     size: int = 0
 
+    def changed(self) -> bool:
+        return bool(self.files or self.jobs)
+
     def line(self) -> str:
         return (
             f"prune: {self.files} cached jobflow outputs ({self.size / (1024 * 1024):.1f} MiB) dropped, "
@@ -118,7 +121,11 @@ def prune_cache(cache: str, horizon: float) -> CachePruneSummary:
     for job in jobs:
         if not _UUID.match(job.name) or not job.is_dir(follow_symlinks=False):
             continue
-        for entry in os.scandir(job.path):
+        try:
+            entries = list(os.scandir(job.path))
+        except FileNotFoundError:  # pruned meanwhile by another prune
+            continue
+        for entry in entries:
             try:
                 stat = entry.stat(follow_symlinks=False)
                 if not entry.is_file(follow_symlinks=False) or stat.st_mtime >= horizon:
