@@ -125,3 +125,32 @@ def test_a_bulk_completion_dying_halfway_shows_no_runnable_orphan_and_keeps_its_
     assert (done["fireworks"]["g-addition"][1], done["fireworks"]["g-detour"][1]) == ("READY", "READY")
     wf = launchpad.workflows.find_one({"name": "grow"})
     assert {done["fireworks"][n][0] for n in ("g-addition", "g-detour")} <= set(wf["nodes"])
+
+
+def test_new_firework_ids_taken_by_another_writer_before_it_inserts_are_not_shared(
+    launchpad: Any, tmp_path: Path, mongo_uri: str
+) -> None:
+    """Another login node's push (or FireWorks' _upsert_fws) takes the ids this completion
+    planned, and has not inserted its Fireworks yet when this write comes. The write used to take
+    an empty id range for its own (a write of its own that died), so two workflows' additions got
+    the same ids: one lost its Fireworks, the counter fell 2 short (chaos scenario 6)."""
+    with Journal.open(str(tmp_path / "j.sqlite3")) as journal:
+        _completion_ready(launchpad, tmp_path, journal)
+        first = _state(launchpad)["next_fw_id"]
+
+        def taken_meanwhile(write_set: bytes) -> None:
+            assert WriteSet.from_bytes(write_set).new_ids == [first, first + 2]
+            assert launchpad.get_new_fw_id(quantity=2) == first  # FireWorks' own take
+
+        result = LaunchPadApplier(launchpad).apply(
+            journal.pending_launches(None, 10), T0, redo=taken_meanwhile
+        )
+        assert result.completed_launches == [] and "ids were taken" in " ".join(result.problems)
+        assert launchpad.fireworks.count_documents({"fw_id": {"$gte": first}}) == 0  # left to their taker
+        uplink = uplink_for(mongo_uri, launchpad.name)
+        Pusher(journal, uplink).run_pass()
+        uplink.close()
+    after = _state(launchpad)
+    assert {after["fireworks"][n][0] for n in ("g-addition", "g-detour")} == {first + 2, first + 3}
+    assert after["next_fw_id"] == first + 4 and after["locked"] == 0
+    assert after["fireworks"]["step1"][1] == "COMPLETED"

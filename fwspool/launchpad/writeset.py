@@ -291,11 +291,15 @@ class WriteSet:
         counter = (lp.fw_id_assigner.find_one({}, {"next_fw_id": 1}) or {}).get("next_fw_id", 0)
         if counter < end:
             return False
-        # Past them: taken by the write that died, if the Fireworks with these ids are ours.
-        mine = {d["fw_id"]: (d.get("name"), d.get("created_on")) for d in self.fireworks}
-        return all(
+        # Past them: taken by the write that died, if it inserted Fireworks with these ids and
+        # they are ours. None there proves nothing: another push (or FireWorks' _upsert_fws) may
+        # have taken them and not inserted yet, so the completion is computed again and the
+        # ids, if they were ours, are a gap (as FireWorks leaves when it dies in _upsert_fws).
+        mine = self._new_fireworks()
+        found = [
             mine.get(d["fw_id"]) == (d.get("name"), d.get("created_on"))
             for d in lp.fireworks.find(
                 {"fw_id": {"$gte": first, "$lt": end}}, {"fw_id": 1, "name": 1, "created_on": 1}
             )
-        )
+        ]
+        return bool(found) and all(found)
