@@ -13,6 +13,7 @@ never creates a second journal row.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import sys
 from typing import Any, Literal
@@ -311,7 +312,17 @@ def as_utc(value: dt.datetime | str) -> dt.datetime:
     there, so it means UTC here.
     """
     if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return _parse_iso(value)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_iso(text: str) -> dt.datetime:
+    # Cached: `fwspool status` reads each launch's times several times, and the last push's
+    # for every launch (datetimes are immutable, so callers may share one).
+    value = dt.datetime.fromisoformat(text)  # Python 3.11 reads the "Z" too
     if value.tzinfo is None:
         return value.replace(tzinfo=dt.UTC)
     return value.astimezone(dt.UTC)

@@ -325,10 +325,14 @@ def _launches(
 ) -> list[dict[str, Any]]:
     """The report's launches of these ``launch_status`` rows, with the run events of those whose
     events decide what they came to."""
+    # A recorded outcome changes only by a pending run event (pings and notes leave it as is).
+    changing = journal.with_pending_run_events(
+        [r["launch_id"] for r in rows if r["pending"] and not r["forgotten"] and r["outcome"] is not None]
+    )
     deciding = [
         r["launch_id"]
         for r in rows
-        if r["last_event"] is not None and ((r["pending"] and not r["forgotten"]) or r["outcome"] is None)
+        if r["last_event"] is not None and (r["outcome"] is None or r["launch_id"] in changing)
     ]
     runs = journal.run_events(deciding)
     return [

@@ -238,6 +238,48 @@ def test_the_launches_to_look_at_are_picked_by_an_index(journal: Journal) -> Non
         assert scans in ([], ["SCAN launch_summary USING INDEX launch_summary_pending"]), plan
 
 
+def test_only_a_pending_run_event_makes_status_read_a_pushed_launchs_run_events(tmp_path: Path) -> None:
+    """10,000 running jobs whose hourly pings wait for a push: status used to read every one's
+    run events to learn what the push had recorded already. A pending ``completed`` still
+    decides; a pending ping leaves the launch as pushed; each launch's events are found by an
+    index."""
+    from fwspool.journal import views
+
+    journal = varied_journal(tmp_path / "j.sqlite3", 0)
+    db = journal.db
+    started = iso(NOW - dt.timedelta(hours=2))
+    for lid, pending in ((1, "ping"), (2, "completed"), (3, "ping")):
+        db.execute(
+            "INSERT INTO launches (launch_id, fw_id, launch_dir, learned_from, first_seen_at, fw_name, "
+            "pushed_state, outcome, pushed_state_at, confirmed_at) "
+            "VALUES (?, ?, ?, 'spool', ?, 'fw', 'RUNNING', 'running', ?, ?)",
+            (lid, lid, f"/runs/launcher_{lid}", started, started, started),
+        )
+        for seq, kind, pushed in ((1, "started", started), (2, pending, None)):
+            payload = {"type": kind, **({"state": "COMPLETED"} if kind == "completed" else {})}
+            db.execute(
+                "INSERT INTO events (event_id, writer_id, seq, launch_id, type, occurred_at, payload, "
+                "ingested_at, pushed_at, push_outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (f"w{lid}-{seq}", f"w{lid}", seq, lid, kind, started, json.dumps(payload), started, pushed,
+                 "applied" if pushed else None),
+            )  # fmt: skip
+    summarize(db, [1, 2, 3])
+    asked: list[int] = []
+    run_events = journal.run_events
+
+    def spied(launch_ids: Any) -> Any:
+        asked.extend(launch_ids)
+        return run_events(launch_ids)
+
+    journal.run_events = spied  # type: ignore[method-assign]
+    report = {x["launch_id"]: x for x in collect(journal, None, Filters(every=True), now=NOW)["launches"]}
+    assert (report[1]["outcome"], report[1]["pending_state"]) == ("running", None)
+    assert (report[2]["outcome"], report[2]["pending_state"]) == ("completed", "COMPLETED")
+    assert set(asked) == {2}  # (the counts and the listing each read it)
+    plan = _plan(journal, views._PENDING_RUN_EVENTS.format(marks="?, ?"), [1, 3])
+    assert len(plan) == 1 and plan[0].startswith("SEARCH events USING INDEX events_"), plan  # per launch
+
+
 def test_the_summary_of_an_ingest_batch_reads_the_new_rows_only(journal: Journal) -> None:
     """Each ingest batch adds its new events to launch_summary (add_inserted): every query it
     runs on events reads the rowid range of the new rows, never a whole index or table (a scan

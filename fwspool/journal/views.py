@@ -16,9 +16,12 @@ from fwspool.journal.database import JournalDatabase, rows_as_dicts
 from fwspool.journal.schema import in_chunks
 from fwspool.runs import PendingEvent
 
-#: The events that decide what a launch came to, with the few payload fields that say how (a
-#: completion's FWAction may be megabytes: only its state and the exception's text are read).
-_RUN_EVENTS = """
+#: The events that decide what a launch came to (:func:`fwspool.outcomes.implied`).
+_RUN_TYPES = "('started', 'exited', 'lost', 'released', 'completed')"
+
+#: The run events, with the few payload fields that say how (a completion's FWAction may be
+#: megabytes: only its state and the exception's text are read).
+_RUN_EVENTS = f"""
 SELECT launch_id, event_id, type, occurred_at,
        json_extract(payload, '$.state'), json_extract(payload, '$.signal'),
        json_extract(payload, '$.signal_name'), json_extract(payload, '$.returncode'),
@@ -27,9 +30,15 @@ SELECT launch_id, event_id, type, occurred_at,
        CASE WHEN type = 'completed' THEN json_extract(payload, '$.action.stored_data._exception._stacktrace') END,
        CASE WHEN type = 'completed' THEN json_extract(payload, '$.action.stored_data._message') END
 FROM events
-WHERE launch_id IN ({marks}) AND type IN ('started', 'exited', 'lost', 'released', 'completed')
+WHERE launch_id IN ({{marks}}) AND type IN {_RUN_TYPES}
   AND push_outcome IS NOT 'stray'
 ORDER BY launch_id, occurred_at, event_id"""
+
+#: The launches with a run event not pushed yet (by ``events_pending``: pending events only).
+_PENDING_RUN_EVENTS = (
+    "SELECT DISTINCT launch_id FROM events "
+    f"WHERE launch_id IN ({{marks}}) AND pushed_at IS NULL AND type IN {_RUN_TYPES}"
+)
 
 _PAYLOAD_FIELDS = ("state", "signal", "signal_name", "returncode", "error", "run", "batch_job_id", "reason")
 
@@ -281,6 +290,17 @@ class OperatorViews(JournalDatabase):
                         payload["action"] = {"stored_data": stored}
                     event = PendingEvent(event_id, etype, occurred_at, payload)
                     found.setdefault(launch_id, []).append(event)
+        return found
+
+    def with_pending_run_events(self, launch_ids: Sequence[int]) -> set[int]:
+        """Those of these launches with a run event (:meth:`run_events`' kinds) not pushed yet.
+        The others' pending events (pings, notes, a job's end) leave them what the last push
+        recorded, so ``fwspool status`` need not read their run events: 10,000 running jobs
+        whose hourly pings wait for a push are 10,000 launches it would read one by one."""
+        found: set[int] = set()
+        with self.reading() as db:
+            for chunk, marks in in_chunks(sorted(launch_ids)):
+                found.update(r[0] for r in db.execute(_PENDING_RUN_EVENTS.format(marks=marks), tuple(chunk)))
         return found
 
     def batch_ends(self, launch_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
