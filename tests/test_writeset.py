@@ -16,6 +16,7 @@ from fireworks import Firework, FWorker, ScriptTask, Workflow
 from fwspool.ingest import Ingester
 from fwspool.journal import Journal
 from fwspool.launchpad import LaunchPadApplier, WriteSet, writeset
+from fwspool.launchpad.vocabulary import Verdict
 from fwspool.push import Pusher
 from fwspool.reserve import reserve_offline
 from fwspool.testing.commands import run_fwspool
@@ -154,3 +155,32 @@ def test_new_firework_ids_taken_by_another_writer_before_it_inserts_are_not_shar
     assert {after["fireworks"][n][0] for n in ("g-addition", "g-detour")} == {first + 2, first + 3}
     assert after["next_fw_id"] == first + 4 and after["locked"] == 0
     assert after["fireworks"]["step1"][1] == "COMPLETED"
+
+
+def test_a_write_killed_after_taking_its_ids_is_replayed_with_them(launchpad: Any, tmp_path: Path) -> None:
+    """Killed after moving the id counter and before inserting a Firework: the replay cannot
+    tell its take from another writer's by the Fireworks (there are none yet); the counter
+    document's record of the last take says it was its own, so no id is wasted (chaos scenario 2
+    counts them against a clean run)."""
+    saved: list[bytes] = []
+
+    def failpoint(name: str) -> None:
+        if name == "bulk.after_launches":
+            raise Died
+
+    with Journal.open(str(tmp_path / "j.sqlite3")) as journal:
+        _completion_ready(launchpad, tmp_path, journal)
+        first = _state(launchpad)["next_fw_id"]
+        original = writeset.failpoint
+        writeset.failpoint = failpoint
+        try:
+            with pytest.raises(Died):
+                LaunchPadApplier(launchpad).apply(journal.pending_launches(None, 10), T0, redo=saved.append)
+        finally:
+            writeset.failpoint = original
+    assert _state(launchpad)["next_fw_id"] == first + 2
+    assert launchpad.fireworks.count_documents({"fw_id": {"$gte": first}}) == 0
+    assert WriteSet.from_bytes(saved[0]).replay(launchpad) == Verdict.WRITTEN
+    done = _state(launchpad)
+    assert {done["fireworks"][n][0] for n in ("g-addition", "g-detour")} == {first, first + 1}
+    assert done["next_fw_id"] == first + 2 and done["locked"] == 0

@@ -20,7 +20,11 @@ from fwspool.launchpad.locks import LOCK_FIELD, unlock_token
 from fwspool.launchpad.undo import UNDO_FIELD, UNDOING_FIELD
 from fwspool.launchpad.vocabulary import Verdict
 
-__all__ = ["WriteSet"]
+__all__ = ["TAKEN_FIELD", "WriteSet"]
+
+#: The field of the LaunchPad's ``fw_id_assigner`` document that says which write set took
+#: Firework ids last, and which: ``[token, first, end]`` (FireWorks' own takes leave it as is).
+TAKEN_FIELD = "fwspool_ids_taken"
 
 
 @dataclass(slots=True)
@@ -284,20 +288,29 @@ class WriteSet:
             lp.fireworks.bulk_write(also, ordered=False)
 
     def _take_ids(self, lp: Any) -> bool:
-        """Move the Firework id counter past ``new_ids``, unless someone else took them."""
+        """Move the Firework id counter past ``new_ids``, unless someone else took them.
+
+        The counter document records the last take (:data:`TAKEN_FIELD`) with the move, so that
+        the replay of a write that died after its take knows the ids are its own."""
         first, end = self.new_ids
-        if lp.fw_id_assigner.update_one({"next_fw_id": first}, {"$set": {"next_fw_id": end}}).matched_count:
+        mine = [self.token, first, end]
+        if lp.fw_id_assigner.update_one(
+            {"next_fw_id": first}, {"$set": {"next_fw_id": end, TAKEN_FIELD: mine}}
+        ).matched_count:
             return True
-        counter = (lp.fw_id_assigner.find_one({}, {"next_fw_id": 1}) or {}).get("next_fw_id", 0)
-        if counter < end:
+        counter = lp.fw_id_assigner.find_one({}, {"next_fw_id": 1, TAKEN_FIELD: 1}) or {}
+        if counter.get("next_fw_id", 0) < end:
             return False
-        # Past them: taken by the write that died, if it inserted Fireworks with these ids and
-        # they are ours. None there proves nothing: another push (or FireWorks' _upsert_fws) may
-        # have taken them and not inserted yet, so the completion is computed again and the
-        # ids, if they were ours, are a gap (as FireWorks leaves when it dies in _upsert_fws).
-        mine = self._new_fireworks()
+        if counter.get(TAKEN_FIELD) == mine:
+            return True  # taken by this write set's write that died, and no take of fwspool's since
+        # Past them, and fwspool took ids since (or instead): the write that died took these if
+        # Fireworks of its own are there. None there proves nothing: another push (or FireWorks'
+        # _upsert_fws) may have taken them and not inserted yet. Then the completion is planned
+        # again, and the ids, if they were ours, are a gap (as FireWorks leaves when it dies in
+        # _upsert_fws).
+        mine_by_id = self._new_fireworks()
         found = [
-            mine.get(d["fw_id"]) == (d.get("name"), d.get("created_on"))
+            mine_by_id.get(d["fw_id"]) == (d.get("name"), d.get("created_on"))
             for d in lp.fireworks.find(
                 {"fw_id": {"$gte": first, "$lt": end}}, {"fw_id": 1, "name": 1, "created_on": 1}
             )

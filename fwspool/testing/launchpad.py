@@ -21,6 +21,7 @@ from typing import Any
 from fwspool.binding import EPOCH_FIELD
 from fwspool.config import LaunchPadConfig
 from fwspool.events import iso
+from fwspool.launchpad.writeset import TAKEN_FIELD
 from fwspool.uplink import MongoUplink
 
 __all__ = [
@@ -83,8 +84,9 @@ VOLATILE = {
     "launches": frozenset({"_id", "launch_dir"}),
     "workflows": frozenset({"_id", "updated_on"}),
     "offline_runs": frozenset({"_id", "updated_on"}),
-    # The epoch is a random id the first push draws (fwspool.binding): each run draws its own.
-    "fw_id_assigner": frozenset({"_id", EPOCH_FIELD}),
+    # The epoch is a random id the first push draws (fwspool.binding): each run draws its own;
+    # the last take of ids names its push's token.
+    "fw_id_assigner": frozenset({"_id", EPOCH_FIELD, TAKEN_FIELD}),
 }
 
 
