@@ -349,12 +349,14 @@ def test_numbers_sqlite_cannot_hold_are_quarantined_not_a_failed_pass(
         framed(writer, 3, 6, Note(data=3), fw_id=-(2**64)),
     ]
     good = [framed(writer, 1, 6, Note(data=0)), framed(writer, 4, 6, Note(data=4), fw_id=2**63 - 1)]
-    (d / spool_file_name(writer)).write_bytes(good[0] + b"".join(too_big) + good[1])
+    seq_zero = framed(writer, 0, 6, Note(data=5))
+    (d / spool_file_name(writer)).write_bytes(good[0] + b"".join(too_big) + good[1] + seq_zero)
     s = ingest(journal_path, root)
-    assert (s.new_events, s.quarantined, s.problems) == (2, 3, [])
+    assert (s.new_events, s.quarantined, s.problems) == (2, 4, [])
     q = query(journal_path, 'SELECT reason, bytes FROM quarantine ORDER BY "offset"')
-    assert [r["bytes"] for r in q] == too_big
-    assert all("64-bit" in r["reason"] for r in q)
+    assert [r["bytes"] for r in q] == [*too_big, seq_zero]
+    assert all("64-bit" in r["reason"] for r in q[:3])
+    assert q[3]["reason"] == "invalid record: sequence number 0 < 1"
     assert_quarantine_is_file_bytes(journal_path)
     assert sorted(seq for _, seq in journal_ids(journal_path)) == [1, 4]
 
