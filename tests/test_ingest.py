@@ -1223,3 +1223,33 @@ def test_records_of_a_second_file_claiming_a_writer_id_are_quarantined_not_dropp
         # Read again: nothing new, nothing quarantined twice.
         s = Ingester(journal, roots=[str(root)]).run_pass()
         assert (s.new_events, s.quarantined) == (0, 0)
+
+
+def test_the_summary_of_a_first_ingest_is_the_events_own(tmp_path: Path, journal_path: str) -> None:
+    """A batch whose every row is new adds them to launch_summary from the rows in hand (no read
+    back); one with a record read twice reads its new rows back. Both leave the summary as the
+    events say, launches split across batches included."""
+    from fwspool.journal.summary import differences
+
+    root = tmp_path / "spool"
+    for launch_id in range(1, 6):
+        run_launch(launch_dir(root, launch_id, fw_id=launch_id), launch_id, fw_id=launch_id, pings=4)
+    ran: list[str] = []
+    with Journal.open(journal_path) as journal:
+        journal.db.set_trace_callback(ran.append)
+        s = Ingester(journal, roots=[str(root)], batch_size=4).run_pass()
+        journal.db.set_trace_callback(None)
+        assert (s.new_events, s.duplicates) == (5 * 8, 0)
+        assert not [sql for sql in ran if "NOT INDEXED" in sql]  # nothing read back
+        assert differences(journal.db) == []
+    writer = "66" * 16
+    twice = [framed(writer, 1, 6, Started(started_on=T0, host="h", ip="1.2.3.4"), fw_id=6)]
+    twice += [framed(writer, 2, 6, Ping(ping_time=T0), fw_id=6)] * 2
+    (launch_dir(root, 6) / spool_file_name(writer)).write_bytes(b"".join(twice))
+    with Journal.open(journal_path) as journal:
+        journal.db.set_trace_callback(ran.append)
+        s = Ingester(journal, roots=[str(root)]).run_pass()
+        journal.db.set_trace_callback(None)
+        assert (s.new_events, s.duplicates) == (2, 1)
+        assert [sql for sql in ran if "NOT INDEXED" in sql]  # the new rows read back
+        assert differences(journal.db) == []
