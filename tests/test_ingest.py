@@ -349,12 +349,14 @@ def test_numbers_sqlite_cannot_hold_are_quarantined_not_a_failed_pass(
         framed(writer, 3, 6, Note(data=3), fw_id=-(2**64)),
     ]
     good = [framed(writer, 1, 6, Note(data=0)), framed(writer, 4, 6, Note(data=4), fw_id=2**63 - 1)]
-    (d / spool_file_name(writer)).write_bytes(good[0] + b"".join(too_big) + good[1])
+    seq_zero = framed(writer, 0, 6, Note(data=5))
+    (d / spool_file_name(writer)).write_bytes(good[0] + b"".join(too_big) + good[1] + seq_zero)
     s = ingest(journal_path, root)
-    assert (s.new_events, s.quarantined, s.problems) == (2, 3, [])
+    assert (s.new_events, s.quarantined, s.problems) == (2, 4, [])
     q = query(journal_path, 'SELECT reason, bytes FROM quarantine ORDER BY "offset"')
-    assert [r["bytes"] for r in q] == too_big
-    assert all("64-bit" in r["reason"] for r in q)
+    assert [r["bytes"] for r in q] == [*too_big, seq_zero]
+    assert all("64-bit" in r["reason"] for r in q[:3])
+    assert q[3]["reason"] == "invalid record: sequence number 0 < 1"
     assert_quarantine_is_file_bytes(journal_path)
     assert sorted(seq for _, seq in journal_ids(journal_path)) == [1, 4]
 
@@ -1221,3 +1223,33 @@ def test_records_of_a_second_file_claiming_a_writer_id_are_quarantined_not_dropp
         # Read again: nothing new, nothing quarantined twice.
         s = Ingester(journal, roots=[str(root)]).run_pass()
         assert (s.new_events, s.quarantined) == (0, 0)
+
+
+def test_the_summary_of_a_first_ingest_is_the_events_own(tmp_path: Path, journal_path: str) -> None:
+    """A batch whose every row is new adds them to launch_summary from the rows in hand (no read
+    back); one with a record read twice reads its new rows back. Both leave the summary as the
+    events say, launches split across batches included."""
+    from fwspool.journal.summary import differences
+
+    root = tmp_path / "spool"
+    for launch_id in range(1, 6):
+        run_launch(launch_dir(root, launch_id, fw_id=launch_id), launch_id, fw_id=launch_id, pings=4)
+    ran: list[str] = []
+    with Journal.open(journal_path) as journal:
+        journal.db.set_trace_callback(ran.append)
+        s = Ingester(journal, roots=[str(root)], batch_size=4).run_pass()
+        journal.db.set_trace_callback(None)
+        assert (s.new_events, s.duplicates) == (5 * 8, 0)
+        assert not [sql for sql in ran if "NOT INDEXED" in sql]  # nothing read back
+        assert differences(journal.db) == []
+    writer = "66" * 16
+    twice = [framed(writer, 1, 6, Started(started_on=T0, host="h", ip="1.2.3.4"), fw_id=6)]
+    twice += [framed(writer, 2, 6, Ping(ping_time=T0), fw_id=6)] * 2
+    (launch_dir(root, 6) / spool_file_name(writer)).write_bytes(b"".join(twice))
+    with Journal.open(journal_path) as journal:
+        journal.db.set_trace_callback(ran.append)
+        s = Ingester(journal, roots=[str(root)]).run_pass()
+        journal.db.set_trace_callback(None)
+        assert (s.new_events, s.duplicates) == (2, 1)
+        assert [sql for sql in ran if "NOT INDEXED" in sql]  # the new rows read back
+        assert differences(journal.db) == []

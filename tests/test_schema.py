@@ -270,13 +270,24 @@ def _insert_events(db: sqlite3.Connection, rows: list[tuple[object, ...]]) -> No
     )
 
 
+_SUMMED_COLUMNS = ("event_id", "seq", "launch_id", "type", "occurred_at", "payload", "ingested_at")
+
+
 def test_launch_summary_is_kept_in_the_transactions_that_insert_mark_and_delete_events(journal_path):
     """What status reads instead of events (launch_summary) is the events' own summary after any
-    mix of inserts (duplicates, clocks out of order, equal times), push marks (an event marked
+    mix of inserts (duplicates, clocks out of order, equal times; read back or summed from the
+    rows in hand), push marks (an event marked
     twice), deletes (the last event included), and a transaction rolled back halfway (a kill)."""
     import random
 
-    from fwspool.journal.summary import add_inserted, differences, events_high_water, mark_events, summarize
+    from fwspool.journal.summary import (
+        add_inserted,
+        add_rows,
+        differences,
+        events_high_water,
+        mark_events,
+        summarize,
+    )
 
     rng = random.Random(23)
     Journal.open(journal_path).close()
@@ -302,11 +313,18 @@ def test_launch_summary_is_kept_in_the_transactions_that_insert_mark_and_delete_
                     f"i{round_:02d}",
                 )
             )
-        rows.append(rows[0])  # read twice: one row
         db.execute("BEGIN IMMEDIATE")
-        high_water = events_high_water(db)
-        _insert_events(db, rows)
-        add_inserted(db, high_water)
+        if round_ % 2:
+            # Every row new (a first ingest's batch): summed from the rows in hand.
+            before = db.total_changes
+            _insert_events(db, rows)
+            assert db.total_changes - before == len(rows)
+            add_rows(db, _SUMMED_COLUMNS, rows)
+        else:
+            rows.append(rows[0])  # read twice: one row
+            high_water = events_high_water(db)
+            _insert_events(db, rows)
+            add_inserted(db, high_water)
         ids = [r[0] for r in db.execute("SELECT event_id FROM events WHERE pushed_at IS NULL")]
         marks = [
             ("p", rng.choice(["applied", "superseded", "skipped", "stray"]), None, eid)

@@ -16,7 +16,17 @@ from dataclasses import dataclass
 
 import msgspec
 
-from fwspool.events import READABLE_VERSIONS, Checkpoint, Completed, Event, Note, RawRecord, Started, iso
+from fwspool.events import (
+    EVENT_CLASSES,
+    READABLE_VERSIONS,
+    Checkpoint,
+    Completed,
+    Event,
+    Note,
+    RawRecord,
+    Started,
+    iso,
+)
 from fwspool.ingest.batches import BatchBuilder, IngestSummary, pread_full, quarantine_row, refuse
 from fwspool.journal import QUARANTINE_KEEP
 from fwspool.journal.rows import EventRow, KnownSource, LaunchRow, SourceRow
@@ -27,8 +37,10 @@ _raw_decoder = msgspec.json.Decoder(RawRecord)
 _event_decoder = msgspec.json.Decoder(Event)
 #: Events with free-form JSON (FWAction, checkpoint, fworker, note data): the only ones whose
 #: nesting depth must be checked (fwspool.trust); a ping costs one set lookup.
-_NESTABLE = frozenset({Started, Checkpoint, Completed, Note})
+_NESTABLE = frozenset(str(t.__struct_config__.tag) for t in (Started, Checkpoint, Completed, Note))
 _INT64_MAX = 2**63 - 1
+#: Each event class's type name (one dict lookup instead of two attribute lookups per event).
+_TYPE_OF = {cls: name for name, cls in EVENT_CLASSES.items()}
 #: Bytes of a spool file's head that identify it (its first record's header and more).
 FINGERPRINT_LEN = 64
 
@@ -189,28 +201,26 @@ def accept_frames(
     decode_raw = _raw_decoder.decode
     decode_event = _event_decoder.decode
     max_depth = file.rules.max_depth
+    id_prefix = name_writer + "-"
+    type_of = _TYPE_OF
     for offset, _length, payload in frames:
         try:
             rec = decode_raw(payload)
             if rec.v not in READABLE_VERSIONS:
                 raise ValueError(f"unknown record version {rec.v}")
             ev = decode_event(rec.event)
-            if type(ev) in _NESTABLE and too_deep(bytes(rec.event), max_depth):
+            etype = type_of[type(ev)]
+            if etype in _NESTABLE and too_deep(bytes(rec.event), max_depth):
                 raise RecursionError  # as msgspec itself past ~1,000 levels
-            if rec.writer != name_writer:
-                raise ValueError(f"record of writer {rec.writer} in the file of writer {name_writer}")
-            seq = rec.seq
-            if seq < 1:
-                raise ValueError(f"sequence number {seq} < 1")
-            lid = rec.launch_id
-            fw_id = rec.fw_id
+            seq, lid, fw_id = rec.seq, rec.launch_id, rec.fw_id
             # SQLite's integers are 64-bit: a larger number would fail the whole batch's commit.
-            if (
-                seq > _INT64_MAX
-                or not -_INT64_MAX <= lid <= _INT64_MAX
-                or (fw_id is not None and not -_INT64_MAX <= fw_id <= _INT64_MAX)
+            if not (
+                0 < seq <= _INT64_MAX
+                and -_INT64_MAX <= lid <= _INT64_MAX
+                and (fw_id is None or -_INT64_MAX <= fw_id <= _INT64_MAX)
+                and rec.writer == name_writer
             ):
-                raise ValueError("seq, launch_id or fw_id out of the 64-bit integer range")
+                raise ValueError(_invalid_envelope(rec, name_writer))
             text = str(rec.event, "utf-8")
         except (msgspec.DecodeError, ValueError, RecursionError) as exc:
             if isinstance(exc, RecursionError):
@@ -218,12 +228,22 @@ def accept_frames(
             # The whole record as it is in the file: bytes == file[offset : offset + length].
             batch.quarantine.append(quarantine_row(path, offset, frame(payload), f"invalid record: {exc}"))
             continue
-        etype: str = ev.__struct_config__.tag  # type: ignore[assignment]
-        # The event_id() of the record (its writer is the file's: checked above).
+        # The event_id() of the record (its writer is the file's: checked above); seq > 0, so
+        # zfill pads as the :010d of event_id() does.
         append(
             new_row(
                 EventRow,
-                (f"{name_writer}-{seq:010d}", name_writer, seq, lid, fw_id, etype, iso(rec.at), text, offset),
+                (
+                    id_prefix + str(seq).zfill(10),
+                    name_writer,
+                    seq,
+                    lid,
+                    fw_id,
+                    etype,
+                    iso(rec.at),
+                    text,
+                    offset,
+                ),
             )
         )
         if lid not in launches:
@@ -239,6 +259,15 @@ def accept_frames(
             launch_id = lid
     batch.n_events += len(rows) - before
     return launch_id
+
+
+def _invalid_envelope(rec: RawRecord, name_writer: str) -> str:
+    """Why a record's envelope is refused (accept_frames's checks, in the order they were made)."""
+    if rec.writer != name_writer:
+        return f"record of writer {rec.writer} in the file of writer {name_writer}"
+    if rec.seq < 1:
+        return f"sequence number {rec.seq} < 1"
+    return "seq, launch_id or fw_id out of the 64-bit integer range"
 
 
 def frame_at(opener: Callable[[str], OsSourceFile], path: str, offset: int) -> tuple[int, bytes]:

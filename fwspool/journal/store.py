@@ -33,7 +33,7 @@ from fwspool.journal.rows import (
     SourceRow,
 )
 from fwspool.journal.schema import in_chunks, quote
-from fwspool.journal.summary import add_inserted, events_high_water, summarize
+from fwspool.journal.summary import add_inserted, add_rows, events_high_water, summarize
 
 #: At most this many quarantined bytes are copied into the journal; the spool keeps the rest.
 QUARANTINE_KEEP = 1024 * 1024
@@ -146,8 +146,12 @@ class IngestStore(JournalDatabase):
                 counts.new_events = insert_rows(
                     db, "events", _EVENT_COLUMNS, event_rows, "ON CONFLICT DO NOTHING"
                 )
-                if counts.new_events:
-                    add_inserted(db, high_water)  # what status reads, in the same transaction
+                # What status reads, in the same transaction: from the rows in hand when all of
+                # them went in (a first ingest), else read back above the high-water mark.
+                if counts.new_events == len(event_rows):
+                    add_rows(db, _EVENT_COLUMNS, event_rows)
+                elif counts.new_events:
+                    add_inserted(db, high_water)
                 counts.duplicates = len(event_rows) - counts.new_events
             if batch.quarantine:
                 damaged = [(source_ids.get(q.path), *q, now) for q in batch.quarantine]
