@@ -16,7 +16,6 @@ so new Fireworks get the same ids.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -28,7 +27,7 @@ from fwspool.launchpad.locks import WorkflowLocks
 from fwspool.launchpad.undo import UNDO_FIELD, undo_mark
 from fwspool.launchpad.vocabulary import ApplyResult, Routed
 from fwspool.launchpad.writeset import WriteSet
-from fwspool.runs import LaunchEvents, apply_running_phase, stamp_completion
+from fwspool.runs import LaunchEvents, run_running_phase, stamp_completion
 
 __all__ = ["CompletionPlan", "PlanInputs", "Prefetched", "complete_in_bulk", "plan_completions"]
 
@@ -261,8 +260,10 @@ def _completed_launch_doc(ending: Routed, prior: dict[str, Any]) -> dict[str, An
     from fireworks.core.firework import FWAction, Launch
 
     final = ending.final
-    launch_obj = Launch.from_dict(copy.deepcopy(prior))
-    apply_running_phase(launch_obj, ending.launch.events, reopen=ending.reopen)
+    # No copy of the prior: FireWorks' from_dict builds the Launch's dicts and lists anew
+    # (fwspool.launchpad.fireworks_internals, pinned by tests/test_plan.py).
+    launch_obj = Launch.from_dict(prior)
+    run_running_phase(launch_obj, ending.launch.events, reopen=ending.reopen)
     launch_obj.state = final.state
     launch_obj.action = FWAction.from_dict(final.action)
     stamp_completion(launch_obj, final.state, final.completed_on)
