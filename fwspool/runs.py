@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from fwspool.events import FINAL_STATES, as_utc
+from fwspool.fireworks_documents import launch_db_dict
 
 #: Keys of stored_data by which a FIZZLED action is known to be fwspool's inference.
 INFERRED_KEYS = ("_fwspool_exit", "_fwspool_lost")
@@ -269,10 +270,10 @@ def changed_launch_doc(
 ) -> dict[str, Any] | None:
     """Apply a launch's running phase (:func:`run_running_phase`); returns the Launch's
     ``to_db_dict()`` if it changed, None if not. The change is judged on FireWorks' own
-    documents, so the document is serialized twice, never three times."""
-    before = launch_obj.to_db_dict()
+    documents (:func:`~fwspool.fireworks_documents.launch_db_dict`), the one written included."""
+    before = launch_db_dict(launch_obj)
     run_running_phase(launch_obj, events, reopen=reopen)
-    after: dict[str, Any] = launch_obj.to_db_dict()
+    after = launch_db_dict(launch_obj)
     return after if after != before else None
 
 

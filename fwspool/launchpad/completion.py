@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 import bson
 
+from fwspool.fireworks_documents import firework_db_dict, launch_db_dict
 from fwspool.launchpad.fireworks_internals import PrefetchedCollection, load_workflow, renumber_new_fireworks
 from fwspool.launchpad.locks import WorkflowLocks
 from fwspool.launchpad.undo import UNDO_FIELD, undo_mark
@@ -210,7 +211,7 @@ class _Workflows:
         oversized: set[Any] = set()
         for wf_id, (wf, updated) in self.loaded.items():
             for i in sorted(updated):
-                doc = wf.id_fw[i].to_db_dict()
+                doc = firework_db_dict(wf.id_fw[i])
                 doc[UNDO_FIELD] = undo_mark(self.inputs.token, wf_id, prior.get(i), doc)
                 if len(bson.encode(doc)) > MAX_BULK_DOC:
                     oversized.add(wf_id)
@@ -267,7 +268,7 @@ def _completed_launch_doc(ending: Routed, prior: dict[str, Any]) -> dict[str, An
     launch_obj.state = final.state
     launch_obj.action = FWAction.from_dict(final.action)
     stamp_completion(launch_obj, final.state, final.completed_on)
-    return dict(launch_obj.to_db_dict(), _id=prior["_id"])
+    return dict(launch_db_dict(launch_obj), _id=prior["_id"])
 
 
 def _launches_of_several_fireworks(lp: Any, endings: list[Routed]) -> set[int]:
