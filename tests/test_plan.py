@@ -10,16 +10,16 @@ from typing import Any
 
 import bson
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from fireworks import Firework, FWAction, FWorker, ScriptTask, Workflow
 from fireworks.core.firework import Launch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fwspool.launchpad import LockToken, WriteSet
-from fwspool.launchpad.writeset import BSON_PREFIX
 from fwspool.launchpad.completion import PlanInputs, Prefetched, plan_completions
 from fwspool.launchpad.undo import UNDO_FIELD, undo_mark
 from fwspool.launchpad.vocabulary import Routed, lock_holder
+from fwspool.launchpad.writeset import BSON_PREFIX
 from fwspool.runs import LaunchEvents, PendingEvent, read_launch
 
 T0 = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
