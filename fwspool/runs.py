@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from fwspool.events import FINAL_STATES, as_utc
+from fwspool.fireworks_documents import launch_db_dict
 
 #: Keys of stored_data by which a FIZZLED action is known to be fwspool's inference.
 INFERRED_KEYS = ("_fwspool_exit", "_fwspool_lost")
@@ -260,7 +261,24 @@ class _Phase:
 
 
 def apply_running_phase(launch_obj: Any, events: list[PendingEvent], *, reopen: bool = False) -> bool:
-    """Apply a launch's running phase to a FireWorks Launch in memory; returns whether it changed.
+    """Apply a launch's running phase (:func:`run_running_phase`); returns whether it changed."""
+    return changed_launch_doc(launch_obj, events, reopen=reopen) is not None
+
+
+def changed_launch_doc(
+    launch_obj: Any, events: list[PendingEvent], *, reopen: bool = False
+) -> dict[str, Any] | None:
+    """Apply a launch's running phase (:func:`run_running_phase`); returns the Launch's
+    ``to_db_dict()`` if it changed, None if not. The change is judged on FireWorks' own
+    documents (:func:`~fwspool.fireworks_documents.launch_db_dict`), the one written included."""
+    before = launch_db_dict(launch_obj)
+    run_running_phase(launch_obj, events, reopen=reopen)
+    after = launch_db_dict(launch_obj)
+    return after if after != before else None
+
+
+def run_running_phase(launch_obj: Any, events: list[PendingEvent], *, reopen: bool = False) -> None:
+    """Apply a launch's running phase to a FireWorks Launch in memory.
 
     Mirrors ``checkout_fw`` (state RUNNING, host, ip, fworker), ``ping_launch`` (touch the
     RUNNING entry's ``updated_on``, keep the checkpoint) and ``change_launch_dir``, with the
@@ -269,7 +287,6 @@ def apply_running_phase(launch_obj: Any, events: list[PendingEvent], *, reopen: 
     becomes the RUNNING entry's, and the interrupted run is listed in ``interrupted_runs``.
     ``completed`` is not applied here (the caller completes the launch).
     """
-    before = launch_obj.to_db_dict()
     phase = _Phase()
     if reopen and launch_obj.state == "FIZZLED":
         phase.ended = _undo_inferred_end(launch_obj)
@@ -284,7 +301,6 @@ def apply_running_phase(launch_obj: Any, events: list[PendingEvent], *, reopen: 
             launch_obj.launch_dir = ev.payload["launch_dir"]
     if phase.newest_touch is not None and launch_obj.state == "RUNNING":
         _touch(launch_obj, *phase.newest_touch)
-    return launch_obj.to_db_dict() != before
 
 
 def _start(launch_obj: Any, ev: PendingEvent, phase: _Phase) -> None:

@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "fwspool"
 #: The exactly-once core (docs/code.md, "How to change the exactly-once core").
 CORE = [*sorted((PACKAGE / "launchpad").glob("*.py")), *sorted((PACKAGE / "journal").glob("*.py"))]
-CORE += [PACKAGE / "push.py", PACKAGE / "runs.py"]
+CORE += [PACKAGE / "push.py", PACKAGE / "runs.py", PACKAGE / "fireworks_documents.py"]
 MAX_FUNCTION_LINES = 50
 
 

@@ -12,11 +12,14 @@ import bson
 import pytest
 from fireworks import Firework, FWAction, FWorker, ScriptTask, Workflow
 from fireworks.core.firework import Launch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fwspool.launchpad import LockToken, WriteSet
 from fwspool.launchpad.completion import PlanInputs, Prefetched, plan_completions
 from fwspool.launchpad.undo import UNDO_FIELD, undo_mark
 from fwspool.launchpad.vocabulary import Routed, lock_holder
+from fwspool.launchpad.writeset import BSON_PREFIX
 from fwspool.runs import LaunchEvents, PendingEvent, read_launch
 
 T0 = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
@@ -218,3 +221,72 @@ def test_a_lock_token_is_its_owner_and_its_run(text: str, owner: str, run: str) 
     assert lock_holder(text) == token and lock_holder(None) is None and lock_holder("") is None
     fresh = LockToken.new(owner)
     assert fresh.of(owner) and fresh != LockToken.new(owner) and LockToken.parse(str(fresh)) == fresh
+
+
+def test_planning_leaves_its_inputs_as_read_whatever_the_action_changes() -> None:
+    """The plan hands FireWorks shallow copies of the prefetched documents (and the prior launch
+    itself): FireWorks' from_dict builds every nested dict and list anew, so nothing it changes
+    (specs pushed into, a checkpoint, additions and detours) reaches the documents read."""
+    held, docs = launchpad_docs()
+    docs.fireworks[2]["spec"]["data"] = {"list": [1], "nested": {"k": ["é", 2]}}
+    docs.launches[1]["state_history"][0]["checkpoint"] = {"step": [1, {"at": "2026-03-02T08:00:00"}]}
+    before = copy.deepcopy((held, docs))
+    extra = Workflow([Firework(ScriptTask.from_str("echo c"), name="extra")]).to_dict()
+    detour = Workflow([Firework(ScriptTask.from_str("echo d"), name="detour")]).to_dict()
+    action = FWAction(
+        stored_data={"deep": {"x": [1, 2]}},
+        update_spec={"data": {"list": [9]}},
+        mod_spec=[{"_push": {"data->nested->k": 3}}],
+    ).to_dict()
+    action.update(additions=[extra], detours=[detour])
+    routed = ending(1, docs.launches[1], action)
+    checkpoint = PendingEvent("w1-1b", "checkpoint", T0.isoformat(), {"checkpoint": {"cp": [1]}})
+    routed.launch.events.insert(1, checkpoint)
+    plan = plan_completions([routed], PlanInputs(held, docs, TOKEN, None, counter(5)[1]))
+    assert {d["name"] for d in plan.write_set.fireworks} == {"a0", "b0", "extra", "detour"}
+    assert (held, docs) == before
+
+
+#: BSON values as a LaunchPad document holds them (the database's times: naive UTC, milliseconds).
+BSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False)
+    | st.text()
+    | st.datetimes(dt.datetime(1970, 1, 1), dt.datetime(3000, 1, 1)).map(
+        lambda t: t.replace(microsecond=t.microsecond // 1000 * 1000)
+    )
+    | st.builds(bson.ObjectId),
+    # A key with NUL is none the database takes (BSON ends its keys with one).
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(max_size=8).filter(lambda k: "\x00" not in k), inner, max_size=4)
+    ),
+    max_leaves=16,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(value=BSON_VALUES)
+def test_a_write_set_reads_back_the_same_values_as_bson_as_from_extended_json(value: Any) -> None:
+    """Write sets are saved as BSON now; those saved before as canonical Extended JSON still
+    read, and either way every value comes back with the same type (bson.encode tells)."""
+    from bson import json_util
+
+    ws = WriteSet([{"_id": bson.ObjectId(), "launch_id": 1, "v": value}], token="j:r", new_ids=[3, 4])
+    old = json_util.dumps(ws._as_document(), json_options=json_util.CANONICAL_JSON_OPTIONS).encode()
+    data = ws.to_bytes()
+    assert data.startswith(BSON_PREFIX)
+    again, before = WriteSet.from_bytes(data), WriteSet.from_bytes(old)
+    assert (
+        bson.encode(again._as_document())
+        == bson.encode(before._as_document())
+        == bson.encode(ws._as_document())
+    )
+
+
+def test_a_write_set_bson_cannot_hold_is_saved_as_extended_json() -> None:
+    ws = WriteSet([{"launch_id": 1, "big": 2**70}], token="j:r")
+    data = ws.to_bytes()
+    assert data.startswith(b"{") and WriteSet.from_bytes(data) == ws

@@ -16,19 +16,19 @@ so new Fireworks get the same ids.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import bson
 
+from fwspool.fireworks_documents import firework_db_dict, launch_db_dict
 from fwspool.launchpad.fireworks_internals import PrefetchedCollection, load_workflow, renumber_new_fireworks
 from fwspool.launchpad.locks import WorkflowLocks
 from fwspool.launchpad.undo import UNDO_FIELD, undo_mark
 from fwspool.launchpad.vocabulary import ApplyResult, Routed
 from fwspool.launchpad.writeset import WriteSet
-from fwspool.runs import LaunchEvents, apply_running_phase, stamp_completion
+from fwspool.runs import LaunchEvents, run_running_phase, stamp_completion
 
 __all__ = ["CompletionPlan", "PlanInputs", "Prefetched", "complete_in_bulk", "plan_completions"]
 
@@ -211,7 +211,7 @@ class _Workflows:
         oversized: set[Any] = set()
         for wf_id, (wf, updated) in self.loaded.items():
             for i in sorted(updated):
-                doc = wf.id_fw[i].to_db_dict()
+                doc = firework_db_dict(wf.id_fw[i])
                 doc[UNDO_FIELD] = undo_mark(self.inputs.token, wf_id, prior.get(i), doc)
                 if len(bson.encode(doc)) > MAX_BULK_DOC:
                     oversized.add(wf_id)
@@ -261,12 +261,14 @@ def _completed_launch_doc(ending: Routed, prior: dict[str, Any]) -> dict[str, An
     from fireworks.core.firework import FWAction, Launch
 
     final = ending.final
-    launch_obj = Launch.from_dict(copy.deepcopy(prior))
-    apply_running_phase(launch_obj, ending.launch.events, reopen=ending.reopen)
+    # No copy of the prior: FireWorks' from_dict builds the Launch's dicts and lists anew
+    # (fwspool.launchpad.fireworks_internals, pinned by tests/test_plan.py).
+    launch_obj = Launch.from_dict(prior)
+    run_running_phase(launch_obj, ending.launch.events, reopen=ending.reopen)
     launch_obj.state = final.state
     launch_obj.action = FWAction.from_dict(final.action)
     stamp_completion(launch_obj, final.state, final.completed_on)
-    return dict(launch_obj.to_db_dict(), _id=prior["_id"])
+    return dict(launch_db_dict(launch_obj), _id=prior["_id"])
 
 
 def _launches_of_several_fireworks(lp: Any, endings: list[Routed]) -> set[int]:

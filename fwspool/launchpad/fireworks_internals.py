@@ -10,7 +10,6 @@ file only (FireWorks is pinned to 2.1.x in pyproject.toml for the same reason).
 
 from __future__ import annotations
 
-import copy
 from types import SimpleNamespace
 from typing import Any
 
@@ -50,6 +49,10 @@ class PrefetchedCollection:
 
     It answers the two query shapes FireWorks' ``LazyFirework`` uses (``find_one({key: v})`` and
     ``find({key: {"$in": [...]}})``), so FireWorks' own Workflow code runs on it unchanged.
+
+    Each answer is a shallow copy: ``LazyFirework`` deletes and sets top-level keys of what it
+    reads, and hands it to ``from_dict``, which builds every nested dict and list anew
+    (``_recursive_load``), so the prefetched documents stay as read without a deep copy.
     """
 
     def __init__(self, docs: dict[int, dict[str, Any]], key: str) -> None:
@@ -58,11 +61,11 @@ class PrefetchedCollection:
 
     def find_one(self, filter: dict[str, Any], projection: Any = None, **_: Any) -> dict[str, Any] | None:
         doc = self.docs.get(filter[self.key])
-        return copy.deepcopy(doc) if doc is not None else None
+        return dict(doc) if doc is not None else None
 
     def find(self, filter: dict[str, Any], projection: Any = None, **_: Any) -> list[dict[str, Any]]:
         wanted = filter[self.key]["$in"]
-        return [copy.deepcopy(self.docs[k]) for k in sorted(wanted) if k in self.docs]
+        return [dict(self.docs[k]) for k in sorted(wanted) if k in self.docs]
 
 
 def load_workflow(
@@ -76,7 +79,7 @@ def load_workflow(
     states = {int(k): v for k, v in wf_doc["fw_states"].items()} if "fw_states" in wf_doc else None
     return Workflow(
         lazy,
-        wf_doc["links"],
+        dict(wf_doc["links"]),  # Workflow() adds int keys to the dict it is given
         wf_doc["name"],
         wf_doc["metadata"],
         wf_doc["created_on"],

@@ -20,11 +20,13 @@ from fwspool.launchpad.locks import LOCK_FIELD, unlock_token
 from fwspool.launchpad.undo import UNDO_FIELD, UNDOING_FIELD
 from fwspool.launchpad.vocabulary import Verdict
 
-__all__ = ["TAKEN_FIELD", "WriteSet"]
+__all__ = ["BSON_PREFIX", "TAKEN_FIELD", "WriteSet"]
 
 #: The field of the LaunchPad's ``fw_id_assigner`` document that says which write set took
 #: Firework ids last, and which: ``[token, first, end]`` (FireWorks' own takes leave it as is).
 TAKEN_FIELD = "fwspool_ids_taken"
+#: The first bytes of a write set saved as BSON: Extended JSON, its earlier form, starts with '{'.
+BSON_PREFIX = b"fwspool-bson\x00"
 
 
 @dataclass(slots=True)
@@ -50,9 +52,22 @@ class WriteSet:
     new_ids: list[int] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
-        from bson import json_util
+        """The write set as the journal keeps it: BSON, which gives back every value a LaunchPad
+        document holds (datetimes, ObjectIds, 64-bit integers) as the database would, after
+        :data:`BSON_PREFIX`. What BSON cannot encode (the database would refuse it too) is
+        saved as canonical Extended JSON, as every write set was before BSON."""
+        import bson
 
-        data = {
+        data = self._as_document()
+        try:
+            return BSON_PREFIX + bson.encode(data)
+        except (bson.errors.BSONError, OverflowError, ValueError):
+            from bson import json_util
+
+            return json_util.dumps(data, json_options=json_util.CANONICAL_JSON_OPTIONS).encode()
+
+    def _as_document(self) -> dict[str, Any]:
+        return {
             "launches": self.launches,
             "fireworks": self.fireworks,
             "workflows": self.workflows,
@@ -61,13 +76,18 @@ class WriteSet:
             "prior_fireworks": self.prior_fireworks,
             "new_ids": self.new_ids,
         }
-        return json_util.dumps(data, json_options=json_util.CANONICAL_JSON_OPTIONS).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> WriteSet:
-        from bson import json_util
+        """A write set from :meth:`to_bytes`, BSON or (saved before BSON) Extended JSON."""
+        if data.startswith(BSON_PREFIX):
+            import bson
 
-        d = json_util.loads(data.decode(), json_options=json_util.CANONICAL_JSON_OPTIONS)
+            d = bson.decode(data[len(BSON_PREFIX) :])
+        else:
+            from bson import json_util
+
+            d = json_util.loads(data.decode(), json_options=json_util.CANONICAL_JSON_OPTIONS)
         return cls(
             d["launches"],
             d["fireworks"],
