@@ -405,8 +405,20 @@ def recover_offline_idle(work: str, n: int, env: dict[str, str]) -> dict[str, An
         server.stop()
 
 
+def as_installed(env: dict[str, str], work: str) -> dict[str, str]:
+    """The children's environment with Python's bytecode cached, as pip leaves an installed
+    package: with ``PYTHONDONTWRITEBYTECODE`` set and a checkout without ``__pycache__``, every
+    command compiled fwspool anew, about 0.15 s of each start-up that users do not pay. A
+    warm-up ``fwspool --help`` fills the cache before anything is timed."""
+    env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = os.path.join(work, "pycache")
+    fwspool("--help", env=env)
+    fwspool("status", "--help", env=env)
+    return env
+
+
 def run(args: argparse.Namespace, work: str) -> dict[str, Any]:
-    env = {**os.environ, "FWSPOOL_INBOX": os.path.join(work, "inbox")}
+    env = as_installed({**os.environ, "FWSPOOL_INBOX": os.path.join(work, "inbox")}, work)
     os.makedirs(env["FWSPOOL_INBOX"], exist_ok=True)
     root = build(work, args.launches, args.events, args.open)
     journal = os.path.join(work, "journal.sqlite3")
