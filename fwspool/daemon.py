@@ -241,6 +241,24 @@ class _LoopState:
     submit_due: threading.Event = field(default_factory=threading.Event)
 
 
+class _Mutable:
+    """A thread's lines, until the loop that started it stops listening to it."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self._say = say
+        self._lock = threading.Lock()
+        self._muted = False
+
+    def __call__(self, line: str) -> None:
+        with self._lock:
+            if not self._muted:
+                self._say(line)
+
+    def mute(self) -> None:
+        with self._lock:  # a line being said is said whole, before the loop's last one
+            self._muted = True
+
+
 @dataclass(frozen=True)
 class Loop:
     """How a login-node command runs its passes: one, or with ``watch`` one every ``interval``
@@ -395,7 +413,10 @@ class Loop:
         here; an error the push cannot retry (refused credentials...) ends the loop and is raised."""
         halt = StopFlag()  # the pushing thread's: set when this loop ends
         failed: list[BaseException] = []
-        pushing = dataclasses.replace(self, stop=halt, heartbeat=math.inf)  # the same _state
+        said, warned = _Mutable(self.say), _Mutable(self.warn)
+        pushing = dataclasses.replace(
+            self, stop=halt, heartbeat=math.inf, say=said, warn=warned
+        )  # the same _state
 
         def push_forever() -> None:
             try:
@@ -439,7 +460,10 @@ class Loop:
                 if halt.in_wait():
                     # Its first contact with a database that does not answer writes nothing: a
                     # stop ends it at once, as the signal does for a one-shot push (the daemon
-                    # thread ends with the process).
+                    # thread ends with the process). Whatever it would say from now on would
+                    # come after the loop's last line ("stopped by SIGTERM"): it says nothing.
+                    said.mute()
+                    warned.mute()
                     break
                 thread.join(0.1)
         if failed:
