@@ -414,9 +414,8 @@ class Loop:
         halt = StopFlag()  # the pushing thread's: set when this loop ends
         failed: list[BaseException] = []
         said, warned = _Mutable(self.say), _Mutable(self.warn)
-        pushing = dataclasses.replace(
-            self, stop=halt, heartbeat=math.inf, say=said, warn=warned
-        )  # the same _state
+        # The same _state; its lines muted once this loop stops listening (below).
+        pushing = dataclasses.replace(self, stop=halt, heartbeat=math.inf, say=said, warn=warned)
 
         def push_forever() -> None:
             try:

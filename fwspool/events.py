@@ -322,10 +322,7 @@ def as_utc(value: dt.datetime | str) -> dt.datetime:
 def _parse_iso(text: str) -> dt.datetime:
     # Cached: `fwspool status` reads each launch's times several times, and the last push's
     # for every launch (datetimes are immutable, so callers may share one).
-    value = dt.datetime.fromisoformat(text)  # Python 3.11 reads the "Z" too
-    if value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC)
+    return as_utc(dt.datetime.fromisoformat(text))  # Python 3.11 reads the "Z" too
 
 
 def iso(value: dt.datetime) -> str:

@@ -50,6 +50,16 @@ class Died(Exception):
     pass
 
 
+def _dying_at(monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    """The write set's writes die (an exception, as a kill would stop them) at failpoint ``where``."""
+
+    def failpoint(name: str) -> None:
+        if name == where:
+            raise Died
+
+    monkeypatch.setattr(writeset, "failpoint", failpoint)
+
+
 def test_a_push_dying_before_its_write_set_is_saved_wastes_no_firework_ids(
     launchpad: Any, tmp_path: Path, mongo_uri: str
 ) -> None:
@@ -104,14 +114,9 @@ def test_a_bulk_completion_dying_halfway_shows_no_runnable_orphan_and_keeps_its_
     _refresh_wf), and a write that failed halfway gave its workflow locks back, so the replay could
     not write the workflow."""
     saved: list[bytes] = []
-
-    def failpoint(name: str) -> None:
-        if name == "bulk.after_fireworks":
-            raise Died
-
     with Journal.open(str(tmp_path / "j.sqlite3")) as journal:
         _completion_ready(launchpad, tmp_path, journal)
-        monkeypatch.setattr(writeset, "failpoint", failpoint)
+        _dying_at(monkeypatch, "bulk.after_fireworks")
         with pytest.raises(Died):
             LaunchPadApplier(launchpad).apply(journal.pending_launches(None, 10), T0, redo=saved.append)
         monkeypatch.undo()
@@ -157,27 +162,21 @@ def test_new_firework_ids_taken_by_another_writer_before_it_inserts_are_not_shar
     assert after["fireworks"]["step1"][1] == "COMPLETED"
 
 
-def test_a_write_killed_after_taking_its_ids_is_replayed_with_them(launchpad: Any, tmp_path: Path) -> None:
+def test_a_write_killed_after_taking_its_ids_is_replayed_with_them(
+    launchpad: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Killed after moving the id counter and before inserting a Firework: the replay cannot
     tell its take from another writer's by the Fireworks (there are none yet); the counter
     document's record of the last take says it was its own, so no id is wasted (chaos scenario 2
     counts them against a clean run)."""
     saved: list[bytes] = []
-
-    def failpoint(name: str) -> None:
-        if name == "bulk.after_launches":
-            raise Died
-
     with Journal.open(str(tmp_path / "j.sqlite3")) as journal:
         _completion_ready(launchpad, tmp_path, journal)
         first = _state(launchpad)["next_fw_id"]
-        original = writeset.failpoint
-        writeset.failpoint = failpoint
-        try:
-            with pytest.raises(Died):
-                LaunchPadApplier(launchpad).apply(journal.pending_launches(None, 10), T0, redo=saved.append)
-        finally:
-            writeset.failpoint = original
+        _dying_at(monkeypatch, "bulk.after_launches")
+        with pytest.raises(Died):
+            LaunchPadApplier(launchpad).apply(journal.pending_launches(None, 10), T0, redo=saved.append)
+        monkeypatch.undo()
     assert _state(launchpad)["next_fw_id"] == first + 2
     assert launchpad.fireworks.count_documents({"fw_id": {"$gte": first}}) == 0
     assert WriteSet.from_bytes(saved[0]).replay(launchpad) == Verdict.WRITTEN

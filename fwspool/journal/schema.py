@@ -22,6 +22,8 @@ SCHEMA_VERSION = 6
 
 #: The event types that say how a run went (``blocks`` and ``fwspool status`` read the last one).
 RUN_TYPES = ("started", "exited", "completed", "lost", "released")
+#: The same, as an SQL list: ``type IN {RUN_TYPES_SQL}``.
+RUN_TYPES_SQL = "(" + ", ".join(f"'{t}'" for t in RUN_TYPES) + ")"
 
 
 @functools.cache

@@ -26,9 +26,9 @@ from itertools import groupby
 from operator import itemgetter
 from typing import Any
 
-from fwspool.journal.schema import RUN_TYPES, in_chunks
+from fwspool.journal.schema import RUN_TYPES, RUN_TYPES_SQL, in_chunks
 
-_RUN = "(" + ", ".join(f"'{t}'" for t in RUN_TYPES) + ")"
+_RUN = RUN_TYPES_SQL
 
 _COUNTS = """
 SELECT launch_id, count(*), sum(pushed_at IS NULL), sum(push_outcome IS 'applied'),

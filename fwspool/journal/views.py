@@ -13,11 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from fwspool.journal.database import JournalDatabase, rows_as_dicts
-from fwspool.journal.schema import in_chunks
+from fwspool.journal.schema import RUN_TYPES_SQL, in_chunks
 from fwspool.runs import PendingEvent
-
-#: The events that decide what a launch came to (:func:`fwspool.outcomes.implied`).
-_RUN_TYPES = "('started', 'exited', 'lost', 'released', 'completed')"
 
 #: The run events, with the few payload fields that say how (a completion's FWAction may be
 #: megabytes: only its state and the exception's text are read).
@@ -30,14 +27,14 @@ SELECT launch_id, event_id, type, occurred_at,
        CASE WHEN type = 'completed' THEN json_extract(payload, '$.action.stored_data._exception._stacktrace') END,
        CASE WHEN type = 'completed' THEN json_extract(payload, '$.action.stored_data._message') END
 FROM events
-WHERE launch_id IN ({{marks}}) AND type IN {_RUN_TYPES}
+WHERE launch_id IN ({{marks}}) AND type IN {RUN_TYPES_SQL}
   AND push_outcome IS NOT 'stray'
 ORDER BY launch_id, occurred_at, event_id"""
 
 #: The launches with a run event not pushed yet (by ``events_pending``: pending events only).
 _PENDING_RUN_EVENTS = (
     "SELECT DISTINCT launch_id FROM events "
-    f"WHERE launch_id IN ({{marks}}) AND pushed_at IS NULL AND type IN {_RUN_TYPES}"
+    f"WHERE launch_id IN ({{marks}}) AND pushed_at IS NULL AND type IN {RUN_TYPES_SQL}"
 )
 
 _PAYLOAD_FIELDS = ("state", "signal", "signal_name", "returncode", "error", "run", "batch_job_id", "reason")
