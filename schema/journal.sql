@@ -1,5 +1,5 @@
 -- fwspool journal schema (generated from fwspool/journal/schema.py; do not edit by hand).
--- PRAGMA user_version = 6; auto_vacuum = INCREMENTAL; journal_mode = WAL; synchronous = FULL.
+-- PRAGMA user_version = 6; page_size = 16384; auto_vacuum = INCREMENTAL; journal_mode = WAL; synchronous = FULL.
 
 CREATE TABLE forget_requests (
 	request_id INTEGER NOT NULL,

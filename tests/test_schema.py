@@ -14,6 +14,7 @@ import pytest
 from fwspool import events
 from fwspool.journal import SCHEMA_VERSION, Journal, schema_sql
 from fwspool.spool import HEADER_LEN, MAGIC, SpoolWriter
+from fwspool.testing import journal_file
 
 SCHEMA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "schema")
 DATA = Path(__file__).resolve().parent / "data"
@@ -478,3 +479,38 @@ def test_a_version_5_journal_is_upgraded_in_place_with_the_indexes_status_picks_
         "launch_summary_by_last_event",
         "launches_forgotten",
     } <= names
+
+
+def test_a_new_journal_has_the_pragmas_of_the_schema_files_header_and_an_older_one_keeps_its_pages(
+    tmp_path,
+):
+    """The header of schema/journal.sql is what a new journal is; a journal made with SQLite's
+    4 KiB pages (every journal before 16 KiB pages) keeps them, since a WAL file cannot change
+    its page size, and ingests and upgrades as before."""
+    header = read("journal.sql").splitlines()[1]
+    pragmas = dict(p.strip().split(" = ") for p in header.removeprefix("-- PRAGMA ").rstrip(".").split(";"))
+    fresh = tmp_path / "fresh.sqlite3"
+    Journal.open(str(fresh)).close()
+    with sqlite3.connect(fresh) as db:
+        assert db.execute("PRAGMA page_size").fetchone()[0] == int(pragmas["page_size"]) == 16384
+        assert db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2 and pragmas["auto_vacuum"] == "INCREMENTAL"
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == pragmas["journal_mode"].lower()
+        assert db.execute("PRAGMA user_version").fetchone()[0] == int(pragmas["user_version"])
+    old = tmp_path / "old.sqlite3"
+    with sqlite3.connect(old) as db:
+        db.execute("PRAGMA page_size = 4096")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.executescript((DATA / "journal-v5.sql").read_text())
+        db.execute("PRAGMA user_version = 5")
+    launch_dir = tmp_path / "root" / "launch_1"
+    launch_dir.mkdir(parents=True)
+    with SpoolWriter(str(launch_dir), launch_id=1, fw_id=1) as w:
+        for _ in range(3):
+            w.append(events.Ping(ping_time="2026-01-01T00:00:00Z"))
+    for path in (old, fresh):
+        assert journal_file.ingest(str(path), tmp_path / "root").new_events == 3
+    with Journal.open(str(old)) as journal:
+        assert journal.query("PRAGMA page_size")[0]["page_size"] == 4096
+        assert journal.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION
+        assert journal.query("PRAGMA integrity_check") == [{"integrity_check": "ok"}]
+    assert _ddl(old) == _ddl(fresh)

@@ -373,7 +373,7 @@ def schema_sql() -> str:
     """The journal schema as SQLite DDL: the text of ``schema/journal.sql``."""
     parts = [
         "-- fwspool journal schema (generated from fwspool/journal/schema.py; do not edit by hand).\n"
-        f"-- PRAGMA user_version = {SCHEMA_VERSION}; auto_vacuum = INCREMENTAL; journal_mode = WAL; synchronous = FULL.\n"
+        f"-- PRAGMA user_version = {SCHEMA_VERSION}; page_size = 16384; auto_vacuum = INCREMENTAL; journal_mode = WAL; synchronous = FULL.\n"
     ]
     parts += [ddl + ";\n" for ddl in _ddl()]
     return "\n".join("\n".join(line.rstrip() for line in part.split("\n")) for part in parts)
