@@ -6,6 +6,7 @@
     python tools/bench_scale.py --json           # JSON on stdout (the table goes to stderr)
     python tools/bench_scale.py --recover-offline 200   # and FireWorks' lpad recover_offline beside
     PYTHONPATH=/path/to/other/fwspool python tools/bench_scale.py   # another version, same figures
+    python tools/bench_scale.py --ingest-vs /path/to/other/fwspool  # both first ingests, in turn
 
 It builds L finished launches of E events each (spool files in the real record format, as
 ``tools/bench_ingest.py`` writes them: started, pings with a checkpoint every tenth, completed,
@@ -53,7 +54,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_ingest import generate  # noqa: E402 - the same spool files as the ingest benchmark
+from bench_ingest import generate, remove_journal  # noqa: E402 - the same spool files as the ingest benchmark
 
 TARGETS = {"status_s": 1.0, "idle_meta_per_launch": 1.2, "idle_s": 1.0, "ingest_events_per_s": 100_000}
 
@@ -417,6 +418,65 @@ def as_installed(env: dict[str, str], work: str) -> dict[str, str]:
     return env
 
 
+def first_ingest(journal: str, root: str, env: dict[str, str]) -> dict[str, Any]:
+    """``fwspool ingest --root`` into a new journal: its rate, CPU and peak RSS."""
+    import resource
+
+    remove_journal(journal)
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall, rss, _ = fwspool("ingest", "--journal", journal, "--root", root, env=env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = (after.ru_utime - cpu.ru_utime) + (after.ru_stime - cpu.ru_stime)
+    got = sqlite3.connect(journal).execute("SELECT count(*) FROM events").fetchone()[0]
+    log(f"first ingest: {got:,} events in {wall:.1f} s ({got / wall:,.0f}/s), peak RSS {rss / 1024:.0f} MiB")
+    return {
+        "seconds": wall,
+        "events_per_s": got / wall,
+        "cpu_s": cpu_s,
+        "events_per_cpu_s": got / cpu_s,
+        "peak_rss_mib": rss / 1024,  # the largest child so far: the first ingests are the first large ones
+        "events": got,
+    }
+
+
+def ingest_side_by_side(
+    journal: str, root: str, env: dict[str, str], other: str, rounds: int
+) -> dict[str, Any]:
+    """The first ingest by this fwspool and by the one at ``other`` (a checkout, on PYTHONPATH),
+    in turn, ``rounds`` times each: on a shared machine whose speed drifts, the ratio of two runs
+    side by side says more than either rate. Medians, and the median of the pairwise ratios."""
+    other_env = {**env, "PYTHONPATH": os.path.abspath(other)}
+    fwspool("--help", env=other_env)  # its bytecode cached too
+    other_journal = journal + ".other"
+    pairs = []
+    for k in range(rounds):
+        log(f"side by side, round {k + 1} of {rounds}: this, then {other}")
+        pairs.append((first_ingest(journal, root, env), first_ingest(other_journal, root, other_env)))
+    remove_journal(other_journal)
+    if any(a["events"] != b["events"] for a, b in pairs):
+        raise RuntimeError(f"the two versions ingested different numbers of events: {pairs}")
+
+    def median(side: int, key: str) -> float:
+        return statistics.median(p[side][key] for p in pairs)
+
+    this = dict(pairs[-1][0])  # the journal the rest of the benchmark reads
+    this.update(events_per_s=median(0, "events_per_s"), cpu_s=median(0, "cpu_s"))
+    this["events_per_cpu_s"] = this["events"] / this["cpu_s"]
+    return {
+        "other": other,
+        "rounds": rounds,
+        "events": pairs[0][0]["events"],
+        "this": this,
+        "this_events_per_s": median(0, "events_per_s"),
+        "other_events_per_s": median(1, "events_per_s"),
+        "this_cpu_s": median(0, "cpu_s"),
+        "other_cpu_s": median(1, "cpu_s"),
+        "wall_ratio": statistics.median(a["seconds"] / b["seconds"] for a, b in pairs),
+        "cpu_ratio": statistics.median(a["cpu_s"] / b["cpu_s"] for a, b in pairs),
+        "this_peak_rss_mib": max(a["peak_rss_mib"] for a, _ in pairs),
+    }
+
+
 def run(args: argparse.Namespace, work: str) -> dict[str, Any]:
     env = as_installed({**os.environ, "FWSPOOL_INBOX": os.path.join(work, "inbox")}, work)
     os.makedirs(env["FWSPOOL_INBOX"], exist_ok=True)
@@ -425,22 +485,13 @@ def run(args: argparse.Namespace, work: str) -> dict[str, Any]:
     expected = args.launches * args.events + args.open * 5
     r: dict[str, Any] = {"launches": args.launches, "events": args.events, "open": args.open}
 
-    import resource
-
-    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
-    wall, rss, _ = fwspool("ingest", "--journal", journal, "--root", root, env=env)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu_s = (after.ru_utime - cpu.ru_utime) + (after.ru_stime - cpu.ru_stime)
-    got = sqlite3.connect(journal).execute("SELECT count(*) FROM events").fetchone()[0]
-    r["ingest"] = {
-        "seconds": wall,
-        "events_per_s": got / wall,
-        "cpu_s": cpu_s,
-        "events_per_cpu_s": got / cpu_s,
-        "peak_rss_mib": rss / 1024,
-        "events": got,
-    }
-    log(f"first ingest: {got:,} events in {wall:.1f} s ({got / wall:,.0f}/s), peak RSS {rss / 1024:.0f} MiB")
+    if args.ingest_vs:
+        r["ingest_vs"] = ingest_side_by_side(journal, root, env, args.ingest_vs, args.rounds)
+        got = r["ingest_vs"]["events"]
+        r["ingest"] = r["ingest_vs"]["this"]
+    else:
+        r["ingest"] = first_ingest(journal, root, env)
+        got = r["ingest"]["events"]
     r["ok"] = got == expected
 
     r["push_marks"] = mark_as_pushed(journal, args.launches)
@@ -476,6 +527,7 @@ def table(r: dict[str, Any]) -> str:
         f"  first ingest            {i['events_per_s']:>12,.0f} ev/s  ({i['events']:,} events, {i['seconds']:.1f} s, "
         f"peak RSS {i['peak_rss_mib']:.0f} MiB)",
         f"  first ingest, per CPU s {i['events_per_cpu_s']:>12,.0f} ev    ({i['cpu_s']:.1f} s of CPU: the machine's load aside)",
+        *side_by_side_rows(r.get("ingest_vs")),
         f"  push reads (journal)    {r['push_marks']['read_cpu_ms_per_launch']:>12.2f} ms CPU per launch  "
         "(its pending events, decoded)",
         f"  push marks (journal)    {r['push_marks']['cpu_ms_per_launch']:>12.2f} ms CPU per launch  "
@@ -519,6 +571,18 @@ def table(r: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def side_by_side_rows(vs: dict[str, Any] | None) -> list[str]:
+    if vs is None:
+        return []
+    return [
+        f"  first ingest, side by side with {vs['other']} ({vs['rounds']} runs each, in turn; medians)",
+        f"    this                  {vs['this_events_per_s']:>12,.0f} ev/s  ({vs['this_cpu_s']:.1f} s of CPU)",
+        f"    the other             {vs['other_events_per_s']:>12,.0f} ev/s  ({vs['other_cpu_s']:.1f} s of CPU)",
+        f"    this / the other      {vs['wall_ratio']:>12.3f} wall time, {vs['cpu_ratio']:.3f} CPU "
+        "(median of the pairs' ratios; below 1: this is faster)",
+    ]
+
+
 def status_rows(title: str, s: dict[str, Any]) -> list[str]:
     return [
         f"  status: {title}",
@@ -544,6 +608,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also FireWorks' lpad recover_offline on N running offline launches (a SecantusDB server)",
     )
     ap.add_argument("--repeat", type=int, default=3, help="runs per timing; the median is reported")
+    ap.add_argument(
+        "--ingest-vs",
+        metavar="CHECKOUT",
+        help="also the first ingest of another fwspool (a checkout's directory), in turn with this one",
+    )
+    ap.add_argument("--rounds", type=int, default=3, help="first ingests of each version with --ingest-vs")
     ap.add_argument("--dir", default=None, help="work directory (default: a new temp dir, removed after)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--json", action="store_true", help="JSON on stdout (the table goes to stderr)")
