@@ -460,15 +460,17 @@ def ingest_side_by_side(
         return statistics.median(p[side][key] for p in pairs)
 
     this = dict(pairs[-1][0])  # the journal the rest of the benchmark reads
-    this.update(events_per_s=median(0, "events_per_s"), cpu_s=median(0, "cpu_s"))
-    this["events_per_cpu_s"] = this["events"] / this["cpu_s"]
+    this.update(seconds=median(0, "seconds"), cpu_s=median(0, "cpu_s"))
+    this.update(
+        events_per_s=this["events"] / this["seconds"], events_per_cpu_s=this["events"] / this["cpu_s"]
+    )
     return {
         "other": other,
         "rounds": rounds,
         "events": pairs[0][0]["events"],
         "this": this,
-        "this_events_per_s": median(0, "events_per_s"),
-        "other_events_per_s": median(1, "events_per_s"),
+        "this_events_per_s": this["events_per_s"],
+        "other_events_per_s": pairs[0][1]["events"] / median(1, "seconds"),
         "this_cpu_s": median(0, "cpu_s"),
         "other_cpu_s": median(1, "cpu_s"),
         "wall_ratio": statistics.median(a["seconds"] / b["seconds"] for a, b in pairs),
