@@ -32,7 +32,7 @@ from fwspool.journal.rows import (
     SchedulerView,
     SourceRow,
 )
-from fwspool.journal.schema import in_chunks, quote
+from fwspool.journal.schema import RUN_TYPES_SQL, in_chunks, quote
 from fwspool.journal.summary import add_inserted, add_rows, events_high_water, summarize
 
 #: At most this many quarantined bytes are copied into the journal; the spool keeps the rest.
@@ -75,12 +75,12 @@ SELECT s.path, s.kind, s.launch_id, s.writer_id, s.dev, s.ino, s.fingerprint, s.
              AND e.push_outcome IS NOT 'stray')
 FROM sources AS s LEFT JOIN launches AS l ON l.launch_id = s.launch_id"""
 
-_BATCH_LAUNCHES = """
+_BATCH_LAUNCHES = f"""
 SELECT l.launch_id, l.fw_id, l.launch_dir, l.batch_job_id, l.batch_system, l.batch_gone_at,
        (SELECT e.type || ':' || coalesce(json_extract(e.payload, '$.signal'), '')
         FROM events AS e
         WHERE e.launch_id = l.launch_id AND e.push_outcome IS NOT 'stray'
-          AND e.type IN ('started', 'exited', 'completed', 'lost', 'released')
+          AND e.type IN {RUN_TYPES_SQL}
         ORDER BY e.occurred_at DESC, e.event_id DESC LIMIT 1) AS last
 FROM launches AS l
 WHERE l.terminal_at IS NULL AND l.forgotten_at IS NULL AND l.batch_job_id IS NOT NULL
