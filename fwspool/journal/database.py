@@ -62,6 +62,23 @@ def filesystem_type(path: str) -> str:
     return best_type
 
 
+#: Set on every connection, in this order.
+PRAGMAS = (
+    "busy_timeout = 30000",
+    # A new file only, as auto_vacuum: 16 KiB pages (SQLite's default is 4) make a first ingest
+    # write, checkpoint and re-read a quarter as many pages, about 2.4 us less CPU per event
+    # inserted (docs/at-scale.md); an older journal keeps its page size.
+    "page_size = 16384",
+    # Takes effect on a new file only (before its first table): pruned space then goes back to
+    # the filesystem without a VACUUM; an older journal is converted by its first prune
+    # (fwspool.journal.retention).
+    "auto_vacuum = INCREMENTAL",
+    "journal_mode = WAL",
+    "synchronous = FULL",
+    "foreign_keys = ON",
+)
+
+
 class JournalDatabase:
     """The connection to one journal file and its transactions; the roles of the journal
     (:mod:`fwspool.journal`) are built on it."""
@@ -96,20 +113,7 @@ class JournalDatabase:
         except sqlite3.Error as exc:
             raise JournalError(f"cannot open journal {path}: {exc}") from exc
         try:
-            for pragma in (
-                "busy_timeout = 30000",
-                # A new file only, as auto_vacuum: 16 KiB pages (SQLite's default is 4) make a first
-                # ingest write, checkpoint and re-read a quarter as many pages, about 2.4 us less
-                # CPU per event inserted (docs/at-scale.md); an older journal keeps its page size.
-                "page_size = 16384",
-                # Takes effect on a new file only (before its first table): pruned space then goes
-                # back to the filesystem without a VACUUM; an older journal is converted by its
-                # first prune (fwspool.journal.retention).
-                "auto_vacuum = INCREMENTAL",
-                "journal_mode = WAL",
-                "synchronous = FULL",
-                "foreign_keys = ON",
-            ):
+            for pragma in PRAGMAS:
                 db.execute(f"PRAGMA {pragma}")
             create_or_upgrade(db, path, summarize)
         except sqlite3.OperationalError as exc:
