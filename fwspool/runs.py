@@ -238,10 +238,18 @@ def _undo_inferred_end(doc: dict[str, Any], now: dt.datetime) -> dict[str, Any] 
     running = next((h for h in reversed(history) if h["state"] == "RUNNING"), None)
     doc["action"] = None
     set_launch_state(doc, "RUNNING", now)  # appends a RUNNING entry only if there was none
+    return inferred_run_record(
+        stored, running["created_on"] if running is not None else None, ended.get("created_on")
+    )
+
+
+def inferred_run_record(stored: dict[str, Any], started_on: Any, ended_on: Any) -> dict[str, Any]:
+    """The ``interrupted_runs`` record of a run that an inferred FIZZLED (its action's
+    ``stored_data``) ended, with the run's start and end as the history holds them."""
     facts = stored.get("_fwspool_exit") or stored.get("_fwspool_lost") or {}
     return {
-        "started_on": running["created_on"] if running is not None else None,
-        "ended_on": ended.get("created_on"),
+        "started_on": started_on,
+        "ended_on": ended_on,
         "ended_by": stored.get("_message"),
         **({"exit": facts} if facts else {}),
         "_run": facts.get("run"),

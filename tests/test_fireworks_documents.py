@@ -28,11 +28,13 @@ from fwspool.runs import (
     LaunchEvents,
     PendingEvent,
     ending_action,
+    inferred_run_record,
     read_launch,
     run_of,
     running_phase,
     writer_of,
 )
+from fwspool.runs import _newer_touch as newer_touch  # the ping rule: event times, no document
 
 T0 = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
 
@@ -200,7 +202,7 @@ def reference_running_phase(launch: Launch, events: list[PendingEvent], reopen: 
                 "_run": run_of(ev),
             }
         elif ev.type in ("ping", "checkpoint"):
-            newest = _reference_newer_touch(newest, ev)
+            newest = newer_touch(newest, ev)
         elif ev.type == "launch_dir_changed":
             launch.launch_dir = ev.payload["launch_dir"]
     if newest is not None and launch.state == "RUNNING":
@@ -221,14 +223,9 @@ def _reference_undo(launch: Launch) -> dict[str, Any] | None:
     running = next((h for h in reversed(history) if h["state"] == "RUNNING"), None)
     launch.action = None
     launch.state = "RUNNING"
-    facts = stored.get("_fwspool_exit") or stored.get("_fwspool_lost") or {}
-    return {
-        "started_on": running["created_on"] if running is not None else None,
-        "ended_on": ended.get("created_on"),
-        "ended_by": stored.get("_message"),
-        **({"exit": facts} if facts else {}),
-        "_run": facts.get("run"),
-    }
+    return inferred_run_record(
+        stored, running["created_on"] if running is not None else None, ended.get("created_on")
+    )
 
 
 def _reference_start(
@@ -263,24 +260,6 @@ def _reference_start(
     if p.get("fworker"):
         launch.fworker = FWorker.from_dict(p["fworker"])
     return None, newest
-
-
-def _reference_newer_touch(
-    newest: tuple[dt.datetime, Any] | None, ev: PendingEvent
-) -> tuple[dt.datetime, Any]:
-    when = ev.payload.get("ping_time")
-    when_dt = as_utc(when) if when else None
-    checkpoint = ev.payload.get("checkpoint")
-    if when_dt is None:
-        when_dt = newest[0] if newest else None
-    if newest is None or (when_dt is not None and when_dt >= newest[0]):
-        return (
-            when_dt or as_utc(ev.occurred_at),
-            checkpoint if checkpoint is not None else (newest[1] if newest else None),
-        )
-    if checkpoint is not None:
-        return (newest[0], checkpoint)
-    return newest
 
 
 def reference_completed(launch: Launch, final: Final) -> dict[str, Any]:
