@@ -143,10 +143,40 @@ def stored_fworker(fworker: dict[str, Any]) -> dict[str, Any]:
 
 def stored_action(action: dict[str, Any]) -> dict[str, Any]:
     """``recursive_dict(FWAction.from_dict(action))``: an action as a launch document holds it."""
-    from fireworks.core.firework import FWAction
-    from fireworks.utilities.fw_serializers import recursive_dict
+    try:
+        return _plain_action(action)
+    except _NotPlain:
+        from fireworks.core.firework import FWAction
+        from fireworks.utilities.fw_serializers import recursive_dict
 
-    return recursive_dict(FWAction.from_dict(action))
+        return recursive_dict(FWAction.from_dict(action))
+
+
+def _empty(value: Any) -> bool:
+    return type(value) is list and not value
+
+
+def _plain_action(action: dict[str, Any]) -> dict[str, Any]:
+    """An action that adds no Fireworks (no additions, detours or appended workflows, which
+    FireWorks loads as Workflows), as ``FWAction.__init__`` and ``to_dict`` leave it."""
+    appended = action.get("append_wfs", [])
+    if not (
+        _empty(action["additions"]) and _empty(action["detours"]) and (appended is None or _empty(appended))
+    ):
+        raise _NotPlain
+    stored, update, mod = action["stored_data"], action["update_spec"], action["mod_spec"]
+    return {
+        "stored_data": _stored_value(stored) if stored else {},
+        "exit": _stored_value(action["exit"]),
+        "update_spec": _stored_value(update) if update else {},
+        "mod_spec": [] if mod is None else _stored_value(mod if type(mod) is list else [mod]),
+        "additions": [],
+        "detours": [],
+        "append_wfs": [],
+        "defuse_children": _stored_value(action["defuse_children"]),
+        "defuse_workflow": _stored_value(action.get("defuse_workflow", False)),
+        "propagate": _stored_value(action.get("propagate", False)),
+    }
 
 
 def stored_launch_doc(doc: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
@@ -174,6 +204,8 @@ def _plain_launch_dict(doc: dict[str, Any]) -> dict[str, Any]:
     if state not in Firework.STATE_RANKS or not history or history[-1]["state"] != state:
         raise _NotPlain
     action = doc.get("action")
+    if action and ("_fw_name" in action or "@module" in action):
+        raise _NotPlain  # Launch.from_dict would load it as an object before FWAction.from_dict
     return {
         "fworker": stored_fworker(doc["fworker"]),
         "fw_id": _stored_value(doc["fw_id"]),

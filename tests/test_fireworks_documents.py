@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from fireworks import Firework, FWAction, FWorker, ScriptTask, Workflow
 from fireworks.core.firework import Launch
+from fireworks.utilities.fw_serializers import recursive_dict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -332,9 +333,11 @@ def pending_events(draw: st.DrawFn) -> list[PendingEvent]:
         elif kind == "lost":
             payload = {"batch_job_id": "123", "batch_end": {"cause": "walltime", "at": _at(when)}}
         else:
-            action = FWAction(
-                stored_data={"at": _at(when), "v": draw(VALUES)}, update_spec={"u": 1}
-            ).to_dict()
+            # Actions that add Fireworks or not, stored data with times in it.
+            action = recursive_dict(draw(actions()) or FWAction(stored_data={"at": _at(when)}))
+            if draw(st.booleans()):  # times FireWorks writes back in its own form
+                action["update_spec"] = {**action["update_spec"], "at": _at(when)}
+                action["mod_spec"] = [*action["mod_spec"], {"_set": {"at": _at(when)}}]
             state = draw(st.sampled_from(["COMPLETED", "FIZZLED"]))
             payload = {"state": state, "action": action, "completed_on": _at(when)}
         events.append(PendingEvent(f"{writer}-{seq + 1}", kind, _at(when), payload))
@@ -373,7 +376,7 @@ def launch_documents(draw: st.DrawFn) -> dict[str, Any]:
     if states[-1] == "FIZZLED":
         end = draw(pending_events().filter(lambda evs: any(e.type in RUN_ENDS for e in evs)))
         inferred = ending_action(next(e for e in end if e.type in RUN_ENDS))
-        action = inferred if draw(st.booleans()) else {**inferred, "stored_data": {"task": draw(VALUES)}}
+        action = inferred if draw(st.booleans()) else recursive_dict(draw(actions()) or FWAction({"t": 1}))
     elif states[-1] == "COMPLETED":
         action = {**ending_action(PendingEvent("w-1", "exited", _at(0), {})), "stored_data": {"r": 1}}
     fworker = {"name": "login", "category": "", "query": '{"a": "2026-03-02T08:00:00"}', "env": {}}
