@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Callable
+import gc
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,6 +99,22 @@ class PushSummary:
         )
 
 
+@contextlib.contextmanager
+def heap_frozen() -> Iterator[None]:
+    """The objects that exist before a push's batches (the imports of FireWorks, pymongo and
+    fwspool, a daemon's state) left out of the garbage collector's full collections meanwhile.
+
+    A batch keeps its launches' documents alive until it is marked, enough at 500 launches to
+    set off a full collection, which visits every object of the process: the per-launch CPU
+    then grew with N (#23). Frozen, a full collection visits what the batches made.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 class Pusher:
     """Pushes one journal through one uplink."""
 
@@ -177,6 +194,16 @@ class Pusher:
         """Apply the pending events, ``batch_launches`` launches at a time, each batch marked
         pushed once the database acknowledged it."""
         total, _ = self.journal.pending_summary()
+        with heap_frozen():
+            self._push_batches(summary, should_stop, progress, total)
+
+    def _push_batches(
+        self,
+        summary: PushSummary,
+        should_stop: Callable[[], bool],
+        progress: Callable[[int, int], None] | None,
+        total: int,
+    ) -> None:
         done = 0
         after: int | None = None
         while not should_stop():

@@ -16,7 +16,9 @@ The rules (docs/batch-systems.md, "Walltime, cancelled jobs, requeue and lost ru
   state, action and times are those of the run that finished. Whatever the passes saw of the
   events in between, the launch ends the same.
 
-Everything here works on FireWorks' own ``Launch`` objects in memory; nothing talks to MongoDB.
+Everything here works in memory on launch documents as FireWorks writes them (what
+``Launch.from_dict(doc).to_db_dict()`` gives, held to it by tests/test_fireworks_documents.py),
+without building FireWorks' ``Launch``; nothing talks to MongoDB.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from fwspool.events import FINAL_STATES, as_utc
-from fwspool.fireworks_documents import launch_db_dict
+from fwspool.fireworks_documents import set_launch_state, stored_fworker, stored_launch_doc, with_launch_times
 
 #: Keys of stored_data by which a FIZZLED action is known to be fwspool's inference.
 INFERRED_KEYS = ("_fwspool_exit", "_fwspool_lost")
@@ -217,36 +219,44 @@ def inferred_end(action: dict[str, Any] | None) -> bool:
     return isinstance(stored, dict) and any(k in stored for k in INFERRED_KEYS)
 
 
-def stamp_completion(launch_obj: Any, state: str, completed_on: dt.datetime) -> None:
+def stamp_completion(history: list[dict[str, Any]], state: str, completed_on: dt.datetime) -> None:
     """Put the compute node's completion time, not the push's, on the launch's final entry."""
-    for entry in reversed(launch_obj.state_history):
+    for entry in reversed(history):
         if entry["state"] == state:
-            entry["created_on"] = completed_on
+            entry["created_on"] = completed_on.isoformat()
             break
 
 
-def _undo_inferred_end(launch_obj: Any) -> dict[str, Any] | None:
+def _undo_inferred_end(doc: dict[str, Any], now: dt.datetime) -> dict[str, Any] | None:
     """Make a launch FIZZLED by inference RUNNING again; returns the run it ended, as a record
     for ``interrupted_runs`` (used if a new run follows; the same run goes on otherwise)."""
-    history = launch_obj.state_history
+    history = doc["state_history"]
     if not history or history[-1]["state"] != "FIZZLED":
         return None
     ended = history.pop()
-    stored = (launch_obj.action.stored_data if launch_obj.action is not None else {}) or {}
+    stored = (doc["action"]["stored_data"] if doc["action"] is not None else {}) or {}
     running = next((h for h in reversed(history) if h["state"] == "RUNNING"), None)
-    launch_obj.action = None
-    launch_obj.state = "RUNNING"  # appends a RUNNING entry only if there was none
+    doc["action"] = None
+    set_launch_state(doc, "RUNNING", now)  # appends a RUNNING entry only if there was none
+    return inferred_run_record(
+        stored, running["created_on"] if running is not None else None, ended.get("created_on")
+    )
+
+
+def inferred_run_record(stored: dict[str, Any], started_on: Any, ended_on: Any) -> dict[str, Any]:
+    """The ``interrupted_runs`` record of a run that an inferred FIZZLED (its action's
+    ``stored_data``) ended, with the run's start and end as the history holds them."""
     facts = stored.get("_fwspool_exit") or stored.get("_fwspool_lost") or {}
     return {
-        "started_on": running["created_on"] if running is not None else None,
-        "ended_on": ended.get("created_on"),
+        "started_on": started_on,
+        "ended_on": ended_on,
         "ended_by": stored.get("_message"),
         **({"exit": facts} if facts else {}),
         "_run": facts.get("run"),
     }
 
 
-def _same_time(value: dt.datetime | str | None, when: dt.datetime) -> bool:
+def _same_time(value: str | None, when: dt.datetime) -> bool:
     return value is not None and as_utc(value) == when
 
 
@@ -254,97 +264,119 @@ def _same_time(value: dt.datetime | str | None, when: dt.datetime) -> bool:
 class _Phase:
     """What the running phase carries from one event to the next."""
 
+    #: When the push runs: the time FireWorks' state setter gives a new history entry.
+    now: dt.datetime
     #: The run the last run-ending event ended (an ``interrupted_runs`` record), until a start.
     ended: dict[str, Any] | None = None
     #: The newest ping time seen and the checkpoint to keep.
     newest_touch: tuple[dt.datetime, dict[str, Any] | None] | None = None
 
 
-def apply_running_phase(launch_obj: Any, events: list[PendingEvent], *, reopen: bool = False) -> bool:
-    """Apply a launch's running phase (:func:`run_running_phase`); returns whether it changed."""
-    return changed_launch_doc(launch_obj, events, reopen=reopen) is not None
+class RunningPhase(NamedTuple):
+    """A launch document before and after its running phase, both as FireWorks would write them
+    (``Launch.from_dict(doc).to_db_dict()`` before and after FireWorks' own calls)."""
+
+    before: dict[str, Any]
+    after: dict[str, Any]
+
+    @property
+    def changed(self) -> dict[str, Any] | None:
+        """The document to write, None when the events change nothing."""
+        return self.after if self.after != self.before else None
+
+
+def running_phase(
+    doc: dict[str, Any], events: list[PendingEvent], *, reopen: bool = False, now: dt.datetime | None = None
+) -> RunningPhase:
+    """A launch's running phase (:func:`run_running_phase`) on its document as read from the
+    LaunchPad, which is left as it was. The change is judged on FireWorks' own documents
+    (:func:`~fwspool.fireworks_documents.stored_launch_doc`), the one written included."""
+    now = now or dt.datetime.now(dt.UTC)
+    before = stored_launch_doc(doc, now)
+    # The phase replaces entries' values and never changes one in place: shallow copies do.
+    after = dict(before, state_history=[dict(h) for h in before["state_history"]])
+    run_running_phase(after, events, reopen=reopen, now=now)
+    return RunningPhase(before, with_launch_times(after, now))
 
 
 def changed_launch_doc(
-    launch_obj: Any, events: list[PendingEvent], *, reopen: bool = False
+    doc: dict[str, Any], events: list[PendingEvent], *, reopen: bool = False
 ) -> dict[str, Any] | None:
-    """Apply a launch's running phase (:func:`run_running_phase`); returns the Launch's
-    ``to_db_dict()`` if it changed, None if not. The change is judged on FireWorks' own
-    documents (:func:`~fwspool.fireworks_documents.launch_db_dict`), the one written included."""
-    before = launch_db_dict(launch_obj)
-    run_running_phase(launch_obj, events, reopen=reopen)
-    after = launch_db_dict(launch_obj)
-    return after if after != before else None
+    """The launch document after its running phase if the events changed it, else None."""
+    return running_phase(doc, events, reopen=reopen).changed
 
 
-def run_running_phase(launch_obj: Any, events: list[PendingEvent], *, reopen: bool = False) -> None:
-    """Apply a launch's running phase to a FireWorks Launch in memory.
+def run_running_phase(
+    doc: dict[str, Any], events: list[PendingEvent], *, reopen: bool = False, now: dt.datetime
+) -> None:
+    """Apply a launch's running phase to its document (as FireWorks writes it) in memory.
 
     Mirrors ``checkout_fw`` (state RUNNING, host, ip, fworker), ``ping_launch`` (touch the
     RUNNING entry's ``updated_on``, keep the checkpoint) and ``change_launch_dir``, with the
     times recorded on the compute node. A ``started`` after a run's end (in these events, or the
     inferred FIZZLED that ``reopen`` undoes) begins a new run of the same launch: its start
     becomes the RUNNING entry's, and the interrupted run is listed in ``interrupted_runs``.
-    ``completed`` is not applied here (the caller completes the launch).
+    ``completed`` is not applied here (the caller completes the launch). Times are written as
+    FireWorks serializes an aware datetime (``isoformat()``); the document's time fields are
+    the caller's (:func:`~fwspool.fireworks_documents.with_launch_times`).
     """
-    phase = _Phase()
-    if reopen and launch_obj.state == "FIZZLED":
-        phase.ended = _undo_inferred_end(launch_obj)
+    phase = _Phase(now)
+    if reopen and doc["state"] == "FIZZLED":
+        phase.ended = _undo_inferred_end(doc, now)
     for ev in events:
         if ev.type == "started":
-            _start(launch_obj, ev, phase)
+            _start(doc, ev, phase)
         elif ev.type in RUN_ENDS:
-            phase.ended = _ended_run(launch_obj, ev)
+            phase.ended = _ended_run(doc, ev)
         elif ev.type in ("ping", "checkpoint"):
             phase.newest_touch = _newer_touch(phase.newest_touch, ev)
         elif ev.type == "launch_dir_changed":
-            launch_obj.launch_dir = ev.payload["launch_dir"]
-    if phase.newest_touch is not None and launch_obj.state == "RUNNING":
-        _touch(launch_obj, *phase.newest_touch)
+            doc["launch_dir"] = ev.payload["launch_dir"]
+    if phase.newest_touch is not None and doc["state"] == "RUNNING":
+        _touch(doc, *phase.newest_touch)
 
 
-def _start(launch_obj: Any, ev: PendingEvent, phase: _Phase) -> None:
+def _start(doc: dict[str, Any], ev: PendingEvent, phase: _Phase) -> None:
     """A run starts: the RUNNING entry takes its start (and a new run's, the interrupted one's record)."""
-    from fireworks.core.fworker import FWorker
-
     p = ev.payload
     started_on = as_utc(p["started_on"])
-    if launch_obj.state in FINAL_STATES:
+    if doc["state"] in FINAL_STATES:
         return
     # A RUNNING entry made just now carries the push's time: the start replaces it, and
     # pings (seen before or after this event: writers interleave by clock) move it on.
-    fresh = launch_obj.state != "RUNNING"
+    fresh = doc["state"] != "RUNNING"
     if fresh:
-        launch_obj.state = "RUNNING"
-    entry = next(h for h in reversed(launch_obj.state_history) if h["state"] == "RUNNING")
+        set_launch_state(doc, "RUNNING", phase.now)
+    entry = next(h for h in reversed(doc["state_history"]) if h["state"] == "RUNNING")
     ended = phase.ended
     if ended is not None and ended.get("_run") == writer_of(ev):
         ended = None  # the interrupted run's own start, merged after its end by clock
     if ended is not None and not _same_time(entry.get("created_on"), started_on):
         ended.pop("_run", None)
-        entry.setdefault("interrupted_runs", []).append(ended)
+        # A new list: the entry is a copy, its list is still the document's as read.
+        entry["interrupted_runs"] = [*entry.get("interrupted_runs", []), ended]
         entry.pop("checkpoint", None)
-        entry["updated_on"] = started_on
+        entry["updated_on"] = started_on.isoformat()
         phase.newest_touch = None  # the interrupted run's pings are not this run's
         fresh = True
     phase.ended = None
-    entry["created_on"] = started_on
+    entry["created_on"] = started_on.isoformat()
     if fresh or phase.newest_touch is None:
-        entry["updated_on"] = started_on
+        entry["updated_on"] = started_on.isoformat()
     if p.get("host"):
-        launch_obj.host = p["host"]
+        doc["host"] = p["host"]
     if p.get("ip"):
-        launch_obj.ip = p["ip"]
+        doc["ip"] = p["ip"]
     if p.get("fworker"):
-        launch_obj.fworker = FWorker.from_dict(p["fworker"])
+        doc["fworker"] = stored_fworker(p["fworker"])
 
 
-def _ended_run(launch_obj: Any, ev: PendingEvent) -> dict[str, Any]:
+def _ended_run(doc: dict[str, Any], ev: PendingEvent) -> dict[str, Any]:
     """The record of the run an ``exited``/``lost`` ends, kept should another run follow."""
-    running = next((h for h in reversed(launch_obj.state_history) if h["state"] == "RUNNING"), None)
+    running = next((h for h in reversed(doc["state_history"]) if h["state"] == "RUNNING"), None)
     return {
         "started_on": running["created_on"] if running is not None else None,
-        "ended_on": as_utc(ev.occurred_at),
+        "ended_on": as_utc(ev.occurred_at).isoformat(),
         "ended_by": ending_action(ev)["stored_data"]["_message"],
         "exit": {k: v for k, v in ev.payload.items() if k != "type"},
         "_run": run_of(ev),
@@ -370,11 +402,11 @@ def _newer_touch(
     return newest
 
 
-def _touch(launch_obj: Any, ping_time: dt.datetime, checkpoint: dict[str, Any] | None) -> None:
+def _touch(doc: dict[str, Any], ping_time: dt.datetime, checkpoint: dict[str, Any] | None) -> None:
     """ping_launch touches only a RUNNING launch, and only its last history entry."""
-    entry = launch_obj.state_history[-1]
+    entry = doc["state_history"][-1]
     current = entry.get("updated_on")
     if current is None or as_utc(current) <= ping_time:
-        entry["updated_on"] = ping_time
+        entry["updated_on"] = ping_time.isoformat()
     if checkpoint is not None:
         entry["checkpoint"] = checkpoint

@@ -1,9 +1,11 @@
 """The run rules (fwspool.runs), table by table, with no server: what a launch's pending events
 say (:func:`read_launch`: which event ends the launch, how, whether it waits, whether it reopens
-an inferred FIZZLED) and the running phase applied to FireWorks' own Launch in memory."""
+an inferred FIZZLED) and the running phase applied to a launch document in memory (held to
+FireWorks' own Launch by tests/test_fireworks_documents.py)."""
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from typing import Any
 
@@ -11,7 +13,7 @@ import pytest
 from fireworks.core.firework import Launch
 
 from fwspool.outcomes import implied
-from fwspool.runs import LaunchEvents, PendingEvent, apply_running_phase, read_launch
+from fwspool.runs import LaunchEvents, PendingEvent, changed_launch_doc, read_launch
 
 T0 = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
 
@@ -141,74 +143,86 @@ def test_reopens(
     assert read_launch(LaunchEvents(1, events)).reopens(state, action) is reopens
 
 
-# -- the running phase, on FireWorks' own Launch -----------------------------------------------
+# -- the running phase, on a launch document as FireWorks writes it -------------------------------
 
 
-def reserved() -> Any:
-    return Launch("RESERVED", "/x", launch_id=1, fw_id=1)
+def reserved() -> dict[str, Any]:
+    """A reserved launch's document, as ``checkout_fw(..., state="RESERVED")`` leaves it."""
+    return dict(Launch("RESERVED", "/x", launch_id=1, fw_id=1).to_db_dict(), _id=1)
 
 
-def running_entry(launch: Any) -> dict[str, Any]:
-    return next(h for h in reversed(launch.state_history) if h["state"] == "RUNNING")
+def after(doc: dict[str, Any], events: list[PendingEvent], *, reopen: bool = False) -> dict[str, Any]:
+    """The document after the running phase (it must change)."""
+    changed = changed_launch_doc(doc, events, reopen=reopen)
+    assert changed is not None
+    return changed
+
+
+def running_entry(doc: dict[str, Any]) -> dict[str, Any]:
+    return next(h for h in reversed(doc["state_history"]) if h["state"] == "RUNNING")
+
+
+def iso(minutes: float) -> str:
+    """A time as FireWorks writes an aware datetime."""
+    return (T0 + dt.timedelta(minutes=minutes)).isoformat()
 
 
 def test_a_ping_seen_before_the_start_leaves_no_push_time_in_the_history() -> None:
     """The RUNNING entry's updated_on was the time of the push (FireWorks' state setter) when a
     ping came before `started` in the batch."""
-    launch = reserved()
-    ping, start = T0 + dt.timedelta(minutes=5), T0
-    apply_running_phase(
-        launch,
+    doc = after(
+        reserved(),
         [
-            PendingEvent("w-2", "ping", ping.isoformat(), {"ping_time": ping.isoformat()}),
-            PendingEvent("w-1", "started", start.isoformat(), {"started_on": start.isoformat()}),
+            PendingEvent("w-2", "ping", at(5), {"ping_time": at(5)}),
+            PendingEvent("w-1", "started", at(0), {"started_on": at(0)}),
         ],
     )
-    entry = launch.state_history[-1]
-    assert (entry["state"], entry["created_on"], entry["updated_on"]) == ("RUNNING", start, ping)
+    entry = doc["state_history"][-1]
+    assert (entry["state"], entry["created_on"], entry["updated_on"]) == ("RUNNING", iso(0), iso(5))
 
 
 def test_the_running_phase_takes_the_compute_nodes_times_host_and_checkpoint() -> None:
-    launch = reserved()
+    doc = reserved()
+    read = copy.deepcopy(doc)
     checkpoint = ev("w-3", "checkpoint", 7, ping_time=at(7), checkpoint={"_task_n": 1})
-    assert apply_running_phase(launch, [START, PING, checkpoint])
-    entry = running_entry(launch)
-    assert (launch.state, launch.host, launch.ip) == ("RUNNING", "nid1", "10.0.0.1")
-    assert (entry["created_on"], entry["updated_on"], entry["checkpoint"]) == (
-        T0,
-        T0 + dt.timedelta(minutes=7),
-        {"_task_n": 1},
+    new = after(doc, [START, PING, checkpoint])
+    assert doc == read  # the document as read is left as it was
+    entry = running_entry(new)
+    assert (new["state"], new["host"], new["ip"], new["time_start"]) == (
+        "RUNNING",
+        "nid1",
+        "10.0.0.1",
+        iso(0),
     )
-    assert not apply_running_phase(launch, [START, PING, checkpoint])  # again: no change
+    assert (entry["created_on"], entry["updated_on"], entry["checkpoint"]) == (iso(0), iso(7), {"_task_n": 1})
+    assert changed_launch_doc(new, [START, PING, checkpoint]) is None  # again: no change
 
 
 def test_a_requeued_run_keeps_the_interrupted_one_in_interrupted_runs() -> None:
-    launch = reserved()
-    apply_running_phase(launch, [START, PING, KILLED, REQUEUED])
-    entry = running_entry(launch)
-    assert launch.state == "RUNNING" and entry["created_on"] == T0 + dt.timedelta(minutes=40)
+    doc = after(reserved(), [START, PING, KILLED, REQUEUED])
+    entry = running_entry(doc)
+    assert doc["state"] == "RUNNING" and entry["created_on"] == iso(40)
     [interrupted] = entry["interrupted_runs"]
-    assert (interrupted["started_on"], interrupted["ended_on"]) == (T0, T0 + dt.timedelta(minutes=30))
+    assert (interrupted["started_on"], interrupted["ended_on"]) == (iso(0), iso(30))
     assert interrupted["ended_by"].startswith("fwspool: the job was killed by SIGTERM")
-    assert "checkpoint" not in entry and entry["updated_on"] == T0 + dt.timedelta(minutes=40)
+    assert "checkpoint" not in entry and entry["updated_on"] == iso(40)
 
 
 def test_its_own_start_after_its_end_begins_no_new_run() -> None:
-    launch = reserved()
-    apply_running_phase(launch, [START, KILLED, OWN_START_LATE])
-    assert "interrupted_runs" not in running_entry(launch)
+    doc = after(reserved(), [START, KILLED, OWN_START_LATE])
+    assert "interrupted_runs" not in running_entry(doc)
 
 
 def test_reopening_undoes_an_inferred_fizzled_and_keeps_the_run_it_ended() -> None:
     from fireworks.core.firework import FWAction
 
-    launch = reserved()
-    apply_running_phase(launch, [START])
+    doc = after(reserved(), [START])
     final = read_launch(LaunchEvents(1, [KILLED])).final
     assert final is not None
+    launch = Launch.from_dict(doc)
     launch.state, launch.action = "FIZZLED", FWAction.from_dict(final.action)
-    assert apply_running_phase(launch, [REQUEUED], reopen=True)
-    entry = running_entry(launch)
-    assert launch.state == "RUNNING" and launch.action is None
+    doc = after(launch.to_db_dict(), [REQUEUED], reopen=True)
+    entry = running_entry(doc)
+    assert doc["state"] == "RUNNING" and doc["action"] is None
     [interrupted] = entry["interrupted_runs"]
-    assert interrupted["started_on"] == T0 and interrupted["exit"]["signal"] == 15
+    assert interrupted["started_on"] == iso(0) and interrupted["exit"]["signal"] == 15

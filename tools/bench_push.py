@@ -285,8 +285,15 @@ class Pass:
     by_path: list[tuple[str, str, int]] = field(default_factory=list)
     ingest_s: float | None = None
     push_s: float | None = None
-    #: CPU seconds of this (client) process during the push, per launch pushed.
+    #: CPU of the thread that pushes (pymongo encodes, sends and decodes in the calling thread),
+    #: in ms per launch pushed.
     push_cpu_per_launch_ms: float | None = None
+    #: CPU of the process's other threads meanwhile (pymongo's monitors and periodic executors,
+    #: one set per open client): per second of wall time, not per launch, so it is kept apart.
+    push_background_cpu_s: float | None = None
+    #: CPU seconds in the garbage collector during the push, and its full collections.
+    push_gc_cpu_s: float | None = None
+    push_gc_full: int | None = None
     ingest_commands: int | None = None
     ingest_writes: int | None = None
 
@@ -423,6 +430,36 @@ def fwspool_passes(uri: str, work: str, twins: Twins, args: argparse.Namespace) 
     return out
 
 
+@dataclass(slots=True)
+class GCTime:
+    """CPU seconds the garbage collector took while counting, and its full collections."""
+
+    seconds: float = 0.0
+    full: int = 0
+    _start: float = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._start = time.process_time()
+        else:
+            self.seconds += time.process_time() - self._start
+            self.full += info["generation"] == 2
+
+
+@contextlib.contextmanager
+def gc_timed() -> Any:
+    # A full collection visits every object of the process, the harness's included: at N=500
+    # one of them was most of what the push's CPU per launch gained over N=200 (#23).
+    import gc
+
+    timing = GCTime()
+    gc.callbacks.append(timing)
+    try:
+        yield timing
+    finally:
+        gc.callbacks.remove(timing)
+
+
 def fwspool_pass(journal: Journal, uplink: Any, counter: CommandCounter, twins: Twins, label: str) -> Pass:
     """One ingest pass then one push pass, timed apart and counted together, with the ingest's
     share of the commands kept apart (it should send none)."""
@@ -432,16 +469,22 @@ def fwspool_pass(journal: Journal, uplink: Any, counter: CommandCounter, twins: 
         t_ing = time.perf_counter() - t
         ingest_commands = len(counter.commands)
         ingest_writes = counter.writes()
-        t, cpu = time.perf_counter(), time.process_time()
-        summary = Pusher(journal, uplink).run_pass()
-        t_push, cpu_push = time.perf_counter() - t, time.process_time() - cpu
+        t, cpu, own = time.perf_counter(), time.process_time(), time.thread_time()
+        with gc_timed() as collector:
+            summary = Pusher(journal, uplink).run_pass()
+        t_push, cpu_push = time.perf_counter() - t, time.thread_time() - own
+        background = time.process_time() - cpu - cpu_push
     p = _pass(counter, t_ing + t_push)
     p.ingest_s, p.push_s = t_ing, t_push
     p.push_cpu_per_launch_ms = 1000 * cpu_push / max(1, twins.n)
+    p.push_background_cpu_s = background
+    p.push_gc_cpu_s, p.push_gc_full = collector.seconds, collector.full
     p.ingest_commands, p.ingest_writes = ingest_commands, ingest_writes
     log(
         f"N={twins.n}: fwspool {label} pass: ingest {t_ing:.2f} s ({ing.new_events} new events), "
-        f"push {t_push:.2f} s ({p.push_cpu_per_launch_ms:.2f} ms client CPU per launch), "
+        f"push {t_push:.2f} s ({p.push_cpu_per_launch_ms:.2f} ms client CPU per launch, "
+        f"of which {collector.seconds:.2f} s in the garbage collector ({collector.full} full collections), "
+        f"and {background:.2f} s of other threads' CPU), "
         f"{p.commands} commands; {summary.line()}"
     )
     if summary.problems:

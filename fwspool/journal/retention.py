@@ -25,7 +25,7 @@ journal is one row (its id). Pruning removes the second guard for pings and chec
   (:mod:`fwspool.ingest.spool_file`). Then its pruned pings and checkpoints come back as new
   events (the others are still rows: duplicates). They cannot change the LaunchPad: the launch is
   final there, and a ping or checkpoint touches only a RUNNING launch, as FireWorks'
-  ``ping_launch`` does (:func:`fwspool.runs.apply_running_phase`); they are pushed as no-ops and
+  ``ping_launch`` does (:func:`fwspool.runs.changed_launch_doc`); they are pushed as no-ops and
   pruned again later.
 
 Space: SQLite reuses freed pages but does not shrink its file unless ``auto_vacuum`` is

@@ -16,21 +16,29 @@ so new Fireworks get the same ids.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import bson
 
-from fwspool.fireworks_documents import firework_db_dict, launch_db_dict
+from fwspool.fireworks_documents import firework_db_dict, set_launch_state, stored_action, with_launch_times
 from fwspool.launchpad.fireworks_internals import PrefetchedCollection, load_workflow, renumber_new_fireworks
 from fwspool.launchpad.locks import WorkflowLocks
 from fwspool.launchpad.undo import UNDO_FIELD, undo_mark
 from fwspool.launchpad.vocabulary import ApplyResult, Routed
 from fwspool.launchpad.writeset import WriteSet
-from fwspool.runs import LaunchEvents, run_running_phase, stamp_completion
+from fwspool.runs import LaunchEvents, running_phase, stamp_completion
 
-__all__ = ["CompletionPlan", "PlanInputs", "Prefetched", "complete_in_bulk", "plan_completions"]
+__all__ = [
+    "CompletionPlan",
+    "PlanInputs",
+    "Prefetched",
+    "complete_in_bulk",
+    "completed_launch_doc",
+    "plan_completions",
+]
 
 #: Launch documents larger than this go through FireWorks' own complete_launch (GridFS spill).
 MAX_BULK_DOC = 12 * 1024 * 1024
@@ -170,7 +178,7 @@ def _plan(endings: list[Routed], inputs: PlanInputs) -> tuple[CompletionPlan, se
     workflows = _Workflows(inputs, launches, _NewIds(plan.write_set, inputs.read_next_fw_id))
     for ending in endings:
         lid = ending.launch.launch_id
-        new_doc = _completed_launch_doc(ending, launches[lid])
+        new_doc = completed_launch_doc(ending, launches[lid])
         if len(bson.encode(new_doc)) > MAX_BULK_DOC:
             plan.too_large.append(ending)
             continue
@@ -256,19 +264,20 @@ def _refresh(wf: Any, fw_id: int, new_ids: _NewIds) -> set[int]:
     return {old_new.get(i, i) for i in step}
 
 
-def _completed_launch_doc(ending: Routed, prior: dict[str, Any]) -> dict[str, Any]:
-    """The launch document as FireWorks' complete_launch leaves it, with the real times."""
-    from fireworks.core.firework import FWAction, Launch
-
+def completed_launch_doc(
+    ending: Routed, prior: dict[str, Any], now: dt.datetime | None = None
+) -> dict[str, Any]:
+    """The launch document as FireWorks' complete_launch leaves it, with the real times: its
+    running phase, then the state setter and the action (``launch.state = ...; launch.action =
+    ...``), the completion time on the final entry, and the times ``to_db_dict`` adds."""
     final = ending.final
-    # No copy of the prior: FireWorks' from_dict builds the Launch's dicts and lists anew
-    # (fwspool.launchpad.fireworks_internals, pinned by tests/test_plan.py).
-    launch_obj = Launch.from_dict(prior)
-    run_running_phase(launch_obj, ending.launch.events, reopen=ending.reopen)
-    launch_obj.state = final.state
-    launch_obj.action = FWAction.from_dict(final.action)
-    stamp_completion(launch_obj, final.state, final.completed_on)
-    return dict(launch_db_dict(launch_obj), _id=prior["_id"])
+    now = now or dt.datetime.now(dt.UTC)  # when FireWorks' state setter would run
+    # The running phase leaves the prior as read (the plan's inputs are never written to).
+    doc = running_phase(prior, ending.launch.events, reopen=ending.reopen, now=now).after
+    set_launch_state(doc, final.state, now)
+    doc["action"] = stored_action(final.action)
+    stamp_completion(doc["state_history"], final.state, final.completed_on)
+    return dict(with_launch_times(doc, now), _id=prior["_id"])
 
 
 def _launches_of_several_fireworks(lp: Any, endings: list[Routed]) -> set[int]:

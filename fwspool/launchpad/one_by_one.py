@@ -9,17 +9,16 @@ GridFS). Afterwards the real ``completed_on`` replaces the push's time in the st
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import datetime as dt
+from typing import Any
 
 from fwspool.events import FINAL_STATES
+from fwspool.fireworks_documents import stored_launch_doc, with_launch_times
 from fwspool.launchpad.fireworks_internals import refresh_workflow
 from fwspool.launchpad.locks import foreign_lock
 from fwspool.launchpad.supersede import HELD_FW_STATES, SUPERSEDING_FW_STATES
 from fwspool.launchpad.vocabulary import ApplyResult, Routed
-from fwspool.runs import Final, LaunchEvents, apply_running_phase, stamp_completion
-
-if TYPE_CHECKING:
-    import datetime as dt
+from fwspool.runs import Final, LaunchEvents, changed_launch_doc, stamp_completion
 
 __all__ = ["complete_one_by_one", "record_completion_time"]
 
@@ -31,12 +30,10 @@ def complete_one_by_one(lp: Any, owner: str, routed: Routed, result: ApplyResult
     perhaps one that died halfway): its events wait for the next pass, instead of FireWorks'
     WFLock waiting minutes or this pass marking them applied over a half-written workflow.
     """
-    from fireworks.core.firework import Launch
-
     launch, doc = routed.launch, routed.doc
-    launch_obj = Launch.from_dict(doc)
-    if launch_obj.state not in FINAL_STATES and apply_running_phase(launch_obj, launch.events):
-        lp.launches.replace_one({"_id": doc["_id"], "state": doc["state"]}, launch_obj.to_db_dict())
+    changed = changed_launch_doc(doc, launch.events) if doc["state"] not in FINAL_STATES else None
+    if changed is not None:
+        lp.launches.replace_one({"_id": doc["_id"], "state": doc["state"]}, changed)
     final = routed.reading.final
     if final is None:
         result.applied(launch)
@@ -94,12 +91,11 @@ def _settled(lp: Any, fw_id: int, state: str) -> bool:
 
 def record_completion_time(lp: Any, launch_id: int, state: str, completed_on: dt.datetime) -> None:
     """The real completion time in the history, time_end and runtime_secs (idempotent)."""
-    from fireworks.core.firework import Launch
-
     doc = lp.launches.find_one({"launch_id": launch_id}, {"action": 0})
-    launch_obj = Launch.from_dict(doc)
-    stamp_completion(launch_obj, state, completed_on)
-    new = launch_obj.to_db_dict()
+    now = dt.datetime.now(dt.UTC)
+    new = stored_launch_doc(doc, now)
+    stamp_completion(new["state_history"], state, completed_on)
+    with_launch_times(new, now)
     fields = {k: new.get(k) for k in ("state_history", "time_end", "runtime_secs")}
     if any(doc.get(k) != v for k, v in fields.items()):
         lp.launches.update_one({"launch_id": launch_id, "state": state}, {"$set": fields})

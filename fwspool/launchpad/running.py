@@ -1,7 +1,7 @@
 """The running phase, for many launches at once: what ``checkout_fw`` and ``ping_launch`` write.
 
 A launch's started, ping, checkpoint and launch-dir events change its launch document
-(:func:`fwspool.runs.changed_launch_doc` works out how, on FireWorks' own Launch object); its
+(:func:`fwspool.runs.running_phase` works out how, on the document as FireWorks writes it); its
 Firework becomes RUNNING and its workflow's ``fw_states`` and state follow, as ``checkout_fw``
 leaves them. All of it in bulk writes, each conditional on the document being what was read.
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 from fwspool.launchpad.fireworks_internals import refresh_workflow, workflow_state
 from fwspool.launchpad.vocabulary import ApplyResult, Routed
-from fwspool.runs import changed_launch_doc
+from fwspool.runs import running_phase
 
 __all__ = ["apply_running"]
 
@@ -35,18 +35,17 @@ def apply_running(
     The Fireworks in ``held`` (paused or defused by the user) keep their state: only their
     launches run, as FireWorks' own refresh leaves a held Firework.
     """
-    from fireworks.core.firework import Launch
     from pymongo import ReplaceOne
 
     replaces: list[Any] = []
     running_fw_ids: set[int] = set()
     for launch, doc, reopen in ((r.launch, r.doc, r.reopen) for r in running):
-        launch_obj = Launch.from_dict(doc)
-        changed = changed_launch_doc(launch_obj, launch.events, reopen=reopen)
+        phase = running_phase(doc, launch.events, reopen=reopen)
+        changed = phase.changed
         if changed is not None:
             # Optimistic: only if nobody changed the launch's state since we read it.
             replaces.append(ReplaceOne({"_id": doc["_id"], "state": doc["state"]}, changed))
-        if launch_obj.state == "RUNNING" and doc["fw_id"] not in held:
+        if phase.after["state"] == "RUNNING" and doc["fw_id"] not in held:
             running_fw_ids.add(doc["fw_id"])
     if replaces and lp.launches.bulk_write(replaces, ordered=False).matched_count != len(replaces):
         # A launch changed under us: re-apply everything next pass (idempotent).
