@@ -22,6 +22,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import msgspec
+
 from fwspool.events import Checkpoint, Completed, Event, Exited, Ping, Record, Started
 from fwspool.spool import SpoolWriter, encode_record
 
@@ -126,10 +128,13 @@ def spool_bytes(history: LaunchHistory, writer: str) -> bytes:
 def write_spool(launch_dir: str, history: LaunchHistory) -> None:
     """The spool file `fwspool rlaunch` leaves in ``launch_dir`` for ``history`` (SpoolWriter, a
     writer id of its own, each record stamped with its event's time). Nothing is fsynced: what
-    a real job pays for durability is not what the benchmarks measure."""
+    a real job pays for durability is not what the benchmarks measure. Its ``started`` names
+    the directory, as ``fwspool rlaunch``'s does (:mod:`fwspool.identity`)."""
     now = [history.started_on]
     with SpoolWriter(launch_dir, history.launch_id, history.fw_id, clock=lambda: now[0]) as w:
         for at, event in history.events():
+            if isinstance(event, Started):
+                event = msgspec.structs.replace(event, launch_dir=os.path.abspath(launch_dir))
             now[0] = at
             w.append(event, durable=False)
 
