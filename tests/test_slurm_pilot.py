@@ -192,7 +192,14 @@ def test_a_pilot_scancelled_or_sigkilled_mid_launch(site: Site) -> None:
         60,
         "the orphan given back",
     )
-    wait_for(lambda: fw_state(lp, orphan) == "COMPLETED", 120, "the orphan COMPLETED by another pilot")
+    try:
+        wait_for(lambda: fw_state(lp, orphan) == "COMPLETED", 120, "the orphan COMPLETED by another pilot")
+    except AssertionError as exc:
+        # Seen once under a load of 8 and not reproduced: what the daemon did, for the next time.
+        files = "\n".join(str(p.relative_to(pool)) for p in sorted(pool.rglob("*")))
+        raise AssertionError(
+            f"{exc}\n--- daemon log, last lines:\n{site.log()[-6000:]}\n--- pool:\n{files}"
+        ) from None
     assert sorted(fw for fw, _j in starts(site)) == sorted([cancelled, killed, orphan])
     wait_for(lambda: not record.exists(), 30, "the killed pilot's record removed by the daemon")
 
