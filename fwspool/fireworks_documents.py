@@ -84,12 +84,19 @@ class _NotPlain(Exception):
 
 
 @functools.lru_cache(maxsize=4096)
-def _stored_text(text: str) -> str:
-    """A text as FireWorks writes it back: a time it can read as one (``reconstitute_dates``),
-    in ``isoformat()``; anything else as it was. Cached: the same times come back every pass."""
+def _fireworks_time(text: str) -> Any:
+    """``reconstitute_dates(text)``: the time FireWorks reads in a text, else the text. Cached:
+    the same times come back every pass, for the history and for the times computed from it."""
     from fireworks.utilities.fw_serializers import reconstitute_dates
 
-    value = reconstitute_dates(text)
+    return reconstitute_dates(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _stored_text(text: str) -> str:
+    """A text as FireWorks writes it back: a time it can read as one, in ``isoformat()``;
+    anything else as it was."""
+    value = _fireworks_time(text)
     return value.isoformat() if isinstance(value, dt.datetime) else text
 
 
@@ -237,11 +244,8 @@ def set_launch_state(doc: dict[str, Any], state: str, now: dt.datetime) -> None:
     history.append(entry)
 
 
-@functools.lru_cache(maxsize=4096)
 def _history_time(text: str) -> dt.datetime:
-    from fireworks.utilities.fw_serializers import reconstitute_dates
-
-    value = reconstitute_dates(text)
+    value = _fireworks_time(text)
     if not isinstance(value, dt.datetime):
         raise ValueError(f"not a time FireWorks reads: {text!r}")
     return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
