@@ -267,6 +267,10 @@ def _parse_at(buf: bytes, pos: int, max_record: int) -> tuple[int, int, str]:
             return _BAD, 0, "record cut short by a newline"
         return _SHORT, 0, ""
     if buf[end - 1] != 0x0A:
+        # The same reason as above whenever a newline falls inside the declared body, so that
+        # the reason does not depend on how much of the file one read happened to see.
+        if buf.find(b"\n", start, end - 1) != -1:
+            return _BAD, 0, "record cut short by a newline"
         return _BAD, 0, "missing record terminator"
     if zlib.crc32(buf[start : end - 1]) != crc:
         return _BAD, 0, "checksum mismatch"

@@ -439,6 +439,19 @@ def read_all(source, offset: int = 0, **kw) -> tuple[list[Frame], list[Damage], 
     return [f for r in results for f in r.frames], [d for r in results for d in r.damage], reader
 
 
+def test_a_damage_reason_does_not_depend_on_how_much_one_read_saw() -> None:
+    """A bit flipped in a length digit makes the first record declare a body that runs past
+    a newline. Read whole, the declared end is in the buffer; read a byte at a time, it is not
+    yet. Both must name the same reason (Hypothesis found them naming two)."""
+    recs = [record_bytes(i + 1) for i in range(3)]
+    c = corrupt(b"".join(recs), [("flip", 10, 0, b"\x00")])
+    whole = scan(c.data, at_eof=True)
+    assert [d.reason for d in whole.damage] == ["record cut short by a newline"]
+    for chunk in (1, 7, 64, len(c.data)):
+        frames, damage, reader = read_all(ShortReads(c.data, 0), chunk=chunk)
+        assert (frames, damage, reader.offset) == (whole.frames, whole.damage, whole.consumed), chunk
+
+
 def test_reader_chunk_smaller_than_a_record() -> None:
     recs = [record_bytes(i, "y" * 100) for i in range(1, 6)]
     blob = b"".join(recs)
