@@ -38,7 +38,7 @@ from fwspool.events import utcnow
 from fwspool.plural import counted
 from fwspool.reserve import prepare_offline
 
-__all__ = ["PackJob", "SubmissionError", "rapidfire", "submit_pack", "walltime_seconds"]
+__all__ = ["PackJob", "SubmissionError", "future_run_exists", "rapidfire", "submit_pack", "walltime_seconds"]
 
 #: How many READY Fireworks are looked at per query when filling a pack.
 _CANDIDATES_PER_SLOT = 4
@@ -624,6 +624,16 @@ def jobs_in_queue(qadapter: Any) -> int:
     )
 
 
+def future_run_exists(launchpad: Any, fworker: Any) -> bool:
+    """FireWorks' ``future_run_exists``, and also True while a push writes a completion whose
+    FWAction adds Fireworks (a jobflow replace, an addition, a detour): FireWorks' own answer is
+    False for that moment, and a rapidfire trusting it stopped with the new Fireworks never
+    submitted (:func:`fwspool.launchpad.undo.completion_in_flight`)."""
+    from fwspool.launchpad.undo import completion_in_flight
+
+    return bool(launchpad.future_run_exists(fworker)) or completion_in_flight(launchpad, dict(fworker.query))
+
+
 def rapidfire(
     launchpad: Any,
     fworker: Any,
@@ -685,7 +695,7 @@ def rapidfire(
         if timed_out():
             say(f"fwspool qlaunch: --timeout {timeout:g} s reached")
             return jobs
-        if nlaunches == 0 and not launchpad.future_run_exists(fworker):
+        if nlaunches == 0 and not future_run_exists(launchpad, fworker):
             return jobs
         remaining = left()
         pause = sleep_seconds if remaining is None else max(0.0, min(sleep_seconds, remaining))

@@ -18,6 +18,7 @@ from fwspool.journal import Journal
 from fwspool.launchpad import LaunchPadApplier, WriteSet, writeset
 from fwspool.launchpad.vocabulary import Verdict
 from fwspool.push import Pusher
+from fwspool.qlaunch import future_run_exists
 from fwspool.reserve import reserve_offline
 from fwspool.testing.commands import run_fwspool
 from fwspool.testing.launchpad import uplink_for
@@ -183,3 +184,28 @@ def test_a_write_killed_after_taking_its_ids_is_replayed_with_them(
     done = _state(launchpad)
     assert {done["fireworks"][n][0] for n in ("g-addition", "g-detour")} == {first, first + 1}
     assert done["next_fw_id"] == first + 2 and done["locked"] == 0
+
+
+def test_while_a_completion_that_adds_fireworks_is_written_fwspool_qlaunch_still_sees_work_to_come(
+    launchpad: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between writing the completed Firework and promoting the Fireworks its FWAction added,
+    nothing is READY and nothing RUNNING has a WAITING child: FireWorks' future_run_exists says
+    no work will come, and a ``fwspool qlaunch ... rapidfire`` that asked it stopped for good in
+    that moment (tests/test_jobflow_submit.py's dynamic flow, once in CI). Asked at each step of
+    the write, fwspool's own answer is always yes."""
+    seen: dict[str, tuple[bool, bool]] = {}
+
+    def failpoint(name: str) -> None:
+        seen[name] = (bool(launchpad.future_run_exists(FWorker())), future_run_exists(launchpad, FWorker()))
+
+    with Journal.open(str(tmp_path / "j.sqlite3")) as journal:
+        _completion_ready(launchpad, tmp_path, journal)
+        monkeypatch.setattr(writeset, "failpoint", failpoint)
+        LaunchPadApplier(launchpad).apply(journal.pending_launches(None, 10), T0, redo=lambda b: None)
+    assert set(seen) == {"bulk.after_launches", "bulk.after_fireworks", "bulk.before_promote"}
+    assert {name: ours for name, (_, ours) in seen.items()} == dict.fromkeys(seen, True)
+    # FireWorks' own answer is no right after the Fireworks are written: what the check is for.
+    assert seen["bulk.after_fireworks"][0] is False
+    # Once written, the new Fireworks are READY: both answers are yes.
+    assert launchpad.future_run_exists(FWorker()) and future_run_exists(launchpad, FWorker())

@@ -34,7 +34,7 @@ from fwspool.failpoints import failpoint
 from fwspool.launchpad.locks import LOCK_FIELD
 from fwspool.launchpad.vocabulary import LockToken, lock_holder
 
-__all__ = ["UNDOING_FIELD", "UNDO_FIELD", "take_back_broken_writes", "undo_mark"]
+__all__ = ["UNDOING_FIELD", "UNDO_FIELD", "completion_in_flight", "take_back_broken_writes", "undo_mark"]
 
 #: Firework field: ``{"token", "wf", "set", "unset"}`` for a Firework a bulk completion replaced,
 #: ``{"token", "wf"}`` for one it inserted; removed once the completion's workflow is written.
@@ -53,6 +53,17 @@ def undo_mark(token: str, wf_id: Any, prior: dict[str, Any] | None, new: dict[st
     restore = {k: v for k, v in prior.items() if k not in ("_id", UNDO_FIELD) and new.get(k, _MISSING) != v}
     added = sorted(k for k in new if k not in prior and k != UNDO_FIELD)
     return {"token": token, "wf": wf_id, "set": restore, "unset": added}
+
+
+def completion_in_flight(lp: Any, query: dict[str, Any] | None = None) -> bool:
+    """Whether a Firework matching ``query`` carries an undo mark: a bulk completion is being
+    written (or a dead one waits for its redo or its taking back), and the Fireworks its
+    FWAction adds are not READY yet while the Firework it completes is no longer RUNNING.
+
+    FireWorks' ``future_run_exists`` answers False at that moment (nothing READY, nothing
+    RUNNING or RESERVED with a WAITING child), so a ``rapidfire`` asking it alone would stop for
+    good with the workflow half done."""
+    return lp.fireworks.find_one({**(query or {}), UNDO_FIELD: {"$exists": True}}, {"_id": 1}) is not None
 
 
 def take_back_broken_writes(lp: Any, owner: str, fw_ids: list[int]) -> list[str]:
