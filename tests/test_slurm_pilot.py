@@ -61,8 +61,10 @@ def starts(site: Site) -> list[tuple[int, str]]:
     return [(fw_id, json.loads(p)["batch_job_id"]) for fw_id, p in rows]
 
 
-def listed(directory: Path) -> list[str]:
-    return os.listdir(directory) if directory.is_dir() else []
+def stocked(pool: Path) -> list[str]:
+    """The names of the pool's published entries: not a ``.tmp`` one being written, which the
+    daemon renames into place a moment later (taken by that name, it was gone: a flake)."""
+    return [name for name, _entry in Pool(str(pool)).ready()] if (pool / "ready").is_dir() else []
 
 
 def add(lp: Any, *fws: Firework) -> list[int]:
@@ -135,7 +137,7 @@ def test_four_pilots_racing_for_one_pool_run_each_launch_once(site: Site) -> Non
     try:
         pool = start_daemon(site, "--pool-size", "12", "--idle-exit", "4")
         wait_for(
-            lambda: len(listed(pool / "ready")) == 12 and pilot_jobs(site),
+            lambda: len(stocked(pool)) == 12 and pilot_jobs(site),
             60,
             "12 in stock, a pilot queued",
         )
@@ -175,8 +177,8 @@ def test_a_pilot_scancelled_or_sigkilled_mid_launch(site: Site) -> None:
     pilot = json.loads(record.read_text())
     # A third Firework, claimed by this pilot as if it had been killed between claim and start.
     [orphan] = add(lp, Firework(ScriptTask.from_str("echo orphan > out.txt"), name="orphan"))
-    wait_for(lambda: listed(pool / "ready"), 60, "the orphan in stock")
-    [name] = os.listdir(pool / "ready")
+    wait_for(lambda: stocked(pool), 60, "the orphan in stock")
+    [name] = stocked(pool)
     taken = Pool(str(pool)).take(name, f"{pilot['batch_job_id']}_ghost_1_0000")
     assert taken is not None
     os.kill(pilot["pid"], signal.SIGKILL)
@@ -213,7 +215,7 @@ def test_pilots_work_through_the_stock_while_the_database_is_down(
     slurm_cluster.run("scontrol", "update", f"PartitionName={partition}", "State=DOWN")
     try:
         pool = start_daemon(s, "--pool-size", "6", "--idle-exit", "5")
-        wait_for(lambda: len(listed(pool / "ready")) == 6 and pilot_jobs(s), 60, "6 in stock, a pilot queued")
+        wait_for(lambda: len(stocked(pool)) == 6 and pilot_jobs(s), 60, "6 in stock, a pilot queued")
         server.stop()
         slurm_cluster.run("scontrol", "update", f"PartitionName={partition}", "State=UP")
         wait_for(
