@@ -38,7 +38,7 @@ from fwspool.events import utcnow
 from fwspool.plural import counted
 from fwspool.reserve import prepare_offline
 
-__all__ = ["PackJob", "SubmissionError", "future_run_exists", "rapidfire", "submit_pack", "walltime_seconds"]
+__all__ = ["PackJob", "SubmissionError", "rapidfire", "submit_pack", "walltime_seconds", "work_to_come"]
 
 #: How many READY Fireworks are looked at per query when filling a pack.
 _CANDIDATES_PER_SLOT = 4
@@ -624,14 +624,22 @@ def jobs_in_queue(qadapter: Any) -> int:
     )
 
 
-def future_run_exists(launchpad: Any, fworker: Any) -> bool:
-    """FireWorks' ``future_run_exists``, and also True while a push writes a completion whose
-    FWAction adds Fireworks (a jobflow replace, an addition, a detour): FireWorks' own answer is
-    False for that moment, and a rapidfire trusting it stopped with the new Fireworks never
-    submitted (:func:`fwspool.launchpad.undo.completion_in_flight`)."""
+def work_to_come(launchpad: Any, fworker: Any) -> str:
+    """Why Fireworks of this FWorker may still become READY, for a rapidfire's wait line; ""
+    when none can. FireWorks' ``future_run_exists`` first; then a completion a push is writing
+    (:func:`fwspool.launchpad.undo.completion_in_flight`): between the completed Firework and the
+    Fireworks its FWAction adds becoming READY (a jobflow replace, an addition, a detour),
+    FireWorks' own answer is no, and a rapidfire trusting it stopped with them never submitted."""
     from fwspool.launchpad.undo import completion_in_flight
 
-    return bool(launchpad.future_run_exists(fworker)) or completion_in_flight(launchpad, dict(fworker.query))
+    if launchpad.future_run_exists(fworker):
+        return "Fireworks WAITING on RESERVED or RUNNING ones may become READY"
+    if completion_in_flight(launchpad, dict(fworker.query)):
+        return (
+            "a push is writing a completion whose new Fireworks become READY after it "
+            "(or one that died halfway waits for its journal's next push)"
+        )
+    return ""
 
 
 def rapidfire(
@@ -695,12 +703,13 @@ def rapidfire(
         if timed_out():
             say(f"fwspool qlaunch: --timeout {timeout:g} s reached")
             return jobs
-        if nlaunches == 0 and not future_run_exists(launchpad, fworker):
+        coming = work_to_come(launchpad, fworker) if nlaunches == 0 else ""
+        if nlaunches == 0 and not coming:
             return jobs
         remaining = left()
         pause = sleep_seconds if remaining is None else max(0.0, min(sleep_seconds, remaining))
         if nlaunches == 0:
-            goal = "; Fireworks WAITING on RESERVED or RUNNING ones may become READY"
+            goal = f"; {coming}"
         elif nlaunches > 0:
             goal = f"; {len(jobs)} of {counted(nlaunches, 'job')} submitted (--nlaunches)"
         else:

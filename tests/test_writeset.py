@@ -18,7 +18,7 @@ from fwspool.journal import Journal
 from fwspool.launchpad import LaunchPadApplier, WriteSet, writeset
 from fwspool.launchpad.vocabulary import Verdict
 from fwspool.push import Pusher
-from fwspool.qlaunch import future_run_exists
+from fwspool.qlaunch import work_to_come
 from fwspool.reserve import reserve_offline
 from fwspool.testing.commands import run_fwspool
 from fwspool.testing.launchpad import uplink_for
@@ -196,8 +196,12 @@ def test_while_a_completion_that_adds_fireworks_is_written_fwspool_qlaunch_still
     the write, fwspool's own answer is always yes."""
     seen: dict[str, tuple[bool, bool]] = {}
 
+    said_at_fireworks: list[str] = []
+
     def failpoint(name: str) -> None:
-        seen[name] = (bool(launchpad.future_run_exists(FWorker())), future_run_exists(launchpad, FWorker()))
+        seen[name] = (bool(launchpad.future_run_exists(FWorker())), bool(work_to_come(launchpad, FWorker())))
+        if name == "bulk.after_fireworks":
+            said_at_fireworks.append(work_to_come(launchpad, FWorker()))
 
     with Journal.open(str(tmp_path / "j.sqlite3")) as journal:
         _completion_ready(launchpad, tmp_path, journal)
@@ -207,5 +211,6 @@ def test_while_a_completion_that_adds_fireworks_is_written_fwspool_qlaunch_still
     assert {name: ours for name, (_, ours) in seen.items()} == dict.fromkeys(seen, True)
     # FireWorks' own answer is no right after the Fireworks are written: what the check is for.
     assert seen["bulk.after_fireworks"][0] is False
+    assert "a push is writing a completion" in said_at_fireworks[0]
     # Once written, the new Fireworks are READY: both answers are yes.
-    assert launchpad.future_run_exists(FWorker()) and future_run_exists(launchpad, FWorker())
+    assert launchpad.future_run_exists(FWorker()) and work_to_come(launchpad, FWorker())
