@@ -262,15 +262,13 @@ def _parse_at(buf: bytes, pos: int, max_record: int) -> tuple[int, int, str]:
         return _BAD, 0, f"record too large ({length} bytes > limit {max_record})"
     start = pos + HEADER_LEN
     end = start + length + 1
-    if end > n:
-        if buf.find(b"\n", start, n) != -1:
+    if end > n or buf[end - 1] != 0x0A:
+        # A newline inside the declared body cuts the record short whether or not this read
+        # reached its declared end: the reason must not depend on how much of the file one read saw.
+        if buf.find(b"\n", start, min(end - 1, n)) != -1:
             return _BAD, 0, "record cut short by a newline"
-        return _SHORT, 0, ""
-    if buf[end - 1] != 0x0A:
-        # The same reason as above whenever a newline falls inside the declared body, so that
-        # the reason does not depend on how much of the file one read happened to see.
-        if buf.find(b"\n", start, end - 1) != -1:
-            return _BAD, 0, "record cut short by a newline"
+        if end > n:
+            return _SHORT, 0, ""
         return _BAD, 0, "missing record terminator"
     if zlib.crc32(buf[start : end - 1]) != crc:
         return _BAD, 0, "checksum mismatch"

@@ -28,25 +28,24 @@ FLOWS: dict[str, Callable[[], Flow]] = {
     "blob over 16 MB in GridFS": jf_jobs.blob_and_reader,
 }
 
+
+def _qlaunch_r(site: Site, *more: str) -> list[str]:
+    """FireWorks' own ``qlaunch -r rapidfire`` on the site, ``more`` options after it."""
+    return qlaunch_command(
+        site.launchpad_file, site.fw / "my_fworker.yaml", site.qadapter, "rapidfire", "--sleep", "1", *more
+    )
+
+
 #: The submission command of each offline twin: FireWorks' own, fwspool's.
 SUBMIT = {
-    "qlaunch -r": lambda site, *more: qlaunch_command(
-        site.launchpad_file, site.fw / "my_fworker.yaml", site.qadapter, "rapidfire", "--sleep", "1", *more
-    ),
+    "qlaunch -r": _qlaunch_r,
     "fwspool qlaunch": lambda site, *more: [
         str(site.fw / ".venv" / "bin" / "fwspool"),
         "qlaunch",
-        *qlaunch_command(
-            site.launchpad_file,
-            site.fw / "my_fworker.yaml",
-            site.qadapter,
-            "rapidfire",
-            "--sleep",
-            "1",
-            *more,
-        )[1:],
+        *_qlaunch_r(site, *more)[1:],
     ],
 }
+
 
 #: The flows whose jobs add Fireworks. FireWorks' own rapidfire, left to stop when it sees no
 #: work to come, can stop for good while the push writes such a completion (docs/jobflow.md):
