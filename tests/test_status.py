@@ -23,7 +23,7 @@ from fwspool.journal.rows import EventRow, IngestBatch, LaunchRow
 from fwspool.outcomes import PushedLaunch
 from fwspool.reserve import reserve_offline
 from fwspool.status import CHECK_SECONDS, check_database
-from fwspool.testing.commands import invoke, run_fwspool
+from fwspool.testing.commands import fwspool_cmd, invoke, run_fwspool
 from fwspool.testing.devslurm import DevSlurm
 from fwspool.testing.docs import code_blocks, doc_section
 from fwspool.testing.launchpad import make_launchpad
@@ -258,6 +258,65 @@ def test_the_database_check_takes_a_second_at_most_and_can_be_skipped(
     started = time.monotonic()
     res = invoke("status", "--no-check", env=env)
     assert "database: not checked (--no-check)" in res.output and time.monotonic() - started < 1.0
+
+
+def test_status_answers_while_another_process_holds_the_journals_write_lock(tmp_path: Path) -> None:
+    """A daemon's long commit (a first ingest's batch, a prune) holds the write lock: status only
+    reads, so it must not wait for it. Opening the journal used to rewrite its header (the
+    auto_vacuum pragma), which waited out the 30 s busy timeout and failed, "database is locked"."""
+    journal_path = str(tmp_path / "j.sqlite3")
+    with Journal.open(journal_path) as journal:
+        journal.commit_ingest(
+            IngestBatch(
+                launches=[LaunchRow(1, 1, "/r/1", "spool")],
+                events={
+                    "": [
+                        EventRow(
+                            "w1-0000000001",
+                            "w1",
+                            1,
+                            1,
+                            1,
+                            "started",
+                            iso(utcnow()),
+                            '{"type":"started"}',
+                            None,
+                        )
+                    ]
+                },
+            )
+        )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_THE_WRITE_LOCK, journal_path], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        before = os.stat(journal_path)
+        started = time.monotonic()
+        res = subprocess.run(
+            fwspool_cmd("status", "--no-check", "--journal", journal_path),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        took = time.monotonic() - started
+        assert res.returncode == 0, res.stderr
+        assert "launches: 1; as last pushed: not pushed 1" in res.stdout, res.stdout
+        assert took < 10, f"status waited {took:.1f} s for the write lock"
+        after = os.stat(journal_path)
+        assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+_HOLD_THE_WRITE_LOCK = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+time.sleep(120)
+"""
 
 
 def test_a_database_that_never_answers_is_given_up_after_the_budget() -> None:

@@ -62,17 +62,22 @@ def filesystem_type(path: str) -> str:
     return best_type
 
 
-#: Set on every connection, in this order.
+#: Set on a new, empty file only, before its first table: SQLite keeps both in the file.
+NEW_FILE_PRAGMAS = (
+    # 16 KiB pages (SQLite's default is 4) make a first ingest write, checkpoint and re-read a
+    # quarter as many pages, about 2.4 us less CPU per event inserted (docs/at-scale.md); an older
+    # journal keeps its page size.
+    "page_size = 16384",
+    # Pruned space then goes back to the filesystem without a VACUUM; an older journal is
+    # converted by its first prune (fwspool.journal.retention). Not on an existing file: there
+    # SQLite rewrites the header even when the mode is the same, a write that makes every
+    # command, `fwspool status` included, wait for the write lock another process holds.
+    "auto_vacuum = INCREMENTAL",
+)
+
+#: Set on every connection, in this order (a new file's NEW_FILE_PRAGMAS after the first).
 PRAGMAS = (
     "busy_timeout = 30000",
-    # A new file only, as auto_vacuum: 16 KiB pages (SQLite's default is 4) make a first ingest
-    # write, checkpoint and re-read a quarter as many pages, about 2.4 us less CPU per event
-    # inserted (docs/at-scale.md); an older journal keeps its page size.
-    "page_size = 16384",
-    # Takes effect on a new file only (before its first table): pruned space then goes back to
-    # the filesystem without a VACUUM; an older journal is converted by its first prune
-    # (fwspool.journal.retention).
-    "auto_vacuum = INCREMENTAL",
     "journal_mode = WAL",
     "synchronous = FULL",
     "foreign_keys = ON",
@@ -113,7 +118,11 @@ class JournalDatabase:
         except sqlite3.Error as exc:
             raise JournalError(f"cannot open journal {path}: {exc}") from exc
         try:
-            for pragma in PRAGMAS:
+            db.execute(f"PRAGMA {PRAGMAS[0]}")  # the busy timeout, before anything may wait
+            if db.execute("PRAGMA page_count").fetchone()[0] == 0:
+                for pragma in NEW_FILE_PRAGMAS:
+                    db.execute(f"PRAGMA {pragma}")
+            for pragma in PRAGMAS[1:]:
                 db.execute(f"PRAGMA {pragma}")
             create_or_upgrade(db, path, summarize)
         except sqlite3.OperationalError as exc:
