@@ -75,9 +75,11 @@ NEW_FILE_PRAGMAS = (
     "auto_vacuum = INCREMENTAL",
 )
 
-#: Set on every connection, in this order (a new file's NEW_FILE_PRAGMAS after the first).
+#: Set first on every connection: anything after it may wait for another process's lock.
+BUSY_TIMEOUT = "busy_timeout = 30000"
+
+#: Set on every connection, in this order, after BUSY_TIMEOUT (and a new file's NEW_FILE_PRAGMAS).
 PRAGMAS = (
-    "busy_timeout = 30000",
     "journal_mode = WAL",
     "synchronous = FULL",
     "foreign_keys = ON",
@@ -118,11 +120,9 @@ class JournalDatabase:
         except sqlite3.Error as exc:
             raise JournalError(f"cannot open journal {path}: {exc}") from exc
         try:
-            db.execute(f"PRAGMA {PRAGMAS[0]}")  # the busy timeout, before anything may wait
-            if db.execute("PRAGMA page_count").fetchone()[0] == 0:
-                for pragma in NEW_FILE_PRAGMAS:
-                    db.execute(f"PRAGMA {pragma}")
-            for pragma in PRAGMAS[1:]:
+            db.execute(f"PRAGMA {BUSY_TIMEOUT}")
+            new_file = db.execute("PRAGMA page_count").fetchone()[0] == 0
+            for pragma in (*NEW_FILE_PRAGMAS, *PRAGMAS) if new_file else PRAGMAS:
                 db.execute(f"PRAGMA {pragma}")
             create_or_upgrade(db, path, summarize)
         except sqlite3.OperationalError as exc:
